@@ -1,0 +1,12 @@
+// The one WebAssembly module of pagemill: every kernel family, re-exported.
+// Kernels take pointers and counts into linear memory, return status codes
+// (>= 0 ok, -1 does not fit, -2 malformed) and never trap on data. Memory is
+// managed from TypeScript (src/wasm/heap.ts), above `heapBase()`.
+
+export { zeroScan } from "./zero";
+export { bitmapCount, bitmapExtract, bitmapNextSet, bitmapFill, bitmapOr, bitmapAndNot, bitmapSync } from "./bitmap";
+
+/** First byte of linear memory free for the TypeScript heap (past static data). */
+export function heapBase(): usize {
+  return (__heap_base + 63) & ~(<usize>63);
+}

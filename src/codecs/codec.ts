@@ -1,0 +1,103 @@
+// The contract every page codec keeps, and the registry of wire ids.
+//
+// A codec encodes a whole PageBatch in one call and returns an EncodedBatch:
+// per page, the encoding actually used (a wire id), and its payload. An
+// encoder never fails on data: a page it cannot shrink comes back as RAW and
+// is counted. A decoder checks every length before it writes and throws a
+// CodecError naming the page and the cause.
+
+import type { PageBatch } from "../wasm/arena.js";
+
+/** Wire ids: how one page travels. Stable: they appear in frames and files. */
+export const Encoding = {
+  /** the page bytes as they are */
+  RAW: 0,
+  /** all zero: no payload */
+  ZERO: 1,
+  /** one 32-bit value repeated: 4-byte payload, little-endian */
+  SAME_VALUE: 2,
+  /** WKdm_new compressed words (4 KiB pages) */
+  WKDM: 3,
+  /** one LZ4 block */
+  LZ4: 4,
+  /** QEMU XBZRLE delta against the last version sent */
+  XBZRLE: 5,
+  /** reference to content the destination already holds */
+  DEDUP: 6,
+} as const;
+export type Encoding = (typeof Encoding)[keyof typeof Encoding];
+
+export const ENCODING_NAMES: Record<Encoding, string> = {
+  0: "raw",
+  1: "zero",
+  2: "same-value",
+  3: "wkdm",
+  4: "lz4",
+  5: "xbzrle",
+  6: "dedup",
+};
+
+/** Encoded pages of one batch, owned by JavaScript (safe to keep and send). */
+export interface EncodedBatch {
+  readonly pageSize: number;
+  readonly count: number;
+  /** encodings[k]: the wire id page k was encoded with */
+  readonly encodings: Uint8Array;
+  /** offsets[k], lengths[k]: page k's payload within `data` */
+  readonly offsets: Uint32Array;
+  readonly lengths: Uint32Array;
+  readonly data: Uint8Array;
+}
+
+/** Counters every codec keeps; adaptive choices read only from these. */
+export interface CodecStats {
+  /** pages given to encodeBatch */
+  pages: number;
+  /** bytes of those pages */
+  inputBytes: number;
+  /** payload bytes produced (excluding any framing) */
+  outputBytes: number;
+  /** pages that came out RAW because the codec could not shrink them */
+  notFit: number;
+  /** pages per wire id actually used */
+  byEncoding: Record<string, number>;
+  /** payload bytes per wire id actually used */
+  bytesByEncoding: Record<string, number>;
+}
+
+export function newCodecStats(): CodecStats {
+  return { pages: 0, inputBytes: 0, outputBytes: 0, notFit: 0, byEncoding: {}, bytesByEncoding: {} };
+}
+
+/** Adds one encoded batch to the stats (call once per encodeBatch). */
+export function countEncoded(stats: CodecStats, encoded: EncodedBatch, notFit: number): void {
+  stats.pages += encoded.count;
+  stats.inputBytes += encoded.count * encoded.pageSize;
+  stats.notFit += notFit;
+  for (let k = 0; k < encoded.count; k++) {
+    const name = ENCODING_NAMES[encoded.encodings[k] as Encoding] ?? String(encoded.encodings[k]);
+    stats.byEncoding[name] = (stats.byEncoding[name] ?? 0) + 1;
+    stats.bytesByEncoding[name] = (stats.bytesByEncoding[name] ?? 0) + encoded.lengths[k]!;
+    stats.outputBytes += encoded.lengths[k]!;
+  }
+}
+
+export interface PageCodec {
+  /** Short name, as the CLI spells it ("lz4", "wkdm", "mecom", ...). */
+  readonly name: string;
+  /** The wire id this codec produces when it succeeds (MECOM: several, per page). */
+  readonly encoding: Encoding;
+  readonly stats: CodecStats;
+  /**
+   * Encodes the batch's loaded pages. `pageIndices[k]` is the guest page of
+   * slot k (codecs with memory of earlier pages, XBZRLE and dedup, key on it).
+   */
+  encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch;
+  /**
+   * Decodes every page of `encoded` into slots 0.. of `batch` (setting its
+   * count), after checking every page; throws CodecError naming the page.
+   */
+  decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void;
+  /** Releases WebAssembly memory the codec holds. */
+  dispose(): void;
+}

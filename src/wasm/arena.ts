@@ -1,0 +1,129 @@
+// PageBatch: N pages of one size living in WebAssembly linear memory. Pages
+// cross into the kernels by the batch: fill the batch once, make one kernel
+// call over all of it, read back a small table.
+
+import { checkInteger, checkPageSize } from "../errors.js";
+import { wasm, type Wasm } from "./module.js";
+
+export type PageSource = Uint8Array | ArrayBuffer;
+
+function asBytes(source: PageSource, name: string): Uint8Array {
+  if (source instanceof Uint8Array) return source;
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  throw new TypeError(`${name} must be a Uint8Array or ArrayBuffer`);
+}
+
+export class PageBatch {
+  /** Bytes per page: a power of two, 512..65536. */
+  readonly pageSize: number;
+  /** Most pages the batch holds. */
+  readonly capacity: number;
+  /** Offset of page 0 in linear memory. */
+  readonly ptr: number;
+  /** Pages loaded now (0..capacity). */
+  count = 0;
+  private readonly owner: Wasm;
+  private disposed = false;
+
+  /** A batch of `capacity` pages of `pageSize` bytes (4 KiB by default). `init()` must have completed. */
+  constructor(capacity: number, pageSize = 4096) {
+    checkPageSize(pageSize);
+    checkInteger("capacity", capacity, 1, Math.floor(2 ** 31 / pageSize));
+    this.pageSize = pageSize;
+    this.capacity = capacity;
+    this.owner = wasm();
+    this.ptr = this.owner.heap.alloc(capacity * pageSize);
+  }
+
+  /** Copies pages `indices` of `source` (page i at byte i·pageSize) into slots 0.. of the batch. */
+  load(source: PageSource, indices: ArrayLike<number>): this {
+    const src = asBytes(source, "source");
+    const n = indices.length;
+    checkInteger("indices.length", n, 0, this.capacity);
+    const ps = this.pageSize;
+    const limit = Math.floor(src.byteLength / ps);
+    for (let k = 0; k < n; k++) {
+      const p = indices[k]!;
+      if (!Number.isInteger(p) || p < 0 || p >= limit) {
+        throw new RangeError(`indices[${k}] = ${p} is not a page of source (${limit} whole pages of ${ps} bytes)`);
+      }
+    }
+    const mem = this.owner.heap.bytes();
+    // Copy runs of consecutive pages in one call each.
+    for (let k = 0; k < n; ) {
+      const first = indices[k]!;
+      let run = 1;
+      while (k + run < n && indices[k + run] === first + run) run++;
+      mem.set(src.subarray(first * ps, (first + run) * ps), this.ptr + k * ps);
+      k += run;
+    }
+    this.count = n;
+    return this;
+  }
+
+  /** Copies whole pages from `pages` (a multiple of pageSize bytes) into slots 0.. . */
+  set(pages: PageSource): this {
+    const src = asBytes(pages, "pages");
+    if (src.byteLength % this.pageSize !== 0) {
+      throw new RangeError(`pages has ${src.byteLength} bytes, not a multiple of pageSize ${this.pageSize}`);
+    }
+    const n = src.byteLength / this.pageSize;
+    checkInteger("pages.byteLength / pageSize", n, 0, this.capacity);
+    this.owner.heap.bytes().set(src, this.ptr);
+    this.count = n;
+    return this;
+  }
+
+  /** Copies slot k to page `indices[k]` of `destination`, for every loaded slot. */
+  store(destination: Uint8Array, indices: ArrayLike<number>): void {
+    const ps = this.pageSize;
+    if (indices.length !== this.count) throw new RangeError(`indices.length ${indices.length} != batch count ${this.count}`);
+    const limit = Math.floor(destination.byteLength / ps);
+    const mem = this.owner.heap.bytes();
+    for (let k = 0; k < this.count; k++) {
+      const p = indices[k]!;
+      if (!Number.isInteger(p) || p < 0 || p >= limit) throw new RangeError(`indices[${k}] = ${p} is not a page of destination`);
+      destination.set(mem.subarray(this.ptr + k * ps, this.ptr + (k + 1) * ps), p * ps);
+    }
+  }
+
+  /** View of slot k; valid until the next allocation in this thread's heap. */
+  page(k: number): Uint8Array {
+    checkInteger("k", k, 0, this.capacity - 1);
+    const start = this.ptr + k * this.pageSize;
+    return this.owner.heap.bytes().subarray(start, start + this.pageSize);
+  }
+
+  /** View of the loaded pages; valid until the next allocation. */
+  bytes(): Uint8Array {
+    return this.owner.heap.bytes().subarray(this.ptr, this.ptr + this.count * this.pageSize);
+  }
+
+  /** Gives the memory back; the batch is unusable afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.owner.heap.release(this.ptr);
+  }
+}
+
+/**
+ * A scratch region owned by a codec or helper, grown (never shrunk) on demand.
+ * Returns its pointer; callers take views through the heap afterwards.
+ */
+export class Scratch {
+  private ptr = 0;
+  private size = 0;
+  constructor(private readonly owner: Wasm = wasm()) {}
+  reserve(bytes: number): number {
+    if (bytes <= this.size) return this.ptr;
+    if (this.size) this.owner.heap.release(this.ptr);
+    this.size = Math.max(bytes, this.size * 2);
+    this.ptr = this.owner.heap.alloc(this.size);
+    return this.ptr;
+  }
+  dispose(): void {
+    if (this.size) this.owner.heap.release(this.ptr);
+    this.size = 0;
+  }
+}

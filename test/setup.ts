@@ -1,0 +1,3 @@
+import { init } from "../src/index.js";
+
+await init();
