@@ -1,0 +1,115 @@
+// Shared pieces of the CLI: argument parsing with named errors, unit parsing,
+// and a progress bar that draws only on a terminal.
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+export interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+/** A command line that cannot be understood; printed with the command's usage. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export type OptionValue = string | boolean | (string | boolean)[] | undefined;
+
+export interface ParsedArgs {
+  values: Record<string, OptionValue>;
+  positionals: string[];
+}
+
+/** parseArgs that reports unknown or malformed options as a UsageError. */
+export function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>): ParsedArgs {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** Parses an integer option, naming it when it is not one in range. */
+export function intOption(name: string, text: OptionValue, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got '${text}'`);
+  }
+  return value;
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kib: 1024, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30 };
+
+/** Parses a byte size such as 4096, 4k, 64MiB. */
+export function sizeOption(name: string, text: OptionValue, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`--${name} must be a size like 4096, 4k or 64MiB, got '${text}'`);
+  return Math.round(Number(m[1]) * unit);
+}
+
+const RATE_UNITS: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9, bps: 1, kbps: 1e3, mbps: 1e6, gbps: 1e9 };
+
+/** Parses a link rate such as 40mbit, 1gbit, 10Gbps (bits per second). */
+export function rateOption(name: string, text: OptionValue, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(text.trim());
+  const unit = m ? RATE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`--${name} must be a rate like 40mbit or 1gbit, got '${text}'`);
+  return Number(m[1]) * unit;
+}
+
+const TIME_UNITS: Record<string, number> = { us: 1e-6, ms: 1e-3, s: 1, m: 60 };
+
+/** Parses a duration such as 300ms, 5s, 200us (seconds). */
+export function durationOption(name: string, text: OptionValue, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
+  const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|m)$/i.exec(text.trim());
+  if (!m) throw new UsageError(`--${name} must be a duration like 300ms or 5s, got '${text}'`);
+  return Number(m[1]) * TIME_UNITS[m[2]!.toLowerCase()]!;
+}
+
+/** A one-line progress bar on stderr, drawn only when stderr is a terminal. */
+export class Progress {
+  private readonly enabled: boolean;
+  private last = 0;
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    stream: NodeJS.WriteStream = process.stderr,
+  ) {
+    this.enabled = Boolean(stream.isTTY) && total > 0;
+  }
+  update(done: number, extra = ""): void {
+    if (!this.enabled) return;
+    const now = Date.now();
+    if (now - this.last < 100 && done < this.total) return;
+    this.last = now;
+    const width = 30;
+    const filled = Math.round((width * Math.min(done, this.total)) / this.total);
+    const pct = ((100 * done) / this.total).toFixed(0).padStart(3);
+    process.stderr.write(`\r${this.label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${pct}% ${extra}\x1b[K`);
+  }
+  done(): void {
+    if (this.enabled) process.stderr.write("\r\x1b[K");
+  }
+}
+
+/** Formats bytes as KiB/MiB/GiB with one decimal. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}

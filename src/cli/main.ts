@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// pagemill's command line: `pagemill COMMAND [ARGS]`. Each command lives in
+// its own module exporting `summary`, `usage` and `run(args)`, loaded only
+// when called.
+
+import { init } from "../wasm/module.js";
+import { UsageError, type Command } from "./args.js";
+
+const commands: Record<string, () => Promise<Command>> = {
+  scan: () => import("./scan.js"),
+};
+
+function help(): string {
+  const lines = ["usage: pagemill COMMAND [options]", "", "commands:"];
+  for (const name of Object.keys(commands)) lines.push(`  ${name}`);
+  lines.push("", "`pagemill COMMAND --help` for a command's options.");
+  return lines.join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(help());
+    return name === undefined ? 2 : 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    console.error(`pagemill: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  const command = await load();
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(`${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  try {
+    await init();
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`pagemill ${name}: ${err.message}\n\n${command.usage}`);
+      return 2;
+    }
+    console.error(`pagemill ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,78 @@
+// pagemill scan FILE: how many pages of a memory dump or disk image are zero.
+
+import { scanZeroPages } from "../codecs/zero.js";
+import { checkPageSize } from "../errors.js";
+import { PageBatch } from "../wasm/arena.js";
+import { Progress, UsageError, formatBytes, parse, sizeOption } from "./args.js";
+import { openPageFile } from "./pagefile.js";
+
+export const summary = "Counts the zero pages of a memory dump or disk image (plain or gzip).";
+export const usage = "usage: pagemill scan FILE [--page-size N] [--json]";
+
+export interface ScanReport {
+  file: string;
+  pageSize: number;
+  pages: number;
+  zeroPages: number;
+  zeroShare: number;
+  bytes: number;
+  paddedBytes: number;
+  seconds: number;
+}
+
+export async function scanFile(path: string, pageSize: number, onProgress?: (readBytes: number) => void): Promise<ScanReport> {
+  const file = await openPageFile(path, pageSize);
+  const batch = new PageBatch(1024, pageSize);
+  const started = performance.now();
+  let pages = 0;
+  let zeroPages = 0;
+  try {
+    for await (const chunk of file.chunks()) {
+      zeroPages += scanZeroPages(batch.set(chunk.pages)).zeroCount;
+      pages += chunk.count;
+      onProgress?.(file.readBytes());
+    }
+  } finally {
+    batch.dispose();
+  }
+  return {
+    file: path,
+    pageSize,
+    pages,
+    zeroPages,
+    zeroShare: pages ? zeroPages / pages : 0,
+    bytes: pages * pageSize - file.padding,
+    paddedBytes: file.padding,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    "page-size": { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one FILE" : "missing FILE");
+  const pageSize = sizeOption("page-size", values["page-size"], 4096);
+  try {
+    checkPageSize(pageSize, "--page-size");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const path = positionals[0]!;
+  const { stat } = await import("node:fs/promises");
+  const total = await stat(path).then((s) => s.size, () => 0);
+  const progress = new Progress("scan", total);
+  const report = await scanFile(path, pageSize, (n) => progress.update(n));
+  progress.done();
+  if (values.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return 0;
+  }
+  console.log(`${report.file}: ${report.pages} pages of ${report.pageSize} B (${formatBytes(report.bytes)})`);
+  console.log(`  zero pages   ${report.zeroPages} (${(100 * report.zeroShare).toFixed(1)}%)`);
+  if (report.paddedBytes) console.log(`  last page    short by ${report.paddedBytes} B, read as zero-padded`);
+  const mbs = report.bytes / 2 ** 20 / Math.max(report.seconds, 1e-9);
+  console.log(`  scanned in   ${report.seconds.toFixed(3)} s (${mbs.toFixed(0)} MiB/s)`);
+  return 0;
+}
