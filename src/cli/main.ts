@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // pagemill's command line: `pagemill COMMAND [ARGS]`. Each command lives in
 // its own module exporting `summary`, `usage` and `run(args)`, loaded only
 // when called.
@@ -45,5 +44,3 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-
-process.exitCode = await main(process.argv.slice(2));

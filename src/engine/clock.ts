@@ -1,0 +1,166 @@
+// Time as strategies see it. A strategy is an ordinary async function that
+// reads `now()` and awaits `sleep`/`waitUntil`; it never learns whether the
+// seconds are real or simulated.
+//
+// VirtualClock is a discrete-event simulator built on the JavaScript event
+// loop: every task that waits on the clock parks a timer in a heap; `run()`
+// lets all runnable tasks go (one macrotask turn drains every microtask),
+// then jumps time to the earliest timer and wakes it. Ties wake in the order
+// they were scheduled, so a run is deterministic: the same inputs give the
+// same event order and the same timestamps, on any machine.
+
+import { PagemillError } from "../errors.js";
+
+export interface Clock {
+  /** Seconds since the clock's origin. */
+  now(): number;
+  /** Resolves once `now() >= t` (at once when t is already past). */
+  waitUntil(t: number): Promise<void>;
+  /** Resolves after `seconds` (≥ 0). */
+  sleep(seconds: number): Promise<void>;
+  /**
+   * Runs `main` (and whatever tasks it starts) to completion on this clock.
+   * Every strategy is started through here, so a virtual clock can drive time.
+   */
+  run<T>(main: () => Promise<T>): Promise<T>;
+}
+
+/** The clock stalled: tasks are waiting but no timer can ever wake them. */
+export class DeadlockError extends PagemillError {}
+
+interface Timer {
+  readonly t: number;
+  readonly seq: number;
+  readonly wake: () => void;
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function checkTime(name: string, value: number): void {
+  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a finite number ≥ 0, got ${value}`);
+}
+
+/** Simulated time: jumps from event to event; a run of hours takes milliseconds. */
+export class VirtualClock implements Clock {
+  private current = 0;
+  private seq = 0;
+  private readonly heap: Timer[] = [];
+  private running = false;
+  /** Events woken so far (for tests and progress). */
+  events = 0;
+
+  now(): number {
+    return this.current;
+  }
+
+  sleep(seconds: number): Promise<void> {
+    checkTime("seconds", seconds);
+    return this.waitUntil(this.current + seconds);
+  }
+
+  waitUntil(t: number): Promise<void> {
+    if (Number.isNaN(t)) throw new RangeError("t must be a number, got NaN");
+    return new Promise((wake) => this.push({ t: Math.max(t, this.current), seq: this.seq++, wake }));
+  }
+
+  async run<T>(main: () => Promise<T>): Promise<T> {
+    if (this.running) throw new PagemillError("VirtualClock.run is already running");
+    this.running = true;
+    let settled = false;
+    let value: T | undefined;
+    let failure: { error: unknown } | undefined;
+    main().then(
+      (v) => {
+        settled = true;
+        value = v;
+      },
+      (error: unknown) => {
+        settled = true;
+        failure = { error };
+      },
+    );
+    try {
+      for (;;) {
+        // One macrotask turn: every task that can run without time passing does.
+        await nextTurn();
+        if (settled) break;
+        const timer = this.pop();
+        if (!timer) throw new DeadlockError(`virtual clock stalled at t=${this.current}s: tasks wait but no timer is pending`);
+        this.current = timer.t;
+        this.events++;
+        timer.wake();
+        // Wake every other timer due at the same instant, in scheduling order.
+        while (this.heap.length && this.heap[0]!.t === this.current) {
+          this.events++;
+          this.pop()!.wake();
+        }
+      }
+    } finally {
+      this.running = false;
+      // Timers left by background tasks of a finished run are dropped.
+      this.heap.length = 0;
+    }
+    if (failure) throw failure.error;
+    return value as T;
+  }
+
+  private less(a: Timer, b: Timer): boolean {
+    return a.t < b.t || (a.t === b.t && a.seq < b.seq);
+  }
+
+  private push(timer: Timer): void {
+    const h = this.heap;
+    h.push(timer);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): Timer | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/** Wall-clock time (performance.now), for migrations between real processes. */
+export class RealClock implements Clock {
+  private readonly origin = performance.now();
+
+  now(): number {
+    return (performance.now() - this.origin) / 1000;
+  }
+
+  sleep(seconds: number): Promise<void> {
+    checkTime("seconds", seconds);
+    return new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  }
+
+  waitUntil(t: number): Promise<void> {
+    return this.sleep(Math.max(0, t - this.now()));
+  }
+
+  run<T>(main: () => Promise<T>): Promise<T> {
+    return main();
+  }
+}

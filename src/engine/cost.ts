@@ -1,0 +1,132 @@
+// CPU time of the per-page work, in virtual time. A migration in virtual time
+// must charge the encoder and decoder for their work, or a codec that
+// compresses 10× would look free; charging what this machine happened to
+// take would make results differ between machines and runs. So the charge
+// comes from a table of throughputs (bytes of page input per second, one
+// core): the default table below, or one measured on a machine by
+// `pagemill bench --calibrate` and loaded with `--cost FILE`.
+
+import { readFileSync } from "node:fs";
+import { PagemillError } from "../errors.js";
+
+/** Throughput of one codec on one core, in bytes of raw page input per second. */
+export interface CodecCost {
+  readonly encode: number;
+  readonly decode: number;
+}
+
+export interface CostTable {
+  /** Where the figures come from ("default", or the host that measured them). */
+  readonly source: string;
+  /** Per codec name as the CLI spells it ("raw", "lz4", "mecom", ...). */
+  readonly codecs: Readonly<Record<string, CodecCost>>;
+  /** Zero-page scan, bytes/s. */
+  readonly zeroScan: number;
+  /** Page digests for verification and dedup, bytes/s. */
+  readonly hash: number;
+  /** Codecs missing from `codecs` are charged this. */
+  readonly fallback: CodecCost;
+}
+
+/**
+ * The default table: round figures of the order the LZ4, xxHash and QEMU
+ * projects report for one core of a current ~3 GHz x86 server on memory
+ * pages (LZ4 ~0.5 GB/s compress and several GB/s decompress; XBZRLE and
+ * WKdm, word-at-a-time loops, in between; a copy or a zero check at memory
+ * speed). They make runs comparable across machines; calibrate for a
+ * prediction of one machine.
+ */
+export const DEFAULT_COSTS: CostTable = {
+  source: "default",
+  codecs: {
+    raw: { encode: 8e9, decode: 8e9 },
+    zero: { encode: 10e9, decode: 10e9 },
+    lz4: { encode: 600e6, decode: 3e9 },
+    wkdm: { encode: 900e6, decode: 1.2e9 },
+    xbzrle: { encode: 1.5e9, decode: 3e9 },
+    mecom: { encode: 700e6, decode: 1.5e9 },
+    dedup: { encode: 2e9, decode: 8e9 },
+  },
+  zeroScan: 10e9,
+  hash: 4e9,
+  fallback: { encode: 500e6, decode: 1e9 },
+};
+
+/** A cost file that cannot be used. */
+export class CostTableError extends PagemillError {}
+
+function positiveRate(where: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new CostTableError(`${where} must be a positive number of bytes per second, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function codecCost(where: string, value: unknown): CodecCost {
+  if (typeof value !== "object" || value === null) throw new CostTableError(`${where} must be an object { encode, decode }`);
+  const v = value as Record<string, unknown>;
+  return { encode: positiveRate(`${where}.encode`, v.encode), decode: positiveRate(`${where}.decode`, v.decode) };
+}
+
+/**
+ * Reads a cost table from parsed JSON, checking every field; figures it does
+ * not give are taken from DEFAULT_COSTS.
+ */
+export function parseCostTable(json: unknown, name = "cost table"): CostTable {
+  if (typeof json !== "object" || json === null) throw new CostTableError(`${name}: expected a JSON object`);
+  const j = json as Record<string, unknown>;
+  const codecs: Record<string, CodecCost> = { ...DEFAULT_COSTS.codecs };
+  if (j.codecs !== undefined) {
+    if (typeof j.codecs !== "object" || j.codecs === null) throw new CostTableError(`${name}: codecs must be an object`);
+    for (const [codec, cost] of Object.entries(j.codecs)) codecs[codec] = codecCost(`${name}: codecs.${codec}`, cost);
+  }
+  return {
+    source: typeof j.source === "string" ? j.source : name,
+    codecs,
+    zeroScan: j.zeroScan === undefined ? DEFAULT_COSTS.zeroScan : positiveRate(`${name}: zeroScan`, j.zeroScan),
+    hash: j.hash === undefined ? DEFAULT_COSTS.hash : positiveRate(`${name}: hash`, j.hash),
+    fallback: j.fallback === undefined ? DEFAULT_COSTS.fallback : codecCost(`${name}: fallback`, j.fallback),
+  };
+}
+
+/** Loads a cost table written by `pagemill bench --calibrate`. */
+export function loadCostTable(path: string): CostTable {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (cause) {
+    throw new CostTableError(`cannot read cost file ${path}`, { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new CostTableError(`${path}: not JSON (${(cause as Error).message})`, { cause });
+  }
+  return parseCostTable(json, path);
+}
+
+/** Seconds of CPU the per-page work costs, from a table. */
+export class CostModel {
+  constructor(readonly table: CostTable = DEFAULT_COSTS) {}
+
+  private codec(name: string): CodecCost {
+    return this.table.codecs[name] ?? this.table.fallback;
+  }
+
+  encodeSeconds(codec: string, bytes: number): number {
+    return bytes / this.codec(codec).encode;
+  }
+
+  decodeSeconds(codec: string, bytes: number): number {
+    return bytes / this.codec(codec).decode;
+  }
+
+  zeroScanSeconds(bytes: number): number {
+    return bytes / this.table.zeroScan;
+  }
+
+  hashSeconds(bytes: number): number {
+    return bytes / this.table.hash;
+  }
+}

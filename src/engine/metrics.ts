@@ -1,0 +1,166 @@
+// What a migration reports: one stats object, in QEMU's words where QEMU has
+// one (`query-migrate`: total-time, downtime, ram.transferred, ...; named in
+// each field's comment), plus what the seeds add (remote uptime U, pages
+// transferred, the workload's slowdown at the destination, per-round rows).
+// Times are in seconds of the migration's clock (virtual unless run on a
+// real one), sizes in bytes, rates per second of that clock.
+
+import type { CodecStats } from "../codecs/codec.js";
+
+export type StrategyName = "precopy" | "postcopy" | "hybrid";
+
+/** Why pre-copy stopped iterating. */
+export type StopReason =
+  /** the bytes left fit the downtime limit at the measured bandwidth (QEMU) */
+  | "downtime-limit"
+  /** nothing left to send after a round */
+  | "converged"
+  /** Xen's cap on the number of rounds */
+  | "iteration-limit"
+  /** Xen's cap: more than `maxSentFactor` × guest memory sent */
+  | "sent-limit"
+  /** hybrid: the configured pre-copy rounds are done */
+  | "round-limit"
+  /** hybrid: the configured pre-copy byte budget is spent */
+  | "byte-budget"
+  /** post-copy: switch-over at once */
+  | "immediate";
+
+/** One pre-copy round (Clark et al.'s iteration; QEMU's dirty sync period). */
+export interface RoundRow {
+  /** 1 for the first full pass */
+  round: number;
+  /** clock time the round started */
+  start: number;
+  /** seconds the round took */
+  duration: number;
+  /** pages sent with content */
+  pages: number;
+  /** pages sent as zero flags */
+  zeroPages: number;
+  /** pages of the round's set skipped because they were dirtied again meanwhile (sent next round) */
+  skipped: number;
+  /** bytes put on the wire */
+  bytes: number;
+  /** pages the guest dirtied during the round, per second */
+  dirtyRate: number;
+  /** the throttle in force at the round's end, percent */
+  throttle: number;
+}
+
+export interface ThrottleStep {
+  /** clock time of the change */
+  at: number;
+  /** new cpu-throttle-percentage */
+  percent: number;
+}
+
+/** QEMU's xbzrle-cache block, filled when the codec is xbzrle. */
+export interface XbzrleStats {
+  /** xbzrle-cache.pages: pages sent as XBZRLE deltas */
+  pages: number;
+  /** xbzrle-cache.bytes: bytes of those deltas */
+  bytes: number;
+  /** xbzrle-cache.cache-miss: pages the codec could not delta-encode */
+  cacheMiss: number;
+  /** xbzrle-cache.cache-miss-rate: cacheMiss / pages given to the codec */
+  cacheMissRate: number;
+  /** xbzrle-cache.encoding-rate: raw bytes per delta byte of the delta-encoded pages */
+  encodingRate: number;
+  /** xbzrle-cache.overflow: deltas that did not fit and went raw */
+  overflow: number;
+}
+
+export interface MigrationStats {
+  strategy: StrategyName;
+  /** codec name as given */
+  codec: string;
+  /** QEMU status: "completed" (a failed migration throws instead) */
+  status: "completed";
+  /** pre-copy met its downtime rule (false: a cap forced the stop) */
+  converged: boolean;
+  stopReason: StopReason;
+
+  /** QEMU total-time: start until the destination runs with every page */
+  totalTime: number;
+  /** QEMU setup-time: start until the first page is sent */
+  setupTime: number;
+  /** QEMU downtime: the guest runs nowhere (source stopped → destination resumed) */
+  downtime: number;
+  /** QEMU expected-downtime: the last estimate before stopping (bytes left / bandwidth) */
+  expectedDowntime: number;
+  /** remote uptime U (seed 001): destination resume → last page arrived (0 for pre-copy) */
+  remoteUptime: number;
+
+  /** QEMU ram.total: guest memory bytes */
+  total: number;
+  /** guest page size */
+  pageSize: number;
+  /** QEMU ram.transferred: bytes put on the wire (every frame, both directions) */
+  transferred: number;
+  /** QEMU ram.remaining: bytes still to send when the stats were taken (0 at the end) */
+  remaining: number;
+  /** QEMU ram.duplicate: pages sent as zero flags */
+  duplicate: number;
+  /** QEMU ram.normal: pages sent with content */
+  normal: number;
+  /** QEMU ram.normal-bytes: normal × page size (before compression) */
+  normalBytes: number;
+  /** pages transferred (the survey's metric): normal + duplicate, resends included */
+  pagesTransferred: number;
+  /** QEMU ram.dirty-pages-rate: pages dirtied per second over the last period */
+  dirtyPagesRate: number;
+  /** QEMU ram.mbps: wire throughput over the last period, Mbit/s */
+  mbps: number;
+  /** QEMU ram.dirty-sync-count: dirty-log syncs (rounds) */
+  dirtySyncCount: number;
+  /** QEMU ram.postcopy-requests: pages the destination asked for */
+  postcopyRequests: number;
+  /** QEMU ram.precopy-bytes: wire bytes while the guest ran on the source */
+  precopyBytes: number;
+  /** QEMU ram.downtime-bytes: wire bytes while the guest was stopped */
+  downtimeBytes: number;
+  /** QEMU ram.postcopy-bytes: wire bytes after the destination resumed */
+  postcopyBytes: number;
+  /** QEMU xbzrle-cache, when the codec is xbzrle */
+  xbzrleCache: XbzrleStats | undefined;
+  /** QEMU cpu-throttle-percentage: auto-converge throttle at the end */
+  cpuThrottlePercentage: number;
+  /** every throttle change (auto-converge) */
+  throttleSteps: ThrottleStep[];
+
+  /** post-copy: workload accesses that found their page missing */
+  faults: number;
+  /** post-copy: faults on whole-page writes served without a fetch (seed 001) */
+  wholePageOverwrites: number;
+  /** post-copy: pages pushed because they neighbour a fault (adaptive pre-paging) */
+  prepagedPages: number;
+  /** post-copy: seconds the destination's workload stalled on faults */
+  faultStall: number;
+  /**
+   * Destination workload slowdown: seconds the destination needed for the
+   * guest time it ran while pages were still missing, divided by that guest
+   * time (1 = no slowdown; 0 when it never ran before the end).
+   */
+  workloadSlowdown: number;
+
+  /** CPU seconds the source spent on zero scans, encoding and digests */
+  sourceCpu: number;
+  /** CPU seconds the destination spent on decoding */
+  destinationCpu: number;
+  /** the codec's counters (pages per wire id, bytes in and out) */
+  codecStats: CodecStats;
+  /** raw bytes of pages sent with content per wire byte of their payload */
+  compressionRatio: number;
+
+  /** pages compared at the end (all of them) */
+  verifiedPages: number;
+  /** the state blob's size */
+  stateBytes: number;
+  /** link rate at the start (bit/s) and RTT (s) */
+  bandwidth: number;
+  rtt: number;
+  /** per-round rows (pre-copy rounds; hybrid's pre-copy part) */
+  rounds: RoundRow[];
+}
+

@@ -1,0 +1,165 @@
+// Guests: the memory an engine migrates, and the contract of the workloads
+// that change it while the engine runs.
+//
+// ## API (stable: the engines are written against it)
+//
+//   const guest = new Guest(pageCount, pageSize = 4096, memory?)
+//     guest.memory    Uint8Array of pageCount·pageSize bytes, page i at byte
+//                     i·pageSize. Plain JavaScript memory, not WebAssembly
+//                     memory (guests can be GiBs); load pages into a PageBatch
+//                     with `batch.load(guest.memory, indices)`.
+//     guest.page(i)   a view of page i (no copy).
+//     guest.dirtyLog  DirtyBitmap: bit i is set when page i was written since
+//                     the engine last synced. Each round the engine calls
+//                     `bitmap.syncFrom(guest.dirtyLog)`, which ORs the log into
+//                     its own bitmap and clears the log (KVM's dirty log).
+//     guest.hook      optional `(page, kind) => void`, called *before* an
+//                     access takes effect, in time order: "read" (the program
+//                     reads the page), "write" (modifies part of it: needs the
+//                     old content, so a post-copy destination must fetch it
+//                     first), "overwrite" (replaces every word: no fetch needed,
+//                     the "whole-page overwrite" of fractional hybrid-copy).
+//                     After a write or overwrite returns, guest.memory holds
+//                     the page's new content.
+//     guest.writes / guest.overwrites / guest.reads   running totals.
+//     guest.dispose() frees the dirty log.
+//
+//   interface Workload (src/guest/workloads.ts has the implementations)
+//     workload.guest     the Guest it writes to.
+//     workload.now       virtual time (s) it has been advanced to; starts at 0.
+//     workload.workTime  time (s) it actually ran: `now` less throttled time.
+//     workload.throttle  fraction of time it may run, 0..1 (1 by default). An
+//                        engine's auto-converge lowers it; a workload throttled
+//                        to 0.25 does in 4 s what it did in 1 s.
+//     await workload.advance(to)   applies every write (and read) due in
+//                        (now, to], marking pages dirty and calling the hook;
+//                        returns an AdvanceReport. `to` below `now` is a
+//                        RangeError. Deterministic: the same seed gives the same
+//                        memory and the same access sequence however the time
+//                        is split into advance() calls.
+//     await workload.close()       releases files or streams it holds.
+//
+// Virtual time is in seconds (a float). Real-clock engines pass elapsed
+// seconds; the workload never reads a clock itself.
+
+import { checkInteger, checkPageSize } from "../errors.js";
+import { DirtyBitmap, MAX_BITMAP_PAGES } from "./bitmap.js";
+
+/** What an access does to a page; see the module comment. */
+export type AccessKind = "read" | "write" | "overwrite";
+
+/** Called before each access takes effect (page index, kind). */
+export type AccessHook = (page: number, kind: AccessKind) => void;
+
+/** Largest guest one Uint8Array can hold (4 GiB). */
+export const MAX_GUEST_BYTES = 2 ** 32;
+
+export class Guest {
+  readonly pageSize: number;
+  readonly pageCount: number;
+  /** Every page, back to back. */
+  readonly memory: Uint8Array;
+  /** Pages written since the last `syncFrom` by an engine. */
+  readonly dirtyLog: DirtyBitmap;
+  /** Optional observer of every access, called before it takes effect. */
+  hook: AccessHook | undefined;
+  /** Write accesses that needed the old content, since creation. */
+  writes = 0;
+  /** Write accesses that replaced the whole page. */
+  overwrites = 0;
+  /** Read accesses. */
+  reads = 0;
+
+  /**
+   * A guest of `pageCount` pages. `memory` (pageCount·pageSize bytes) is
+   * adopted without a copy; by default the guest starts all zero.
+   * `init()` must have completed (the dirty log lives in WebAssembly memory).
+   */
+  constructor(pageCount: number, pageSize = 4096, memory?: Uint8Array) {
+    checkPageSize(pageSize);
+    checkInteger("pageCount", pageCount, 0, Math.min(MAX_BITMAP_PAGES, MAX_GUEST_BYTES / pageSize));
+    if (memory !== undefined && memory.byteLength !== pageCount * pageSize) {
+      throw new RangeError(`memory has ${memory.byteLength} bytes, expected pageCount·pageSize = ${pageCount * pageSize}`);
+    }
+    this.pageSize = pageSize;
+    this.pageCount = pageCount;
+    this.memory = memory ?? new Uint8Array(pageCount * pageSize);
+    this.dirtyLog = new DirtyBitmap(pageCount);
+  }
+
+  /** Bytes of memory. */
+  get bytes(): number {
+    return this.memory.byteLength;
+  }
+
+  /** A view of page `index`. */
+  page(index: number): Uint8Array {
+    this.checkPage(index);
+    return this.memory.subarray(index * this.pageSize, (index + 1) * this.pageSize);
+  }
+
+  /**
+   * Starts a write to `page`: calls the hook ("overwrite" when `whole`, else
+   * "write"), marks the page dirty and returns its byte offset in `memory`,
+   * where the caller then puts the new content.
+   */
+  beginWrite(page: number, whole: boolean): number {
+    this.checkPage(page);
+    if (whole) this.overwrites++;
+    else this.writes++;
+    this.hook?.(page, whole ? "overwrite" : "write");
+    this.dirtyLog.set(page);
+    return page * this.pageSize;
+  }
+
+  /** Records a read of `page` (memory does not change). */
+  read(page: number): void {
+    this.checkPage(page);
+    this.reads++;
+    this.hook?.(page, "read");
+  }
+
+  /** Replaces page `page` with `content` (pageSize bytes): an overwrite. */
+  write(page: number, content: Uint8Array): void {
+    if (content.byteLength !== this.pageSize) {
+      throw new RangeError(`content has ${content.byteLength} bytes, pageSize is ${this.pageSize}`);
+    }
+    this.memory.set(content, this.beginWrite(page, true));
+  }
+
+  dispose(): void {
+    this.dirtyLog.dispose();
+  }
+
+  private checkPage(page: number): void {
+    if (!Number.isInteger(page) || page < 0 || page >= this.pageCount) {
+      throw new RangeError(`page ${page} is outside the guest (0..${this.pageCount - 1})`);
+    }
+  }
+}
+
+/** What one `advance` did. */
+export interface AdvanceReport {
+  /** Virtual time before and after (s). */
+  readonly from: number;
+  readonly to: number;
+  /** Time the workload ran in the interval (s): (to − from) · throttle. */
+  readonly ran: number;
+  /** Write accesses that needed the old content. */
+  readonly writes: number;
+  /** Write accesses that replaced the whole page. */
+  readonly overwrites: number;
+  /** Read accesses. */
+  readonly reads: number;
+}
+
+/** A program running in a guest; see the module comment. */
+export interface Workload {
+  readonly name: string;
+  readonly guest: Guest;
+  readonly now: number;
+  readonly workTime: number;
+  throttle: number;
+  advance(to: number): Promise<AdvanceReport>;
+  close(): Promise<void>;
+}

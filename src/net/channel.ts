@@ -1,0 +1,62 @@
+// A Channel moves frames (opaque byte strings) between the two ends of a
+// migration, in order, and nothing else. Strategies talk to one end through
+// this interface only, so a simulated link, an in-process queue or a TCP
+// socket are interchangeable.
+
+import { PagemillError } from "../errors.js";
+
+export interface Channel {
+  /**
+   * Queues `frame` for the peer. Resolves when the channel can take the next
+   * frame (backpressure): a sender that awaits every send never runs further
+   * ahead than the channel's buffer.
+   */
+  send(frame: Uint8Array): Promise<void>;
+  /** The next frame from the peer, in order; undefined once the peer closed. */
+  receive(): Promise<Uint8Array | undefined>;
+  /** Round-trip time in seconds (configured or last measured). */
+  readonly rtt: number;
+  /** Bytes this end has handed to send(). */
+  readonly sentBytes: number;
+  /** No more frames from this end; the peer's receive() returns undefined after the last. */
+  close(): void;
+}
+
+/** A send on a closed channel. */
+export class ChannelClosedError extends PagemillError {}
+
+/**
+ * The receiving half every in-process channel shares: frames that have
+ * arrived wait in order; receivers wait for the next one.
+ */
+export class Inbox {
+  private readonly frames: Uint8Array[] = [];
+  private head = 0;
+  private readonly waiting: ((frame: Uint8Array | undefined) => void)[] = [];
+  private closed = false;
+
+  deliver(frame: Uint8Array): void {
+    const waiter = this.waiting.shift();
+    if (waiter) waiter(frame);
+    else this.frames.push(frame);
+  }
+
+  end(): void {
+    this.closed = true;
+    for (const waiter of this.waiting.splice(0)) waiter(undefined);
+  }
+
+  receive(): Promise<Uint8Array | undefined> {
+    if (this.head < this.frames.length) {
+      const frame = this.frames[this.head]!;
+      this.frames[this.head++] = undefined as unknown as Uint8Array;
+      if (this.head > 1024 && this.head * 2 > this.frames.length) {
+        this.frames.splice(0, this.head);
+        this.head = 0;
+      }
+      return Promise.resolve(frame);
+    }
+    if (this.closed) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+}

@@ -1,0 +1,174 @@
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { DirtyBitmap } from "../src/index.js";
+
+/** Plain model: a boolean per page. */
+class Model {
+  bits: boolean[];
+  constructor(size: number) {
+    this.bits = new Array(size).fill(false);
+  }
+  setIndices(): number[] {
+    return this.bits.flatMap((b, i) => (b ? [i] : []));
+  }
+}
+
+type Op =
+  | { op: "set" | "clear" | "test"; page: number }
+  | { op: "setRange" | "clearRange"; from: number; to: number }
+  | { op: "count" | "extractAll" }
+  | { op: "nextSet"; from: number }
+  | { op: "extract"; from: number; max: number };
+
+const opArb = (size: number): fc.Arbitrary<Op> => {
+  const page = fc.nat({ max: Math.max(0, size - 1) });
+  const bound = fc.nat({ max: size });
+  return fc.oneof(
+    fc.record({ op: fc.constantFrom("set" as const, "clear" as const, "test" as const), page }),
+    fc.tuple(bound, bound).map(([a, b]) => ({ op: "setRange" as const, from: Math.min(a, b), to: Math.max(a, b) })),
+    fc.tuple(bound, bound).map(([a, b]) => ({ op: "clearRange" as const, from: Math.min(a, b), to: Math.max(a, b) })),
+    fc.constantFrom({ op: "count" as const }, { op: "extractAll" as const }),
+    fc.record({ op: fc.constant("nextSet" as const), from: bound }),
+    fc.record({ op: fc.constant("extract" as const), from: bound, max: bound }),
+  );
+};
+
+function apply(bitmap: DirtyBitmap, model: Model, o: Op): void {
+  switch (o.op) {
+    case "set":
+      bitmap.set(o.page);
+      model.bits[o.page] = true;
+      break;
+    case "clear":
+      bitmap.clear(o.page);
+      model.bits[o.page] = false;
+      break;
+    case "test":
+      expect(bitmap.test(o.page)).toBe(model.bits[o.page]);
+      break;
+    case "setRange":
+    case "clearRange":
+      if (o.op === "setRange") bitmap.setRange(o.from, o.to);
+      else bitmap.clearRange(o.from, o.to);
+      for (let i = o.from; i < o.to; i++) model.bits[i] = o.op === "setRange";
+      break;
+    case "count":
+      expect(bitmap.count()).toBe(model.setIndices().length);
+      break;
+    case "extractAll":
+      expect(Array.from(bitmap.extract())).toEqual(model.setIndices());
+      break;
+    case "nextSet": {
+      const next = model.setIndices().find((i) => i >= o.from);
+      expect(bitmap.nextSet(o.from)).toBe(next ?? -1);
+      break;
+    }
+    case "extract":
+      expect(Array.from(bitmap.extract(o.from, o.max))).toEqual(model.setIndices().filter((i) => i >= o.from).slice(0, o.max));
+      break;
+  }
+}
+
+describe("DirtyBitmap", () => {
+  it("matches a plain model under random operation sequences, at sizes not a multiple of 64", () => {
+    const sizeArb = fc.oneof(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 120, max: 700 }));
+    fc.assert(
+      fc.property(
+        sizeArb.chain((size) => fc.tuple(fc.constant(size), fc.array(opArb(size), { maxLength: 60 }))),
+        ([size, ops]) => {
+          const bitmap = new DirtyBitmap(size);
+          const model = new Model(size);
+          try {
+            for (const o of ops) apply(bitmap, model, o);
+            // Full agreement at the end, including the partial last word.
+            expect(Array.from(bitmap.extract())).toEqual(model.setIndices());
+            expect(bitmap.count()).toBe(model.setIndices().length);
+          } finally {
+            bitmap.dispose();
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("lays bits out as QEMU does: bit i of 64-bit word w is page 64w+i", () => {
+    const bitmap = new DirtyBitmap(200);
+    bitmap.set(0);
+    bitmap.set(63);
+    bitmap.set(64);
+    bitmap.set(199);
+    const words = bitmap.toWords();
+    expect(words.length).toBe(4);
+    expect(words[0]).toBe((1n << 63n) | 1n);
+    expect(words[1]).toBe(1n);
+    expect(words[3]).toBe(1n << BigInt(199 - 192));
+    bitmap.dispose();
+  });
+
+  it("or, andNot and syncFrom agree with the model", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 600 }).chain((size) =>
+          fc.tuple(fc.constant(size), fc.uniqueArray(fc.nat({ max: size - 1 })), fc.uniqueArray(fc.nat({ max: size - 1 }))),
+        ),
+        ([size, a, b]) => {
+          const x = new DirtyBitmap(size);
+          const y = new DirtyBitmap(size);
+          const load = () => {
+            x.clearRange();
+            y.clearRange();
+            a.forEach((p) => x.set(p));
+            b.forEach((p) => y.set(p));
+          };
+          const sa = new Set(a);
+          const sb = new Set(b);
+          const sorted = (s: Iterable<number>) => [...s].sort((p, q) => p - q);
+          load();
+          x.or(y);
+          expect(Array.from(x.extract())).toEqual(sorted(new Set([...a, ...b])));
+          load();
+          x.andNot(y);
+          expect(Array.from(x.extract())).toEqual(sorted(a.filter((p) => !sb.has(p))));
+          load();
+          const added = x.syncFrom(y);
+          expect(added).toBe(b.filter((p) => !sa.has(p)).length);
+          expect(Array.from(x.extract())).toEqual(sorted(new Set([...a, ...b])));
+          expect(y.count()).toBe(0);
+          x.dispose();
+          y.dispose();
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("handles 2^26 pages (256 GiB of guest at 4 KiB)", () => {
+    const size = 2 ** 26;
+    const bitmap = new DirtyBitmap(size);
+    bitmap.set(size - 1);
+    bitmap.set(12345678);
+    bitmap.setRange(1000, 1064);
+    expect(bitmap.count()).toBe(66);
+    expect(bitmap.nextSet(12345679)).toBe(size - 1);
+    const idx = bitmap.extract(0, 100);
+    expect(idx.length).toBe(66);
+    expect(idx[64]).toBe(12345678);
+    expect(idx[65]).toBe(size - 1);
+    bitmap.dispose();
+  });
+
+  it("names the argument on bad input", () => {
+    const bitmap = new DirtyBitmap(100);
+    expect(() => bitmap.set(100)).toThrow(/page 100 is outside/);
+    expect(() => bitmap.test(-1)).toThrow(RangeError);
+    expect(() => bitmap.set(1.5)).toThrow(RangeError);
+    expect(() => bitmap.setRange(5, 101)).toThrow(/to must be/);
+    expect(() => bitmap.nextSet(101)).toThrow(/from must be/);
+    expect(() => new DirtyBitmap(-1)).toThrow(/size must be/);
+    const other = new DirtyBitmap(101);
+    expect(() => bitmap.or(other)).toThrow(/sizes differ/);
+    bitmap.dispose();
+    other.dispose();
+  });
+});
