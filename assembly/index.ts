@@ -5,6 +5,7 @@
 
 export { zeroScan } from "./zero";
 export { bitmapCount, bitmapExtract, bitmapNextSet, bitmapFill, bitmapOr, bitmapAndNot, bitmapSync } from "./bitmap";
+export { lz4Compress, lz4CompressBatch, lz4Decompress, lz4DecompressBatch } from "./lz4";
 
 /** First byte of linear memory free for the TypeScript heap (past static data). */
 export function heapBase(): usize {

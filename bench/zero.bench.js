@@ -54,22 +54,26 @@ async function compare(label, pages) {
   return rows;
 }
 
-const results = {};
-{
-  const count = (64 << 20) / PS;
+/** `bytes` of pages, even pages zero, odd pages one non-zero byte at a random offset. */
+function halfZero(bytes) {
+  const count = bytes / PS;
   const pages = new Uint8Array(count * PS);
   const random = rng(42);
-  for (let p = 0; p < count; p += 2) {
-    const at = p * PS + Math.floor(random() * PS);
-    pages[at] = 1 + Math.floor(random() * 255);
-  }
-  results["half-zero-64MiB"] = await compare("64 MiB, half zero, half one byte at a random offset", pages);
+  for (let p = 0; p < count; p += 2) pages[p * PS + Math.floor(random() * PS)] = 1 + Math.floor(random() * 255);
+  return pages;
 }
+
+const results = {};
+results["half-zero-64MiB"] = await compare("64 MiB, half zero, half one byte at a random offset", halfZero(64 << 20));
+// The same mix small enough to stay in cache: the kernels' own speed, where
+// the 64 MiB case is bound by memory bandwidth for every contender.
+results["half-zero-512KiB"] = await compare("512 KiB (in cache), half zero, half one byte", halfZero(512 << 10));
 for (const name of TRACES) {
   const trace = await tracePages(name, 16384);
   if (trace) results[name] = await compare(`${name} image (first ${trace.count} pages)`, trace.pages);
 }
-const target = results["half-zero-64MiB"];
-const ratio = target["pagemill scanZeroPages (batch in arena)"].ratio;
-console.log(`\ntarget: pagemill scan >= 1.5x Buffer.equals on the 64 MiB set: ${ratio.toFixed(2)}x ${ratio >= 1.5 ? "MET" : "NOT MET"}`);
+for (const set of ["half-zero-64MiB", "half-zero-512KiB"]) {
+  const ratio = results[set]["pagemill scanZeroPages (batch in arena)"].ratio;
+  console.log(`target: pagemill scan >= 1.5x Buffer.equals on ${set}: ${ratio.toFixed(2)}x ${ratio >= 1.5 ? "MET" : "NOT MET"}`);
+}
 save("zero", results);

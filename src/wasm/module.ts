@@ -17,6 +17,10 @@ export interface KernelExports {
   bitmapOr(dst: number, src: number, nwords: number): void;
   bitmapAndNot(dst: number, src: number, nwords: number): void;
   bitmapSync(dst: number, src: number, nwords: number): number;
+  lz4Compress(src: number, srcLen: number, dst: number, dstCap: number): number;
+  lz4CompressBatch(pagesPtr: number, pageSize: number, count: number, outPtr: number, lengthsPtr: number): number;
+  lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number): number;
+  lz4DecompressBatch(dataPtr: number, dataLen: number, offsetsPtr: number, lengthsPtr: number, count: number, pagesPtr: number, pageSize: number, resultsPtr: number): number;
 }
 
 /** One instantiated module: its kernels and the heap over its memory. */

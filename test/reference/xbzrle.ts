@@ -71,7 +71,8 @@ export function referenceDecode(delta: Uint8Array, page: Uint8Array): ReferenceD
   while (i < slen) {
     if (slen - i < 2) return { ok: false, code: "truncated" };
     const zero = length();
-    if (zero < 0 || (i > 0 && zero === 0 && runs.length > 0)) return { ok: false, code: "malformed" };
+    // Only the first zero run may be empty.
+    if (zero < 0 || (zero === 0 && runs.length > 0)) return { ok: false, code: "malformed" };
     d += zero;
     if (d > dlen) return { ok: false, code: "overrun" };
     if (slen - i < 2) return { ok: false, code: "truncated" };

@@ -1,0 +1,449 @@
+// WKdm_new: the 16-word dictionary page compressor XNU ships, byte for byte
+// (XNU's WKdm_compress_new / WKdm_decompress_new, xnu-7195 x86_64 assembly).
+// Word-based: pages are always 4096 bytes, 1024 little-endian 32-bit words.
+//
+// Default form, in 32-bit words:
+//   [0..2]  header: end offsets (in words, from the stream start) of the
+//           new-word, dictionary-index and low-bits areas; size = 4 × [2]
+//   [3..66] 2-bit tags (0 zero, 1 partial, 2 miss, 3 exact), 16 words per
+//           tag word: word k of a group in byte k % 4, at bit 2·(k / 4)
+//   then    each missed word, raw
+//   then    4-bit dictionary slots of partial and exact matches, 8 per word:
+//           slot j of a group in byte j % 4, low nibble when j < 4; zero padded
+//   then    the low 10 bits of each partial match, 3 per word (bits 0/10/20)
+// Sparse (MZV) form: word 17185, then per non-zero word a u32 value and a u16
+// byte offset, chosen when XNU's size estimate says it is no larger.
+//
+// The dictionary (16 words, zero at the start) is indexed through XNU's fixed
+// 256-entry table by bits 10..17 of the word. Compression follows XNU's
+// decisions exactly: a budget charged 268 bytes first, then 4 per miss (give
+// up when nothing is left), an early give-up after the first 416 bytes when
+// the projected size passes 426, return 0 for a page of one repeated word, the
+// MZV choice, then the packing charges. The scan is branch-free per word:
+// every word stores its tag, its slot, its low bits and itself as a new word,
+// and only the cursors that the tag selects move on.
+
+/** Dictionary slot of word x, by (x >> 10) & 0xff (XNU's hashLookupTable_new / 4). */
+const HASH = memory.data<u8>([
+  0, 13, 2, 14, 4, 3, 7, 5, 1, 9, 12, 6, 11, 10, 8, 15,
+  2, 3, 7, 5, 1, 15, 4, 9, 6, 12, 11, 8, 13, 14, 10, 3,
+  2, 12, 4, 13, 15, 7, 14, 8, 5, 6, 9, 10, 11, 1, 2, 10,
+  15, 8, 5, 11, 1, 9, 13, 6, 4, 14, 12, 3, 7, 4, 2, 10,
+  9, 7, 8, 3, 1, 11, 13, 5, 6, 12, 15, 14, 10, 12, 2, 8,
+  7, 9, 1, 11, 5, 14, 15, 6, 13, 4, 3, 3, 1, 12, 5, 2,
+  13, 4, 15, 6, 9, 11, 7, 14, 10, 8, 9, 5, 6, 15, 10, 11,
+  13, 4, 8, 1, 12, 2, 7, 14, 3, 7, 8, 10, 13, 9, 4, 5,
+  12, 2, 1, 15, 6, 14, 11, 3, 2, 9, 6, 7, 4, 15, 5, 14,
+  8, 10, 12, 3, 1, 11, 13, 11, 10, 3, 14, 2, 9, 6, 15, 7,
+  12, 1, 8, 5, 4, 13, 15, 3, 6, 9, 2, 1, 4, 14, 12, 11,
+  10, 13, 8, 5, 7, 8, 3, 9, 7, 6, 14, 10, 4, 13, 11, 1,
+  5, 15, 2, 12, 12, 13, 3, 5, 8, 11, 9, 7, 1, 10, 6, 2,
+  14, 15, 4, 9, 8, 2, 10, 1, 13, 6, 11, 5, 3, 7, 12, 14,
+  4, 15, 1, 13, 15, 12, 5, 4, 14, 11, 6, 2, 10, 3, 8, 7,
+  9, 6, 8, 3, 1, 5, 4, 15, 9, 7, 2, 13, 10, 12, 11, 14,
+]);
+
+const PAGE_BYTES: u32 = 4096;
+const WORDS: u32 = 1024;
+const HEADER_AND_TAG_BYTES: u32 = 268;
+const HEADER_AND_TAG_WORDS: u32 = 67;
+const MZV_MAGIC: u32 = 17185;
+/** XNU's CHKPT_BYTES (416) in words, the tag bytes of those words, and CHKPT_SHRUNK_BYTES. */
+const CHECKPOINT_WORDS: u32 = 104;
+const CHECKPOINT_TAG_BYTES: u32 = 26;
+const CHECKPOINT_LIMIT: u32 = 426;
+/** Bytes the compressor may write past the budget (misses are charged once per 8 words). */
+const WRITE_SLACK: u32 = 32;
+
+/** Per-page table the batch compressor writes: i32 status, u32 offset, u32 length, u32 value. */
+const TABLE_ENTRY_BYTES: usize = 16;
+
+// Static scratch. Sized past their maximum fill because the branch-free loops
+// store one element beyond the live ones and read ahead by up to 8 bytes.
+const DICT = memory.data(64, 16);
+const TAGS = memory.data(WORDS + 16, 16);
+const SLOTS = memory.data(WORDS + 32, 16);
+const LOWS = memory.data(2 * WORDS + 32, 16);
+const MISSED = memory.data(4 * WORDS + 16, 16);
+
+// @ts-ignore: decorator
+@inline
+function clearDictionary(): void {
+  const zero = i32x4.splat(0);
+  v128.store(DICT, zero);
+  v128.store(DICT, zero, 16);
+  v128.store(DICT, zero, 32);
+  v128.store(DICT, zero, 48);
+}
+
+/** XNU's running size estimate: low-bit bytes × 2/3, slot bytes / 2, plus the misses. */
+// @ts-ignore: decorator
+@inline
+function estimate(misses: u32, matches: u32, partials: u32): u32 {
+  return ((partials * 2 * 1365) >> 11) + (misses << 2) + (matches >> 1);
+}
+
+/** The repeated word of the last page compressSingle returned 0 for. */
+let singleValue: u32 = 0;
+
+/**
+ * Compresses the page at `src` into `dst` within `budget` bytes (at most
+ * 4096). Returns the size, 0 for a page of one repeated word (`singleValue`),
+ * or -1. Writes at most `budget` + 32 bytes at `dst`, whatever it returns.
+ */
+function compressPage(src: usize, dst: usize, budget: u32): i32 {
+  if (budget <= HEADER_AND_TAG_BYTES) return -1;
+  clearDictionary();
+  const newStart = dst + HEADER_AND_TAG_BYTES;
+  // -1 as soon as 4 × misses reaches budget - 268 (XNU: "byte_count <= 0").
+  const newLimit = newStart + (budget - HEADER_AND_TAG_BYTES);
+  let newPtr = newStart;
+  let slotPtr = SLOTS;
+  let lowPtr = LOWS;
+  for (let i: u32 = 0; i < WORDS; i += 8) {
+    const at = src + (<usize>i << 2);
+    const tagAt = TAGS + <usize>i;
+    if (!v128.any_true(v128.or(v128.load(at), v128.load(at, 16)))) {
+      store<u64>(tagAt, 0);
+    } else {
+      for (let k: usize = 0; k < 8; k++) {
+        const x = load<u32>(at + (k << 2));
+        const slot = <u32>load<u8>(HASH + ((x >> 10) & 0xff));
+        const entry = DICT + (<usize>slot << 2);
+        const d = load<u32>(entry);
+        const exact = <u32>(x == d);
+        const near = <u32>((x ^ d) >> 10 == 0);
+        const nonzero = x != 0;
+        // nonzero: exact 3, partial 1, miss 2
+        const tag = select<u32>(2 - near + (exact << 1), 0, nonzero);
+        store<u32>(entry, select<u32>(x, d, nonzero));
+        store<u8>(tagAt + k, <u8>tag);
+        store<u32>(newPtr, x);
+        newPtr += <usize>(tag == 2) << 2;
+        store<u8>(slotPtr, <u8>slot);
+        slotPtr += <usize>(tag & 1);
+        store<u16>(lowPtr, <u16>(x & 0x3ff));
+        lowPtr += <usize>(tag == 1) << 1;
+      }
+      if (newPtr >= newLimit) return -1;
+    }
+    if (i + 8 == CHECKPOINT_WORDS) {
+      const est = estimate(<u32>(newPtr - newStart) >> 2, <u32>(slotPtr - SLOTS), <u32>(lowPtr - LOWS) >> 1);
+      if (est + CHECKPOINT_TAG_BYTES > CHECKPOINT_LIMIT) return -1;
+    }
+  }
+  const misses = <u32>(newPtr - newStart) >> 2;
+  const matches = <u32>(slotPtr - SLOTS);
+  const partials = <u32>(lowPtr - LOWS) >> 1;
+  if (misses == 0 && matches == 0) {
+    singleValue = 0;
+    return 0;
+  }
+  const firstTag = load<u8>(TAGS);
+  if ((partials == 0 && matches == WORDS - 1 && misses == 1 && firstTag == 2) || (partials == 1 && matches == WORDS && firstTag == 1)) {
+    singleValue = load<u32>(src);
+    return 0;
+  }
+  const sparseBytes = (misses + matches) * 6 + 4;
+  if (estimate(misses, matches, partials) + HEADER_AND_TAG_BYTES >= sparseBytes) {
+    if (sparseBytes > budget) return -1;
+    return packSparse(src, dst, sparseBytes);
+  }
+
+  let room = <i32>(budget - HEADER_AND_TAG_BYTES) - <i32>(misses << 2);
+  const slotWords = (matches + 7) >> 3;
+  room -= <i32>(slotWords << 2);
+  if (room < 0) return -1;
+  const lowWords = (partials + 2) / 3;
+  if (lowWords > 0 && room - <i32>(lowWords << 2) <= 0) return -1;
+
+  // Tags: bytes t[0..15] of a group become byte k = t[k] | t[k+4]<<2 | t[k+8]<<4 | t[k+12]<<6.
+  for (let g: usize = 0; g < 64; g++) {
+    const halves = load<u64>(TAGS + (g << 4)) | (load<u64>(TAGS + (g << 4), 8) << 4);
+    store<u32>(dst + 12 + (g << 2), <u32>(halves | (halves >> 30)));
+  }
+  // Slots: 8 bytes s[0..7] become byte j = s[j] | s[j+4]<<4; padding slots are zero.
+  store<u64>(slotPtr, 0);
+  const slotStart = newStart + (<usize>misses << 2);
+  for (let w: usize = 0; w < slotWords; w++) {
+    const eight = load<u64>(SLOTS + (w << 3));
+    store<u32>(slotStart + (w << 2), <u32>(eight | (eight >> 28)));
+  }
+  store<u32>(lowPtr, 0);
+  const lowStart = slotStart + (<usize>slotWords << 2);
+  for (let w: usize = 0; w < lowWords; w++) {
+    const three = LOWS + w * 6;
+    store<u32>(lowStart + (w << 2), <u32>load<u16>(three) | (<u32>load<u16>(three, 2) << 10) | (<u32>load<u16>(three, 4) << 20));
+  }
+  const newEnd = HEADER_AND_TAG_WORDS + misses;
+  const slotEnd = newEnd + slotWords;
+  const lowEnd = slotEnd + lowWords;
+  store<u32>(dst, newEnd);
+  store<u32>(dst, slotEnd, 4);
+  store<u32>(dst, lowEnd, 8);
+  return <i32>(lowEnd << 2);
+}
+
+/** The MZV form: magic, then (u32 value, u16 byte offset) per non-zero word. */
+function packSparse(src: usize, dst: usize, size: u32): i32 {
+  store<u32>(dst, MZV_MAGIC);
+  let at = dst + 4;
+  for (let i: u32 = 0; i < WORDS; i++) {
+    const x = load<u32>(src + (<usize>i << 2));
+    store<u32>(at, x);
+    store<u16>(at, <u16>(i << 2), 4);
+    at += select<usize>(6, 0, x != 0);
+  }
+  return <i32>size;
+}
+
+/**
+ * Compresses `count` pages at `pagesPtr` (4096 bytes each) with a budget of
+ * `budget` bytes each (at most 4096; XNU's semantics). Payloads are packed
+ * back to back from `outPtr`; per page, `tablePtr` gets 16 bytes: i32 status
+ * (size, 0 one repeated word, -1 does not fit), u32 offset, u32 length, u32
+ * value (the repeated word). With `rawFallback` set, a page that does not fit
+ * is copied raw (length 4096) and a repeated non-zero word is written as its
+ * 4 bytes, so the output is the wire layout. The region at `outPtr` must hold
+ * `count` × 4096 + 64 bytes. Returns the bytes used.
+ */
+export function wkdmCompressBatch(pagesPtr: usize, count: u32, budget: u32, outPtr: usize, tablePtr: usize, rawFallback: bool): u32 {
+  if (budget > PAGE_BYTES) budget = PAGE_BYTES;
+  let cursor: u32 = 0;
+  for (let p: u32 = 0; p < count; p++) {
+    const src = pagesPtr + (<usize>p << 12);
+    const dst = outPtr + cursor;
+    const status = compressPage(src, dst, budget);
+    let length: u32 = status > 0 ? <u32>status : 0;
+    let value: u32 = 0;
+    if (status == 0) {
+      value = singleValue;
+      if (rawFallback && value != 0) {
+        store<u32>(dst, value);
+        length = 4;
+      }
+    } else if (status < 0 && rawFallback) {
+      memory.copy(dst, src, PAGE_BYTES);
+      length = PAGE_BYTES;
+    }
+    const entry = tablePtr + <usize>p * TABLE_ENTRY_BYTES;
+    store<i32>(entry, status);
+    store<u32>(entry, cursor, 4);
+    store<u32>(entry, length, 8);
+    store<u32>(entry, value, 12);
+    cursor += length;
+  }
+  return cursor;
+}
+
+// ---------------------------------------------------------------------------
+// Decompression. Every field is checked before anything is written past the
+// page being decoded; the reason for a rejection is one of these numbers.
+
+/** Reasons a decoder rejects a page (the TypeScript side names each). */
+const BAD_EXTENT: i32 = 1; // payload offset + length past the encoded data
+const BAD_ENCODING: i32 = 2; // wire id this codec does not produce
+const BAD_RAW_LENGTH: i32 = 3;
+const BAD_ZERO_LENGTH: i32 = 4;
+const BAD_SAME_VALUE_LENGTH: i32 = 5;
+const SHORT_STREAM: i32 = 6; // under 4 bytes
+const BAD_SPARSE_LENGTH: i32 = 7; // MZV not 4 + 6·n bytes
+const BAD_SPARSE_OFFSET: i32 = 8; // MZV offset past the page or not word aligned
+const SHORT_HEADER: i32 = 9; // under 268 bytes
+const HEADER_ORDER: i32 = 10; // offsets not 67 <= new <= slots <= lows
+const HEADER_PAST_END: i32 = 11; // header size larger than the payload
+const HEADER_SHORT_OF_END: i32 = 12; // header size smaller than the payload
+const TAG_COUNTS: i32 = 13; // tag counts disagree with the header's areas
+
+const UNPACKED_SLOTS = memory.data(WORDS + 32, 16);
+const UNPACKED_LOWS = memory.data(2 * WORDS + 64, 16);
+
+/** Decodes the MZV form of `len` bytes at `src` into `dst`; 0 or a reason. */
+function decodeSparse(src: usize, len: u32, dst: usize): i32 {
+  if ((len - 4) % 6 != 0) return BAD_SPARSE_LENGTH;
+  for (let at: u32 = 4; at < len; at += 6) {
+    const offset = <u32>load<u16>(src + at, 4);
+    if (offset >= PAGE_BYTES || (offset & 3) != 0) return BAD_SPARSE_OFFSET;
+  }
+  memory.fill(dst, 0, PAGE_BYTES);
+  for (let at: u32 = 4; at < len; at += 6) {
+    store<u32>(dst + <usize>load<u16>(src + at, 4), load<u32>(src + at));
+  }
+  return 0;
+}
+
+/** Decodes one WKdm stream of exactly `len` bytes at `src` into the page at `dst`; 0 or a reason. */
+function decodePage(src: usize, len: u32, dst: usize): i32 {
+  if (len < 4) return SHORT_STREAM;
+  if (load<u32>(src) == MZV_MAGIC) return decodeSparse(src, len, dst);
+  if (len < HEADER_AND_TAG_BYTES) return SHORT_HEADER;
+  const newEnd = load<u32>(src);
+  const slotEnd = load<u32>(src, 4);
+  const lowEnd = load<u32>(src, 8);
+  if (newEnd < HEADER_AND_TAG_WORDS || slotEnd < newEnd || lowEnd < slotEnd) return HEADER_ORDER;
+  const size = <u64>lowEnd << 2;
+  if (size > <u64>len) return HEADER_PAST_END;
+  if (size < <u64>len) return HEADER_SHORT_OF_END;
+
+  // Count the tags two bits at a time: bit 0 of a tag is "match", bit 1 "not partial".
+  let misses: u32 = 0;
+  let partials: u32 = 0;
+  let exacts: u32 = 0;
+  for (let w: usize = 0; w < 32; w++) {
+    const tags = load<u64>(src + 12 + (w << 3));
+    const low = tags & 0x5555555555555555;
+    const high = (tags >> 1) & 0x5555555555555555;
+    exacts += <u32>popcnt<u64>(low & high);
+    partials += <u32>popcnt<u64>(low & ~high);
+    misses += <u32>popcnt<u64>(high & ~low);
+  }
+  const matches = partials + exacts;
+  if (misses != newEnd - HEADER_AND_TAG_WORDS || (matches + 7) >> 3 != slotEnd - newEnd || (partials + 2) / 3 != lowEnd - slotEnd) {
+    return TAG_COUNTS;
+  }
+
+  // Unpack slots (8 per word: low nibbles of bytes 0..3, then high nibbles) and low bits (3 per word).
+  const slotArea = src + (<usize>newEnd << 2);
+  for (let w: usize = 0, n = <usize>(slotEnd - newEnd); w < n; w++) {
+    const packed = <u64>load<u32>(slotArea + (w << 2));
+    store<u64>(UNPACKED_SLOTS + (w << 3), (packed | (packed << 28)) & 0x0f0f0f0f0f0f0f0f);
+  }
+  const lowArea = src + (<usize>slotEnd << 2);
+  for (let w: usize = 0, n = <usize>(lowEnd - slotEnd); w < n; w++) {
+    const packed = <u64>load<u32>(lowArea + (w << 2));
+    store<u64>(UNPACKED_LOWS + w * 6, (packed & 0x3ff) | ((packed & 0xffc00) << 6) | ((packed & 0x3ff00000) << 12));
+  }
+  // The loop reads one new word past the last; when no area follows the new
+  // words inside the payload, read them from a copy instead.
+  let newPtr = src + HEADER_AND_TAG_BYTES;
+  if (lowEnd == newEnd) {
+    memory.copy(MISSED, newPtr, misses << 2);
+    newPtr = MISSED;
+  }
+
+  clearDictionary();
+  let slotPtr = UNPACKED_SLOTS;
+  let lowPtr = UNPACKED_LOWS;
+  const zero = i32x4.splat(0);
+  for (let g: usize = 0; g < 64; g++) {
+    const tags = load<u32>(src + 12 + (g << 2));
+    const out = dst + (g << 6);
+    if (tags == 0) {
+      v128.store(out, zero);
+      v128.store(out, zero, 16);
+      v128.store(out, zero, 32);
+      v128.store(out, zero, 48);
+      continue;
+    }
+    for (let k: u32 = 0; k < 16; k++) {
+      const tag = (tags >> (((k & 3) << 3) | ((k >> 2) << 1))) & 3;
+      const slot = <usize>load<u8>(slotPtr) << 2;
+      const fresh = load<u32>(newPtr);
+      const d = load<u32>(DICT + slot);
+      const isMiss = tag == 2;
+      const isPartial = tag == 1;
+      const word = select<u32>(fresh, select<u32>((d & ~0x3ff) | <u32>load<u16>(lowPtr), d, isPartial), isMiss);
+      const target = select<usize>(<usize>load<u8>(HASH + ((fresh >> 10) & 0xff)) << 2, slot, isMiss);
+      store<u32>(DICT + target, select<u32>(word, d, tag != 0));
+      store<u32>(out + (<usize>k << 2), select<u32>(word, 0, tag != 0));
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>isPartial << 1;
+      newPtr += <usize>isMiss << 2;
+    }
+  }
+  return 0;
+}
+
+/**
+ * Decodes `count` pages into consecutive 4096-byte slots at `pagesPtr`. Page k
+ * has wire id `encodings[k]` (u8: 0 raw, 1 zero, 2 one repeated u32, 3 WKdm)
+ * and its payload at u32 `offsets[k]`, u32 `lengths[k]` within the `dataLen`
+ * bytes at `dataPtr`. Returns 0, or -2 for malformed input with the page
+ * index and the reason written as two u32 at `errPtr` (pages before it are
+ * decoded; nothing is written past the slot of the page rejected).
+ */
+export function wkdmDecompressBatch(
+  dataPtr: usize,
+  dataLen: u32,
+  encodingsPtr: usize,
+  offsetsPtr: usize,
+  lengthsPtr: usize,
+  count: u32,
+  pagesPtr: usize,
+  errPtr: usize,
+): i32 {
+  for (let p: u32 = 0; p < count; p++) {
+    const offset = load<u32>(offsetsPtr + (<usize>p << 2));
+    const length = load<u32>(lengthsPtr + (<usize>p << 2));
+    const src = dataPtr + offset;
+    const dst = pagesPtr + (<usize>p << 12);
+    let reason: i32 = 0;
+    if (<u64>offset + length > <u64>dataLen) {
+      reason = BAD_EXTENT;
+    } else {
+      const encoding = load<u8>(encodingsPtr + p);
+      if (encoding == 3) {
+        reason = decodePage(src, length, dst);
+      } else if (encoding == 0) {
+        if (length == PAGE_BYTES) memory.copy(dst, src, PAGE_BYTES);
+        else reason = BAD_RAW_LENGTH;
+      } else if (encoding == 1) {
+        if (length == 0) memory.fill(dst, 0, PAGE_BYTES);
+        else reason = BAD_ZERO_LENGTH;
+      } else if (encoding == 2) {
+        if (length == 4) fillWord(dst, load<u32>(src));
+        else reason = BAD_SAME_VALUE_LENGTH;
+      } else {
+        reason = BAD_ENCODING;
+      }
+    }
+    if (reason != 0) {
+      store<u32>(errPtr, p);
+      store<i32>(errPtr, reason, 4);
+      return -2;
+    }
+  }
+  return 0;
+}
+
+/** Fills a page with one repeated 32-bit word. */
+function fillWord(dst: usize, value: u32): void {
+  const v = i32x4.splat(value);
+  for (let at: usize = 0; at < PAGE_BYTES; at += 64) {
+    v128.store(dst + at, v);
+    v128.store(dst + at, v, 16);
+    v128.store(dst + at, v, 32);
+    v128.store(dst + at, v, 48);
+  }
+}
+
+/**
+ * Dictionary hit counts for MECOM's "strong regularity" test: for each of
+ * `count` pages, the number of sampled words that are zero or match the
+ * dictionary in their high 22 bits (exact or partial), written as a u32 at
+ * `hitsPtr`. One 16-word block in every `stride` is sampled, the dictionary
+ * carried across blocks as in compression. Returns the words sampled per page.
+ */
+export function wkdmHitRateBatch(pagesPtr: usize, count: u32, stride: u32, hitsPtr: usize): u32 {
+  if (stride == 0) stride = 1;
+  const step = <usize>stride << 6;
+  let sampled: u32 = 0;
+  for (let p: u32 = 0; p < count; p++) {
+    clearDictionary();
+    const page = pagesPtr + (<usize>p << 12);
+    let hits: u32 = 0;
+    sampled = 0;
+    for (let block: usize = 0; block < PAGE_BYTES; block += step) {
+      for (let k: usize = 0; k < 16; k++) {
+        const x = load<u32>(page + block + (k << 2));
+        const entry = DICT + (<usize>load<u8>(HASH + ((x >> 10) & 0xff)) << 2);
+        const d = load<u32>(entry);
+        hits += <u32>(x == 0) | <u32>((x ^ d) >> 10 == 0);
+        store<u32>(entry, select<u32>(x, d, x != 0));
+      }
+      sampled += 16;
+    }
+    store<u32>(hitsPtr + (<usize>p << 2), hits);
+  }
+  return sampled;
+}

@@ -1,0 +1,312 @@
+// XBZRLE, byte-compatible with QEMU's migration/xbzrle.c.
+//
+// A delta is the XOR of the old and new versions of a page, written as pairs
+// (zero-run length, non-zero-run length, that many bytes of the NEW page).
+// Lengths are ULEB128 of one or two bytes (at most 0x3fff). Runs are maximal;
+// only the first zero run may be empty; the trailing zero run is left out.
+// The encoder returns the delta's size, 0 for an unchanged page, or -1 when
+// the delta would pass `dlen` (QEMU's overflow checks, in QEMU's order, so
+// -1 comes back exactly where QEMU's returns it). A run longer than 0x3fff
+// (possible only for pages over 16 KiB) also gives -1: QEMU cannot carry it.
+//
+// Runs are found 64 bytes at a time: four 16-byte compares give a 64-bit mask
+// of the bytes that differ, and count-trailing-zeros on that mask finds where
+// a run ends, so a sparse page costs one compare pass plus a few bit tricks
+// per change. Long equal stretches are skipped without building masks.
+
+const MAX_RUN: u32 = 0x3fff;
+const ALL: u64 = ~(<u64>0);
+
+/** Bit j set when byte j of the 64 bytes at `o` and `n` differ. */
+// @ts-ignore: decorator
+@inline
+function differMask(o: usize, n: usize): u64 {
+  const e0 = <u64>(<u32>i8x16.bitmask(i8x16.eq(v128.load(o), v128.load(n))));
+  const e1 = <u64>(<u32>i8x16.bitmask(i8x16.eq(v128.load(o, 16), v128.load(n, 16))));
+  const e2 = <u64>(<u32>i8x16.bitmask(i8x16.eq(v128.load(o, 32), v128.load(n, 32))));
+  const e3 = <u64>(<u32>i8x16.bitmask(i8x16.eq(v128.load(o, 48), v128.load(n, 48))));
+  return ~(e0 | (e1 << 16) | (e2 << 32) | (e3 << 48));
+}
+
+/** True when the 64 bytes at `o` and `n` are equal. */
+// @ts-ignore: decorator
+@inline
+function chunkEqual(o: usize, n: usize): bool {
+  const a = v128.or(v128.xor(v128.load(o), v128.load(n)), v128.xor(v128.load(o, 16), v128.load(n, 16)));
+  const b = v128.or(v128.xor(v128.load(o, 32), v128.load(n, 32)), v128.xor(v128.load(o, 48), v128.load(n, 48)));
+  return !v128.any_true(v128.or(a, b));
+}
+
+// @ts-ignore: decorator
+@inline
+function putLength(at: usize, n: u32): u32 {
+  if (n < 0x80) {
+    store<u8>(at, <u8>n);
+    return 1;
+  }
+  store<u8>(at, <u8>(n | 0x80));
+  store<u8>(at, <u8>(n >> 7), 1);
+  return 2;
+}
+
+/**
+ * Encodes page `neu` against `old` (`slen` bytes, a multiple of 64) into
+ * `dst`. May write up to 15 bytes past the delta's end (short runs are copied
+ * 16 bytes at a time), never past dst + dlen + 15.
+ */
+function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32): i32 {
+  let i: u32 = 0; // start of the zero run being measured
+  let d: u32 = 0;
+  let chunk: u32 = 0; // the 64-byte chunk holding the scan position
+  let differ = differMask(old, neu);
+  do {
+    if (d + 2 > dlen) return -1;
+    // Zero run: the first differing byte at or after i.
+    let bits = differ & (ALL << (<u64>(i & 63)));
+    if (bits == 0) {
+      chunk += 64;
+      while (chunk < slen && chunkEqual(old + chunk, neu + chunk)) chunk += 64;
+      if (chunk >= slen) return i == 0 ? 0 : <i32>d;
+      differ = differMask(old + chunk, neu + chunk);
+      bits = differ;
+    }
+    const z = chunk + <u32>ctz(bits);
+    if (z - i > MAX_RUN) return -1;
+    d += putLength(dst + d, z - i);
+    if (d + 2 > dlen) return -1;
+    // Non-zero run: the first equal byte at or after z.
+    bits = ~differ & (ALL << (<u64>(z & 63)));
+    let e = slen;
+    if (bits != 0) {
+      e = chunk + <u32>ctz(bits);
+    } else {
+      while ((chunk += 64) < slen) {
+        differ = differMask(old + chunk, neu + chunk);
+        if (differ != ALL) {
+          e = chunk + <u32>ctz(~differ);
+          break;
+        }
+      }
+    }
+    const n = e - z;
+    if (n > MAX_RUN || d + (n < 0x80 ? 1 : 2) + n > dlen) return -1;
+    d += putLength(dst + d, n);
+    if (n <= 16 && z + 16 <= slen) {
+      v128.store(dst + d, v128.load(neu + z));
+    } else {
+      memory.copy(dst + d, neu + z, n);
+    }
+    d += n;
+    i = e;
+  } while (i < slen);
+  return <i32>d;
+}
+
+// Old-page table flags (src/codecs/xbzrle.ts mirrors them): the entry points
+// at the page's previous version, encode against it; after encoding, copy the
+// new page over the entry's page (cache upkeep).
+const XBZRLE_HAS_OLD: u32 = 1;
+const XBZRLE_UPDATE: u32 = 2;
+
+/**
+ * Encodes `count` pages of `pageSize` bytes (a power of two, 512..65536).
+ *
+ * - `oldTable`: one u32 per page: the address (4-aligned) of the page's old
+ *   version, or-ed with XBZRLE_HAS_OLD when there is one (otherwise the page
+ *   is not encoded) and XBZRLE_UPDATE when the new content is to be copied
+ *   there afterwards (skipped for an unchanged page, whose copy is current).
+ * - `newPtr`: the new pages, back to back.
+ * - `dlen`: most delta bytes per page (QEMU's dlen).
+ * - `outPtr`: each page's payload, packed in page order: its delta, nothing
+ *   for an unchanged page, or the raw new page when it was not encoded. Needs
+ *   count·max(pageSize, dlen) + 16 bytes.
+ * - `resultsPtr`: one i32 per page: delta bytes, 0 unchanged, -1 not encoded
+ *   (overflow, or no old version) and stored raw.
+ *
+ * Returns the payload bytes written at `outPtr`.
+ */
+export function xbzrleEncodeBatch(
+  oldTable: usize,
+  newPtr: usize,
+  pageSize: u32,
+  count: u32,
+  dlen: u32,
+  outPtr: usize,
+  resultsPtr: usize,
+): u32 {
+  let cursor: usize = 0;
+  for (let k: u32 = 0; k < count; k++) {
+    const entry = load<u32>(oldTable + (<usize>k << 2));
+    const old = <usize>(entry & ~3);
+    const neu = newPtr + <usize>k * pageSize;
+    const out = outPtr + cursor;
+    const result = entry & XBZRLE_HAS_OLD ? encodePage(old, neu, pageSize, out, dlen) : -1;
+    if (result < 0) {
+      memory.copy(out, neu, pageSize);
+      cursor += pageSize;
+    } else {
+      cursor += <usize>result;
+    }
+    if (entry & XBZRLE_UPDATE && result != 0) memory.copy(old, neu, pageSize);
+    store<i32>(resultsPtr + (<usize>k << 2), result);
+  }
+  return <u32>cursor;
+}
+
+// ---- decoding ----
+
+// Decode table kinds (mirrored in src/codecs/xbzrle.ts): an XBZRLE delta, or
+// a raw page copied as it is.
+const XBZRLE_KIND_DELTA: u32 = 0;
+
+/** Causes of a malformed delta, in the status table. */
+const CAUSE_TRUNCATED: i32 = 1;
+const CAUSE_OVERRUN: i32 = 2;
+const CAUSE_MALFORMED: i32 = 3;
+
+/** 16 bytes of 0xff then 16 of 0: 16 bytes loaded at 16 - n keep the first n. */
+const KEEP_MASKS = memory.data<u8>([
+  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+]);
+
+/**
+ * The length field at `at` (two bytes are readable): its value, plus its size
+ * in bytes in bits 16..17; -1 when the second byte has its high bit set (the
+ * value would pass 14 bits).
+ */
+// @ts-ignore: decorator
+@inline
+function getLength(at: usize): i32 {
+  const first = <i32>load<u8>(at);
+  if (first < 0x80) return first | (1 << 16);
+  const second = <i32>load<u8>(at, 1);
+  if (second >= 0x80) return -1;
+  return (first & 0x7f) | (second << 7) | (2 << 16);
+}
+
+/**
+ * Walks a delta with QEMU's xbzrle_decode_buffer checks, in its order,
+ * writing nothing. Returns the end offset of the last run, or -2 with the
+ * cause and the delta offset in status[1], status[2].
+ */
+function checkDelta(src: usize, slen: u32, dlen: u32, status: usize): i32 {
+  let i: u32 = 0;
+  let d: u32 = 0;
+  let cause: i32 = 0;
+  let at: u32 = 0; // start of the field being read, reported with the cause
+  while (i < slen) {
+    at = i;
+    if (slen - i < 2) {
+      cause = CAUSE_TRUNCATED;
+      break;
+    }
+    let field = getLength(src + i);
+    if (field < 0 || (i != 0 && (field & 0xffff) == 0)) {
+      cause = CAUSE_MALFORMED;
+      break;
+    }
+    i += <u32>field >> 16;
+    d += <u32>field & 0xffff;
+    if (d > dlen) {
+      cause = CAUSE_OVERRUN;
+      break;
+    }
+    at = i;
+    if (slen - i < 2) {
+      cause = CAUSE_TRUNCATED;
+      break;
+    }
+    field = getLength(src + i);
+    if (field < 0 || (field & 0xffff) == 0) {
+      cause = CAUSE_MALFORMED;
+      break;
+    }
+    i += <u32>field >> 16;
+    const n = <u32>field & 0xffff;
+    if (d + n > dlen) {
+      cause = CAUSE_OVERRUN;
+      break;
+    }
+    if (i + n > slen) {
+      cause = CAUSE_TRUNCATED;
+      break;
+    }
+    d += n;
+    i += n;
+  }
+  if (cause == 0) return <i32>d;
+  store<i32>(status, cause, 4);
+  store<i32>(status, <i32>at, 8);
+  return -2;
+}
+
+/** Applies a delta that checkDelta accepted for a page of `dlen` bytes at `dst`. */
+function applyDelta(src: usize, slen: u32, dst: usize, dlen: u32): void {
+  let i: u32 = 0;
+  let d: u32 = 0;
+  while (i < slen) {
+    let field = getLength(src + i);
+    i += <u32>field >> 16;
+    d += <u32>field & 0xffff;
+    field = getLength(src + i);
+    i += <u32>field >> 16;
+    const n = <u32>field & 0xffff;
+    if (n <= 16 && i + 16 <= slen && d + 16 <= dlen) {
+      // Blend the run into the page 16 bytes at a time, keeping the bytes past it.
+      const keep = v128.load(KEEP_MASKS + 16 - n);
+      v128.store(dst + d, v128.bitselect(v128.load(src + i), v128.load(dst + d), keep));
+    } else {
+      memory.copy(dst + d, src + i, n);
+    }
+    d += n;
+    i += n;
+  }
+}
+
+/**
+ * Applies `count` payloads to pages of `pageSize` bytes (any size; it is the
+ * decoder's dlen) at `pagesPtr`, in place.
+ *
+ * - `tablePtr`: per page, three u32: payload offset from `srcPtr`, payload
+ *   length, kind (0 an XBZRLE delta, 1 a raw page: the caller has checked
+ *   that a raw payload is pageSize bytes).
+ * - `statusPtr`: per page, three i32: the bytes of the page a delta touched
+ *   (pageSize for raw) or -2, then for -2 the cause (1 truncated, 2 overrun,
+ *   3 malformed) and the offset in the payload where it was found.
+ *
+ * Every payload is checked before any page is written. Returns the number of
+ * malformed payloads: 0 when all were applied, otherwise nothing was.
+ */
+export function xbzrleDecodeBatch(
+  pagesPtr: usize,
+  pageSize: u32,
+  count: u32,
+  srcPtr: usize,
+  tablePtr: usize,
+  statusPtr: usize,
+): u32 {
+  let bad: u32 = 0;
+  for (let k: u32 = 0; k < count; k++) {
+    const entry = tablePtr + <usize>k * 12;
+    const status = statusPtr + <usize>k * 12;
+    let result = <i32>pageSize;
+    if (load<u32>(entry, 8) == XBZRLE_KIND_DELTA) {
+      result = checkDelta(srcPtr + load<u32>(entry), load<u32>(entry, 4), pageSize, status);
+    }
+    store<i32>(status, result);
+    if (result < 0) bad++;
+  }
+  if (bad) return bad;
+  for (let k: u32 = 0; k < count; k++) {
+    const entry = tablePtr + <usize>k * 12;
+    const src = srcPtr + load<u32>(entry);
+    const page = pagesPtr + <usize>k * pageSize;
+    if (load<u32>(entry, 8) == XBZRLE_KIND_DELTA) {
+      applyDelta(src, load<u32>(entry, 4), page, pageSize);
+    } else {
+      memory.copy(page, src, pageSize);
+    }
+  }
+  return 0;
+}

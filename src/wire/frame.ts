@@ -1,0 +1,740 @@
+// Frames: the unit pages travel in between an engine and a channel, and the
+// pipeline that turns a batch of pages into one (docs/wire-format.md is the
+// grammar; this file follows it).
+//
+// ## API (stable: engines, channels and the CLI are written against it)
+//
+//   encodeFrame(batch, pageIndices, codecs, stats, sequence = stats.frames): Uint8Array
+//       One PAGES frame for the batch's loaded pages; pageIndices[k] is the
+//       guest page of slot k. Per page, in this order: zero (one zeroScan over
+//       the batch) → codecs.dedup → codecs.delta (XBZRLE: pages it has cached)
+//       → codecs.compress (lz4, wkdm, mecom) → raw. Each stage is one
+//       encodeBatch call over the pages still unsent; the caller's batch is
+//       read, never changed. Returns a new buffer the caller owns (transfer
+//       it, write it, keep it). stats.frames counts frames: a single stream
+//       may leave `sequence` to it.
+//   encodeControl(message, sequence): Uint8Array
+//       A control frame: { type: "round-start" | "round-end", round, pages },
+//       { type: "switch-over", state }, { type: "page-request", pages },
+//       { type: "done", memoryBytes, digestName, digest }.
+//   new FrameEncoder(codecs) → .pages(batch, indices) / .control(message)
+//       The two above with the stream's sequence numbers and stats kept.
+//   decodeFrame(bytes, destination?, decoders?): Frame
+//       Checks the header, the length, the frame check and every table entry,
+//       decodes the pages into staging memory, and only then writes them:
+//       a rejected frame (CodecError with a code) leaves the destination as
+//       it was. destination: guest memory (Uint8Array, page i at i·pageSize),
+//       a PageBatch (slot k ← the frame's k-th page), or none (the pages come
+//       back in `frame.pages`, in frame order). XBZRLE pages are applied to
+//       the page the destination holds (guest memory or slot). `decoders`
+//       gives the codec per wire id (default: one of each from the registry).
+//   new FrameDecoder(decoders?) → .decode(bytes, destination?)
+//       The same with its own staging memory (one per stream or thread).
+//   readFrameHeader(bytes): FrameHeader
+//       Checks and reads the 28-byte header alone (stream splitters use it
+//       to learn a frame's length before buffering it).
+
+import { countEncoded, Encoding, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
+import { decoderFor } from "../codecs/registry.js";
+import { scanZeroPages } from "../codecs/zero.js";
+import { CodecError, checkInteger } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
+import { wasm } from "../wasm/module.js";
+
+/** "PMFR" read as a little-endian u32. */
+export const FRAME_MAGIC = 0x52464d50;
+export const FRAME_VERSION = 1;
+export const HEADER_BYTES = 28;
+/** The frame check that ends every frame. */
+export const CHECK_BYTES = 4;
+/** One page-table entry: index u32, encoding u8, length u24. */
+export const ENTRY_BYTES = 8;
+export const MAX_FRAME_PAGES = 16384;
+/** Most page bytes (count × pageSize) one PAGES frame may carry. */
+export const MAX_FRAME_PAGE_BYTES = 64 * 2 ** 20;
+export const MAX_STATE_BYTES = 64 * 2 ** 20;
+export const MAX_REQUEST_PAGES = 16384;
+export const MAX_DIGEST_NAME = 16;
+export const MAX_DIGEST_BYTES = 64;
+/** The most bytes any frame can take: what a reader may have to buffer. */
+export const MAX_FRAME_BYTES = HEADER_BYTES + MAX_FRAME_PAGES * ENTRY_BYTES + MAX_FRAME_PAGE_BYTES + CHECK_BYTES;
+
+export const FrameType = {
+  PAGES: 1,
+  ROUND_START: 2,
+  ROUND_END: 3,
+  SWITCHOVER: 4,
+  PAGE_REQUEST: 5,
+  DONE: 6,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+export interface FrameHeader {
+  readonly type: FrameType;
+  readonly sequence: number;
+  readonly pageSize: number;
+  readonly count: number;
+  readonly bodyLength: number;
+  /** HEADER_BYTES + bodyLength + CHECK_BYTES */
+  readonly frameLength: number;
+}
+
+export type ControlMessage =
+  | { readonly type: "round-start" | "round-end"; readonly round: number; readonly pages: number }
+  | { readonly type: "switch-over"; readonly state: Uint8Array }
+  | { readonly type: "page-request"; readonly pages: ArrayLike<number> }
+  | { readonly type: "done"; readonly memoryBytes: number; readonly digestName: string; readonly digest: Uint8Array };
+
+export interface PagesFrame {
+  readonly type: "pages";
+  readonly sequence: number;
+  readonly pageSize: number;
+  readonly count: number;
+  /** guest page of the frame's k-th page */
+  readonly indices: Uint32Array;
+  /** wire id of the frame's k-th page */
+  readonly encodings: Uint8Array;
+  /** the decoded pages in frame order, when no destination was given */
+  readonly pages?: Uint8Array;
+}
+
+export type Frame =
+  | PagesFrame
+  | { readonly type: "round-start" | "round-end"; readonly sequence: number; readonly round: number; readonly pages: number }
+  | { readonly type: "switch-over"; readonly sequence: number; readonly state: Uint8Array }
+  | { readonly type: "page-request"; readonly sequence: number; readonly pages: Uint32Array }
+  | {
+      readonly type: "done";
+      readonly sequence: number;
+      readonly memoryBytes: number;
+      readonly digestName: string;
+      readonly digest: Uint8Array;
+    };
+
+/** The codecs of the pipeline's stages; any may be absent (then pages go on to the next). */
+export interface PipelineCodecs {
+  readonly dedup?: PageCodec;
+  readonly delta?: PageCodec;
+  readonly compress?: PageCodec;
+}
+
+/** The pipeline's counters: CodecStats over every page sent, plus framing. */
+export interface WireStats extends CodecStats {
+  /** frames written (PAGES and control) */
+  frames: number;
+  /** bytes of those frames, headers and checks included */
+  frameBytes: number;
+  /** control frames among them */
+  controlFrames: number;
+}
+
+export function newWireStats(): WireStats {
+  return { ...newCodecStats(), frames: 0, frameBytes: 0, controlFrames: 0 };
+}
+
+/** Where decoded pages go: guest memory, a batch (frame order), or nowhere (returned). */
+export type PageDestination = Uint8Array | PageBatch | undefined;
+
+/** The codec that decodes each wire id that needs one (wkdm, lz4, xbzrle, dedup). */
+export type FrameDecoders = Partial<Record<Encoding, PageCodec>>;
+
+/** xxHash32 (seed 0) of `len` bytes at `ptr` in linear memory: the header and frame checks. */
+function frameCheck(ptr: number, len: number): number {
+  return wasm().kernels.xxh32(ptr, len, 0) >>> 0;
+}
+
+const TYPE_NAMES: Record<FrameType, Frame["type"]> = {
+  1: "pages",
+  2: "round-start",
+  3: "round-end",
+  4: "switch-over",
+  5: "page-request",
+  6: "done",
+};
+
+// ---------------------------------------------------------------- encoding
+
+/** Per-thread staging for the encoder: pages that moved on past a stage, and the frame being built. */
+class EncoderScratch {
+  private stage: PageBatch | undefined;
+  readonly frame = new Scratch();
+
+  stageBatch(capacity: number, pageSize: number): PageBatch {
+    if (!this.stage || this.stage.capacity < capacity || this.stage.pageSize !== pageSize) {
+      this.stage?.dispose();
+      this.stage = new PageBatch(capacity, pageSize);
+    }
+    return this.stage;
+  }
+}
+
+let encoderScratch: EncoderScratch | undefined;
+
+/** One page of the frame being built: where its payload comes from. */
+interface Part {
+  index: number;
+  encoding: number;
+  length: number;
+  /** payload in JavaScript memory (codec output), or undefined */
+  data: Uint8Array | undefined;
+  /** offset in `data`, or in linear memory when `data` is undefined */
+  from: number;
+}
+
+function checkIndices(pageIndices: ArrayLike<number>, count: number): Uint32Array {
+  if (pageIndices.length !== count) {
+    throw new RangeError(`pageIndices.length ${pageIndices.length} != batch.count ${count}`);
+  }
+  const out = new Uint32Array(count);
+  const seen = new Set<number>();
+  for (let k = 0; k < count; k++) {
+    const p = pageIndices[k]!;
+    if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new RangeError(`pageIndices[${k}] = ${p} is not a page index (0..2^32-1)`);
+    if (seen.has(p)) throw new RangeError(`pageIndices[${k}] = ${p} appears twice in one batch`);
+    seen.add(p);
+    out[k] = p;
+  }
+  return out;
+}
+
+/** Most pages of `pageSize` bytes one PAGES frame may carry. */
+export function maxFramePages(pageSize: number): number {
+  return Math.min(MAX_FRAME_PAGES, Math.floor(MAX_FRAME_PAGE_BYTES / pageSize));
+}
+
+/**
+ * Encodes the batch's loaded pages as one PAGES frame (see the module
+ * comment for the stage order). Returns the frame; `stats` counts it.
+ */
+export function encodeFrame(
+  batch: PageBatch,
+  pageIndices: ArrayLike<number>,
+  codecs: PipelineCodecs,
+  stats: WireStats,
+  sequence: number = stats.frames,
+): Uint8Array {
+  const n = batch.count;
+  const ps = batch.pageSize;
+  checkInteger("batch.count", n, 0, maxFramePages(ps));
+  checkInteger("sequence", sequence, 0, 0xffffffff);
+  const indices = checkIndices(pageIndices, n);
+  const { heap } = wasm();
+  const scratch = (encoderScratch ??= new EncoderScratch());
+
+  const parts: Part[] = [];
+  // Slots (of the caller's batch) still unsent, and where they sit now: in
+  // the caller's batch at their own slot, or packed at 0.. of the stage batch.
+  let remaining: number[] = [];
+  if (n > 0) {
+    const zero = scanZeroPages(batch);
+    for (let k = 0; k < n; k++) {
+      if (zero.flags[k]) parts.push({ index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 });
+      else remaining.push(k);
+    }
+  }
+  let holder: PageBatch = batch;
+  let packed = false; // true once `remaining[i]` sits at slot i of the stage batch
+  let tried = false;
+
+  for (const codec of [codecs.dedup, codecs.delta, codecs.compress]) {
+    if (!codec || remaining.length === 0) continue;
+    tried = true;
+    if (remaining.length !== n || packed) {
+      const stage = scratch.stageBatch(remaining.length, ps);
+      const mem = heap.bytes();
+      if (!packed) {
+        // Copy runs of consecutive slots from the caller's batch.
+        for (let i = 0; i < remaining.length; ) {
+          let run = 1;
+          while (i + run < remaining.length && remaining[i + run] === remaining[i]! + run) run++;
+          const src = batch.ptr + remaining[i]! * ps;
+          mem.copyWithin(stage.ptr + i * ps, src, src + run * ps);
+          i += run;
+        }
+      }
+      stage.count = remaining.length;
+      holder = stage;
+      packed = true;
+    }
+    const stageIndices = Uint32Array.from(remaining, (k) => indices[k]!);
+    const encoded = codec.encodeBatch(holder, stageIndices);
+    if (encoded.count !== remaining.length || encoded.pageSize !== ps) {
+      throw new RangeError(`codec ${codec.name} returned ${encoded.count} pages of ${encoded.pageSize} B for ${remaining.length} of ${ps} B`);
+    }
+    const next: number[] = [];
+    // Positions (in the holder) of the pages going on, to pack them forward.
+    const keep: number[] = [];
+    for (let i = 0; i < remaining.length; i++) {
+      const encoding = encoded.encodings[i]!;
+      if (encoding === Encoding.RAW) {
+        next.push(remaining[i]!);
+        keep.push(i);
+      } else {
+        const length = encoded.lengths[i]!;
+        if (length > ps) throw new RangeError(`codec ${codec.name} produced ${length} B for a ${ps} B page`);
+        parts.push({ index: stageIndices[i]!, encoding, length, data: encoded.data, from: encoded.offsets[i]! });
+      }
+    }
+    if (packed && next.length < remaining.length) {
+      const mem = heap.bytes();
+      keep.forEach((pos, i) => {
+        if (pos !== i) mem.copyWithin(holder.ptr + i * ps, holder.ptr + pos * ps, holder.ptr + (pos + 1) * ps);
+      });
+      holder.count = next.length;
+    }
+    remaining = next;
+  }
+  remaining.forEach((k, i) => {
+    const slot = packed ? i : k;
+    parts.push({ index: indices[k]!, encoding: Encoding.RAW, length: ps, data: undefined, from: holder.ptr + slot * ps });
+  });
+
+  let payloadBytes = 0;
+  for (const part of parts) payloadBytes += part.length;
+  const bodyLength = n * ENTRY_BYTES + payloadBytes;
+  const total = HEADER_BYTES + bodyLength + CHECK_BYTES;
+  const at = scratch.frame.reserve(total);
+  writeHeader(at, FrameType.PAGES, sequence, ps, n, bodyLength);
+  const dv = heap.view();
+  const mem = heap.bytes();
+  let entry = at + HEADER_BYTES;
+  let payload = entry + n * ENTRY_BYTES;
+  const encodings = new Uint8Array(n);
+  const lengths = new Uint32Array(n);
+  for (let i = 0; i < parts.length; ) {
+    const part = parts[i]!;
+    // A run of parts whose payloads lie back to back in one source is one copy.
+    let end = part.from + part.length;
+    let j = i;
+    for (; j < parts.length; j++) {
+      const p = parts[j]!;
+      if (j > i && (p.data !== part.data || p.from !== end)) break;
+      if (j > i) end += p.length;
+      dv.setUint32(entry, p.index, true);
+      dv.setUint32(entry + 4, p.encoding | (p.length << 8), true);
+      entry += ENTRY_BYTES;
+      encodings[j] = p.encoding;
+      lengths[j] = p.length;
+    }
+    if (part.data) mem.set(part.data.subarray(part.from, end), payload);
+    else mem.copyWithin(payload, part.from, end);
+    payload += end - part.from;
+    i = j;
+  }
+  dv.setUint32(at + total - CHECK_BYTES, frameCheck(at, total - CHECK_BYTES), true);
+  const frame = mem.slice(at, at + total);
+
+  const summary: EncodedBatch = { pageSize: ps, count: n, encodings, offsets: new Uint32Array(n), lengths, data: frame };
+  countEncoded(stats, summary, tried ? remaining.length : 0);
+  stats.frames++;
+  stats.frameBytes += total;
+  return frame;
+}
+
+/** Writes the 28-byte header at `at` in linear memory, with its check. */
+function writeHeader(at: number, type: FrameType, sequence: number, pageSize: number, count: number, bodyLength: number): void {
+  const dv = wasm().heap.view();
+  dv.setUint32(at, FRAME_MAGIC, true);
+  dv.setUint8(at + 4, FRAME_VERSION);
+  dv.setUint8(at + 5, type);
+  dv.setUint16(at + 6, 0, true);
+  dv.setUint32(at + 8, sequence, true);
+  dv.setUint32(at + 12, pageSize, true);
+  dv.setUint32(at + 16, count, true);
+  dv.setUint32(at + 20, bodyLength, true);
+  dv.setUint32(at + 24, frameCheck(at, 24), true);
+}
+
+let controlScratch: Scratch | undefined;
+
+/** Encodes one control frame (see ControlMessage); checks every field, naming it. */
+export function encodeControl(message: ControlMessage, sequence: number): Uint8Array {
+  checkInteger("sequence", sequence, 0, 0xffffffff);
+  let type: FrameType;
+  let count = 0;
+  let body: Uint8Array;
+  switch (message.type) {
+    case "round-start":
+    case "round-end": {
+      checkInteger("round", message.round, 0, 0xffffffff);
+      checkInteger("pages", message.pages, 0, 0xffffffff);
+      type = message.type === "round-start" ? FrameType.ROUND_START : FrameType.ROUND_END;
+      body = new Uint8Array(8);
+      const dv = new DataView(body.buffer);
+      dv.setUint32(0, message.round, true);
+      dv.setUint32(4, message.pages, true);
+      break;
+    }
+    case "switch-over":
+      if (!(message.state instanceof Uint8Array)) throw new TypeError("state must be a Uint8Array");
+      checkInteger("state.byteLength", message.state.byteLength, 0, MAX_STATE_BYTES);
+      type = FrameType.SWITCHOVER;
+      body = message.state;
+      break;
+    case "page-request": {
+      count = message.pages.length;
+      checkInteger("pages.length", count, 0, MAX_REQUEST_PAGES);
+      type = FrameType.PAGE_REQUEST;
+      body = new Uint8Array(4 * count);
+      const dv = new DataView(body.buffer);
+      for (let k = 0; k < count; k++) {
+        const p = message.pages[k]!;
+        if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new RangeError(`pages[${k}] = ${p} is not a page index (0..2^32-1)`);
+        dv.setUint32(4 * k, p, true);
+      }
+      break;
+    }
+    case "done": {
+      checkInteger("memoryBytes", message.memoryBytes, 0, Number.MAX_SAFE_INTEGER);
+      const name = message.digestName;
+      if (typeof name !== "string" || !/^[\x21-\x7e]{1,16}$/.test(name)) {
+        throw new RangeError(`digestName must be 1..${MAX_DIGEST_NAME} printable ASCII characters, got ${JSON.stringify(name)}`);
+      }
+      checkInteger("digest.byteLength", message.digest.byteLength, 0, MAX_DIGEST_BYTES);
+      type = FrameType.DONE;
+      body = new Uint8Array(10 + name.length + message.digest.byteLength);
+      const dv = new DataView(body.buffer);
+      dv.setBigUint64(0, BigInt(message.memoryBytes), true);
+      body[8] = name.length;
+      for (let i = 0; i < name.length; i++) body[9 + i] = name.charCodeAt(i);
+      body[9 + name.length] = message.digest.byteLength;
+      body.set(message.digest, 10 + name.length);
+      break;
+    }
+    default:
+      throw new RangeError(`unknown control message type ${JSON.stringify((message as { type: unknown }).type)}`);
+  }
+  const total = HEADER_BYTES + body.byteLength + CHECK_BYTES;
+  const { heap } = wasm();
+  const at = (controlScratch ??= new Scratch()).reserve(total);
+  writeHeader(at, type, sequence, 0, count, body.byteLength);
+  heap.bytes().set(body, at + HEADER_BYTES);
+  heap.view().setUint32(at + total - CHECK_BYTES, frameCheck(at, total - CHECK_BYTES), true);
+  return heap.bytes().slice(at, at + total);
+}
+
+/** An encoder for one stream: numbers its frames and keeps its stats. */
+export class FrameEncoder {
+  readonly stats = newWireStats();
+  constructor(readonly codecs: PipelineCodecs = {}) {}
+  /** Next sequence number. */
+  get sequence(): number {
+    return this.stats.frames;
+  }
+  pages(batch: PageBatch, pageIndices: ArrayLike<number>): Uint8Array {
+    return encodeFrame(batch, pageIndices, this.codecs, this.stats);
+  }
+  control(message: ControlMessage): Uint8Array {
+    const frame = encodeControl(message, this.stats.frames);
+    this.stats.frames++;
+    this.stats.controlFrames++;
+    this.stats.frameBytes += frame.byteLength;
+    return frame;
+  }
+}
+
+// ---------------------------------------------------------------- decoding
+
+let headerScratch: Scratch | undefined;
+
+/**
+ * Reads and checks the header at the start of `bytes` (at least HEADER_BYTES
+ * of them): check value, magic, version, type, flags, and every length
+ * against the limits and the type. Throws CodecError.
+ */
+export function readFrameHeader(bytes: Uint8Array): FrameHeader {
+  if (bytes.byteLength < HEADER_BYTES) {
+    throw new CodecError("truncated", `frame header needs ${HEADER_BYTES} bytes, got ${bytes.byteLength}`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
+  if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new CodecError("malformed", "not a pagemill frame: bad magic");
+  const { heap } = wasm();
+  const at = (headerScratch ??= new Scratch()).reserve(HEADER_BYTES);
+  heap.bytes().set(bytes.subarray(0, 24), at);
+  if (frameCheck(at, 24) !== dv.getUint32(24, true)) throw new CodecError("checksum", "frame header check does not match");
+  const version = dv.getUint8(4);
+  if (version !== FRAME_VERSION) throw new CodecError("malformed", `frame version ${version} is not ${FRAME_VERSION}`);
+  const type = dv.getUint8(5);
+  if (type < FrameType.PAGES || type > FrameType.DONE) throw new CodecError("malformed", `unknown frame type ${type}`);
+  const flags = dv.getUint16(6, true);
+  if (flags !== 0) throw new CodecError("malformed", `reserved flags ${flags} are not 0`);
+  const sequence = dv.getUint32(8, true);
+  const pageSize = dv.getUint32(12, true);
+  const count = dv.getUint32(16, true);
+  const bodyLength = dv.getUint32(20, true);
+  const name = TYPE_NAMES[type as FrameType];
+  const fail = (what: string): never => {
+    throw new CodecError("length", `${name} frame: ${what}`);
+  };
+  if (type === FrameType.PAGES) {
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) fail(`page size ${pageSize} is not a power of two 512..65536`);
+    if (count > maxFramePages(pageSize)) fail(`${count} pages of ${pageSize} B pass the limit of ${maxFramePages(pageSize)}`);
+    if (bodyLength < count * ENTRY_BYTES || bodyLength > count * (ENTRY_BYTES + pageSize)) {
+      fail(`body length ${bodyLength} is impossible for ${count} pages of ${pageSize} B`);
+    }
+  } else {
+    if (pageSize !== 0) fail(`page size ${pageSize} is not 0`);
+    if (type === FrameType.PAGE_REQUEST) {
+      if (count > MAX_REQUEST_PAGES) fail(`${count} indices pass the limit of ${MAX_REQUEST_PAGES}`);
+      if (bodyLength !== 4 * count) fail(`body length ${bodyLength} is not 4 × ${count}`);
+    } else if (count !== 0) {
+      fail(`count ${count} is not 0`);
+    }
+    if ((type === FrameType.ROUND_START || type === FrameType.ROUND_END) && bodyLength !== 8) fail(`body length ${bodyLength} is not 8`);
+    if (type === FrameType.SWITCHOVER && bodyLength > MAX_STATE_BYTES) fail(`state of ${bodyLength} B passes the limit of ${MAX_STATE_BYTES}`);
+    if (type === FrameType.DONE && (bodyLength < 11 || bodyLength > 10 + MAX_DIGEST_NAME + MAX_DIGEST_BYTES)) {
+      fail(`body length ${bodyLength} is outside 11..${10 + MAX_DIGEST_NAME + MAX_DIGEST_BYTES}`);
+    }
+  }
+  return { type: type as FrameType, sequence, pageSize, count, bodyLength, frameLength: HEADER_BYTES + bodyLength + CHECK_BYTES };
+}
+
+/** Wire ids decoded by a codec (the others are decoded here). */
+const CODEC_ENCODINGS: readonly Encoding[] = [Encoding.WKDM, Encoding.LZ4, Encoding.XBZRLE, Encoding.DEDUP];
+
+/** A frame decoder with its own staging memory and codecs. */
+export class FrameDecoder {
+  private readonly decoders: FrameDecoders;
+  private readonly input: Scratch;
+  private readonly staging = new Map<Encoding, PageBatch>();
+
+  /** `decoders`: the codec per wire id; the ones not given come from the registry when first needed. */
+  constructor(decoders: FrameDecoders = {}) {
+    this.decoders = { ...decoders };
+    this.input = new Scratch();
+  }
+
+  private decoderOf(encoding: Encoding): PageCodec | undefined {
+    return (this.decoders[encoding] ??= decoderFor(encoding));
+  }
+
+  private stagingBatch(encoding: Encoding, count: number, pageSize: number): PageBatch {
+    let batch = this.staging.get(encoding);
+    if (!batch || batch.capacity < count || batch.pageSize !== pageSize) {
+      batch?.dispose();
+      batch = new PageBatch(count, pageSize);
+      this.staging.set(encoding, batch);
+    }
+    return batch;
+  }
+
+  /** Decodes one whole frame (exactly its bytes); see decodeFrame. */
+  decode(bytes: Uint8Array, destination?: PageDestination): Frame {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError("bytes must be a Uint8Array");
+    const header = readFrameHeader(bytes);
+    const name = TYPE_NAMES[header.type];
+    if (bytes.byteLength < header.frameLength) {
+      throw new CodecError("truncated", `${name} frame of ${header.frameLength} B cut at ${bytes.byteLength} B`);
+    }
+    if (bytes.byteLength > header.frameLength) {
+      throw new CodecError("length", `${name} frame of ${header.frameLength} B given ${bytes.byteLength} B`);
+    }
+    const { heap } = wasm();
+    const checked = header.frameLength - CHECK_BYTES;
+    const at = this.input.reserve(checked);
+    heap.bytes().set(bytes.subarray(0, checked), at);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (frameCheck(at, checked) !== dv.getUint32(checked, true)) {
+      throw new CodecError("checksum", `${name} frame ${header.sequence}: frame check does not match`);
+    }
+    const body = HEADER_BYTES;
+    const sequence = header.sequence;
+    switch (header.type) {
+      case FrameType.PAGES:
+        return this.decodePages(bytes, dv, header, destination);
+      case FrameType.ROUND_START:
+      case FrameType.ROUND_END:
+        return { type: name as "round-start" | "round-end", sequence, round: dv.getUint32(body, true), pages: dv.getUint32(body + 4, true) };
+      case FrameType.SWITCHOVER:
+        return { type: "switch-over", sequence, state: bytes.slice(body, body + header.bodyLength) };
+      case FrameType.PAGE_REQUEST: {
+        const pages = new Uint32Array(header.count);
+        for (let k = 0; k < header.count; k++) pages[k] = dv.getUint32(body + 4 * k, true);
+        return { type: "page-request", sequence, pages };
+      }
+      case FrameType.DONE:
+        return readDone(bytes, dv, header);
+    }
+  }
+
+  private decodePages(bytes: Uint8Array, dv: DataView, header: FrameHeader, destination: PageDestination): PagesFrame {
+    const { count: n, pageSize: ps, sequence } = header;
+    const fail = (code: "length" | "malformed" | "overrun", what: string, k?: number): never => {
+      throw new CodecError(code, `pages frame ${sequence}${k === undefined ? "" : `, entry ${k}`}: ${what}`);
+    };
+    let destPages: number;
+    if (destination === undefined) destPages = Infinity;
+    else if (destination instanceof PageBatch) {
+      if (destination.pageSize !== ps) throw new RangeError(`destination batch has ${destination.pageSize} B pages, the frame ${ps} B`);
+      if (destination.capacity < n) throw new RangeError(`destination batch holds ${destination.capacity} pages, the frame has ${n}`);
+      destPages = Infinity;
+    } else if (destination instanceof Uint8Array) destPages = Math.floor(destination.byteLength / ps);
+    else throw new TypeError("destination must be a Uint8Array, a PageBatch or undefined");
+
+    const indices = new Uint32Array(n);
+    const encodings = new Uint8Array(n);
+    const offsets = new Uint32Array(n);
+    const lengths = new Uint32Array(n);
+    const seen = new Set<number>();
+    let offset = HEADER_BYTES + n * ENTRY_BYTES;
+    const end = HEADER_BYTES + header.bodyLength;
+    for (let k = 0; k < n; k++) {
+      const e = HEADER_BYTES + k * ENTRY_BYTES;
+      const index = dv.getUint32(e, true);
+      const word = dv.getUint32(e + 4, true);
+      const encoding = word & 0xff;
+      const length = word >>> 8;
+      if (encoding > Encoding.DEDUP) fail("malformed", `unknown wire id ${encoding}`, k);
+      const want = encoding === Encoding.ZERO ? 0 : encoding === Encoding.SAME_VALUE ? 4 : encoding === Encoding.RAW ? ps : -1;
+      if (want >= 0 ? length !== want : length < 1 || length > ps) {
+        fail("length", `payload of ${length} B is not allowed for ${encoding} pages of ${ps} B`, k);
+      }
+      if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
+      if (index >= destPages) fail("overrun", `page ${index} is outside the destination (${destPages} pages)`, k);
+      if (seen.has(index)) fail("malformed", `page ${index} appears twice`, k);
+      seen.add(index);
+      indices[k] = index;
+      encodings[k] = encoding;
+      offsets[k] = offset;
+      lengths[k] = length;
+      offset += length;
+    }
+    if (offset !== end) fail("length", `payloads end at ${offset}, the body at ${end}`);
+
+    // Group the codec-encoded pages by wire id; check a decoder exists for each.
+    const groups = new Map<Encoding, number[]>();
+    for (let k = 0; k < n; k++) {
+      const encoding = encodings[k] as Encoding;
+      if (!CODEC_ENCODINGS.includes(encoding)) continue;
+      let group = groups.get(encoding);
+      if (!group) {
+        if (!this.decoderOf(encoding)) fail("malformed", `no decoder for wire id ${encoding} was given`, k);
+        groups.set(encoding, (group = []));
+      }
+      group.push(k);
+    }
+
+    // Decode each group into its staging batch: nothing is written to the destination yet.
+    const staged = new Map<number, number>(); // frame entry → linear-memory offset of its decoded page
+    for (const [encoding, members] of groups) {
+      const batch = this.stagingBatch(encoding, members.length, ps);
+      const groupIndices = Uint32Array.from(members, (k) => indices[k]!);
+      if (encoding === Encoding.XBZRLE) this.preload(batch, members, groupIndices, destination);
+      const encoded: EncodedBatch = {
+        pageSize: ps,
+        count: members.length,
+        encodings: Uint8Array.from(members, (k) => encodings[k]!),
+        offsets: Uint32Array.from(members, (k) => offsets[k]!),
+        lengths: Uint32Array.from(members, (k) => lengths[k]!),
+        data: bytes,
+      };
+      try {
+        this.decoderOf(encoding)!.decodeBatch(encoded, batch, groupIndices);
+      } catch (err) {
+        // The codec names its page by its place in the group; name it by the frame's.
+        if (err instanceof CodecError && err.page !== undefined && err.page < members.length) {
+          const k = members[err.page]!;
+          throw new CodecError(err.code, `pages frame ${sequence}, entry ${k} (page ${indices[k]}): ${err.message}`, indices[k]);
+        }
+        throw err;
+      }
+      members.forEach((k, i) => staged.set(k, batch.ptr + i * ps));
+    }
+
+    // Every page decoded: write them.
+    let pages: Uint8Array | undefined;
+    let target: Uint8Array;
+    let base = 0;
+    if (destination === undefined) target = pages = new Uint8Array(n * ps);
+    else if (destination instanceof PageBatch) {
+      target = wasm().heap.bytes();
+      base = destination.ptr;
+    } else target = destination;
+    const mem = wasm().heap.bytes();
+    for (let k = 0; k < n; k++) {
+      const to = destination instanceof Uint8Array ? indices[k]! * ps : base + k * ps;
+      switch (encodings[k]) {
+        case Encoding.ZERO:
+          target.fill(0, to, to + ps);
+          break;
+        case Encoding.SAME_VALUE:
+          target.set(bytes.subarray(offsets[k]!, offsets[k]! + 4), to);
+          for (let filled = 4; filled < ps; filled *= 2) target.copyWithin(to + filled, to, to + filled);
+          break;
+        case Encoding.RAW:
+          target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
+          break;
+        default: {
+          const from = staged.get(k)!;
+          target.set(mem.subarray(from, from + ps), to);
+        }
+      }
+    }
+    if (destination instanceof PageBatch) destination.count = n;
+    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, ...(pages ? { pages } : {}) };
+  }
+
+  /** XBZRLE deltas apply to the page the destination holds: put it in the staging slots. */
+  private preload(batch: PageBatch, members: number[], groupIndices: Uint32Array, destination: PageDestination): void {
+    if (destination instanceof Uint8Array) {
+      batch.load(destination, groupIndices);
+    } else if (destination instanceof PageBatch) {
+      const mem = wasm().heap.bytes();
+      const ps = batch.pageSize;
+      members.forEach((k, i) => mem.copyWithin(batch.ptr + i * ps, destination.ptr + k * ps, destination.ptr + (k + 1) * ps));
+      batch.count = members.length;
+    } else {
+      throw new CodecError("malformed", "xbzrle pages need the destination's current pages: give a destination");
+    }
+  }
+
+  /** Releases the staging memory. */
+  dispose(): void {
+    this.input.dispose();
+    for (const batch of this.staging.values()) batch.dispose();
+    this.staging.clear();
+  }
+}
+
+function readDone(bytes: Uint8Array, dv: DataView, header: FrameHeader): Frame {
+  const body = HEADER_BYTES;
+  const fail = (what: string): never => {
+    throw new CodecError("malformed", `done frame ${header.sequence}: ${what}`);
+  };
+  const memoryBytes = dv.getBigUint64(body, true);
+  if (memoryBytes > BigInt(Number.MAX_SAFE_INTEGER)) fail(`memory size ${memoryBytes} is too large`);
+  const nameLength = bytes[body + 8]!;
+  if (nameLength < 1 || nameLength > MAX_DIGEST_NAME) fail(`digest name length ${nameLength} is outside 1..${MAX_DIGEST_NAME}`);
+  if (body + 10 + nameLength > body + header.bodyLength) fail("digest name runs past the body");
+  let digestName = "";
+  for (let i = 0; i < nameLength; i++) {
+    const c = bytes[body + 9 + i]!;
+    if (c < 0x21 || c > 0x7e) fail(`digest name byte ${c} is not printable ASCII`);
+    digestName += String.fromCharCode(c);
+  }
+  const digestLength = bytes[body + 9 + nameLength]!;
+  if (10 + nameLength + digestLength !== header.bodyLength) {
+    throw new CodecError("length", `done frame ${header.sequence}: digest of ${digestLength} B does not fill the ${header.bodyLength} B body`);
+  }
+  if (digestLength > MAX_DIGEST_BYTES) fail(`digest of ${digestLength} B passes ${MAX_DIGEST_BYTES}`);
+  const start = body + 10 + nameLength;
+  return { type: "done", sequence: header.sequence, memoryBytes: Number(memoryBytes), digestName, digest: bytes.slice(start, start + digestLength) };
+}
+
+let defaultDecoder: FrameDecoder | undefined;
+
+/**
+ * Decodes one frame into `destination` (see the module comment), with this
+ * thread's default decoder and the registry's codecs, or `decoders` given.
+ */
+export function decodeFrame(bytes: Uint8Array, destination?: PageDestination, decoders?: FrameDecoders): Frame {
+  if (decoders) {
+    const decoder = new FrameDecoder(decoders);
+    try {
+      return decoder.decode(bytes, destination);
+    } finally {
+      decoder.dispose();
+    }
+  }
+  return (defaultDecoder ??= new FrameDecoder()).decode(bytes, destination);
+}
