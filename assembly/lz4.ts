@@ -341,38 +341,54 @@ export function lz4Decompress(src: usize, srcLen: u32, dst: usize, dstCap: u32):
 /**
  * Writes `len` bytes at `op`, each equal to the byte `offset` before it
  * (offset <= bytes already written, len <= oend − op). Returns op + len.
+ * Wide copies are exact while the source is at least their width behind;
+ * the last one may run past op + len when the destination has room.
  */
 // @ts-ignore: decorator
 @inline
 function copyMatch(op: usize, offset: usize, len: usize, oend: usize): usize {
   const end = op + len;
   let from = op - offset;
-  if (offset < 16) {
-    // Byte by byte until 16 bytes of the pattern exist, then read from a
-    // whole number of periods back, at least 16 bytes away.
-    const head = len < 16 ? len : 16;
-    const headEnd = op + head;
+  if (offset >= 16) {
+    while (op + 16 <= end) {
+      v128.store(op, v128.load(from));
+      op += 16;
+      from += 16;
+    }
+    if (op < end) {
+      if (op + 16 <= oend) {
+        v128.store(op, v128.load(from));
+        return end;
+      }
+      memory.copy(op, from, end - op);
+    }
+    return end;
+  }
+  if (offset < 8) {
+    // Byte by byte until 8 bytes of the pattern exist, then read from a whole
+    // number of periods back, at least 8 bytes away.
+    const headEnd = op + (len < 8 ? len : 8);
     while (op < headEnd) {
       store<u8>(op, load<u8>(from));
       op++;
       from++;
     }
-    from = op - offset * ((16 + offset - 1) / offset);
+    from = op - offset * ((8 + offset - 1) / offset);
   }
-  while (op + 16 <= end) {
-    v128.store(op, v128.load(from));
-    op += 16;
-    from += 16;
+  while (op + 8 <= end) {
+    store<u64>(op, load<u64>(from));
+    op += 8;
+    from += 8;
   }
   if (op < end) {
-    if (op + 16 <= oend) {
-      v128.store(op, v128.load(from));
-    } else {
-      while (op < end) {
-        store<u8>(op, load<u8>(from));
-        op++;
-        from++;
-      }
+    if (op + 8 <= oend) {
+      store<u64>(op, load<u64>(from));
+      return end;
+    }
+    while (op < end) {
+      store<u8>(op, load<u8>(from));
+      op++;
+      from++;
     }
   }
   return end;

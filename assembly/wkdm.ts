@@ -12,7 +12,7 @@
 //           slot j of a group in byte j % 4, low nibble when j < 4; zero padded
 //   then    the low 10 bits of each partial match, 3 per word (bits 0/10/20)
 // Sparse (MZV) form: word 17185, then per non-zero word a u32 value and a u16
-// byte offset, chosen when XNU's size estimate says it is no larger.
+// byte offset (increasing), chosen when XNU's size estimate says it is no larger.
 //
 // The dictionary (16 words, zero at the start) is indexed through XNU's fixed
 // 256-entry table by bits 10..17 of the word. Compression follows XNU's
@@ -23,24 +23,24 @@
 // every word stores its tag, its slot, its low bits and itself as a new word,
 // and only the cursors that the tag selects move on.
 
-/** Dictionary slot of word x, by (x >> 10) & 0xff (XNU's hashLookupTable_new / 4). */
+/** Byte offset in the dictionary (slot × 4) of word x, by (x >> 10) & 0xff: XNU's hashLookupTable_new. */
 const HASH = memory.data<u8>([
-  0, 13, 2, 14, 4, 3, 7, 5, 1, 9, 12, 6, 11, 10, 8, 15,
-  2, 3, 7, 5, 1, 15, 4, 9, 6, 12, 11, 8, 13, 14, 10, 3,
-  2, 12, 4, 13, 15, 7, 14, 8, 5, 6, 9, 10, 11, 1, 2, 10,
-  15, 8, 5, 11, 1, 9, 13, 6, 4, 14, 12, 3, 7, 4, 2, 10,
-  9, 7, 8, 3, 1, 11, 13, 5, 6, 12, 15, 14, 10, 12, 2, 8,
-  7, 9, 1, 11, 5, 14, 15, 6, 13, 4, 3, 3, 1, 12, 5, 2,
-  13, 4, 15, 6, 9, 11, 7, 14, 10, 8, 9, 5, 6, 15, 10, 11,
-  13, 4, 8, 1, 12, 2, 7, 14, 3, 7, 8, 10, 13, 9, 4, 5,
-  12, 2, 1, 15, 6, 14, 11, 3, 2, 9, 6, 7, 4, 15, 5, 14,
-  8, 10, 12, 3, 1, 11, 13, 11, 10, 3, 14, 2, 9, 6, 15, 7,
-  12, 1, 8, 5, 4, 13, 15, 3, 6, 9, 2, 1, 4, 14, 12, 11,
-  10, 13, 8, 5, 7, 8, 3, 9, 7, 6, 14, 10, 4, 13, 11, 1,
-  5, 15, 2, 12, 12, 13, 3, 5, 8, 11, 9, 7, 1, 10, 6, 2,
-  14, 15, 4, 9, 8, 2, 10, 1, 13, 6, 11, 5, 3, 7, 12, 14,
-  4, 15, 1, 13, 15, 12, 5, 4, 14, 11, 6, 2, 10, 3, 8, 7,
-  9, 6, 8, 3, 1, 5, 4, 15, 9, 7, 2, 13, 10, 12, 11, 14,
+  0, 52, 8, 56, 16, 12, 28, 20, 4, 36, 48, 24, 44, 40, 32, 60,
+  8, 12, 28, 20, 4, 60, 16, 36, 24, 48, 44, 32, 52, 56, 40, 12,
+  8, 48, 16, 52, 60, 28, 56, 32, 20, 24, 36, 40, 44, 4, 8, 40,
+  60, 32, 20, 44, 4, 36, 52, 24, 16, 56, 48, 12, 28, 16, 8, 40,
+  36, 28, 32, 12, 4, 44, 52, 20, 24, 48, 60, 56, 40, 48, 8, 32,
+  28, 36, 4, 44, 20, 56, 60, 24, 52, 16, 12, 12, 4, 48, 20, 8,
+  52, 16, 60, 24, 36, 44, 28, 56, 40, 32, 36, 20, 24, 60, 40, 44,
+  52, 16, 32, 4, 48, 8, 28, 56, 12, 28, 32, 40, 52, 36, 16, 20,
+  48, 8, 4, 60, 24, 56, 44, 12, 8, 36, 24, 28, 16, 60, 20, 56,
+  32, 40, 48, 12, 4, 44, 52, 44, 40, 12, 56, 8, 36, 24, 60, 28,
+  48, 4, 32, 20, 16, 52, 60, 12, 24, 36, 8, 4, 16, 56, 48, 44,
+  40, 52, 32, 20, 28, 32, 12, 36, 28, 24, 56, 40, 16, 52, 44, 4,
+  20, 60, 8, 48, 48, 52, 12, 20, 32, 44, 36, 28, 4, 40, 24, 8,
+  56, 60, 16, 36, 32, 8, 40, 4, 52, 24, 44, 20, 12, 28, 48, 56,
+  16, 60, 4, 52, 60, 48, 20, 16, 56, 44, 24, 8, 40, 12, 32, 28,
+  36, 24, 32, 12, 4, 20, 16, 60, 36, 28, 8, 52, 40, 48, 44, 56,
 ]);
 
 const PAGE_BYTES: u32 = 4096;
@@ -108,8 +108,8 @@ function compressPage(src: usize, dst: usize, budget: u32): i32 {
     } else {
       for (let k: usize = 0; k < 8; k++) {
         const x = load<u32>(at + (k << 2));
-        const slot = <u32>load<u8>(HASH + ((x >> 10) & 0xff));
-        const entry = DICT + (<usize>slot << 2);
+        const offset = <usize>load<u8>(HASH + ((x >> 10) & 0xff));
+        const entry = DICT + offset;
         const d = load<u32>(entry);
         const exact = <u32>(x == d);
         const near = <u32>((x ^ d) >> 10 == 0);
@@ -120,7 +120,7 @@ function compressPage(src: usize, dst: usize, budget: u32): i32 {
         store<u8>(tagAt + k, <u8>tag);
         store<u32>(newPtr, x);
         newPtr += <usize>(tag == 2) << 2;
-        store<u8>(slotPtr, <u8>slot);
+        store<u8>(slotPtr, <u8>offset);
         slotPtr += <usize>(tag & 1);
         store<u16>(lowPtr, <u16>(x & 0x3ff));
         lowPtr += <usize>(tag == 1) << 1;
@@ -162,11 +162,11 @@ function compressPage(src: usize, dst: usize, budget: u32): i32 {
     const halves = load<u64>(TAGS + (g << 4)) | (load<u64>(TAGS + (g << 4), 8) << 4);
     store<u32>(dst + 12 + (g << 2), <u32>(halves | (halves >> 30)));
   }
-  // Slots: 8 bytes s[0..7] become byte j = s[j] | s[j+4]<<4; padding slots are zero.
+  // Slots (kept as byte offsets, slot × 4): 8 of them become byte j = s[j] | s[j+4]<<4; padding slots are zero.
   store<u64>(slotPtr, 0);
   const slotStart = newStart + (<usize>misses << 2);
   for (let w: usize = 0; w < slotWords; w++) {
-    const eight = load<u64>(SLOTS + (w << 3));
+    const eight = load<u64>(SLOTS + (w << 3)) >> 2;
     store<u32>(slotStart + (w << 2), <u32>(eight | (eight >> 28)));
   }
   store<u32>(lowPtr, 0);
@@ -248,22 +248,27 @@ const BAD_ZERO_LENGTH: i32 = 4;
 const BAD_SAME_VALUE_LENGTH: i32 = 5;
 const SHORT_STREAM: i32 = 6; // under 4 bytes
 const BAD_SPARSE_LENGTH: i32 = 7; // MZV not 4 + 6·n bytes
-const BAD_SPARSE_OFFSET: i32 = 8; // MZV offset past the page or not word aligned
+const BAD_SPARSE_OFFSET: i32 = 8; // MZV offset past the page, not word aligned or not above the previous one
 const SHORT_HEADER: i32 = 9; // under 268 bytes
 const HEADER_ORDER: i32 = 10; // offsets not 67 <= new <= slots <= lows
 const HEADER_PAST_END: i32 = 11; // header size larger than the payload
 const HEADER_SHORT_OF_END: i32 = 12; // header size smaller than the payload
 const TAG_COUNTS: i32 = 13; // tag counts disagree with the header's areas
 
+const UNPACKED_TAGS = memory.data(16, 16);
+/** Dictionary byte offsets (slot × 4) of the matches, one byte each. */
 const UNPACKED_SLOTS = memory.data(WORDS + 32, 16);
 const UNPACKED_LOWS = memory.data(2 * WORDS + 64, 16);
 
 /** Decodes the MZV form of `len` bytes at `src` into `dst`; 0 or a reason. */
 function decodeSparse(src: usize, len: u32, dst: usize): i32 {
   if ((len - 4) % 6 != 0) return BAD_SPARSE_LENGTH;
+  // Offsets strictly increase, as XNU writes them: at most 1024 records.
+  let next: u32 = 0;
   for (let at: u32 = 4; at < len; at += 6) {
     const offset = <u32>load<u16>(src + at, 4);
-    if (offset >= PAGE_BYTES || (offset & 3) != 0) return BAD_SPARSE_OFFSET;
+    if (offset < next || offset >= PAGE_BYTES || (offset & 3) != 0) return BAD_SPARSE_OFFSET;
+    next = offset + 4;
   }
   memory.fill(dst, 0, PAGE_BYTES);
   for (let at: u32 = 4; at < len; at += 6) {
@@ -306,7 +311,7 @@ function decodePage(src: usize, len: u32, dst: usize): i32 {
   const slotArea = src + (<usize>newEnd << 2);
   for (let w: usize = 0, n = <usize>(slotEnd - newEnd); w < n; w++) {
     const packed = <u64>load<u32>(slotArea + (w << 2));
-    store<u64>(UNPACKED_SLOTS + (w << 3), (packed | (packed << 28)) & 0x0f0f0f0f0f0f0f0f);
+    store<u64>(UNPACKED_SLOTS + (w << 3), ((packed | (packed << 28)) & 0x0f0f0f0f0f0f0f0f) << 2);
   }
   const lowArea = src + (<usize>slotEnd << 2);
   for (let w: usize = 0, n = <usize>(lowEnd - slotEnd); w < n; w++) {
@@ -335,17 +340,21 @@ function decodePage(src: usize, len: u32, dst: usize): i32 {
       v128.store(out, zero, 48);
       continue;
     }
-    for (let k: u32 = 0; k < 16; k++) {
-      const tag = (tags >> (((k & 3) << 3) | ((k >> 2) << 1))) & 3;
-      const slot = <usize>load<u8>(slotPtr) << 2;
+    // One byte per word's tag: words 0..7 from bits 0-1 and 2-3 of each byte, 8..15 from bits 4-5 and 6-7.
+    const wide = <u64>tags;
+    store<u64>(UNPACKED_TAGS, (wide | (wide << 30)) & 0x0303030303030303);
+    store<u64>(UNPACKED_TAGS, ((wide >> 4) | (wide << 26)) & 0x0303030303030303, 8);
+    for (let k: usize = 0; k < 16; k++) {
+      const tag = <u32>load<u8>(UNPACKED_TAGS + k);
+      const slot = <usize>load<u8>(slotPtr);
       const fresh = load<u32>(newPtr);
       const d = load<u32>(DICT + slot);
       const isMiss = tag == 2;
       const isPartial = tag == 1;
       const word = select<u32>(fresh, select<u32>((d & ~0x3ff) | <u32>load<u16>(lowPtr), d, isPartial), isMiss);
-      const target = select<usize>(<usize>load<u8>(HASH + ((fresh >> 10) & 0xff)) << 2, slot, isMiss);
+      const target = select<usize>(<usize>load<u8>(HASH + ((fresh >> 10) & 0xff)), slot, isMiss);
       store<u32>(DICT + target, select<u32>(word, d, tag != 0));
-      store<u32>(out + (<usize>k << 2), select<u32>(word, 0, tag != 0));
+      store<u32>(out + (k << 2), select<u32>(word, 0, tag != 0));
       slotPtr += <usize>(tag & 1);
       lowPtr += <usize>isPartial << 1;
       newPtr += <usize>isMiss << 2;
@@ -436,7 +445,7 @@ export function wkdmHitRateBatch(pagesPtr: usize, count: u32, stride: u32, hitsP
     for (let block: usize = 0; block < PAGE_BYTES; block += step) {
       for (let k: usize = 0; k < 16; k++) {
         const x = load<u32>(page + block + (k << 2));
-        const entry = DICT + (<usize>load<u8>(HASH + ((x >> 10) & 0xff)) << 2);
+        const entry = DICT + <usize>load<u8>(HASH + ((x >> 10) & 0xff));
         const d = load<u32>(entry);
         hits += <u32>(x == 0) | <u32>((x ^ d) >> 10 == 0);
         store<u32>(entry, select<u32>(x, d, x != 0));

@@ -37,6 +37,56 @@ function chunkEqual(o: usize, n: usize): bool {
   return !v128.any_true(v128.or(a, b));
 }
 
+/** True when the 128 bytes at `o` and `n` are equal. */
+// @ts-ignore: decorator
+@inline
+function blockEqual(o: usize, n: usize): bool {
+  const a = v128.or(v128.xor(v128.load(o), v128.load(n)), v128.xor(v128.load(o, 16), v128.load(n, 16)));
+  const b = v128.or(v128.xor(v128.load(o, 32), v128.load(n, 32)), v128.xor(v128.load(o, 48), v128.load(n, 48)));
+  const c = v128.or(v128.xor(v128.load(o, 64), v128.load(n, 64)), v128.xor(v128.load(o, 80), v128.load(n, 80)));
+  const e = v128.or(v128.xor(v128.load(o, 96), v128.load(n, 96)), v128.xor(v128.load(o, 112), v128.load(n, 112)));
+  return !v128.any_true(v128.or(v128.or(a, b), v128.or(c, e)));
+}
+
+/**
+ * Copies exactly n >= 1 bytes between regions that do not overlap. Short runs
+ * (most of them) take two overlapping loads and stores of one width, which
+ * never read the destination: reading it would stall on the store just made
+ * for the previous run.
+ */
+// @ts-ignore: decorator
+@inline
+function copyRun(dst: usize, src: usize, n: u32): void {
+  if (n >= 16) {
+    if (n > 32) {
+      memory.copy(dst, src, n);
+    } else {
+      const head = v128.load(src);
+      const tail = v128.load(src + n - 16);
+      v128.store(dst, head);
+      v128.store(dst + n - 16, tail);
+    }
+  } else if (n >= 8) {
+    const head = load<u64>(src);
+    const tail = load<u64>(src + n - 8);
+    store<u64>(dst, head);
+    store<u64>(dst + n - 8, tail);
+  } else if (n >= 4) {
+    const head = load<u32>(src);
+    const tail = load<u32>(src + n - 4);
+    store<u32>(dst, head);
+    store<u32>(dst + n - 4, tail);
+  } else {
+    // 1..3 bytes: first, middle and last cover them all.
+    const first = load<u8>(src);
+    const middle = load<u8>(src + (n >> 1));
+    const last = load<u8>(src + n - 1);
+    store<u8>(dst, first);
+    store<u8>(dst + (n >> 1), middle);
+    store<u8>(dst + n - 1, last);
+  }
+}
+
 // @ts-ignore: decorator
 @inline
 function putLength(at: usize, n: u32): u32 {
@@ -51,10 +101,12 @@ function putLength(at: usize, n: u32): u32 {
 
 /**
  * Encodes page `neu` against `old` (`slen` bytes, a multiple of 64) into
- * `dst`. May write up to 15 bytes past the delta's end (short runs are copied
- * 16 bytes at a time), never past dst + dlen + 15.
+ * `dst`, writing nothing past dst + dlen. With `patch`, each non-zero run is
+ * also copied into `old` as it is emitted (bytes already scanned), so after a
+ * delta `old` equals `neu` without copying the whole page; after -1 it is
+ * partly patched and the caller copies the page.
  */
-function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32): i32 {
+function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32, patch: bool): i32 {
   let i: u32 = 0; // start of the zero run being measured
   let d: u32 = 0;
   let chunk: u32 = 0; // the 64-byte chunk holding the scan position
@@ -65,6 +117,7 @@ function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32): i
     let bits = differ & (ALL << (<u64>(i & 63)));
     if (bits == 0) {
       chunk += 64;
+      while (chunk + 128 <= slen && blockEqual(old + chunk, neu + chunk)) chunk += 128;
       while (chunk < slen && chunkEqual(old + chunk, neu + chunk)) chunk += 64;
       if (chunk >= slen) return i == 0 ? 0 : <i32>d;
       differ = differMask(old + chunk, neu + chunk);
@@ -91,11 +144,8 @@ function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32): i
     const n = e - z;
     if (n > MAX_RUN || d + (n < 0x80 ? 1 : 2) + n > dlen) return -1;
     d += putLength(dst + d, n);
-    if (n <= 16 && z + 16 <= slen) {
-      v128.store(dst + d, v128.load(neu + z));
-    } else {
-      memory.copy(dst + d, neu + z, n);
-    }
+    copyRun(dst + d, neu + z, n);
+    if (patch) copyRun(old + z, neu + z, n);
     d += n;
     i = e;
   } while (i < slen);
@@ -103,8 +153,8 @@ function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32): i
 }
 
 // Old-page table flags (src/codecs/xbzrle.ts mirrors them): the entry points
-// at the page's previous version, encode against it; after encoding, copy the
-// new page over the entry's page (cache upkeep).
+// at the page's previous version, encode against it; after encoding, the
+// entry's page is to hold the new page (cache upkeep).
 const XBZRLE_HAS_OLD: u32 = 1;
 const XBZRLE_UPDATE: u32 = 2;
 
@@ -113,13 +163,14 @@ const XBZRLE_UPDATE: u32 = 2;
  *
  * - `oldTable`: one u32 per page: the address (4-aligned) of the page's old
  *   version, or-ed with XBZRLE_HAS_OLD when there is one (otherwise the page
- *   is not encoded) and XBZRLE_UPDATE when the new content is to be copied
- *   there afterwards (skipped for an unchanged page, whose copy is current).
+ *   is not encoded) and XBZRLE_UPDATE when that address is to hold the new
+ *   page afterwards (a delta patches it run by run; an unencoded page is
+ *   copied whole; an unchanged page needs nothing).
  * - `newPtr`: the new pages, back to back.
  * - `dlen`: most delta bytes per page (QEMU's dlen).
  * - `outPtr`: each page's payload, packed in page order: its delta, nothing
  *   for an unchanged page, or the raw new page when it was not encoded. Needs
- *   count·max(pageSize, dlen) + 16 bytes.
+ *   count·max(pageSize, dlen) bytes.
  * - `resultsPtr`: one i32 per page: delta bytes, 0 unchanged, -1 not encoded
  *   (overflow, or no old version) and stored raw.
  *
@@ -140,14 +191,15 @@ export function xbzrleEncodeBatch(
     const old = <usize>(entry & ~3);
     const neu = newPtr + <usize>k * pageSize;
     const out = outPtr + cursor;
-    const result = entry & XBZRLE_HAS_OLD ? encodePage(old, neu, pageSize, out, dlen) : -1;
+    const update = (entry & XBZRLE_UPDATE) != 0;
+    const result = entry & XBZRLE_HAS_OLD ? encodePage(old, neu, pageSize, out, dlen, update) : -1;
     if (result < 0) {
       memory.copy(out, neu, pageSize);
+      if (update) memory.copy(old, neu, pageSize);
       cursor += pageSize;
     } else {
       cursor += <usize>result;
     }
-    if (entry & XBZRLE_UPDATE && result != 0) memory.copy(old, neu, pageSize);
     store<i32>(resultsPtr + (<usize>k << 2), result);
   }
   return <u32>cursor;
@@ -163,12 +215,6 @@ const XBZRLE_KIND_DELTA: u32 = 0;
 const CAUSE_TRUNCATED: i32 = 1;
 const CAUSE_OVERRUN: i32 = 2;
 const CAUSE_MALFORMED: i32 = 3;
-
-/** 16 bytes of 0xff then 16 of 0: 16 bytes loaded at 16 - n keep the first n. */
-const KEEP_MASKS = memory.data<u8>([
-  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-]);
 
 /**
  * The length field at `at` (two bytes are readable): its value, plus its size
@@ -241,8 +287,8 @@ function checkDelta(src: usize, slen: u32, dlen: u32, status: usize): i32 {
   return -2;
 }
 
-/** Applies a delta that checkDelta accepted for a page of `dlen` bytes at `dst`. */
-function applyDelta(src: usize, slen: u32, dst: usize, dlen: u32): void {
+/** Applies a delta that checkDelta accepted to the page at `dst`. */
+function applyDelta(src: usize, slen: u32, dst: usize): void {
   let i: u32 = 0;
   let d: u32 = 0;
   while (i < slen) {
@@ -252,13 +298,7 @@ function applyDelta(src: usize, slen: u32, dst: usize, dlen: u32): void {
     field = getLength(src + i);
     i += <u32>field >> 16;
     const n = <u32>field & 0xffff;
-    if (n <= 16 && i + 16 <= slen && d + 16 <= dlen) {
-      // Blend the run into the page 16 bytes at a time, keeping the bytes past it.
-      const keep = v128.load(KEEP_MASKS + 16 - n);
-      v128.store(dst + d, v128.bitselect(v128.load(src + i), v128.load(dst + d), keep));
-    } else {
-      memory.copy(dst + d, src + i, n);
-    }
+    copyRun(dst + d, src + i, n);
     d += n;
     i += n;
   }
@@ -303,7 +343,7 @@ export function xbzrleDecodeBatch(
     const src = srcPtr + load<u32>(entry);
     const page = pagesPtr + <usize>k * pageSize;
     if (load<u32>(entry, 8) == XBZRLE_KIND_DELTA) {
-      applyDelta(src, load<u32>(entry, 4), page, pageSize);
+      applyDelta(src, load<u32>(entry, 4), page);
     } else {
       memory.copy(page, src, pageSize);
     }

@@ -7,6 +7,10 @@ import { UsageError, type Command } from "./args.js";
 
 const commands: Record<string, () => Promise<Command>> = {
   scan: () => import("./scan.js"),
+  pack: () => import("./pack.js"),
+  unpack: () => import("./unpack.js"),
+  hash: () => import("./hash.js"),
+  migrate: () => import("./migrate.js"),
 };
 
 function help(): string {

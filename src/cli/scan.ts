@@ -2,6 +2,7 @@
 
 import { scanZeroPages } from "../codecs/zero.js";
 import { checkPageSize } from "../errors.js";
+import { DuplicateCounter } from "../hash/dedup.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Progress, UsageError, formatBytes, parse, sizeOption } from "./args.js";
 import { openPageFile } from "./pagefile.js";
@@ -15,6 +16,10 @@ export interface ScanReport {
   pages: number;
   zeroPages: number;
   zeroShare: number;
+  /** non-zero pages whose content an earlier page already had (by XXH3-64) */
+  duplicatePages: number;
+  /** bytes deduplication would not send: duplicatePages × pageSize */
+  dedupSavedBytes: number;
   bytes: number;
   paddedBytes: number;
   seconds: number;
@@ -26,9 +31,12 @@ export async function scanFile(path: string, pageSize: number, onProgress?: (rea
   const started = performance.now();
   let pages = 0;
   let zeroPages = 0;
+  const duplicates = new DuplicateCounter();
   try {
     for await (const chunk of file.chunks()) {
-      zeroPages += scanZeroPages(batch.set(chunk.pages)).zeroCount;
+      const zero = scanZeroPages(batch.set(chunk.pages));
+      zeroPages += zero.zeroCount;
+      duplicates.add(batch, zero.flags);
       pages += chunk.count;
       onProgress?.(file.readBytes());
     }
@@ -41,6 +49,8 @@ export async function scanFile(path: string, pageSize: number, onProgress?: (rea
     pages,
     zeroPages,
     zeroShare: pages ? zeroPages / pages : 0,
+    duplicatePages: duplicates.duplicates,
+    dedupSavedBytes: duplicates.duplicates * pageSize,
     bytes: pages * pageSize - file.padding,
     paddedBytes: file.padding,
     seconds: (performance.now() - started) / 1000,
@@ -71,6 +81,7 @@ export async function run(args: string[]): Promise<number> {
   }
   console.log(`${report.file}: ${report.pages} pages of ${report.pageSize} B (${formatBytes(report.bytes)})`);
   console.log(`  zero pages   ${report.zeroPages} (${(100 * report.zeroShare).toFixed(1)}%)`);
+  console.log(`  duplicates   ${report.duplicatePages} non-zero pages repeat earlier content; dedup would save ${formatBytes(report.dedupSavedBytes)}`);
   if (report.paddedBytes) console.log(`  last page    short by ${report.paddedBytes} B, read as zero-padded`);
   const mbs = report.bytes / 2 ** 20 / Math.max(report.seconds, 1e-9);
   console.log(`  scanned in   ${report.seconds.toFixed(3)} s (${mbs.toFixed(0)} MiB/s)`);

@@ -41,7 +41,16 @@ function checkBytes(name: string, value: unknown): asserts value is Uint8Array {
   if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
 }
 
+/** Largest `src` and `out` of lz4DecompressBlock: lengths cross into the kernels as 32-bit values. */
+const MAX_DECODE_LENGTH = 2 ** 31 - 1;
+/** Scratch above this many bytes is given back after the call rather than kept for the next. */
+const KEEP_SCRATCH_BYTES = 16 << 20;
+
 let blockScratch: Scratch | undefined;
+
+function releaseIfLarge(bytes: number): void {
+  if (bytes > KEEP_SCRATCH_BYTES) blockScratch?.dispose();
+}
 
 /**
  * Compresses `src` (0..LZ4_MAX_INPUT_SIZE bytes) into one LZ4 block in `out`.
@@ -51,6 +60,7 @@ let blockScratch: Scratch | undefined;
 export function lz4CompressBlock(src: Uint8Array, out: Uint8Array): number {
   checkBytes("src", src);
   checkBytes("out", out);
+  checkInteger("src.length", src.length, 0, LZ4_MAX_INPUT_SIZE);
   const room = Math.min(out.length, lz4CompressBound(src.length));
   const { kernels, heap } = wasm();
   blockScratch ??= new Scratch();
@@ -59,6 +69,7 @@ export function lz4CompressBlock(src: Uint8Array, out: Uint8Array): number {
   heap.bytes().set(src, srcPtr);
   const written = kernels.lz4Compress(srcPtr, src.length, dstPtr, room) >>> 0;
   out.set(heap.bytes().subarray(dstPtr, dstPtr + written));
+  releaseIfLarge(src.length + room);
   return written;
 }
 
@@ -72,14 +83,17 @@ export function lz4CompressBlock(src: Uint8Array, out: Uint8Array): number {
 export function lz4DecompressBlock(src: Uint8Array, out: Uint8Array): number {
   checkBytes("src", src);
   checkBytes("out", out);
+  checkInteger("src.length", src.length, 0, MAX_DECODE_LENGTH);
+  checkInteger("out.length", out.length, 0, MAX_DECODE_LENGTH);
   const { kernels, heap } = wasm();
   blockScratch ??= new Scratch();
   const srcPtr = blockScratch.reserve(Math.max(1, src.length + out.length));
   const dstPtr = srcPtr + src.length;
   heap.bytes().set(src, srcPtr);
   const status = kernels.lz4Decompress(srcPtr, src.length, dstPtr, out.length);
+  if (status >= 0) out.set(heap.bytes().subarray(dstPtr, dstPtr + status));
+  releaseIfLarge(src.length + out.length);
   if (status < 0) throw decodeFailure(status, out.length);
-  out.set(heap.bytes().subarray(dstPtr, dstPtr + status));
   return status;
 }
 
@@ -128,6 +142,9 @@ export class Lz4Codec implements PageCodec {
     const { count, pageSize, encodings, offsets, lengths, data } = encoded;
     if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
     checkInteger("encoded.count", count, 0, batch.capacity);
+    if (encodings.length < count || offsets.length < count || lengths.length < count) {
+      throw new CodecError("length", `tables of ${encodings.length}/${offsets.length}/${lengths.length} entries for ${count} pages`);
+    }
     const kernelLengths = new Int32Array(count);
     for (let k = 0; k < count; k++) {
       const end = offsets[k]! + lengths[k]!;

@@ -3,12 +3,17 @@
 // codec: codecs hold WebAssembly memory and, for XBZRLE and dedup, state.
 
 import { Encoding, type PageCodec } from "./codec.js";
+import { Lz4Codec } from "./lz4.js";
+import { WkdmCodec } from "./wkdm.js";
+import { XbzrleCodec } from "./xbzrle.js";
 
 export interface CodecEntry {
   /** as the CLI spells it */
   readonly name: string;
   /** the wire id the codec produces (MECOM: its main one; it also uses others) */
   readonly encoding: Encoding;
+  /** the pipeline stage it serves (src/wire/frame.ts PipelineCodecs) */
+  readonly role: "compress" | "delta" | "dedup";
   /** what it is for, one line */
   readonly summary: string;
   /** true when the codec also decodes pages of `encoding` (so a frame decoder may use it) */
@@ -16,7 +21,11 @@ export interface CodecEntry {
   create(): PageCodec;
 }
 
-const ENTRIES: CodecEntry[] = [];
+const ENTRIES: CodecEntry[] = [
+  { name: "lz4", encoding: Encoding.LZ4, role: "compress", summary: "LZ4 block per page (general purpose)", decodes: true, create: () => new Lz4Codec() },
+  { name: "wkdm", encoding: Encoding.WKDM, role: "compress", summary: "WKdm 16-word dictionary (4 KiB pages only)", decodes: true, create: () => new WkdmCodec() },
+  { name: "xbzrle", encoding: Encoding.XBZRLE, role: "delta", summary: "QEMU XBZRLE delta against a 64 MiB cache of pages sent", decodes: true, create: () => new XbzrleCodec() },
+];
 
 /** The registered codecs' names, in registration order. */
 export function codecNames(): string[] {
@@ -33,6 +42,11 @@ export function createCodec(name: string): PageCodec {
   const entry = codecEntry(name);
   if (!entry) throw new RangeError(`unknown codec '${name}' (have: ${codecNames().join(", ") || "none"})`);
   return entry.create();
+}
+
+/** The names of the registered codecs serving `role`. */
+export function codecNamesFor(role: CodecEntry["role"]): string[] {
+  return ENTRIES.filter((e) => e.role === role).map((e) => e.name);
 }
 
 /** A new codec that decodes pages of wire id `encoding`, or undefined when none is registered. */

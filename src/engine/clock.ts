@@ -23,6 +23,12 @@ export interface Clock {
    * Every strategy is started through here, so a virtual clock can drive time.
    */
   run<T>(main: () => Promise<T>): Promise<T>;
+  /**
+   * Awaits work that takes no time on this clock but real time to finish
+   * (reading a trace file behind a simulated guest). A virtual clock does not
+   * move while such work is pending, so file I/O never reorders events.
+   */
+  settle<T>(work: Promise<T>): Promise<T>;
 }
 
 /** The clock stalled: tasks are waiting but no timer can ever wake them. */
@@ -46,6 +52,8 @@ export class VirtualClock implements Clock {
   private seq = 0;
   private readonly heap: Timer[] = [];
   private running = false;
+  private outside = 0;
+  private outsideDone: (() => void) | undefined;
   /** Events woken so far (for tests and progress). */
   events = 0;
 
@@ -61,6 +69,15 @@ export class VirtualClock implements Clock {
   waitUntil(t: number): Promise<void> {
     if (Number.isNaN(t)) throw new RangeError("t must be a number, got NaN");
     return new Promise((wake) => this.push({ t: Math.max(t, this.current), seq: this.seq++, wake }));
+  }
+
+  async settle<T>(work: Promise<T>): Promise<T> {
+    this.outside++;
+    try {
+      return await work;
+    } finally {
+      if (--this.outside === 0) this.outsideDone?.();
+    }
   }
 
   async run<T>(main: () => Promise<T>): Promise<T> {
@@ -83,6 +100,11 @@ export class VirtualClock implements Clock {
       for (;;) {
         // One macrotask turn: every task that can run without time passing does.
         await nextTurn();
+        if (this.outside > 0) {
+          await new Promise<void>((resolve) => (this.outsideDone = resolve));
+          this.outsideDone = undefined;
+          continue;
+        }
         if (settled) break;
         const timer = this.pop();
         if (!timer) throw new DeadlockError(`virtual clock stalled at t=${this.current}s: tasks wait but no timer is pending`);
@@ -162,5 +184,9 @@ export class RealClock implements Clock {
 
   run<T>(main: () => Promise<T>): Promise<T> {
     return main();
+  }
+
+  settle<T>(work: Promise<T>): Promise<T> {
+    return work;
   }
 }

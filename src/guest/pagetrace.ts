@@ -227,6 +227,8 @@ export function applyEpoch(image: Uint8Array, pageSize: number, epoch: Pick<Trac
 export interface OpenTraceOptions {
   /** Where to read the image (pageCount · pageSize bytes); allocated when absent. */
   image?: (header: TraceHeader) => Uint8Array;
+  /** Read past the image without keeping it (`reader.image` is then empty): to stream the epochs again. */
+  skipImage?: boolean;
 }
 
 /**
@@ -277,11 +279,19 @@ export class TraceReader {
       await source.read(metaBytes, metaLength, "meta");
       const meta = parseMeta(metaBytes, pageCount, pageSize, path, metaOffset);
       const header: TraceHeader = { pageSize, pageCount, epochCount, intervalMicros, meta };
-      const image = options.image?.(header) ?? new Uint8Array(pageCount * pageSize);
-      if (image.byteLength !== pageCount * pageSize) {
-        throw new RangeError(`options.image gave ${image.byteLength} bytes, the image has ${pageCount * pageSize}`);
+      const imageBytes = pageCount * pageSize;
+      if (options.skipImage) {
+        const scratch = new Uint8Array(Math.min(imageBytes, 4 << 20));
+        for (let left = imageBytes; left > 0; left -= scratch.byteLength) {
+          await source.read(scratch, Math.min(left, scratch.byteLength), "image");
+        }
+        return new TraceReader(path, header, new Uint8Array(0), source);
       }
-      await source.read(image, image.byteLength, "image");
+      const image = options.image?.(header) ?? new Uint8Array(imageBytes);
+      if (image.byteLength !== imageBytes) {
+        throw new RangeError(`options.image gave ${image.byteLength} bytes, the image has ${imageBytes}`);
+      }
+      await source.read(image, imageBytes, "image");
       return new TraceReader(path, header, image, source);
     } catch (err) {
       source.close();

@@ -17,10 +17,36 @@ export interface KernelExports {
   bitmapOr(dst: number, src: number, nwords: number): void;
   bitmapAndNot(dst: number, src: number, nwords: number): void;
   bitmapSync(dst: number, src: number, nwords: number): number;
+  wkdmCompressBatch(pagesPtr: number, count: number, budget: number, outPtr: number, tablePtr: number, rawFallback: number): number;
+  wkdmDecompressBatch(dataPtr: number, dataLen: number, encodingsPtr: number, offsetsPtr: number, lengthsPtr: number, count: number, pagesPtr: number, errPtr: number): number;
+  wkdmHitRateBatch(pagesPtr: number, count: number, stride: number, hitsPtr: number): number;
+  xbzrleEncodeBatch(oldTable: number, newPtr: number, pageSize: number, count: number, dlen: number, outPtr: number, resultsPtr: number): number;
+  xbzrleDecodeBatch(pagesPtr: number, pageSize: number, count: number, srcPtr: number, tablePtr: number, statusPtr: number): number;
   lz4Compress(src: number, srcLen: number, dst: number, dstCap: number): number;
   lz4CompressBatch(pagesPtr: number, pageSize: number, count: number, outPtr: number, lengthsPtr: number): number;
   lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number): number;
   lz4DecompressBatch(dataPtr: number, dataLen: number, offsetsPtr: number, lengthsPtr: number, count: number, pagesPtr: number, pageSize: number, resultsPtr: number): number;
+  xxhStateSize(): number;
+  xxh32(ptr: number, len: number, seed: number): number;
+  xxh32Batch(pagesPtr: number, pageSize: number, count: number, seed: number, outPtr: number): number;
+  xxh32Reset(state: number, seed: number): void;
+  xxh32Update(state: number, ptr: number, len: number): void;
+  xxh32Digest(state: number): number;
+  xxh64(ptr: number, len: number, seed: bigint): bigint;
+  xxh64Batch(pagesPtr: number, pageSize: number, count: number, seed: bigint, outPtr: number): number;
+  xxh64Reset(state: number, seed: bigint): void;
+  xxh64Update(state: number, ptr: number, len: number): void;
+  xxh64Digest(state: number): bigint;
+  xxh3(ptr: number, len: number, seed: bigint): bigint;
+  xxh3Batch(pagesPtr: number, pageSize: number, count: number, seed: bigint, outPtr: number): number;
+  xxh3Reset(state: number, seed: bigint): void;
+  xxh3Update(state: number, ptr: number, len: number): void;
+  xxh3Digest(state: number): bigint;
+  pagesEqual(a: number, b: number, len: number): number;
+  md5Batch(pagesPtr: number, pageSize: number, count: number, digestsPtr: number): number;
+  md5Init(statePtr: number): void;
+  md5Update(statePtr: number, dataPtr: number, len: number): number;
+  md5Final(statePtr: number, outPtr: number): number;
 }
 
 /** One instantiated module: its kernels and the heap over its memory. */

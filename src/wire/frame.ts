@@ -34,7 +34,7 @@
 //       Checks and reads the 28-byte header alone (stream splitters use it
 //       to learn a frame's length before buffering it).
 
-import { countEncoded, Encoding, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
+import { countEncoded, Encoding, ENCODING_NAMES, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { decoderFor } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
 import { CodecError, checkInteger } from "../errors.js";
@@ -94,6 +94,8 @@ export interface PagesFrame {
   readonly indices: Uint32Array;
   /** wire id of the frame's k-th page */
   readonly encodings: Uint8Array;
+  /** payload bytes of the frame's k-th page */
+  readonly lengths: Uint32Array;
   /** the decoded pages in frame order, when no destination was given */
   readonly pages?: Uint8Array;
 }
@@ -202,6 +204,37 @@ export function maxFramePages(pageSize: number): number {
   return Math.min(MAX_FRAME_PAGES, Math.floor(MAX_FRAME_PAGE_BYTES / pageSize));
 }
 
+/** A delta codec that keeps the last version sent of each page (XBZRLE's cache). */
+interface PageCacheHolder {
+  readonly cache: { has(page: number): boolean; put(page: number, content: Uint8Array): void };
+}
+
+function hasPageCache(codec: PageCodec): codec is PageCodec & PageCacheHolder {
+  const cache = (codec as Partial<PageCacheHolder>).cache;
+  return typeof cache?.has === "function" && typeof cache.put === "function";
+}
+
+/**
+ * Pages an earlier stage sent (zero, dedup) never reach the delta codec, yet
+ * the destination now holds them: a cached older version would be the wrong
+ * base for the next delta. Like QEMU's xbzrle_cache_zero_page, the cached
+ * ones are updated to what was sent.
+ */
+function refreshCache(codec: PageCacheHolder, batch: PageBatch, indices: Uint32Array, remaining: number[]): void {
+  const { heap } = wasm();
+  const ps = batch.pageSize;
+  let r = 0;
+  for (let k = 0; k < batch.count; k++) {
+    if (remaining[r] === k) {
+      r++;
+      continue;
+    }
+    if (!codec.cache.has(indices[k]!)) continue;
+    const at = batch.ptr + k * ps;
+    codec.cache.put(indices[k]!, heap.bytes().slice(at, at + ps));
+  }
+}
+
 /**
  * Encodes the batch's loaded pages as one PAGES frame (see the module
  * comment for the stage order). Returns the frame; `stats` counts it.
@@ -237,6 +270,7 @@ export function encodeFrame(
   let tried = false;
 
   for (const codec of [codecs.dedup, codecs.delta, codecs.compress]) {
+    if (codec && codec === codecs.delta && hasPageCache(codec)) refreshCache(codec, batch, indices, remaining);
     if (!codec || remaining.length === 0) continue;
     tried = true;
     if (remaining.length !== n || packed) {
@@ -586,7 +620,9 @@ export class FrameDecoder {
       const length = word >>> 8;
       if (encoding > Encoding.DEDUP) fail("malformed", `unknown wire id ${encoding}`, k);
       const want = encoding === Encoding.ZERO ? 0 : encoding === Encoding.SAME_VALUE ? 4 : encoding === Encoding.RAW ? ps : -1;
-      if (want >= 0 ? length !== want : length < 1 || length > ps) {
+      // An XBZRLE delta of an unchanged page is empty; every other codec payload has bytes.
+      const least = encoding === Encoding.XBZRLE ? 0 : 1;
+      if (want >= 0 ? length !== want : length < least || length > ps) {
         fail("length", `payload of ${length} B is not allowed for ${encoding} pages of ${ps} B`, k);
       }
       if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
@@ -620,21 +656,27 @@ export class FrameDecoder {
       const batch = this.stagingBatch(encoding, members.length, ps);
       const groupIndices = Uint32Array.from(members, (k) => indices[k]!);
       if (encoding === Encoding.XBZRLE) this.preload(batch, members, groupIndices, destination);
+      // Hand the codec only the span of the frame holding this group's payloads.
+      let from = Infinity;
+      let to = 0;
+      for (const k of members) {
+        from = Math.min(from, offsets[k]!);
+        to = Math.max(to, offsets[k]! + lengths[k]!);
+      }
       const encoded: EncodedBatch = {
         pageSize: ps,
         count: members.length,
         encodings: Uint8Array.from(members, (k) => encodings[k]!),
-        offsets: Uint32Array.from(members, (k) => offsets[k]!),
+        offsets: Uint32Array.from(members, (k) => offsets[k]! - from),
         lengths: Uint32Array.from(members, (k) => lengths[k]!),
-        data: bytes,
+        data: bytes.subarray(from, to),
       };
       try {
         this.decoderOf(encoding)!.decodeBatch(encoded, batch, groupIndices);
       } catch (err) {
-        // The codec names its page by its place in the group; name it by the frame's.
-        if (err instanceof CodecError && err.page !== undefined && err.page < members.length) {
-          const k = members[err.page]!;
-          throw new CodecError(err.code, `pages frame ${sequence}, entry ${k} (page ${indices[k]}): ${err.message}`, indices[k]);
+        if (err instanceof CodecError) {
+          const cause = err.message.replace(/^page \d+: /, "");
+          throw new CodecError(err.code, `${ENCODING_NAMES[encoding]} pages of frame ${sequence}: ${cause}`, err.page);
         }
         throw err;
       }
@@ -671,7 +713,7 @@ export class FrameDecoder {
       }
     }
     if (destination instanceof PageBatch) destination.count = n;
-    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, ...(pages ? { pages } : {}) };
+    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(pages ? { pages } : {}) };
   }
 
   /** XBZRLE deltas apply to the page the destination holds: put it in the staging slots. */

@@ -15,7 +15,8 @@
 //   then     4-bit dictionary indices, 8 per word: index j of a group in byte
 //            j % 4, low nibble for j < 4, high nibble otherwise; zero padded
 //   then     low 10 bits of each partial match, three per word (bits 0/10/20)
-// Sparse (MZV) form: u32 17185, then per non-zero word u32 value, u16 byte offset.
+// Sparse (MZV) form: u32 17185, then per non-zero word u32 value, u16 byte
+// offset (increasing; the decoder requires it).
 //
 // The decoder checks every field and throws an Error whose `code` is one of
 // pagemill's CodecError codes ("truncated", "length", "malformed"), in the
@@ -170,9 +171,11 @@ export function wkdmDecompressReference(src) {
   if (len < 4) throw fail("truncated", `${len} bytes is shorter than any WKdm stream`);
   if (view.getUint32(0, true) === WKDM_MZV_MAGIC) {
     if ((len - 4) % 6 !== 0) throw fail("length", `sparse form of ${len} bytes is not 4 + 6·n`);
+    let previous = -1;
     for (let at = 4; at < len; at += 6) {
       const offset = view.getUint16(at + 4, true);
-      if (offset >= WKDM_PAGE_BYTES || offset % 4 !== 0) throw fail("malformed", `sparse record at byte ${at} has offset ${offset}`);
+      if (offset >= WKDM_PAGE_BYTES || offset % 4 !== 0 || offset <= previous) throw fail("malformed", `sparse record at byte ${at} has offset ${offset} after ${previous}`);
+      previous = offset;
       out.setUint32(offset, view.getUint32(at, true), true);
     }
     return page;

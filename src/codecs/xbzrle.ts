@@ -1,0 +1,438 @@
+// XBZRLE: QEMU's XOR-based zero-run delta encoding (migration/xbzrle.c),
+// byte-compatible both ways, with the page cache that makes it useful and a
+// PageCodec over whole batches.
+//
+// ## Format
+//
+// The XOR of the old and new page as pairs (zero-run length, non-zero-run
+// length, that many bytes of the new page); lengths are ULEB128 of one or two
+// bytes (at most 0x3fff); runs are maximal; only the first zero run may be
+// empty; the trailing zero run is left out. An unchanged page encodes to
+// nothing (0); a delta that would pass the output capacity is -1 ("overflow").
+// A run longer than 0x3fff is also -1: QEMU's 14-bit lengths cannot carry it,
+// so pages over 16 KiB with long unchanged stretches rarely encode.
+//
+// ## The cache (XbzrleCache)
+//
+// XBZRLE needs the version of each page the destination last received. The
+// cache keeps those versions in WebAssembly memory (the encode kernel reads
+// and updates them in place), bounded in bytes like QEMU's (64 MiB by
+// default). QEMU's cache is direct-mapped (slot = page mod slots) with an
+// age that keeps a recently used slot from being taken by a colliding page.
+// Ours is set-associative: `ways` slots per set (4 by default; 1 gives a
+// direct-mapped cache), a page may live in any slot of set `page mod sets`,
+// and a miss takes an empty slot or the least recently used one. Why: pages
+// whose numbers collide modulo the slot count (buffers a power of two apart,
+// common in allocators) evict each other forever in a direct-mapped cache;
+// four ways remove most of those conflict misses for four compares per
+// lookup, and plain LRU needs no notion of migration rounds from the caller.
+//
+// ## The codec contract (XbzrleCodec)
+//
+// encodeBatch(batch, pageIndices): pageIndices give the guest page of each
+// slot. A cached page is encoded against its cached version: a delta goes out
+// as XBZRLE (empty payload for an unchanged page); a delta that does not fit
+// in the page ("overflow") goes out RAW. A page not in the cache goes out
+// RAW. Either way the cache then holds the page as sent, as QEMU does.
+//
+// decodeBatch(encoded, batch): a real destination already holds the last
+// version of every page it received, in its own memory; that is the old page
+// a delta applies to, so the destination needs no cache. The batch's slots
+// must therefore hold the destination's current copy of each XBZRLE page
+// (`batch.load(destinationMemory, pageIndices)`) before the call; deltas are
+// applied in place and RAW pages overwrite their slot. Every payload is
+// checked before any slot is written.
+
+import { CodecError, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
+import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { wasm, type Wasm } from "../wasm/module.js";
+import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+
+/** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
+export const XBZRLE_MAX_RUN = 0x3fff;
+/** QEMU's default xbzrle-cache-size. */
+export const XBZRLE_DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;
+
+// Flags of the encode kernel's old-page table and kinds of the decode
+// kernel's table, as assembly/xbzrle.ts defines them.
+const HAS_OLD = 1;
+const UPDATE = 2;
+const KIND_DELTA = 0;
+const KIND_RAW = 1;
+
+const CAUSES: Record<number, [CodecErrorCode, string]> = {
+  1: ["truncated", "the delta ends inside a run"],
+  2: ["overrun", "a run passes the end of the page"],
+  3: ["malformed", "an empty run or a length over 14 bits"],
+};
+
+const align64 = (n: number): number => Math.ceil(n / 64) * 64;
+
+function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
+}
+
+/** Throws the CodecError for the first malformed payload of a decode call. */
+function throwDecodeError(status: Int32Array, at: number, count: number, page: (k: number) => number | undefined): never {
+  for (let k = 0; k < count; k++) {
+    if (status[at + 3 * k]! >= 0) continue;
+    const [code, what] = CAUSES[status[at + 3 * k + 1]!] ?? ["malformed", "unreadable delta"];
+    throw new CodecError(code, `xbzrle: ${what} (delta byte ${status[at + 3 * k + 2]})`, page(k));
+  }
+  throw new CodecError("malformed", "xbzrle: the decoder reported an error it did not locate");
+}
+
+let single: Scratch | undefined;
+
+/**
+ * Encodes `newPage` against `oldPage` (same length: a power of two, 512..65536)
+ * into `out`, whose length is the most the delta may take (QEMU's dlen).
+ * Returns the bytes written, 0 when the pages are equal, -1 when the delta
+ * does not fit in `out`.
+ */
+export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint8Array): number {
+  checkBytes(oldPage, "oldPage");
+  checkBytes(newPage, "newPage");
+  checkBytes(out, "out");
+  checkPageSize(newPage.length, "newPage.length");
+  if (oldPage.length !== newPage.length) {
+    throw new RangeError(`oldPage.length ${oldPage.length} != newPage.length ${newPage.length}`);
+  }
+  const ps = newPage.length;
+  // A delta never passes 1.5·pageSize + 2 bytes (3 bytes per 2 changed at
+  // worst), so a larger capacity cannot change the result.
+  const dlen = Math.min(out.length, 2 * ps);
+  const { kernels, heap } = wasm();
+  single ??= new Scratch();
+  const base = single.reserve(2 * ps + 64 + Math.max(ps, dlen));
+  const newPtr = base + ps;
+  const tablePtr = base + 2 * ps;
+  const resultPtr = tablePtr + 4;
+  const outPtr = tablePtr + 64;
+  const mem = heap.bytes();
+  mem.set(oldPage, base);
+  mem.set(newPage, newPtr);
+  heap.u32()[tablePtr >>> 2] = base + HAS_OLD;
+  kernels.xbzrleEncodeBatch(tablePtr, newPtr, ps, 1, dlen, outPtr, resultPtr);
+  const result = heap.i32()[resultPtr >>> 2]!;
+  if (result > 0) out.set(heap.bytes().subarray(outPtr, outPtr + result));
+  return result;
+}
+
+/**
+ * Applies `delta` to `page` in place (the page's length is the decoder's
+ * capacity). Returns the bytes of the page the delta reaches: the end of its
+ * last run. Malformed input throws CodecError and leaves `page` unchanged.
+ */
+export function xbzrleDecode(delta: Uint8Array, page: Uint8Array): number {
+  checkBytes(delta, "delta");
+  checkBytes(page, "page");
+  checkInteger("page.length", page.length, 0, 2 ** 24);
+  const { kernels, heap } = wasm();
+  single ??= new Scratch();
+  const pageBytes = align64(page.length);
+  const tablePtrOffset = pageBytes;
+  const deltaOffset = pageBytes + 64;
+  const base = single.reserve(deltaOffset + delta.length);
+  const tablePtr = base + tablePtrOffset;
+  const statusPtr = tablePtr + 16;
+  const deltaPtr = base + deltaOffset;
+  const mem = heap.bytes();
+  mem.set(page, base);
+  mem.set(delta, deltaPtr);
+  const table = heap.u32();
+  table[tablePtr >>> 2] = 0;
+  table[(tablePtr >>> 2) + 1] = delta.length;
+  table[(tablePtr >>> 2) + 2] = KIND_DELTA;
+  const bad = kernels.xbzrleDecodeBatch(base, page.length, 1, deltaPtr, tablePtr, statusPtr);
+  const status = heap.i32();
+  if (bad) throwDecodeError(status, statusPtr >>> 2, 1, () => undefined);
+  const end = status[statusPtr >>> 2]!;
+  page.set(heap.bytes().subarray(base, base + end));
+  return end;
+}
+
+export interface XbzrleCacheOptions {
+  /** Bytes of page storage, at least one page (default 64 MiB, QEMU's default). */
+  cacheSize?: number;
+  /** Bytes per page (default 4096). */
+  pageSize?: number;
+  /** Slots per set, 1..16 (default 4; 1 is a direct-mapped cache like QEMU's). */
+  ways?: number;
+}
+
+/**
+ * The last sent version of recently sent pages, in WebAssembly memory,
+ * set-associative with LRU replacement (see the module comment for why).
+ */
+export class XbzrleCache {
+  readonly pageSize: number;
+  readonly ways: number;
+  readonly sets: number;
+  /** Page slots: sets × ways. */
+  readonly slots: number;
+  /** Bytes of page storage: slots × pageSize, never more than the size asked for. */
+  readonly cacheSize: number;
+  private readonly owner: Wasm;
+  /** Guest page held by each slot, -1 when empty. */
+  private readonly tags: Float64Array;
+  /** When each slot was last used, for LRU. */
+  private readonly stamps: Float64Array;
+  private clock = 0;
+  private storage = 0;
+  private disposed = false;
+
+  constructor(options: XbzrleCacheOptions = {}) {
+    const pageSize = options.pageSize ?? 4096;
+    checkPageSize(pageSize);
+    const cacheSize = options.cacheSize ?? XBZRLE_DEFAULT_CACHE_SIZE;
+    checkInteger("cacheSize", cacheSize, pageSize, 2 ** 31);
+    const ways = options.ways ?? 4;
+    checkInteger("ways", ways, 1, 16);
+    const pages = Math.floor(cacheSize / pageSize);
+    this.pageSize = pageSize;
+    this.ways = Math.min(ways, pages);
+    this.sets = Math.floor(pages / this.ways);
+    this.slots = this.sets * this.ways;
+    this.cacheSize = this.slots * pageSize;
+    this.owner = wasm();
+    this.tags = new Float64Array(this.slots).fill(-1);
+    this.stamps = new Float64Array(this.slots);
+  }
+
+  /** Pages held now. */
+  get pages(): number {
+    let n = 0;
+    for (let s = 0; s < this.slots; s++) if (this.tags[s] !== -1) n++;
+    return n;
+  }
+
+  /** True when `page` is cached (does not count as a use). */
+  has(page: number): boolean {
+    return this.find(page) >= 0;
+  }
+
+  /** A copy of the cached version of `page`, or undefined. */
+  get(page: number): Uint8Array | undefined {
+    const slot = this.find(page);
+    if (slot < 0) return undefined;
+    const at = this.storage + slot * this.pageSize;
+    return this.owner.heap.bytes().slice(at, at + this.pageSize);
+  }
+
+  /** Stores `content` as the last sent version of `page` (e.g. to prime the cache). */
+  put(page: number, content: Uint8Array): void {
+    checkBytes(content, "content");
+    if (content.length !== this.pageSize) throw new RangeError(`content.length ${content.length} != pageSize ${this.pageSize}`);
+    const entry = this.entry(page, "page");
+    // Entries are 64-aligned addresses plus flag bits.
+    this.owner.heap.bytes().set(content, entry - (entry % 64));
+  }
+
+  /**
+   * Looks up pageIndices[0..count) in order and writes the encode kernel's
+   * old-page table at u32 index `at` of `table`: a hit points at the cached
+   * version (HAS_OLD | UPDATE), a miss at the slot it now takes (UPDATE).
+   * Returns the number of misses. Allocates the storage on first use, so
+   * take views of memory after calling it.
+   */
+  plan(pageIndices: ArrayLike<number>, count: number, tableAt: number): number {
+    this.reserve();
+    const table = this.owner.heap.u32();
+    let misses = 0;
+    for (let k = 0; k < count; k++) {
+      const entry = this.entry(pageIndices[k]!, `pageIndices[${k}]`);
+      table[tableAt + k] = entry;
+      if ((entry & HAS_OLD) === 0) misses++;
+    }
+    return misses;
+  }
+
+  /** Forgets every page (the storage is kept). */
+  clear(): void {
+    this.tags.fill(-1);
+    this.stamps.fill(0);
+    this.clock = 0;
+  }
+
+  /** Gives the page storage back; the cache is unusable afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.storage) this.owner.heap.release(this.storage);
+    this.storage = 0;
+  }
+
+  private reserve(): void {
+    if (this.disposed) throw new RangeError("the xbzrle cache has been disposed");
+    if (!this.storage) this.storage = this.owner.heap.alloc(this.cacheSize);
+  }
+
+  private find(page: number): number {
+    if (!Number.isSafeInteger(page) || page < 0) return -1;
+    const first = (page % this.sets) * this.ways;
+    for (let s = first; s < first + this.ways; s++) if (this.tags[s] === page) return s;
+    return -1;
+  }
+
+  /** The kernel table entry for `page`, taking (and marking used) its slot. */
+  private entry(page: number, name: string): number {
+    if (!Number.isSafeInteger(page) || page < 0) throw new RangeError(`${name} = ${page} is not a page index`);
+    this.reserve();
+    const first = (page % this.sets) * this.ways;
+    const end = first + this.ways;
+    const stamp = ++this.clock;
+    let victim = first;
+    for (let s = first; s < end; s++) {
+      if (this.tags[s] === page) {
+        this.stamps[s] = stamp;
+        return this.storage + s * this.pageSize + HAS_OLD + UPDATE;
+      }
+      if (this.stamps[s]! < this.stamps[victim]!) victim = s;
+    }
+    // Empty slots have stamp 0 and so come out as the least recently used.
+    this.tags[victim] = page;
+    this.stamps[victim] = stamp;
+    return this.storage + victim * this.pageSize + UPDATE;
+  }
+}
+
+/** XBZRLE counters, named as QEMU's `info migrate` / query-migrate names them. */
+export interface XbzrleCounters {
+  /** cache-size: bytes of page storage */
+  cacheSize: number;
+  /** bytes: payload bytes of pages that hit the cache (deltas, and whole pages for overflows; no framing) */
+  bytes: number;
+  /** pages: pages that hit the cache and were encoded (unchanged and overflowed ones included) */
+  pages: number;
+  /** cache-miss: pages not in the cache (sent raw, then cached) */
+  cacheMiss: number;
+  /** cache-miss-rate: cache-miss / pages looked up (over the codec's life; QEMU's is per period) */
+  cacheMissRate: number;
+  /** overflow: cached pages whose delta did not fit in a page (sent raw) */
+  overflow: number;
+  /** encoding-rate: pages · pageSize / bytes (0 before any byte) */
+  encodingRate: number;
+}
+
+/** XBZRLE over whole batches, with its cache; see the module comment for the contract. */
+export class XbzrleCodec implements PageCodec {
+  readonly name = "xbzrle";
+  readonly encoding = Encoding.XBZRLE;
+  readonly stats: CodecStats = newCodecStats();
+  readonly cache: XbzrleCache;
+  private readonly scratch: Scratch;
+  private hitPages = 0;
+  private hitBytes = 0;
+  private misses = 0;
+  private overflows = 0;
+
+  constructor(options: XbzrleCacheOptions = {}) {
+    this.cache = new XbzrleCache(options);
+    this.scratch = new Scratch();
+  }
+
+  get counters(): XbzrleCounters {
+    const lookups = this.hitPages + this.misses;
+    return {
+      cacheSize: this.cache.cacheSize,
+      bytes: this.hitBytes,
+      pages: this.hitPages,
+      cacheMiss: this.misses,
+      cacheMissRate: lookups ? this.misses / lookups : 0,
+      overflow: this.overflows,
+      encodingRate: this.hitBytes ? (this.hitPages * this.cache.pageSize) / this.hitBytes : 0,
+    };
+  }
+
+  encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    if (!pageIndices) throw new RangeError("xbzrle needs pageIndices: its cache is keyed by guest page");
+    const ps = batch.pageSize;
+    if (ps !== this.cache.pageSize) throw new RangeError(`batch.pageSize ${ps} != the xbzrle cache's pageSize ${this.cache.pageSize}`);
+    const count = batch.count;
+    if (pageIndices.length < count) throw new RangeError(`pageIndices.length ${pageIndices.length} < batch count ${count}`);
+    const { kernels, heap } = wasm();
+    const tableBytes = align64(count * 4);
+    const base = this.scratch.reserve(2 * tableBytes + count * ps);
+    const tablePtr = base;
+    const resultsPtr = base + tableBytes;
+    const outPtr = base + 2 * tableBytes;
+    const misses = this.cache.plan(pageIndices, count, tablePtr >>> 2);
+    const total = kernels.xbzrleEncodeBatch(tablePtr, batch.ptr, ps, count, ps, outPtr, resultsPtr);
+
+    const encodings = new Uint8Array(count);
+    const offsets = new Uint32Array(count);
+    const lengths = new Uint32Array(count);
+    const table = heap.u32();
+    const results = heap.i32();
+    let notFit = 0;
+    let at = 0;
+    for (let k = 0; k < count; k++) {
+      const result = results[(resultsPtr >>> 2) + k]!;
+      const hit = (table[(tablePtr >>> 2) + k]! & HAS_OLD) !== 0;
+      const length = result < 0 ? ps : result;
+      encodings[k] = result < 0 ? Encoding.RAW : Encoding.XBZRLE;
+      offsets[k] = at;
+      lengths[k] = length;
+      at += length;
+      if (result < 0) notFit++;
+      if (hit) {
+        this.hitPages++;
+        this.hitBytes += length;
+        if (result < 0) this.overflows++;
+      }
+    }
+    this.misses += misses;
+    const encoded: EncodedBatch = { pageSize: ps, count, encodings, offsets, lengths, data: heap.bytes().slice(outPtr, outPtr + total) };
+    countEncoded(this.stats, encoded, notFit);
+    return encoded;
+  }
+
+  decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    const ps = batch.pageSize;
+    if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
+    const count = encoded.count;
+    checkInteger("encoded.count", count, 0, batch.capacity);
+    const pageOf = (k: number): number => (pageIndices ? pageIndices[k]! : k);
+    const { kernels, heap } = wasm();
+    const tableBytes = align64(count * 12);
+    const base = this.scratch.reserve(2 * tableBytes + encoded.data.length);
+    const tablePtr = base;
+    const statusPtr = base + tableBytes;
+    const dataPtr = base + 2 * tableBytes;
+    const table = heap.u32();
+    for (let k = 0; k < count; k++) {
+      const offset = encoded.offsets[k]!;
+      const length = encoded.lengths[k]!;
+      if (offset + length > encoded.data.length) {
+        throw new CodecError("length", `payload [${offset}, ${offset + length}) is outside the ${encoded.data.length} data bytes`, pageOf(k));
+      }
+      const encoding = encoded.encodings[k];
+      let kind: number;
+      if (encoding === Encoding.XBZRLE) {
+        if (k >= batch.count) {
+          throw new RangeError(`slot ${k} holds no current page: load the destination's pages into the batch before decoding xbzrle`);
+        }
+        kind = KIND_DELTA;
+      } else if (encoding === Encoding.RAW) {
+        if (length !== ps) throw new CodecError("length", `raw payload of ${length} bytes for a ${ps}-byte page`, pageOf(k));
+        kind = KIND_RAW;
+      } else {
+        throw new CodecError("malformed", `wire id ${encoding} is neither raw nor xbzrle`, pageOf(k));
+      }
+      const at = (tablePtr >>> 2) + 3 * k;
+      table[at] = offset;
+      table[at + 1] = length;
+      table[at + 2] = kind;
+    }
+    heap.bytes().set(encoded.data, dataPtr);
+    const bad = kernels.xbzrleDecodeBatch(batch.ptr, ps, count, dataPtr, tablePtr, statusPtr);
+    if (bad) throwDecodeError(heap.i32(), statusPtr >>> 2, count, pageOf);
+    batch.count = count;
+  }
+
+  dispose(): void {
+    this.scratch.dispose();
+    this.cache.dispose();
+  }
+}

@@ -1,0 +1,22 @@
+// Hybrid pre/post-copy (seed 001's fractional hybrid-copy, in its memory-only
+// form): pre-copy for `precopyRounds` rounds, or until `precopyBudget` bytes
+// went out, whichever comes first (Xen's caps still apply); then stop the
+// guest and switch to post-copy for the pages the destination does not hold
+// current: those never sent and those dirtied since they were sent. Round 1
+// sends zero pages as flags, so unlike pure post-copy no separate scan is
+// needed.
+
+import type { StopReason } from "./metrics.js";
+import { switchToPostcopy } from "./postcopy.js";
+import { runRounds } from "./precopy.js";
+import type { Session } from "./session.js";
+
+export async function hybrid(s: Session): Promise<{ reason: StopReason; converged: boolean }> {
+  const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: s.precopyRounds, budget: s.precopyBudget });
+  try {
+    await switchToPostcopy(s, left);
+  } finally {
+    left.dispose();
+  }
+  return { reason, converged: true };
+}

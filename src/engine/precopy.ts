@@ -1,0 +1,163 @@
+// Pre-copy (Clark et al., NSDI'05; QEMU's default). Round 1 sends every page
+// while the guest runs (zero pages go as flags, by the Wire pipeline's zero
+// stage); each later round sends the pages dirtied during the one before.
+// It stops iterating when either
+//   - QEMU's rule holds: the bytes left (pages still to send, plus those
+//     dirtied since the last sync) could go within the downtime limit at the
+//     bandwidth measured over the last period (checked every period, so a
+//     round can end early, and at every round end), or
+//   - one of Xen's caps is reached: the iteration limit, or more than
+//     maxSentFactor × guest memory sent in total;
+// then stops the guest and sends what is left plus the CPU/device state
+// (stop-and-copy). As in Xen, a page of the round's set that has been
+// dirtied again since the round began is left for the next round rather
+// than sent twice. With auto-converge on, the guest is throttled when a
+// round dirtied more bytes than `throttleTriggerThreshold`% of what it sent,
+// twice (QEMU's migration_trigger_throttle): first to throttleInitial%,
+// then +throttleIncrement% each time, up to throttleMax%.
+
+import { DirtyBitmap } from "../guest/bitmap.js";
+import type { StopReason } from "./metrics.js";
+import type { Session } from "./session.js";
+
+export interface RoundLimits {
+  /** Stop when the bytes left fit the downtime limit (pre-copy); hybrid does not. */
+  readonly downtimeRule: boolean;
+  /** Stop after this many rounds (hybrid). */
+  readonly maxRounds: number;
+  /** Stop once this many bytes went out in pre-copy (hybrid). */
+  readonly budget: number;
+}
+
+export interface RoundsResult {
+  readonly reason: StopReason;
+  /** Stopped by the downtime rule or with nothing left, rather than by a cap. */
+  readonly converged: boolean;
+  /** Pages the destination does not have current: to send in stop-and-copy or post-copy. Caller disposes. */
+  readonly left: DirtyBitmap;
+}
+
+/**
+ * Runs pre-copy rounds while the guest runs on the source, then stops the
+ * guest. Returns why it stopped and the pages left.
+ */
+export async function runRounds(s: Session, limits: RoundLimits): Promise<RoundsResult> {
+  const { guest } = s;
+  const ps = s.pageSize;
+  const toSend = new DirtyBitmap(s.pageCount);
+  toSend.setRange();
+  guest.dirtyLog.clearRange();
+  s.phase = "precopy";
+  let highDirtyRounds = 0;
+  let reason: StopReason | undefined;
+
+  /** QEMU's threshold test with the bandwidth measured so far; updates expected-downtime. */
+  const fits = (leftPages: number, fallbackRate: number): boolean => {
+    const rate = s.bandwidth || fallbackRate;
+    if (rate <= 0) return false;
+    s.stats.expectedDowntime = (leftPages * ps) / rate;
+    return leftPages * ps <= rate * s.downtimeLimit;
+  };
+
+  while (reason === undefined) {
+    s.round++;
+    const start = s.clock.now();
+    s.roundBytes = 0;
+    s.remainingPages = toSend.count();
+    await s.sendControl({ type: "round-start", round: s.round, pages: s.remainingPages });
+    let pages = 0;
+    let zeroPages = 0;
+    let skipped = 0;
+    let cursor = 0;
+    for (;;) {
+      const candidates = toSend.extract(cursor, s.batchPages);
+      if (candidates.length === 0) break;
+      const last = candidates[candidates.length - 1]!;
+      toSend.clearRange(cursor, last + 1);
+      cursor = last + 1;
+      // Xen: a page dirtied again since the round began goes next round.
+      const send: number[] = [];
+      for (const p of candidates) {
+        if (guest.dirtyLog.test(p)) skipped++;
+        else send.push(p);
+      }
+      if (send.length) {
+        zeroPages += await s.sendPages(send);
+        pages += send.length;
+      }
+      s.remainingPages = Math.max(0, s.remainingPages - candidates.length);
+      await s.runGuestOnSource();
+      if (s.samplePeriod() && limits.downtimeRule && fits(toSend.count() + guest.dirtyLog.count(), 0)) {
+        reason = "downtime-limit";
+        break;
+      }
+      if (s.stats.precopyBytes >= limits.budget) {
+        reason = "byte-budget";
+        break;
+      }
+    }
+    await s.runGuestOnSource();
+    const duration = s.clock.now() - start;
+    const dirtied = guest.dirtyLog.count();
+    toSend.syncFrom(guest.dirtyLog);
+    s.stats.dirtySyncCount++;
+    s.stats.dirtyPagesRate = duration > 0 ? dirtied / duration : 0;
+    await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
+
+    if (s.autoConverge && dirtied * ps > (s.roundBytes * s.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
+      highDirtyRounds = 0;
+      const now = s.stats.cpuThrottlePercentage;
+      s.setThrottle(now === 0 ? s.throttleInitial : Math.min(s.throttleMax, now + s.throttleIncrement));
+    }
+    s.addRound({
+      round: s.round,
+      start: start - s.t0,
+      duration,
+      pages: pages - zeroPages,
+      zeroPages,
+      skipped,
+      bytes: s.roundBytes,
+      dirtyRate: s.stats.dirtyPagesRate,
+      throttle: s.stats.cpuThrottlePercentage,
+    });
+
+    if (reason !== undefined) break;
+    const left = toSend.count();
+    if (left === 0) reason = "converged";
+    else if (limits.downtimeRule && fits(left, duration > 0 ? s.roundBytes / duration : 0)) reason = "downtime-limit";
+    else if (s.round >= limits.maxRounds) reason = "round-limit";
+    else if (s.stats.precopyBytes >= limits.budget) reason = "byte-budget";
+    else if (s.round >= s.maxIterations) reason = "iteration-limit";
+    else if (s.stats.pagesTransferred * ps > s.maxSentFactor * s.stats.total) reason = "sent-limit";
+  }
+
+  await s.stopGuest();
+  toSend.syncFrom(guest.dirtyLog);
+  s.remainingPages = toSend.count();
+  return { reason, converged: reason === "downtime-limit" || reason === "converged", left: toSend };
+}
+
+/** Sends every page of `pages` in frames (the stop-and-copy, or any full drain). */
+export async function sendAll(s: Session, pages: DirtyBitmap): Promise<void> {
+  for (let cursor = 0; ; ) {
+    const batch = pages.extract(cursor, s.batchPages);
+    if (batch.length === 0) return;
+    cursor = batch[batch.length - 1]! + 1;
+    await s.sendPages(batch);
+    s.remainingPages = Math.max(0, s.remainingPages - batch.length);
+    s.progress();
+  }
+}
+
+/** Pre-copy migration; resolves when the destination has resumed the guest. */
+export async function precopy(s: Session): Promise<{ reason: StopReason; converged: boolean }> {
+  const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity });
+  try {
+    await sendAll(s, left);
+  } finally {
+    left.dispose();
+  }
+  await s.sendSwitchover(undefined);
+  await s.resumed;
+  return { reason, converged };
+}

@@ -1,0 +1,716 @@
+// The machinery every strategy shares: the two ends of one migration and
+// the accounting between them. The source side loads pages from the guest,
+// charges the cost model for encoding, frames them through the Wire pipeline
+// (src/wire/frame.ts) and sends them; the destination side receives frames,
+// charges for decoding, decodes into its own memory and tracks which pages
+// it holds. Strategies (precopy.ts, postcopy.ts, hybrid.ts) decide only which
+// pages go when.
+//
+// The guest is simulated in one process: `guest.memory` is the program's
+// memory as the program sees it. While it runs on the source that is the
+// source's memory; after switch-over (post-copy) the program runs "at the
+// destination": its accesses go through `guest.hook`, which makes a missing
+// page a fault, and its writes are mirrored into the destination's memory.
+// A page the program changes at the destination before the source has sent
+// it is saved first (copy-on-write), so the source still sends, and the
+// destination still checks, the content the page had at switch-over.
+
+import { ENCODING_NAMES, type CodecStats, type Encoding } from "../codecs/codec.js";
+import { codecEntry, createCodec } from "../codecs/registry.js";
+import { scanZeroPages } from "../codecs/zero.js";
+import { PagemillError, checkInteger } from "../errors.js";
+import { DirtyBitmap } from "../guest/bitmap.js";
+import type { Guest, Workload } from "../guest/guest.js";
+import type { Channel } from "../net/channel.js";
+import { PageBatch } from "../wasm/arena.js";
+import { FrameDecoder, FrameEncoder, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
+import type { Clock } from "./clock.js";
+import { CostModel } from "./cost.js";
+import type { MigrationStats, RoundRow, StopReason, StrategyName } from "./metrics.js";
+
+export interface MigrationOptions {
+  /** The running program whose guest is migrated; its `guest` is the memory. */
+  readonly workload: Workload;
+  readonly clock: Clock;
+  /** The source's end of the channel. */
+  readonly source: Channel;
+  /** The destination's end of the same channel. */
+  readonly destination: Channel;
+  /**
+   * Codec pipeline: a registered codec name, or several joined by "+"
+   * (e.g. "xbzrle+lz4": delta first, then compression). "raw": zero flags only.
+   */
+  readonly codec?: string;
+  /** CPU cost of the per-page work (default table when absent). */
+  readonly cost?: CostModel;
+  /** Pre-copy: the downtime allowed at switch-over, seconds (QEMU downtime-limit, 300 ms). */
+  readonly downtimeLimit?: number;
+  /** Bytes of CPU and device state sent at switch-over. */
+  readonly stateBytes?: number;
+  /** Pages per frame. */
+  readonly batchPages?: number;
+  /** Pre-copy: most rounds before stop-and-copy (Xen caps at 30). */
+  readonly maxIterations?: number;
+  /** Pre-copy: stop once more than this × guest memory has been sent (Xen: 3). */
+  readonly maxSentFactor?: number;
+  /** Pre-copy: throttle the guest when it dirties faster than the link drains (QEMU auto-converge). */
+  readonly autoConverge?: boolean;
+  /** QEMU cpu-throttle-initial, percent (20). */
+  readonly throttleInitial?: number;
+  /** QEMU cpu-throttle-increment, percent (10). */
+  readonly throttleIncrement?: number;
+  /** QEMU max-cpu-throttle, percent (99). */
+  readonly throttleMax?: number;
+  /** QEMU throttle-trigger-threshold, percent (50): dirtied bytes over sent bytes in a round. */
+  readonly throttleTriggerThreshold?: number;
+  /** Seconds over which bandwidth and dirty rate are measured (QEMU: 100 ms). */
+  readonly bandwidthPeriod?: number;
+  /** Hybrid: pre-copy rounds before switching to post-copy. */
+  readonly precopyRounds?: number;
+  /** Hybrid: switch to post-copy once this many bytes were sent in pre-copy. */
+  readonly precopyBudget?: number;
+  /** Post-copy: pages pushed on each side of a fault before the linear push resumes. */
+  readonly prepageWindow?: number;
+  /** Post-copy: guest seconds the destination runs between fault services. */
+  readonly faultQuantum?: number;
+  /** Called as the migration goes (for progress bars). */
+  readonly onProgress?: (progress: MigrationProgress) => void;
+}
+
+export interface MigrationProgress {
+  readonly strategy: StrategyName;
+  readonly phase: Phase;
+  readonly round: number;
+  /** pages the destination does not hold yet (current estimate) */
+  readonly remainingPages: number;
+  readonly pageCount: number;
+  /** measured wire rate, bit/s */
+  readonly bitsPerSecond: number;
+  readonly time: number;
+}
+
+export type Phase = "setup" | "precopy" | "downtime" | "postcopy" | "done";
+
+/** The destination's memory differs from the source's. Names the pages. */
+export class VerificationError extends PagemillError {
+  constructor(
+    message: string,
+    readonly pages: readonly number[],
+  ) {
+    super(message);
+  }
+}
+
+/** The bytes a switch-over frame carries: the engine's own record around the device state. */
+export interface SwitchoverRecord {
+  /** CPU and device state */
+  readonly state: Uint8Array;
+  /** pages the destination must not use yet (post-copy follows); undefined for pre-copy */
+  readonly pending: BigUint64Array | undefined;
+}
+
+// Switch-over record: u32 version (1) | u32 pageCount (0: no pending map) |
+// u32 stateLength | state | pageCount bits of pending map (u64 words, LE).
+const RECORD_VERSION = 1;
+
+export function encodeSwitchover(record: SwitchoverRecord, pageCount: number): Uint8Array {
+  const words = record.pending ? record.pending.length : 0;
+  const out = new Uint8Array(12 + record.state.byteLength + 8 * words);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, RECORD_VERSION, true);
+  dv.setUint32(4, record.pending ? pageCount : 0, true);
+  dv.setUint32(8, record.state.byteLength, true);
+  out.set(record.state, 12);
+  if (record.pending) out.set(new Uint8Array(record.pending.buffer, record.pending.byteOffset, 8 * words), 12 + record.state.byteLength);
+  return out;
+}
+
+export function decodeSwitchover(bytes: Uint8Array, pageCount: number): SwitchoverRecord {
+  const fail = (what: string): never => {
+    throw new PagemillError(`switch-over record: ${what}`);
+  };
+  if (bytes.byteLength < 12) fail(`${bytes.byteLength} bytes is shorter than its 12-byte head`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== RECORD_VERSION) fail(`version ${dv.getUint32(0, true)} is not ${RECORD_VERSION}`);
+  const mapPages = dv.getUint32(4, true);
+  const stateLength = dv.getUint32(8, true);
+  if (mapPages !== 0 && mapPages !== pageCount) fail(`pending map of ${mapPages} pages for a guest of ${pageCount}`);
+  const words = mapPages ? Math.ceil(mapPages / 64) : 0;
+  if (bytes.byteLength !== 12 + stateLength + 8 * words) fail(`length ${bytes.byteLength} is not 12 + ${stateLength} + ${8 * words}`);
+  const state = bytes.slice(12, 12 + stateLength);
+  let pending: BigUint64Array | undefined;
+  if (words) {
+    pending = new BigUint64Array(words);
+    new Uint8Array(pending.buffer).set(bytes.subarray(12 + stateLength));
+  }
+  return { state, pending };
+}
+
+/** The per-page state the destination keeps. */
+export const PageState = {
+  /** the destination holds the page */
+  PRESENT: 1,
+  /** a page request for it is outstanding */
+  REQUESTED: 2,
+  /** the destination's program replaced it whole before it arrived: an arrival is checked, not used */
+  OWNED: 4,
+  /** checked against the source's copy before the destination's program first changed it */
+  CHECKED: 8,
+} as const;
+
+/** Builds the pipeline's stages from a codec spec ("lz4", "xbzrle+lz4", "raw"). */
+export function pipelineCodecs(spec: string): { codecs: PipelineCodecs; names: string[] } {
+  const names = spec.split("+").map((s) => s.trim()).filter((s) => s && s !== "raw");
+  const codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] } = {};
+  for (const name of names) {
+    const entry = codecEntry(name);
+    if (!entry) createCodec(name); // throws the registry's RangeError naming the choices
+    const stage = entry!.role;
+    if (codecs[stage]) throw new RangeError(`codec '${spec}' has two ${stage} stages`);
+    codecs[stage] = entry!.create();
+  }
+  return { codecs, names };
+}
+
+function positive(name: string, value: number): number {
+  if (!(typeof value === "number" && value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive finite number, got ${value}`);
+  return value;
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!(typeof value === "number" && value >= 0)) throw new RangeError(`${name} must be a number ≥ 0, got ${value}`);
+  return value;
+}
+
+/** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
+function stateBlob(size: number): Uint8Array {
+  const blob = new Uint8Array(size);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    blob[i] = x & 0xff;
+  }
+  return blob;
+}
+
+export class Session {
+  readonly strategy: StrategyName;
+  readonly workload: Workload;
+  readonly guest: Guest;
+  readonly clock: Clock;
+  readonly src: Channel;
+  readonly dst: Channel;
+  readonly cost: CostModel;
+  readonly pageSize: number;
+  readonly pageCount: number;
+  readonly batchPages: number;
+  readonly downtimeLimit: number;
+  readonly maxIterations: number;
+  readonly maxSentFactor: number;
+  readonly autoConverge: boolean;
+  readonly throttleInitial: number;
+  readonly throttleIncrement: number;
+  readonly throttleMax: number;
+  readonly throttleTriggerThreshold: number;
+  readonly bandwidthPeriod: number;
+  readonly precopyRounds: number;
+  readonly precopyBudget: number;
+  readonly prepageWindow: number;
+  readonly faultQuantum: number;
+  readonly state: Uint8Array;
+  readonly stats: MigrationStats;
+  private readonly onProgress: ((progress: MigrationProgress) => void) | undefined;
+
+  /** The destination's memory (zero at the start, as a fresh VM's). */
+  readonly memory: Uint8Array;
+  /** PageState flags per page, at the destination. */
+  readonly pageState: Uint8Array;
+  presentCount = 0;
+  /** Switch-over content of pages the destination's program changed before they arrived. */
+  readonly cow = new Map<number, Uint8Array>();
+
+  private readonly stageNames: string[];
+  /** Source: PAGES and control frames out, page requests in. */
+  private readonly encoder: FrameEncoder;
+  private readonly sourceDecoder = new FrameDecoder();
+  /** Destination: frames in, page requests out. */
+  private readonly decoder: FrameDecoder;
+  private readonly requestEncoder = new FrameEncoder();
+  private readonly batch: PageBatch;
+  /** Clock time the migration started. */
+  readonly t0: number;
+  /** guest time = clock time + guestOffset while the guest runs on the source */
+  private readonly guestOffset: number;
+
+  phase: Phase = "setup";
+  round = 0;
+  remainingPages: number;
+  /** Set by the source when the guest stops; the program no longer runs there. */
+  stopAt = -1;
+  /** When the destination resumed the program. */
+  resumeAt = -1;
+  private resumedWake!: () => void;
+  /** Resolves when the destination resumes the program. */
+  readonly resumed: Promise<void>;
+  /** Set once the destination holds every page (post-copy). */
+  complete = false;
+  private completeWake!: () => void;
+  readonly completed: Promise<void>;
+  private failWith!: (error: unknown) => void;
+  /** Rejects when a side task (the destination, the request server) fails. */
+  readonly failed: Promise<never>;
+  /** Post-copy: page requests the source has received and not served. */
+  readonly requests: number[] = [];
+  private requestWake: (() => void) | undefined;
+  private waitingPages: Set<number> | undefined;
+  private waitingWake: (() => void) | undefined;
+
+  /** Wire bytes and clock time of the current measurement period (QEMU's bandwidth sampling). */
+  private periodStart: number;
+  private periodBytes = 0;
+  /** the frame the channel is carrying now (not yet counted as carried) */
+  private bufferedBytes = 0;
+  /** bytes/s over the last complete period (0 until one completed) */
+  bandwidth = 0;
+  /** source wire bytes of the current round */
+  roundBytes = 0;
+  /** pages with content sent by the source in all pre-copy rounds */
+  sentPages = 0;
+  private lastProgress = -Infinity;
+  /** guest time the destination's program ran while pages were missing, and the clock time it took */
+  guestRanAtDestination = 0;
+
+  constructor(strategy: StrategyName, options: MigrationOptions) {
+    this.strategy = strategy;
+    this.workload = options.workload;
+    this.guest = options.workload.guest;
+    this.clock = options.clock;
+    this.src = options.source;
+    this.dst = options.destination;
+    this.cost = options.cost ?? new CostModel();
+    this.pageSize = this.guest.pageSize;
+    this.pageCount = this.guest.pageCount;
+    if (this.pageCount === 0) throw new RangeError("the guest has no pages");
+    this.batchPages = options.batchPages ?? 256;
+    checkInteger("batchPages", this.batchPages, 1, maxFramePages(this.pageSize));
+    this.downtimeLimit = nonNegative("downtimeLimit", options.downtimeLimit ?? 0.3);
+    this.maxIterations = options.maxIterations ?? 30;
+    checkInteger("maxIterations", this.maxIterations, 1, 1e6);
+    this.maxSentFactor = positive("maxSentFactor", options.maxSentFactor ?? 3);
+    this.autoConverge = options.autoConverge ?? false;
+    this.throttleInitial = options.throttleInitial ?? 20;
+    this.throttleIncrement = options.throttleIncrement ?? 10;
+    this.throttleMax = options.throttleMax ?? 99;
+    checkInteger("throttleInitial", this.throttleInitial, 1, 99);
+    checkInteger("throttleIncrement", this.throttleIncrement, 1, 99);
+    checkInteger("throttleMax", this.throttleMax, this.throttleInitial, 99);
+    this.throttleTriggerThreshold = options.throttleTriggerThreshold ?? 50;
+    checkInteger("throttleTriggerThreshold", this.throttleTriggerThreshold, 1, 100);
+    this.bandwidthPeriod = positive("bandwidthPeriod", options.bandwidthPeriod ?? 0.1);
+    this.precopyRounds = options.precopyRounds ?? 1;
+    checkInteger("precopyRounds", this.precopyRounds, 1, 1e6);
+    this.precopyBudget = options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget);
+    this.prepageWindow = options.prepageWindow ?? 64;
+    checkInteger("prepageWindow", this.prepageWindow, 0, this.pageCount);
+    this.faultQuantum = positive("faultQuantum", options.faultQuantum ?? 0.01);
+    const stateBytes = options.stateBytes ?? 256 * 1024;
+    checkInteger("stateBytes", stateBytes, 0, 64 * 2 ** 20 - 16);
+    this.state = stateBlob(stateBytes);
+    this.onProgress = options.onProgress;
+
+    const spec = options.codec ?? "raw";
+    const { codecs, names } = pipelineCodecs(spec);
+    this.stageNames = names;
+    this.encoder = new FrameEncoder(codecs);
+    this.decoder = new FrameDecoder();
+    this.batch = new PageBatch(this.batchPages, this.pageSize);
+    this.memory = new Uint8Array(this.pageCount * this.pageSize);
+    this.pageState = new Uint8Array(this.pageCount);
+    this.remainingPages = this.pageCount;
+    this.resumed = new Promise((wake) => (this.resumedWake = wake));
+    this.completed = new Promise((wake) => (this.completeWake = wake));
+    this.failed = new Promise<never>((_, reject) => (this.failWith = reject));
+    this.failed.catch(() => {});
+    this.t0 = this.clock.now();
+    this.periodStart = this.t0;
+    this.guestOffset = this.workload.now - this.t0;
+    this.stats = {
+      strategy,
+      codec: spec,
+      status: "completed",
+      converged: true,
+      stopReason: "immediate",
+      totalTime: 0,
+      setupTime: 0,
+      downtime: 0,
+      expectedDowntime: 0,
+      remoteUptime: 0,
+      total: this.pageCount * this.pageSize,
+      pageSize: this.pageSize,
+      transferred: 0,
+      remaining: 0,
+      duplicate: 0,
+      normal: 0,
+      normalBytes: 0,
+      pagesTransferred: 0,
+      dirtyPagesRate: 0,
+      mbps: 0,
+      dirtySyncCount: 0,
+      postcopyRequests: 0,
+      precopyBytes: 0,
+      downtimeBytes: 0,
+      postcopyBytes: 0,
+      xbzrleCache: undefined,
+      cpuThrottlePercentage: 0,
+      throttleSteps: [],
+      faults: 0,
+      wholePageOverwrites: 0,
+      prepagedPages: 0,
+      faultStall: 0,
+      workloadSlowdown: 1,
+      sourceCpu: 0,
+      destinationCpu: 0,
+      codecStats: this.encoder.stats,
+      compressionRatio: 1,
+      verifiedPages: 0,
+      stateBytes,
+      bandwidth: 0,
+      rtt: this.src.rtt,
+      rounds: [],
+    };
+  }
+
+  /** Runs a side task of the migration: its failure fails the migration. */
+  spawn(task: Promise<unknown>): void {
+    task.catch(this.failWith);
+  }
+
+  /** Clock time since the migration started. */
+  elapsed(): number {
+    return this.clock.now() - this.t0;
+  }
+
+  // ------------------------------------------------------------ source side
+
+  /** Lets the guest run on the source up to now (no-op once stopped). */
+  async runGuestOnSource(): Promise<void> {
+    if (this.stopAt >= 0) return;
+    const to = this.clock.now() + this.guestOffset;
+    if (to > this.workload.now) await this.clock.settle(this.workload.advance(to));
+  }
+
+  /** Stops the guest on the source: it runs up to now, then no more. */
+  async stopGuest(): Promise<void> {
+    await this.runGuestOnSource();
+    this.stopAt = this.clock.now();
+    this.phase = "downtime";
+  }
+
+  /** Sets the auto-converge throttle (percent) and records the step. */
+  setThrottle(percent: number): void {
+    this.stats.cpuThrottlePercentage = percent;
+    this.stats.throttleSteps.push({ at: this.elapsed(), percent });
+    this.workload.throttle = 1 - percent / 100;
+  }
+
+  /**
+   * Encodes `pages` (one frame: at most batchPages) from the source's view of
+   * memory, charges the CPU, and sends the frame. Returns the zero pages among them.
+   */
+  async sendPages(pages: ArrayLike<number>): Promise<number> {
+    const n = pages.length;
+    const batch = this.batch.load(this.guest.memory, pages);
+    if (this.cow.size) {
+      for (let k = 0; k < n; k++) {
+        const saved = this.cow.get(pages[k]!);
+        if (saved) batch.page(k).set(saved);
+      }
+    }
+    const stats = this.encoder.stats;
+    const zeroBefore = stats.byEncoding.zero ?? 0;
+    const frame = this.encoder.pages(batch, pages);
+    const zero = (stats.byEncoding.zero ?? 0) - zeroBefore;
+    const contentBytes = (n - zero) * this.pageSize;
+    let cpu = this.cost.zeroScanSeconds(n * this.pageSize);
+    for (const name of this.stageNames) cpu += this.cost.encodeSeconds(name, contentBytes);
+    this.stats.sourceCpu += cpu;
+    this.stats.duplicate += zero;
+    this.stats.normal += n - zero;
+    this.stats.pagesTransferred += n;
+    await this.clock.sleep(cpu);
+    if (this.stats.pagesTransferred === n && this.phase === "precopy") this.stats.setupTime = this.elapsed();
+    await this.sendFromSource(frame);
+    return zero;
+  }
+
+  /**
+   * Zero scan of the whole guest (post-copy's first pass, which lets the
+   * destination treat zero pages as present): sets the non-zero pages in
+   * `into` and charges the scan.
+   */
+  async scanNonZero(into: DirtyBitmap): Promise<void> {
+    const ps = this.pageSize;
+    for (let first = 0; first < this.pageCount; first += this.batchPages) {
+      const count = Math.min(this.batchPages, this.pageCount - first);
+      const { flags } = scanZeroPages(this.batch.set(this.guest.memory.subarray(first * ps, (first + count) * ps)));
+      for (let k = 0; k < count; k++) if (!flags[k]) into.set(first + k);
+    }
+    const cpu = this.cost.zeroScanSeconds(this.pageCount * ps);
+    this.stats.sourceCpu += cpu;
+    await this.clock.sleep(cpu);
+  }
+
+  /** Sends a control frame from the source. */
+  sendControl(message: ControlMessage): Promise<void> {
+    return this.sendFromSource(this.encoder.control(message));
+  }
+
+  private async sendFromSource(frame: Uint8Array): Promise<void> {
+    this.account(frame.byteLength);
+    this.roundBytes += frame.byteLength;
+    await this.src.send(frame);
+    // send() resolves when the channel takes the next frame, i.e. once the
+    // one before has left: count that one as carried in this period.
+    this.periodBytes += this.bufferedBytes;
+    this.bufferedBytes = frame.byteLength;
+  }
+
+  private account(bytes: number): void {
+    this.stats.transferred += bytes;
+    if (this.phase === "postcopy") this.stats.postcopyBytes += bytes;
+    else if (this.phase === "downtime") this.stats.downtimeBytes += bytes;
+    else this.stats.precopyBytes += bytes;
+  }
+
+  /**
+   * Closes the measurement period when it is due: the source's wire rate
+   * over its length (QEMU's migration_update_counters). Returns true when a
+   * new measurement was taken.
+   */
+  samplePeriod(force = false): boolean {
+    const now = this.clock.now();
+    const span = now - this.periodStart;
+    if (span <= 0 || (!force && span < this.bandwidthPeriod)) return false;
+    this.bandwidth = this.periodBytes / span;
+    this.stats.mbps = (this.bandwidth * 8) / 1e6;
+    this.periodStart = now;
+    this.periodBytes = 0;
+    this.progress();
+    return true;
+  }
+
+  progress(): void {
+    if (!this.onProgress) return;
+    const now = this.clock.now();
+    if (now - this.lastProgress < 0.05 && this.phase !== "done") return;
+    this.lastProgress = now;
+    this.onProgress({
+      strategy: this.strategy,
+      phase: this.phase,
+      round: this.round,
+      remainingPages: this.remainingPages,
+      pageCount: this.pageCount,
+      bitsPerSecond: this.bandwidth * 8,
+      time: this.elapsed(),
+    });
+  }
+
+  /** Records a finished pre-copy round. */
+  addRound(row: RoundRow): void {
+    this.stats.rounds.push(row);
+  }
+
+  /**
+   * Stop-time work common to every strategy: sends the switch-over record
+   * (state, and for post-copy the pages the destination must wait for).
+   */
+  async sendSwitchover(pending: DirtyBitmap | undefined): Promise<void> {
+    const record = encodeSwitchover({ state: this.state, pending: pending?.toWords() }, this.pageCount);
+    await this.sendControl({ type: "switch-over", state: record });
+  }
+
+  /** Source: listens for page requests (post-copy) until the destination closes. */
+  async serveRequests(): Promise<void> {
+    for (;;) {
+      const bytes = await this.src.receive();
+      if (!bytes) return;
+      const frame = this.sourceDecoder.decode(bytes);
+      if (frame.type !== "page-request") throw new PagemillError(`source got an unexpected ${frame.type} frame`);
+      for (const p of frame.pages) this.requests.push(p);
+      this.requestWake?.();
+    }
+  }
+
+  /** Resolves when a page request arrives (or at once when some are queued). */
+  nextRequest(): Promise<void> {
+    if (this.requests.length) return Promise.resolve();
+    return new Promise((wake) => (this.requestWake = wake));
+  }
+
+  // ------------------------------------------------------- destination side
+
+  /** Destination: receives, charges and decodes every frame until the source closes. */
+  async receive(): Promise<void> {
+    for (;;) {
+      const bytes = await this.dst.receive();
+      if (!bytes) return;
+      const frame = this.decoder.decode(bytes, this.memory);
+      switch (frame.type) {
+        case "pages": {
+          let cpu = 0;
+          for (let k = 0; k < frame.count; k++) {
+            cpu += this.cost.decodeSeconds(ENCODING_NAMES[frame.encodings[k] as Encoding] ?? "raw", this.pageSize);
+          }
+          this.stats.destinationCpu += cpu;
+          await this.clock.sleep(cpu);
+          this.arrived(frame.indices);
+          break;
+        }
+        case "switch-over":
+          this.resume(decodeSwitchover(frame.state, this.pageCount));
+          break;
+        case "round-start":
+        case "round-end":
+          break;
+        default:
+          throw new PagemillError(`destination got an unexpected ${frame.type} frame`);
+      }
+    }
+  }
+
+  private resume(record: SwitchoverRecord): void {
+    if (record.state.byteLength !== this.state.byteLength || !Buffer.from(record.state).equals(Buffer.from(this.state))) {
+      throw new VerificationError("the CPU/device state arrived different from the state sent", []);
+    }
+    if (record.pending) {
+      // Post-copy follows: everything not pending is in place.
+      const bits = new Uint32Array(record.pending.buffer, record.pending.byteOffset, record.pending.length * 2);
+      this.presentCount = 0;
+      for (let p = 0; p < this.pageCount; p++) {
+        if ((bits[p >>> 5]! >>> (p & 31)) & 1) this.pageState[p] = 0;
+        else {
+          this.pageState[p] = PageState.PRESENT;
+          this.presentCount++;
+        }
+      }
+      this.remainingPages = this.pageCount - this.presentCount;
+    } else {
+      this.pageState.fill(PageState.PRESENT);
+      this.presentCount = this.pageCount;
+      this.remainingPages = 0;
+    }
+    this.resumeAt = this.clock.now();
+    this.phase = this.presentCount === this.pageCount ? "done" : "postcopy";
+    this.resumedWake();
+    if (this.presentCount === this.pageCount) this.finish();
+  }
+
+  /** Destination bookkeeping for pages just decoded into its memory. */
+  private arrived(indices: Uint32Array): void {
+    if (this.resumeAt < 0) return; // pre-copy: the final state is checked at the end
+    const ps = this.pageSize;
+    for (const p of indices) {
+      const state = this.pageState[p]!;
+      const expected = this.cow.get(p) ?? this.guest.page(p);
+      const got = this.memory.subarray(p * ps, (p + 1) * ps);
+      if (!Buffer.from(got.buffer, got.byteOffset, ps).equals(Buffer.from(expected.buffer, expected.byteOffset, ps))) {
+        throw new VerificationError(`page ${p} arrived different from the source's copy at switch-over`, [p]);
+      }
+      this.cow.delete(p);
+      if (state & PageState.OWNED) {
+        // The program already replaced this page here: keep its content.
+        got.set(this.guest.page(p));
+        continue;
+      }
+      if (state & PageState.PRESENT) continue;
+      this.pageState[p] = state | PageState.PRESENT;
+      this.presentCount++;
+      this.remainingPages--;
+      if (this.waitingPages?.delete(p) && this.waitingPages.size === 0) this.waitingWake?.();
+    }
+    this.progress();
+    if (this.presentCount === this.pageCount) this.finish();
+  }
+
+  /** Marks a page present without a transfer (whole-page overwrite at the destination). */
+  claim(p: number): void {
+    this.pageState[p] = this.pageState[p]! | PageState.PRESENT | PageState.OWNED | PageState.CHECKED;
+    this.presentCount++;
+    this.remainingPages--;
+    this.waitingPages?.delete(p);
+  }
+
+  /** Resolves once every page of `pages` is present. */
+  waitForPages(pages: Set<number>): Promise<void> {
+    for (const p of pages) if (this.pageState[p]! & PageState.PRESENT) pages.delete(p);
+    if (pages.size === 0) return Promise.resolve();
+    this.waitingPages = pages;
+    return new Promise((wake) => (this.waitingWake = wake));
+  }
+
+  /** Sends page requests from the destination. */
+  async requestPages(pages: number[]): Promise<void> {
+    const limit = 16384;
+    for (let i = 0; i < pages.length; i += limit) {
+      const chunk = pages.slice(i, i + limit);
+      this.stats.postcopyRequests += chunk.length;
+      const frame = this.requestEncoder.control({ type: "page-request", pages: chunk });
+      this.account(frame.byteLength);
+      await this.dst.send(frame);
+    }
+  }
+
+  /** The destination holds every page: the migration is complete. */
+  finish(): void {
+    if (this.complete) return;
+    this.complete = true;
+    this.phase = "done";
+    this.completeWake();
+  }
+
+  // ------------------------------------------------------------- the end
+
+  /** Fills the final figures; call after the destination completed. */
+  finalStats(reason: StopReason, converged: boolean): MigrationStats {
+    const s = this.stats;
+    const now = this.clock.now();
+    s.stopReason = reason;
+    s.converged = converged;
+    s.totalTime = now - this.t0;
+    s.downtime = this.resumeAt - this.stopAt;
+    s.remoteUptime = this.strategy === "precopy" ? 0 : now - this.resumeAt;
+    s.normalBytes = s.normal * this.pageSize;
+    s.remaining = (this.pageCount - this.presentCount) * this.pageSize;
+    // No full measurement period: report the average rate instead.
+    if (s.mbps === 0 && s.totalTime > 0) s.mbps = (s.transferred * 8) / s.totalTime / 1e6;
+    const codec: CodecStats = this.encoder.stats;
+    const contentIn = (codec.pages - (codec.byEncoding.zero ?? 0)) * this.pageSize;
+    const contentOut = codec.outputBytes;
+    s.compressionRatio = contentOut > 0 ? contentIn / contentOut : 1;
+    if (this.stageNames.includes("xbzrle")) {
+      const pages = codec.byEncoding.xbzrle ?? 0;
+      const bytes = codec.bytesByEncoding.xbzrle ?? 0;
+      const given = codec.pages - (codec.byEncoding.zero ?? 0);
+      s.xbzrleCache = {
+        pages,
+        bytes,
+        cacheMiss: given - pages,
+        cacheMissRate: given ? (given - pages) / given : 0,
+        encodingRate: bytes ? (pages * this.pageSize) / bytes : 0,
+        overflow: codec.notFit,
+      };
+    }
+    return s;
+  }
+
+  /** Releases WebAssembly memory and the access hook. */
+  dispose(): void {
+    this.guest.hook = undefined;
+    this.batch.dispose();
+    this.decoder.dispose();
+    this.sourceDecoder.dispose();
+    for (const codec of Object.values(this.encoder.codecs)) codec?.dispose();
+  }
+}

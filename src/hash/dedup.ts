@@ -1,0 +1,427 @@
+// Content-addressed deduplication of pages and storage blocks.
+//
+// A DedupIndex maps a fast 64-bit digest (XXH3-64 or XXH64) of a unit's
+// content to the location where the destination already holds that content
+// (a page or block index at the destination). The digest only finds a
+// candidate: the index keeps its own copy of each remembered unit in linear
+// memory and compares bytes before it answers, so a digest collision is
+// counted and never turns into a wrong reference.
+//
+// Bounded memory: at most `maxEntries` contents are remembered (their copies
+// take maxEntries × unitSize bytes, allocated 256 units at a time as the
+// index fills). When full, the least recently used entry (remembered or hit)
+// is evicted. One entry per digest: a new content whose digest equals an
+// entry's replaces it. An entry is invalidated when its location receives
+// other content, so every answer is a location that still holds the bytes.
+//
+// DedupCodec is the PageCodec on top: a page whose content the destination
+// already holds travels as Encoding.DEDUP with a 4-byte little-endian payload,
+// the page index to copy from; any other page travels RAW and is remembered
+// at its own index. A reference names the destination's page as it stands
+// after every earlier page of the stream, earlier slots of the same batch
+// included (the decoder copies from those slots).
+
+import { CodecError, checkInteger, checkPageSize } from "../errors.js";
+import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
+import { PageBatch } from "../wasm/arena.js";
+import { wasm, type Wasm } from "../wasm/module.js";
+import { xxh3Batch, xxh64Batch } from "./xxhash.js";
+
+export type FastDigest = "xxh3" | "xxh64";
+
+export interface DedupIndexOptions {
+  /** Bytes per page or block: a power of two from 512 to 65536 (default 4096). */
+  unitSize?: number;
+  /** Most contents remembered at once (default 16384); their copies take maxEntries × unitSize bytes. */
+  maxEntries?: number;
+  /** The fast digest that finds candidates (default "xxh3"). */
+  digest?: FastDigest;
+  /**
+   * Test hook: keep only this many low bits of the fast digest (0..53,
+   * default 53), so that different contents collide on purpose.
+   */
+  digestBits?: number;
+}
+
+/** What the index has seen, one comment per field. */
+export interface DedupCounters {
+  /** units looked up */
+  lookups: number;
+  /** units found at the destination, bytes confirmed equal */
+  hits: number;
+  /** units with no remembered content of the same digest */
+  misses: number;
+  /** units whose digest matched an entry holding other bytes (caught by the byte compare) */
+  collisions: number;
+  /** bytes that need not travel: unitSize for every hit */
+  bytesSaved: number;
+  /** entries dropped to stay within maxEntries */
+  evictions: number;
+  /** entries dropped because their location received other content */
+  invalidations: number;
+}
+
+/** Highest location the index accepts (locations are stored as u32; 2^32 − 1 marks "none"). */
+export const MAX_LOCATION = 0xfffffffe;
+const NONE = -1;
+const SLAB_UNITS = 256;
+
+function newCounters(): DedupCounters {
+  return { lookups: 0, hits: 0, misses: 0, collisions: 0, bytesSaved: 0, evictions: 0, invalidations: 0 };
+}
+
+function checkLocations(locations: ArrayLike<number>, count: number, name: string): void {
+  if (locations.length < count) throw new RangeError(`${name} has ${locations.length} entries for ${count} units`);
+  for (let k = 0; k < count; k++) {
+    const p = locations[k]!;
+    if (!Number.isInteger(p) || p < 0 || p > MAX_LOCATION) {
+      throw new RangeError(`${name}[${k}] = ${p} is not a location (an integer 0..${MAX_LOCATION})`);
+    }
+  }
+}
+
+export class DedupIndex {
+  readonly unitSize: number;
+  readonly maxEntries: number;
+  readonly digest: FastDigest;
+  readonly counters: DedupCounters = newCounters();
+  private readonly keyBits: number;
+  private readonly owner: Wasm;
+  /** digest key → slot, in least-recently-used-first order */
+  private readonly byKey = new Map<number, number>();
+  /** location → slot */
+  private readonly byLocation = new Map<number, number>();
+  private readonly slotKey: Float64Array;
+  private readonly slotLocation: Uint32Array;
+  private readonly slabs: number[] = [];
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 0;
+  private digests = new BigUint64Array(0);
+  private disposed = false;
+
+  constructor(options: DedupIndexOptions = {}) {
+    this.unitSize = options.unitSize ?? 4096;
+    checkPageSize(this.unitSize, "unitSize");
+    this.maxEntries = options.maxEntries ?? 16384;
+    checkInteger("maxEntries", this.maxEntries, 1, Math.floor(2 ** 31 / this.unitSize));
+    this.digest = options.digest ?? "xxh3";
+    if (this.digest !== "xxh3" && this.digest !== "xxh64") throw new RangeError(`digest must be "xxh3" or "xxh64", got ${String(this.digest)}`);
+    this.keyBits = options.digestBits ?? 53;
+    checkInteger("digestBits", this.keyBits, 0, 53);
+    this.owner = wasm();
+    this.slotKey = new Float64Array(this.maxEntries);
+    this.slotLocation = new Uint32Array(this.maxEntries);
+  }
+
+  /** Contents remembered now. */
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /**
+   * Deduplicates the loaded units of `batch`, unit k being written to
+   * `locations[k]` at the destination. refs[k] is the location to copy unit k
+   * from, or −1 when its content is new there (it is then remembered at
+   * locations[k]). Later units may refer to earlier ones of the same batch.
+   */
+  dedupe(batch: PageBatch, locations: ArrayLike<number>, refs: Int32Array = new Int32Array(batch.count)): Int32Array {
+    this.checkBatch(batch);
+    const n = batch.count;
+    checkLocations(locations, n, "locations");
+    if (refs.length < n) throw new RangeError(`refs has ${refs.length} entries for ${n} units`);
+    const words = this.digestWords(batch);
+    const { kernels } = this.owner;
+    const c = this.counters;
+    for (let k = 0; k < n; k++) {
+      const key = this.key(words, k);
+      const at = locations[k]!;
+      const unit = batch.ptr + k * this.unitSize;
+      c.lookups++;
+      const slot = this.byKey.get(key);
+      if (slot !== undefined && kernels.pagesEqual(this.slotPtr(slot), unit, this.unitSize)) {
+        c.hits++;
+        c.bytesSaved += this.unitSize;
+        this.byKey.delete(key);
+        this.byKey.set(key, slot);
+        const from = this.slotLocation[slot]!;
+        refs[k] = from;
+        // `at` now holds this content too: whatever was remembered there is gone.
+        if (at !== from) this.invalidate(at);
+        continue;
+      }
+      if (slot === undefined) c.misses++;
+      else c.collisions++;
+      refs[k] = NONE;
+      this.store(key, unit, at);
+    }
+    return refs;
+  }
+
+  /** Records that the destination holds the loaded units of `batch` at `locations` (e.g. a base image it already has). */
+  remember(batch: PageBatch, locations: ArrayLike<number>): void {
+    this.checkBatch(batch);
+    checkLocations(locations, batch.count, "locations");
+    const words = this.digestWords(batch);
+    for (let k = 0; k < batch.count; k++) this.store(this.key(words, k), batch.ptr + k * this.unitSize, locations[k]!);
+  }
+
+  /** Forgets the content at `location` (the destination's copy changed outside this index). */
+  forget(location: number): void {
+    checkLocations([location], 1, "location");
+    this.invalidate(location);
+  }
+
+  /** Forgets everything (the counters stay). */
+  clear(): void {
+    this.byKey.clear();
+    this.byLocation.clear();
+    this.freeSlots.length = 0;
+    this.nextSlot = 0;
+  }
+
+  /** Gives the copies' memory back; the index is unusable afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.clear();
+    for (const ptr of this.slabs) this.owner.heap.release(ptr);
+    this.slabs.length = 0;
+  }
+
+  private checkBatch(batch: PageBatch): void {
+    if (this.disposed) throw new RangeError("this dedup index was disposed");
+    if (!(batch instanceof PageBatch)) throw new TypeError("batch must be a PageBatch");
+    if (batch.pageSize !== this.unitSize) throw new RangeError(`batch.pageSize ${batch.pageSize} != the index's unitSize ${this.unitSize}`);
+  }
+
+  /** The batch's fast digests as (low, high) 32-bit word pairs. */
+  private digestWords(batch: PageBatch): Uint32Array {
+    if (this.digests.length < batch.count) this.digests = new BigUint64Array(Math.max(batch.count, 2 * this.digests.length));
+    const out = this.digests;
+    if (this.digest === "xxh3") xxh3Batch(batch, { out });
+    else xxh64Batch(batch, { out });
+    return new Uint32Array(out.buffer, out.byteOffset, 2 * batch.count);
+  }
+
+  /** The low `keyBits` bits of digest k, as a Map key. */
+  private key(words: Uint32Array, k: number): number {
+    const lo = words[2 * k]!;
+    const hi = words[2 * k + 1]!;
+    const bits = this.keyBits;
+    if (bits === 32) return lo;
+    if (bits < 32) return lo & (2 ** bits - 1);
+    return (hi & (2 ** (bits - 32) - 1)) * 2 ** 32 + lo;
+  }
+
+  private slotPtr(slot: number): number {
+    return this.slabs[Math.floor(slot / SLAB_UNITS)]! + (slot % SLAB_UNITS) * this.unitSize;
+  }
+
+  /** Remembers the unit at `unit` (linear memory) as held at `at`, under `key`. */
+  private store(key: number, unit: number, at: number): void {
+    this.invalidate(at);
+    const replaced = this.byKey.get(key);
+    if (replaced !== undefined) this.drop(replaced);
+    const slot = this.takeSlot();
+    this.owner.heap.bytes().copyWithin(this.slotPtr(slot), unit, unit + this.unitSize);
+    this.slotKey[slot] = key;
+    this.slotLocation[slot] = at;
+    this.byKey.set(key, slot);
+    this.byLocation.set(at, slot);
+  }
+
+  private invalidate(at: number): void {
+    const slot = this.byLocation.get(at);
+    if (slot === undefined) return;
+    this.counters.invalidations++;
+    this.drop(slot);
+  }
+
+  private drop(slot: number): void {
+    this.byKey.delete(this.slotKey[slot]!);
+    this.byLocation.delete(this.slotLocation[slot]!);
+    this.freeSlots.push(slot);
+  }
+
+  private takeSlot(): number {
+    const free = this.freeSlots.pop();
+    if (free !== undefined) return free;
+    if (this.nextSlot < this.maxEntries) {
+      const slot = this.nextSlot++;
+      if (slot % SLAB_UNITS === 0) {
+        const units = Math.min(SLAB_UNITS, this.maxEntries - slot);
+        // Allocation may grow memory: nothing holds a view across it.
+        if (this.slabs.length === slot / SLAB_UNITS) this.slabs.push(this.owner.heap.alloc(units * this.unitSize));
+      }
+      return slot;
+    }
+    // Full: evict the least recently used entry (the first in the Map's order).
+    const [, oldest] = this.byKey.entries().next().value as [number, number];
+    this.counters.evictions++;
+    this.drop(oldest);
+    return this.freeSlots.pop()!;
+  }
+}
+
+export interface DedupCodecOptions extends DedupIndexOptions {
+  /**
+   * Decoder side: the destination's current content of `page` (unitSize
+   * bytes), or undefined when it has none. Needed to decode references to
+   * pages outside the batch being decoded.
+   */
+  destination?: (page: number) => Uint8Array | undefined;
+}
+
+const REF_BYTES = 4;
+
+/** The PageCodec of deduplication: DEDUP references to pages the destination holds, RAW otherwise. */
+export class DedupCodec implements PageCodec {
+  readonly name = "dedup";
+  readonly encoding = Encoding.DEDUP;
+  readonly stats: CodecStats = newCodecStats();
+  /** The source side's index (pre-seed it with `index.remember` when the destination starts with content). */
+  readonly index: DedupIndex;
+  private readonly destination: ((page: number) => Uint8Array | undefined) | undefined;
+
+  constructor(options: DedupCodecOptions = {}) {
+    this.index = new DedupIndex(options);
+    this.destination = options.destination;
+  }
+
+  /** Encodes the loaded pages; `pageIndices[k]` is slot k's page (default k). */
+  encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    const n = batch.count;
+    const ps = batch.pageSize;
+    const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
+    const refs = this.index.dedupe(batch, locations);
+    let raw = 0;
+    for (let k = 0; k < n; k++) if (refs[k]! < 0) raw++;
+    const encodings = new Uint8Array(n);
+    const offsets = new Uint32Array(n);
+    const lengths = new Uint32Array(n);
+    const data = new Uint8Array(raw * ps + (n - raw) * REF_BYTES);
+    const view = new DataView(data.buffer);
+    const mem = wasm().heap.bytes();
+    let at = 0;
+    for (let k = 0; k < n; k++) {
+      offsets[k] = at;
+      if (refs[k]! >= 0) {
+        encodings[k] = Encoding.DEDUP;
+        view.setUint32(at, refs[k]!, true);
+        lengths[k] = REF_BYTES;
+      } else {
+        encodings[k] = Encoding.RAW;
+        data.set(mem.subarray(batch.ptr + k * ps, batch.ptr + (k + 1) * ps), at);
+        lengths[k] = ps;
+      }
+      at += lengths[k]!;
+    }
+    const encoded: EncodedBatch = { pageSize: ps, count: n, encodings, offsets, lengths, data };
+    countEncoded(this.stats, encoded, raw);
+    return encoded;
+  }
+
+  /** Decodes into slots 0.. of `batch`; a reference is copied from an earlier slot naming that page, else from the destination. */
+  decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    const n = encoded.count;
+    const ps = batch.pageSize;
+    if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
+    checkInteger("encoded.count", n, 0, batch.capacity);
+    if (encoded.encodings.length < n || encoded.offsets.length < n || encoded.lengths.length < n) {
+      throw new CodecError("length", `encoded batch declares ${n} pages but its tables are shorter`);
+    }
+    const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
+    checkLocations(locations, n, "pageIndices");
+    const data = encoded.data;
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const latestSlot = new Map<number, number>();
+    for (let k = 0; k < n; k++) {
+      const offset = encoded.offsets[k]!;
+      const length = encoded.lengths[k]!;
+      if (offset + length > data.length) throw new CodecError("truncated", `payload [${offset}, ${offset + length}) runs past the data (${data.length} bytes)`, k);
+      const slot = batch.ptr + k * ps;
+      const encoding = encoded.encodings[k]!;
+      if (encoding === Encoding.RAW) {
+        if (length !== ps) throw new CodecError("length", `raw payload of ${length} bytes, expected ${ps}`, k);
+        wasm().heap.bytes().set(data.subarray(offset, offset + ps), slot);
+      } else if (encoding === Encoding.DEDUP) {
+        if (length !== REF_BYTES) throw new CodecError("length", `dedup payload of ${length} bytes, expected ${REF_BYTES}`, k);
+        const from = view.getUint32(offset, true);
+        const earlier = latestSlot.get(from);
+        const mem = wasm().heap.bytes();
+        if (earlier !== undefined) {
+          mem.copyWithin(slot, batch.ptr + earlier * ps, batch.ptr + (earlier + 1) * ps);
+        } else {
+          const content = this.destination?.(from);
+          if (!(content instanceof Uint8Array) || content.length !== ps) {
+            throw new CodecError("malformed", `reference to page ${from}, which the destination does not hold`, k);
+          }
+          wasm().heap.bytes().set(content, slot);
+        }
+      } else {
+        throw new CodecError("malformed", `encoding ${encoding} is not raw or dedup`, k);
+      }
+      latestSlot.set(locations[k]!, k);
+    }
+    batch.count = n;
+  }
+
+  dispose(): void {
+    this.index.dispose();
+  }
+}
+
+/**
+ * Counts duplicate units by their XXH3-64 digest, for reports (`pagemill
+ * scan`): exact up to 64-bit digest collisions, which are vanishingly rare
+ * at image sizes (n²/2^65). Keeps 8 bytes per distinct unit.
+ */
+export class DuplicateCounter {
+  /** units counted */
+  units = 0;
+  /** units whose content appeared before */
+  duplicates = 0;
+  private table = new Uint32Array(2 * 1024);
+  private used = new Uint8Array(1024);
+  private distinct = 0;
+  private digests = new BigUint64Array(0);
+
+  /** Counts the loaded units of `batch`, skipping slot k when skip[k] is non-zero (e.g. zero pages). Returns the duplicates found. */
+  add(batch: PageBatch, skip?: Uint8Array): number {
+    if (this.digests.length < batch.count) this.digests = new BigUint64Array(batch.count);
+    const words = new Uint32Array(this.digests.buffer, 0, 2 * batch.count);
+    xxh3Batch(batch, { out: this.digests });
+    let found = 0;
+    for (let k = 0; k < batch.count; k++) {
+      if (skip?.[k]) continue;
+      this.units++;
+      if (!this.insert(words[2 * k]!, words[2 * k + 1]!)) found++;
+    }
+    this.duplicates += found;
+    return found;
+  }
+
+  /** Adds a digest; false when it was there already. */
+  private insert(lo: number, hi: number): boolean {
+    if (2 * (this.distinct + 1) > this.used.length) this.grow();
+    const mask = this.used.length - 1;
+    for (let i = lo & mask; ; i = (i + 1) & mask) {
+      if (!this.used[i]) {
+        this.used[i] = 1;
+        this.table[2 * i] = lo;
+        this.table[2 * i + 1] = hi;
+        this.distinct++;
+        return true;
+      }
+      if (this.table[2 * i] === lo && this.table[2 * i + 1] === hi) return false;
+    }
+  }
+
+  private grow(): void {
+    const { table, used } = this;
+    this.table = new Uint32Array(2 * table.length);
+    this.used = new Uint8Array(2 * used.length);
+    this.distinct = 0;
+    for (let i = 0; i < used.length; i++) if (used[i]) this.insert(table[2 * i]!, table[2 * i + 1]!);
+  }
+}

@@ -1,0 +1,244 @@
+// xxHash digests (XXH32, XXH64, XXH3-64) over WebAssembly kernels: one
+// buffer at a time, streaming, or one digest per page of a PageBatch in one
+// call. Digests are numbers (XXH32) or unsigned bigints (XXH64, XXH3); their
+// canonical form is big-endian hex, as xxhsum prints it: `hex32`/`hex64` in
+// ./digest.ts.
+
+import { checkInteger } from "../errors.js";
+import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { wasm } from "../wasm/module.js";
+
+/** A 64-bit seed: a bigint in [0, 2^64) or a non-negative safe integer. */
+export type Seed64 = bigint | number;
+
+/** Input larger than this is hashed through a streaming state in chunks of this size. */
+const CHUNK = 1 << 20;
+
+let staging: Scratch | undefined;
+let chunkState = 0;
+let digestScratch: Scratch | undefined;
+
+function checkBytes(data: Uint8Array, name = "data"): void {
+  if (!(data instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
+}
+
+function seed32(seed: number): number {
+  checkInteger("seed", seed, 0, 0xffffffff);
+  return seed;
+}
+
+function seed64(seed: Seed64): bigint {
+  if (typeof seed === "bigint") {
+    if (seed < 0n || seed >= 1n << 64n) throw new RangeError(`seed must be in [0, 2^64), got ${seed}`);
+    return seed;
+  }
+  checkInteger("seed", seed, 0, Number.MAX_SAFE_INTEGER);
+  return BigInt(seed);
+}
+
+/** Copies `data[from, from + n)` into the staging region; returns its pointer. */
+function stage(data: Uint8Array, from: number, n: number): number {
+  staging ??= new Scratch();
+  const ptr = staging.reserve(Math.max(n, 64));
+  wasm().heap.bytes().set(data.subarray(from, from + n), ptr);
+  return ptr;
+}
+
+/** Feeds `data` to the streaming state at `state` in staged chunks. */
+function feed(state: number, data: Uint8Array, update: (state: number, ptr: number, len: number) => void): void {
+  for (let at = 0; at < data.length; at += CHUNK) {
+    const n = Math.min(CHUNK, data.length - at);
+    update(state, stage(data, at, n), n);
+  }
+}
+
+/**
+ * Hashes one buffer: one kernel call on a staged copy when it fits a chunk,
+ * else through the module's chunk state (the same digest either way).
+ */
+function oneShot<S, D>(
+  data: Uint8Array,
+  seed: S,
+  hash: (ptr: number, len: number, seed: S) => D,
+  reset: (state: number, seed: S) => void,
+  update: (state: number, ptr: number, len: number) => void,
+  digest: (state: number) => D,
+): D {
+  checkBytes(data);
+  if (data.length <= CHUNK) return hash(stage(data, 0, data.length), data.length, seed);
+  const { kernels, heap } = wasm();
+  chunkState ||= heap.alloc(kernels.xxhStateSize());
+  reset(chunkState, seed);
+  feed(chunkState, data, update);
+  return digest(chunkState);
+}
+
+const u64 = (x: bigint): bigint => BigInt.asUintN(64, x);
+
+/** XXH32 of `data` (seed: a 32-bit unsigned integer). */
+export function xxh32(data: Uint8Array, seed = 0): number {
+  const k = wasm().kernels;
+  const h = oneShot(data, seed32(seed), k.xxh32, k.xxh32Reset, k.xxh32Update, k.xxh32Digest);
+  return h >>> 0;
+}
+
+/** XXH64 of `data`. */
+export function xxh64(data: Uint8Array, seed: Seed64 = 0n): bigint {
+  const k = wasm().kernels;
+  return u64(oneShot(data, seed64(seed), k.xxh64, k.xxh64Reset, k.xxh64Update, k.xxh64Digest));
+}
+
+/** XXH3-64 of `data` (with the default secret; derived from the seed when one is given). */
+export function xxh3(data: Uint8Array, seed: Seed64 = 0n): bigint {
+  const k = wasm().kernels;
+  return u64(oneShot(data, seed64(seed), k.xxh3, k.xxh3Reset, k.xxh3Update, k.xxh3Digest));
+}
+
+/**
+ * A streaming digest whose state lives in WebAssembly memory: `update` with
+ * chunks of any length, `digest` at any point (the state keeps going),
+ * `reset` to start over, `dispose` to give the memory back.
+ */
+abstract class StreamingHasher<S, D> {
+  private readonly state: number;
+  private seed: S;
+  private disposed = false;
+
+  protected constructor(seed: S) {
+    const { kernels, heap } = wasm();
+    this.state = heap.alloc(kernels.xxhStateSize());
+    this.seed = seed;
+    this.resetState(this.state, seed);
+  }
+
+  protected abstract resetState(state: number, seed: S): void;
+  protected abstract updateState(state: number, ptr: number, len: number): void;
+  protected abstract digestState(state: number): D;
+  protected abstract checkSeed(seed: S): S;
+
+  private live(): number {
+    if (this.disposed) throw new RangeError("this hasher was disposed");
+    return this.state;
+  }
+
+  update(data: Uint8Array): this {
+    checkBytes(data);
+    feed(this.live(), data, (state, ptr, len) => this.updateState(state, ptr, len));
+    return this;
+  }
+
+  digest(): D {
+    return this.digestState(this.live());
+  }
+
+  /** Starts over, with the same seed or a new one. */
+  reset(seed: S = this.seed): this {
+    this.seed = this.checkSeed(seed);
+    this.resetState(this.live(), this.seed);
+    return this;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    wasm().heap.release(this.state);
+  }
+}
+
+export class Xxh32Hasher extends StreamingHasher<number, number> {
+  constructor(seed = 0) {
+    super(seed32(seed));
+  }
+  protected checkSeed(seed: number): number {
+    return seed32(seed);
+  }
+  protected resetState(state: number, seed: number): void {
+    wasm().kernels.xxh32Reset(state, seed);
+  }
+  protected updateState(state: number, ptr: number, len: number): void {
+    wasm().kernels.xxh32Update(state, ptr, len);
+  }
+  protected digestState(state: number): number {
+    return wasm().kernels.xxh32Digest(state) >>> 0;
+  }
+}
+
+export class Xxh64Hasher extends StreamingHasher<Seed64, bigint> {
+  constructor(seed: Seed64 = 0n) {
+    super(seed64(seed));
+  }
+  protected checkSeed(seed: Seed64): bigint {
+    return seed64(seed);
+  }
+  protected resetState(state: number, seed: Seed64): void {
+    wasm().kernels.xxh64Reset(state, seed64(seed));
+  }
+  protected updateState(state: number, ptr: number, len: number): void {
+    wasm().kernels.xxh64Update(state, ptr, len);
+  }
+  protected digestState(state: number): bigint {
+    return u64(wasm().kernels.xxh64Digest(state));
+  }
+}
+
+export class Xxh3Hasher extends StreamingHasher<Seed64, bigint> {
+  constructor(seed: Seed64 = 0n) {
+    super(seed64(seed));
+  }
+  protected checkSeed(seed: Seed64): bigint {
+    return seed64(seed);
+  }
+  protected resetState(state: number, seed: Seed64): void {
+    wasm().kernels.xxh3Reset(state, seed64(seed));
+  }
+  protected updateState(state: number, ptr: number, len: number): void {
+    wasm().kernels.xxh3Update(state, ptr, len);
+  }
+  protected digestState(state: number): bigint {
+    return u64(wasm().kernels.xxh3Digest(state));
+  }
+}
+
+export interface BatchDigestOptions<A> {
+  /** Seed for every page (default 0). */
+  seed?: A extends Uint32Array ? number : Seed64;
+  /** Array to write the digests into (length ≥ batch.count); a new one of batch.count otherwise. */
+  out?: A;
+}
+
+/** Runs a batch kernel into the digest scratch and copies `width`-byte digests into `out`. */
+function batchDigests<A extends Uint32Array | BigUint64Array>(
+  batch: PageBatch,
+  out: A,
+  width: number,
+  run: (outPtr: number) => void,
+): A {
+  const n = batch.count;
+  if (out.length < n) throw new RangeError(`out has ${out.length} entries, fewer than the batch's ${n} pages`);
+  digestScratch ??= new Scratch();
+  const ptr = digestScratch.reserve(Math.max(n * width, 64));
+  run(ptr);
+  new Uint8Array(out.buffer, out.byteOffset, n * width).set(wasm().heap.bytes().subarray(ptr, ptr + n * width));
+  return out;
+}
+
+/** XXH32 of every loaded page of `batch`: digest k in slot k. */
+export function xxh32Batch(batch: PageBatch, options: BatchDigestOptions<Uint32Array> = {}): Uint32Array {
+  const seed = seed32(options.seed ?? 0);
+  const out = options.out ?? new Uint32Array(batch.count);
+  return batchDigests(batch, out, 4, (ptr) => wasm().kernels.xxh32Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
+}
+
+/** XXH64 of every loaded page of `batch`: digest k in slot k. */
+export function xxh64Batch(batch: PageBatch, options: BatchDigestOptions<BigUint64Array> = {}): BigUint64Array {
+  const seed = seed64(options.seed ?? 0n);
+  const out = options.out ?? new BigUint64Array(batch.count);
+  return batchDigests(batch, out, 8, (ptr) => wasm().kernels.xxh64Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
+}
+
+/** XXH3-64 of every loaded page of `batch`: digest k in slot k. */
+export function xxh3Batch(batch: PageBatch, options: BatchDigestOptions<BigUint64Array> = {}): BigUint64Array {
+  const seed = seed64(options.seed ?? 0n);
+  const out = options.out ?? new BigUint64Array(batch.count);
+  return batchDigests(batch, out, 8, (ptr) => wasm().kernels.xxh3Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
+}

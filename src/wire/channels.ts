@@ -1,0 +1,160 @@
+// Parallel channels (QEMU's multifd): frames encoded on N worker threads at
+// once, each with its own WebAssembly instance and codecs (src/wire/worker.ts),
+// through a piscina pool. Frames are numbered when submitted, so a stream
+// stays one sequence whichever thread encodes a frame; with `ordered` (the
+// default) they are delivered in that order.
+//
+//   const pool = new ParallelEncoder({ channels: 2, codec: "lz4" });
+//   const frame = await pool.encode(pages, indices, { transfer: true });
+//   const done = await pool.control({ type: "done", ... });
+//   await pool.close();
+//
+// Only stateless codecs run here: a delta or dedup codec remembers the pages
+// it has seen, which one thread cannot know of another's (QEMU does not run
+// XBZRLE over multifd either).
+
+import { Piscina } from "piscina";
+import { codecEntry, codecNamesFor } from "../codecs/registry.js";
+import { checkInteger, checkPageSize } from "../errors.js";
+import { encodeControl, maxFramePages, newWireStats, type ControlMessage, type WireStats } from "./frame.js";
+import type { EncodeResult, EncodeTask } from "./worker.js";
+
+export const MAX_CHANNELS = 64;
+
+export interface ChannelOptions {
+  /** worker threads, 1..64 */
+  channels: number;
+  /** "raw" (zero and raw only) or a compress codec of the registry; "raw" by default */
+  codec?: string;
+  /** bytes per page, 4096 by default */
+  pageSize?: number;
+  /** deliver frames in sequence order (true by default); false: as each completes */
+  ordered?: boolean;
+}
+
+/**
+ * The worker's compiled file. Built, this module is dist/wire/channels.js and
+ * the worker sits beside it; run from its TypeScript source (vitest, tsx),
+ * workers still need JavaScript, so they load the built copy from dist/
+ * (`npm run build:ts` first; `npm test` does it).
+ */
+function workerFile(): URL {
+  const here = import.meta.url;
+  return here.endsWith(".ts") ? new URL("../../dist/wire/worker.js", here) : new URL("./worker.js", here);
+}
+
+function addStats(into: WireStats, from: WireStats): void {
+  into.pages += from.pages;
+  into.inputBytes += from.inputBytes;
+  into.outputBytes += from.outputBytes;
+  into.notFit += from.notFit;
+  into.frames += from.frames;
+  into.frameBytes += from.frameBytes;
+  into.controlFrames += from.controlFrames;
+  for (const [name, n] of Object.entries(from.byEncoding)) into.byEncoding[name] = (into.byEncoding[name] ?? 0) + n;
+  for (const [name, n] of Object.entries(from.bytesByEncoding)) into.bytesByEncoding[name] = (into.bytesByEncoding[name] ?? 0) + n;
+}
+
+export class ParallelEncoder {
+  readonly channels: number;
+  readonly codec: string;
+  readonly pageSize: number;
+  readonly ordered: boolean;
+  /** counters over every frame delivered */
+  readonly stats: WireStats = newWireStats();
+  private readonly pool: Piscina;
+  private sequence = 0;
+  private pending = 0;
+  /** settles when the last frame submitted has been delivered (ordered mode) */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ChannelOptions) {
+    checkInteger("channels", options.channels, 1, MAX_CHANNELS);
+    this.channels = options.channels;
+    this.codec = options.codec ?? "raw";
+    if (this.codec !== "raw" && codecEntry(this.codec)?.role !== "compress") {
+      throw new RangeError(`codec '${this.codec}' cannot run on parallel channels (have: raw, ${codecNamesFor("compress").join(", ")})`);
+    }
+    this.pageSize = options.pageSize ?? 4096;
+    checkPageSize(this.pageSize);
+    this.ordered = options.ordered ?? true;
+    this.pool = new Piscina({
+      filename: workerFile().href,
+      minThreads: this.channels,
+      maxThreads: this.channels,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Infinity,
+    });
+  }
+
+  /** Frames submitted and not yet delivered. */
+  get inFlight(): number {
+    return this.pending;
+  }
+
+  /**
+   * Encodes `pages` (indices.length whole pages) as the next PAGES frame on
+   * whichever channel is free. With `transfer`, the pages' buffer moves to
+   * the worker without a copy (it must be the view's whole ArrayBuffer, and
+   * is detached here afterwards); otherwise the pages are copied.
+   */
+  encode(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean } = {}): Promise<Uint8Array> {
+    const count = indices.length;
+    checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
+    if (!(pages instanceof Uint8Array) || pages.byteLength !== count * this.pageSize) {
+      throw new RangeError(`pages must be a Uint8Array of indices.length × ${this.pageSize} = ${count * this.pageSize} B`);
+    }
+    let moved = pages;
+    if (options.transfer) {
+      if (pages.byteOffset !== 0 || pages.byteLength !== pages.buffer.byteLength || !(pages.buffer instanceof ArrayBuffer)) {
+        throw new RangeError("pages to transfer must span their whole ArrayBuffer");
+      }
+    } else {
+      moved = pages.slice();
+    }
+    const task: EncodeTask = {
+      pages: moved,
+      indices: Uint32Array.from(indices),
+      pageSize: this.pageSize,
+      codec: this.codec,
+      sequence: this.sequence++,
+    };
+    const run = (this.pool.run(task, { transferList: [moved.buffer as ArrayBuffer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then(
+      (result) => {
+        addStats(this.stats, result.stats);
+        return result.frame;
+      },
+    );
+    return this.deliver(run);
+  }
+
+  /** Encodes a control frame as the next in the sequence (here, at once), delivered in order with the pages. */
+  control(message: ControlMessage): Promise<Uint8Array> {
+    const frame = encodeControl(message, this.sequence++);
+    this.stats.frames++;
+    this.stats.controlFrames++;
+    this.stats.frameBytes += frame.byteLength;
+    return this.deliver(Promise.resolve(frame));
+  }
+
+  private deliver(frame: Promise<Uint8Array>): Promise<Uint8Array> {
+    this.pending++;
+    let delivered = frame;
+    if (this.ordered) {
+      // After every earlier frame (the tail never rejects), settle as this one did.
+      delivered = this.tail.then(() => frame);
+      this.tail = delivered.catch(() => undefined);
+    } else {
+      this.tail = Promise.all([this.tail, frame.catch(() => undefined)]);
+    }
+    return delivered.finally(() => {
+      this.pending--;
+    });
+  }
+
+  /** Waits for the frames in flight and stops the threads. */
+  async close(): Promise<void> {
+    await this.tail;
+    await this.pool.destroy();
+  }
+}

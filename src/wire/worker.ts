@@ -1,0 +1,57 @@
+// A parallel channel's thread (run by piscina from src/wire/channels.ts):
+// its own WebAssembly instance, codecs and batch, kept from task to task.
+// Pages arrive in a transferred buffer; the frame goes back the same way.
+
+import { Piscina } from "piscina";
+import { createCodec } from "../codecs/registry.js";
+import { PageBatch } from "../wasm/arena.js";
+import { init } from "../wasm/module.js";
+import { encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./frame.js";
+
+await init();
+
+export interface EncodeTask {
+  /** indices.length whole pages, back to back */
+  readonly pages: Uint8Array;
+  readonly indices: Uint32Array;
+  readonly pageSize: number;
+  /** "raw" or a compress codec of the registry */
+  readonly codec: string;
+  readonly sequence: number;
+}
+
+export interface EncodeResult {
+  readonly frame: Uint8Array;
+  /** this frame's counters, to be added to the pool's */
+  readonly stats: WireStats;
+}
+
+let batch: PageBatch | undefined;
+const pipelines = new Map<string, PipelineCodecs>();
+
+/** Hands the result back with the frame's buffer transferred, not copied. */
+class Transferred {
+  constructor(private readonly result: EncodeResult) {}
+  get [Piscina.transferableSymbol](): ArrayBuffer[] {
+    return [this.result.frame.buffer as ArrayBuffer];
+  }
+  get [Piscina.valueSymbol](): EncodeResult {
+    return this.result;
+  }
+}
+
+export default function encode(task: EncodeTask): unknown {
+  const count = task.indices.length;
+  if (!batch || batch.capacity < count || batch.pageSize !== task.pageSize) {
+    batch?.dispose();
+    batch = new PageBatch(Math.max(count, 1), task.pageSize);
+  }
+  let codecs = pipelines.get(task.codec);
+  if (!codecs) {
+    codecs = task.codec === "raw" ? {} : { compress: createCodec(task.codec) };
+    pipelines.set(task.codec, codecs);
+  }
+  const stats = newWireStats();
+  const frame = encodeFrame(batch.set(task.pages), task.indices, codecs, stats, task.sequence);
+  return Piscina.move(new Transferred({ frame, stats }) as never);
+}

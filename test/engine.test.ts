@@ -1,0 +1,336 @@
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { CodecError } from "../src/errors.js";
+import { VirtualClock } from "../src/engine/clock.js";
+import { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable } from "../src/engine/cost.js";
+import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
+import { migrate, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../src/engine/migrate.js";
+import { decodeSwitchover, encodeSwitchover, VerificationError } from "../src/engine/session.js";
+import { verifyMemory } from "../src/engine/verify.js";
+import type { Workload } from "../src/guest/guest.js";
+import { IdleWorkload, NO_READS, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { decodeFrame } from "../src/wire/frame.js";
+import { SimulatedLink } from "../src/net/link.js";
+import type { Channel } from "../src/net/channel.js";
+import { TRACE_NAMES, sharedAvailable, tracePath } from "./helpers/traces.js";
+
+/** CPU so fast it never matters: for cases whose answer is link time alone. */
+const FREE_CPU = new CostModel(
+  parseCostTable({ codecs: { raw: { encode: 1e18, decode: 1e18 }, lz4: { encode: 1e18, decode: 1e18 } }, zeroScan: 1e18, hash: 1e18, fallback: { encode: 1e18, decode: 1e18 } }),
+);
+const LAN: LinkSpec = { bitsPerSecond: 1e9, rtt: 0.001 };
+const WAN: LinkSpec = { bitsPerSecond: 40e6, rtt: 0.005 };
+
+function idle(pages: number, seed = 1): Workload {
+  return new IdleWorkload(syntheticGuest(pages, { seed }));
+}
+
+function poisson(pages: number, rate: number, seed = 1): Workload {
+  return new PoissonWorkload(syntheticGuest(pages, { seed }), { rate, seed });
+}
+
+async function run(strategy: StrategyName, workload: Workload, link: LinkSpec, options: SimulationOptions = {}): Promise<MigrationStats> {
+  try {
+    return await simulate(strategy, workload, link, options);
+  } finally {
+    await workload.close();
+    workload.guest.dispose();
+  }
+}
+
+describe("pre-copy, analytic cases", () => {
+  it("no writes: one round, each page sent once, total time = bytes / bandwidth (+ one-way latency)", async () => {
+    const pages = 4096;
+    const stats = await run("precopy", idle(pages), LAN, { codec: "raw", cost: FREE_CPU, stateBytes: 4096 });
+    expect(stats.rounds).toHaveLength(1);
+    expect(stats.pagesTransferred).toBe(pages);
+    expect(stats.normal + stats.duplicate).toBe(pages);
+    expect(stats.duplicate).toBeGreaterThan(0); // the synthetic image has the redis zero share
+    expect(stats.stopReason).toBe("converged");
+    const wire = (stats.transferred * 8) / LAN.bitsPerSecond;
+    expect(stats.totalTime).toBeCloseTo(wire + LAN.rtt / 2, 9);
+    expect(stats.verifiedPages).toBe(pages);
+    expect(stats.remoteUptime).toBe(0);
+    expect(stats.precopyBytes + stats.downtimeBytes).toBe(stats.transferred);
+  });
+
+  it("a dirty rate above the bandwidth never converges; auto-converge throttles until it does", async () => {
+    // 2048 raw pages (8 MiB) swept at 4 MiB/s over a 16 Mbit/s (2 MB/s) link.
+    const link: LinkSpec = { bitsPerSecond: 16e6, rtt: 0.002 };
+    const sweep = () => new SweepWorkload(syntheticGuest(2048, { seed: 3 }), { rate: 4 * 2 ** 20 });
+    const plain = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU });
+    expect(plain.converged).toBe(false);
+    expect(["iteration-limit", "sent-limit"]).toContain(plain.stopReason);
+    expect(plain.cpuThrottlePercentage).toBe(0);
+    expect(plain.downtime).toBeGreaterThan(1); // most of the buffer is still dirty at the stop
+
+    const throttled = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU, autoConverge: true });
+    expect(throttled.converged).toBe(true);
+    expect(throttled.stopReason).toBe("downtime-limit");
+    expect(throttled.cpuThrottlePercentage).toBeGreaterThanOrEqual(20);
+    expect(throttled.throttleSteps[0]!.percent).toBe(20);
+    for (let i = 1; i < throttled.throttleSteps.length; i++) {
+      expect(throttled.throttleSteps[i]!.percent - throttled.throttleSteps[i - 1]!.percent).toBe(10);
+    }
+    expect(throttled.downtime).toBeLessThan(0.3 + 0.05);
+    expect(throttled.rounds.at(-1)!.throttle).toBe(throttled.cpuThrottlePercentage);
+  });
+
+  it("stops at the downtime limit when the bytes left fit it, and reports rounds", async () => {
+    const stats = await run("precopy", poisson(4096, 0.02), LAN, { codec: "lz4" });
+    expect(stats.converged).toBe(true);
+    expect(stats.downtime).toBeLessThan(0.3);
+    expect(stats.dirtySyncCount).toBe(stats.rounds.length);
+    expect(stats.rounds[0]!.pages + stats.rounds[0]!.zeroPages + stats.rounds[0]!.skipped).toBe(4096);
+    expect(stats.mbps).toBeGreaterThan(0);
+  });
+
+  it("a page dirtied again during its round is left for the next", async () => {
+    const stats = await run("precopy", poisson(2048, 2), WAN, { codec: "raw", maxIterations: 3 });
+    expect(stats.rounds.some((r) => r.skipped > 0)).toBe(true);
+    expect(stats.stopReason).toBe("iteration-limit");
+    expect(stats.rounds).toHaveLength(3);
+  });
+});
+
+/** Wraps the source's end: records every page index the source sends. */
+function recordingSource(end: Channel, sent: number[], requested: number[], other: Channel): [Channel, Channel] {
+  const source: Channel = {
+    get rtt() {
+      return end.rtt;
+    },
+    get sentBytes() {
+      return end.sentBytes;
+    },
+    send(frame) {
+      const decoded = decodeFrame(frame);
+      if (decoded.type === "pages") sent.push(...decoded.indices);
+      return end.send(frame);
+    },
+    receive: () => end.receive(),
+    close: () => end.close(),
+  };
+  const destination: Channel = {
+    get rtt() {
+      return other.rtt;
+    },
+    get sentBytes() {
+      return other.sentBytes;
+    },
+    send(frame) {
+      const decoded = decodeFrame(frame);
+      if (decoded.type === "page-request") requested.push(...decoded.pages);
+      return other.send(frame);
+    },
+    receive: () => other.receive(),
+    close: () => other.close(),
+  };
+  return [source, destination];
+}
+
+describe("post-copy", () => {
+  it("sends every non-zero page exactly once, never requests a zero page, pre-pages around faults", async () => {
+    const workload = poisson(4096, 0.5, 7);
+    const zero = new Set<number>();
+    const ps = workload.guest.pageSize;
+    for (let p = 0; p < 4096; p++) if (workload.guest.memory.subarray(p * ps, (p + 1) * ps).every((b) => b === 0)) zero.add(p);
+    const clock = new VirtualClock();
+    const link = new SimulatedLink(clock, WAN);
+    const sent: number[] = [];
+    const requested: number[] = [];
+    const [source, destination] = recordingSource(link.a, sent, requested, link.b);
+    const stats = await migrate("postcopy", { workload, clock, source, destination, codec: "lz4" });
+    await workload.close();
+    workload.guest.dispose();
+    expect(new Set(sent).size).toBe(sent.length);
+    expect(stats.pagesTransferred).toBe(sent.length);
+    expect(stats.duplicate).toBe(0);
+    // Pages zero at the scan and never written before the stop are never sent nor asked for.
+    const sentZero = sent.filter((p) => zero.has(p)).length;
+    expect(sentZero).toBeLessThan(zero.size / 10);
+    for (const p of requested) expect(sent).toContain(p);
+    expect(stats.postcopyRequests).toBe(requested.length);
+    expect(stats.postcopyRequests).toBeGreaterThan(0);
+    expect(stats.faults).toBeGreaterThanOrEqual(stats.postcopyRequests);
+    expect(stats.prepagedPages).toBeGreaterThan(0);
+    expect(stats.downtime).toBeGreaterThan(0);
+    expect(stats.remoteUptime).toBeGreaterThan(0);
+    expect(stats.totalTime).toBeCloseTo(stats.setupTime + stats.downtime + stats.remoteUptime, 9);
+    expect(stats.workloadSlowdown).toBeGreaterThan(1);
+    expect(stats.precopyBytes).toBe(0);
+    expect(stats.verifiedPages).toBe(4096);
+  });
+
+  it("a fault on a whole-page overwrite does not fetch the page", async () => {
+    // Sweep overwrites pages whole, at 64 MiB/s: most pages are overwritten before the push gets to them.
+    const workload = new SweepWorkload(syntheticGuest(4096, { seed: 5 }), { rate: 64 * 2 ** 20 });
+    const stats = await run("postcopy", workload, WAN, { codec: "raw" });
+    expect(stats.wholePageOverwrites).toBeGreaterThan(100);
+    expect(stats.postcopyRequests).toBe(0); // a sweep never needs old content
+    expect(stats.faultStall).toBe(0);
+    expect(stats.workloadSlowdown).toBe(1);
+  });
+});
+
+describe("hybrid", () => {
+  it("does N pre-copy rounds, then post-copies what is left", async () => {
+    const stats = await run("hybrid", poisson(4096, 0.2), WAN, { codec: "lz4", precopyRounds: 2 });
+    expect(stats.rounds).toHaveLength(2);
+    expect(stats.stopReason).toBe("round-limit");
+    expect(stats.precopyBytes).toBeGreaterThan(0);
+    expect(stats.postcopyBytes).toBeGreaterThan(0);
+    expect(stats.remoteUptime).toBeGreaterThan(0);
+  });
+
+  it("stops pre-copy at a byte budget", async () => {
+    const stats = await run("hybrid", poisson(4096, 0.2), WAN, { codec: "raw", precopyRounds: 5, precopyBudget: 4 * 2 ** 20 });
+    expect(stats.stopReason).toBe("byte-budget");
+    expect(stats.precopyBytes).toBeGreaterThanOrEqual(4 * 2 ** 20);
+    expect(stats.precopyBytes).toBeLessThan(4 * 2 ** 20 + 2 * 256 * 4200);
+  });
+});
+
+describe("every strategy on every shared trace ends verified", () => {
+  const links: LinkSpec[] = [
+    { bitsPerSecond: 1e9, rtt: 0.001 },
+    { bitsPerSecond: 10e9, rtt: 0.0002, schedule: [{ at: 0.05, bitsPerSecond: 2e9 }] },
+  ];
+  for (const name of TRACE_NAMES) {
+    it.skipIf(!sharedAvailable())(`${name}`, async () => {
+      for (const link of links) {
+        for (const strategy of STRATEGY_NAMES) {
+          const workload = await TraceReplay.open(tracePath(name), { loop: false, reads: NO_READS });
+          const stats = await run(strategy, workload, link, { codec: "raw" });
+          expect(stats.verifiedPages, `${strategy} over ${link.bitsPerSecond}`).toBe(workload.guest.pageCount);
+          expect(stats.remaining).toBe(0);
+        }
+      }
+    });
+  }
+
+  const sample = new URL("../data/redis-sample.ptrace.gz", import.meta.url).pathname;
+  it.skipIf(!existsSync(sample))("the bundled sample over seed 001's WAN link, lz4", async () => {
+    for (const strategy of STRATEGY_NAMES) {
+      const workload = await TraceReplay.open(sample);
+      const stats = await run(strategy, workload, WAN, { codec: "lz4" });
+      expect(stats.verifiedPages).toBe(workload.guest.pageCount);
+    }
+  });
+});
+
+describe("determinism and channels", () => {
+  it("the same seed gives the same metrics", async () => {
+    for (const strategy of STRATEGY_NAMES) {
+      const a = await run(strategy, poisson(2048, 0.3, 11), WAN, { codec: "lz4" });
+      const b = await run(strategy, poisson(2048, 0.3, 11), WAN, { codec: "lz4" });
+      expect(b).toEqual(a);
+    }
+  });
+
+  it("the loopback channel gives the same result as the simulated link", async () => {
+    for (const strategy of STRATEGY_NAMES) {
+      const overLink = await run(strategy, poisson(2048, 0.3, 12), WAN, { codec: "lz4" });
+      const overLoop = await run(strategy, poisson(2048, 0.3, 12), { ...WAN, channel: "loopback" }, { codec: "lz4" });
+      expect(overLoop).toEqual(overLink);
+    }
+  });
+});
+
+describe("errors", () => {
+  it("verification names the pages that differ", () => {
+    const a = new Uint8Array(8 * 4096);
+    const b = a.slice();
+    b[3 * 4096 + 17] = 1;
+    b[6 * 4096] = 9;
+    expect(verifyMemory(a, a.slice(), 4096)).toBe(8);
+    let error: unknown;
+    try {
+      verifyMemory(a, b, 4096);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(VerificationError);
+    expect((error as VerificationError).pages).toEqual([3, 6]);
+    expect((error as Error).message).toMatch(/2 page\(s\) differ.*3, 6/);
+  });
+
+  it("a corrupted frame fails the migration with a CodecError instead of hanging", async () => {
+    const workload = idle(512);
+    const clock = new VirtualClock();
+    const link = new SimulatedLink(clock, LAN);
+    let frames = 0;
+    const source: Channel = {
+      rtt: link.a.rtt,
+      get sentBytes() {
+        return link.a.sentBytes;
+      },
+      send(frame) {
+        if (++frames === 3) frame[frame.length - 10]! ^= 0x40;
+        return link.a.send(frame);
+      },
+      receive: () => link.a.receive(),
+      close: () => link.a.close(),
+    };
+    await expect(migrate("precopy", { workload, clock, source, destination: link.b, codec: "raw" })).rejects.toThrow(CodecError);
+    workload.guest.dispose();
+  });
+
+  it("bad options are RangeErrors naming the option", async () => {
+    await expect(run("precopy", idle(64), LAN, { batchPages: 0 })).rejects.toThrow(/batchPages/);
+    await expect(run("precopy", idle(64), LAN, { downtimeLimit: -1 })).rejects.toThrow(/downtimeLimit/);
+    await expect(run("hybrid", idle(64), LAN, { precopyRounds: 1.5 })).rejects.toThrow(/precopyRounds/);
+    await expect(run("precopy", idle(64), LAN, { codec: "nope" })).rejects.toThrow(/unknown codec 'nope'/);
+    await expect(run("sideways" as StrategyName, idle(64), LAN)).rejects.toThrow(/unknown strategy 'sideways'/);
+  });
+
+  it("the switch-over record round-trips and rejects malformed bytes", () => {
+    const pending = new BigUint64Array([5n, 1n << 63n]);
+    const record = encodeSwitchover({ state: new Uint8Array([1, 2, 3]), pending }, 128);
+    const back = decodeSwitchover(record, 128);
+    expect([...back.state]).toEqual([1, 2, 3]);
+    expect([...back.pending!]).toEqual([5n, 1n << 63n]);
+    expect(decodeSwitchover(encodeSwitchover({ state: new Uint8Array(0), pending: undefined }, 128), 128).pending).toBeUndefined();
+    expect(() => decodeSwitchover(record.subarray(0, 10), 128)).toThrow(/shorter/);
+    expect(() => decodeSwitchover(record, 64)).toThrow(/pending map of 128 pages/);
+    expect(() => decodeSwitchover(record.subarray(0, record.length - 1), 128)).toThrow(/length/);
+  });
+});
+
+describe("cost model", () => {
+  it("charges bytes over the table's rates, falling back for unknown codecs", () => {
+    const model = new CostModel(DEFAULT_COSTS);
+    expect(model.encodeSeconds("lz4", 600e6)).toBeCloseTo(1, 12);
+    expect(model.decodeSeconds("lz4", 3e9)).toBeCloseTo(1, 12);
+    expect(model.encodeSeconds("unheard-of", DEFAULT_COSTS.fallback.encode)).toBeCloseTo(1, 12);
+    expect(model.zeroScanSeconds(DEFAULT_COSTS.zeroScan)).toBeCloseTo(1, 12);
+  });
+
+  it("loads a calibration file and names what is wrong in a bad one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-cost-"));
+    const good = join(dir, "good.json");
+    writeFileSync(good, JSON.stringify({ source: "test host", codecs: { lz4: { encode: 1e9, decode: 4e9 } }, zeroScan: 2e10 }));
+    const table = loadCostTable(good);
+    expect(table.source).toBe("test host");
+    expect(table.codecs.lz4).toEqual({ encode: 1e9, decode: 4e9 });
+    expect(table.codecs.raw).toEqual(DEFAULT_COSTS.codecs.raw);
+    expect(table.zeroScan).toBe(2e10);
+    const bad = join(dir, "bad.json");
+    writeFileSync(bad, JSON.stringify({ codecs: { lz4: { encode: -1, decode: 1 } } }));
+    expect(() => loadCostTable(bad)).toThrow(CostTableError);
+    expect(() => loadCostTable(bad)).toThrow(/codecs\.lz4\.encode/);
+    writeFileSync(bad, "{ nope");
+    expect(() => loadCostTable(bad)).toThrow(/not JSON/);
+    expect(() => loadCostTable(join(dir, "missing.json"))).toThrow(/cannot read/);
+  });
+
+  it("a slower codec makes the same migration slower in virtual time, and nothing else", async () => {
+    const slow = new CostModel(parseCostTable({ codecs: { lz4: { encode: 50e6, decode: 100e6 } } }));
+    const fast = await run("precopy", idle(2048), LAN, { codec: "lz4" });
+    const slowed = await run("precopy", idle(2048), LAN, { codec: "lz4", cost: slow });
+    expect(slowed.totalTime).toBeGreaterThan(fast.totalTime);
+    expect(slowed.transferred).toBe(fast.transferred);
+    expect(slowed.sourceCpu).toBeGreaterThan(fast.sourceCpu);
+  });
+});

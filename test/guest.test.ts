@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { DirtyBitmap } from "../src/index.js";
+import { Guest, type AccessKind } from "../src/guest/guest.js";
+
+describe("Guest", () => {
+  it("starts zero, clean, with page views into one memory", () => {
+    const guest = new Guest(10, 1024);
+    expect(guest.memory.byteLength).toBe(10 * 1024);
+    expect(guest.bytes).toBe(10 * 1024);
+    expect(guest.dirtyLog.count()).toBe(0);
+    guest.page(3).fill(7);
+    expect(guest.memory[3 * 1024]).toBe(7);
+    expect(guest.memory[4 * 1024]).toBe(0);
+    guest.dispose();
+  });
+
+  it("adopts given memory without copying, and checks its size", () => {
+    const memory = new Uint8Array(4 * 4096).fill(9);
+    const guest = new Guest(4, 4096, memory);
+    expect(guest.memory).toBe(memory);
+    guest.dispose();
+    expect(() => new Guest(5, 4096, memory)).toThrow(/memory has 16384 bytes/);
+    expect(() => new Guest(4, 3000)).toThrow(/pageSize/);
+    expect(() => new Guest(-1)).toThrow(/pageCount/);
+    expect(() => new Guest(2 ** 21)).toThrow(/pageCount/);
+  });
+
+  it("marks written pages in the dirty log, which an engine syncs and clears each round", () => {
+    const guest = new Guest(200);
+    const engine = new DirtyBitmap(200);
+    const content = new Uint8Array(4096).fill(0xab);
+    guest.write(5, content);
+    guest.beginWrite(130, false);
+    guest.read(7);
+    expect(guest.memory[5 * 4096 + 100]).toBe(0xab);
+    expect(Array.from(guest.dirtyLog.extract())).toEqual([5, 130]);
+    expect(engine.syncFrom(guest.dirtyLog)).toBe(2);
+    expect(guest.dirtyLog.count()).toBe(0);
+    guest.beginWrite(5, true);
+    guest.beginWrite(6, false);
+    expect(engine.syncFrom(guest.dirtyLog)).toBe(1);
+    expect(Array.from(engine.extract())).toEqual([5, 6, 130]);
+    expect({ writes: guest.writes, overwrites: guest.overwrites, reads: guest.reads }).toEqual({ writes: 2, overwrites: 2, reads: 1 });
+    guest.dispose();
+    engine.dispose();
+  });
+
+  it("calls the hook before an access takes effect, with its kind", () => {
+    const guest = new Guest(4, 512);
+    const seen: [number, AccessKind, number][] = [];
+    // The hook sees the old content: what a post-copy destination fetches.
+    guest.hook = (page, kind) => seen.push([page, kind, guest.memory[page * 512]!]);
+    guest.write(1, new Uint8Array(512).fill(3));
+    guest.write(1, new Uint8Array(512).fill(4));
+    const at = guest.beginWrite(2, false);
+    guest.memory[at] = 1;
+    guest.read(2);
+    expect(seen).toEqual([
+      [1, "overwrite", 0],
+      [1, "overwrite", 3],
+      [2, "write", 0],
+      [2, "read", 1],
+    ]);
+    guest.dispose();
+  });
+
+  it("names a bad page or content size", () => {
+    const guest = new Guest(4, 512);
+    expect(() => guest.beginWrite(4, false)).toThrow(/page 4 is outside the guest/);
+    expect(() => guest.read(-1)).toThrow(RangeError);
+    expect(() => guest.page(1.5)).toThrow(RangeError);
+    expect(() => guest.write(0, new Uint8Array(100))).toThrow(/content has 100 bytes/);
+    expect(guest.dirtyLog.count()).toBe(0);
+    guest.dispose();
+  });
+});
