@@ -113,6 +113,7 @@ function copyBytes(dst: usize, src: usize, len: usize, dstLimit: usize, srcLimit
   memory.copy(dst, src, len);
 }
 
+/** LZ4_compress_default's block for `srcLen` bytes, or 0 past `dstCap` (T: the table type, see slotOf). */
 function compressWith<T>(src: usize, srcLen: usize, dst: usize, dstCap: usize): usize {
   memory.fill(HASH_TABLE, 0, TABLE_BYTES);
   const iend = src + srcLen;
@@ -123,9 +124,8 @@ function compressWith<T>(src: usize, srcLen: usize, dst: usize, dstCap: usize): 
   if (srcLen >= MIN_INPUT) {
     const mflimitPlusOne = iend - MF_LIMIT + 1;
     const matchLimit = iend - LAST_LITERALS;
-    let ip = src;
-    store<T>(HASH_TABLE + slotOf<T>(ip), <T>0);
-    ip++;
+    // Position 0 needs no entry: every empty slot already proposes it.
+    let ip = src + 1;
     let forwardSlot = slotOf<T>(ip);
 
     // `ended`: the search reached the end; what is left goes out as literals.

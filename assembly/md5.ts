@@ -6,19 +6,20 @@
 //
 // Multi-buffer: MD5 is one long dependency chain per message, so hashing one
 // message at a time leaves most of a core idle. As in isa-l_crypto's md5_mb
-// and minio's md5-simd, four pages are hashed together, one per i32x4 lane:
-// every step of the compression function advances four independent states.
-// Each 64-byte block of the four pages is loaded as 16 vectors (page p, words
-// 4j..4j+3) and transposed 4x4 with interleaving shuffles, so that vector w_i
-// holds word i of every page. The 64 steps are written out with constant
-// shifts and step indices, and the states stay in locals for the whole page.
-// All pages of a batch have the same length, so the padded tail has the same
-// shape in every lane; the tails are built in a static scratch region. The
-// pages left over (count % 4) take the scalar path, which is also the
-// streaming hasher.
+// and minio's md5-simd, pages are hashed together, one per i32x4 lane: every
+// step of the compression function advances four independent states, and two
+// such groups are stepped in alternation (eight pages in flight). Each 64-byte
+// block of four pages is loaded as 16 vectors (page p, words 4j..4j+3) and
+// transposed 4x4 with interleaving shuffles, so that vector i holds word i of
+// every page. The 64 steps are written out (no round loop) with shifts, words
+// and constants fixed by the step index, and the states stay in locals for
+// the whole page. All pages of a batch have the same length, so the padded
+// tail has the same shape in every lane; the tails are built in a static
+// scratch region. A last group of 2..7 pages runs in the lanes it fills; one
+// page left over takes the scalar path, which is also the streaming hasher.
 //
-// Streaming state (MD5_STATE_BYTES = 96 at `statePtr`, 8-aligned; the
-// TypeScript wrapper keeps the same number):
+// Streaming state (96 bytes at `statePtr`, 8-aligned; STATE_BYTES in
+// src/hash/md5.ts):
 //   [0, 16)   a, b, c, d (u32 little-endian)
 //   [16, 24)  message length so far, bytes (u64)
 //   [24, 28)  bytes buffered (0..63)

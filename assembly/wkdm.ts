@@ -83,7 +83,31 @@ function estimate(misses: u32, matches: u32, partials: u32): u32 {
   return ((partials * 2 * 1365) >> 11) + (misses << 2) + (matches >> 1);
 }
 
-/** The repeated word of the last page compressSingle returned 0 for. */
+/**
+ * Classifies word x against the dictionary and updates its entry. Stores, at
+ * the cursors, the tag, the dictionary offset, the low 10 bits and x itself
+ * (as a missed word); the caller moves on only the cursors the tag selects.
+ */
+// @ts-ignore: decorator
+@inline
+function tagWord(x: u32, tagAt: usize, newPtr: usize, slotPtr: usize, lowPtr: usize): u32 {
+  const offset = <usize>load<u8>(HASH + ((x >> 10) & 0xff));
+  const entry = DICT + offset;
+  const d = load<u32>(entry);
+  const exact = <u32>(x == d);
+  const near = <u32>((x ^ d) >> 10 == 0);
+  const nonzero = x != 0;
+  // nonzero: exact 3, partial 1, miss 2
+  const tag = select<u32>(2 - near + (exact << 1), 0, nonzero);
+  store<u32>(entry, select<u32>(x, d, nonzero));
+  store<u8>(tagAt, <u8>tag);
+  store<u32>(newPtr, x);
+  store<u8>(slotPtr, <u8>offset);
+  store<u16>(lowPtr, <u16>(x & 0x3ff));
+  return tag;
+}
+
+/** The repeated word of the last page compressPage returned 0 for. */
 let singleValue: u32 = 0;
 
 /**
@@ -106,25 +130,40 @@ function compressPage(src: usize, dst: usize, budget: u32): i32 {
     if (!v128.any_true(v128.or(v128.load(at), v128.load(at, 16)))) {
       store<u64>(tagAt, 0);
     } else {
-      for (let k: usize = 0; k < 8; k++) {
-        const x = load<u32>(at + (k << 2));
-        const offset = <usize>load<u8>(HASH + ((x >> 10) & 0xff));
-        const entry = DICT + offset;
-        const d = load<u32>(entry);
-        const exact = <u32>(x == d);
-        const near = <u32>((x ^ d) >> 10 == 0);
-        const nonzero = x != 0;
-        // nonzero: exact 3, partial 1, miss 2
-        const tag = select<u32>(2 - near + (exact << 1), 0, nonzero);
-        store<u32>(entry, select<u32>(x, d, nonzero));
-        store<u8>(tagAt + k, <u8>tag);
-        store<u32>(newPtr, x);
-        newPtr += <usize>(tag == 2) << 2;
-        store<u8>(slotPtr, <u8>offset);
-        slotPtr += <usize>(tag & 1);
-        store<u16>(lowPtr, <u16>(x & 0x3ff));
-        lowPtr += <usize>(tag == 1) << 1;
-      }
+      // Unrolled: constant offsets instead of a counter are worth ~13% here.
+      let tag: u32;
+      tag = tagWord(load<u32>(at), tagAt, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 4), tagAt + 1, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 8), tagAt + 2, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 12), tagAt + 3, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 16), tagAt + 4, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 20), tagAt + 5, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 24), tagAt + 6, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
+      tag = tagWord(load<u32>(at, 28), tagAt + 7, newPtr, slotPtr, lowPtr);
+      newPtr += <usize>(tag == 2) << 2;
+      slotPtr += <usize>(tag & 1);
+      lowPtr += <usize>(tag == 1) << 1;
       if (newPtr >= newLimit) return -1;
     }
     if (i + 8 == CHECKPOINT_WORDS) {
@@ -277,6 +316,25 @@ function decodeSparse(src: usize, len: u32, dst: usize): i32 {
   return 0;
 }
 
+/**
+ * Writes the word of tag `tag` at `at` from the operands at the cursors (the
+ * dictionary offset, the low bits, the next missed word: all read, whatever
+ * the tag, and selected) and updates the dictionary. Returns the tag.
+ */
+// @ts-ignore: decorator
+@inline
+function decodeWord(tag: u32, at: usize, slotPtr: usize, lowPtr: usize, newPtr: usize): u32 {
+  const slot = <usize>load<u8>(slotPtr);
+  const fresh = load<u32>(newPtr);
+  const d = load<u32>(DICT + slot);
+  const isMiss = tag == 2;
+  const word = select<u32>(fresh, select<u32>((d & ~0x3ff) | <u32>load<u16>(lowPtr), d, tag == 1), isMiss);
+  const target = select<usize>(<usize>load<u8>(HASH + ((fresh >> 10) & 0xff)), slot, isMiss);
+  store<u32>(DICT + target, select<u32>(word, d, tag != 0));
+  store<u32>(at, select<u32>(word, 0, tag != 0));
+  return tag;
+}
+
 /** Decodes one WKdm stream of exactly `len` bytes at `src` into the page at `dst`; 0 or a reason. */
 function decodePage(src: usize, len: u32, dst: usize): i32 {
   if (len < 4) return SHORT_STREAM;
@@ -345,19 +403,10 @@ function decodePage(src: usize, len: u32, dst: usize): i32 {
     store<u64>(UNPACKED_TAGS, (wide | (wide << 30)) & 0x0303030303030303);
     store<u64>(UNPACKED_TAGS, ((wide >> 4) | (wide << 26)) & 0x0303030303030303, 8);
     for (let k: usize = 0; k < 16; k++) {
-      const tag = <u32>load<u8>(UNPACKED_TAGS + k);
-      const slot = <usize>load<u8>(slotPtr);
-      const fresh = load<u32>(newPtr);
-      const d = load<u32>(DICT + slot);
-      const isMiss = tag == 2;
-      const isPartial = tag == 1;
-      const word = select<u32>(fresh, select<u32>((d & ~0x3ff) | <u32>load<u16>(lowPtr), d, isPartial), isMiss);
-      const target = select<usize>(<usize>load<u8>(HASH + ((fresh >> 10) & 0xff)), slot, isMiss);
-      store<u32>(DICT + target, select<u32>(word, d, tag != 0));
-      store<u32>(out + (k << 2), select<u32>(word, 0, tag != 0));
+      const tag = decodeWord(load<u8>(UNPACKED_TAGS + k), out + (k << 2), slotPtr, lowPtr, newPtr);
       slotPtr += <usize>(tag & 1);
-      lowPtr += <usize>isPartial << 1;
-      newPtr += <usize>isMiss << 2;
+      lowPtr += <usize>(tag == 1) << 1;
+      newPtr += <usize>(tag == 2) << 2;
     }
   }
   return 0;

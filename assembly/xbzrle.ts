@@ -100,6 +100,26 @@ function putLength(at: usize, n: u32): u32 {
 }
 
 /**
+ * A lower bound on the delta bytes the rest of the page needs from `from`
+ * (an equal byte, or the page end): each run of differing bytes costs at
+ * least a one-byte zero-run length, a one-byte length and its bytes.
+ */
+function restLowerBound(old: usize, neu: usize, from: u32, slen: u32): u64 {
+  let chunk = from & ~63;
+  let differ = differMask(old + chunk, neu + chunk) & (ALL << (<u64>(from & 63)));
+  let carry: u64 = 0; // 1 when the byte before the chunk differs (a run continues)
+  let total: u64 = 0;
+  while (true) {
+    const starts = differ & ~((differ << 1) | carry);
+    total += popcnt(differ) + 2 * popcnt(starts);
+    carry = differ >> 63;
+    chunk += 64;
+    if (chunk >= slen) return total;
+    differ = differMask(old + chunk, neu + chunk);
+  }
+}
+
+/**
  * Encodes page `neu` against `old` (`slen` bytes, a multiple of 64) into
  * `dst`, writing nothing past dst + dlen. With `patch`, each non-zero run is
  * also copied into `old` as it is emitted (bytes already scanned), so after a
@@ -111,6 +131,10 @@ function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32, pa
   let d: u32 = 0;
   let chunk: u32 = 0; // the 64-byte chunk holding the scan position
   let differ = differMask(old, neu);
+  // Once a quarter of dlen is used, check whether the rest can still fit: a
+  // dense page then fails at once instead of run by run up to dlen. The
+  // answer is QEMU's: a delta that passes dlen fails one of its checks.
+  let probe = dlen >> 2;
   do {
     if (d + 2 > dlen) return -1;
     // Zero run: the first differing byte at or after i.
@@ -148,6 +172,10 @@ function encodePage(old: usize, neu: usize, slen: u32, dst: usize, dlen: u32, pa
     if (patch) copyRun(old + z, neu + z, n);
     d += n;
     i = e;
+    if (d > probe && i < slen) {
+      if (<u64>d + restLowerBound(old, neu, i, slen) > <u64>dlen) return -1;
+      probe = dlen;
+    }
   } while (i < slen);
   return <i32>d;
 }

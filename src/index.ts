@@ -4,8 +4,10 @@ export { init, initSync } from "./wasm/module.js";
 export { PageBatch, type PageSource } from "./wasm/arena.js";
 export { PagemillError, CodecError, type CodecErrorCode } from "./errors.js";
 export { scanZeroPages, isZeroPage, type ZeroScan } from "./codecs/zero.js";
+export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats } from "./codecs/codec.js";
 export { WkdmCodec, wkdmCompress, wkdmDecompress, wkdmCompressBound, wkdmHitRates, WKDM_PAGE_SIZE, WKDM_MAX_STREAM_BYTES } from "./codecs/wkdm.js";
 export { Lz4Codec, lz4CompressBlock, lz4CompressBound, lz4DecompressBlock, LZ4_MAX_INPUT_SIZE } from "./codecs/lz4.js";
+export { MecomCodec, MECOM_DEFAULT_THRESHOLD, MECOM_DEFAULT_STRIDE, type MecomOptions } from "./codecs/mecom.js";
 export {
   xbzrleEncode,
   xbzrleDecode,
@@ -17,6 +19,48 @@ export {
   type XbzrleCounters,
 } from "./codecs/xbzrle.js";
 export { DirtyBitmap, MAX_BITMAP_PAGES } from "./guest/bitmap.js";
+export { Guest, MAX_GUEST_BYTES, type AccessKind, type AccessHook, type AdvanceReport, type Workload } from "./guest/guest.js";
+export {
+  TraceReader,
+  TraceWriter,
+  TraceError,
+  applyEpoch,
+  replayTrace,
+  TRACE_MAGIC,
+  type TraceErrorCode,
+  type TraceHeader,
+  type TraceMeta,
+  type TraceRegion,
+  type TraceEpoch,
+  type TraceWriterOptions,
+  type OpenTraceOptions,
+} from "./guest/pagetrace.js";
+export {
+  PoissonWorkload,
+  SweepWorkload,
+  IdleWorkload,
+  TraceReplay,
+  ContentWriter,
+  ContentStats,
+  Random,
+  syntheticImage,
+  syntheticGuest,
+  CONTENT_MODELS,
+  IMAGE_PROFILES,
+  TRACE_CHANGED_BYTES,
+  DEFAULT_READS,
+  NO_READS,
+  type ContentModel,
+  type ImageProfile,
+  type ProfileName,
+  type Popularity,
+  type PoissonOptions,
+  type SweepOptions,
+  type ReadModel,
+  type TraceReplayOptions,
+  type SyntheticImageOptions,
+} from "./guest/workloads.js";
+export { recordProcess, recordFile, writableMappings, RecordError, type RecordOptions, type RecordResult, type PassInfo, type RecordErrorCode } from "./guest/recorder.js";
 export { xxh32, xxh64, xxh3, xxh32Batch, xxh64Batch, xxh3Batch, Xxh32Hasher, Xxh64Hasher, Xxh3Hasher, type Seed64, type BatchDigestOptions } from "./hash/xxhash.js";
 export { toHex, hex32, hex64 } from "./hash/digest.js";
 export { DedupIndex, DedupCodec, DuplicateCounter, MAX_LOCATION, type DedupIndexOptions, type DedupCodecOptions, type DedupCounters, type FastDigest } from "./hash/dedup.js";
@@ -51,3 +95,12 @@ export {
 } from "./wire/frame.js";
 export { FrameSplitter, createEncodeStream, createDecodeStream, FrameEncoderStream, FrameDecoderStream, type EncodeInput, type EncodeStreamOptions, type DecodeStreamOptions } from "./wire/stream.js";
 export { ParallelEncoder, MAX_CHANNELS, type ChannelOptions } from "./wire/channels.js";
+export { VirtualClock, RealClock, DeadlockError, type Clock } from "./engine/clock.js";
+export { Inbox, ChannelClosedError, type Channel } from "./net/channel.js";
+export { SimulatedLink, RateSchedule, type LinkOptions, type RateStep } from "./net/link.js";
+export { LoopbackPair, type LoopbackOptions } from "./net/loopback.js";
+export { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable, type CostTable, type CodecCost } from "./engine/cost.js";
+export { Session, VerificationError, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/session.js";
+export { migrate, simulate, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
+export { verifyMemory } from "./engine/verify.js";
+export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, XbzrleStats } from "./engine/metrics.js";

@@ -152,6 +152,49 @@ describe("DedupIndex", () => {
     index.dispose();
   });
 
+  it("finds exactly what a plain content map finds, over many overwrites of locations", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 }), (seed) => {
+        const us = 512;
+        const pool = Array.from({ length: 600 }, (_, i) => random(us, seed + i));
+        const index = new DedupIndex({ unitSize: us, maxEntries: 1000 });
+        const batch = new PageBatch(50, us);
+        const byContent = new Map<number, number>(); // pool index → location
+        const byLocation = new Map<number, number>(); // location → pool index
+        const drop = (at: number): void => {
+          const c = byLocation.get(at);
+          if (c !== undefined) byContent.delete(c);
+          byLocation.delete(at);
+        };
+        let x = seed;
+        const rand = (n: number): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) % n;
+        for (let round = 0; round < 60; round++) {
+          const contents = Array.from({ length: 50 }, () => rand(pool.length));
+          const locations = Array.from({ length: 50 }, () => rand(700));
+          const units = new Uint8Array(50 * us);
+          contents.forEach((c, k) => units.set(pool[c]!, k * us));
+          const refs = index.dedupe(batch.set(units), locations);
+          contents.forEach((c, k) => {
+            const at = locations[k]!;
+            const from = byContent.get(c);
+            expect(refs[k]).toBe(from ?? -1);
+            if (from !== undefined) {
+              if (at !== from) drop(at);
+            } else {
+              drop(at);
+              byContent.set(c, at);
+              byLocation.set(at, c);
+            }
+          });
+          expect(index.size).toBe(byContent.size);
+        }
+        batch.dispose();
+        index.dispose();
+      }),
+      { numRuns: 5 * FUZZ },
+    );
+  });
+
   it("dedupes storage blocks against a base image the destination already has", () => {
     // FlimCD: dirty 512-byte blocks whose content the destination's base image holds travel as references.
     const bs = 512;

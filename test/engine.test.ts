@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -10,15 +10,22 @@ import { migrate, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOption
 import { decodeSwitchover, encodeSwitchover, VerificationError } from "../src/engine/session.js";
 import { verifyMemory } from "../src/engine/verify.js";
 import type { Workload } from "../src/guest/guest.js";
-import { IdleWorkload, NO_READS, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { IdleWorkload, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { TraceReader, TraceWriter } from "../src/guest/pagetrace.js";
 import { decodeFrame } from "../src/wire/frame.js";
 import { SimulatedLink } from "../src/net/link.js";
 import type { Channel } from "../src/net/channel.js";
-import { TRACE_NAMES, sharedAvailable, tracePath } from "./helpers/traces.js";
+import { TRACE_NAMES, sharedAvailable, tracePath, type TraceName } from "./helpers/traces.js";
 
 /** CPU so fast it never matters: for cases whose answer is link time alone. */
+const INSTANT = { encode: 1e18, decode: 1e18 };
 const FREE_CPU = new CostModel(
-  parseCostTable({ codecs: { raw: { encode: 1e18, decode: 1e18 }, lz4: { encode: 1e18, decode: 1e18 } }, zeroScan: 1e18, hash: 1e18, fallback: { encode: 1e18, decode: 1e18 } }),
+  parseCostTable({
+    codecs: Object.fromEntries(Object.keys(DEFAULT_COSTS.codecs).map((name) => [name, INSTANT])),
+    zeroScan: 1e18,
+    hash: 1e18,
+    fallback: INSTANT,
+  }),
 );
 const LAN: LinkSpec = { bitsPerSecond: 1e9, rtt: 0.001 };
 const WAN: LinkSpec = { bitsPerSecond: 40e6, rtt: 0.005 };
@@ -60,13 +67,15 @@ describe("pre-copy, analytic cases", () => {
     // 2048 raw pages (8 MiB) swept at 4 MiB/s over a 16 Mbit/s (2 MB/s) link.
     const link: LinkSpec = { bitsPerSecond: 16e6, rtt: 0.002 };
     const sweep = () => new SweepWorkload(syntheticGuest(2048, { seed: 3 }), { rate: 4 * 2 ** 20 });
-    const plain = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU });
+    // Xen's sent cap off: auto-converge needs rounds to raise the throttle step by step.
+    const caps = { maxSentFactor: 1000, maxIterations: 30 };
+    const plain = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU, ...caps });
     expect(plain.converged).toBe(false);
-    expect(["iteration-limit", "sent-limit"]).toContain(plain.stopReason);
+    expect(plain.stopReason).toBe("iteration-limit");
     expect(plain.cpuThrottlePercentage).toBe(0);
     expect(plain.downtime).toBeGreaterThan(1); // most of the buffer is still dirty at the stop
 
-    const throttled = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU, autoConverge: true });
+    const throttled = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU, autoConverge: true, ...caps });
     expect(throttled.converged).toBe(true);
     expect(throttled.stopReason).toBe("downtime-limit");
     expect(throttled.cpuThrottlePercentage).toBeGreaterThanOrEqual(20);
@@ -74,7 +83,8 @@ describe("pre-copy, analytic cases", () => {
     for (let i = 1; i < throttled.throttleSteps.length; i++) {
       expect(throttled.throttleSteps[i]!.percent - throttled.throttleSteps[i - 1]!.percent).toBe(10);
     }
-    expect(throttled.downtime).toBeLessThan(0.3 + 0.05);
+    // The RAM left fit 300 ms; the device state (256 KiB) and the last frame's trip come on top.
+    expect(throttled.downtime).toBeLessThan(0.3 + (throttled.stateBytes * 8) / link.bitsPerSecond + link.rtt);
     expect(throttled.rounds.at(-1)!.throttle).toBe(throttled.cpuThrottlePercentage);
   });
 
@@ -192,18 +202,59 @@ describe("hybrid", () => {
   });
 });
 
+/**
+ * A prefix of a shared trace, written with pagemill's own trace writer: the
+ * first `pages` pages and the first `epochs` epochs (writes beyond the prefix
+ * dropped). Keeps the strategy × trace × link matrix quick.
+ */
+async function tracePrefix(name: TraceName, pages: number, epochs: number): Promise<string> {
+  // Cached between runs (reading a whole trace image is the slow part), keyed by the source file.
+  const source = statSync(tracePath(name));
+  const dir = join(tmpdir(), "pagemill-engine-prefixes");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}-${pages}p-${epochs}e-${source.size}-${Math.floor(source.mtimeMs)}.ptrace.gz`);
+  if (existsSync(path)) return path;
+  const reader = await TraceReader.open(tracePath(name));
+  const ps = reader.header.pageSize;
+  const image = reader.image.slice(0, pages * ps);
+  const partial = `${path}.${process.pid}.partial`;
+  const writer = await TraceWriter.create(partial, image.slice(), { pageSize: ps, intervalMicros: reader.header.intervalMicros, level: 1 });
+  let n = 0;
+  for await (const epoch of reader.epochs()) {
+    if (++n > epochs) break;
+    const keep = epoch.pages.findIndex((p) => p >= pages);
+    const count = keep < 0 ? epoch.pages.length : keep;
+    const contents = new Int32Array(count * (ps >> 2));
+    const current = new Int32Array(writer.current.buffer, writer.current.byteOffset, writer.current.byteLength >> 2);
+    const deltas = new Int32Array(epoch.deltas.buffer, epoch.deltas.byteOffset, count * (ps >> 2));
+    for (let k = 0; k < count; k++) {
+      const from = epoch.pages[k]! * (ps >> 2);
+      for (let i = 0, at = k * (ps >> 2); i < ps >> 2; i++) contents[at + i] = current[from + i]! ^ deltas[at + i]!;
+    }
+    await writer.epoch(epoch.elapsedMicros, epoch.pages.subarray(0, count), new Uint8Array(contents.buffer));
+  }
+  await writer.close();
+  reader.close();
+  renameSync(partial, path);
+  return path;
+}
+
 describe("every strategy on every shared trace ends verified", () => {
-  const links: LinkSpec[] = [
-    { bitsPerSecond: 1e9, rtt: 0.001 },
-    { bitsPerSecond: 10e9, rtt: 0.0002, schedule: [{ at: 0.05, bitsPerSecond: 2e9 }] },
+  // Trace prefixes of 4096 pages (16 MiB) and 6 epochs, played once; the
+  // WAN link of seed 001, a LAN and a fast link whose rate drops midway.
+  const links: [LinkSpec, string][] = [
+    [WAN, "lz4"],
+    [{ bitsPerSecond: 1e9, rtt: 0.001 }, "raw"],
+    [{ bitsPerSecond: 20e9, rtt: 0.0002, schedule: [{ at: 0.005, bitsPerSecond: 8e9 }] }, "raw"],
   ];
   for (const name of TRACE_NAMES) {
     it.skipIf(!sharedAvailable())(`${name}`, async () => {
-      for (const link of links) {
+      const path = await tracePrefix(name, 4096, 6);
+      for (const [link, codec] of links) {
         for (const strategy of STRATEGY_NAMES) {
-          const workload = await TraceReplay.open(tracePath(name), { loop: false, reads: NO_READS });
-          const stats = await run(strategy, workload, link, { codec: "raw" });
-          expect(stats.verifiedPages, `${strategy} over ${link.bitsPerSecond}`).toBe(workload.guest.pageCount);
+          const workload = await TraceReplay.open(path, { loop: false });
+          const stats = await run(strategy, workload, link, { codec });
+          expect(stats.verifiedPages, `${strategy} over ${link.bitsPerSecond} bit/s`).toBe(4096);
           expect(stats.remaining).toBe(0);
         }
       }

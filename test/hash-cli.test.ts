@@ -13,7 +13,10 @@ async function runCli(args: string[]): Promise<{ code: number; out: string; err:
   const err: string[] = [];
   const log = vi.spyOn(console, "log").mockImplementation((...a) => void out.push(`${a.join(" ")}\n`));
   const error = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
-  const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => void out.push(String(chunk)) ?? true);
+  const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
   try {
     const code = await main(args);
     return { code, out: out.join(""), err: err.join("\n") };

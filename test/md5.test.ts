@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import fc from "fast-check";
 import { createHash, randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -79,7 +78,7 @@ describe("md5", () => {
 
   it("agrees with node:crypto on random pages of every page size, in the lanes and the scalar path", () => {
     for (const size of PAGE_SIZES) {
-      // 9 pages: two groups of four lanes and one page on the scalar path.
+      // 9 pages: eight in the SIMD lanes, one on the scalar path.
       const count = 9;
       const pages = randomBytes(size * count);
       const expected = Array.from({ length: count }, (_, k) => nodeMd5(pages.subarray(k * size, (k + 1) * size)));
@@ -96,32 +95,10 @@ describe("md5", () => {
     }
   });
 
-  it("keeps the lanes independent: a page's digest does not depend on its neighbours", () => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom(512, 1024, 4096),
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 13 }),
-        (size, edits) => {
-          // Pages that differ from a common base in one byte each: a lane that
-          // read its neighbour's words would produce its neighbour's digest.
-          const base = randomBytes(size);
-          const pages = new Uint8Array(size * edits.length);
-          edits.forEach(([at, value], k) => {
-            pages.set(base, k * size);
-            pages[k * size + (at % size)] = value;
-          });
-          const expected = edits.map((_, k) => nodeMd5(pages.subarray(k * size, (k + 1) * size)));
-          expect(batchHex(pages, size, edits.length)).toEqual(expected);
-        },
-      ),
-      { numRuns: 60 * FUZZ },
-    );
-  });
-
   it("hashes messages of any length in the kernel's lanes, including tails that need two padding blocks", () => {
     const { kernels, heap } = wasm();
     for (let len = 0; len <= 200; len++) {
-      const count = 5 + (len % 4); // four lanes plus 1..4 scalar pages
+      const count = 1 + (len % 10); // scalar alone, partly filled lanes, full lanes plus 1 or 2
       const data = randomBytes(len * count);
       const pagesPtr = heap.alloc(data.length);
       const digestsPtr = heap.alloc(16 * count);
@@ -133,28 +110,6 @@ describe("md5", () => {
       heap.release(pagesPtr);
       heap.release(digestsPtr);
     }
-  });
-
-  it("gives the one-shot digest for input split at random points", () => {
-    fc.assert(
-      fc.property(
-        fc.uint8Array({ minLength: 0, maxLength: 3000 }),
-        fc.array(fc.nat(), { maxLength: 12 }),
-        (data, cuts) => {
-          const points = [...new Set(cuts.map((c) => (data.length ? c % (data.length + 1) : 0)))].sort((a, b) => a - b);
-          const hasher = new Md5();
-          let from = 0;
-          for (const p of [...points, data.length]) {
-            hasher.update(data.subarray(from, p));
-            from = p;
-          }
-          const expected = nodeMd5(data);
-          expect(toHex(hasher.digest())).toBe(expected);
-          expect(toHex(md5(data))).toBe(expected);
-        },
-      ),
-      { numRuns: 300 * FUZZ },
-    );
   });
 
   it("streams buffers larger than its copy chunk, with several hashers in progress at once", () => {
@@ -211,6 +166,15 @@ describe("md5", () => {
     batch.dispose();
   });
 
+  it("hashes views of pagemill's own memory in place", () => {
+    const batch = new PageBatch(5, 2048).set(randomBytes(5 * 2048));
+    for (let k = 0; k < 5; k++) expect(toHex(md5(batch.page(k))), `slot ${k}`).toBe(nodeMd5(Buffer.from(batch.page(k))));
+    const hasher = new Md5();
+    hasher.update(batch.page(0).subarray(0, 100)).update(randomBytes(0)).update(batch.page(0).subarray(100));
+    expect(toHex(hasher.digest())).toBe(nodeMd5(Buffer.from(batch.page(0))));
+    batch.dispose();
+  });
+
   it("returns no digests for an empty batch", () => {
     const batch = new PageBatch(4, 4096);
     expect(batch.count).toBe(0);
@@ -230,6 +194,10 @@ describe("md5", () => {
     expect(() => md5Batch(batch, new Uint8Array(47))).toThrow(RangeError);
     expect(() => md5Batch(batch, new Uint8Array(47))).toThrow(/out has 47 bytes, needs 48/);
     expect(() => md5Batch(batch, [] as unknown as Uint8Array)).toThrow(/out must be a Uint8Array/);
+    const { heap } = wasm();
+    const inMemory = heap.alloc(64);
+    expect(() => md5Batch(batch, heap.bytes().subarray(inMemory, inMemory + 64))).toThrow(/view of pagemill's WebAssembly memory/);
+    heap.release(inMemory);
     batch.dispose();
   });
 

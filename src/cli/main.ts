@@ -7,10 +7,13 @@ import { UsageError, type Command } from "./args.js";
 
 const commands: Record<string, () => Promise<Command>> = {
   scan: () => import("./scan.js"),
+  inspect: () => import("./inspect.js"),
+  record: () => import("./record.js"),
   pack: () => import("./pack.js"),
   unpack: () => import("./unpack.js"),
   hash: () => import("./hash.js"),
   migrate: () => import("./migrate.js"),
+  bench: () => import("./bench.js"),
 };
 
 function help(): string {

@@ -23,7 +23,7 @@ import { Progress, UsageError, durationOption, formatBytes, intOption, parse, ra
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
 export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|all]
-         [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec lz4] [--json]
+         [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--auto-converge] [--max-iterations 30] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback]
   MODEL (with --pages N, --profile redis|node-gc|memstream, --rate R, --seed S):
@@ -205,7 +205,7 @@ export async function run(args: string[]): Promise<number> {
   if (budget === 0) fail("budget", "must be above 0");
   const cost = typeof values.cost === "string" ? new CostModel(loadCostTable(values.cost)) : new CostModel(DEFAULT_COSTS);
   const options: Omit<MigrationOptions, "workload" | "clock" | "source" | "destination"> = {
-    codec: typeof values.codec === "string" ? values.codec : "lz4",
+    codec: typeof values.codec === "string" ? values.codec : "raw",
     cost,
     downtimeLimit: durationOption("downtime-limit", values["downtime-limit"], 0.3),
     autoConverge: values["auto-converge"] === true,

@@ -2,8 +2,10 @@
 // frame decoder needs for each page encoding). Each entry makes a fresh
 // codec: codecs hold WebAssembly memory and, for XBZRLE and dedup, state.
 
+import { DedupCodec } from "../hash/dedup.js";
 import { Encoding, type PageCodec } from "./codec.js";
 import { Lz4Codec } from "./lz4.js";
+import { MecomCodec } from "./mecom.js";
 import { WkdmCodec } from "./wkdm.js";
 import { XbzrleCodec } from "./xbzrle.js";
 
@@ -22,9 +24,12 @@ export interface CodecEntry {
 }
 
 const ENTRIES: CodecEntry[] = [
+  { name: "mecom", encoding: Encoding.LZ4, role: "compress", summary: "MECOM: zero / same-value / WKdm / LZ4 / raw chosen per page", decodes: false, create: () => new MecomCodec() },
   { name: "lz4", encoding: Encoding.LZ4, role: "compress", summary: "LZ4 block per page (general purpose)", decodes: true, create: () => new Lz4Codec() },
   { name: "wkdm", encoding: Encoding.WKDM, role: "compress", summary: "WKdm 16-word dictionary (4 KiB pages only)", decodes: true, create: () => new WkdmCodec() },
   { name: "xbzrle", encoding: Encoding.XBZRLE, role: "delta", summary: "QEMU XBZRLE delta against a 64 MiB cache of pages sent", decodes: true, create: () => new XbzrleCodec() },
+  // Frames decode dedup references themselves (docs/wire-format.md): the codec only encodes.
+  { name: "dedup", encoding: Encoding.DEDUP, role: "dedup", summary: "references to pages the destination already holds", decodes: false, create: () => new DedupCodec() },
 ];
 
 /** The registered codecs' names, in registration order. */

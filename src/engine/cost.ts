@@ -29,12 +29,14 @@ export interface CostTable {
 }
 
 /**
- * The default table: round figures of the order the LZ4, xxHash and QEMU
- * projects report for one core of a current ~3 GHz x86 server on memory
- * pages (LZ4 ~0.5 GB/s compress and several GB/s decompress; XBZRLE and
- * WKdm, word-at-a-time loops, in between; a copy or a zero check at memory
- * speed). They make runs comparable across machines; calibrate for a
- * prediction of one machine.
+ * The default table: round figures for one core of a current ~3 GHz x86
+ * server on memory pages, of the order the LZ4, xxHash and QEMU projects
+ * report and `pagemill bench --calibrate` measured for pagemill's own WASM
+ * codecs on the project's 2-core VM (LZ4 ~0.6 GB/s compress, several GB/s
+ * decompress; WKdm and MECOM, which classifies then runs WKdm or LZ4 per
+ * page, below; an XBZRLE delta of a few changed words near memory speed; a
+ * copy or a zero check at memory speed). They make runs comparable across
+ * machines; calibrate for a prediction of one machine.
  */
 export const DEFAULT_COSTS: CostTable = {
   source: "default",
@@ -42,9 +44,9 @@ export const DEFAULT_COSTS: CostTable = {
     raw: { encode: 8e9, decode: 8e9 },
     zero: { encode: 10e9, decode: 10e9 },
     lz4: { encode: 600e6, decode: 3e9 },
-    wkdm: { encode: 900e6, decode: 1.2e9 },
-    xbzrle: { encode: 1.5e9, decode: 3e9 },
-    mecom: { encode: 700e6, decode: 1.5e9 },
+    wkdm: { encode: 500e6, decode: 700e6 },
+    xbzrle: { encode: 3e9, decode: 4e9 },
+    mecom: { encode: 400e6, decode: 600e6 },
     dedup: { encode: 2e9, decode: 8e9 },
   },
   zeroScan: 10e9,

@@ -51,12 +51,17 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
   let highDirtyRounds = 0;
   let reason: StopReason | undefined;
 
-  /** QEMU's threshold test with the bandwidth measured so far; updates expected-downtime. */
+  /**
+   * QEMU's threshold test with the bandwidth measured so far; updates
+   * expected-downtime. The frame still in the channel counts as left: the
+   * stop-and-copy queues behind it.
+   */
   const fits = (leftPages: number, fallbackRate: number): boolean => {
     const rate = s.bandwidth || fallbackRate;
     if (rate <= 0) return false;
-    s.stats.expectedDowntime = (leftPages * ps) / rate;
-    return leftPages * ps <= rate * s.downtimeLimit;
+    const left = leftPages * ps + s.bufferedBytes;
+    s.stats.expectedDowntime = left / rate;
+    return left <= rate * s.downtimeLimit;
   };
 
   while (reason === undefined) {

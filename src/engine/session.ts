@@ -23,7 +23,7 @@ import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
+import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
 import type { Clock } from "./clock.js";
 import { CostModel } from "./cost.js";
 import type { MigrationStats, RoundRow, StopReason, StrategyName } from "./metrics.js";
@@ -270,8 +270,8 @@ export class Session {
   /** Wire bytes and clock time of the current measurement period (QEMU's bandwidth sampling). */
   private periodStart: number;
   private periodBytes = 0;
-  /** the frame the channel is carrying now (not yet counted as carried) */
-  private bufferedBytes = 0;
+  /** bytes of the frame the channel is carrying now (not yet counted as carried) */
+  bufferedBytes = 0;
   /** bytes/s over the last complete period (0 until one completed) */
   bandwidth = 0;
   /** source wire bytes of the current round */
@@ -652,9 +652,8 @@ export class Session {
 
   /** Sends page requests from the destination. */
   async requestPages(pages: number[]): Promise<void> {
-    const limit = 16384;
-    for (let i = 0; i < pages.length; i += limit) {
-      const chunk = pages.slice(i, i + limit);
+    for (let i = 0; i < pages.length; i += MAX_REQUEST_PAGES) {
+      const chunk = pages.slice(i, i + MAX_REQUEST_PAGES);
       this.stats.postcopyRequests += chunk.length;
       const frame = this.requestEncoder.control({ type: "page-request", pages: chunk });
       this.account(frame.byteLength);

@@ -80,23 +80,110 @@ function checkLocations(locations: ArrayLike<number>, count: number, name: strin
   }
 }
 
+/**
+ * A map from 64-bit digests (two u32 words) to non-negative integers:
+ * linear probing over typed arrays, deletion by backward shift, so that the
+ * hot path makes no garbage. Digests are uniformly distributed, so their low
+ * word is the probe start.
+ */
+class DigestTable {
+  private lo = new Uint32Array(1024);
+  private hi = new Uint32Array(1024);
+  /** −1 marks an empty cell */
+  private value = new Int32Array(1024).fill(-1);
+  size = 0;
+
+  get(lo: number, hi: number): number {
+    const mask = this.value.length - 1;
+    for (let i = lo & mask; ; i = (i + 1) & mask) {
+      const v = this.value[i]!;
+      if (v < 0 || (this.lo[i] === lo && this.hi[i] === hi)) return v;
+    }
+  }
+
+  /** Sets the value for a digest; returns the value it replaced, or −1. */
+  set(lo: number, hi: number, value: number): number {
+    if (2 * (this.size + 1) > this.value.length) this.grow();
+    const mask = this.value.length - 1;
+    for (let i = lo & mask; ; i = (i + 1) & mask) {
+      const v = this.value[i]!;
+      if (v < 0) {
+        this.lo[i] = lo;
+        this.hi[i] = hi;
+        this.value[i] = value;
+        this.size++;
+        return -1;
+      }
+      if (this.lo[i] === lo && this.hi[i] === hi) {
+        this.value[i] = value;
+        return v;
+      }
+    }
+  }
+
+  delete(lo: number, hi: number): void {
+    const mask = this.value.length - 1;
+    let i = lo & mask;
+    while (true) {
+      if (this.value[i]! < 0) return;
+      if (this.lo[i] === lo && this.hi[i] === hi) break;
+      i = (i + 1) & mask;
+    }
+    this.size--;
+    // Backward shift: pull later cells of the probe run into the hole when
+    // their home is not between the hole and themselves.
+    for (let j = (i + 1) & mask; this.value[j]! >= 0; j = (j + 1) & mask) {
+      const home = this.lo[j]! & mask;
+      const stays = i <= j ? home > i && home <= j : home > i || home <= j;
+      if (stays) continue;
+      this.lo[i] = this.lo[j]!;
+      this.hi[i] = this.hi[j]!;
+      this.value[i] = this.value[j]!;
+      i = j;
+    }
+    this.value[i] = -1;
+  }
+
+  clear(): void {
+    this.value.fill(-1);
+    this.size = 0;
+  }
+
+  private grow(): void {
+    const { lo, hi, value } = this;
+    this.lo = new Uint32Array(2 * value.length);
+    this.hi = new Uint32Array(2 * value.length);
+    this.value = new Int32Array(2 * value.length).fill(-1);
+    this.size = 0;
+    for (let i = 0; i < value.length; i++) if (value[i]! >= 0) this.set(lo[i]!, hi[i]!, value[i]!);
+  }
+}
+
 export class DedupIndex {
   readonly unitSize: number;
   readonly maxEntries: number;
   readonly digest: FastDigest;
   readonly counters: DedupCounters = newCounters();
-  private readonly keyBits: number;
+  private readonly loMask: number;
+  private readonly hiMask: number;
   private readonly owner: Wasm;
-  /** digest key → slot, in least-recently-used-first order */
-  private readonly byKey = new Map<number, number>();
+  /** digest → slot */
+  private readonly byDigest = new DigestTable();
   /** location → slot */
   private readonly byLocation = new Map<number, number>();
-  private readonly slotKey: Float64Array;
+  private readonly slotLo: Uint32Array;
+  private readonly slotHi: Uint32Array;
   private readonly slotLocation: Uint32Array;
+  // Least-recently-used order: a doubly linked list through the slots, oldest at `head`.
+  private readonly prev: Int32Array;
+  private readonly next: Int32Array;
+  private head = NONE;
+  private tail = NONE;
   private readonly slabs: number[] = [];
   private readonly freeSlots: number[] = [];
   private nextSlot = 0;
   private digests = new BigUint64Array(0);
+  private staging: PageBatch | undefined;
   private disposed = false;
 
   constructor(options: DedupIndexOptions = {}) {
@@ -106,16 +193,21 @@ export class DedupIndex {
     checkInteger("maxEntries", this.maxEntries, 1, Math.floor(2 ** 31 / this.unitSize));
     this.digest = options.digest ?? "xxh3";
     if (this.digest !== "xxh3" && this.digest !== "xxh64") throw new RangeError(`digest must be "xxh3" or "xxh64", got ${String(this.digest)}`);
-    this.keyBits = options.digestBits ?? 53;
-    checkInteger("digestBits", this.keyBits, 0, 53);
+    const bits = options.digestBits ?? 53;
+    checkInteger("digestBits", bits, 0, 53);
+    this.loMask = bits >= 32 ? 0xffffffff : 2 ** bits - 1;
+    this.hiMask = bits <= 32 ? 0 : 2 ** (bits - 32) - 1;
     this.owner = wasm();
-    this.slotKey = new Float64Array(this.maxEntries);
+    this.slotLo = new Uint32Array(this.maxEntries);
+    this.slotHi = new Uint32Array(this.maxEntries);
     this.slotLocation = new Uint32Array(this.maxEntries);
+    this.prev = new Int32Array(this.maxEntries);
+    this.next = new Int32Array(this.maxEntries);
   }
 
   /** Contents remembered now. */
   get size(): number {
-    return this.byKey.size;
+    return this.byDigest.size;
   }
 
   /**
@@ -133,26 +225,47 @@ export class DedupIndex {
     const { kernels } = this.owner;
     const c = this.counters;
     for (let k = 0; k < n; k++) {
-      const key = this.key(words, k);
+      const lo = (words[2 * k]! & this.loMask) >>> 0;
+      const hi = (words[2 * k + 1]! & this.hiMask) >>> 0;
       const at = locations[k]!;
       const unit = batch.ptr + k * this.unitSize;
       c.lookups++;
-      const slot = this.byKey.get(key);
-      if (slot !== undefined && kernels.pagesEqual(this.slotPtr(slot), unit, this.unitSize)) {
+      const slot = this.byDigest.get(lo, hi);
+      if (slot >= 0 && kernels.pagesEqual(this.slotPtr(slot), unit, this.unitSize)) {
         c.hits++;
         c.bytesSaved += this.unitSize;
-        this.byKey.delete(key);
-        this.byKey.set(key, slot);
+        this.unlink(slot);
+        this.append(slot);
         const from = this.slotLocation[slot]!;
         refs[k] = from;
         // `at` now holds this content too: whatever was remembered there is gone.
         if (at !== from) this.invalidate(at);
         continue;
       }
-      if (slot === undefined) c.misses++;
+      if (slot < 0) c.misses++;
       else c.collisions++;
       refs[k] = NONE;
-      this.store(key, unit, at);
+      this.store(lo, hi, unit, at);
+    }
+    return refs;
+  }
+
+  /**
+   * `dedupe` for units held in JavaScript memory (storage blocks, FlimCD's
+   * dirty blocks): `blocks` holds whole units back to back, unit k going to
+   * `locations[k]`. Staged through a batch of 256 units at a time.
+   */
+  dedupeBlocks(blocks: Uint8Array, locations: ArrayLike<number>): Int32Array {
+    if (!(blocks instanceof Uint8Array)) throw new TypeError("blocks must be a Uint8Array");
+    if (blocks.length % this.unitSize !== 0) throw new RangeError(`blocks has ${blocks.length} bytes, not a multiple of unitSize ${this.unitSize}`);
+    const count = blocks.length / this.unitSize;
+    checkLocations(locations, count, "locations");
+    this.staging ??= new PageBatch(256, this.unitSize);
+    const refs = new Int32Array(count);
+    for (let at = 0; at < count; at += 256) {
+      const n = Math.min(256, count - at);
+      this.staging.set(blocks.subarray(at * this.unitSize, (at + n) * this.unitSize));
+      this.dedupe(this.staging, Array.prototype.slice.call(locations, at, at + n) as number[], refs.subarray(at, at + n));
     }
     return refs;
   }
@@ -162,7 +275,11 @@ export class DedupIndex {
     this.checkBatch(batch);
     checkLocations(locations, batch.count, "locations");
     const words = this.digestWords(batch);
-    for (let k = 0; k < batch.count; k++) this.store(this.key(words, k), batch.ptr + k * this.unitSize, locations[k]!);
+    for (let k = 0; k < batch.count; k++) {
+      const lo = (words[2 * k]! & this.loMask) >>> 0;
+      const hi = (words[2 * k + 1]! & this.hiMask) >>> 0;
+      this.store(lo, hi, batch.ptr + k * this.unitSize, locations[k]!);
+    }
   }
 
   /** Forgets the content at `location` (the destination's copy changed outside this index). */
@@ -173,10 +290,11 @@ export class DedupIndex {
 
   /** Forgets everything (the counters stay). */
   clear(): void {
-    this.byKey.clear();
+    this.byDigest.clear();
     this.byLocation.clear();
     this.freeSlots.length = 0;
     this.nextSlot = 0;
+    this.head = this.tail = NONE;
   }
 
   /** Gives the copies' memory back; the index is unusable afterwards. */
@@ -185,6 +303,7 @@ export class DedupIndex {
     this.disposed = true;
     this.clear();
     for (const ptr of this.slabs) this.owner.heap.release(ptr);
+    this.staging?.dispose();
     this.slabs.length = 0;
   }
 
@@ -203,31 +322,23 @@ export class DedupIndex {
     return new Uint32Array(out.buffer, out.byteOffset, 2 * batch.count);
   }
 
-  /** The low `keyBits` bits of digest k, as a Map key. */
-  private key(words: Uint32Array, k: number): number {
-    const lo = words[2 * k]!;
-    const hi = words[2 * k + 1]!;
-    const bits = this.keyBits;
-    if (bits === 32) return lo;
-    if (bits < 32) return lo & (2 ** bits - 1);
-    return (hi & (2 ** (bits - 32) - 1)) * 2 ** 32 + lo;
-  }
-
   private slotPtr(slot: number): number {
     return this.slabs[Math.floor(slot / SLAB_UNITS)]! + (slot % SLAB_UNITS) * this.unitSize;
   }
 
-  /** Remembers the unit at `unit` (linear memory) as held at `at`, under `key`. */
-  private store(key: number, unit: number, at: number): void {
+  /** Remembers the unit at `unit` (linear memory) as held at `at`, under its digest. */
+  private store(lo: number, hi: number, unit: number, at: number): void {
     this.invalidate(at);
-    const replaced = this.byKey.get(key);
-    if (replaced !== undefined) this.drop(replaced);
+    const replaced = this.byDigest.get(lo, hi);
+    if (replaced >= 0) this.drop(replaced);
     const slot = this.takeSlot();
     this.owner.heap.bytes().copyWithin(this.slotPtr(slot), unit, unit + this.unitSize);
-    this.slotKey[slot] = key;
+    this.slotLo[slot] = lo;
+    this.slotHi[slot] = hi;
     this.slotLocation[slot] = at;
-    this.byKey.set(key, slot);
+    this.byDigest.set(lo, hi, slot);
     this.byLocation.set(at, slot);
+    this.append(slot);
   }
 
   private invalidate(at: number): void {
@@ -238,9 +349,27 @@ export class DedupIndex {
   }
 
   private drop(slot: number): void {
-    this.byKey.delete(this.slotKey[slot]!);
+    this.byDigest.delete(this.slotLo[slot]!, this.slotHi[slot]!);
     this.byLocation.delete(this.slotLocation[slot]!);
+    this.unlink(slot);
     this.freeSlots.push(slot);
+  }
+
+  private append(slot: number): void {
+    this.prev[slot] = this.tail;
+    this.next[slot] = NONE;
+    if (this.tail >= 0) this.next[this.tail] = slot;
+    else this.head = slot;
+    this.tail = slot;
+  }
+
+  private unlink(slot: number): void {
+    const before = this.prev[slot]!;
+    const after = this.next[slot]!;
+    if (before >= 0) this.next[before] = after;
+    else this.head = after;
+    if (after >= 0) this.prev[after] = before;
+    else this.tail = before;
   }
 
   private takeSlot(): number {
@@ -248,17 +377,15 @@ export class DedupIndex {
     if (free !== undefined) return free;
     if (this.nextSlot < this.maxEntries) {
       const slot = this.nextSlot++;
-      if (slot % SLAB_UNITS === 0) {
-        const units = Math.min(SLAB_UNITS, this.maxEntries - slot);
+      if (slot % SLAB_UNITS === 0 && this.slabs.length === slot / SLAB_UNITS) {
         // Allocation may grow memory: nothing holds a view across it.
-        if (this.slabs.length === slot / SLAB_UNITS) this.slabs.push(this.owner.heap.alloc(units * this.unitSize));
+        this.slabs.push(this.owner.heap.alloc(Math.min(SLAB_UNITS, this.maxEntries - slot) * this.unitSize));
       }
       return slot;
     }
-    // Full: evict the least recently used entry (the first in the Map's order).
-    const [, oldest] = this.byKey.entries().next().value as [number, number];
+    // Full: evict the least recently used entry.
     this.counters.evictions++;
-    this.drop(oldest);
+    this.drop(this.head);
     return this.freeSlots.pop()!;
   }
 }
@@ -381,9 +508,7 @@ export class DuplicateCounter {
   units = 0;
   /** units whose content appeared before */
   duplicates = 0;
-  private table = new Uint32Array(2 * 1024);
-  private used = new Uint8Array(1024);
-  private distinct = 0;
+  private readonly seen = new DigestTable();
   private digests = new BigUint64Array(0);
 
   /** Counts the loaded units of `batch`, skipping slot k when skip[k] is non-zero (e.g. zero pages). Returns the duplicates found. */
@@ -395,33 +520,9 @@ export class DuplicateCounter {
     for (let k = 0; k < batch.count; k++) {
       if (skip?.[k]) continue;
       this.units++;
-      if (!this.insert(words[2 * k]!, words[2 * k + 1]!)) found++;
+      if (this.seen.set(words[2 * k]!, words[2 * k + 1]!, 0) >= 0) found++;
     }
     this.duplicates += found;
     return found;
-  }
-
-  /** Adds a digest; false when it was there already. */
-  private insert(lo: number, hi: number): boolean {
-    if (2 * (this.distinct + 1) > this.used.length) this.grow();
-    const mask = this.used.length - 1;
-    for (let i = lo & mask; ; i = (i + 1) & mask) {
-      if (!this.used[i]) {
-        this.used[i] = 1;
-        this.table[2 * i] = lo;
-        this.table[2 * i + 1] = hi;
-        this.distinct++;
-        return true;
-      }
-      if (this.table[2 * i] === lo && this.table[2 * i + 1] === hi) return false;
-    }
-  }
-
-  private grow(): void {
-    const { table, used } = this;
-    this.table = new Uint32Array(2 * table.length);
-    this.used = new Uint8Array(2 * used.length);
-    this.distinct = 0;
-    for (let i = 0; i < used.length; i++) if (used[i]) this.insert(table[2 * i]!, table[2 * i + 1]!);
   }
 }

@@ -45,14 +45,23 @@ export class Md5 {
     checkBytes(chunk, "chunk");
     this.checkOpen("update");
     const { kernels, heap } = wasm();
-    const statePtr = streamScratch!.reserve(DATA_OFFSET + Math.min(chunk.length, CHUNK_BYTES));
-    const dataPtr = statePtr + DATA_OFFSET;
+    // A view of linear memory itself (PageBatch.page(), say) is hashed where
+    // it lies: copying it would need scratch space, and growing memory for
+    // that would detach the view.
+    const inPlace = chunk.buffer === heap.bytes().buffer;
+    const { byteOffset, length } = chunk;
+    const statePtr = streamScratch!.reserve(DATA_OFFSET + (inPlace ? 0 : Math.min(length, CHUNK_BYTES)));
     const mem = heap.bytes();
     mem.set(this.state, statePtr);
-    for (let at = 0; at < chunk.length; at += CHUNK_BYTES) {
-      const piece = chunk.subarray(at, at + CHUNK_BYTES);
-      mem.set(piece, dataPtr);
-      kernels.md5Update(statePtr, dataPtr, piece.length);
+    if (inPlace) {
+      kernels.md5Update(statePtr, byteOffset, length);
+    } else {
+      const dataPtr = statePtr + DATA_OFFSET;
+      for (let at = 0; at < length; at += CHUNK_BYTES) {
+        const piece = chunk.subarray(at, at + CHUNK_BYTES);
+        mem.set(piece, dataPtr);
+        kernels.md5Update(statePtr, dataPtr, piece.length);
+      }
     }
     this.state.set(mem.subarray(statePtr, statePtr + STATE_BYTES));
     return this;
@@ -91,13 +100,15 @@ export function md5(data: Uint8Array): Uint8Array {
 export function md5Batch(batch: PageBatch, out?: Uint8Array): Uint8Array {
   if (!(batch instanceof PageBatch)) throw new TypeError("batch must be a PageBatch");
   const bytes = batch.count * MD5_BYTES;
+  const { kernels, heap } = wasm();
   if (out !== undefined) {
     checkBytes(out, "out");
     if (out.length < bytes) throw new RangeError(`out has ${out.length} bytes, needs ${bytes} for ${batch.count} digests`);
+    // Taking scratch space may grow memory, which would detach such a view.
+    if (out.buffer === heap.bytes().buffer) throw new RangeError("out must not be a view of pagemill's WebAssembly memory");
   }
   const target = out ?? new Uint8Array(bytes);
   if (bytes === 0) return target;
-  const { kernels, heap } = wasm();
   digestScratch ??= new Scratch();
   const digestsPtr = digestScratch.reserve(bytes);
   kernels.md5Batch(batch.ptr, batch.pageSize, batch.count, digestsPtr);

@@ -137,7 +137,7 @@ export function newWireStats(): WireStats {
 /** Where decoded pages go: guest memory, a batch (frame order), or nowhere (returned). */
 export type PageDestination = Uint8Array | PageBatch | undefined;
 
-/** The codec that decodes each wire id that needs one (wkdm, lz4, xbzrle, dedup). */
+/** The codec that decodes each wire id that needs one (wkdm, lz4, xbzrle). */
 export type FrameDecoders = Partial<Record<Encoding, PageCodec>>;
 
 /** xxHash32 (seed 0) of `len` bytes at `ptr` in linear memory: the header and frame checks. */
@@ -204,6 +204,20 @@ export function maxFramePages(pageSize: number): number {
   return Math.min(MAX_FRAME_PAGES, Math.floor(MAX_FRAME_PAGE_BYTES / pageSize));
 }
 
+/** One stage: one encodeBatch call over the holder's loaded pages, its answer checked. */
+function runStage(codec: PageCodec, holder: PageBatch, stageIndices: Uint32Array, count: number, ps: number): EncodedBatch {
+  const encoded = codec.encodeBatch(holder, stageIndices);
+  if (encoded.count !== count || encoded.pageSize !== ps) {
+    throw new RangeError(`codec ${codec.name} returned ${encoded.count} pages of ${encoded.pageSize} B for ${count} of ${ps} B`);
+  }
+  for (let i = 0; i < count; i++) {
+    if (encoded.encodings[i] !== Encoding.RAW && encoded.lengths[i]! > ps) {
+      throw new RangeError(`codec ${codec.name} produced ${encoded.lengths[i]} B for a ${ps} B page`);
+    }
+  }
+  return encoded;
+}
+
 /** A delta codec that keeps the last version sent of each page (XBZRLE's cache). */
 interface PageCacheHolder {
   readonly cache: { has(page: number): boolean; put(page: number, content: Uint8Array): void };
@@ -254,25 +268,35 @@ export function encodeFrame(
   const { heap } = wasm();
   const scratch = (encoderScratch ??= new EncoderScratch());
 
-  const parts: Part[] = [];
-  // Slots (of the caller's batch) still unsent, and where they sit now: in
-  // the caller's batch at their own slot, or packed at 0.. of the stage batch.
+  // parts[k]: how slot k goes out. Frames list pages in slot order, so that
+  // a dedup reference resolves against the pages before it (see the format).
+  const parts: Part[] = new Array(n);
+  const zero = n > 0 ? scanZeroPages(batch).flags : new Uint8Array(0);
+  // Slots (of the caller's batch) still unsent, ascending.
   let remaining: number[] = [];
-  if (n > 0) {
-    const zero = scanZeroPages(batch);
+  if (codecs.dedup && n > 0) {
+    // Dedup sees every page, zero ones too: its index must learn what each
+    // location now holds, however the page travels.
+    const encoded = runStage(codecs.dedup, batch, indices, n, ps);
     for (let k = 0; k < n; k++) {
-      if (zero.flags[k]) parts.push({ index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 });
+      const encoding = encoded.encodings[k]!;
+      if (zero[k]) parts[k] = { index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 };
+      else if (encoding === Encoding.RAW) remaining.push(k);
+      else parts[k] = { index: indices[k]!, encoding, length: encoded.lengths[k]!, data: encoded.data, from: encoded.offsets[k]! };
+    }
+  } else {
+    for (let k = 0; k < n; k++) {
+      if (zero[k]) parts[k] = { index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 };
       else remaining.push(k);
     }
   }
   let holder: PageBatch = batch;
   let packed = false; // true once `remaining[i]` sits at slot i of the stage batch
-  let tried = false;
+  const tried = Boolean(codecs.dedup || codecs.delta || codecs.compress);
 
-  for (const codec of [codecs.dedup, codecs.delta, codecs.compress]) {
+  for (const codec of [codecs.delta, codecs.compress]) {
     if (codec && codec === codecs.delta && hasPageCache(codec)) refreshCache(codec, batch, indices, remaining);
     if (!codec || remaining.length === 0) continue;
-    tried = true;
     if (remaining.length !== n || packed) {
       const stage = scratch.stageBatch(remaining.length, ps);
       const mem = heap.bytes();
@@ -291,22 +315,18 @@ export function encodeFrame(
       packed = true;
     }
     const stageIndices = Uint32Array.from(remaining, (k) => indices[k]!);
-    const encoded = codec.encodeBatch(holder, stageIndices);
-    if (encoded.count !== remaining.length || encoded.pageSize !== ps) {
-      throw new RangeError(`codec ${codec.name} returned ${encoded.count} pages of ${encoded.pageSize} B for ${remaining.length} of ${ps} B`);
-    }
+    const encoded = runStage(codec, holder, stageIndices, remaining.length, ps);
     const next: number[] = [];
     // Positions (in the holder) of the pages going on, to pack them forward.
     const keep: number[] = [];
     for (let i = 0; i < remaining.length; i++) {
       const encoding = encoded.encodings[i]!;
+      const k = remaining[i]!;
       if (encoding === Encoding.RAW) {
-        next.push(remaining[i]!);
+        next.push(k);
         keep.push(i);
       } else {
-        const length = encoded.lengths[i]!;
-        if (length > ps) throw new RangeError(`codec ${codec.name} produced ${length} B for a ${ps} B page`);
-        parts.push({ index: stageIndices[i]!, encoding, length, data: encoded.data, from: encoded.offsets[i]! });
+        parts[k] = { index: indices[k]!, encoding, length: encoded.lengths[i]!, data: encoded.data, from: encoded.offsets[i]! };
       }
     }
     if (packed && next.length < remaining.length) {
@@ -320,7 +340,7 @@ export function encodeFrame(
   }
   remaining.forEach((k, i) => {
     const slot = packed ? i : k;
-    parts.push({ index: indices[k]!, encoding: Encoding.RAW, length: ps, data: undefined, from: holder.ptr + slot * ps });
+    parts[k] = { index: indices[k]!, encoding: Encoding.RAW, length: ps, data: undefined, from: holder.ptr + slot * ps };
   });
 
   let payloadBytes = 0;
@@ -523,8 +543,16 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
   return { type: type as FrameType, sequence, pageSize, count, bodyLength, frameLength: HEADER_BYTES + bodyLength + CHECK_BYTES };
 }
 
+/** Payload length of the wire ids that have one fixed length (-1: the page size). */
+const FIXED_LENGTHS: Partial<Record<number, number>> = {
+  [Encoding.RAW]: -1,
+  [Encoding.ZERO]: 0,
+  [Encoding.SAME_VALUE]: 4,
+  [Encoding.DEDUP]: 4,
+};
+
 /** Wire ids decoded by a codec (the others are decoded here). */
-const CODEC_ENCODINGS: readonly Encoding[] = [Encoding.WKDM, Encoding.LZ4, Encoding.XBZRLE, Encoding.DEDUP];
+const CODEC_ENCODINGS: readonly Encoding[] = [Encoding.WKDM, Encoding.LZ4, Encoding.XBZRLE];
 
 /** A frame decoder with its own staging memory and codecs. */
 export class FrameDecoder {
@@ -609,7 +637,9 @@ export class FrameDecoder {
     const encodings = new Uint8Array(n);
     const offsets = new Uint32Array(n);
     const lengths = new Uint32Array(n);
-    const seen = new Set<number>();
+    const entryOf = new Map<number, number>(); // page index → its entry
+    /** dedup entry k → the entry it copies from (-1: the destination's page) */
+    const sources = new Map<number, number>();
     let offset = HEADER_BYTES + n * ENTRY_BYTES;
     const end = HEADER_BYTES + header.bodyLength;
     for (let k = 0; k < n; k++) {
@@ -619,16 +649,26 @@ export class FrameDecoder {
       const encoding = word & 0xff;
       const length = word >>> 8;
       if (encoding > Encoding.DEDUP) fail("malformed", `unknown wire id ${encoding}`, k);
-      const want = encoding === Encoding.ZERO ? 0 : encoding === Encoding.SAME_VALUE ? 4 : encoding === Encoding.RAW ? ps : -1;
+      if (encoding === Encoding.WKDM && ps !== 4096) fail("malformed", `wkdm pages are 4096 B, the frame's ${ps} B`, k);
+      const want = FIXED_LENGTHS[encoding] === -1 ? ps : FIXED_LENGTHS[encoding];
       // An XBZRLE delta of an unchanged page is empty; every other codec payload has bytes.
       const least = encoding === Encoding.XBZRLE ? 0 : 1;
-      if (want >= 0 ? length !== want : length < least || length > ps) {
+      if (want !== undefined ? length !== want : length < least || length > ps) {
         fail("length", `payload of ${length} B is not allowed for ${encoding} pages of ${ps} B`, k);
       }
       if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
       if (index >= destPages) fail("overrun", `page ${index} is outside the destination (${destPages} pages)`, k);
-      if (seen.has(index)) fail("malformed", `page ${index} appears twice`, k);
-      seen.add(index);
+      if (entryOf.has(index)) fail("malformed", `page ${index} appears twice`, k);
+      if (encoding === Encoding.DEDUP) {
+        // Copies the page named, as it stands after the entries before this one.
+        const from = dv.getUint32(offset, true);
+        const earlier = entryOf.get(from);
+        if (earlier !== undefined) sources.set(k, earlier);
+        else if (from < destPages && destination instanceof Uint8Array) sources.set(k, -1);
+        else if (destination instanceof Uint8Array) fail("overrun", `dedup reference to page ${from}, outside the destination (${destPages} pages)`, k);
+        else fail("malformed", `dedup reference to page ${from}, which is not earlier in the frame (no guest memory given)`, k);
+      }
+      entryOf.set(index, k);
       indices[k] = index;
       encodings[k] = encoding;
       offsets[k] = offset;
@@ -706,6 +746,13 @@ export class FrameDecoder {
         case Encoding.RAW:
           target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
           break;
+        case Encoding.DEDUP: {
+          // Entries are written in order, so the page copied is as it stands after the ones before.
+          const j = sources.get(k)!;
+          const from = j < 0 ? dv.getUint32(offsets[k]!, true) * ps : destination instanceof Uint8Array ? indices[j]! * ps : base + j * ps;
+          target.copyWithin(to, from, from + ps);
+          break;
+        }
         default: {
           const from = staged.get(k)!;
           target.set(mem.subarray(from, from + ps), to);

@@ -13,8 +13,8 @@ import { makePair, pairSpecArb } from "../helpers/xbzrle-pairs.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
 
-/** Decodes with the public API and checks it against the reference. */
-function decodeLikeReference(delta: Uint8Array, page: Uint8Array): void {
+/** Decodes with the public API and checks it against the reference; says which way it went. */
+function decodeLikeReference(delta: Uint8Array, page: Uint8Array): "accepted" | "rejected" {
   const expected = page.slice();
   const reference = referenceDecode(delta, expected);
   const before = page.slice();
@@ -26,11 +26,12 @@ function decodeLikeReference(delta: Uint8Array, page: Uint8Array): void {
     expect(reference.ok, `rejected a delta the reference accepts: ${error.message}`).toBe(false);
     if (!reference.ok) expect(error.code).toBe(reference.code);
     expect(Buffer.compare(page, before)).toBe(0);
-    return;
+    return "rejected";
   }
   expect(reference.ok, "accepted a delta the reference rejects").toBe(true);
   if (reference.ok) expect(end).toBe(reference.end);
   expect(Buffer.compare(page, expected)).toBe(0);
+  return "accepted";
 }
 
 /** A mutation of a byte string: flips, inserts, deletes, truncation, splices. */
@@ -63,17 +64,24 @@ const capacityArb = fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constantFrom(512
 
 describe("xbzrle decoder fuzz", () => {
   it("random bytes at random capacities: the reference's answer, nothing else", () => {
+    const seen = { accepted: 0, rejected: 0 };
     fc.assert(
       fc.property(
+        // Bytes skewed to small lengths, so that some random inputs are valid.
         fc.uint8Array({ maxLength: 48 }).map((a) => a.map((b) => (b & 0x40 ? b & 0x83 : b))),
         capacityArb,
-        (delta, capacity) => decodeLikeReference(delta, new Uint8Array(capacity).fill(0x5c)),
+        (delta, capacity) => {
+          seen[decodeLikeReference(delta, new Uint8Array(capacity).fill(0x5c))]++;
+        },
       ),
       { numRuns: 4000 * SCALE },
     );
+    expect(seen.accepted).toBeGreaterThan(100);
+    expect(seen.rejected).toBeGreaterThan(100);
   });
 
   it("mutated real deltas at random capacities: the reference's answer, nothing else", () => {
+    const seen = { accepted: 0, rejected: 0 };
     fc.assert(
       fc.property(pairSpecArb(fc.constantFrom(512, 4096)), mutationArb, fc.option(capacityArb, { nil: undefined }), (spec, mutations, capacity) => {
         const { oldPage, newPage } = makePair(spec);
@@ -81,10 +89,12 @@ describe("xbzrle decoder fuzz", () => {
         const ret = referenceEncode(oldPage, newPage, out);
         const delta = mutate(out.subarray(0, Math.max(0, ret)), mutations);
         const page = capacity === undefined ? oldPage : new Uint8Array(capacity).fill(0x33);
-        decodeLikeReference(delta, page);
+        seen[decodeLikeReference(delta, page)]++;
       }),
       { numRuns: 5000 * SCALE },
     );
+    expect(seen.accepted).toBeGreaterThan(100);
+    expect(seen.rejected).toBeGreaterThan(100);
   });
 
   it("the kernel never writes outside the page, whatever it is fed", () => {
@@ -113,6 +123,46 @@ describe("xbzrle decoder fuzz", () => {
           expect(bad === 0).toBe(reference.ok);
         }),
         { numRuns: 1500 * SCALE },
+      );
+    } finally {
+      heap.release(region);
+    }
+  });
+
+  it("the encode kernel writes only its output (up to max(dlen, pageSize)) and, when asked, the old page", () => {
+    const { kernels, heap } = wasm();
+    const GUARD = 64;
+    const ps = 512;
+    const region = heap.alloc(3 * GUARD + 2 * ps + 2 * ps + 64 + 2 * ps + 8);
+    try {
+      fc.assert(
+        fc.property(pairSpecArb(fc.constant(ps)), fc.integer({ min: 0, max: 2 * ps }), fc.boolean(), (spec, dlen, update) => {
+          const { oldPage, newPage } = makePair(spec);
+          const oldPtr = region + GUARD;
+          const newPtr = oldPtr + ps;
+          const table = newPtr + ps;
+          const result = table + 4;
+          const out = table + 64 + GUARD;
+          const room = Math.max(dlen, ps);
+          const end = out + room + GUARD;
+          const mem = heap.bytes();
+          mem.fill(0xee, region, end);
+          mem.set(oldPage, oldPtr);
+          mem.set(newPage, newPtr);
+          heap.u32()[table >>> 2] = oldPtr + 1 + (update ? 2 : 0);
+          kernels.xbzrleEncodeBatch(table, newPtr, ps, 1, dlen, out, result);
+          const after = heap.bytes();
+          for (let i = region; i < oldPtr; i++) if (after[i] !== 0xee) throw new Error("write before the old page");
+          for (let i = out - GUARD; i < out; i++) if (after[i] !== 0xee) throw new Error("write before the output");
+          for (let i = out + room; i < end; i++) if (after[i] !== 0xee) throw new Error(`write past the output at +${i - out}`);
+          const expected = new Uint8Array(dlen);
+          const ret = referenceEncode(oldPage, newPage, expected);
+          expect(heap.i32()[result >>> 2]).toBe(ret);
+          const oldAfter = after.subarray(oldPtr, oldPtr + ps);
+          expect(Buffer.compare(oldAfter, update && ret !== 0 ? newPage : oldPage)).toBe(0);
+          expect(Buffer.compare(after.subarray(newPtr, newPtr + ps), newPage)).toBe(0);
+        }),
+        { numRuns: 1000 * SCALE },
       );
     } finally {
       heap.release(region);

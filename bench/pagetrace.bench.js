@@ -1,0 +1,123 @@
+// Guests: how fast pagemill reads a pagetrace (MB/s of the .ptrace.gz file,
+// and of the decompressed stream), how fast the recorder hashes a process's
+// pages, and how much a recorded process slows down.
+
+import { spawn } from "node:child_process";
+import { createReadStream, existsSync, mkdtempSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { createGunzip } from "node:zlib";
+import { init, TraceReader, applyEpoch, recordProcess, syntheticImage } from "../dist/index.js";
+import { SHARED, check, save, suite } from "./lib.js";
+
+await init();
+const results = {};
+
+// --- Reader throughput ------------------------------------------------------
+
+async function readTrace(path) {
+  const reader = await TraceReader.open(path);
+  let dirty = 0;
+  for await (const epoch of reader.epochs()) {
+    applyEpoch(reader.image, reader.header.pageSize, epoch);
+    dirty += epoch.pages.length;
+  }
+  return { dirty, bytes: reader.offset };
+}
+
+async function gunzipOnly(path) {
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }).pipe(createGunzip({ chunkSize: 1 << 18 }))) bytes += chunk.length;
+  return bytes;
+}
+
+for (const name of ["node-gc", "redis"]) {
+  const path = `${SHARED}traces/${name}.ptrace.gz`;
+  if (!existsSync(path)) continue;
+  const fileBytes = statSync(path).size;
+  const { dirty, bytes } = await readTrace(path);
+  check(dirty === { "node-gc": 32835, redis: 136914 }[name], `${name}: dirty pages read`);
+  check(bytes === (await gunzipOnly(path)), `${name}: decompressed length`);
+  const rows = await suite(
+    `read ${name}.ptrace.gz (${(fileBytes / 1e6).toFixed(1)} MB file, ${(bytes / 1e6).toFixed(0)} MB decompressed); MB/s of the file`,
+    [
+      { name: "pagemill TraceReader + applyEpoch", fn: async () => void (await readTrace(path)) },
+      { name: "node zlib gunzip alone (floor)", fn: async () => void (await gunzipOnly(path)) },
+    ],
+    { bytesPerOp: fileBytes, minSamples: 3, maxTime: 6 },
+  );
+  const reader = rows["pagemill TraceReader + applyEpoch"];
+  results[`read-${name}`] = { ...rows, decompressedMBps: (reader.mbps * bytes) / fileBytes };
+  console.log(`  pagemill reader: ${reader.mbps.toFixed(1)} MB/s of file = ${((reader.mbps * bytes) / fileBytes).toFixed(0)} MB/s decompressed`);
+}
+
+// --- Recorder ----------------------------------------------------------------
+
+// A target that streams through a buffer as fast as it can (the memstream
+// worst case: every page changes every pass) and prints its write rate
+// (MiB/s) every 100 ms.
+const TARGET = `
+const mib = Number(process.argv[1]);
+const buffer = new Float64Array(mib * 131072);
+let written = 0, last = performance.now(), pass = 0;
+for (;;) {
+  pass++;
+  for (let i = 0; i < buffer.length; i += 512) {
+    for (let j = i; j < i + 512; j++) buffer[j] = pass + j;
+    written += 4096;
+    const now = performance.now();
+    if (now - last >= 100) {
+      console.log((written / 1048576 / ((now - last) / 1000)).toFixed(1));
+      written = 0; last = now;
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+}`;
+
+async function startTarget(mib) {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", TARGET, String(mib)]);
+  const rates = [];
+  createInterface({ input: child.stdout }).on("line", (line) => rates.push(Number(line)));
+  await new Promise((r) => setTimeout(r, 1000));
+  return { child, rates };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+const dir = mkdtempSync(join(tmpdir(), "pagemill-bench-"));
+const target = await startTarget(128);
+try {
+  await new Promise((r) => setTimeout(r, 2000));
+  const before = median(target.rates.splice(0));
+  const result = await recordProcess(target.child.pid, { interval: 0.2, duration: 2, out: join(dir, "target.ptrace.gz"), level: 1 });
+  const during = median(target.rates.splice(0));
+  check(result.epochs === 10 && result.pages > 128 * 256, "recorder: epochs and pages of the target");
+  const hashedPerSecond = result.pagesHashed / result.busySeconds;
+  results.recorder = {
+    targetMiB: 128,
+    pages: result.pages,
+    epochs: result.epochs,
+    pagesHashedPerSecond: hashedPerSecond,
+    busyShare: result.busySeconds / 2,
+    targetMiBpsBefore: before,
+    targetMiBpsDuring: during,
+    targetSlowdown: 1 - during / before,
+  };
+  console.log(`\nrecorder on a 128 MiB streaming writer, 200 ms interval, 2 s:`);
+  console.log(`  ${result.pages} pages, ${(hashedPerSecond / 1e3).toFixed(0)}k pages read + hashed per second (${((hashedPerSecond * 4096) / 2 ** 20).toFixed(0)} MiB/s), busy ${(100 * results.recorder.busyShare).toFixed(0)}% of the time`);
+  console.log(`  target wrote ${before.toFixed(0)} MiB/s before, ${during.toFixed(0)} MiB/s while recorded: ${(100 * results.recorder.targetSlowdown).toFixed(1)}% slower`);
+} finally {
+  target.child.kill();
+}
+
+// --- Synthetic guest --------------------------------------------------------
+
+const started = performance.now();
+const image = syntheticImage(2 ** 18, { profile: "redis", seed: 1 });
+const seconds = (performance.now() - started) / 1000;
+check(image.byteLength === 2 ** 30, "synthetic image size");
+results.syntheticImage = { GiB: 1, seconds, GiBps: 1 / seconds };
+console.log(`\nsynthetic 1 GiB redis-like image: ${seconds.toFixed(2)} s (${(1 / seconds).toFixed(2)} GiB/s)`);
+
+save("pagetrace", results);

@@ -1,0 +1,52 @@
+// pagemill record: a running process's memory (or a file) as a pagetrace.
+
+import { checkPageSize } from "../errors.js";
+import { recordFile, recordProcess, type PassInfo, type RecordOptions } from "../guest/recorder.js";
+import { UsageError, durationOption, formatBytes, intOption, parse, sizeOption } from "./args.js";
+
+export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
+export const usage =
+  "usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6]";
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    pid: { type: "string" },
+    file: { type: "string" },
+    interval: { type: "string" },
+    duration: { type: "string" },
+    out: { type: "string", short: "o" },
+    "page-size": { type: "string" },
+    level: { type: "string" },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
+  if (typeof values.out !== "string") throw new UsageError("missing -o OUT.ptrace.gz");
+  const interval = durationOption("interval", values.interval, 0.2);
+  const duration = durationOption("duration", values.duration, 10);
+  if (!(interval > 0)) throw new UsageError("--interval must be above 0");
+  const pageSize = sizeOption("page-size", values["page-size"], 4096);
+  try {
+    checkPageSize(pageSize, "--page-size");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const level = intOption("level", values.level, 6, 1, 9);
+  const epochs = Math.floor(duration / interval + 1e-9);
+  const onPass = (info: PassInfo): void => {
+    const what = info.epoch === 0 ? "image" : `epoch ${info.epoch}/${epochs}: ${info.dirty} dirty pages`;
+    process.stderr.write(`\rrecord: ${what}, pass ${(info.seconds * 1000).toFixed(0)} ms\x1b[K`);
+  };
+  const options: RecordOptions = { interval, duration, out: values.out, pageSize, level, onPass: process.stderr.isTTY ? onPass : undefined };
+  const result =
+    values.pid !== undefined
+      ? await recordProcess(intOption("pid", values.pid, 0, 1, 2 ** 22), options)
+      : await recordFile(values.file as string, options);
+  if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+  if (result.endedEarly) console.error(`pagemill record: ${result.endedEarly}`);
+  console.log(
+    `${result.out}: ${result.pages} pages (${formatBytes(result.pages * pageSize)}), ${result.epochs} epochs, ${formatBytes(result.bytes)}; ` +
+      `${result.pagesHashed} pages hashed in ${result.busySeconds.toFixed(2)} s busy` +
+      (result.unreadablePages ? `, ${result.unreadablePages} unreadable page reads (as zero)` : ""),
+  );
+  return 0;
+}

@@ -1,0 +1,338 @@
+// Recording a running process (or a file) as a pagetrace, on Linux kernels
+// without soft-dirty tracking: the pages are read again every interval and
+// hashed, and the pages whose hash changed are written as XOR deltas.
+//
+// A process: its writable private mappings from /proc/PID/maps ([vvar],
+// [vsyscall] and the like skipped), fixed at the start and concatenated in
+// address order, read through /proc/PID/mem in 8 MiB chunks; a page that
+// cannot be read (unmapped since) reads as zero. A file: its pages at the
+// start, read the same way (a short last page zero-padded). The target is
+// never stopped, so a page's content is the one seen when the pass reached
+// it, and an epoch's elapsedMicros is the start of its pass.
+
+import { open, readFile, stat, type FileHandle } from "node:fs/promises";
+import { PagemillError, checkPageSize } from "../errors.js";
+import { xxh3Batch } from "../hash/xxhash.js";
+import { PageBatch } from "../wasm/arena.js";
+import { TraceWriter, type TraceMeta, type TraceRegion } from "./pagetrace.js";
+
+/** Bytes read from the target per read call. */
+const CHUNK_BYTES = 8 << 20;
+
+export type RecordErrorCode = "no-process" | "permission" | "no-memory" | "too-large" | "not-a-file";
+
+/** The target cannot be recorded; names it and why. */
+export class RecordError extends PagemillError {
+  constructor(
+    readonly code: RecordErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Sent after each pass, awaited before the next one starts. */
+export interface PassInfo {
+  /** 0 for the image, then 1, 2, ... */
+  epoch: number;
+  elapsedMicros: number;
+  /** Pages whose content changed (0 for the image). */
+  dirty: number;
+  /** Seconds the pass took. */
+  seconds: number;
+}
+
+export interface RecordOptions {
+  /** Seconds between the starts of two passes. */
+  interval: number;
+  /** Seconds to record after the image (epochs = floor(duration / interval)). */
+  duration: number;
+  /** The pagetrace to write. */
+  out: string;
+  pageSize?: number;
+  /** gzip level of the output (6 by default). */
+  level?: number;
+  /** Free text for meta.program (the command line by default). */
+  program?: string;
+  onPass?: (info: PassInfo) => void | Promise<void>;
+}
+
+export interface RecordResult {
+  out: string;
+  pages: number;
+  epochs: number;
+  /** Compressed size of the trace. */
+  bytes: number;
+  /** Pages hashed, over all passes. */
+  pagesHashed: number;
+  /** Seconds spent reading and hashing (not sleeping). */
+  busySeconds: number;
+  /** Pages that could not be read in some pass (read as zero). */
+  unreadablePages: number;
+  /** Set when the target went away before the end: what was kept. */
+  endedEarly?: string;
+}
+
+interface Target {
+  readonly label: string;
+  readonly regions: TraceRegion[];
+  readonly program: string;
+  readonly method: string;
+  /** Reads `length` bytes at target address `address` into `into`; returns bytes read (short or 0 when unreadable). */
+  read(into: Uint8Array, length: number, address: number): Promise<number>;
+  /** Why reading stopped making sense (the process exited), or undefined. */
+  gone(): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+/** Parses /proc/PID/maps into the writable private mappings worth recording. */
+export function writableMappings(maps: string, pageSize: number): TraceRegion[] {
+  const regions: TraceRegion[] = [];
+  for (const line of maps.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+\S+\s+\S+\s+\S+\s*(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, lo, hi, perms, name] = m;
+    // Readable, writable and private; the kernel's special pages are not the program's memory.
+    if (perms![0] !== "r" || perms![1] !== "w" || perms![3] !== "p") continue;
+    if (/^\[(vvar|vvar_vclock|vsyscall|vdso)\]$/.test(name!)) continue;
+    const start = parseInt(lo!, 16);
+    const pages = (parseInt(hi!, 16) - start) / pageSize;
+    if (pages > 0) regions.push({ start: `0x${lo}`, pages, perms: perms!, name: name! });
+  }
+  return regions;
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException)?.code;
+}
+
+async function processTarget(pid: number): Promise<Omit<Target, "regions"> & { maps: string }> {
+  if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`pid must be a positive integer, got ${pid}`);
+  let maps: string;
+  try {
+    maps = await readFile(`/proc/${pid}/maps`, "utf8");
+  } catch (err) {
+    if (errno(err) === "ENOENT" || errno(err) === "ESRCH") throw new RecordError("no-process", `no process ${pid}`);
+    if (errno(err) === "EACCES" || errno(err) === "EPERM") throw new RecordError("permission", `no permission to read the memory map of process ${pid} (run as its user or root)`);
+    throw err;
+  }
+  let mem: FileHandle;
+  try {
+    mem = await open(`/proc/${pid}/mem`, "r");
+  } catch (err) {
+    if (errno(err) === "ENOENT" || errno(err) === "ESRCH") throw new RecordError("no-process", `no process ${pid}`);
+    if (errno(err) === "EACCES" || errno(err) === "EPERM") {
+      throw new RecordError("permission", `no permission to read /proc/${pid}/mem (run as its user or root; check kernel.yama.ptrace_scope)`);
+    }
+    throw err;
+  }
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  const gone = async (): Promise<string | undefined> => {
+    try {
+      // Field 3 of stat is the state; a zombie has no memory left to read.
+      const statLine = await readFile(`/proc/${pid}/stat`, "utf8");
+      const state = statLine.slice(statLine.lastIndexOf(")") + 2, statLine.lastIndexOf(")") + 3);
+      return state === "Z" || state === "X" ? `process ${pid} exited` : undefined;
+    } catch {
+      return `process ${pid} exited`;
+    }
+  };
+  return {
+    label: `process ${pid}`,
+    maps,
+    program: cmdline.split("\0").filter(Boolean).join(" ") || `pid ${pid}`,
+    method: "xxh3 hash diff of /proc/PID/mem every intervalMicros (pagemill record)",
+    async read(into, length, address) {
+      try {
+        const { bytesRead } = await mem.read(into, 0, length, address);
+        return bytesRead;
+      } catch (err) {
+        if (errno(err) === "EIO" || errno(err) === "EFAULT" || errno(err) === "ESRCH") return 0;
+        throw err;
+      }
+    },
+    gone,
+    close: () => mem.close(),
+  };
+}
+
+async function fileTarget(path: string, pageSize: number): Promise<Target> {
+  let size: number;
+  let handle: FileHandle;
+  try {
+    const info = await stat(path);
+    if (!info.isFile() && !info.isBlockDevice()) throw new RecordError("not-a-file", `${path} is not a regular file or block device`);
+    handle = await open(path, "r");
+    size = info.isFile() ? info.size : (await handle.stat()).size;
+  } catch (err) {
+    if (err instanceof RecordError) throw err;
+    if (errno(err) === "ENOENT") throw new RecordError("not-a-file", `cannot record ${path}: no such file`);
+    if (errno(err) === "EACCES" || errno(err) === "EPERM") throw new RecordError("permission", `cannot record ${path}: permission denied`);
+    throw err;
+  }
+  const pages = Math.ceil(size / pageSize);
+  return {
+    label: path,
+    regions: pages ? [{ start: "0x0", pages, perms: "rw-p", name: path }] : [],
+    program: `file ${path}`,
+    method: "xxh3 hash diff of the file every intervalMicros (pagemill record --file)",
+    async read(into, length, address) {
+      const { bytesRead } = await handle.read(into, 0, length, address);
+      return bytesRead;
+    },
+    gone: async () => stat(path).then(
+      () => undefined,
+      () => `${path} was removed`,
+    ),
+    close: () => handle.close(),
+  };
+}
+
+/** Records process `pid` into a pagetrace. */
+export async function recordProcess(pid: number, options: RecordOptions): Promise<RecordResult> {
+  const pageSize = options.pageSize ?? 4096;
+  checkPageSize(pageSize);
+  const target = await processTarget(pid);
+  const regions = writableMappings(target.maps, pageSize);
+  if (regions.length === 0) {
+    await target.close();
+    throw new RecordError((await target.gone()) ? "no-process" : "no-memory", `process ${pid} has no writable private memory to record${(await target.gone()) ? " (it exited)" : ""}`);
+  }
+  return record({ ...target, regions }, options, pageSize);
+}
+
+/** Records the file (or disk image) at `path` into a pagetrace. */
+export async function recordFile(path: string, options: RecordOptions): Promise<RecordResult> {
+  const pageSize = options.pageSize ?? 4096;
+  checkPageSize(pageSize);
+  return record(await fileTarget(path, pageSize), options, pageSize);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function record(target: Target, options: RecordOptions, pageSize: number): Promise<RecordResult> {
+  if (!(options.interval > 0) || !(options.duration >= 0)) {
+    await target.close();
+    throw new RangeError(`interval must be > 0 and duration >= 0, got ${options.interval} and ${options.duration}`);
+  }
+  const pageCount = target.regions.reduce((sum, r) => sum + r.pages, 0);
+  if (pageCount * pageSize > 2 ** 32) {
+    await target.close();
+    throw new RecordError("too-large", `${target.label} has ${pageCount} writable pages (more than 4 GiB): too large to record`);
+  }
+  const epochs = Math.floor(options.duration / options.interval + 1e-9);
+  const chunkPages = CHUNK_BYTES / pageSize;
+  const batch = new PageBatch(chunkPages, pageSize);
+  const chunk = new Uint8Array(CHUNK_BYTES);
+  const digests = new BigUint64Array(pageCount);
+  const digestWords = new Uint32Array(digests.buffer);
+  const fresh = new BigUint64Array(chunkPages);
+  const freshWords = new Uint32Array(fresh.buffer);
+  const image = new Uint8Array(pageCount * pageSize);
+  let contents = new Uint8Array(0);
+  let changed: number[] = [];
+  const passTimes: number[] = [];
+  let unreadable = 0;
+  let pagesHashed = 0;
+  let busy = 0;
+
+  /** Reads a page range of the target into `into` (page-sized reads where a chunk fails); returns pages unreadable. */
+  async function readRange(into: Uint8Array, address: number, pages: number): Promise<number> {
+    const length = pages * pageSize;
+    let got = await target.read(into, length, address);
+    if (got === length) return 0;
+    let missing = 0;
+    for (let p = Math.floor(got / pageSize); p < pages; p++) {
+      const page = into.subarray(p * pageSize, (p + 1) * pageSize);
+      got = await target.read(page, pageSize, address + p * pageSize);
+      if (got < pageSize) {
+        page.fill(0, got);
+        if (got === 0) missing++;
+      }
+    }
+    return missing;
+  }
+
+  /** One pass over every page: hashes it and, after the image, keeps the pages whose hash changed. */
+  async function pass(first: boolean): Promise<void> {
+    changed = [];
+    let page = 0;
+    let kept = 0;
+    for (const region of target.regions) {
+      const base = parseInt(region.start, 16);
+      for (let done = 0; done < region.pages; ) {
+        const n = Math.min(chunkPages, region.pages - done);
+        const into = first ? image.subarray(page * pageSize, (page + n) * pageSize) : chunk;
+        unreadable += await readRange(into, base + done * pageSize, n);
+        xxh3Batch(batch.set(into.subarray(0, n * pageSize)), { out: fresh });
+        for (let k = 0; k < n; k++) {
+          const w = 2 * (page + k);
+          if (first || digestWords[w] !== freshWords[2 * k] || digestWords[w + 1] !== freshWords[2 * k + 1]) {
+            digestWords[w] = freshWords[2 * k]!;
+            digestWords[w + 1] = freshWords[2 * k + 1]!;
+            if (first) continue;
+            if (contents.byteLength < (kept + 1) * pageSize) {
+              const grown = new Uint8Array(Math.max((kept + 1) * pageSize, contents.byteLength * 2));
+              grown.set(contents.subarray(0, kept * pageSize));
+              contents = grown;
+            }
+            contents.set(chunk.subarray(k * pageSize, (k + 1) * pageSize), kept * pageSize);
+            changed.push(page + k);
+            kept++;
+          }
+        }
+        pagesHashed += n;
+        page += n;
+        done += n;
+      }
+    }
+  }
+
+  let writer: TraceWriter | undefined;
+  let endedEarly: string | undefined;
+  let written = 0;
+  try {
+    const start = performance.now();
+    await pass(true);
+    passTimes.push((performance.now() - start) / 1000);
+    busy += passTimes[0]!;
+    if (await target.gone()) throw new RecordError("no-process", `${target.label} exited before its memory could be read`);
+    const meta: TraceMeta = {
+      program: options.program ?? target.program,
+      captured: new Date().toISOString().slice(0, 10),
+      method: target.method,
+      regions: target.regions,
+    };
+    writer = await TraceWriter.create(options.out, image, { pageSize, intervalMicros: Math.round(options.interval * 1e6), meta, level: options.level });
+    await options.onPass?.({ epoch: 0, elapsedMicros: 0, dirty: 0, seconds: passTimes[0]! });
+    for (let e = 1; e <= epochs; e++) {
+      const due = start + e * options.interval * 1000;
+      const wait = due - performance.now();
+      if (wait > 0) await sleep(wait);
+      const began = performance.now();
+      await pass(false);
+      const seconds = (performance.now() - began) / 1000;
+      busy += seconds;
+      // A pass that raced the target's exit read zeros, not memory: drop it.
+      const why = await target.gone();
+      if (why) {
+        endedEarly = `${why} during epoch ${e}; kept the image and ${e - 1} epoch${e === 2 ? "" : "s"}`;
+        break;
+      }
+      const elapsedMicros = Math.round((began - start) * 1000);
+      const dirty = await writer.epoch(elapsedMicros, changed, contents.subarray(0, changed.length * pageSize));
+      written = e;
+      passTimes.push(seconds);
+      await options.onPass?.({ epoch: e, elapsedMicros, dirty, seconds });
+    }
+    meta.recorder = { passSeconds: passTimes.map((t) => Number(t.toFixed(4))), unreadablePages: unreadable, endedEarly: endedEarly ?? null };
+    const { bytes } = await writer.close();
+    return { out: options.out, pages: pageCount, epochs: written, bytes, pagesHashed, busySeconds: busy, unreadablePages: unreadable, endedEarly };
+  } catch (err) {
+    await writer?.abort();
+    throw err;
+  } finally {
+    batch.dispose();
+    await target.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,80 @@
+// Shared by the wire tests: sending pages as frames, editing frames, and
+// synthetic pages of every kind.
+
+import xxhash from "xxhash-wasm";
+import { PageBatch } from "../../src/index.js";
+import type { PageCodec } from "../../src/codecs/codec.js";
+import { codecNamesFor, createCodec } from "../../src/codecs/registry.js";
+import { FrameEncoder, type PipelineCodecs } from "../../src/wire/frame.js";
+
+const { h32Raw } = await xxhash();
+
+/** Every compression choice: "raw" (no compressor) and each registered compress codec. */
+export const CHOICES = ["raw", ...codecNamesFor("compress")];
+
+export function pipeline(choice: string): PipelineCodecs {
+  return choice === "raw" ? {} : { compress: createCodec(choice) };
+}
+
+export function dispose(codecs: PipelineCodecs): void {
+  for (const codec of Object.values(codecs) as PageCodec[]) codec.dispose();
+}
+
+/** Sends `pages` (page k → guest page indices[k]) in frames of `batchPages`; returns the frames. */
+export function encodeAll(pages: Uint8Array, indices: ArrayLike<number>, pageSize: number, batchPages: number, codecs: PipelineCodecs) {
+  const encoder = new FrameEncoder(codecs);
+  const batch = new PageBatch(batchPages, pageSize);
+  const frames: Uint8Array[] = [];
+  try {
+    for (let first = 0; first < indices.length; first += batchPages) {
+      const end = Math.min(indices.length, first + batchPages);
+      batch.set(pages.subarray(first * pageSize, end * pageSize));
+      frames.push(encoder.pages(batch, Array.from({ length: end - first }, (_, i) => indices[first + i]!)));
+    }
+  } finally {
+    batch.dispose();
+  }
+  return { frames, stats: encoder.stats };
+}
+
+/** Recomputes the header check (and the frame check unless `headerOnly`) after a test has edited a frame. */
+export function reseal(frame: Uint8Array, headerOnly = false): Uint8Array {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  dv.setUint32(24, h32Raw(frame.subarray(0, 24), 0) >>> 0, true);
+  if (!headerOnly && frame.byteLength >= 32) dv.setUint32(frame.byteLength - 4, h32Raw(frame.subarray(0, frame.byteLength - 4), 0) >>> 0, true);
+  return frame;
+}
+
+/** A few pages of every kind: zero, one repeated word, text-like, random, and a mostly zero one. */
+export function mixedPages(pageSize: number, count: number, seed: number): Uint8Array {
+  const pages = new Uint8Array(pageSize * count);
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+  for (let k = 0; k < count; k++) {
+    const page = pages.subarray(k * pageSize, (k + 1) * pageSize);
+    switch (k % 5) {
+      case 0:
+        break;
+      case 1:
+        new DataView(page.buffer, page.byteOffset).setUint32(0, next(), true);
+        page.copyWithin(4, 0, pageSize - 4);
+        for (let f = 4; f < pageSize; f *= 2) page.copyWithin(f, 0, f);
+        break;
+      case 2:
+        for (let i = 0; i < pageSize; i++) page[i] = 97 + ((i * 7 + k) % 13);
+        break;
+      case 3:
+        for (let i = 0; i < pageSize; i++) page[i] = next() & 0xff;
+        break;
+      default:
+        page[next() % pageSize] = 1 + (next() % 255);
+    }
+  }
+  return pages;
+}
+

@@ -1,0 +1,216 @@
+import { describe, expect, it } from "vitest";
+import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { mkdtempSync, openSync, writeSync, closeSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { TraceReader, applyEpoch } from "../src/guest/pagetrace.js";
+import { RecordError, recordFile, recordProcess, writableMappings } from "../src/guest/recorder.js";
+import { run } from "../src/cli/record.js";
+import { UsageError } from "../src/cli/args.js";
+import { SHARED } from "./helpers/traces.js";
+
+const dir = mkdtempSync(join(tmpdir(), "pagemill-record-test-"));
+const PAGES = 64;
+
+// The target: maps 64 private anonymous pages, prints their address, then
+// writes what it is told on stdin and answers "ok":
+//   p N...  flips byte 100 of pages N...      (a partial write)
+//   f N V   fills page N with byte V           (a whole-page write)
+//   z N     zeroes page N
+//   x       exits
+const TARGET = `
+import ctypes, mmap, sys
+m = mmap.mmap(-1, ${PAGES} * 4096, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for i in range(${PAGES}):
+    m[i * 4096] = 1
+print(hex(ctypes.addressof(ctypes.c_char.from_buffer(m))), flush=True)
+for line in sys.stdin:
+    cmd, *args = line.split()
+    if cmd == "x":
+        sys.exit(0)
+    if cmd == "p":
+        for n in args:
+            m[int(n) * 4096 + 100] ^= 0xFF
+    elif cmd == "f":
+        m[int(args[0]) * 4096:(int(args[0]) + 1) * 4096] = bytes([int(args[1])]) * 4096
+    elif cmd == "z":
+        m[int(args[0]) * 4096:(int(args[0]) + 1) * 4096] = bytes(4096)
+    print("ok", flush=True)
+`;
+
+interface Target {
+  child: ChildProcessWithoutNullStreams;
+  address: bigint;
+  send(command: string): Promise<void>;
+}
+
+async function startTarget(): Promise<Target> {
+  const child = spawn("python3", ["-c", TARGET]);
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  const address = BigInt(first.value as string);
+  return {
+    child,
+    address,
+    async send(command) {
+      child.stdin.write(`${command}\n`);
+      if (command === "x") return;
+      expect((await lines.next()).value).toBe("ok");
+    },
+  };
+}
+
+/** Index in the trace of the target's page 0, from the regions in meta. */
+function firstTracePage(regions: { start: string; pages: number }[], address: bigint): number {
+  let index = 0;
+  for (const r of regions) {
+    const start = BigInt(r.start);
+    if (address >= start && address < start + BigInt(r.pages * 4096)) return index + Number((address - start) / 4096n);
+    index += r.pages;
+  }
+  throw new Error(`address ${address.toString(16)} is in no recorded region`);
+}
+
+describe("pagemill record", () => {
+  it("records a child process: exactly the pages it wrote, in the epochs it wrote them", async () => {
+    const target = await startTarget();
+    const out = join(dir, "child.ptrace.gz");
+    // Commands sent after pass e (0 = the image), before pass e + 1 reads.
+    const plan: Record<number, string[]> = { 0: ["p 3 7"], 2: ["f 20 66"], 3: ["p 3", "z 5"], 5: ["p 63"] };
+    const expected = [[3, 7], [], [20], [3, 5], [], [63]];
+    try {
+      const result = await recordProcess(target.child.pid!, {
+        interval: 0.1,
+        duration: 0.6,
+        out,
+        onPass: async ({ epoch }) => {
+          for (const command of plan[epoch] ?? []) await target.send(command);
+        },
+      });
+      expect(result).toMatchObject({ epochs: 6, endedEarly: undefined });
+      expect(result.pagesHashed).toBe(7 * result.pages);
+    } finally {
+      target.child.kill();
+    }
+    execFileSync("python3", [`${SHARED}tools/check-pagetrace`, out]);
+    const reader = await TraceReader.open(out);
+    const { regions } = reader.header.meta;
+    expect(reader.header).toMatchObject({ pageSize: 4096, epochCount: 6, intervalMicros: 100_000 });
+    const base = firstTracePage(regions!, target.address);
+    const image = reader.image;
+    for (let p = 0; p < PAGES; p++) expect(image[(base + p) * 4096]).toBe(1);
+    let e = 0;
+    let lastElapsed = 0;
+    for await (const epoch of reader.epochs()) {
+      const mine = Array.from(epoch.pages).filter((p) => p >= base && p < base + PAGES);
+      expect(mine.map((p) => p - base), `epoch ${e + 1}`).toEqual(expected[e]);
+      // Passes start on a fixed grid (one late pass does not shift the next).
+      expect(epoch.elapsedMicros).toBeGreaterThanOrEqual((e + 1) * 100_000 - 2000);
+      expect(epoch.elapsedMicros).toBeGreaterThanOrEqual(lastElapsed);
+      lastElapsed = epoch.elapsedMicros;
+      for (const p of mine) {
+        const k = epoch.pages.indexOf(p);
+        const delta = epoch.deltas.subarray(k * 4096, (k + 1) * 4096);
+        const changed = delta.reduce((n, x) => n + (x !== 0 ? 1 : 0), 0);
+        if (p - base === 20) expect(changed).toBe(4096);
+        else if (p - base === 5) expect([changed, delta[0]]).toEqual([1, 1]); // zeroed: only byte 0 was set
+        else {
+          expect(changed).toBe(1);
+          expect(delta[100]).toBe(0xff);
+        }
+      }
+      applyEpoch(image, 4096, epoch);
+      e++;
+    }
+    expect(image[(base + 20) * 4096 + 4000]).toBe(66);
+    expect(image.subarray((base + 5) * 4096, (base + 6) * 4096).every((x) => x === 0)).toBe(true);
+  });
+
+  it("keeps what it recorded when the process exits, and says so", async () => {
+    const target = await startTarget();
+    const out = join(dir, "exits.ptrace.gz");
+    const exited = new Promise((resolve) => target.child.on("exit", resolve));
+    const result = await recordProcess(target.child.pid!, {
+      interval: 0.1,
+      duration: 2,
+      out,
+      onPass: async ({ epoch }) => {
+        if (epoch === 1) await target.send("p 9");
+        if (epoch === 2) {
+          await target.send("x");
+          await exited;
+        }
+      },
+    });
+    expect(result.epochs).toBe(2);
+    expect(result.endedEarly).toMatch(/process \d+ exited during epoch 3; kept the image and 2 epochs/);
+    const reader = await TraceReader.open(out);
+    expect(reader.header.epochCount).toBe(2);
+    expect(reader.header.meta.recorder).toMatchObject({ endedEarly: result.endedEarly });
+    const base = firstTracePage(reader.header.meta.regions!, target.address);
+    const dirty: number[][] = [];
+    for await (const epoch of reader.epochs()) dirty.push(Array.from(epoch.pages).filter((p) => p >= base && p < base + PAGES));
+    expect(dirty).toEqual([[], [base + 9]]);
+  });
+
+  it("names a missing process, and a file that is not there", async () => {
+    // Linux pids stop at 2^22.
+    await expect(recordProcess(2 ** 22 + 5, { interval: 0.1, duration: 0.1, out: join(dir, "none.gz") })).rejects.toMatchObject({
+      code: "no-process",
+      message: `no process ${2 ** 22 + 5}`,
+    });
+    await expect(recordFile(join(dir, "absent.img"), { interval: 0.1, duration: 0.1, out: join(dir, "none.gz") })).rejects.toThrow(RecordError);
+    await expect(recordProcess(0, { interval: 0.1, duration: 0.1, out: join(dir, "none.gz") })).rejects.toThrow(/pid/);
+  });
+
+  it("records a file the same way (storage traces)", async () => {
+    const disk = join(dir, "disk.img");
+    writeFileSync(disk, Buffer.alloc(10 * 4096 + 100, 7));
+    const out = join(dir, "disk.ptrace.gz");
+    const result = await recordFile(disk, {
+      interval: 0.05,
+      duration: 0.1,
+      out,
+      onPass: ({ epoch }) => {
+        if (epoch !== 0) return;
+        const fd = openSync(disk, "r+");
+        writeSync(fd, Buffer.from([1, 2, 3]), 0, 3, 4 * 4096 + 10);
+        writeSync(fd, Buffer.from([9]), 0, 1, 10 * 4096 + 50);
+        closeSync(fd);
+      },
+    });
+    expect(result).toMatchObject({ pages: 11, epochs: 2 });
+    const reader = await TraceReader.open(out);
+    expect(reader.image[10 * 4096 + 99]).toBe(7);
+    expect(reader.image[10 * 4096 + 100]).toBe(0);
+    const dirty: number[][] = [];
+    for await (const epoch of reader.epochs()) dirty.push(Array.from(epoch.pages));
+    expect(dirty).toEqual([[4, 10], []]);
+  });
+
+  it("parses /proc/PID/maps into the writable private mappings", () => {
+    const maps = [
+      "55d0c0000000-55d0c0002000 rw-p 00000000 00:00 0          [heap]",
+      "7f0000000000-7f0000001000 r--p 00000000 08:01 123        /usr/lib/libc.so.6",
+      "7f0000001000-7f0000003000 rw-s 00000000 00:01 5          /dev/shm/x",
+      "7f0000003000-7f0000004000 rw-p 00002000 08:01 123        /usr/lib/libc.so.6",
+      "7ffc00000000-7ffc00004000 rw-p 00000000 00:00 0          [stack]",
+      "7ffc00010000-7ffc00012000 r--p 00000000 00:00 0          [vvar]",
+      "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]",
+    ].join("\n");
+    expect(writableMappings(maps, 4096)).toEqual([
+      { start: "0x55d0c0000000", pages: 2, perms: "rw-p", name: "[heap]" },
+      { start: "0x7f0000003000", pages: 1, perms: "rw-p", name: "/usr/lib/libc.so.6" },
+      { start: "0x7ffc00000000", pages: 4, perms: "rw-p", name: "[stack]" },
+    ]);
+  });
+
+  it("reports command-line mistakes as usage errors", async () => {
+    await expect(run(["-o", join(dir, "x.gz")])).rejects.toThrow(UsageError);
+    await expect(run(["--pid", "1", "--file", "x", "-o", "y"])).rejects.toThrow(/either --pid/);
+    await expect(run(["--pid", "1"])).rejects.toThrow(/missing -o/);
+    await expect(run(["--pid", "abc", "-o", "y"])).rejects.toThrow(/--pid/);
+    await expect(run(["--pid", "1", "--interval", "fast", "-o", "y"])).rejects.toThrow(/--interval/);
+  });
+});
