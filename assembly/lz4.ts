@@ -267,12 +267,14 @@ export function lz4CompressBatch(pagesPtr: usize, pageSize: u32, count: u32, out
   return <u32>(out - outPtr);
 }
 
+/** Where the last length extension read ended (readLengthExtension's second result). */
+let extEnd: usize = 0;
+
 /**
  * Reads a length extension (bytes of 255 while more) at `ip` onto `base`.
  * Returns the length (u64: a long run of 255s overflows 32 bits), or
  * u64.MAX_VALUE when the input ends inside it; the new ip is left in `extEnd`.
  */
-let extEnd: usize = 0;
 // @ts-ignore: decorator
 @inline
 function readLengthExtension(ip: usize, iend: usize, base: u64): u64 {

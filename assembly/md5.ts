@@ -53,7 +53,10 @@ const SCALAR_STATE = memory.data(96, 16);
 
 // ---------------------------------------------------------------------------
 // Scalar path. Step i of round r: a = b + rotl(a + f_r(b, c, d) + K[i] + w, s).
-// F and G are selects written with xor/and; H is parity; I is c ^ (b | ~d).
+// Each f_r is written so that b, the value just computed, goes through as few
+// operations as possible before the add (the chain of steps is the limit):
+// F = d ^ (b & (c ^ d)); G = (c & ~d) + (b & d), the two terms sharing no bit;
+// H = b ^ (c ^ d); I = c ^ (b | ~d).
 
 // @ts-ignore: decorator
 @inline function ff(a: u32, b: u32, c: u32, d: u32, w: u32, i: usize, s: i32): u32 {
@@ -61,11 +64,11 @@ const SCALAR_STATE = memory.data(96, 16);
 }
 // @ts-ignore: decorator
 @inline function gg(a: u32, b: u32, c: u32, d: u32, w: u32, i: usize, s: i32): u32 {
-  return b + rotl<u32>(a + load<u32>(K + (i << 2)) + w + (c ^ (d & (b ^ c))), s);
+  return b + rotl<u32>(a + load<u32>(K + (i << 2)) + w + (c & ~d) + (b & d), s);
 }
 // @ts-ignore: decorator
 @inline function hh(a: u32, b: u32, c: u32, d: u32, w: u32, i: usize, s: i32): u32 {
-  return b + rotl<u32>(a + load<u32>(K + (i << 2)) + w + (b ^ c ^ d), s);
+  return b + rotl<u32>(a + load<u32>(K + (i << 2)) + w + (b ^ (c ^ d)), s);
 }
 // @ts-ignore: decorator
 @inline function ii(a: u32, b: u32, c: u32, d: u32, w: u32, i: usize, s: i32): u32 {
@@ -203,18 +206,18 @@ export function md5Final(statePtr: usize, outPtr: usize): i32 {
 // second group's independent chain fills the idle issue slots.
 //
 // Measured choices (V8, x64; see bench/md5.bench.js):
-// - The block's message words, transposed, go to WORDS (group 1 at +0,
-//   group 2 at +256), and each step loads its word and broadcasts its sine
+// - The block's message words, transposed, go to WORDS_1 and WORDS_2 (one
+//   per group), and each step loads its word and broadcasts its sine
 //   constant (load32_splat): cheaper than keeping 32 message vectors live
 //   in 16 registers, or materialising a v128 constant per step.
 // - Each step stores its result to STEP_ORDER. Nothing reads it: the store
 //   puts the steps of both groups on one chain of memory effects in source
 //   order, without which TurboFan schedules each group's 64 steps as one
 //   run and the two chains no longer overlap.
-// - G is (c & ~d) + (b & d): the and-not is off the critical path (the two
-//   terms share no bit, so + equals |).
+// - The round functions have the scalar path's shapes (b late in each).
 
-const WORDS = memory.data(512, 16);
+const WORDS_1 = memory.data(256, 16);
+const WORDS_2 = memory.data(256, 16);
 const STEP_ORDER = memory.data(16, 16);
 const LANE_DIGESTS = memory.data(8 * 16, 16);
 
@@ -333,77 +336,77 @@ function md5Lanes(base: usize, stride: usize, lanes: usize, length: usize, out: 
   let inTail = false;
   while (true) {
     for (let n: usize = 0; n < blocks; n++) {
-      loadWords(WORDS, p0, p1, p2, p3);
-      loadWords(WORDS + 256, p4, p5, p6, p7);
+      loadWords(WORDS_1, p0, p1, p2, p3);
+      loadWords(WORDS_2, p4, p5, p6, p7);
       const a0 = a, b0 = b, c0 = c, d0 = d, e0 = e, f0 = f, g0 = g, h0 = h;
 
-      a = ff4(a, b, c, d, WORDS, 0);       e = ff4(e, f, g, h, WORDS + 256, 0);
-      d = ff4(d, a, b, c, WORDS, 1);       h = ff4(h, e, f, g, WORDS + 256, 1);
-      c = ff4(c, d, a, b, WORDS, 2);       g = ff4(g, h, e, f, WORDS + 256, 2);
-      b = ff4(b, c, d, a, WORDS, 3);       f = ff4(f, g, h, e, WORDS + 256, 3);
-      a = ff4(a, b, c, d, WORDS, 4);       e = ff4(e, f, g, h, WORDS + 256, 4);
-      d = ff4(d, a, b, c, WORDS, 5);       h = ff4(h, e, f, g, WORDS + 256, 5);
-      c = ff4(c, d, a, b, WORDS, 6);       g = ff4(g, h, e, f, WORDS + 256, 6);
-      b = ff4(b, c, d, a, WORDS, 7);       f = ff4(f, g, h, e, WORDS + 256, 7);
-      a = ff4(a, b, c, d, WORDS, 8);       e = ff4(e, f, g, h, WORDS + 256, 8);
-      d = ff4(d, a, b, c, WORDS, 9);       h = ff4(h, e, f, g, WORDS + 256, 9);
-      c = ff4(c, d, a, b, WORDS, 10);      g = ff4(g, h, e, f, WORDS + 256, 10);
-      b = ff4(b, c, d, a, WORDS, 11);      f = ff4(f, g, h, e, WORDS + 256, 11);
-      a = ff4(a, b, c, d, WORDS, 12);      e = ff4(e, f, g, h, WORDS + 256, 12);
-      d = ff4(d, a, b, c, WORDS, 13);      h = ff4(h, e, f, g, WORDS + 256, 13);
-      c = ff4(c, d, a, b, WORDS, 14);      g = ff4(g, h, e, f, WORDS + 256, 14);
-      b = ff4(b, c, d, a, WORDS, 15);      f = ff4(f, g, h, e, WORDS + 256, 15);
+      a = ff4(a, b, c, d, WORDS_1, 0);       e = ff4(e, f, g, h, WORDS_2, 0);
+      d = ff4(d, a, b, c, WORDS_1, 1);       h = ff4(h, e, f, g, WORDS_2, 1);
+      c = ff4(c, d, a, b, WORDS_1, 2);       g = ff4(g, h, e, f, WORDS_2, 2);
+      b = ff4(b, c, d, a, WORDS_1, 3);       f = ff4(f, g, h, e, WORDS_2, 3);
+      a = ff4(a, b, c, d, WORDS_1, 4);       e = ff4(e, f, g, h, WORDS_2, 4);
+      d = ff4(d, a, b, c, WORDS_1, 5);       h = ff4(h, e, f, g, WORDS_2, 5);
+      c = ff4(c, d, a, b, WORDS_1, 6);       g = ff4(g, h, e, f, WORDS_2, 6);
+      b = ff4(b, c, d, a, WORDS_1, 7);       f = ff4(f, g, h, e, WORDS_2, 7);
+      a = ff4(a, b, c, d, WORDS_1, 8);       e = ff4(e, f, g, h, WORDS_2, 8);
+      d = ff4(d, a, b, c, WORDS_1, 9);       h = ff4(h, e, f, g, WORDS_2, 9);
+      c = ff4(c, d, a, b, WORDS_1, 10);      g = ff4(g, h, e, f, WORDS_2, 10);
+      b = ff4(b, c, d, a, WORDS_1, 11);      f = ff4(f, g, h, e, WORDS_2, 11);
+      a = ff4(a, b, c, d, WORDS_1, 12);      e = ff4(e, f, g, h, WORDS_2, 12);
+      d = ff4(d, a, b, c, WORDS_1, 13);      h = ff4(h, e, f, g, WORDS_2, 13);
+      c = ff4(c, d, a, b, WORDS_1, 14);      g = ff4(g, h, e, f, WORDS_2, 14);
+      b = ff4(b, c, d, a, WORDS_1, 15);      f = ff4(f, g, h, e, WORDS_2, 15);
 
-      a = gg4(a, b, c, d, WORDS, 16);      e = gg4(e, f, g, h, WORDS + 256, 16);
-      d = gg4(d, a, b, c, WORDS, 17);      h = gg4(h, e, f, g, WORDS + 256, 17);
-      c = gg4(c, d, a, b, WORDS, 18);      g = gg4(g, h, e, f, WORDS + 256, 18);
-      b = gg4(b, c, d, a, WORDS, 19);      f = gg4(f, g, h, e, WORDS + 256, 19);
-      a = gg4(a, b, c, d, WORDS, 20);      e = gg4(e, f, g, h, WORDS + 256, 20);
-      d = gg4(d, a, b, c, WORDS, 21);      h = gg4(h, e, f, g, WORDS + 256, 21);
-      c = gg4(c, d, a, b, WORDS, 22);      g = gg4(g, h, e, f, WORDS + 256, 22);
-      b = gg4(b, c, d, a, WORDS, 23);      f = gg4(f, g, h, e, WORDS + 256, 23);
-      a = gg4(a, b, c, d, WORDS, 24);      e = gg4(e, f, g, h, WORDS + 256, 24);
-      d = gg4(d, a, b, c, WORDS, 25);      h = gg4(h, e, f, g, WORDS + 256, 25);
-      c = gg4(c, d, a, b, WORDS, 26);      g = gg4(g, h, e, f, WORDS + 256, 26);
-      b = gg4(b, c, d, a, WORDS, 27);      f = gg4(f, g, h, e, WORDS + 256, 27);
-      a = gg4(a, b, c, d, WORDS, 28);      e = gg4(e, f, g, h, WORDS + 256, 28);
-      d = gg4(d, a, b, c, WORDS, 29);      h = gg4(h, e, f, g, WORDS + 256, 29);
-      c = gg4(c, d, a, b, WORDS, 30);      g = gg4(g, h, e, f, WORDS + 256, 30);
-      b = gg4(b, c, d, a, WORDS, 31);      f = gg4(f, g, h, e, WORDS + 256, 31);
+      a = gg4(a, b, c, d, WORDS_1, 16);      e = gg4(e, f, g, h, WORDS_2, 16);
+      d = gg4(d, a, b, c, WORDS_1, 17);      h = gg4(h, e, f, g, WORDS_2, 17);
+      c = gg4(c, d, a, b, WORDS_1, 18);      g = gg4(g, h, e, f, WORDS_2, 18);
+      b = gg4(b, c, d, a, WORDS_1, 19);      f = gg4(f, g, h, e, WORDS_2, 19);
+      a = gg4(a, b, c, d, WORDS_1, 20);      e = gg4(e, f, g, h, WORDS_2, 20);
+      d = gg4(d, a, b, c, WORDS_1, 21);      h = gg4(h, e, f, g, WORDS_2, 21);
+      c = gg4(c, d, a, b, WORDS_1, 22);      g = gg4(g, h, e, f, WORDS_2, 22);
+      b = gg4(b, c, d, a, WORDS_1, 23);      f = gg4(f, g, h, e, WORDS_2, 23);
+      a = gg4(a, b, c, d, WORDS_1, 24);      e = gg4(e, f, g, h, WORDS_2, 24);
+      d = gg4(d, a, b, c, WORDS_1, 25);      h = gg4(h, e, f, g, WORDS_2, 25);
+      c = gg4(c, d, a, b, WORDS_1, 26);      g = gg4(g, h, e, f, WORDS_2, 26);
+      b = gg4(b, c, d, a, WORDS_1, 27);      f = gg4(f, g, h, e, WORDS_2, 27);
+      a = gg4(a, b, c, d, WORDS_1, 28);      e = gg4(e, f, g, h, WORDS_2, 28);
+      d = gg4(d, a, b, c, WORDS_1, 29);      h = gg4(h, e, f, g, WORDS_2, 29);
+      c = gg4(c, d, a, b, WORDS_1, 30);      g = gg4(g, h, e, f, WORDS_2, 30);
+      b = gg4(b, c, d, a, WORDS_1, 31);      f = gg4(f, g, h, e, WORDS_2, 31);
 
-      a = hh4(a, b, c, d, WORDS, 32);      e = hh4(e, f, g, h, WORDS + 256, 32);
-      d = hh4(d, a, b, c, WORDS, 33);      h = hh4(h, e, f, g, WORDS + 256, 33);
-      c = hh4(c, d, a, b, WORDS, 34);      g = hh4(g, h, e, f, WORDS + 256, 34);
-      b = hh4(b, c, d, a, WORDS, 35);      f = hh4(f, g, h, e, WORDS + 256, 35);
-      a = hh4(a, b, c, d, WORDS, 36);      e = hh4(e, f, g, h, WORDS + 256, 36);
-      d = hh4(d, a, b, c, WORDS, 37);      h = hh4(h, e, f, g, WORDS + 256, 37);
-      c = hh4(c, d, a, b, WORDS, 38);      g = hh4(g, h, e, f, WORDS + 256, 38);
-      b = hh4(b, c, d, a, WORDS, 39);      f = hh4(f, g, h, e, WORDS + 256, 39);
-      a = hh4(a, b, c, d, WORDS, 40);      e = hh4(e, f, g, h, WORDS + 256, 40);
-      d = hh4(d, a, b, c, WORDS, 41);      h = hh4(h, e, f, g, WORDS + 256, 41);
-      c = hh4(c, d, a, b, WORDS, 42);      g = hh4(g, h, e, f, WORDS + 256, 42);
-      b = hh4(b, c, d, a, WORDS, 43);      f = hh4(f, g, h, e, WORDS + 256, 43);
-      a = hh4(a, b, c, d, WORDS, 44);      e = hh4(e, f, g, h, WORDS + 256, 44);
-      d = hh4(d, a, b, c, WORDS, 45);      h = hh4(h, e, f, g, WORDS + 256, 45);
-      c = hh4(c, d, a, b, WORDS, 46);      g = hh4(g, h, e, f, WORDS + 256, 46);
-      b = hh4(b, c, d, a, WORDS, 47);      f = hh4(f, g, h, e, WORDS + 256, 47);
+      a = hh4(a, b, c, d, WORDS_1, 32);      e = hh4(e, f, g, h, WORDS_2, 32);
+      d = hh4(d, a, b, c, WORDS_1, 33);      h = hh4(h, e, f, g, WORDS_2, 33);
+      c = hh4(c, d, a, b, WORDS_1, 34);      g = hh4(g, h, e, f, WORDS_2, 34);
+      b = hh4(b, c, d, a, WORDS_1, 35);      f = hh4(f, g, h, e, WORDS_2, 35);
+      a = hh4(a, b, c, d, WORDS_1, 36);      e = hh4(e, f, g, h, WORDS_2, 36);
+      d = hh4(d, a, b, c, WORDS_1, 37);      h = hh4(h, e, f, g, WORDS_2, 37);
+      c = hh4(c, d, a, b, WORDS_1, 38);      g = hh4(g, h, e, f, WORDS_2, 38);
+      b = hh4(b, c, d, a, WORDS_1, 39);      f = hh4(f, g, h, e, WORDS_2, 39);
+      a = hh4(a, b, c, d, WORDS_1, 40);      e = hh4(e, f, g, h, WORDS_2, 40);
+      d = hh4(d, a, b, c, WORDS_1, 41);      h = hh4(h, e, f, g, WORDS_2, 41);
+      c = hh4(c, d, a, b, WORDS_1, 42);      g = hh4(g, h, e, f, WORDS_2, 42);
+      b = hh4(b, c, d, a, WORDS_1, 43);      f = hh4(f, g, h, e, WORDS_2, 43);
+      a = hh4(a, b, c, d, WORDS_1, 44);      e = hh4(e, f, g, h, WORDS_2, 44);
+      d = hh4(d, a, b, c, WORDS_1, 45);      h = hh4(h, e, f, g, WORDS_2, 45);
+      c = hh4(c, d, a, b, WORDS_1, 46);      g = hh4(g, h, e, f, WORDS_2, 46);
+      b = hh4(b, c, d, a, WORDS_1, 47);      f = hh4(f, g, h, e, WORDS_2, 47);
 
-      a = ii4(a, b, c, d, WORDS, 48);      e = ii4(e, f, g, h, WORDS + 256, 48);
-      d = ii4(d, a, b, c, WORDS, 49);      h = ii4(h, e, f, g, WORDS + 256, 49);
-      c = ii4(c, d, a, b, WORDS, 50);      g = ii4(g, h, e, f, WORDS + 256, 50);
-      b = ii4(b, c, d, a, WORDS, 51);      f = ii4(f, g, h, e, WORDS + 256, 51);
-      a = ii4(a, b, c, d, WORDS, 52);      e = ii4(e, f, g, h, WORDS + 256, 52);
-      d = ii4(d, a, b, c, WORDS, 53);      h = ii4(h, e, f, g, WORDS + 256, 53);
-      c = ii4(c, d, a, b, WORDS, 54);      g = ii4(g, h, e, f, WORDS + 256, 54);
-      b = ii4(b, c, d, a, WORDS, 55);      f = ii4(f, g, h, e, WORDS + 256, 55);
-      a = ii4(a, b, c, d, WORDS, 56);      e = ii4(e, f, g, h, WORDS + 256, 56);
-      d = ii4(d, a, b, c, WORDS, 57);      h = ii4(h, e, f, g, WORDS + 256, 57);
-      c = ii4(c, d, a, b, WORDS, 58);      g = ii4(g, h, e, f, WORDS + 256, 58);
-      b = ii4(b, c, d, a, WORDS, 59);      f = ii4(f, g, h, e, WORDS + 256, 59);
-      a = ii4(a, b, c, d, WORDS, 60);      e = ii4(e, f, g, h, WORDS + 256, 60);
-      d = ii4(d, a, b, c, WORDS, 61);      h = ii4(h, e, f, g, WORDS + 256, 61);
-      c = ii4(c, d, a, b, WORDS, 62);      g = ii4(g, h, e, f, WORDS + 256, 62);
-      b = ii4(b, c, d, a, WORDS, 63);      f = ii4(f, g, h, e, WORDS + 256, 63);
+      a = ii4(a, b, c, d, WORDS_1, 48);      e = ii4(e, f, g, h, WORDS_2, 48);
+      d = ii4(d, a, b, c, WORDS_1, 49);      h = ii4(h, e, f, g, WORDS_2, 49);
+      c = ii4(c, d, a, b, WORDS_1, 50);      g = ii4(g, h, e, f, WORDS_2, 50);
+      b = ii4(b, c, d, a, WORDS_1, 51);      f = ii4(f, g, h, e, WORDS_2, 51);
+      a = ii4(a, b, c, d, WORDS_1, 52);      e = ii4(e, f, g, h, WORDS_2, 52);
+      d = ii4(d, a, b, c, WORDS_1, 53);      h = ii4(h, e, f, g, WORDS_2, 53);
+      c = ii4(c, d, a, b, WORDS_1, 54);      g = ii4(g, h, e, f, WORDS_2, 54);
+      b = ii4(b, c, d, a, WORDS_1, 55);      f = ii4(f, g, h, e, WORDS_2, 55);
+      a = ii4(a, b, c, d, WORDS_1, 56);      e = ii4(e, f, g, h, WORDS_2, 56);
+      d = ii4(d, a, b, c, WORDS_1, 57);      h = ii4(h, e, f, g, WORDS_2, 57);
+      c = ii4(c, d, a, b, WORDS_1, 58);      g = ii4(g, h, e, f, WORDS_2, 58);
+      b = ii4(b, c, d, a, WORDS_1, 59);      f = ii4(f, g, h, e, WORDS_2, 59);
+      a = ii4(a, b, c, d, WORDS_1, 60);      e = ii4(e, f, g, h, WORDS_2, 60);
+      d = ii4(d, a, b, c, WORDS_1, 61);      h = ii4(h, e, f, g, WORDS_2, 61);
+      c = ii4(c, d, a, b, WORDS_1, 62);      g = ii4(g, h, e, f, WORDS_2, 62);
+      b = ii4(b, c, d, a, WORDS_1, 63);      f = ii4(f, g, h, e, WORDS_2, 63);
 
       a = i32x4.add(a, a0);
       b = i32x4.add(b, b0);

@@ -4,12 +4,12 @@
 // 96 of them (384 KiB, in cache: the kernels' own speed).
 import xxhashWasm from "xxhash-wasm";
 import { createXXHash3, createXXHash64 } from "hash-wasm";
-import { hex64, init, PageBatch, xxh3Batch, xxh64Batch } from "../dist/index.js";
+import { hex64, init, PageBatch, xxh32Batch, xxh3Batch, xxh64Batch } from "../dist/index.js";
 import { check, save, suite, tracePages, TRACES } from "./lib.js";
 
 await init();
 const PS = 4096;
-const { h64Raw } = await xxhashWasm();
+const { h32Raw, h64Raw } = await xxhashWasm();
 const hw64 = await createXXHash64();
 const hw3 = await createXXHash3();
 
@@ -29,11 +29,14 @@ async function compare(label, pages) {
   const batch = new PageBatch(count, PS).set(pages);
   const out64 = new BigUint64Array(count);
   const out3 = new BigUint64Array(count);
+  const out32 = new Uint32Array(count);
+  xxh32Batch(batch, { out: out32 });
   xxh64Batch(batch, { out: out64 });
   xxh3Batch(batch, { out: out3 });
   for (let p = 0; p < count; p++) {
     const page = pages.subarray(p * PS, (p + 1) * PS);
     check(out64[p] === h64Raw(page, 0n), `${label}: XXH64 page ${p} vs xxhash-wasm`);
+    check(out32[p] === h32Raw(page, 0), `${label}: XXH32 page ${p} vs xxhash-wasm`);
     hw3.init();
     check(hex64(out3[p]) === hw3.update(page).digest(), `${label}: XXH3 page ${p} vs hash-wasm`);
   }
@@ -47,6 +50,8 @@ async function compare(label, pages) {
       { name: "pagemill xxh3Batch (batch in arena)", fn: () => xxh3Batch(batch, { out: out3 }) },
       { name: "pagemill batch.set + xxh64Batch", fn: () => xxh64Batch(batch.set(pages), { out: out64 }) },
       { name: "pagemill batch.set + xxh3Batch", fn: () => xxh3Batch(batch.set(pages), { out: out3 }) },
+      { name: "xxhash-wasm h32Raw per page", fn: () => perPage(pages, count, (page) => h32Raw(page, 0)) },
+      { name: "pagemill xxh32Batch (batch in arena)", fn: () => xxh32Batch(batch, { out: out32 }) },
     ],
     { bytesPerOp: pages.byteLength },
   );

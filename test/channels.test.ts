@@ -37,7 +37,7 @@ async function encodeImage(pool: ParallelEncoder, pages: Uint8Array, pageSize: n
 describe("parallel channels", () => {
   let image: { pageSize: number; count: number; pages: Uint8Array }[] = [];
   beforeAll(async () => {
-    image = await Promise.all(TRACE_NAMES.map((name) => sharedTraceImagePages(name, 1200)));
+    image = await Promise.all(TRACE_NAMES.map((name) => sharedTraceImagePages(name, 500)));
   });
 
   it("gives the same frames on 1..4 channels as in one thread, in sequence order", async () => {

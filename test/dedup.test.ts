@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { CodecError, DedupCodec, DedupIndex, DuplicateCounter, PageBatch, type EncodedBatch } from "../src/index.js";
+import { CodecError, DedupCodec, DedupIndex, DuplicateCounter, MAX_LOCATION, PageBatch, type EncodedBatch } from "../src/index.js";
 import { Encoding } from "../src/codecs/codec.js";
 import { sharedTraceImagePages } from "./helpers/traces.js";
 
@@ -215,6 +215,20 @@ describe("DedupIndex", () => {
     index.dispose();
   });
 
+  it("dedupes blocks held in JavaScript memory across staging batches", () => {
+    const bs = 512;
+    const blocks = new Uint8Array(700 * bs);
+    for (let b = 0; b < 700; b++) blocks.set(random(bs, 1 + (b % 300)), b * bs); // block b repeats block b - 300
+    const index = new DedupIndex({ unitSize: bs, maxEntries: 1000 });
+    const locations = Array.from({ length: 700 }, (_, b) => 5000 + b);
+    const refs = index.dedupeBlocks(blocks, locations);
+    for (let b = 0; b < 700; b++) expect(refs[b], `block ${b}`).toBe(b < 300 ? -1 : 5000 + (b % 300));
+    expect(index.counters.bytesSaved).toBe(400 * bs);
+    expect(() => index.dedupeBlocks(blocks.subarray(1), [])).toThrow(/multiple of unitSize/);
+    index.dispose();
+    expect(() => index.dedupeBlocks(blocks, locations)).toThrow(/disposed/);
+  });
+
   it("checks its arguments", () => {
     expect(() => new DedupIndex({ unitSize: 1000 })).toThrow(/unitSize/);
     expect(() => new DedupIndex({ maxEntries: 0 })).toThrow(/maxEntries/);
@@ -224,6 +238,9 @@ describe("DedupIndex", () => {
     const batch = new PageBatch(2, 4096).set(new Uint8Array(8192));
     expect(() => index.dedupe(batch, [0])).toThrow(/locations has 1 entries/);
     expect(() => index.dedupe(batch, [0, -1])).toThrow(/locations\[1\]/);
+    expect(() => index.dedupe(batch, [0, MAX_LOCATION + 1])).toThrow(/locations\[1\]/);
+    // Both units are zero pages: the second refers to the first, at the highest location.
+    expect(Array.from(index.dedupe(batch, [MAX_LOCATION, 0]))).toEqual([-1, MAX_LOCATION]);
     expect(() => index.dedupe(new PageBatch(1, 512), [0])).toThrow(/pageSize 512/);
     index.dispose();
     expect(() => index.dedupe(batch, [0, 1])).toThrow(/disposed/);
@@ -335,6 +352,13 @@ describe("DedupCodec decoder on bad input", () => {
     // A reference to page 9 (held) and then to slot 0's page decode to the right bytes.
     codec.decodeBatch(encodedOf([[Encoding.DEDUP, ref(9)], [Encoding.DEDUP, ref(0)]]), batch, [0, 1]);
     expect(Buffer.compare(batch.page(1), held)).toBe(0);
+    // A codec made without a destination (as the registry makes it) can be given one later.
+    const late = new DedupCodec();
+    expect(() => late.decodeBatch(encodedOf([[Encoding.DEDUP, ref(9)]]), batch)).toThrow(/does not hold/);
+    late.destination = (p) => (p === 9 ? held : undefined);
+    late.decodeBatch(encodedOf([[Encoding.DEDUP, ref(9)]]), batch);
+    expect(Buffer.compare(batch.page(0), held)).toBe(0);
+    late.dispose();
     expect(() => codec.decodeBatch({ ...encodedOf([]), pageSize: 512 }, batch)).toThrow(RangeError);
     expect(() => codec.decodeBatch({ ...encodedOf([]), count: 5 }, batch)).toThrow(/encoded.count/);
     batch.dispose();

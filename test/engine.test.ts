@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CodecError } from "../src/errors.js";
-import { VirtualClock } from "../src/engine/clock.js";
+import { RealClock, VirtualClock } from "../src/engine/clock.js";
 import { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable } from "../src/engine/cost.js";
 import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
 import { migrate, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../src/engine/migrate.js";
@@ -13,7 +13,9 @@ import type { Workload } from "../src/guest/guest.js";
 import { IdleWorkload, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
 import { TraceReader, TraceWriter } from "../src/guest/pagetrace.js";
 import { decodeFrame } from "../src/wire/frame.js";
+import { codecNames } from "../src/codecs/registry.js";
 import { SimulatedLink } from "../src/net/link.js";
+import { LoopbackPair } from "../src/net/loopback.js";
 import type { Channel } from "../src/net/channel.js";
 import { TRACE_NAMES, sharedAvailable, tracePath, type TraceName } from "./helpers/traces.js";
 
@@ -64,16 +66,17 @@ describe("pre-copy, analytic cases", () => {
   });
 
   it("a dirty rate above the bandwidth never converges; auto-converge throttles until it does", async () => {
-    // 2048 raw pages (8 MiB) swept at 4 MiB/s over a 16 Mbit/s (2 MB/s) link.
+    // 512 raw pages (2 MiB) swept at 4 MiB/s over a 16 Mbit/s (2 MB/s) link.
     const link: LinkSpec = { bitsPerSecond: 16e6, rtt: 0.002 };
-    const sweep = () => new SweepWorkload(syntheticGuest(2048, { seed: 3 }), { rate: 4 * 2 ** 20 });
+    const sweep = () => new SweepWorkload(syntheticGuest(512, { seed: 3 }), { rate: 4 * 2 ** 20 });
     // Xen's sent cap off: auto-converge needs rounds to raise the throttle step by step.
-    const caps = { maxSentFactor: 1000, maxIterations: 30 };
+    const caps = { maxSentFactor: 1000, maxIterations: 20 };
     const plain = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU, ...caps });
     expect(plain.converged).toBe(false);
     expect(plain.stopReason).toBe("iteration-limit");
     expect(plain.cpuThrottlePercentage).toBe(0);
     expect(plain.downtime).toBeGreaterThan(1); // most of the buffer is still dirty at the stop
+    expect(plain.rounds.slice(1).every((r) => r.dirtyRate * 4096 > link.bitsPerSecond / 8)).toBe(true);
 
     const throttled = await run("precopy", sweep(), link, { codec: "raw", cost: FREE_CPU, autoConverge: true, ...caps });
     expect(throttled.converged).toBe(true);
@@ -271,12 +274,37 @@ describe("every strategy on every shared trace ends verified", () => {
   });
 });
 
+describe("every registered codec", () => {
+  it("migrates verified with every strategy (hot pages rewritten while they move)", async () => {
+    for (const codec of [...codecNames(), "xbzrle+lz4", "dedup+xbzrle+mecom"]) {
+      for (const strategy of STRATEGY_NAMES) {
+        const workload = new PoissonWorkload(syntheticGuest(2048, { seed: 21 }), { rate: 0.3, popularity: { kind: "hot-cold", hotPages: 0.1, hotWrites: 0.9 }, seed: 21 });
+        const stats = await run(strategy, workload, WAN, { codec, precopyRounds: 3, maxIterations: 6 });
+        expect(stats.verifiedPages, `${codec} ${strategy}`).toBe(2048);
+        if (codec.includes("xbzrle") && strategy !== "postcopy") expect(stats.xbzrleCache!.pages, `${codec} ${strategy}`).toBeGreaterThan(0);
+      }
+    }
+  });
+});
+
 describe("determinism and channels", () => {
   it("the same seed gives the same metrics", async () => {
     for (const strategy of STRATEGY_NAMES) {
       const a = await run(strategy, poisson(2048, 0.3, 11), WAN, { codec: "lz4" });
       const b = await run(strategy, poisson(2048, 0.3, 11), WAN, { codec: "lz4" });
       expect(b).toEqual(a);
+    }
+  });
+
+  it("the same strategies run unchanged on the real clock over the loopback channel", async () => {
+    for (const strategy of STRATEGY_NAMES) {
+      const workload = poisson(512, 0.5, 13);
+      const clock = new RealClock();
+      const pair = new LoopbackPair(clock, { bitsPerSecond: 10e9, rtt: 0.0005 });
+      const stats = await migrate(strategy, { workload, clock, source: pair.a, destination: pair.b, codec: "lz4", batchPages: 64 });
+      workload.guest.dispose();
+      expect(stats.verifiedPages).toBe(512);
+      expect(stats.totalTime).toBeGreaterThan(0);
     }
   });
 
@@ -326,6 +354,38 @@ describe("errors", () => {
     };
     await expect(migrate("precopy", { workload, clock, source, destination: link.b, codec: "raw" })).rejects.toThrow(CodecError);
     workload.guest.dispose();
+  });
+
+  it("a page lost in post-copy fails the migration naming it, instead of waiting forever", async () => {
+    const workload = idle(1024);
+    const clock = new VirtualClock();
+    const link = new SimulatedLink(clock, LAN);
+    let switched = false;
+    let dropped: number[] = [];
+    const source: Channel = {
+      rtt: link.a.rtt,
+      get sentBytes() {
+        return link.a.sentBytes;
+      },
+      send(frame) {
+        const decoded = decodeFrame(frame);
+        if (decoded.type === "switch-over") switched = true;
+        else if (switched && decoded.type === "pages" && dropped.length === 0) {
+          dropped = [...decoded.indices];
+          return Promise.resolve();
+        }
+        return link.a.send(frame);
+      },
+      receive: () => link.a.receive(),
+      close: () => link.a.close(),
+    };
+    const failure = migrate("postcopy", { workload, clock, source, destination: link.b, codec: "raw" }).catch((err: unknown) => err);
+    const error = await failure;
+    workload.guest.dispose();
+    expect(dropped.length).toBeGreaterThan(0);
+    expect(error).toBeInstanceOf(VerificationError);
+    expect((error as Error).message).toMatch(/never arrived/);
+    expect((error as VerificationError).pages).toEqual(dropped);
   });
 
   it("bad options are RangeErrors naming the option", async () => {

@@ -20,7 +20,7 @@ beforeAll(async () => {
   if (!existsSync(`${ROOT}dist/wire/worker.js`)) execSync("npx tsc -p tsconfig.json", { cwd: ROOT, stdio: "ignore" });
   dir = mkdtempSync(join(tmpdir(), "pagemill-pack-"));
   for (const name of TRACE_NAMES) {
-    const { pages } = await sharedTraceImagePages(name, 2500);
+    const { pages } = await sharedTraceImagePages(name, 1000);
     // A short last page, as a real file may have.
     const path = join(dir, `${name}.img`);
     writeFileSync(path, pages.subarray(0, pages.byteLength - 1000));

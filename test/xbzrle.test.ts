@@ -77,6 +77,19 @@ describe("xbzrle golden vectors (QEMU xbzrle_encode_buffer, slen = dlen = 4096)"
     expect(page[4095]).toBe(1);
   });
 
+  it("gives -1 for a run longer than 0x3fff (pages over 16 KiB), which QEMU's lengths cannot carry", () => {
+    const zero = new Uint8Array(32768);
+    const out = new Uint8Array(32768);
+    const edge = zero.slice();
+    edge[0x3fff] = 9;
+    expect(xbzrleEncode(zero, edge, out)).toBe(4);
+    expect(hex(out.subarray(0, 4))).toBe("ff7f0109");
+    const past = zero.slice();
+    past[0x4000] = 9;
+    expect(xbzrleEncode(zero, past, out)).toBe(-1);
+    expect(referenceEncode(zero, past, out)).toBe(-1);
+  });
+
   it("the batch codec sends the golden deltas for cached pages", () => {
     const codec = new XbzrleCodec({ cacheSize: 1 << 20 });
     const n = golden.vectors.length;

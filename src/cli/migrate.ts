@@ -38,6 +38,7 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
 export const BUNDLED_TRACE = new URL("../../data/redis-sample.ptrace.gz", import.meta.url);
 
 const LOWER_IS_BETTER = ["totalTime", "downtime", "transferred", "pagesTransferred", "remoteUptime", "workloadSlowdown"] as const;
+const POSTCOPY_ONLY = ["remoteUptime", "workloadSlowdown"];
 
 function seconds(s: number): string {
   if (s === 0) return "0";
@@ -151,12 +152,15 @@ export function comparisonTable(results: MigrationStats[]): string {
     { key: "stopReason", label: "stop", show: (s) => s.stopReason },
     { key: "verifiedPages", label: "verified", show: (s) => String(s.verifiedPages) },
   ];
+  // U and the destination slowdown only mean something for strategies that post-copied.
+  const applies = (key: string, s: MigrationStats): boolean => !POSTCOPY_ONLY.includes(key) || s.remoteUptime > 0;
   const cells = results.map((s) =>
     columns.map((c) => {
       const text = c.show(s);
-      if (!c.value || !(LOWER_IS_BETTER as readonly string[]).includes(c.key) || results.length < 2) return text;
-      const best = Math.min(...results.map(c.value));
-      return c.value(s) === best ? `${text} *` : text;
+      if (!c.value || !(LOWER_IS_BETTER as readonly string[]).includes(c.key) || !applies(c.key, s)) return text;
+      const rivals = results.filter((r) => applies(c.key, r));
+      if (rivals.length < 2) return text;
+      return c.value(s) === Math.min(...rivals.map(c.value)) ? `${text} *` : text;
     }),
   );
   const widths = columns.map((c, i) => Math.max(c.label.length, ...cells.map((row) => row[i]!.length)));

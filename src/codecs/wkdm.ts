@@ -5,7 +5,7 @@
 //
 // On the wire (PageCodec): a page WKdm compresses travels as WKDM, a page of
 // one repeated 32-bit word as SAME_VALUE (4-byte little-endian payload), or
-// ZERO when that word is 0, and a page that does not fit in 4096 bytes as RAW.
+// ZERO when that word is 0, and a page that WKdm cannot shrink as RAW.
 
 import { CodecError, checkInteger, type CodecErrorCode } from "../errors.js";
 import { Scratch, type PageBatch } from "../wasm/arena.js";
@@ -51,7 +51,11 @@ function checkWkdmPageSize(size: number, name: string): void {
   }
 }
 
-/** Decodes `count` pages already copied to linear memory; throws CodecError naming the page. */
+/**
+ * Copies an encoded batch (table and data) into `scratch` and decodes its
+ * pages, in one kernel call, into the 4096-byte slots at `pagesPtr`. Throws a
+ * CodecError naming the first page the kernel rejects (`pageName` of its slot).
+ */
 function runDecode(scratch: Scratch, data: Uint8Array, encodings: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, pagesPtr: number, pageName: (k: number) => number | undefined): void {
   const { kernels, heap } = wasm();
   const count = encodings.length;
@@ -76,7 +80,11 @@ function runDecode(scratch: Scratch, data: Uint8Array, encodings: Uint8Array, of
   throw new CodecError(code, message, pageName(k));
 }
 
-/** XNU's WKdm_new as a PageCodec: one kernel call per batch each way. */
+/**
+ * XNU's WKdm_new as a PageCodec over batches of 4096-byte pages (WKdm is
+ * word-based; other page sizes are a RangeError): one kernel call per batch
+ * each way. Pages that do not fit go RAW and count in `stats.notFit`.
+ */
 export class WkdmCodec implements PageCodec {
   readonly name = "wkdm";
   readonly encoding = Encoding.WKDM;
@@ -91,7 +99,8 @@ export class WkdmCodec implements PageCodec {
     const outPtr = this.output.reserve(wkdmCompressBound(count));
     const tablePtr = this.table.reserve(count * TABLE_ENTRY_BYTES);
     const { kernels, heap } = wasm();
-    const used = kernels.wkdmCompressBatch(batch.ptr, count, WKDM_PAGE_SIZE, outPtr, tablePtr, 1);
+    // A budget of 4095 bytes: a page WKdm would pack into exactly 4096 goes RAW (same size, cheaper to decode).
+    const used = kernels.wkdmCompressBatch(batch.ptr, count, WKDM_PAGE_SIZE - 1, outPtr, tablePtr, 1);
     const table = heap.i32();
     const encodings = new Uint8Array(count);
     const offsets = new Uint32Array(count);

@@ -263,6 +263,7 @@ export class XbzrleCache {
     this.disposed = true;
     if (this.storage) this.owner.heap.release(this.storage);
     this.storage = 0;
+    this.tags.fill(-1);
   }
 
   private reserve(): void {

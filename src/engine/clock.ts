@@ -12,6 +12,12 @@
 import { PagemillError } from "../errors.js";
 
 export interface Clock {
+  /**
+   * True when time is simulated: work that takes real CPU time is charged
+   * to it from the cost model. False on a real clock, where the work itself
+   * takes the time.
+   */
+  readonly virtual: boolean;
   /** Seconds since the clock's origin. */
   now(): number;
   /** Resolves once `now() >= t` (at once when t is already past). */
@@ -48,6 +54,7 @@ function checkTime(name: string, value: number): void {
 
 /** Simulated time: jumps from event to event; a run of hours takes milliseconds. */
 export class VirtualClock implements Clock {
+  readonly virtual = true;
   private current = 0;
   private seq = 0;
   private readonly heap: Timer[] = [];
@@ -167,6 +174,7 @@ export class VirtualClock implements Clock {
 
 /** Wall-clock time (performance.now), for migrations between real processes. */
 export class RealClock implements Clock {
+  readonly virtual = false;
   private readonly origin = performance.now();
 
   now(): number {

@@ -12,7 +12,7 @@ import { runRounds } from "./precopy.js";
 import type { Session } from "./session.js";
 
 export async function hybrid(s: Session): Promise<{ reason: StopReason; converged: boolean }> {
-  const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: s.precopyRounds, budget: s.precopyBudget });
+  const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: s.precopyRounds, budget: s.precopyBudget, stopAtOnce: false });
   try {
     await switchToPostcopy(s, left);
   } finally {

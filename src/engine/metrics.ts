@@ -138,9 +138,9 @@ export interface MigrationStats {
   /** post-copy: seconds the destination's workload stalled on faults */
   faultStall: number;
   /**
-   * Destination workload slowdown: seconds the destination needed for the
-   * guest time it ran while pages were still missing, divided by that guest
-   * time (1 = no slowdown; 0 when it never ran before the end).
+   * Destination workload slowdown (post-copy): clock time from resume until
+   * the last page arrived, over the part of it the program was not stalled
+   * on faults (1 = no slowdown; 1 for pre-copy).
    */
   workloadSlowdown: number;
 

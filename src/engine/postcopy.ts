@@ -48,7 +48,7 @@ async function push(s: Session, pending: DirtyBitmap): Promise<void> {
       into.push(p);
     }
   };
-  while (!s.complete && left > 0) {
+  while (!s.sourceDone && left > 0) {
     const batch: number[] = [];
     while (requestsRead < s.requests.length && batch.length < batchPages) take(s.requests[requestsRead++]!, batch);
     if (requestsRead === s.requests.length) {
@@ -78,6 +78,7 @@ async function push(s: Session, pending: DirtyBitmap): Promise<void> {
     if (batch.length === 0) break;
     left -= batch.length;
     await s.sendPages(batch);
+    s.samplePeriod();
   }
 }
 
@@ -132,7 +133,7 @@ async function runAtDestination(s: Session): Promise<void> {
         await s.waitForPages(waiting);
         s.stats.faultStall += clock.now() - stalled;
       }
-      for (const p of touched) s.memory.set(guest.page(p), p * ps);
+      for (const p of touched) if (!(s.pageState[p]! & PageState.OWNED)) s.memory.set(guest.page(p), p * ps);
       touched.length = 0;
       if (s.presentCount === s.pageCount) s.finish();
     }
@@ -150,10 +151,13 @@ export async function switchToPostcopy(s: Session, pending: DirtyBitmap): Promis
   s.remainingPages = pending.count();
   const rate = s.bandwidth || 0;
   if (rate > 0) s.stats.expectedDowntime = (s.state.byteLength + s.pageCount / 8) / rate;
+  s.stopDedup();
   s.spawn(runAtDestination(s));
   await s.sendSwitchover(pending);
   s.phase = "postcopy";
   await push(s, pending);
+  // Everything pushed: tell the destination, which then holds every page or fails naming the missing.
+  if (!s.sourceDone) await s.sendControl({ type: "done", memoryBytes: s.stats.total, digestName: "none", digest: new Uint8Array(0) });
   await s.completed;
   const span = s.clock.now() - s.resumeAt;
   s.stats.workloadSlowdown = span > s.stats.faultStall ? span / (span - s.stats.faultStall) : 1;

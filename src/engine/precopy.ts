@@ -27,6 +27,13 @@ export interface RoundLimits {
   readonly maxRounds: number;
   /** Stop once this many bytes went out in pre-copy (hybrid). */
   readonly budget: number;
+  /**
+   * Stop the guest the moment the decision is made (pre-copy: what it would
+   * dirty while the channel drains must go in the downtime). False lets the
+   * channel drain first (hybrid: what the guest dirties meanwhile is
+   * post-copied, and the downtime stays the switch-over alone).
+   */
+  readonly stopAtOnce: boolean;
 }
 
 export interface RoundsResult {
@@ -107,7 +114,6 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
     toSend.syncFrom(guest.dirtyLog);
     s.stats.dirtySyncCount++;
     s.stats.dirtyPagesRate = duration > 0 ? dirtied / duration : 0;
-    await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
 
     if (s.autoConverge && dirtied * ps > (s.roundBytes * s.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
       highDirtyRounds = 0;
@@ -126,17 +132,20 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
       throttle: s.stats.cpuThrottlePercentage,
     });
 
-    if (reason !== undefined) break;
-    const left = toSend.count();
-    if (left === 0) reason = "converged";
-    else if (limits.downtimeRule && fits(left, duration > 0 ? s.roundBytes / duration : 0)) reason = "downtime-limit";
-    else if (s.round >= limits.maxRounds) reason = "round-limit";
-    else if (s.stats.precopyBytes >= limits.budget) reason = "byte-budget";
-    else if (s.round >= s.maxIterations) reason = "iteration-limit";
-    else if (s.stats.pagesTransferred * ps > s.maxSentFactor * s.stats.total) reason = "sent-limit";
+    if (reason === undefined) {
+      const left = toSend.count();
+      if (left === 0) reason = "converged";
+      else if (limits.downtimeRule && fits(left, duration > 0 ? s.roundBytes / duration : 0)) reason = "downtime-limit";
+      else if (s.round >= limits.maxRounds) reason = "round-limit";
+      else if (s.stats.precopyBytes >= limits.budget) reason = "byte-budget";
+      else if (s.round >= s.maxIterations) reason = "iteration-limit";
+      else if (s.stats.pagesTransferred * ps > s.maxSentFactor * s.stats.total) reason = "sent-limit";
+    }
+    if (reason !== undefined && limits.stopAtOnce) await s.stopGuest();
+    await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
   }
+  if (s.stopAt < 0) await s.stopGuest();
 
-  await s.stopGuest();
   toSend.syncFrom(guest.dirtyLog);
   s.remainingPages = toSend.count();
   return { reason, converged: reason === "downtime-limit" || reason === "converged", left: toSend };
@@ -156,7 +165,7 @@ export async function sendAll(s: Session, pages: DirtyBitmap): Promise<void> {
 
 /** Pre-copy migration; resolves when the destination has resumed the guest. */
 export async function precopy(s: Session): Promise<{ reason: StopReason; converged: boolean }> {
-  const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity });
+  const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity, stopAtOnce: true });
   try {
     await sendAll(s, left);
   } finally {

@@ -15,7 +15,7 @@
 // it is saved first (copy-on-write), so the source still sends, and the
 // destination still checks, the content the page had at switch-over.
 
-import { ENCODING_NAMES, type CodecStats, type Encoding } from "../codecs/codec.js";
+import { ENCODING_NAMES, type CodecStats, type Encoding, type PageCodec } from "../codecs/codec.js";
 import { codecEntry, createCodec } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError, checkInteger } from "../errors.js";
@@ -23,7 +23,7 @@ import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
+import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
 import type { Clock } from "./clock.js";
 import { CostModel } from "./cost.js";
 import type { MigrationStats, RoundRow, StopReason, StrategyName } from "./metrics.js";
@@ -159,7 +159,7 @@ export const PageState = {
 } as const;
 
 /** Builds the pipeline's stages from a codec spec ("lz4", "xbzrle+lz4", "raw"). */
-export function pipelineCodecs(spec: string): { codecs: PipelineCodecs; names: string[] } {
+export function pipelineCodecs(spec: string): { codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] }; names: string[] } {
   const names = spec.split("+").map((s) => s.trim()).filter((s) => s && s !== "raw");
   const codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] } = {};
   for (const name of names) {
@@ -232,6 +232,9 @@ export class Session {
   readonly cow = new Map<number, Uint8Array>();
 
   private readonly stageNames: string[];
+  /** The encoder's stages (the encoder reads this object on every frame). */
+  private readonly stages: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] };
+  private readonly allCodecs: PageCodec[];
   /** Source: PAGES and control frames out, page requests in. */
   private readonly encoder: FrameEncoder;
   private readonly sourceDecoder = new FrameDecoder();
@@ -256,6 +259,8 @@ export class Session {
   readonly resumed: Promise<void>;
   /** Set once the destination holds every page (post-copy). */
   complete = false;
+  /** Set on the source when the destination's "done" arrives: nothing more to push. */
+  sourceDone = false;
   private completeWake!: () => void;
   readonly completed: Promise<void>;
   private failWith!: (error: unknown) => void;
@@ -263,7 +268,6 @@ export class Session {
   readonly failed: Promise<never>;
   /** Post-copy: page requests the source has received and not served. */
   readonly requests: number[] = [];
-  private requestWake: (() => void) | undefined;
   private waitingPages: Set<number> | undefined;
   private waitingWake: (() => void) | undefined;
 
@@ -276,11 +280,7 @@ export class Session {
   bandwidth = 0;
   /** source wire bytes of the current round */
   roundBytes = 0;
-  /** pages with content sent by the source in all pre-copy rounds */
-  sentPages = 0;
   private lastProgress = -Infinity;
-  /** guest time the destination's program ran while pages were missing, and the clock time it took */
-  guestRanAtDestination = 0;
 
   constructor(strategy: StrategyName, options: MigrationOptions) {
     this.strategy = strategy;
@@ -316,13 +316,16 @@ export class Session {
     checkInteger("prepageWindow", this.prepageWindow, 0, this.pageCount);
     this.faultQuantum = positive("faultQuantum", options.faultQuantum ?? 0.01);
     const stateBytes = options.stateBytes ?? 256 * 1024;
-    checkInteger("stateBytes", stateBytes, 0, 64 * 2 ** 20 - 16);
+    // The switch-over frame carries the state, the record's head and the pending map.
+    checkInteger("stateBytes", stateBytes, 0, MAX_STATE_BYTES - 12 - 8 * Math.ceil(this.pageCount / 64));
     this.state = stateBlob(stateBytes);
     this.onProgress = options.onProgress;
 
     const spec = options.codec ?? "raw";
     const { codecs, names } = pipelineCodecs(spec);
     this.stageNames = names;
+    this.stages = codecs;
+    this.allCodecs = Object.values(codecs).filter((c) => c !== undefined);
     this.encoder = new FrameEncoder(codecs);
     this.decoder = new FrameDecoder();
     this.batch = new PageBatch(this.batchPages, this.pageSize);
@@ -382,6 +385,11 @@ export class Session {
     };
   }
 
+  /** Lets `seconds` of modelled CPU time pass (on a virtual clock; a real clock has spent them already). */
+  private charge(seconds: number): Promise<void> | void {
+    if (this.clock.virtual) return this.clock.sleep(seconds);
+  }
+
   /** Runs a side task of the migration: its failure fails the migration. */
   spawn(task: Promise<unknown>): void {
     task.catch(this.failWith);
@@ -439,7 +447,7 @@ export class Session {
     this.stats.duplicate += zero;
     this.stats.normal += n - zero;
     this.stats.pagesTransferred += n;
-    await this.clock.sleep(cpu);
+    await this.charge(cpu);
     if (this.stats.pagesTransferred === n && this.phase === "precopy") this.stats.setupTime = this.elapsed();
     await this.sendFromSource(frame);
     return zero;
@@ -459,7 +467,19 @@ export class Session {
     }
     const cpu = this.cost.zeroScanSeconds(this.pageCount * ps);
     this.stats.sourceCpu += cpu;
-    await this.clock.sleep(cpu);
+    await this.charge(cpu);
+  }
+
+  /**
+   * Post-copy from here on: a dedup reference names another page the
+   * destination holds, which its running program may since have changed, so
+   * the dedup stage stops (XBZRLE stays: its base is the same page, which the
+   * program cannot have touched before it arrives).
+   */
+  stopDedup(): void {
+    this.stages.dedup = undefined;
+    const i = this.stageNames.indexOf("dedup");
+    if (i >= 0) this.stageNames.splice(i, 1);
   }
 
   /** Sends a control frame from the source. */
@@ -537,16 +557,13 @@ export class Session {
       const bytes = await this.src.receive();
       if (!bytes) return;
       const frame = this.sourceDecoder.decode(bytes);
+      if (frame.type === "done") {
+        this.sourceDone = true;
+        continue;
+      }
       if (frame.type !== "page-request") throw new PagemillError(`source got an unexpected ${frame.type} frame`);
       for (const p of frame.pages) this.requests.push(p);
-      this.requestWake?.();
     }
-  }
-
-  /** Resolves when a page request arrives (or at once when some are queued). */
-  nextRequest(): Promise<void> {
-    if (this.requests.length) return Promise.resolve();
-    return new Promise((wake) => (this.requestWake = wake));
   }
 
   // ------------------------------------------------------- destination side
@@ -564,7 +581,7 @@ export class Session {
             cpu += this.cost.decodeSeconds(ENCODING_NAMES[frame.encodings[k] as Encoding] ?? "raw", this.pageSize);
           }
           this.stats.destinationCpu += cpu;
-          await this.clock.sleep(cpu);
+          await this.charge(cpu);
           this.arrived(frame.indices);
           break;
         }
@@ -573,6 +590,14 @@ export class Session {
           break;
         case "round-start":
         case "round-end":
+          break;
+        case "done":
+          // The source has sent every page it had: any still missing is lost.
+          if (!this.complete) {
+            const missing: number[] = [];
+            for (let p = 0; p < this.pageCount; p++) if (!(this.pageState[p]! & PageState.PRESENT)) missing.push(p);
+            throw new VerificationError(`the source finished, but ${missing.length} page(s) never arrived: ${missing.slice(0, 16).join(", ")}`, missing);
+          }
           break;
         default:
           throw new PagemillError(`destination got an unexpected ${frame.type} frame`);
@@ -620,8 +645,9 @@ export class Session {
       }
       this.cow.delete(p);
       if (state & PageState.OWNED) {
-        // The program already replaced this page here: keep its content.
+        // The program already replaced this page here: its content wins.
         got.set(this.guest.page(p));
+        this.pageState[p] = state & ~PageState.OWNED;
         continue;
       }
       if (state & PageState.PRESENT) continue;
@@ -634,7 +660,12 @@ export class Session {
     if (this.presentCount === this.pageCount) this.finish();
   }
 
-  /** Marks a page present without a transfer (whole-page overwrite at the destination). */
+  /**
+   * Marks a page present without a transfer (whole-page overwrite at the
+   * destination). Until the source's copy arrives, the destination's memory
+   * keeps the old version there (what an XBZRLE delta in flight applies to);
+   * the program's content goes in on arrival or at completion.
+   */
   claim(p: number): void {
     this.pageState[p] = this.pageState[p]! | PageState.PRESENT | PageState.OWNED | PageState.CHECKED;
     this.presentCount++;
@@ -661,9 +692,22 @@ export class Session {
     }
   }
 
-  /** The destination holds every page: the migration is complete. */
+  /**
+   * The destination holds every page: the migration is complete. A post-copy
+   * destination tells the source with a "done" frame (no digest: the memory
+   * keeps changing under the running program; the end check compares pages).
+   */
   finish(): void {
     if (this.complete) return;
+    if (this.strategy !== "precopy") {
+      const frame = this.requestEncoder.control({ type: "done", memoryBytes: this.memory.byteLength, digestName: "none", digest: new Uint8Array(0) });
+      this.account(frame.byteLength);
+      this.spawn(this.dst.send(frame));
+    }
+    const ps = this.pageSize;
+    for (let p = 0; p < this.pageCount; p++) {
+      if (this.pageState[p]! & PageState.OWNED) this.memory.set(this.guest.page(p), p * ps);
+    }
     this.complete = true;
     this.phase = "done";
     this.completeWake();
@@ -710,6 +754,6 @@ export class Session {
     this.batch.dispose();
     this.decoder.dispose();
     this.sourceDecoder.dispose();
-    for (const codec of Object.values(this.encoder.codecs)) codec?.dispose();
+    for (const codec of this.allCodecs) codec.dispose();
   }
 }

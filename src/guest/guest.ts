@@ -19,7 +19,7 @@
 //                     old content, so a post-copy destination must fetch it
 //                     first), "overwrite" (replaces every word: no fetch needed,
 //                     the "whole-page overwrite" of fractional hybrid-copy).
-//                     After a write or overwrite returns, guest.memory holds
+//                     Once the workload's access is done, guest.memory holds
 //                     the page's new content.
 //     guest.writes / guest.overwrites / guest.reads   running totals.
 //     guest.dispose() frees the dirty log.
@@ -34,10 +34,17 @@
 //     await workload.advance(to)   applies every write (and read) due in
 //                        (now, to], marking pages dirty and calling the hook;
 //                        returns an AdvanceReport. `to` below `now` is a
-//                        RangeError. Deterministic: the same seed gives the same
-//                        memory and the same access sequence however the time
-//                        is split into advance() calls.
+//                        RangeError; calls must not overlap (await each one,
+//                        or it throws a PagemillError). Deterministic: the
+//                        same seed gives the same memory and the same access
+//                        sequence however the time is split into advance()
+//                        calls.
 //     await workload.close()       releases files or streams it holds.
+//
+//   Workloads (./workloads.ts): PoissonWorkload (uniform, hot-cold, Zipf),
+//   SweepWorkload, IdleWorkload, TraceReplay.open(path); syntheticGuest() and
+//   syntheticImage() for model guests. Traces: ./pagetrace.ts (TraceReader,
+//   TraceWriter); recording: ./recorder.ts.
 //
 // Virtual time is in seconds (a float). Real-clock engines pass elapsed
 // seconds; the workload never reads a clock itself.

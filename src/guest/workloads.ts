@@ -20,14 +20,18 @@
 // have are defined here as: every page written partially (a write that
 // changes part of a page reads the rest: kind "write"), plus the reads of a
 // ReadModel: after each write, Poisson(perWrite) reads, each of a page drawn
-// from the last `window` distinct-or-not pages written (the working set the
-// program is busy with) or, with probability `uniformShare`, of any page.
-// Whole-page overwrites need no read. Reads come from their own random
-// stream, so changing the read model never changes the writes.
+// uniformly from the last `window` writes (the working set the program is
+// busy with; a page written often is read often) or, with probability
+// `uniformShare`, of any page of the guest. Whole-page overwrites need no
+// read. Defaults (DEFAULT_READS): one read per write, a window of 4096
+// writes, 5% of reads anywhere; sweeps read nothing by default. Reads come
+// from their own random stream, so changing the read model never changes the
+// writes.
 
-import { checkInteger } from "../errors.js";
+import { isZeroPage } from "../codecs/zero.js";
+import { PagemillError, checkInteger } from "../errors.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
-import { TraceReader, type TraceEpoch, type TraceHeader } from "./pagetrace.js";
+import { TraceReader, xorWords, type TraceEpoch, type TraceHeader } from "./pagetrace.js";
 
 /** Small fast seeded generator (sfc32, seeded through splitmix32). */
 export class Random {
@@ -175,7 +179,7 @@ export class ContentWriter {
     const ps = guest.pageSize;
     // Zeroing a page that is already zero changes nothing; the traces' zeroed
     // share counts pages that changed, so such a write reuses the page instead.
-    if (r < this.model.zeroed && !isZeroPage(mem, page * ps, ps)) {
+    if (r < this.model.zeroed && !isZeroPage(mem.subarray(page * ps, (page + 1) * ps))) {
       const at = guest.beginWrite(page, true);
       mem.fill(0, at, at + ps);
     } else if (r < this.model.zeroed + this.model.whole) {
@@ -209,11 +213,6 @@ export class ContentWriter {
       }
     }
   }
-}
-
-function isZeroPage(mem: Uint8Array, at: number, length: number): boolean {
-  for (let i = at; i < at + length; i++) if (mem[i] !== 0) return false;
-  return true;
 }
 
 /** XORs a random non-zero 64-bit value into the word at `at` (makes a page unique). */
@@ -516,6 +515,7 @@ abstract class BaseWorkload implements Workload {
   /** Time not run because of the throttle (kept apart so that throttle 1 adds exactly 0). */
   private paused = 0;
   private share = 1;
+  private advancing = false;
 
   constructor(readonly guest: Guest) {}
 
@@ -534,6 +534,16 @@ abstract class BaseWorkload implements Workload {
 
   async advance(to: number): Promise<AdvanceReport> {
     if (!(to >= this.now) || !Number.isFinite(to)) throw new RangeError(`advance(to): to must be finite and >= now (${this.now}), got ${to}`);
+    if (this.advancing) throw new PagemillError(`${this.name}: advance() called again before the previous one finished`);
+    this.advancing = true;
+    try {
+      return await this.step(to);
+    } finally {
+      this.advancing = false;
+    }
+  }
+
+  private async step(to: number): Promise<AdvanceReport> {
     const from = this.now;
     const before = { w: this.guest.writes, o: this.guest.overwrites, r: this.guest.reads };
     const workFrom = this.workTime;
@@ -637,6 +647,7 @@ export class PoissonWorkload extends BaseWorkload {
         if (!(hotPages > 0 && hotPages < 1) || !(hotWrites >= 0 && hotWrites <= 1)) {
           throw new RangeError(`hot-cold needs hotPages in (0, 1) and hotWrites in [0, 1], got ${hotPages}, ${hotWrites}`);
         }
+        if (n < 2) throw new RangeError(`hot-cold needs a guest of at least 2 pages, got ${n}`);
         const hot = Math.max(1, Math.min(n - 1, Math.round(hotPages * n)));
         this.pick = () => toPage(random.float() < hotWrites ? random.int(hot) : hot + random.int(n - hot));
         this.rankShare = (r) => (r < hot ? hotWrites / hot : (1 - hotWrites) / (n - hot));
@@ -863,8 +874,7 @@ export class TraceReplay extends BaseWorkload {
           break;
         }
       }
-      const at = this.guest.beginWrite(pages[k]!, whole) >>> 2;
-      for (let i = 0, n = ps >>> 2; i < n; i++) mw[at + i]! ^= dw[d + i]!;
+      xorWords(mw, this.guest.beginWrite(pages[k]!, whole) >>> 2, dw, d, ps >>> 2);
       this.reads.afterWrite(this.guest, pages[k]!);
     }
   }

@@ -61,8 +61,8 @@ export interface DedupCounters {
   invalidations: number;
 }
 
-/** Highest location the index accepts (locations are stored as u32; 2^32 − 1 marks "none"). */
-export const MAX_LOCATION = 0xfffffffe;
+/** Highest location the index accepts: references come back in an Int32Array, −1 meaning "new content". */
+export const MAX_LOCATION = 0x7fffffff;
 const NONE = -1;
 const SLAB_UNITS = 256;
 
@@ -256,6 +256,7 @@ export class DedupIndex {
    * `locations[k]`. Staged through a batch of 256 units at a time.
    */
   dedupeBlocks(blocks: Uint8Array, locations: ArrayLike<number>): Int32Array {
+    this.checkLive();
     if (!(blocks instanceof Uint8Array)) throw new TypeError("blocks must be a Uint8Array");
     if (blocks.length % this.unitSize !== 0) throw new RangeError(`blocks has ${blocks.length} bytes, not a multiple of unitSize ${this.unitSize}`);
     const count = blocks.length / this.unitSize;
@@ -307,8 +308,12 @@ export class DedupIndex {
     this.slabs.length = 0;
   }
 
-  private checkBatch(batch: PageBatch): void {
+  private checkLive(): void {
     if (this.disposed) throw new RangeError("this dedup index was disposed");
+  }
+
+  private checkBatch(batch: PageBatch): void {
+    this.checkLive();
     if (!(batch instanceof PageBatch)) throw new TypeError("batch must be a PageBatch");
     if (batch.pageSize !== this.unitSize) throw new RangeError(`batch.pageSize ${batch.pageSize} != the index's unitSize ${this.unitSize}`);
   }
@@ -408,7 +413,8 @@ export class DedupCodec implements PageCodec {
   readonly stats: CodecStats = newCodecStats();
   /** The source side's index (pre-seed it with `index.remember` when the destination starts with content). */
   readonly index: DedupIndex;
-  private readonly destination: ((page: number) => Uint8Array | undefined) | undefined;
+  /** Decoder side: the destination's current content of a page (see DedupCodecOptions); may be set after construction. */
+  destination: ((page: number) => Uint8Array | undefined) | undefined;
 
   constructor(options: DedupCodecOptions = {}) {
     this.index = new DedupIndex(options);
@@ -501,7 +507,7 @@ export class DedupCodec implements PageCodec {
 /**
  * Counts duplicate units by their XXH3-64 digest, for reports (`pagemill
  * scan`): exact up to 64-bit digest collisions, which are vanishingly rare
- * at image sizes (n²/2^65). Keeps 8 bytes per distinct unit.
+ * at image sizes (n²/2^65). Takes at most 24 bytes per distinct unit.
  */
 export class DuplicateCounter {
   /** units counted */

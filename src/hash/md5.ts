@@ -1,6 +1,6 @@
-// MD5 digests (RFC 1321): one kernel call per batch of pages (four pages per
-// SIMD step, see assembly/md5.ts), and a streaming hasher for one buffer of
-// any length (files, disk images).
+// MD5 digests (RFC 1321): one kernel call per batch of pages (hashed eight at
+// a time in SIMD lanes, see assembly/md5.ts), and a streaming hasher for one
+// buffer of any length (files, disk images).
 
 import { PagemillError } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";

@@ -6,11 +6,13 @@
 //
 //   encodeFrame(batch, pageIndices, codecs, stats, sequence = stats.frames): Uint8Array
 //       One PAGES frame for the batch's loaded pages; pageIndices[k] is the
-//       guest page of slot k. Per page, in this order: zero (one zeroScan over
-//       the batch) → codecs.dedup → codecs.delta (XBZRLE: pages it has cached)
-//       → codecs.compress (lz4, wkdm, mecom) → raw. Each stage is one
-//       encodeBatch call over the pages still unsent; the caller's batch is
-//       read, never changed. Returns a new buffer the caller owns (transfer
+//       guest page of slot k (distinct). Per page, in this order: zero (one
+//       zeroScan over the batch) → codecs.dedup (sees every page) →
+//       codecs.delta (XBZRLE: pages it has cached) → codecs.compress (lz4,
+//       wkdm, mecom) → raw. Each stage is one encodeBatch call over the pages
+//       still unsent (docs/wire-format.md, "The encoder's pipeline"); the
+//       caller's batch is read, never changed. Codec instances carry state
+//       (XBZRLE cache, dedup index): one set per stream. Returns a new buffer the caller owns (transfer
 //       it, write it, keep it). stats.frames counts frames: a single stream
 //       may leave `sequence` to it.
 //   encodeControl(message, sequence): Uint8Array
@@ -188,13 +190,19 @@ function checkIndices(pageIndices: ArrayLike<number>, count: number): Uint32Arra
     throw new RangeError(`pageIndices.length ${pageIndices.length} != batch.count ${count}`);
   }
   const out = new Uint32Array(count);
-  const seen = new Set<number>();
+  let ascending = true;
   for (let k = 0; k < count; k++) {
     const p = pageIndices[k]!;
     if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new RangeError(`pageIndices[${k}] = ${p} is not a page index (0..2^32-1)`);
-    if (seen.has(p)) throw new RangeError(`pageIndices[${k}] = ${p} appears twice in one batch`);
-    seen.add(p);
+    if (k > 0 && p <= out[k - 1]!) ascending = false;
     out[k] = p;
+  }
+  // Engines send pages in ascending order, which proves them distinct; otherwise sort a copy.
+  if (!ascending) {
+    const sorted = out.slice().sort();
+    for (let k = 1; k < count; k++) {
+      if (sorted[k] === sorted[k - 1]) throw new RangeError(`pageIndices: page ${sorted[k]} appears twice in one batch`);
+    }
   }
   return out;
 }
@@ -314,7 +322,8 @@ export function encodeFrame(
       holder = stage;
       packed = true;
     }
-    const stageIndices = Uint32Array.from(remaining, (k) => indices[k]!);
+    const stageIndices = new Uint32Array(remaining.length);
+    for (let i = 0; i < remaining.length; i++) stageIndices[i] = indices[remaining[i]!]!;
     const encoded = runStage(codec, holder, stageIndices, remaining.length, ps);
     const next: number[] = [];
     // Positions (in the holder) of the pages going on, to pack them forward.
@@ -355,26 +364,35 @@ export function encodeFrame(
   let payload = entry + n * ENTRY_BYTES;
   const encodings = new Uint8Array(n);
   const lengths = new Uint32Array(n);
-  for (let i = 0; i < parts.length; ) {
-    const part = parts[i]!;
-    // A run of parts whose payloads lie back to back in one source is one copy.
-    let end = part.from + part.length;
-    let j = i;
-    for (; j < parts.length; j++) {
-      const p = parts[j]!;
-      if (j > i && (p.data !== part.data || p.from !== end)) break;
-      if (j > i) end += p.length;
-      dv.setUint32(entry, p.index, true);
-      dv.setUint32(entry + 4, p.encoding | (p.length << 8), true);
-      entry += ENTRY_BYTES;
-      encodings[j] = p.encoding;
-      lengths[j] = p.length;
+  // Payloads lying back to back in one source (a codec's output, or batch
+  // memory for raw pages) are copied as one run; empty ones never break a run.
+  let source: Uint8Array | undefined;
+  let from = 0;
+  let end = 0;
+  const flush = (): void => {
+    if (end === from) return;
+    if (source) mem.set(source.subarray(from, end), payload);
+    else mem.copyWithin(payload, from, end);
+    payload += end - from;
+  };
+  for (let k = 0; k < n; k++) {
+    const p = parts[k]!;
+    dv.setUint32(entry, p.index, true);
+    dv.setUint32(entry + 4, p.encoding | (p.length << 8), true);
+    entry += ENTRY_BYTES;
+    encodings[k] = p.encoding;
+    lengths[k] = p.length;
+    if (p.length === 0) continue;
+    if (p.data === source && p.from === end && end > from) {
+      end += p.length;
+      continue;
     }
-    if (part.data) mem.set(part.data.subarray(part.from, end), payload);
-    else mem.copyWithin(payload, part.from, end);
-    payload += end - part.from;
-    i = j;
+    flush();
+    source = p.data;
+    from = p.from;
+    end = p.from + p.length;
   }
+  flush();
   dv.setUint32(at + total - CHECK_BYTES, frameCheck(at, total - CHECK_BYTES), true);
   const frame = mem.slice(at, at + total);
 
@@ -654,7 +672,7 @@ export class FrameDecoder {
       // An XBZRLE delta of an unchanged page is empty; every other codec payload has bytes.
       const least = encoding === Encoding.XBZRLE ? 0 : 1;
       if (want !== undefined ? length !== want : length < least || length > ps) {
-        fail("length", `payload of ${length} B is not allowed for ${encoding} pages of ${ps} B`, k);
+        fail("length", `payload of ${length} B is not allowed for ${ENCODING_NAMES[encoding as Encoding]} pages of ${ps} B`, k);
       }
       if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
       if (index >= destPages) fail("overrun", `page ${index} is outside the destination (${destPages} pages)`, k);

@@ -8,7 +8,10 @@ import { PageBatch } from "../wasm/arena.js";
 import { init } from "../wasm/module.js";
 import { encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./frame.js";
 
-await init();
+// No top-level await: piscina first tries require() on the file, and Node 20
+// cannot require a module graph that awaits at top level (it then trips an
+// internal assertion when import() retries the half-loaded module).
+const ready = init();
 
 export interface EncodeTask {
   /** indices.length whole pages, back to back */
@@ -40,7 +43,8 @@ class Transferred {
   }
 }
 
-export default function encode(task: EncodeTask): unknown {
+export default async function encode(task: EncodeTask): Promise<unknown> {
+  await ready;
   const count = task.indices.length;
   if (!batch || batch.capacity < count || batch.pageSize !== task.pageSize) {
     batch?.dispose();

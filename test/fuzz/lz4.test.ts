@@ -13,6 +13,8 @@ import { wasm } from "../../src/wasm/module.js";
 import { referenceLz4Decode } from "../reference/lz4.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
+/** Per test: the default 2 minutes, times the scale (a loaded machine runs 10^6 cases in many minutes). */
+const TIMEOUT = 120_000 * SCALE;
 const GUARD = 64;
 const CODES: Record<number, string> = { [-1]: "overrun", [-2]: "malformed", [-3]: "truncated" };
 
@@ -109,14 +111,14 @@ describe("lz4 decoder fuzzing", () => {
       fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0, max: 300 }), (block, capacity) => checkDecoder(block, capacity)),
       { numRuns: 3000 * SCALE },
     );
-  });
+  }, TIMEOUT);
 
   it("long random blocks with large capacities", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 3000 }), fc.integer({ min: 0, max: 70000 }), (block, capacity) => checkDecoder(block, capacity)),
       { numRuns: 2000 * SCALE },
     );
-  });
+  }, TIMEOUT);
 
   it("valid blocks with mutations, with capacities around the right one", () => {
     fc.assert(
@@ -128,7 +130,7 @@ describe("lz4 decoder fuzzing", () => {
       ),
       { numRuns: 5000 * SCALE },
     );
-  });
+  }, TIMEOUT);
 
   it("the batch decoder: corrupt payloads and tables give a CodecError naming a page, or the right pages", () => {
     const codec = new Lz4Codec();
@@ -179,5 +181,5 @@ describe("lz4 decoder fuzzing", () => {
       { numRuns: 1000 * SCALE },
     );
     codec.dispose();
-  });
+  }, TIMEOUT);
 });

@@ -16,6 +16,8 @@ import { sharedTraceImagePages } from "../helpers/traces.js";
 import { WKDM_MZV_MAGIC, wkdmDecompressReference } from "../reference/wkdm.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
+/** Per-test time limit: the default, or an hour for the 100-fold fuzz run. */
+const TIME_LIMIT = SCALE > 1 ? 3_600_000 : undefined;
 const PAGE = 4096;
 const GUARD = 64;
 /** Reason numbers of assembly/wkdm.ts, by the CodecError code they map to. */
@@ -206,7 +208,7 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
 );
 
 function mutate(stream: Uint8Array, mutations: Mutation[]): Uint8Array {
-  let s = stream.slice();
+  let s: Uint8Array = stream.slice();
   for (const m of mutations) {
     if (m.kind === "flip" && s.length > 0) s[m.at % s.length]! ^= 1 << m.bit;
     else if (m.kind === "set" && s.length > 0) s[m.at % s.length] = m.value;
@@ -236,21 +238,21 @@ describe("WKdm decoder fuzzing", () => {
       ),
       { numRuns: 4000 * SCALE },
     );
-  });
+  }, TIME_LIMIT);
 
   it("consistent streams with random tags and contents, mutated or not", () => {
     fc.assert(
       fc.property(consistentStream, fc.array(mutation, { maxLength: 2 }), capacity, (stream, mutations, cap) => checkDecoder(mutate(stream, mutations), cap)),
       { numRuns: 4000 * SCALE },
     );
-  });
+  }, TIME_LIMIT);
 
   it("sparse streams with edited records", () => {
     fc.assert(
       fc.property(sparseStream, fc.array(mutation, { maxLength: 2 }), capacity, (stream, mutations, cap) => checkDecoder(mutate(stream, mutations), cap)),
       { numRuns: 2000 * SCALE },
     );
-  });
+  }, TIME_LIMIT);
 
   it("real compressed pages with bit flips, truncations, extensions, header and tag edits", async () => {
     await corpusReady;
@@ -259,7 +261,7 @@ describe("WKdm decoder fuzzing", () => {
       fc.property(fc.nat(corpus.length - 1), fc.array(mutation, { minLength: 1, maxLength: 4 }), capacity, (k, mutations, cap) => checkDecoder(mutate(corpus[k]!, mutations), cap)),
       { numRuns: 6000 * SCALE },
     );
-  });
+  }, TIME_LIMIT);
 
   it("the batch decoder: corrupt payloads and tables give a CodecError naming the first bad page, or the right pages", async () => {
     await corpusReady;
@@ -329,5 +331,5 @@ describe("WKdm decoder fuzzing", () => {
       { numRuns: 2000 * SCALE },
     );
     codec.dispose();
-  });
+  }, TIME_LIMIT);
 });

@@ -12,6 +12,8 @@ import { referenceDecode, referenceEncode } from "../reference/xbzrle.js";
 import { makePair, pairSpecArb } from "../helpers/xbzrle-pairs.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
+/** Per-test time limit: the default, or half an hour for the 100x fuzz run. */
+const TIMEOUT = process.env.PAGEMILL_FUZZ ? 1_800_000 : undefined;
 
 /** Decodes with the public API and checks it against the reference; says which way it went. */
 function decodeLikeReference(delta: Uint8Array, page: Uint8Array): "accepted" | "rejected" {
@@ -78,7 +80,7 @@ describe("xbzrle decoder fuzz", () => {
     );
     expect(seen.accepted).toBeGreaterThan(100);
     expect(seen.rejected).toBeGreaterThan(100);
-  });
+  }, TIMEOUT);
 
   it("mutated real deltas at random capacities: the reference's answer, nothing else", () => {
     const seen = { accepted: 0, rejected: 0 };
@@ -95,7 +97,7 @@ describe("xbzrle decoder fuzz", () => {
     );
     expect(seen.accepted).toBeGreaterThan(100);
     expect(seen.rejected).toBeGreaterThan(100);
-  });
+  }, TIMEOUT);
 
   it("the kernel never writes outside the page, whatever it is fed", () => {
     const { kernels, heap } = wasm();
@@ -127,7 +129,7 @@ describe("xbzrle decoder fuzz", () => {
     } finally {
       heap.release(region);
     }
-  });
+  }, TIMEOUT);
 
   it("the encode kernel writes only its output (up to max(dlen, pageSize)) and, when asked, the old page", () => {
     const { kernels, heap } = wasm();
@@ -167,7 +169,7 @@ describe("xbzrle decoder fuzz", () => {
     } finally {
       heap.release(region);
     }
-  });
+  }, TIMEOUT);
 
   it("mutated encoded batches: CodecError naming a page, or every page like the reference", () => {
     const ps = 512;
@@ -242,5 +244,5 @@ describe("xbzrle decoder fuzz", () => {
       batch.dispose();
       codec.dispose();
     }
-  });
+  }, TIMEOUT);
 });

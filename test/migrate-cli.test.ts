@@ -1,0 +1,69 @@
+import { describe, expect, it, vi } from "vitest";
+import { comparisonTable, run } from "../src/cli/migrate.js";
+import { UsageError } from "../src/cli/args.js";
+import type { MigrationStats } from "../src/engine/metrics.js";
+
+/** Runs `pagemill migrate ARGS`, returning what it printed. */
+async function migrateCli(args: string[]): Promise<string> {
+  const lines: string[] = [];
+  const log = vi.spyOn(console, "log").mockImplementation((...parts: unknown[]) => void lines.push(parts.join(" ")));
+  try {
+    expect(await run(args)).toBe(0);
+  } finally {
+    log.mockRestore();
+  }
+  return lines.join("\n");
+}
+
+describe("pagemill migrate", () => {
+  it("--json gives every metric of every strategy, verified", async () => {
+    const out = JSON.parse(await migrateCli(["--workload", "poisson", "--pages", "2048", "--rate", "0.2", "--bandwidth", "100mbit", "--rtt", "2ms", "--json"]));
+    expect(out).toHaveLength(3);
+    expect(out.map((s: MigrationStats) => s.strategy)).toEqual(["precopy", "postcopy", "hybrid"]);
+    for (const stats of out) {
+      expect(stats.verifiedPages).toBe(2048);
+      expect(stats.bandwidth).toBe(100e6);
+      expect(stats.rtt).toBe(0.002);
+      for (const key of ["totalTime", "setupTime", "downtime", "expectedDowntime", "transferred", "remaining", "duplicate", "normal", "normalBytes", "dirtyPagesRate", "mbps", "dirtySyncCount", "postcopyRequests", "precopyBytes", "downtimeBytes", "postcopyBytes", "cpuThrottlePercentage", "remoteUptime", "pagesTransferred", "workloadSlowdown", "rounds", "wallSeconds"]) {
+        expect(stats, key).toHaveProperty(key);
+      }
+    }
+  });
+
+  it("one strategy prints its metrics and rounds; all prints one table with the best marked", async () => {
+    const one = await migrateCli(["--workload", "hot-cold", "--pages", "1024", "--strategy", "precopy", "--codec", "lz4", "--downtime-limit", "100ms"]);
+    expect(one).toMatch(/total-time/);
+    expect(one).toMatch(/dirty-sync-count/);
+    expect(one).toMatch(/round\s+pages\s+zero\s+skipped/);
+    expect(one).toMatch(/1024 pages verified/);
+    const all = await migrateCli(["--workload", "idle", "--pages", "1024"]);
+    expect(all).toMatch(/^strategy\s+total-time\s+downtime/m);
+    expect(all).toMatch(/\*/);
+  });
+
+  it("names a bad option", async () => {
+    await expect(run(["--strategy", "sideways"])).rejects.toThrow(UsageError);
+    await expect(run(["--strategy", "sideways"])).rejects.toThrow(/--strategy/);
+    await expect(run(["--workload", "idle", "--bandwidth", "fast"])).rejects.toThrow(/--bandwidth/);
+    await expect(run(["--workload", "idle", "--rtt", "5"])).rejects.toThrow(/--rtt/);
+    await expect(run(["--workload", "juggle"])).rejects.toThrow(/unknown MODEL 'juggle'/);
+    await expect(run(["--trace", "/nonexistent.ptrace.gz"])).rejects.toThrow(/does not exist/);
+    await expect(run(["--workload", "idle", "--trace", "x"])).rejects.toThrow(/not both/);
+    await expect(run(["--workload", "idle", "--pages", "64", "--codec", "zip"])).rejects.toThrow(/unknown codec 'zip'/);
+  });
+
+  it("marks the lowest value per column, U and slowdown among post-copying strategies only", () => {
+    const base = { rounds: [], stopReason: "immediate", cpuThrottlePercentage: 0, postcopyRequests: 0, verifiedPages: 1 } as unknown as MigrationStats;
+    const table = comparisonTable([
+      { ...base, strategy: "precopy", totalTime: 2, downtime: 0.1, remoteUptime: 0, transferred: 10, pagesTransferred: 5, workloadSlowdown: 1 },
+      { ...base, strategy: "postcopy", totalTime: 1, downtime: 0.2, remoteUptime: 0.5, transferred: 20, pagesTransferred: 4, workloadSlowdown: 3 },
+      { ...base, strategy: "hybrid", totalTime: 1.5, downtime: 0.2, remoteUptime: 0.3, transferred: 15, pagesTransferred: 6, workloadSlowdown: 2 },
+    ]);
+    const [, , pre, post, hybrid] = table.split("\n");
+    expect(pre).toMatch(/100\.0 ms \*/);
+    expect(pre).not.toMatch(/1\.00× \*/);
+    expect(post).toMatch(/1\.000 s \*/);
+    expect(hybrid).toMatch(/300\.0 ms \*/);
+    expect(hybrid).toMatch(/2\.00× \*/);
+  });
+});
