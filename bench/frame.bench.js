@@ -100,13 +100,31 @@ for (const name of TRACES) {
     ],
     { bytesPerOp: bytes },
   );
+  // On a shared machine the wall-clock ratio depends on how much CPU the
+  // process gets; the CPU time per image and the cores actually used tell
+  // the cost of the parallel path apart from the machine's load.
+  const usage = {};
+  for (const n of [1, 2]) {
+    let wall = 0;
+    let cpu = 0;
+    for (let run = 0; run < 5; run++) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await encodeOnPool(pools[n], image);
+      wall += performance.now() - t0;
+      const c = process.cpuUsage(c0);
+      cpu += (c.user + c.system) / 1000;
+    }
+    usage[n] = { cpuMsPerImage: cpu / 5, coresUsed: cpu / wall };
+  }
   await pools[1].close();
   await pools[2].close();
   const speedup = channels[`${best}, 2 channels`].ratio;
   console.log(`  2 channels / 1 channel: ${speedup.toFixed(2)}x (target ≥ 1.70x)`);
+  for (const n of [1, 2]) console.log(`  ${n} channel${n > 1 ? "s" : ""}: ${usage[n].cpuMsPerImage.toFixed(0)} ms CPU per image, ${usage[n].coresUsed.toFixed(2)} cores used on average`);
   const bestMbps = single[Object.keys(single).find((k) => k.startsWith(`encode ${best} `))].mbps;
   console.log(`  one-thread ${best} pipeline: ${bestMbps.toFixed(0)} MB/s (target ≥ 500 MB/s${best === "mecom" ? "" : " for MECOM; MECOM not registered yet, lz4 shown"})`);
-  results[name] = { single, decode, channels, speedup, sizes, inputBytes: bytes };
+  results[name] = { single, decode, channels, speedup, usage, sizes, inputBytes: bytes };
   batch.dispose();
   decoder.dispose();
   for (const e of Object.values(encoders)) e.codecs.compress?.dispose();

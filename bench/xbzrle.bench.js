@@ -261,11 +261,40 @@ for (const [name, pairs] of Object.entries(cases)) {
   viaCodec.dispose();
 }
 
+/**
+ * Best of `reps` timed calls, in MB/s: on a shared machine most benny samples
+ * include time the process spent descheduled, and the fastest of many short
+ * calls is the closest estimate of the code's own speed. Reported beside the
+ * medians, never instead of them.
+ */
+function bestMbps(fn, bytes, reps = 300) {
+  let best = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t);
+  }
+  return bytes / best / 1e3;
+}
+
+const sparsePairs = cases.sparse;
+const kernel = kernelEncoder(sparsePairs);
+const viaCodec = codecEncoder(sparsePairs);
+const best = {
+  kernel: bestMbps(kernel.run, sparsePairs.count * PS),
+  codec: bestMbps(viaCodec.run, sparsePairs.count * PS),
+};
+kernel.dispose();
+viaCodec.dispose();
+results["sparse-encode-best-of-300"] = best;
 const sparse = results["sparse-encode"];
-for (const [what, row] of [
-  ["kernel", sparse["pagemill kernel xbzrleEncodeBatch"]],
-  ["codec", sparse["pagemill XbzrleCodec.encodeBatch (cache)"]],
+for (const [what, row, fastest] of [
+  ["kernel", sparse["pagemill kernel xbzrleEncodeBatch"], best.kernel],
+  ["codec", sparse["pagemill XbzrleCodec.encodeBatch (cache)"], best.codec],
 ]) {
-  console.log(`target: encode >= 4 GB/s on sparse deltas (${what}): ${(row.mbps / 1000).toFixed(2)} GB/s ${row.mbps >= 4000 ? "MET" : "NOT MET"}`);
+  console.log(
+    `target: encode >= 4 GB/s on sparse deltas (${what}): median ${(row.mbps / 1000).toFixed(2)} GB/s ${row.mbps >= 4000 ? "MET" : "NOT MET"}, ` +
+      `best of 300 ${(fastest / 1000).toFixed(2)} GB/s ${fastest >= 4000 ? "MET" : "NOT MET"}`,
+  );
 }
 save("xbzrle", results);

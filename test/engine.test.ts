@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CodecError } from "../src/errors.js";
 import { RealClock, VirtualClock } from "../src/engine/clock.js";
@@ -284,6 +285,39 @@ describe("every registered codec", () => {
         if (codec.includes("xbzrle") && strategy !== "postcopy") expect(stats.xbzrleCache!.pages, `${codec} ${strategy}`).toBeGreaterThan(0);
       }
     }
+  });
+});
+
+describe("any guest, link and strategy (property)", () => {
+  it("ends verified, with consistent counters", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...STRATEGY_NAMES),
+        fc.integer({ min: 1, max: 600 }),
+        fc.double({ min: 0, max: 3, noNaN: true }),
+        fc.integer({ min: 1, max: 2 ** 31 }),
+        fc.constantFrom(2e6, 40e6, 1e9),
+        fc.double({ min: 0, max: 0.05, noNaN: true }),
+        fc.integer({ min: 1, max: 300 }),
+        fc.constantFrom("raw", "lz4", "xbzrle+mecom"),
+        async (strategy, pages, rate, seed, bitsPerSecond, rtt, batchPages, codec) => {
+          const stats = await run(strategy, poisson(pages, rate, seed), { bitsPerSecond, rtt }, { codec, batchPages, precopyRounds: 2, maxIterations: 8, stateBytes: 1024 });
+          expect(stats.verifiedPages).toBe(pages);
+          expect(stats.precopyBytes + stats.downtimeBytes + stats.postcopyBytes).toBe(stats.transferred);
+          expect(stats.normal + stats.duplicate).toBe(stats.pagesTransferred);
+          expect(stats.downtime).toBeGreaterThan(0);
+          expect(stats.totalTime).toBeGreaterThanOrEqual(stats.downtime + stats.remoteUptime - 1e-9);
+          if (strategy === "postcopy") expect(stats.pagesTransferred).toBeLessThanOrEqual(pages);
+          else {
+            // Round 1 may end early (the rest fits the downtime): never more than every page.
+            const first = stats.rounds[0]!;
+            expect(first.pages + first.zeroPages + first.skipped).toBeLessThanOrEqual(pages);
+          }
+          if (strategy === "precopy") expect(stats.pagesTransferred).toBeGreaterThanOrEqual(pages);
+        },
+      ),
+      { numRuns: process.env.PAGEMILL_FUZZ ? 300 : 12 },
+    );
   });
 });
 

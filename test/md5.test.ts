@@ -1,35 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Md5, MD5_BYTES, PageBatch, PagemillError, md5, md5Batch, toHex } from "../src/index.js";
+import { Md5, PageBatch, PagemillError, md5, md5Batch, toHex } from "../src/index.js";
 import { wasm } from "../src/wasm/module.js";
 import { SHARED, TRACE_NAMES, sharedTraceImagePages } from "./helpers/traces.js";
+import { md5BatchHex, nodeMd5, splitHex } from "./helpers/md5.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 20 : 1;
 const PAGE_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
-
-function nodeMd5(data: Uint8Array): string {
-  return createHash("md5").update(data).digest("hex");
-}
-
-/** Hex digests of a batch result, one per page. */
-function splitHex(digests: Uint8Array, count: number): string[] {
-  return Array.from({ length: count }, (_, k) => toHex(digests.subarray(k * MD5_BYTES, (k + 1) * MD5_BYTES)));
-}
-
-/** md5Batch over `count` pages of `pageSize` bytes taken from `pages`. */
-function batchHex(pages: Uint8Array, pageSize: number, count: number): string[] {
-  const batch = new PageBatch(Math.max(1, count), pageSize);
-  try {
-    batch.set(pages.subarray(0, count * pageSize));
-    return splitHex(md5Batch(batch), count);
-  } finally {
-    batch.dispose();
-  }
-}
 
 describe("md5", () => {
   it("gives the RFC 1321 appendix A.5 digests", () => {
@@ -59,7 +40,7 @@ describe("md5", () => {
     const { pageSize } = golden;
     const count = pages.length / pageSize;
     expect(golden.vectors.length).toBe(count);
-    const batched = batchHex(pages, pageSize, count);
+    const batched = md5BatchHex(pages, pageSize, count);
     for (const v of golden.vectors) {
       const page = pages.subarray(v.page * pageSize, (v.page + 1) * pageSize);
       expect(batched[v.page], `page ${v.page} batched`).toBe(v.md5);
@@ -82,7 +63,7 @@ describe("md5", () => {
       const count = 9;
       const pages = randomBytes(size * count);
       const expected = Array.from({ length: count }, (_, k) => nodeMd5(pages.subarray(k * size, (k + 1) * size)));
-      expect(batchHex(pages, size, count), `page size ${size}`).toEqual(expected);
+      expect(md5BatchHex(pages, size, count), `page size ${size}`).toEqual(expected);
     }
   });
 
@@ -91,7 +72,7 @@ describe("md5", () => {
     const pages = randomBytes(size * 70);
     const alone = Array.from({ length: 70 }, (_, k) => toHex(md5(pages.subarray(k * size, (k + 1) * size))));
     for (const count of [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 63, 64, 70]) {
-      expect(batchHex(pages, size, count), `batch of ${count}`).toEqual(alone.slice(0, count));
+      expect(md5BatchHex(pages, size, count), `batch of ${count}`).toEqual(alone.slice(0, count));
     }
   });
 
@@ -153,7 +134,7 @@ describe("md5", () => {
     for (const name of TRACE_NAMES) {
       const { pageSize, pages, count } = await sharedTraceImagePages(name, 1500);
       const expected = Array.from({ length: count }, (_, k) => nodeMd5(pages.subarray(k * pageSize, (k + 1) * pageSize)));
-      expect(batchHex(pages, pageSize, count), name).toEqual(expected);
+      expect(md5BatchHex(pages, pageSize, count), name).toEqual(expected);
     }
   });
 

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { CostModel, DEFAULT_COSTS, loadCostTable } from "../engine/cost.js";
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { simulate, STRATEGY_NAMES, type LinkSpec } from "../engine/migrate.js";
-import type { MigrationOptions, MigrationProgress } from "../engine/session.js";
+import { pipelineCodecs, type MigrationOptions, type MigrationProgress } from "../engine/session.js";
 import type { Workload } from "../guest/guest.js";
 import {
   IMAGE_PROFILES,
@@ -220,6 +220,12 @@ export async function run(args: string[]): Promise<number> {
     batchPages: intOption("batch", values.batch, 256, 1, 16384),
   };
   const guest = workloadFactory(values);
+  try {
+    for (const codec of Object.values(pipelineCodecs(options.codec!).codecs)) codec?.dispose();
+  } catch (err) {
+    throw new UsageError(`--codec: ${(err as Error).message}`);
+  }
+  if (options.stateBytes! > 32 * 2 ** 20) fail("state", `must be at most 32MiB, got ${formatBytes(options.stateBytes!)}`);
 
   const results: MigrationStats[] = [];
   const wall: number[] = [];
@@ -234,9 +240,6 @@ export async function run(args: string[]): Promise<number> {
     const started = performance.now();
     try {
       results.push(await simulate(strategy, workload, link, { ...options, onProgress }));
-    } catch (err) {
-      if (err instanceof RangeError) throw new UsageError(err.message);
-      throw err;
     } finally {
       progress?.done();
       await workload.close();

@@ -195,17 +195,18 @@ export async function run(args: string[]): Promise<number> {
     console.log(JSON.stringify(report, null, 2));
     return 0;
   }
-  printSummary(`${report.image} → ${report.output}`, report);
+  printSummary(`${report.image} → ${report.output}`, report, `${report.codec} on ${report.channels} channel${report.channels === 1 ? "" : "s"}`);
   return 0;
 }
 
 /** The summary both pack and unpack print: pages and bytes by encoding, ratio, speed. */
 export function printSummary(
   title: string,
-  report: Pick<PackReport, "codec" | "channels" | "pages" | "pageSize" | "imageBytes" | "packedBytes" | "ratio" | "frames" | "pagesByEncoding" | "bytesByEncoding" | "digest" | "seconds" | "mbps">,
+  report: Pick<PackReport, "pages" | "pageSize" | "imageBytes" | "packedBytes" | "ratio" | "frames" | "pagesByEncoding" | "bytesByEncoding" | "digest" | "seconds" | "mbps">,
+  codec?: string,
 ): void {
   console.log(title);
-  console.log(`  codec        ${report.codec} on ${report.channels} channel${report.channels === 1 ? "" : "s"}`);
+  if (codec) console.log(`  codec        ${codec}`);
   console.log(`  pages        ${report.pages} of ${report.pageSize} B in ${report.frames} frames`);
   for (const [name, count] of Object.entries(report.pagesByEncoding).sort((a, b) => b[1] - a[1])) {
     const share = report.pages ? ((100 * count) / report.pages).toFixed(1) : "0.0";

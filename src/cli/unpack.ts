@@ -151,6 +151,6 @@ export async function run(args: string[]): Promise<number> {
     console.log(JSON.stringify(report, null, 2));
     return 0;
   }
-  printSummary(`${report.input} → ${report.output} (digest checked)`, { ...report, codec: "as packed", channels: 1 });
+  printSummary(`${report.input} → ${report.output} (digest checked)`, report);
   return 0;
 }

@@ -43,7 +43,7 @@ async function push(s: Session, pending: DirtyBitmap): Promise<void> {
   let radius = 0;
   let requestsRead = 0;
   const take = (p: number, into: number[]): void => {
-    if (p >= 0 && p < n && pending.test(p)) {
+    if (into.length < batchPages && p >= 0 && p < n && pending.test(p)) {
       pending.clear(p);
       into.push(p);
     }

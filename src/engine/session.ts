@@ -293,8 +293,9 @@ export class Session {
     this.pageSize = this.guest.pageSize;
     this.pageCount = this.guest.pageCount;
     if (this.pageCount === 0) throw new RangeError("the guest has no pages");
-    this.batchPages = options.batchPages ?? 256;
-    checkInteger("batchPages", this.batchPages, 1, maxFramePages(this.pageSize));
+    const batchPages = options.batchPages ?? 256;
+    checkInteger("batchPages", batchPages, 1, maxFramePages(this.pageSize));
+    this.batchPages = Math.min(batchPages, this.pageCount);
     this.downtimeLimit = nonNegative("downtimeLimit", options.downtimeLimit ?? 0.3);
     this.maxIterations = options.maxIterations ?? 30;
     checkInteger("maxIterations", this.maxIterations, 1, 1e6);
@@ -312,7 +313,7 @@ export class Session {
     this.precopyRounds = options.precopyRounds ?? 1;
     checkInteger("precopyRounds", this.precopyRounds, 1, 1e6);
     this.precopyBudget = options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget);
-    this.prepageWindow = options.prepageWindow ?? 64;
+    this.prepageWindow = options.prepageWindow ?? Math.min(64, this.pageCount);
     checkInteger("prepageWindow", this.prepageWindow, 0, this.pageCount);
     this.faultQuantum = positive("faultQuantum", options.faultQuantum ?? 0.01);
     const stateBytes = options.stateBytes ?? 256 * 1024;

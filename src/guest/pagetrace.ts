@@ -462,7 +462,10 @@ export class TraceWriter {
   /** Epochs written so far. */
   epochCount = 0;
   private lastElapsed = 0;
-  private deltaBuffer = new Uint8Array(0);
+  /** Two delta buffers: one being written to the spool while the next epoch is computed. */
+  private readonly deltaBuffers = [new Uint8Array(0), new Uint8Array(0)];
+  /** The spool write of the last epoch from `epoch()`, not awaited there. */
+  private pending: Promise<void> = Promise.resolve();
   private closed = false;
 
   private constructor(
@@ -508,13 +511,16 @@ export class TraceWriter {
   /**
    * Appends an epoch from new contents: `pages` ascending, `contents` their
    * new content back to back. Pages whose content did not change are left
-   * out. Returns the number of dirty pages recorded.
+   * out. Returns the number of dirty pages recorded, once the deltas are
+   * computed: the epoch goes to the spool while the caller moves on (a
+   * recorder's next pass), and `close()` waits for it.
    */
   async epoch(elapsedMicros: number, pages: ArrayLike<number>, contents: Uint8Array): Promise<number> {
     this.checkEpoch(elapsedMicros, pages, contents, "contents");
     const ps = this.pageSize;
-    if (this.deltaBuffer.byteLength < pages.length * ps) this.deltaBuffer = new Uint8Array(pages.length * ps);
-    const out = this.deltaBuffer;
+    const slot = this.epochCount % 2;
+    if (this.deltaBuffers[slot]!.byteLength < pages.length * ps) this.deltaBuffers[slot] = new Uint8Array(pages.length * ps);
+    const out = this.deltaBuffers[slot]!;
     const ow = words(out)!;
     const cw = words(contents);
     const iw = words(this.current);
@@ -527,10 +533,12 @@ export class TraceWriter {
         const a = (p * ps) >>> 2;
         const b = (k * ps) >>> 2;
         const o = slot >>> 2;
-        for (let i = 0, n = ps >>> 2; i < n; i++) {
-          const d = iw[a + i]! ^ cw[b + i]!;
-          ow[o + i] = d;
-          changed |= d;
+        for (let i = 0, n = ps >>> 2; i < n; i += 2) {
+          const d0 = iw[a + i]! ^ cw[b + i]!;
+          const d1 = iw[a + i + 1]! ^ cw[b + i + 1]!;
+          ow[o + i] = d0;
+          ow[o + i + 1] = d1;
+          changed |= d0 | d1;
         }
       } else {
         for (let i = 0; i < ps; i++) {
@@ -543,7 +551,10 @@ export class TraceWriter {
       this.current.set(contents.subarray(k * ps, (k + 1) * ps), p * ps);
       kept.push(p);
     }
-    await this.append(elapsedMicros, kept, out.subarray(0, kept.length * ps));
+    // The other buffer's write (the previous epoch) must be done before this
+    // one is queued; this buffer's last write finished before that one began.
+    await this.pending;
+    this.pending = this.append(elapsedMicros, kept, out.subarray(0, kept.length * ps));
     return kept.length;
   }
 
@@ -559,7 +570,10 @@ export class TraceWriter {
       if (isZeroRange(deltas, dw, k * ps, ps)) throw new RangeError(`deltas for page ${pages[k]} (index ${k}) is all zero`);
     }
     applyEpoch(this.current, ps, { pages: Uint32Array.from(pages), deltas });
-    await this.append(elapsedMicros, Array.from(pages), deltas);
+    await this.pending;
+    this.pending = this.append(elapsedMicros, Array.from(pages), deltas);
+    // The caller's buffer: written before returning.
+    await this.pending;
     return pages.length;
   }
 
@@ -567,6 +581,12 @@ export class TraceWriter {
   async close(): Promise<{ epochs: number; bytes: number }> {
     this.checkOpen();
     this.closed = true;
+    try {
+      await this.pending;
+    } catch (err) {
+      await this.removeSpool();
+      throw err;
+    }
     const metaBytes = Buffer.from(JSON.stringify(this.options.meta), "utf8");
     const head = Buffer.alloc(TRACE_HEADER_BYTES);
     head.write(TRACE_MAGIC, 0, "latin1");
@@ -606,6 +626,7 @@ export class TraceWriter {
   async abort(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.pending.catch(() => undefined);
     await this.removeSpool();
   }
 
@@ -629,11 +650,16 @@ export class TraceWriter {
     }
   }
 
-  private async append(elapsedMicros: number, pages: number[], deltas: Uint8Array): Promise<void> {
+  /** Counts the epoch now and writes its record to the spool (the returned promise). */
+  private append(elapsedMicros: number, pages: number[], deltas: Uint8Array): Promise<void> {
     this.epochCount++;
     this.lastElapsed = elapsedMicros;
+    return this.writeRecord(this.epochCount, elapsedMicros, pages, deltas);
+  }
+
+  private async writeRecord(epoch: number, elapsedMicros: number, pages: number[], deltas: Uint8Array): Promise<void> {
     const record = Buffer.alloc(12 + 4 * pages.length);
-    record.writeUInt32LE(this.epochCount, 0);
+    record.writeUInt32LE(epoch, 0);
     record.writeUInt32LE(elapsedMicros, 4);
     record.writeUInt32LE(pages.length, 8);
     pages.forEach((p, k) => record.writeUInt32LE(p, 12 + 4 * k));

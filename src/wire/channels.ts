@@ -82,7 +82,9 @@ export class ParallelEncoder {
       filename: workerFile().href,
       minThreads: this.channels,
       maxThreads: this.channels,
-      concurrentTasksPerWorker: 1,
+      // A second task waits in the worker's queue, so it starts the moment
+      // the first ends instead of after a round trip through this thread.
+      concurrentTasksPerWorker: 2,
       idleTimeout: Infinity,
     });
   }

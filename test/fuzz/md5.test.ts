@@ -7,26 +7,12 @@
 
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { createHash, randomBytes } from "node:crypto";
-import { Md5, MD5_BYTES, PageBatch, md5, md5Batch, toHex } from "../../src/index.js";
+import { randomBytes } from "node:crypto";
+import { Md5, md5, toHex } from "../../src/index.js";
+import { md5BatchHex, nodeMd5 } from "../helpers/md5.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
 const PAGE_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
-
-function nodeMd5(data: Uint8Array): string {
-  return createHash("md5").update(data).digest("hex");
-}
-
-/** md5Batch over `count` pages of `pageSize` bytes, as hex digests. */
-function batchHex(pages: Uint8Array, pageSize: number, count: number): string[] {
-  const batch = new PageBatch(count, pageSize);
-  try {
-    const digests = md5Batch(batch.set(pages));
-    return Array.from({ length: count }, (_, k) => toHex(digests.subarray(k * MD5_BYTES, (k + 1) * MD5_BYTES)));
-  } finally {
-    batch.dispose();
-  }
-}
 
 describe("md5 fuzz", () => {
   it("keeps the lanes independent: a page's digest does not depend on its neighbours", () => {
@@ -44,7 +30,7 @@ describe("md5 fuzz", () => {
             pages[k * size + (at % size)] = value;
           });
           const expected = edits.map((_, k) => nodeMd5(pages.subarray(k * size, (k + 1) * size)));
-          expect(batchHex(pages, size, edits.length)).toEqual(expected);
+          expect(md5BatchHex(pages, size, edits.length)).toEqual(expected);
         },
       ),
       { numRuns: 100 * SCALE },
@@ -56,7 +42,7 @@ describe("md5 fuzz", () => {
       fc.property(fc.constantFrom(...PAGE_SIZES), fc.integer({ min: 1, max: 19 }), (size, count) => {
         const pages = randomBytes(size * count);
         const expected = Array.from({ length: count }, (_, k) => nodeMd5(pages.subarray(k * size, (k + 1) * size)));
-        expect(batchHex(pages, size, count)).toEqual(expected);
+        expect(md5BatchHex(pages, size, count)).toEqual(expected);
       }),
       { numRuns: 40 * SCALE },
     );
