@@ -305,22 +305,30 @@ export function lz4Decompress(src: usize, srcLen: u32, dst: usize, dstCap: u32):
     const token = <u32>load<u8>(ip++);
 
     let litLen = <usize>(token >> 4);
-    if (litLen == 15) {
-      const len = readLengthExtension(ip, iend, 15);
-      if (len == u64.MAX_VALUE) return LZ4_TRUNCATED;
-      ip = extEnd;
-      if (len > <u64>(iend - ip)) return LZ4_TRUNCATED;
-      litLen = <usize>len;
-    } else if (litLen > iend - ip) {
-      return LZ4_TRUNCATED;
+    if (litLen < 15 && ip + 16 <= iend && op + 48 <= oend) {
+      // Short literals away from both ends (the usual case): one 16-byte
+      // copy, and the offset is surely within the input.
+      v128.store(op, v128.load(ip));
+      ip += litLen;
+      op += litLen;
+    } else {
+      if (litLen == 15) {
+        const len = readLengthExtension(ip, iend, 15);
+        if (len == u64.MAX_VALUE) return LZ4_TRUNCATED;
+        ip = extEnd;
+        if (len > <u64>(iend - ip)) return LZ4_TRUNCATED;
+        litLen = <usize>len;
+      } else if (litLen > iend - ip) {
+        return LZ4_TRUNCATED;
+      }
+      if (litLen > oend - op) return LZ4_OVERRUN;
+      copyBytes(op, ip, litLen, oend, iend);
+      ip += litLen;
+      op += litLen;
+      if (ip == iend) return <i32>(op - dst);
+      if (iend - ip < 2) return LZ4_TRUNCATED;
     }
-    if (litLen > oend - op) return LZ4_OVERRUN;
-    copyBytes(op, ip, litLen, oend, iend);
-    ip += litLen;
-    op += litLen;
-    if (ip == iend) return <i32>(op - dst);
 
-    if (iend - ip < 2) return LZ4_TRUNCATED;
     const offset = <usize>load<u16>(ip);
     ip += 2;
     if (offset == 0 || offset > op - dst) return LZ4_MALFORMED;
@@ -334,6 +342,14 @@ export function lz4Decompress(src: usize, srcLen: u32, dst: usize, dstCap: u32):
       matchLen = <usize>len;
     } else {
       matchLen += MIN_MATCH;
+      if (offset >= 16 && op + 32 <= oend) {
+        // At most 18 bytes from at least 16 back: two 16-byte copies.
+        const from = op - offset;
+        v128.store(op, v128.load(from));
+        v128.store(op, v128.load(from, 16), 16);
+        op += matchLen;
+        continue;
+      }
       if (matchLen > oend - op) return LZ4_OVERRUN;
     }
     op = copyMatch(op, offset, matchLen, oend);

@@ -3,7 +3,7 @@
 // pages, and how much a recorded process slows down.
 
 import { spawn } from "node:child_process";
-import { createReadStream, existsSync, mkdtempSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -74,29 +74,35 @@ results.hashChunk = await suite(
 );
 batch.dispose();
 
-// A target that streams through a buffer as fast as it can (the memstream
-// worst case: every page changes every pass) and prints its write rate
-// (MiB/s) every 100 ms.
+// The target streams through a buffer (every page changes every pass, the
+// memstream worst case). Flat out (pace 0) it prints its write rate (MiB/s)
+// every 100 ms; paced to N MiB/s, like the shared memstream trace, it prints
+// the share of its time spent writing (what the traces' README compares).
 const TARGET = `
-const mib = Number(process.argv[1]);
+const [mib, pace] = process.argv.slice(1).map(Number);
 const buffer = new Float64Array(mib * 131072);
-let written = 0, last = performance.now(), pass = 0;
+let written = 0, busy = 0, last = performance.now(), pass = 0, total = 0;
+const start = performance.now();
 for (;;) {
   pass++;
-  for (let i = 0; i < buffer.length; i += 512) {
-    for (let j = i; j < i + 512; j++) buffer[j] = pass + j;
-    written += 4096;
+  for (let i = 0; i < buffer.length; i += 131072) {
+    const t = performance.now();
+    for (let j = i; j < i + 131072; j++) buffer[j] = pass + j;
     const now = performance.now();
+    busy += now - t;
+    written += 1048576;
+    total += 1;
     if (now - last >= 100) {
-      console.log((written / 1048576 / ((now - last) / 1000)).toFixed(1));
-      written = 0; last = now;
-      await new Promise((r) => setImmediate(r));
+      console.log(pace ? (busy / (now - last)).toFixed(4) : (written / 1048576 / ((now - last) / 1000)).toFixed(1));
+      written = 0; busy = 0; last = now;
     }
+    const ahead = pace ? start + (total / pace) * 1000 - performance.now() : 0;
+    await new Promise((r) => (ahead > 0 ? setTimeout(r, ahead) : setImmediate(r)));
   }
 }`;
 
-async function startTarget(mib) {
-  const child = spawn(process.execPath, ["--input-type=module", "-e", TARGET, String(mib)]);
+async function startTarget(mib, pace) {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", TARGET, String(mib), String(pace)]);
   const rates = [];
   createInterface({ input: child.stdout }).on("line", (line) => rates.push(Number(line)));
   await new Promise((r) => setTimeout(r, 1000));
@@ -106,49 +112,71 @@ async function startTarget(mib) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-bench-"));
-const target = await startTarget(128);
-try {
-  await new Promise((r) => setTimeout(r, 2000));
-  const before = median(target.rates.splice(0));
-  const began = performance.now();
-  // The target's rate during the capture (image to last epoch), not while the file is written.
-  let capture = [];
-  let captureSeconds = NaN;
-  const result = await recordProcess(target.child.pid, {
-    interval: 0.2,
-    duration: 2,
-    out: join(dir, "target.ptrace.gz"),
-    level: 1,
-    onPass: ({ epoch }) => {
-      if (epoch === 0) target.rates.splice(0);
-      if (epoch === 10) {
-        capture = target.rates.splice(0);
-        captureSeconds = (performance.now() - began) / 1000;
-      }
-    },
-  });
-  const wall = (performance.now() - began) / 1000;
-  const during = median(capture);
-  check(result.epochs === 10 && result.pages > 128 * 256, "recorder: epochs and pages of the target");
-  const hashedPerSecond = result.pagesHashed / result.busySeconds;
-  results.recorder = {
-    targetMiB: 128,
-    pages: result.pages,
-    epochs: result.epochs,
-    pagesHashedPerSecond: hashedPerSecond,
-    captureSeconds,
-    wallSeconds: wall,
-    busyShare: result.busySeconds / captureSeconds,
-    targetMiBpsBefore: before,
-    targetMiBpsDuring: during,
-    targetSlowdown: 1 - during / before,
-  };
-  console.log(`\nrecorder on a 128 MiB streaming writer, 200 ms interval, 2 s:`);
-  console.log(`  ${result.pages} pages, ${(hashedPerSecond / 1e3).toFixed(0)}k pages read + hashed per second (${((hashedPerSecond * 4096) / 2 ** 20).toFixed(0)} MiB/s), reading and hashing ${(100 * results.recorder.busyShare).toFixed(0)}% of the ${captureSeconds.toFixed(1)} s capture (${wall.toFixed(1)} s with writing the file)`);
-  console.log(`  target wrote ${before.toFixed(0)} MiB/s before, ${during.toFixed(0)} MiB/s while recorded: ${(100 * results.recorder.targetSlowdown).toFixed(1)}% slower`);
-} finally {
-  target.child.kill();
+
+/**
+ * Records the target for 2 s at 200 ms; `spoolDir` undefined is the default
+ * (os.tmpdir()); `pace` 0 runs the target flat out.
+ */
+async function measureRecorder(label, spoolDir, pace) {
+  const target = await startTarget(128, pace);
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = median(target.rates.splice(0));
+    const began = performance.now();
+    // The target's rate during the capture (image to last epoch), not while the file is written.
+    let capture = [];
+    let captureSeconds = NaN;
+    const result = await recordProcess(target.child.pid, {
+      interval: 0.2,
+      duration: 2,
+      out: join(dir, "target.ptrace.gz"),
+      level: 1,
+      spoolDir,
+      onPass: ({ epoch }) => {
+        if (epoch === 0) target.rates.splice(0);
+        if (epoch === 10) {
+          capture = target.rates.splice(0);
+          captureSeconds = (performance.now() - began) / 1000;
+        }
+      },
+    });
+    const wall = (performance.now() - began) / 1000;
+    const during = median(capture);
+    check(result.epochs === 10 && result.pages > 128 * 256, "recorder: epochs and pages of the target");
+    const hashedPerSecond = result.pagesHashed / result.busySeconds;
+    // Flat out: the write rate drops; paced: the time spent writing grows.
+    const slowdown = pace ? during / before - 1 : 1 - during / before;
+    const row = {
+      spool: spoolDir ?? tmpdir(),
+      targetMiB: 128,
+      targetPaceMiBps: pace || "flat out",
+      pages: result.pages,
+      epochs: result.epochs,
+      pagesHashedPerSecond: hashedPerSecond,
+      captureSeconds,
+      wallSeconds: wall,
+      busyShare: result.busySeconds / captureSeconds,
+      [pace ? "targetBusyShareBefore" : "targetMiBpsBefore"]: before,
+      [pace ? "targetBusyShareDuring" : "targetMiBpsDuring"]: during,
+      targetSlowdown: slowdown,
+    };
+    console.log(`\nrecorder on a 128 MiB streaming writer${pace ? ` paced to ${pace} MiB/s` : " (flat out)"}, 200 ms interval, 2 s, ${label}:`);
+    console.log(`  ${result.pages} pages, ${(hashedPerSecond / 1e3).toFixed(0)}k pages read + hashed per second (${((hashedPerSecond * 4096) / 2 ** 20).toFixed(0)} MiB/s), reading and hashing ${(100 * row.busyShare).toFixed(0)}% of the ${captureSeconds.toFixed(1)} s capture (${wall.toFixed(1)} s with writing the file)`);
+    console.log(
+      pace
+        ? `  target spent ${(100 * before).toFixed(2)}% of its time writing before, ${(100 * during).toFixed(2)}% while recorded: ${(100 * slowdown).toFixed(1)}% slower`
+        : `  target wrote ${before.toFixed(0)} MiB/s before, ${during.toFixed(0)} MiB/s while recorded: ${(100 * slowdown).toFixed(1)}% slower`,
+    );
+    return row;
+  } finally {
+    target.child.kill();
+  }
 }
+
+results.recorder = await measureRecorder(`spool in ${tmpdir()}`, undefined, 0);
+if (existsSync("/dev/shm")) results.recorderShm = await measureRecorder("spool in /dev/shm", "/dev/shm", 0);
+results.recorderPaced = await measureRecorder(`spool in ${tmpdir()}`, undefined, 512);
+rmSync(dir, { recursive: true, force: true });
 
 // --- Synthetic guest --------------------------------------------------------
 

@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,7 @@ import { TraceWriter } from "../src/guest/pagetrace.js";
 import { SHARED } from "./helpers/traces.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-inspect-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const SAMPLE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
 
 /** 100 pages (the first 40 zero), epochs dirtying {1,2,3}, {2,3,4,5}, {}, {1} every 100 ms. */

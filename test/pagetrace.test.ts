@@ -1,8 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -13,6 +13,7 @@ import { SHARED, TRACE_NAMES, tracePath } from "./helpers/traces.js";
 const FUZZ = process.env.PAGEMILL_FUZZ ? 20 : 1;
 const CHECKER = `${SHARED}tools/check-pagetrace`;
 const dir = mkdtempSync(join(tmpdir(), "pagemill-pagetrace-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let fileNo = 0;
 const tempFile = (name = "t") => join(dir, `${name}-${fileNo++}.ptrace.gz`);
 
@@ -168,7 +169,9 @@ describe("writer → reader round trip", () => {
     for (let p = 0; p < 40; p++) image.fill(p + 1, p * pageSize, p * pageSize + 100);
     const meta = { program: "test", regions: [{ start: "0x1000", pages: 32, perms: "rw-p", name: "a" }, { start: "0x100000", pages: 32, perms: "rw-p", name: "b" }] };
     const path = tempFile("check");
-    const writer = await TraceWriter.create(path, image.slice(), { pageSize, intervalMicros: 200_000, meta, level: 9 });
+    const spoolDir = mkdtempSync(join(dir, "spool-"));
+    const writer = await TraceWriter.create(path, image.slice(), { pageSize, intervalMicros: 200_000, meta, level: 9, spoolDir });
+    expect(readdirSync(spoolDir)).toHaveLength(1);
     let changed = 0;
     for (let e = 1; e <= 5; e++) {
       const pages = [e, e + 10, e + 50];
@@ -184,6 +187,7 @@ describe("writer → reader round trip", () => {
     await writer.epochDeltas(1_200_000, [63], new Uint8Array(pageSize).fill(1));
     changed += pageSize;
     await writer.close();
+    expect(readdirSync(spoolDir)).toEqual([]);
     const out = JSON.parse(execFileSync("python3", [CHECKER, "--json", path], { encoding: "utf8" }));
     expect(out).toMatchObject({ pages: 64, epochs: 6, totalDirtyPages: 16, maxDirtyPerEpoch: 3, intervalMicros: 200_000, lastElapsedMicros: 1_200_000 });
     expect(out.meanChangedBytesPerDirtyPage * 16).toBeCloseTo(changed, 6);

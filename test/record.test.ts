@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtempSync, openSync, writeSync, closeSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, writeSync, closeSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -11,6 +11,7 @@ import { UsageError } from "../src/cli/args.js";
 import { SHARED } from "./helpers/traces.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-record-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const PAGES = 64;
 
 // The target: maps 64 private anonymous pages, prints their address, then

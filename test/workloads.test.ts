@@ -1,8 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
@@ -30,6 +30,7 @@ const SAMPLE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.me
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 10 : 1;
 const dir = mkdtempSync(join(tmpdir(), "pagemill-workloads-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function sha(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");

@@ -16,7 +16,11 @@ import { Progress, UsageError, formatBytes, intOption, parse, sizeOption } from 
 import { openPageFile } from "./pagefile.js";
 
 export const summary = "Packs a memory or disk image into a pagemill frame stream (.pmf), page by page through the codec pipeline.";
-export const usage = "usage: pagemill pack IMAGE -o OUT.pmf [--codec NAME] [--channels N] [--batch PAGES] [--page-size N] [--json]";
+export const usage = `usage: pagemill pack IMAGE -o OUT.pmf [--codec ${packCodecs().join("|")}] [--channels N] [--batch PAGES] [--page-size N] [--json]
+
+  --codec      how pages are compressed after the zero check (default ${defaultCodec()})
+  --channels   1: encode on this thread (default); N > 1: on N worker threads
+  --batch      pages per frame (default 256)`;
 
 export interface PackOptions {
   /** "raw" or a compress codec of the registry */

@@ -6,7 +6,7 @@ import { UsageError, durationOption, formatBytes, intOption, parse, sizeOption }
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
 export const usage =
-  "usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6]";
+  "usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]";
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -17,6 +17,7 @@ export async function run(args: string[]): Promise<number> {
     out: { type: "string", short: "o" },
     "page-size": { type: "string" },
     level: { type: "string" },
+    spool: { type: "string" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
@@ -36,7 +37,8 @@ export async function run(args: string[]): Promise<number> {
     const what = info.epoch === 0 ? "image" : `epoch ${info.epoch}/${epochs}: ${info.dirty} dirty pages`;
     process.stderr.write(`\rrecord: ${what}, pass ${(info.seconds * 1000).toFixed(0)} ms\x1b[K`);
   };
-  const options: RecordOptions = { interval, duration, out: values.out, pageSize, level, onPass: process.stderr.isTTY ? onPass : undefined };
+  const spoolDir = typeof values.spool === "string" ? values.spool : undefined;
+  const options: RecordOptions = { interval, duration, out: values.out, pageSize, level, spoolDir, onPass: process.stderr.isTTY ? onPass : undefined };
   const result =
     values.pid !== undefined
       ? await recordProcess(intOption("pid", values.pid, 0, 1, 2 ** 22), options)

@@ -446,6 +446,12 @@ export interface TraceWriterOptions {
   meta?: TraceMeta;
   /** gzip level 1..9 (6 by default). */
   level?: number;
+  /**
+   * Directory for the spool (os.tmpdir() by default). A busy target's epochs
+   * can outrun a disk (128 MiB every 200 ms for memstream): /dev/shm keeps
+   * them in memory.
+   */
+  spoolDir?: string;
 }
 
 /**
@@ -495,7 +501,7 @@ export class TraceWriter {
       const total = meta.regions.reduce((sum, r) => sum + r.pages, 0);
       if (total !== pageCount) throw new RangeError(`meta.regions add up to ${total} pages, the image has ${pageCount}`);
     }
-    const spoolDir = await mkdtemp(join(tmpdir(), "pagemill-trace-"));
+    const spoolDir = await mkdtemp(join(options.spoolDir ?? tmpdir(), "pagemill-trace-"));
     const spool = await open(join(spoolDir, "body"), "w+");
     try {
       // The spool starts with the time-0 image, so that `current` can move on.
@@ -513,7 +519,8 @@ export class TraceWriter {
    * new content back to back. Pages whose content did not change are left
    * out. Returns the number of dirty pages recorded, once the deltas are
    * computed: the epoch goes to the spool while the caller moves on (a
-   * recorder's next pass), and `close()` waits for it.
+   * recorder's next pass), and `close()` waits for it. Await each call
+   * before the next.
    */
   async epoch(elapsedMicros: number, pages: ArrayLike<number>, contents: Uint8Array): Promise<number> {
     this.checkEpoch(elapsedMicros, pages, contents, "contents");
@@ -654,7 +661,11 @@ export class TraceWriter {
   private append(elapsedMicros: number, pages: number[], deltas: Uint8Array): Promise<void> {
     this.epochCount++;
     this.lastElapsed = elapsedMicros;
-    return this.writeRecord(this.epochCount, elapsedMicros, pages, deltas);
+    const written = this.writeRecord(this.epochCount, elapsedMicros, pages, deltas);
+    // Handled now so that a failure is not an unhandled rejection while it
+    // waits; it still rejects the next epoch(), close() or abort().
+    written.catch(() => undefined);
+    return written;
   }
 
   private async writeRecord(epoch: number, elapsedMicros: number, pages: number[], deltas: Uint8Array): Promise<void> {

@@ -52,6 +52,8 @@ export interface RecordOptions {
   pageSize?: number;
   /** gzip level of the output (6 by default). */
   level?: number;
+  /** Where epochs are spooled until the end (see TraceWriterOptions.spoolDir). */
+  spoolDir?: string;
   /** Free text for meta.program (the command line by default). */
   program?: string;
   onPass?: (info: PassInfo) => void | Promise<void>;
@@ -303,7 +305,7 @@ async function record(target: Target, options: RecordOptions, pageSize: number):
       method: target.method,
       regions: target.regions,
     };
-    writer = await TraceWriter.create(options.out, image, { pageSize, intervalMicros: Math.round(options.interval * 1e6), meta, level: options.level });
+    writer = await TraceWriter.create(options.out, image, { pageSize, intervalMicros: Math.round(options.interval * 1e6), meta, level: options.level, spoolDir: options.spoolDir });
     await options.onPass?.({ epoch: 0, elapsedMicros: 0, dirty: 0, seconds: passTimes[0]! });
     for (let e = 1; e <= epochs; e++) {
       const due = start + e * options.interval * 1000;
