@@ -41,6 +41,17 @@ describe("pagemill migrate", () => {
     expect(all).toMatch(/\*/);
   });
 
+  it("follows a bandwidth schedule", async () => {
+    const args = ["--workload", "idle", "--pages", "2048", "--strategy", "precopy", "--bandwidth", "100mbit", "--json"];
+    const flat = JSON.parse(await migrateCli(args));
+    const slowed = JSON.parse(await migrateCli([...args, "--schedule", "10ms:10mbit"]));
+    expect(slowed.verifiedPages).toBe(2048);
+    expect(slowed.totalTime).toBeGreaterThan(flat.totalTime * 3);
+    await expect(run([...args, "--schedule", "10ms"])).rejects.toThrow(/AT:RATE/);
+    await expect(run([...args, "--schedule", "2s:1mbit,1s:2mbit"])).rejects.toThrow(/time order/);
+    await expect(run([...args, "--schedule", "1s:1mbit", "--channel", "loopback"])).rejects.toThrow(/--channel link/);
+  });
+
   it("names a bad option", async () => {
     await expect(run(["--strategy", "sideways"])).rejects.toThrow(UsageError);
     await expect(run(["--strategy", "sideways"])).rejects.toThrow(/--strategy/);

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { CostModel, DEFAULT_COSTS, loadCostTable } from "../engine/cost.js";
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { simulate, STRATEGY_NAMES, type LinkSpec } from "../engine/migrate.js";
+import type { RateStep } from "../net/link.js";
 import { pipelineCodecs, type MigrationOptions, type MigrationProgress } from "../engine/session.js";
 import type { Workload } from "../guest/guest.js";
 import {
@@ -25,7 +26,7 @@ export const summary =
 export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|all]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--auto-converge] [--max-iterations 30] [--rounds N] [--budget SIZE] [--state SIZE]
-         [--batch N] [--cost FILE] [--channel link|loopback]
+         [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
   MODEL (with --pages N, --profile redis|node-gc|memstream, --rate R, --seed S):
     idle                no writes
     poisson             every page written at R writes/s (default 0.05)
@@ -168,6 +169,21 @@ export function comparisonTable(results: MigrationStats[]): string {
   return [line(columns.map((c) => c.label)), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
 }
 
+/** Parses a bandwidth schedule: comma-separated AT:RATE steps, e.g. "5s:10mbit,20s:40mbit". */
+function scheduleOption(text: OptionValue): RateStep[] {
+  if (text === undefined) return [];
+  if (typeof text !== "string") fail("schedule", "takes a value");
+  const steps = text.split(",").map((step) => {
+    const [at, rate, extra] = step.split(":");
+    if (rate === undefined || extra !== undefined) fail("schedule", `each step must be AT:RATE like 5s:10mbit, got '${step}'`);
+    return { at: durationOption("schedule", at, 0), bitsPerSecond: rateOption("schedule", rate, 0) };
+  });
+  for (let i = 1; i < steps.length; i++) {
+    if (steps[i]!.at < steps[i - 1]!.at) fail("schedule", "steps must be in time order");
+  }
+  return steps;
+}
+
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     trace: { type: "string" },
@@ -190,6 +206,7 @@ export async function run(args: string[]): Promise<number> {
     batch: { type: "string" },
     cost: { type: "string" },
     channel: { type: "string" },
+    schedule: { type: "string" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
@@ -199,11 +216,14 @@ export async function run(args: string[]): Promise<number> {
   else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")} or all, got '${strategyText}'`);
   const channel = values.channel ?? "link";
   if (channel !== "link" && channel !== "loopback") fail("channel", `must be link or loopback, got '${String(channel)}'`);
+  const schedule = scheduleOption(values.schedule);
   const link: LinkSpec = {
     bitsPerSecond: rateOption("bandwidth", values.bandwidth, 40e6),
     rtt: durationOption("rtt", values.rtt, 0.005),
     channel,
+    schedule,
   };
+  if (schedule.length && channel === "loopback") fail("schedule", "needs --channel link (the loopback channel has a constant rate)");
   if (!(link.bitsPerSecond > 0)) fail("bandwidth", "must be above 0");
   const budget = values.budget === undefined ? undefined : sizeOption("budget", values.budget, 0);
   if (budget === 0) fail("budget", "must be above 0");
@@ -254,7 +274,8 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   console.log(`${guest.describe}`);
-  console.log(`link ${(link.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, RTT ${seconds(link.rtt)}, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
+  const steps = schedule.map((step) => `, ${(step.bitsPerSecond / 1e6).toFixed(1)} Mbit/s from ${seconds(step.at)}`).join("");
+  console.log(`link ${(link.bitsPerSecond / 1e6).toFixed(1)} Mbit/s${steps}, RTT ${seconds(link.rtt)}, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
   if (results.length === 1) printDetail(results[0]!);
   else {
     console.log(comparisonTable(results));

@@ -14,7 +14,7 @@ export const MD5_BYTES = 16;
 // buffer needs a bounded scratch region.
 const STATE_BYTES = 96;
 const DATA_OFFSET = 128;
-const CHUNK_BYTES = 1 << 20;
+const CHUNK_BYTES = 1 << 16;
 
 let streamScratch: Scratch | undefined;
 let digestScratch: Scratch | undefined;
