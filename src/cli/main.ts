@@ -6,19 +6,19 @@ import { init } from "../wasm/module.js";
 import { UsageError, type Command } from "./args.js";
 
 const commands: Record<string, () => Promise<Command>> = {
+  migrate: () => import("./migrate.js"),
   scan: () => import("./scan.js"),
   inspect: () => import("./inspect.js"),
   record: () => import("./record.js"),
   pack: () => import("./pack.js"),
   unpack: () => import("./unpack.js"),
   hash: () => import("./hash.js"),
-  migrate: () => import("./migrate.js"),
   bench: () => import("./bench.js"),
 };
 
-function help(): string {
+async function help(): Promise<string> {
   const lines = ["usage: pagemill COMMAND [options]", "", "commands:"];
-  for (const name of Object.keys(commands)) lines.push(`  ${name}`);
+  for (const [name, load] of Object.entries(commands)) lines.push(`  ${name.padEnd(8)} ${(await load()).summary}`);
   lines.push("", "`pagemill COMMAND --help` for a command's options.");
   return lines.join("\n");
 }
@@ -26,12 +26,12 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    console.log(help());
+    console.log(await help());
     return name === undefined ? 2 : 0;
   }
   const load = commands[name];
   if (!load) {
-    console.error(`pagemill: unknown command '${name}'\n\n${help()}`);
+    console.error(`pagemill: unknown command '${name}'\n\n${await help()}`);
     return 2;
   }
   const command = await load();

@@ -7,7 +7,7 @@ import { PageBatch } from "../wasm/arena.js";
 import { Progress, UsageError, formatBytes, parse, sizeOption } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 
-export const summary = "Counts the zero pages of a memory dump or disk image (plain or gzip).";
+export const summary = "Counts the zero and duplicate pages of a memory dump or disk image (plain or gzip), and what dedup would save.";
 export const usage = "usage: pagemill scan FILE [--page-size N] [--json]";
 
 export interface ScanReport {
