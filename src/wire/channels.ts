@@ -6,6 +6,7 @@
 //
 //   const pool = new ParallelEncoder({ channels: 2, codec: "lz4" });
 //   const frame = await pool.encode(pages, indices, { transfer: true });
+//   const next = await pool.encodeFromMemory(sharedGuestMemory, indices);
 //   const done = await pool.control({ type: "done", ... });
 //   await pool.close();
 //
@@ -114,19 +115,43 @@ export class ParallelEncoder {
     } else {
       moved = pages.slice();
     }
+    return this.submit(moved, false, indices, [moved.buffer as ArrayBuffer]);
+  }
+
+  /**
+   * Encodes pages `indices` of `memory` (guest memory, page i at byte
+   * i·pageSize) as the next PAGES frame. `memory` must live in a
+   * SharedArrayBuffer: the channel's thread reads the pages itself, so this
+   * thread copies nothing. The pages should not change until the frame is
+   * delivered (a page written meanwhile may go out old or new, as in any
+   * live migration: the dirty log sends it again).
+   */
+  encodeFromMemory(memory: Uint8Array, indices: ArrayLike<number>): Promise<Uint8Array> {
+    checkInteger("indices.length", indices.length, 0, maxFramePages(this.pageSize));
+    if (!(memory instanceof Uint8Array) || !(memory.buffer instanceof SharedArrayBuffer)) {
+      throw new TypeError("memory must be a Uint8Array over a SharedArrayBuffer (use encode() for other memory)");
+    }
+    const limit = Math.floor(memory.byteLength / this.pageSize);
+    for (let k = 0; k < indices.length; k++) {
+      const p = indices[k]!;
+      if (!Number.isInteger(p) || p < 0 || p >= limit) throw new RangeError(`indices[${k}] = ${p} is not a page of memory (${limit} pages)`);
+    }
+    return this.submit(memory, true, indices, []);
+  }
+
+  private submit(pages: Uint8Array, fromMemory: boolean, indices: ArrayLike<number>, transfer: ArrayBuffer[]): Promise<Uint8Array> {
     const task: EncodeTask = {
-      pages: moved,
+      pages,
+      fromMemory,
       indices: Uint32Array.from(indices),
       pageSize: this.pageSize,
       codec: this.codec,
       sequence: this.sequence++,
     };
-    const run = (this.pool.run(task, { transferList: [moved.buffer as ArrayBuffer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then(
-      (result) => {
-        addStats(this.stats, result.stats);
-        return result.frame;
-      },
-    );
+    const run = (this.pool.run(task, { transferList: [...transfer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then((result) => {
+      addStats(this.stats, result.stats);
+      return result.frame;
+    });
     return this.deliver(run);
   }
 

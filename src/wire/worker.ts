@@ -14,8 +14,13 @@ import { encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "
 const ready = init();
 
 export interface EncodeTask {
-  /** indices.length whole pages, back to back */
+  /**
+   * indices.length whole pages, back to back; or, with `fromMemory`, a
+   * guest memory in a SharedArrayBuffer (page i at i·pageSize) that the
+   * pages are read from here, in the worker
+   */
   readonly pages: Uint8Array;
+  readonly fromMemory: boolean;
   readonly indices: Uint32Array;
   readonly pageSize: number;
   /** "raw" or a compress codec of the registry */
@@ -56,6 +61,8 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
     pipelines.set(task.codec, codecs);
   }
   const stats = newWireStats();
-  const frame = encodeFrame(batch.set(task.pages), task.indices, codecs, stats, task.sequence);
+  if (task.fromMemory) batch.load(task.pages, task.indices);
+  else batch.set(task.pages);
+  const frame = encodeFrame(batch, task.indices, codecs, stats, task.sequence);
   return Piscina.move(new Transferred({ frame, stats }) as never);
 }
