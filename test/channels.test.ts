@@ -93,6 +93,36 @@ describe("parallel channels", () => {
     expect(sequences).toEqual(sequences.map((_, i) => i));
   });
 
+  it("reads pages straight from shared guest memory, giving the frames one thread gives", async () => {
+    const { pageSize, count, pages } = image[1]!;
+    const shared = new Uint8Array(new SharedArrayBuffer(pages.byteLength));
+    shared.set(pages);
+    const codecs = { compress: createCodec(CHOICES[CHOICES.length - 1]!) };
+    const stats = newWireStats();
+    const batch = new PageBatch(64, pageSize);
+    for (const channels of [1, 3]) {
+      const pool = new ParallelEncoder({ channels, codec: codecs.compress.name });
+      // Scattered pages, in batches of 64, the way an engine walks a dirty bitmap.
+      const order = Array.from({ length: count }, (_, k) => (k * 37) % count).filter((_, k) => k % 3 !== 1);
+      const pending: Promise<Uint8Array>[] = [];
+      const reference: Uint8Array[] = [];
+      for (let first = 0; first < order.length; first += 64) {
+        const indices = order.slice(first, first + 64).sort((a, b) => a - b);
+        pending.push(pool.encodeFromMemory(shared, indices));
+        reference.push(encodeFrame(batch.load(pages, indices), indices, codecs, stats, reference.length));
+      }
+      const frames = await Promise.all(pending);
+      await pool.close();
+      frames.forEach((f, i) => expect(Buffer.compare(f, reference[i]!), `${channels} channels, frame ${i}`).toBe(0));
+    }
+    batch.dispose();
+    codecs.compress.dispose();
+    const pool = new ParallelEncoder({ channels: 1 });
+    expect(() => pool.encodeFromMemory(new Uint8Array(4096), [0])).toThrow(/SharedArrayBuffer/);
+    expect(() => pool.encodeFromMemory(shared, [count])).toThrow(/not a page of memory/);
+    await pool.close();
+  });
+
   it("transfers the pages without copying them, and rejects what it cannot take", async () => {
     const pool = new ParallelEncoder({ channels: 1 });
     const pages = new Uint8Array(2 * 4096).fill(3);
