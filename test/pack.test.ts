@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { execSync } from "node:child_process";
+import { execFileSync, execSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +32,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("pagemill pack / unpack", () => {
   it("restores every trace image exactly, with every codec, on 1 and 2 channels", async () => {
+    const xxhsum: Record<string, string> = {};
+    for (const name of TRACE_NAMES) xxhsum[name] = execFileSync("xxhsum", ["-H1", images[name]!], { encoding: "utf8" }).split(/\s+/)[0]!;
     for (const name of TRACE_NAMES) {
       const image = readFileSync(images[name]!);
       let packedBytes: number | undefined;
@@ -41,6 +43,8 @@ describe("pagemill pack / unpack", () => {
           const out = join(dir, `${name}.${codec}.${channels}.pmf`);
           const packed = await packImage(images[name]!, out, { codec, channels, pageSize: 4096, batchPages: 200 });
           expect(packed.imageBytes).toBe(image.byteLength);
+          // The digest in the done frame is the reference XXH64 of the image file.
+          expect(packed.digest).toBe(xxhsum[name]);
           expect(packed.pages).toBe(Math.ceil(image.byteLength / 4096));
           expect(Object.values(packed.pagesByEncoding).reduce((a, b) => a + b, 0)).toBe(packed.pages);
           expect(readFileSync(out).byteLength).toBe(packed.packedBytes);
