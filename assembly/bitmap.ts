@@ -28,27 +28,92 @@ export function bitmapCount(ptr: usize, nbits: u32): u32 {
 }
 
 /**
+ * Bit positions of every byte value: entry b holds 8 u32, the indices of the
+ * set bits of b in ascending order (the rest zero). Built on first use.
+ */
+const BYTE_BITS = memory.data(256 * 32, 16);
+let byteBitsReady = false;
+
+function buildByteBits(): void {
+  for (let b: u32 = 0; b < 256; b++) {
+    let n: u32 = 0;
+    for (let i: u32 = 0; i < 8; i++) {
+      if ((b >> i) & 1) {
+        store<u32>(BYTE_BITS + (<usize>b << 5) + (<usize>n << 2), i);
+        n++;
+      }
+    }
+  }
+  byteBitsReady = true;
+}
+
+/**
  * Writes the indices of set bits at or after `from`, ascending, as u32 at
  * `outPtr`, at most `maxOut` of them. Returns how many were written; a caller
  * that got `maxOut` resumes from the last index + 1.
  */
 export function bitmapExtract(ptr: usize, nbits: u32, from: u32, outPtr: usize, maxOut: u32): u32 {
   if (from >= nbits || maxOut == 0) return 0;
-  const words = wordCount(nbits);
+  if (!byteBitsReady) buildByteBits();
+  const last = wordCount(nbits) - 1;
+  // The last word is masked on a copy so the loops below need no check for it.
+  const lastBits = load<u64>(ptr + (<usize>last << 3)) & tailMask(nbits);
   let w = from >> 6;
-  let bits = load<u64>(ptr + (<usize>w << 3)) & (~(<u64>0) << (from & 63));
   let n: u32 = 0;
-  while (true) {
-    if (w == words - 1) bits &= tailMask(nbits);
-    const base = w << 6;
-    while (bits != 0) {
-      store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
-      bits &= bits - 1;
-      if (++n == maxOut) return n;
+  let dense = false;
+  // Words go in chunks of 16. After a chunk that held 128 or more set bits
+  // (one in eight), the next is expanded byte by byte, branch-free; after a
+  // sparser one, bit by bit, where skipping the many zero words pays.
+  while (w <= last) {
+    const end = min((w | 15) + 1, last);
+    const chunkStart = n;
+    if (dense && n + 1024 <= maxOut) {
+      for (; w < end; w++) {
+        let bits = load<u64>(ptr + (<usize>w << 3));
+        if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
+        n = expandDense(bits, w << 6, outPtr, n);
+      }
+    } else {
+      for (; w < end; w++) {
+        let bits = load<u64>(ptr + (<usize>w << 3));
+        if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
+        const base = w << 6;
+        while (bits != 0) {
+          store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
+          bits &= bits - 1;
+          if (++n == maxOut) return n;
+        }
+      }
     }
-    if (++w >= words) return n;
-    bits = load<u64>(ptr + (<usize>w << 3));
+    dense = n - chunkStart >= 128;
+    if (w == last) {
+      let bits = lastBits;
+      if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
+      const base = w << 6;
+      while (bits != 0) {
+        store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
+        bits &= bits - 1;
+        if (++n == maxOut) return n;
+      }
+      return n;
+    }
   }
+  return n;
+}
+
+/** Writes the indices of the set bits of `bits` (+ base) at slot n, a byte at a time, branch-free; returns the new n. */
+function expandDense(bits: u64, base: u32, outPtr: usize, n: u32): u32 {
+  for (let j = 0; j < 8; j++) {
+    const entry = BYTE_BITS + (<usize>(bits & 0xff) << 5);
+    const add = i32x4.splat(base);
+    const out = outPtr + (<usize>n << 2);
+    v128.store(out, i32x4.add(v128.load(entry), add));
+    v128.store(out, i32x4.add(v128.load(entry, 16), add), 16);
+    n += <u32>popcnt<u64>(bits & 0xff);
+    bits >>= 8;
+    base += 8;
+  }
+  return n;
 }
 
 /** Index of the first set bit at or after `from`, or -1. */

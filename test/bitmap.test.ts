@@ -92,6 +92,40 @@ describe("DirtyBitmap", () => {
     );
   });
 
+  it("extracts dense and sparse stretches of large bitmaps from any start, up to any count", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1000, max: 40000 }).chain((size) =>
+          fc.tuple(
+            fc.constant(size),
+            fc.array(fc.tuple(fc.nat({ max: size }), fc.nat({ max: 5000 }), fc.constantFrom(1, 2, 3, 17)), { maxLength: 8 }),
+            fc.nat({ max: size }),
+            fc.nat({ max: size }),
+          ),
+        ),
+        ([size, stretches, from, max]) => {
+          const bitmap = new DirtyBitmap(size);
+          const model = new Model(size);
+          // Each stretch sets every k-th page over a range: k = 1 is fully dense.
+          for (const [start, length, k] of stretches) {
+            for (let p = start; p < Math.min(size, start + length); p += k) {
+              bitmap.set(p);
+              model.bits[p] = true;
+            }
+          }
+          try {
+            const want = model.setIndices().filter((i) => i >= from);
+            expect(Array.from(bitmap.extract(from))).toEqual(want);
+            expect(Array.from(bitmap.extract(from, max))).toEqual(want.slice(0, max));
+          } finally {
+            bitmap.dispose();
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
   it("lays bits out as QEMU does: bit i of 64-bit word w is page 64w+i", () => {
     const bitmap = new DirtyBitmap(200);
     bitmap.set(0);
