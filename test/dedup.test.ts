@@ -3,20 +3,10 @@ import fc from "fast-check";
 import { CodecError, DedupCodec, DedupIndex, DuplicateCounter, MAX_LOCATION, PageBatch, type EncodedBatch } from "../src/index.js";
 import { Encoding } from "../src/codecs/codec.js";
 import { sharedTraceImagePages } from "./helpers/traces.js";
+import { randomBytes } from "./helpers/random.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 10 : 1;
 
-function random(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** A source memory of `pages` pages and the same-sized destination, moved by dedup batches. */
 class Migration {
@@ -85,7 +75,7 @@ function runEpochs(m: Migration, seed: number, epochs: number, batch: number): {
       const action = rand(4);
       const q = rand(pages);
       if (action === 0) m.source.copyWithin(p * ps, q * ps, (q + 1) * ps);
-      else if (action === 1) m.source.set(random(ps, x), p * ps);
+      else if (action === 1) m.source.set(randomBytes(ps, x), p * ps);
       else if (action === 2) m.source.fill(0, p * ps, (p + 1) * ps);
       dirty.add(p);
     }
@@ -105,8 +95,8 @@ function runEpochs(m: Migration, seed: number, epochs: number, batch: number): {
 describe("DedupIndex", () => {
   it("answers a remembered content with its location and new content with -1", () => {
     const ps = 4096;
-    const a = random(ps, 1);
-    const b = random(ps, 2);
+    const a = randomBytes(ps, 1);
+    const b = randomBytes(ps, 2);
     const index = new DedupIndex();
     const batch = new PageBatch(8, ps);
     index.remember(batch.set(a), [100]);
@@ -119,8 +109,8 @@ describe("DedupIndex", () => {
 
   it("forgets a location that received other content", () => {
     const ps = 1024;
-    const a = random(ps, 3);
-    const b = random(ps, 4);
+    const a = randomBytes(ps, 3);
+    const b = randomBytes(ps, 4);
     const index = new DedupIndex({ unitSize: ps });
     const batch = new PageBatch(4, ps);
     index.dedupe(batch.set(a), [7]);
@@ -137,7 +127,7 @@ describe("DedupIndex", () => {
     const ps = 512;
     const index = new DedupIndex({ unitSize: ps, maxEntries: 4 });
     const batch = new PageBatch(1, ps);
-    const pages = Array.from({ length: 6 }, (_, i) => random(ps, 10 + i));
+    const pages = Array.from({ length: 6 }, (_, i) => randomBytes(ps, 10 + i));
     for (let i = 0; i < 4; i++) index.dedupe(batch.set(pages[i]!), [i]);
     expect(Array.from(index.dedupe(batch.set(pages[0]!), [20]))).toEqual([0]); // touch 0: 1 is now the oldest
     index.dedupe(batch.set(pages[4]!), [4]); // evicts 1
@@ -156,7 +146,7 @@ describe("DedupIndex", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2 ** 31 }), (seed) => {
         const us = 512;
-        const pool = Array.from({ length: 600 }, (_, i) => random(us, seed + i));
+        const pool = Array.from({ length: 600 }, (_, i) => randomBytes(us, seed + i));
         const index = new DedupIndex({ unitSize: us, maxEntries: 1000 });
         const batch = new PageBatch(50, us);
         const byContent = new Map<number, number>(); // pool index → location
@@ -199,15 +189,15 @@ describe("DedupIndex", () => {
     // FlimCD: dirty 512-byte blocks whose content the destination's base image holds travel as references.
     const bs = 512;
     const base = new Uint8Array(64 * bs);
-    for (let b = 0; b < 64; b++) base.set(random(bs, 1000 + (b % 40)), b * bs); // blocks 40..63 repeat 0..23
+    for (let b = 0; b < 64; b++) base.set(randomBytes(bs, 1000 + (b % 40)), b * bs); // blocks 40..63 repeat 0..23
     const index = new DedupIndex({ unitSize: bs, maxEntries: 1000 });
     const batch = new PageBatch(64, bs);
     index.remember(batch.load(base, Array.from({ length: 40 }, (_, b) => b)), Array.from({ length: 40 }, (_, b) => b));
     const dirty = new Uint8Array(4 * bs);
     dirty.set(base.subarray(5 * bs, 6 * bs), 0); // equal to base block 5
-    dirty.set(random(bs, 77), bs); // new
+    dirty.set(randomBytes(bs, 77), bs); // new
     dirty.set(base.subarray(45 * bs, 46 * bs), 2 * bs); // equal to base block 5 too
-    dirty.set(random(bs, 77), 3 * bs); // equal to the new block in slot 1
+    dirty.set(randomBytes(bs, 77), 3 * bs); // equal to the new block in slot 1
     const refs = index.dedupe(batch.set(dirty), [100, 101, 102, 103]);
     expect(Array.from(refs)).toEqual([5, -1, 5, 101]);
     expect(index.counters.bytesSaved).toBe(3 * bs);
@@ -218,7 +208,7 @@ describe("DedupIndex", () => {
   it("dedupes blocks held in JavaScript memory across staging batches", () => {
     const bs = 512;
     const blocks = new Uint8Array(700 * bs);
-    for (let b = 0; b < 700; b++) blocks.set(random(bs, 1 + (b % 300)), b * bs); // block b repeats block b - 300
+    for (let b = 0; b < 700; b++) blocks.set(randomBytes(bs, 1 + (b % 300)), b * bs); // block b repeats block b - 300
     const index = new DedupIndex({ unitSize: bs, maxEntries: 1000 });
     const locations = Array.from({ length: 700 }, (_, b) => 5000 + b);
     const refs = index.dedupeBlocks(blocks, locations);
@@ -278,7 +268,7 @@ describe("DedupCodec round trips", () => {
         fc.constantFrom("xxh3" as const, "xxh64" as const),
         fc.integer({ min: 1, max: 300 }),
         (seed, ps, digest, maxEntries) => {
-          const source = random(96 * ps, seed);
+          const source = randomBytes(96 * ps, seed);
           for (let p = 0; p < 96; p += 3) source.copyWithin(p * ps, 0, ps); // repeated content from the start
           const m = new Migration(source, ps, { digest, maxEntries });
           const { sent } = runEpochs(m, seed, 4, 60);
@@ -294,7 +284,7 @@ describe("DedupCodec round trips", () => {
   it("forced fast-digest collisions never produce a wrong page", () => {
     for (const digestBits of [0, 1, 3]) {
       const ps = 4096;
-      const source = random(128 * ps, 1234 + digestBits);
+      const source = randomBytes(128 * ps, 1234 + digestBits);
       for (let p = 0; p < 128; p += 5) source.copyWithin(p * ps, ps, 2 * ps);
       const m = new Migration(source, ps, { digestBits });
       const all = Array.from({ length: 128 }, (_, p) => p);
@@ -330,7 +320,7 @@ describe("DedupCodec decoder on bad input", () => {
   const ref = (p: number): Uint8Array => new Uint8Array(new Uint32Array([p]).buffer);
 
   it("throws CodecError naming the page and the cause, never a wrong page or a trap", () => {
-    const held = random(ps, 5);
+    const held = randomBytes(ps, 5);
     const codec = new DedupCodec({ destination: (p) => (p === 9 ? held : undefined) });
     const batch = new PageBatch(4, ps);
     const expectCodecError = (encoded: EncodedBatch, code: string, page: number): void => {

@@ -21,6 +21,7 @@ import {
   xxh64Batch,
 } from "../src/index.js";
 import { SHARED, sharedTraceImagePages } from "./helpers/traces.js";
+import { randomBytes } from "./helpers/random.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 20 : 1;
 
@@ -102,17 +103,6 @@ const XXH3_VECTORS: [number, bigint, bigint][] = [
   [4156, 0xf813fd5b27829876n, 0xf7111f8114507dd9n],
 ];
 
-function random(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** Feeds `data` to `update` in pieces cut at `cuts` (sorted offsets). */
 function splitFeed(data: Uint8Array, cuts: number[], update: (piece: Uint8Array) => void): void {
@@ -226,7 +216,7 @@ describe("agreement with xxhash-wasm and hash-wasm", () => {
 
   it("on random inputs of every length 0..300, seed 0 and random seeds", () => {
     for (let len = 0; len <= 300; len++) {
-      const data = random(len, len + 1);
+      const data = randomBytes(len, len + 1);
       const s32 = (len * 2654435761) >>> 0;
       const s64 = BigInt(s32) * 0x100000001n + BigInt(len);
       expect(xxh32(data), `xxh32 len ${len}`).toBe(api.h32Raw(data, 0));
@@ -244,7 +234,7 @@ describe("agreement with xxhash-wasm and hash-wasm", () => {
 
   it("XXH3 with random 64-bit seeds at every length 0..300 and long inputs", async () => {
     for (const len of [...Array.from({ length: 301 }, (_, i) => i), 1024, 1025, 4096, 5000, 70001]) {
-      const data = random(len, 7 * len + 3);
+      const data = randomBytes(len, 7 * len + 3);
       const lo = (len * 0x9e3779b1) >>> 0;
       const hi = (len * 0x85ebca77 + 1) >>> 0;
       const seeded = await createXXHash3(lo, hi);
@@ -272,7 +262,7 @@ describe("agreement with xxhash-wasm and hash-wasm", () => {
   });
 
   it("on inputs longer than one staging chunk (streamed internally)", () => {
-    const data = random((1 << 20) * 3 + 12345, 99);
+    const data = randomBytes((1 << 20) * 3 + 12345, 99);
     expect(xxh64(data)).toBe(api.h64Raw(data, 0n));
     expect(xxh32(data, 5)).toBe(api.h32Raw(data, 5));
     peer3.init();
@@ -303,7 +293,7 @@ describe("agreement with xxhsum (Debian package xxhash) on files", () => {
   it("-H0, -H1 and -H3 print the same digests for files of many lengths and a trace image", async () => {
     const files: [string, Uint8Array][] = [];
     for (const len of [0, 1, 3, 4, 8, 9, 16, 17, 100, 128, 129, 240, 241, 1000, 1024, 1025, 4096, 65537]) {
-      const data = random(len, len * 31 + 5);
+      const data = randomBytes(len, len * 31 + 5);
       files.push([join(dir, `r${len}.bin`), data]);
     }
     const { pages } = await sharedTraceImagePages("redis", 700);
@@ -334,7 +324,7 @@ describe("batch and streaming forms agree with one-shot", () => {
         fc.integer({ min: 1, max: 2 ** 31 }),
         fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         (pageSize, count, salt, seed) => {
-          const pages = random(pageSize * count, salt);
+          const pages = randomBytes(pageSize * count, salt);
           // A few repeated and zero pages among random ones.
           if (count > 2) pages.copyWithin(pageSize, 0, pageSize);
           if (count > 3) pages.fill(0, 3 * pageSize, 4 * pageSize);
@@ -371,7 +361,7 @@ describe("batch and streaming forms agree with one-shot", () => {
         fc.array(fc.integer({ min: 0, max: 5000 }), { maxLength: 12 }),
         fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         (len, rawCuts, seed) => {
-          const data = random(len, len + 17);
+          const data = randomBytes(len, len + 17);
           const cuts = rawCuts.map((c) => c % (len + 1)).sort((a, b) => a - b);
           const seed32 = Number(seed >> 32n);
           h32.reset(seed32);

@@ -1,7 +1,9 @@
 // Shared pieces of the CLI: argument parsing with named errors, unit parsing,
 // and a progress bar that draws only on a terminal.
 
+import { stat } from "node:fs/promises";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { checkPageSize } from "../errors.js";
 
 export interface Command {
   readonly summary: string;
@@ -53,6 +55,17 @@ export function sizeOption(name: string, text: OptionValue, fallback: number): n
   return Math.round(Number(m[1]) * unit);
 }
 
+/** Parses --page-size (default 4 KiB) and checks it is a power of two from 512 to 65536. */
+export function pageSizeOption(text: OptionValue, fallback = 4096): number {
+  const pageSize = sizeOption("page-size", text, fallback);
+  try {
+    checkPageSize(pageSize, "--page-size");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return pageSize;
+}
+
 const RATE_UNITS: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9, bps: 1, kbps: 1e3, mbps: 1e6, gbps: 1e9 };
 
 /** Parses a link rate such as 40mbit, 1gbit, 10Gbps (bits per second). */
@@ -100,6 +113,12 @@ export class Progress {
   done(): void {
     if (this.enabled) process.stderr.write("\r\x1b[K");
   }
+}
+
+/** A progress bar over the bytes of the file at `path` (none when it cannot be read: the command reports that). */
+export async function fileProgress(label: string, path: string): Promise<Progress> {
+  const total = await stat(path).then((s) => s.size, () => 0);
+  return new Progress(label, total);
 }
 
 /** Formats bytes as KiB/MiB/GiB with one decimal. */

@@ -2,12 +2,11 @@
 // (plain or gzip), and with --whole the digest of the whole file as md5sum
 // and xxhsum print it (over the decompressed bytes for gzip).
 
-import { checkPageSize } from "../errors.js";
 import { hex32, hex64, toHex } from "../hash/digest.js";
 import { MD5_BYTES, Md5, md5Batch } from "../hash/md5.js";
 import { Xxh32Hasher, Xxh3Hasher, Xxh64Hasher, xxh32Batch, xxh3Batch, xxh64Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
-import { Progress, UsageError, parse, sizeOption } from "./args.js";
+import { UsageError, fileProgress, pageSizeOption, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 
 export const summary =
@@ -118,16 +117,9 @@ export async function run(args: string[]): Promise<number> {
   if (typeof algo !== "string" || !Object.hasOwn(ALGORITHMS, algo)) {
     throw new UsageError(`--algo must be md5, xxh32, xxh64 or xxh3, got '${String(algo)}'`);
   }
-  const pageSize = sizeOption("page-size", values["page-size"], 4096);
-  try {
-    checkPageSize(pageSize, "--page-size");
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const pageSize = pageSizeOption(values["page-size"]);
   const path = positionals[0]!;
-  const { stat } = await import("node:fs/promises");
-  const total = await stat(path).then((s) => s.size, () => 0);
-  const progress = new Progress("hash", total);
+  const progress = await fileProgress("hash", path);
   const json = Boolean(values.json);
   const digests: string[] = [];
   const report = await hashFile(path, algo as HashAlgo, pageSize, {

@@ -6,14 +6,13 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
 import { codecNamesFor, createCodec } from "../codecs/registry.js";
-import { checkPageSize } from "../errors.js";
 import { hex64 } from "../hash/digest.js";
 import { Xxh64Hasher } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { ParallelEncoder } from "../wire/channels.js";
 import { FrameEncoder, maxFramePages, type ControlMessage, type WireStats } from "../wire/frame.js";
-import { Progress, UsageError, formatBytes, intOption, parse, sizeOption } from "./args.js";
-import { openPageFile } from "./pagefile.js";
+import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse } from "./args.js";
+import { openPageFile, type PageChunk } from "./pagefile.js";
 
 export const summary = "Packs a memory or disk image into a pagemill frame stream (.pmf), page by page through the codec pipeline.";
 export const usage = `usage: pagemill pack IMAGE -o OUT.pmf [--codec ${packCodecs().join("|")}] [--channels N] [--batch PAGES] [--page-size N] [--json]
@@ -87,17 +86,21 @@ export async function packImage(imagePath: string, outPath: string, options: Pac
   let stats: WireStats;
   let finish: (message: ControlMessage) => Promise<Uint8Array>;
   let digestHex = "";
+  /** Counts a chunk into the image totals and digest; returns its page indices. */
+  const account = (chunk: PageChunk): number[] => {
+    const bytes = chunk.count * pageSize - file.padding;
+    hasher.update(chunk.pages.subarray(0, bytes));
+    imageBytes += bytes;
+    pages += chunk.count;
+    return Array.from({ length: chunk.count }, (_, i) => chunk.first + i);
+  };
   try {
     if (channels === 1) {
       const encoder = new FrameEncoder(codec === "raw" ? {} : { compress: createCodec(codec) });
       const batch = new PageBatch(batchPages, pageSize);
       try {
         for await (const chunk of file.chunks()) {
-          const bytes = chunk.count * pageSize - file.padding;
-          hasher.update(chunk.pages.subarray(0, bytes));
-          imageBytes += bytes;
-          pages += chunk.count;
-          const frame = encoder.pages(batch.set(chunk.pages), Array.from({ length: chunk.count }, (_, i) => chunk.first + i));
+          const frame = encoder.pages(batch.set(chunk.pages), account(chunk));
           await Promise.race([write(out, frame), failed]);
           options.onProgress?.(file.readBytes());
         }
@@ -113,12 +116,9 @@ export async function packImage(imagePath: string, outPath: string, options: Pac
       const queue: Promise<Uint8Array>[] = [];
       try {
         for await (const chunk of file.chunks()) {
-          const bytes = chunk.count * pageSize - file.padding;
-          hasher.update(chunk.pages.subarray(0, bytes));
-          imageBytes += bytes;
-          pages += chunk.count;
+          const indices = account(chunk);
           const whole = chunk.pages.byteOffset === 0 && chunk.pages.byteLength === chunk.pages.buffer.byteLength;
-          queue.push(pool.encode(chunk.pages, Array.from({ length: chunk.count }, (_, i) => chunk.first + i), { transfer: whole }));
+          queue.push(pool.encode(chunk.pages, indices, { transfer: whole }));
           while (queue.length >= 2 * channels) await Promise.race([write(out, await queue.shift()!), failed]);
           options.onProgress?.(file.readBytes());
         }
@@ -182,17 +182,10 @@ export async function run(args: string[]): Promise<number> {
   const codec = typeof values.codec === "string" ? values.codec : defaultCodec();
   if (!packCodecs().includes(codec)) throw new UsageError(`--codec must be one of ${packCodecs().join(", ")}, got '${codec}'`);
   const channels = intOption("channels", values.channels, 1, 1, 64);
-  const pageSize = sizeOption("page-size", values["page-size"], 4096);
-  try {
-    checkPageSize(pageSize, "--page-size");
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const pageSize = pageSizeOption(values["page-size"]);
   const batchPages = intOption("batch", values.batch, Math.min(256, maxFramePages(pageSize)), 1, maxFramePages(pageSize));
   const image = positionals[0]!;
-  const { stat } = await import("node:fs/promises");
-  const total = await stat(image).then((s) => s.size, () => 0);
-  const progress = new Progress("pack", total);
+  const progress = await fileProgress("pack", image);
   const report = await packImage(image, output, { codec, channels, pageSize, batchPages, onProgress: (n) => progress.update(n) });
   progress.done();
   if (values.json) {

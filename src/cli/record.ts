@@ -1,8 +1,7 @@
 // pagemill record: a running process's memory (or a file) as a pagetrace.
 
-import { checkPageSize } from "../errors.js";
 import { recordFile, recordProcess, type PassInfo, type RecordOptions } from "../guest/recorder.js";
-import { UsageError, durationOption, formatBytes, intOption, parse, sizeOption } from "./args.js";
+import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, parse } from "./args.js";
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
 export const usage =
@@ -25,12 +24,7 @@ export async function run(args: string[]): Promise<number> {
   const interval = durationOption("interval", values.interval, 0.2);
   const duration = durationOption("duration", values.duration, 10);
   if (!(interval > 0)) throw new UsageError("--interval must be above 0");
-  const pageSize = sizeOption("page-size", values["page-size"], 4096);
-  try {
-    checkPageSize(pageSize, "--page-size");
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const pageSize = pageSizeOption(values["page-size"]);
   const level = intOption("level", values.level, 6, 1, 9);
   const epochs = Math.floor(duration / interval + 1e-9);
   const onPass = (info: PassInfo): void => {

@@ -1,10 +1,9 @@
 // pagemill scan FILE: how many pages of a memory dump or disk image are zero.
 
 import { scanZeroPages } from "../codecs/zero.js";
-import { checkPageSize } from "../errors.js";
 import { DuplicateCounter } from "../hash/dedup.js";
 import { PageBatch } from "../wasm/arena.js";
-import { Progress, UsageError, formatBytes, parse, sizeOption } from "./args.js";
+import { UsageError, fileProgress, formatBytes, pageSizeOption, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 
 export const summary = "Counts the zero and duplicate pages of a memory dump or disk image (plain or gzip), and what dedup would save.";
@@ -63,16 +62,9 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one FILE" : "missing FILE");
-  const pageSize = sizeOption("page-size", values["page-size"], 4096);
-  try {
-    checkPageSize(pageSize, "--page-size");
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const pageSize = pageSizeOption(values["page-size"]);
   const path = positionals[0]!;
-  const { stat } = await import("node:fs/promises");
-  const total = await stat(path).then((s) => s.size, () => 0);
-  const progress = new Progress("scan", total);
+  const progress = await fileProgress("scan", path);
   const report = await scanFile(path, pageSize, (n) => progress.update(n));
   progress.done();
   if (values.json) {

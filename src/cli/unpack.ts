@@ -10,7 +10,7 @@ import { hex64 } from "../hash/digest.js";
 import { Xxh64Hasher } from "../hash/xxhash.js";
 import { FrameDecoder, type Frame } from "../wire/frame.js";
 import { FrameSplitter } from "../wire/stream.js";
-import { Progress, UsageError, parse } from "./args.js";
+import { UsageError, fileProgress, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 import { printSummary } from "./pack.js";
 
@@ -143,8 +143,7 @@ export async function run(args: string[]): Promise<number> {
   const output = values.output;
   if (typeof output !== "string") throw new UsageError("missing -o IMAGE");
   const input = positionals[0]!;
-  const total = await stat(input).then((s) => s.size, () => 0);
-  const progress = new Progress("unpack", total);
+  const progress = await fileProgress("unpack", input);
   const report = await unpackFile(input, output, (n) => progress.update(n));
   progress.done();
   if (values.json) {

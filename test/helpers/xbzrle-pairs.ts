@@ -2,6 +2,7 @@
 // pattern, built deterministically from a seed so fast-check can shrink them.
 
 import fc from "fast-check";
+import { xorshift32 } from "./random.js";
 
 export const EDIT_PATTERNS = [
   "none",
@@ -27,18 +28,6 @@ export interface PairSpec {
   seed: number;
 }
 
-/** xorshift32, so a spec always gives the same pages. */
-function random(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 export function basePage(base: PairSpec["base"], pageSize: number, next: () => number): Uint8Array {
   const page = new Uint8Array(pageSize);
@@ -54,7 +43,7 @@ export function basePage(base: PairSpec["base"], pageSize: number, next: () => n
 /** Builds the pair a spec describes. */
 export function makePair(spec: PairSpec): { oldPage: Uint8Array; newPage: Uint8Array } {
   const { pageSize: ps, amount } = spec;
-  const next = random(spec.seed);
+  const next = xorshift32(spec.seed);
   const oldPage = basePage(spec.base, ps, next);
   const newPage = oldPage.slice();
   // XOR with a value that is usually, not always, non-zero: an edit may
