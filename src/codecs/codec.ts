@@ -98,6 +98,13 @@ export interface PageCodec {
    * count), after checking every page; throws CodecError naming the page.
    */
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void;
+  /**
+   * Slots `slots` of `batch` (guest pages `pageIndices[slot]`) went out through
+   * another stage (zero, dedup), so the destination now holds them as they
+   * are. A codec that remembers what was sent (XBZRLE's cache) updates its
+   * memory; others leave this out.
+   */
+  sentElsewhere?(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void;
   /** Releases WebAssembly memory the codec holds. */
   dispose(): void;
 }

@@ -402,6 +402,19 @@ export class XbzrleCodec implements PageCodec {
     return encoded;
   }
 
+  /**
+   * Pages sent by another stage (zero, dedup): like QEMU's
+   * xbzrle_cache_zero_page, a cached page is updated to what was sent, so the
+   * next delta is taken against what the destination holds.
+   */
+  sentElsewhere(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void {
+    for (let i = 0; i < slots.length; i++) {
+      const k = slots[i]!;
+      const page = pageIndices[k]!;
+      if (this.cache.has(page)) this.cache.put(page, batch.page(k).slice());
+    }
+  }
+
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     const ps = batch.pageSize;
     if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);

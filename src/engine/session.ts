@@ -17,6 +17,7 @@
 
 import { ENCODING_NAMES, type CodecStats, type Encoding, type PageCodec } from "../codecs/codec.js";
 import { codecEntry, createCodec } from "../codecs/registry.js";
+import { XbzrleCodec } from "../codecs/xbzrle.js";
 import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError, checkInteger } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
@@ -733,18 +734,14 @@ export class Session {
     const contentIn = (codec.pages - (codec.byEncoding.zero ?? 0)) * this.pageSize;
     const contentOut = codec.outputBytes;
     s.compressionRatio = contentOut > 0 ? contentIn / contentOut : 1;
-    if (this.stageNames.includes("xbzrle")) {
+    const xbzrle = this.allCodecs.find((c): c is XbzrleCodec => c instanceof XbzrleCodec);
+    if (xbzrle) {
+      // Pages and bytes of the deltas sent, from the frames; misses and
+      // overflows from the codec, which tells them apart.
       const pages = codec.byEncoding.xbzrle ?? 0;
       const bytes = codec.bytesByEncoding.xbzrle ?? 0;
-      const given = codec.pages - (codec.byEncoding.zero ?? 0);
-      s.xbzrleCache = {
-        pages,
-        bytes,
-        cacheMiss: given - pages,
-        cacheMissRate: given ? (given - pages) / given : 0,
-        encodingRate: bytes ? (pages * this.pageSize) / bytes : 0,
-        overflow: codec.notFit,
-      };
+      const { cacheMiss, cacheMissRate, overflow } = xbzrle.counters;
+      s.xbzrleCache = { pages, bytes, cacheMiss, cacheMissRate, encodingRate: bytes ? (pages * this.pageSize) / bytes : 0, overflow };
     }
     return s;
   }

@@ -226,41 +226,20 @@ function runStage(codec: PageCodec, holder: PageBatch, stageIndices: Uint32Array
   return encoded;
 }
 
-/** A delta codec that keeps the last version sent of each page (XBZRLE's cache). */
-interface PageCacheHolder {
-  readonly cache: { has(page: number): boolean; put(page: number, content: Uint8Array): void };
-}
-
-function hasPageCache(codec: PageCodec): codec is PageCodec & PageCacheHolder {
-  const cache = (codec as Partial<PageCacheHolder>).cache;
-  return typeof cache?.has === "function" && typeof cache.put === "function";
-}
-
-/**
- * Pages an earlier stage sent (zero, dedup) never reach the delta codec, yet
- * the destination now holds them: a cached older version would be the wrong
- * base for the next delta. Like QEMU's xbzrle_cache_zero_page, the cached
- * ones are updated to what was sent.
- */
-function refreshCache(codec: PageCacheHolder, batch: PageBatch, indices: Uint32Array, remaining: number[]): void {
-  const { heap } = wasm();
-  const ps = batch.pageSize;
-  let r = 0;
-  for (let k = 0; k < batch.count; k++) {
-    if (remaining[r] === k) {
-      r++;
-      continue;
-    }
-    if (!codec.cache.has(indices[k]!)) continue;
-    const at = batch.ptr + k * ps;
-    codec.cache.put(indices[k]!, heap.bytes().slice(at, at + ps));
-  }
-}
-
 /**
  * Encodes the batch's loaded pages as one PAGES frame (see the module
  * comment for the stage order). Returns the frame; `stats` counts it.
  */
+/** The slots 0..n-1 that are not in `remaining` (ascending). */
+function slotsNotIn(remaining: number[], n: number): number[] {
+  const out: number[] = [];
+  for (let k = 0, r = 0; k < n; k++) {
+    if (remaining[r] === k) r++;
+    else out.push(k);
+  }
+  return out;
+}
+
 export function encodeFrame(
   batch: PageBatch,
   pageIndices: ArrayLike<number>,
@@ -303,7 +282,10 @@ export function encodeFrame(
   const tried = Boolean(codecs.dedup || codecs.delta || codecs.compress);
 
   for (const codec of [codecs.delta, codecs.compress]) {
-    if (codec && codec === codecs.delta && hasPageCache(codec)) refreshCache(codec, batch, indices, remaining);
+    // Pages an earlier stage sent (zero, dedup) never reach the delta codec,
+    // yet the destination now holds them: a delta codec must not keep an
+    // older version as the base of its next delta.
+    if (codec && codec === codecs.delta && codec.sentElsewhere) codec.sentElsewhere(batch, indices, slotsNotIn(remaining, n));
     if (!codec || remaining.length === 0) continue;
     if (remaining.length !== n || packed) {
       const stage = scratch.stageBatch(remaining.length, ps);
