@@ -63,7 +63,7 @@ export function bitmapExtract(ptr: usize, nbits: u32, from: u32, outPtr: usize, 
   let dense = false;
   // Words go in chunks of 16. After a chunk that held 128 or more set bits
   // (one in eight), the next is expanded byte by byte, branch-free; after a
-  // sparser one, bit by bit, where skipping the many zero words pays.
+  // sparser one, bit by bit. Near maxOut, every bit is checked against it.
   while (w <= last) {
     const end = min((w | 15) + 1, last);
     const chunkStart = n;
@@ -72,6 +72,22 @@ export function bitmapExtract(ptr: usize, nbits: u32, from: u32, outPtr: usize, 
         let bits = load<u64>(ptr + (<usize>w << 3));
         if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
         n = expandDense(bits, w << 6, outPtr, n);
+      }
+    } else if (n + 1024 <= maxOut) {
+      for (; w < end; w++) {
+        let bits = load<u64>(ptr + (<usize>w << 3));
+        if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
+        const base = w << 6;
+        // The first set bit without a branch (most sparse words hold one):
+        // always written, kept only when the word has a bit.
+        store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
+        n += <u32>(bits != 0);
+        bits &= bits - 1;
+        while (bits != 0) {
+          store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
+          bits &= bits - 1;
+          n++;
+        }
       }
     } else {
       for (; w < end; w++) {
