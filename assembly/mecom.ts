@@ -9,14 +9,15 @@
 //
 // "Strong regularity" is the share of sampled words that are zero or hit
 // WKdm's 16-word dictionary (exactly or in their high 22 bits), measured by
-// wkdmHitRateBatch on one 16-word block in every `stride`. The threshold is
+// wkdmPageHits on one 16-word block in every `stride`, giving up as soon as
+// the page can no longer reach the threshold. The threshold is
 // the caller's (src/codecs/mecom.ts documents how it was chosen).
 //
 // Output table, 12 bytes per page: u32 wire id, u32 payload offset, u32
 // payload length. Wire ids as in src/codecs/codec.ts.
 
 import { bytesAreZero } from "./zero";
-import { wkdmCompressBatch, wkdmDecompressBatch, wkdmHitRateBatch } from "./wkdm";
+import { wkdmCompressBatch, wkdmDecompressBatch, wkdmPageHits } from "./wkdm";
 import { lz4Compress, lz4Decompress } from "./lz4";
 
 const RAW: u32 = 0;
@@ -27,7 +28,6 @@ const LZ4: u32 = 4;
 
 const WKDM_PAGE: u32 = 4096;
 const WKDM_TABLE = memory.data(16, 16);
-const HITS = memory.data(4, 4);
 const WKDM_ERROR = memory.data(8, 8);
 
 /** True when every 32-bit word of the page equals its first. */
@@ -48,13 +48,15 @@ function isSameValue(page: usize, size: usize): bool {
  * Encodes `count` pages of `pageSize` bytes at `pagesPtr`. Payloads go back
  * to back from `outPtr`, which must hold count × pageSize + 64 bytes; the
  * table at `tablePtr` gets 12 bytes per page. A page goes to WKdm when at
- * least `minHits` of the sampled words hit (minHits > 1024 disables WKdm).
+ * least `minHits` of the sampled words hit (more than are sampled disables WKdm).
  * Returns the payload bytes written.
  */
 export function mecomEncodeBatch(pagesPtr: usize, pageSize: u32, count: u32, outPtr: usize, tablePtr: usize, minHits: u32, stride: u32): u32 {
   let cursor: u32 = 0;
   const ps = <usize>pageSize;
-  const wkdmOk = pageSize == WKDM_PAGE && minHits <= WKDM_PAGE / 4;
+  if (stride == 0) stride = 1;
+  const sampled: u32 = 16 * ((WKDM_PAGE + (stride << 6) - 1) / (stride << 6));
+  const wkdmOk = pageSize == WKDM_PAGE && minHits <= sampled;
   for (let k: u32 = 0; k < count; k++) {
     const page = pagesPtr + <usize>k * ps;
     const dst = outPtr + cursor;
@@ -67,15 +69,12 @@ export function mecomEncodeBatch(pagesPtr: usize, pageSize: u32, count: u32, out
       store<u32>(dst, load<u32>(page));
       length = 4;
     } else {
-      if (wkdmOk) {
-        wkdmHitRateBatch(page, 1, stride, HITS);
-        if (load<u32>(HITS) >= minHits) {
-          wkdmCompressBatch(page, 1, WKDM_PAGE, dst, WKDM_TABLE, false);
-          const status = load<i32>(WKDM_TABLE);
-          if (status > 0 && <u32>status < pageSize) {
-            encoding = WKDM;
-            length = <u32>status;
-          }
+      if (wkdmOk && wkdmPageHits(page, stride, sampled - minHits) >= minHits) {
+        wkdmCompressBatch(page, 1, WKDM_PAGE, dst, WKDM_TABLE, false);
+        const status = load<i32>(WKDM_TABLE);
+        if (status > 0 && <u32>status < pageSize) {
+          encoding = WKDM;
+          length = <u32>status;
         }
       }
       if (encoding == RAW) {
