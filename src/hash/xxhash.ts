@@ -94,27 +94,33 @@ export function xxh3(data: Uint8Array, seed: Seed64 = 0n): bigint {
   return u64(oneShot(data, seed64(seed), k.xxh3, k.xxh3Reset, k.xxh3Update, k.xxh3Digest));
 }
 
+/** What distinguishes one streaming hasher from another: its seed check and its three kernels. */
+interface HasherOps<S, D> {
+  checkSeed(seed: S): S;
+  reset(state: number, seed: S): void;
+  update(state: number, ptr: number, len: number): void;
+  digest(state: number): D;
+}
+
 /**
  * A streaming digest whose state lives in WebAssembly memory: `update` with
  * chunks of any length, `digest` at any point (the state keeps going),
  * `reset` to start over, `dispose` to give the memory back.
  */
-abstract class StreamingHasher<S, D> {
+class StreamingHasher<S, D> {
   private readonly state: number;
   private seed: S;
   private disposed = false;
 
-  protected constructor(seed: S) {
+  protected constructor(
+    private readonly ops: HasherOps<S, D>,
+    seed: S,
+  ) {
     const { kernels, heap } = wasm();
     this.state = heap.alloc(kernels.xxhStateSize());
-    this.seed = seed;
-    this.resetState(this.state, seed);
+    this.seed = ops.checkSeed(seed);
+    ops.reset(this.state, this.seed);
   }
-
-  protected abstract resetState(state: number, seed: S): void;
-  protected abstract updateState(state: number, ptr: number, len: number): void;
-  protected abstract digestState(state: number): D;
-  protected abstract checkSeed(seed: S): S;
 
   private live(): number {
     if (this.disposed) throw new RangeError("this hasher was disposed");
@@ -123,18 +129,18 @@ abstract class StreamingHasher<S, D> {
 
   update(data: Uint8Array): this {
     checkBytes(data);
-    feed(this.live(), data, (state, ptr, len) => this.updateState(state, ptr, len));
+    feed(this.live(), data, this.ops.update);
     return this;
   }
 
   digest(): D {
-    return this.digestState(this.live());
+    return this.ops.digest(this.live());
   }
 
   /** Starts over, with the same seed or a new one. */
   reset(seed: S = this.seed): this {
-    this.seed = this.checkSeed(seed);
-    this.resetState(this.live(), this.seed);
+    this.seed = this.ops.checkSeed(seed);
+    this.ops.reset(this.live(), this.seed);
     return this;
   }
 
@@ -145,57 +151,42 @@ abstract class StreamingHasher<S, D> {
   }
 }
 
+const XXH32_OPS: HasherOps<number, number> = {
+  checkSeed: seed32,
+  reset: (state, seed) => wasm().kernels.xxh32Reset(state, seed),
+  update: (state, ptr, len) => wasm().kernels.xxh32Update(state, ptr, len),
+  digest: (state) => wasm().kernels.xxh32Digest(state) >>> 0,
+};
+
+const XXH64_OPS: HasherOps<Seed64, bigint> = {
+  checkSeed: seed64,
+  reset: (state, seed) => wasm().kernels.xxh64Reset(state, seed64(seed)),
+  update: (state, ptr, len) => wasm().kernels.xxh64Update(state, ptr, len),
+  digest: (state) => u64(wasm().kernels.xxh64Digest(state)),
+};
+
+const XXH3_OPS: HasherOps<Seed64, bigint> = {
+  checkSeed: seed64,
+  reset: (state, seed) => wasm().kernels.xxh3Reset(state, seed64(seed)),
+  update: (state, ptr, len) => wasm().kernels.xxh3Update(state, ptr, len),
+  digest: (state) => u64(wasm().kernels.xxh3Digest(state)),
+};
+
 export class Xxh32Hasher extends StreamingHasher<number, number> {
   constructor(seed = 0) {
-    super(seed32(seed));
-  }
-  protected checkSeed(seed: number): number {
-    return seed32(seed);
-  }
-  protected resetState(state: number, seed: number): void {
-    wasm().kernels.xxh32Reset(state, seed);
-  }
-  protected updateState(state: number, ptr: number, len: number): void {
-    wasm().kernels.xxh32Update(state, ptr, len);
-  }
-  protected digestState(state: number): number {
-    return wasm().kernels.xxh32Digest(state) >>> 0;
+    super(XXH32_OPS, seed);
   }
 }
 
 export class Xxh64Hasher extends StreamingHasher<Seed64, bigint> {
   constructor(seed: Seed64 = 0n) {
-    super(seed64(seed));
-  }
-  protected checkSeed(seed: Seed64): bigint {
-    return seed64(seed);
-  }
-  protected resetState(state: number, seed: Seed64): void {
-    wasm().kernels.xxh64Reset(state, seed64(seed));
-  }
-  protected updateState(state: number, ptr: number, len: number): void {
-    wasm().kernels.xxh64Update(state, ptr, len);
-  }
-  protected digestState(state: number): bigint {
-    return u64(wasm().kernels.xxh64Digest(state));
+    super(XXH64_OPS, seed);
   }
 }
 
 export class Xxh3Hasher extends StreamingHasher<Seed64, bigint> {
   constructor(seed: Seed64 = 0n) {
-    super(seed64(seed));
-  }
-  protected checkSeed(seed: Seed64): bigint {
-    return seed64(seed);
-  }
-  protected resetState(state: number, seed: Seed64): void {
-    wasm().kernels.xxh3Reset(state, seed64(seed));
-  }
-  protected updateState(state: number, ptr: number, len: number): void {
-    wasm().kernels.xxh3Update(state, ptr, len);
-  }
-  protected digestState(state: number): bigint {
-    return u64(wasm().kernels.xxh3Digest(state));
+    super(XXH3_OPS, seed);
   }
 }
 
