@@ -32,16 +32,13 @@ export interface PackOptions {
   onProgress?: (readBytes: number) => void;
 }
 
-export interface PackReport {
-  image: string;
-  output: string;
-  codec: string;
-  channels: number;
+/** What pack and unpack both report about a frame stream and its image. */
+export interface StreamSummary {
   pageSize: number;
   pages: number;
   /** image bytes (the digest covers exactly these) */
   imageBytes: number;
-  /** bytes written to the .pmf */
+  /** bytes of the .pmf */
   packedBytes: number;
   /** packedBytes / imageBytes */
   ratio: number;
@@ -52,6 +49,13 @@ export interface PackReport {
   seconds: number;
   /** image MB (10^6 B) per second */
   mbps: number;
+}
+
+export interface PackReport extends StreamSummary {
+  image: string;
+  output: string;
+  codec: string;
+  channels: number;
 }
 
 /** The codec choices: raw, then every compress codec registered (MECOM first when there is one). */

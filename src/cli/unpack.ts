@@ -12,25 +12,14 @@ import { FrameDecoder, type Frame } from "../wire/frame.js";
 import { FrameSplitter } from "../wire/stream.js";
 import { UsageError, fileProgress, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
-import { printSummary } from "./pack.js";
+import { printSummary, type StreamSummary } from "./pack.js";
 
 export const summary = "Unpacks a pagemill frame stream (.pmf) into the image it holds, checking every frame and the image digest.";
 export const usage = "usage: pagemill unpack IN.pmf -o IMAGE [--json]";
 
-export interface UnpackReport {
+export interface UnpackReport extends StreamSummary {
   input: string;
   output: string;
-  pageSize: number;
-  pages: number;
-  imageBytes: number;
-  packedBytes: number;
-  ratio: number;
-  frames: number;
-  pagesByEncoding: Record<string, number>;
-  bytesByEncoding: Record<string, number>;
-  digest: string;
-  seconds: number;
-  mbps: number;
 }
 
 /** xxh64 of a file's first `length` bytes, read back from disk. */
