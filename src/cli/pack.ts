@@ -203,7 +203,7 @@ export async function run(args: string[]): Promise<number> {
 /** The summary both pack and unpack print: pages and bytes by encoding, ratio, speed. */
 export function printSummary(
   title: string,
-  report: Pick<PackReport, "pages" | "pageSize" | "imageBytes" | "packedBytes" | "ratio" | "frames" | "pagesByEncoding" | "bytesByEncoding" | "digest" | "seconds" | "mbps">,
+  report: StreamSummary,
   codec?: string,
 ): void {
   console.log(title);
