@@ -29,14 +29,16 @@ export interface CostTable {
 }
 
 /**
- * The default table: round figures for one core of a current ~3 GHz x86
- * server on memory pages, of the order the LZ4, xxHash and QEMU projects
- * report and `pagemill bench --calibrate` measured for pagemill's own WASM
- * codecs on the project's 2-core VM (LZ4 ~0.6 GB/s compress, several GB/s
+ * The default table: conservative round figures for one busy core of a
+ * hypervisor host, of the order the LZ4, xxHash and QEMU projects report
+ * for native code on memory pages (LZ4 ~0.6 GB/s compress, several GB/s
  * decompress; WKdm and MECOM, which classifies then runs WKdm or LZ4 per
- * page, below; an XBZRLE delta of a few changed words near memory speed; a
- * copy or a zero check at memory speed). They make runs comparable across
- * machines; calibrate for a prediction of one machine.
+ * page, below; an XBZRLE delta near memory speed; a copy or a zero check at
+ * memory speed). pagemill's own kernels are faster than this on an idle
+ * machine: `pagemill bench --calibrate` on the project's 2-core VM
+ * (2026-11-23, trace pages) measured LZ4 4.4 / 14.8 GB/s, WKdm 0.94 / 1.2,
+ * XBZRLE 7.4 / 13.2, zero scan 59 GB/s. The defaults keep runs comparable
+ * across machines; calibrate for a prediction of one machine.
  */
 export const DEFAULT_COSTS: CostTable = {
   source: "default",
