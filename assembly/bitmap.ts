@@ -56,27 +56,21 @@ export function bitmapExtract(ptr: usize, nbits: u32, from: u32, outPtr: usize, 
   if (from >= nbits || maxOut == 0) return 0;
   if (!byteBitsReady) buildByteBits();
   const last = wordCount(nbits) - 1;
-  // The last word is masked on a copy so the loops below need no check for it.
-  const lastBits = load<u64>(ptr + (<usize>last << 3)) & tailMask(nbits);
   let w = from >> 6;
   let n: u32 = 0;
   let dense = false;
-  // Words go in chunks of 16. After a chunk that held 128 or more set bits
-  // (one in eight), the next is expanded byte by byte, branch-free; after a
-  // sparser one, bit by bit. Near maxOut, every bit is checked against it.
-  while (w <= last) {
+  // Words go in chunks of 16 (the last word apart, for its mask). After a
+  // chunk that held 128 or more set bits (one in eight), the next is expanded
+  // byte by byte, branch-free; after a sparser one, bit by bit. Near maxOut,
+  // every bit is checked against it.
+  while (w < last) {
     const end = min((w | 15) + 1, last);
     const chunkStart = n;
     if (dense && n + 1024 <= maxOut) {
-      for (; w < end; w++) {
-        let bits = load<u64>(ptr + (<usize>w << 3));
-        if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
-        n = expandDense(bits, w << 6, outPtr, n);
-      }
+      for (; w < end; w++) n = expandDense(wordFrom(ptr, w, from), w << 6, outPtr, n);
     } else if (n + 1024 <= maxOut) {
       for (; w < end; w++) {
-        let bits = load<u64>(ptr + (<usize>w << 3));
-        if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
+        let bits = wordFrom(ptr, w, from);
         const base = w << 6;
         // The first set bit without a branch (most sparse words hold one):
         // always written, kept only when the word has a bit.
@@ -91,28 +85,31 @@ export function bitmapExtract(ptr: usize, nbits: u32, from: u32, outPtr: usize, 
       }
     } else {
       for (; w < end; w++) {
-        let bits = load<u64>(ptr + (<usize>w << 3));
-        if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
-        const base = w << 6;
-        while (bits != 0) {
-          store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
-          bits &= bits - 1;
-          if (++n == maxOut) return n;
-        }
+        n = extractWord(wordFrom(ptr, w, from), w << 6, outPtr, n, maxOut);
+        if (n == maxOut) return n;
       }
     }
     dense = n - chunkStart >= 128;
-    if (w == last) {
-      let bits = lastBits;
-      if (w == from >> 6) bits &= ~(<u64>0) << (from & 63);
-      const base = w << 6;
-      while (bits != 0) {
-        store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
-        bits &= bits - 1;
-        if (++n == maxOut) return n;
-      }
-      return n;
-    }
+  }
+  return extractWord(wordFrom(ptr, last, from) & tailMask(nbits), last << 6, outPtr, n, maxOut);
+}
+
+/** Word w, without the bits below `from` when it is `from`'s word. */
+// @ts-ignore: decorator
+@inline
+function wordFrom(ptr: usize, w: u32, from: u32): u64 {
+  const bits = load<u64>(ptr + (<usize>w << 3));
+  return w == from >> 6 ? bits & (~(<u64>0) << (from & 63)) : bits;
+}
+
+/** Writes the indices of the set bits of `bits` (+ base) from slot n, stopping at maxOut; returns the new n. */
+// @ts-ignore: decorator
+@inline
+function extractWord(bits: u64, base: u32, outPtr: usize, n: u32, maxOut: u32): u32 {
+  while (bits != 0) {
+    store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
+    bits &= bits - 1;
+    if (++n == maxOut) break;
   }
   return n;
 }
