@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { CodecError, DedupCodec, DedupIndex, DuplicateCounter, MAX_LOCATION, PageBatch, type EncodedBatch } from "../src/index.js";
 import { Encoding } from "../src/codecs/codec.js";
 import { sharedTraceImagePages } from "./helpers/traces.js";
-import { randomBytes } from "./helpers/random.js";
+import { randomBytes, xorshift32 } from "./helpers/random.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 10 : 1;
 
@@ -59,13 +59,8 @@ class Migration {
 function runEpochs(m: Migration, seed: number, epochs: number, batch: number): { sent: Set<number>; refs: number } {
   const ps = m.pageSize;
   const pages = m.source.length / ps;
-  let x = seed >>> 0 || 1;
-  const rand = (n: number): number => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  const next = xorshift32(seed);
+  const rand = (n: number): number => next() % n;
   const sent = new Set<number>();
   let refs = 0;
   for (let e = 0; e < epochs; e++) {
@@ -75,7 +70,7 @@ function runEpochs(m: Migration, seed: number, epochs: number, batch: number): {
       const action = rand(4);
       const q = rand(pages);
       if (action === 0) m.source.copyWithin(p * ps, q * ps, (q + 1) * ps);
-      else if (action === 1) m.source.set(randomBytes(ps, x), p * ps);
+      else if (action === 1) m.source.set(randomBytes(ps, next()), p * ps);
       else if (action === 2) m.source.fill(0, p * ps, (p + 1) * ps);
       dirty.add(p);
     }

@@ -22,6 +22,7 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError, checkInteger } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
+import { Random } from "../guest/workloads.js";
 import type { Channel } from "../net/channel.js";
 import { PageBatch } from "../wasm/arena.js";
 import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
@@ -185,15 +186,8 @@ function nonNegative(name: string, value: number): number {
 
 /** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
 function stateBlob(size: number): Uint8Array {
-  const blob = new Uint8Array(size);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    blob[i] = x & 0xff;
-  }
-  return blob;
+  const random = new Random(0x9e3779b9);
+  return Uint8Array.from({ length: size }, () => random.u32() & 0xff);
 }
 
 export class Session {

@@ -13,18 +13,10 @@ import { wasm } from "../../src/wasm/module.js";
 import { FrameDecoder, HEADER_BYTES, MAX_FRAME_BYTES, encodeControl, readFrameHeader } from "../../src/wire/frame.js";
 import { FrameSplitter } from "../../src/wire/stream.js";
 import { CHOICES, dispose, encodeAll, mixedPages, pipeline, reseal } from "../helpers/frames.js";
+import { xorshift32 } from "../helpers/random.js";
 
 const FUZZ = Boolean(process.env.PAGEMILL_FUZZ);
 
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
 
 /** Decodes `bytes`; on a CodecError the destination must be as it was. Returns the error code, or "ok". */
 function attempt(decoder: FrameDecoder, bytes: Uint8Array, memory: Uint8Array, snapshot: Uint8Array, what: string): string {
@@ -47,7 +39,7 @@ describe("frames fuzzed", () => {
     const { heap } = wasm();
     const before = heap.memoryBytes;
     const decoder = new FrameDecoder();
-    const next = xorshift(12345);
+    const next = xorshift32(12345);
     const codes: Record<string, number> = {};
     for (let i = 0; i < runs; i++) {
       const length = next() % 160;
@@ -95,7 +87,7 @@ describe("frames fuzzed", () => {
       frames.push(...encodeAll(pages, indices, pageSize, 10, codecs).frames);
       dispose(codecs);
     }
-    const next = xorshift(99);
+    const next = xorshift32(99);
     const snapshot = mixedPages(pageSize, 12, 5);
     const memory = snapshot.slice();
     const decoder = new FrameDecoder();
@@ -118,7 +110,7 @@ describe("frames fuzzed", () => {
 
   it("splits random byte streams without ever waiting on or buffering an unchecked length", () => {
     const runs = FUZZ ? 100_000 : 2_000;
-    const next = xorshift(7);
+    const next = xorshift32(7);
     const good = encodeControl({ type: "round-start", round: 1, pages: 2 }, 0);
     for (let i = 0; i < runs; i++) {
       const splitter = new FrameSplitter(false);

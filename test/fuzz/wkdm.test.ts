@@ -14,6 +14,7 @@ import { Scratch } from "../../src/wasm/arena.js";
 import { wasm } from "../../src/wasm/module.js";
 import { sharedTraceImagePages } from "../helpers/traces.js";
 import { WKDM_MZV_MAGIC, wkdmDecompressReference } from "../reference/wkdm.js";
+import { xorshift32 } from "../helpers/random.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
 /** Per-test time limit: the default, or an hour for the 100-fold fuzz run. */
@@ -32,16 +33,8 @@ function allEqual(mem: Uint8Array, at: number, length: number, value: number): b
 
 /** `length` bytes from a seeded xorshift32: long random inputs without fast-check's per-byte cost. */
 function seededBytes(seed: number, length: number): Uint8Array {
-  const words = new Uint32Array((length + 3) >> 2);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    words[i] = x;
-  }
+  const next = xorshift32(seed);
+  const words = Uint32Array.from({ length: (length + 3) >> 2 }, next);
   return new Uint8Array(words.buffer, 0, length);
 }
 
@@ -159,15 +152,8 @@ const consistentStream = fc
     const slotEnd = newEnd + ((matches + 7) >> 3);
     const lowEnd = slotEnd + Math.ceil(partials / 3);
     const words = new Uint32Array(lowEnd);
-    let x = fill >>> 0 || 1;
-    for (let i = 67; i < lowEnd; i++) {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      words[i] = x;
-    }
+    const next = xorshift32(fill);
+    for (let i = 67; i < lowEnd; i++) words[i] = next();
     words[0] = newEnd;
     words[1] = slotEnd;
     words[2] = lowEnd;
