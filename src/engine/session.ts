@@ -25,7 +25,7 @@ import type { Guest, Workload } from "../guest/guest.js";
 import { Random } from "../guest/workloads.js";
 import type { Channel } from "../net/channel.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
+import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, readPageEncodings, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
 import type { Clock } from "./clock.js";
 import { CostModel } from "./cost.js";
 import type { MigrationStats, RoundRow, StopReason, StrategyName } from "./metrics.js";
@@ -569,18 +569,22 @@ export class Session {
     for (;;) {
       const bytes = await this.dst.receive();
       if (!bytes) return;
+      // The decode's CPU time passes before its pages land. Writing them into
+      // memory and updating their page states is then one step, with no wait
+      // between: otherwise the program could run, or the migration end, while
+      // memory holds the source's copy of a page the program has replaced.
+      const encodings = readPageEncodings(bytes);
+      if (encodings) {
+        let cpu = 0;
+        for (const id of encodings) cpu += this.cost.decodeSeconds(ENCODING_NAMES[id as Encoding] ?? "raw", this.pageSize);
+        this.stats.destinationCpu += cpu;
+        await this.charge(cpu);
+      }
       const frame = this.decoder.decode(bytes, this.memory);
       switch (frame.type) {
-        case "pages": {
-          let cpu = 0;
-          for (let k = 0; k < frame.count; k++) {
-            cpu += this.cost.decodeSeconds(ENCODING_NAMES[frame.encodings[k] as Encoding] ?? "raw", this.pageSize);
-          }
-          this.stats.destinationCpu += cpu;
-          await this.charge(cpu);
+        case "pages":
           this.arrived(frame.indices);
           break;
-        }
         case "switch-over":
           this.resume(decodeSwitchover(frame.state, this.pageCount));
           break;
@@ -640,13 +644,13 @@ export class Session {
         throw new VerificationError(`page ${p} arrived different from the source's copy at switch-over`, [p]);
       }
       this.cow.delete(p);
-      if (state & PageState.OWNED) {
-        // The program already replaced this page here: its content wins.
+      if (state & PageState.PRESENT) {
+        // The destination already holds this page (the program replaced it
+        // whole while the source's copy was on the wire): the program's content wins.
         got.set(this.guest.page(p));
         this.pageState[p] = state & ~PageState.OWNED;
         continue;
       }
-      if (state & PageState.PRESENT) continue;
       this.pageState[p] = state | PageState.PRESENT;
       this.presentCount++;
       this.remainingPages--;

@@ -543,6 +543,21 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
   return { type: type as FrameType, sequence, pageSize, count, bodyLength, frameLength: HEADER_BYTES + bodyLength + CHECK_BYTES };
 }
 
+/**
+ * The wire id of each page of a pages frame, read from its entry table
+ * without decoding (what a receiver needs to cost the decode before the pages
+ * land); undefined for the other frame types. Throws CodecError.
+ */
+export function readPageEncodings(bytes: Uint8Array): Uint8Array | undefined {
+  const header = readFrameHeader(bytes);
+  if (header.type !== FrameType.PAGES) return undefined;
+  const table = HEADER_BYTES + header.count * ENTRY_BYTES;
+  if (bytes.byteLength < table) throw new CodecError("truncated", `pages frame ${header.sequence}: entry table cut at ${bytes.byteLength} B`);
+  const encodings = new Uint8Array(header.count);
+  for (let k = 0; k < header.count; k++) encodings[k] = bytes[HEADER_BYTES + k * ENTRY_BYTES + 4]!;
+  return encodings;
+}
+
 /** Payload length of the wire ids that have one fixed length (-1: the page size). */
 const FIXED_LENGTHS: Partial<Record<number, number>> = {
   [Encoding.RAW]: -1,
