@@ -102,14 +102,18 @@ function wordFrom(ptr: usize, w: u32, from: u32): u64 {
   return w == from >> 6 ? bits & (~(<u64>0) << (from & 63)) : bits;
 }
 
-/** Writes the indices of the set bits of `bits` (+ base) from slot n, stopping at maxOut; returns the new n. */
+/**
+ * Writes the indices of the set bits of `bits` (+ base) from slot n, stopping
+ * at maxOut; returns the new n. The fast paths can leave n exactly at maxOut
+ * before this runs, so the bound is checked before every store.
+ */
 // @ts-ignore: decorator
 @inline
 function extractWord(bits: u64, base: u32, outPtr: usize, n: u32, maxOut: u32): u32 {
-  while (bits != 0) {
+  while (bits != 0 && n < maxOut) {
     store<u32>(outPtr + (<usize>n << 2), base + <u32>ctz<u64>(bits));
     bits &= bits - 1;
-    if (++n == maxOut) break;
+    n++;
   }
   return n;
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { DirtyBitmap } from "../src/index.js";
+import { DirtyBitmap, PageBatch } from "../src/index.js";
+import { wasm } from "../src/wasm/module.js";
+import { xorshift32 } from "./helpers/random.js";
 
 /** Plain model: a boolean per page. */
 class Model {
@@ -204,5 +206,82 @@ describe("DirtyBitmap", () => {
     expect(() => bitmap.or(other)).toThrow(/sizes differ/);
     bitmap.dispose();
     other.dispose();
+  });
+});
+
+describe("bitmapExtract stays inside its output", () => {
+  // The kernel expands 16-word chunks (up to 1024 indices) on fast paths and
+  // checks each bit against max only near the end: every max around the chunk
+  // sizes, on full, empty, sparse and dense bitmaps, with a guard region
+  // after the output that must come back untouched.
+  const GUARD = 4096;
+  const maxima = [1, 2, 7, 8, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 4095, 4096];
+  const fills: [string, (page: number, next: () => number) => boolean][] = [
+    ["full", () => true],
+    ["empty", () => false],
+    ["1% set", (_, next) => next() % 100 === 0],
+    ["50% set", (_, next) => (next() & 1) === 1],
+    ["dense runs", (page) => page % 1500 < 1100],
+  ];
+  for (const size of [4096, 5000, 1 << 16]) {
+    for (const [name, fill] of fills) {
+      it(`${size} pages, ${name}`, () => {
+        const { heap, kernels } = wasm();
+        const next = xorshift32(size);
+        const words = Math.ceil(size / 64);
+        const bits = heap.alloc(words * 8);
+        const model: number[] = [];
+        const u32 = heap.u32();
+        u32.fill(0, bits >>> 2, (bits >>> 2) + words * 2);
+        for (let p = 0; p < size; p++) {
+          if (!fill(p, next)) continue;
+          u32[(bits >>> 2) + (p >>> 5)]! |= 1 << (p & 31);
+          model.push(p);
+        }
+        try {
+          for (const max of maxima) {
+            for (const from of [0, 1, 63, 64, 1000, size - 1]) {
+              const out = heap.alloc(max * 4 + GUARD);
+              try {
+                heap.bytes().fill(0xa5, out + max * 4, out + max * 4 + GUARD);
+                const n = kernels.bitmapExtract(bits, size, from, out, max);
+                const want = model.filter((p) => p >= from).slice(0, max);
+                expect(n, `max ${max} from ${from}`).toBe(want.length);
+                expect(Array.from(heap.u32().subarray(out >>> 2, (out >>> 2) + n)), `max ${max} from ${from}`).toEqual(want);
+                const guard = heap.bytes().subarray(out + max * 4, out + max * 4 + GUARD);
+                expect(guard.every((b) => b === 0xa5), `guard after max ${max} from ${from}`).toBe(true);
+              } finally {
+                heap.release(out);
+              }
+            }
+          }
+        } finally {
+          heap.release(bits);
+        }
+      });
+    }
+  }
+
+  it("DirtyBitmap.extract returns at most max and leaves memory next to its buffer alone", () => {
+    const b = new DirtyBitmap(4096);
+    const big = new DirtyBitmap(1 << 20);
+    try {
+      b.setRange(0, 4096);
+      expect(b.extract(0, 1024)).toEqual(Uint32Array.from({ length: 1024 }, (_, i) => i));
+      const batch = new PageBatch(4);
+      try {
+        batch.page(0).fill(0x5a);
+        expect(Array.from(b.extract(0, 1024))).toHaveLength(1024);
+        expect(batch.page(0).every((x) => x === 0x5a)).toBe(true);
+      } finally {
+        batch.dispose();
+      }
+      big.setRange(0, 1 << 20);
+      expect(big.extract(0, 1024)).toHaveLength(1024);
+      expect(big.extract(5000, 2048)[0]).toBe(5000);
+    } finally {
+      b.dispose();
+      big.dispose();
+    }
   });
 });

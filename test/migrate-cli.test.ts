@@ -16,6 +16,13 @@ async function migrateCli(args: string[]): Promise<string> {
 }
 
 describe("pagemill migrate", () => {
+  it("--batch at and past the bitmap kernel's 1024-index chunk: every strategy verified on the bundled trace", async () => {
+    for (const batch of ["1024", "2048"]) {
+      const out = JSON.parse(await migrateCli(["--batch", batch, "--json"]));
+      for (const stats of out) expect(stats.verifiedPages, `--batch ${batch} ${stats.strategy}`).toBe(3072);
+    }
+  });
+
   it("--json gives every metric of every strategy, verified", async () => {
     const out = JSON.parse(await migrateCli(["--workload", "poisson", "--pages", "2048", "--rate", "0.2", "--bandwidth", "100mbit", "--rtt", "2ms", "--json"]));
     expect(out).toHaveLength(3);
