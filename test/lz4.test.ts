@@ -10,6 +10,7 @@ import { CodecError, Lz4Codec, PageBatch, lz4CompressBlock, lz4CompressBound, lz
 import { Encoding } from "../src/codecs/codec.js";
 import { SHARED, TRACE_NAMES, sharedTraceImagePages } from "./helpers/traces.js";
 import { referenceLz4Decode } from "./reference/lz4.js";
+import { withoutTools } from "./helpers/tools.js";
 
 interface Lz4Vector {
   page: number;
@@ -340,7 +341,7 @@ function blocksOfFrame(frame: Uint8Array): { bytes: Uint8Array; stored: boolean 
   return blocks;
 }
 
-describe("lz4 interop with the lz4 command", () => {
+describe.skipIf(withoutTools("lz4"))("lz4 interop with the lz4 command", () => {
   it("lz4 -d reads our blocks of real pages and of larger inputs in a frame", async () => {
     const { pageSize, pages } = await sharedTraceImagePages("redis", 3000);
     const big = fc.sample(structuredInput(65536), { numRuns: 12, seed: 7 });

@@ -22,6 +22,7 @@ import {
 } from "../src/index.js";
 import { SHARED, sharedTraceImagePages } from "./helpers/traces.js";
 import { randomBytes } from "./helpers/random.js";
+import { withoutTools } from "./helpers/tools.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 20 : 1;
 
@@ -270,7 +271,7 @@ describe("agreement with xxhash-wasm and hash-wasm", () => {
   });
 });
 
-describe("agreement with xxhsum (Debian package xxhash) on files", () => {
+describe.skipIf(withoutTools("xxhsum"))("agreement with xxhsum (Debian package xxhash) on files", () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "pagemill-xxhsum-"));
