@@ -6,6 +6,13 @@ export class PagemillError extends Error {
   }
 }
 
+/** A method was called on an object after its dispose(). */
+export class DisposedError extends PagemillError {
+  constructor(what: string) {
+    super(`${what} used after dispose(): it was disposed and its memory given back`);
+  }
+}
+
 /** Codes a decoder reports for malformed input. */
 export type CodecErrorCode =
   | "truncated" // the input ends inside a field
@@ -37,4 +44,21 @@ export function checkPageSize(pageSize: number, name = "pageSize"): void {
   if (!Number.isInteger(pageSize) || pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
     throw new RangeError(`${name} must be a power of two from 512 to 65536, got ${pageSize}`);
   }
+}
+
+/** What a value is, for an error message: "null", "a string", "Uint16Array", ... */
+function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return (value as object).constructor?.name ?? "an object";
+  return typeof value === "string" ? "a string" : typeof value;
+}
+
+/** Checks that an argument is a byte array (Uint8Array or Buffer), throwing a TypeError that names it. */
+export function checkBytes(name: string, value: unknown): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describeValue(value)}`);
+}
+
+/** Checks that an argument is an instance of `type`, throwing a TypeError that names it. */
+export function checkInstance<T>(name: string, value: unknown, type: abstract new (...args: never[]) => T): asserts value is T {
+  if (!(value instanceof type)) throw new TypeError(`${name} must be a ${type.name}, got ${describeValue(value)}`);
 }

@@ -248,6 +248,22 @@ describe("WKdm decisions at XNU's thresholds", () => {
     expect(wkdmCompress(randomWords(957, 3, true), out)).toBe(-1);
   });
 
+  it("out.byteLength is XNU's budget, not a capacity: a stream exactly that long is refused, as XNU refuses it", () => {
+    for (const [misses, form] of [[133, 268 + 4 * 133], [500, 268 + 4 * 500], [100, 4 + 6 * 100]] as const) {
+      const page = randomWords(misses, 5, true);
+      expect(wkdmCompress(page, new Uint8Array(PAGE))).toBe(form);
+      expect(wkdmCompress(page, new Uint8Array(form)), `${misses} misses, budget ${form}`).toBe(-1);
+      // From the stream's length up, the same answer as XNU's at every budget, and taken within 200 bytes more.
+      let least = -1;
+      for (let budget = form; budget <= form + 200; budget++) {
+        const ret = wkdmCompress(page, new Uint8Array(budget));
+        expect(ret, `${misses} misses, budget ${budget}`).toBe(wkdmCompressReference(page, budget).ret);
+        if (ret === form && least < 0) least = budget;
+      }
+      expect(least, `${misses} misses`).toBeGreaterThan(form);
+    }
+  });
+
   it("returns 4096 for a page that packs into exactly the budget; the codec sends that page RAW", () => {
     // 67 zeros, 956 misses, then the last miss again (an exact match): 268 + 4·956 + one word of slots.
     const page = randomWords(957, 6, true);

@@ -122,6 +122,14 @@ describe("xbzrle golden vectors (QEMU xbzrle_encode_buffer, slen = dlen = 4096)"
 });
 
 describe("xbzrle against the plain TypeScript reference", () => {
+  it("equal pages: 0 with 2 or more bytes of out, -1 with fewer (QEMU checks room for a run header first)", () => {
+    const page = new Uint8Array(4096).fill(3);
+    for (const room of [0, 1, 2, 3, 4096]) {
+      expect(xbzrleEncode(page, page, new Uint8Array(room)), `out of ${room} B`).toBe(room < 2 ? -1 : 0);
+      expect(referenceEncode(page, page, new Uint8Array(room)), `reference, out of ${room} B`).toBe(room < 2 ? -1 : 0);
+    }
+  });
+
   it("encodes random old/new pairs to the reference's bytes, at any capacity", () => {
     fc.assert(
       fc.property(pairSpecArb(), fc.option(fc.nat({ max: 3 * 65536 }), { nil: undefined }), (spec, capacity) => {

@@ -2,10 +2,11 @@
 // assembly/lz4.ts. Blocks are standard LZ4 blocks (any LZ4 decoder reads
 // them) and byte-identical to LZ4 1.9's LZ4_compress_default.
 
-import { CodecError, checkInteger, type CodecErrorCode } from "../errors.js";
+import { CodecError, checkBytes, checkInteger, type CodecErrorCode } from "../errors.js";
 import { Scratch, type PageBatch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Owned } from "../wasm/owned.js";
 
 /**
  * Largest input of the single-block API, in bytes (1 GiB). The input and its
@@ -37,9 +38,6 @@ function decodeFailure(status: number, capacity: number, page?: number): CodecEr
   return new CodecError(code, message, page);
 }
 
-function checkBytes(name: string, value: unknown): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
-}
 
 /** Largest `src` and `out` of lz4DecompressBlock: lengths cross into the kernels as 32-bit values. */
 const MAX_DECODE_LENGTH = 2 ** 31 - 1;
@@ -101,7 +99,7 @@ export function lz4DecompressBlock(src: Uint8Array, out: Uint8Array): number {
  * LZ4 over a whole batch: one kernel call compresses every page into its own
  * block; a page whose block would not be shorter than the page goes RAW.
  */
-export class Lz4Codec implements PageCodec {
+export class Lz4Codec extends Owned implements PageCodec {
   readonly name = "lz4";
   readonly encoding = Encoding.LZ4;
   readonly stats: CodecStats = newCodecStats();
@@ -109,6 +107,7 @@ export class Lz4Codec implements PageCodec {
   private readonly tables = new Scratch();
 
   encodeBatch(batch: PageBatch): EncodedBatch {
+    this.live();
     const { kernels, heap } = wasm();
     const { count, pageSize } = batch;
     const outPtr = this.payload.reserve(Math.max(1, count) * pageSize);
@@ -139,6 +138,7 @@ export class Lz4Codec implements PageCodec {
   }
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch): void {
+    this.live();
     const { count, pageSize, encodings, offsets, lengths, data } = encoded;
     if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
     checkInteger("encoded.count", count, 0, batch.capacity);
@@ -179,7 +179,7 @@ export class Lz4Codec implements PageCodec {
     batch.count = count;
   }
 
-  dispose(): void {
+  protected release(): void {
     this.payload.dispose();
     this.tables.dispose();
   }

@@ -19,6 +19,7 @@ import { wasm } from "../wasm/module.js";
 import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
 import { lz4DecompressBlock } from "./lz4.js";
 import { wkdmDecompress } from "./wkdm.js";
+import { Owned } from "../wasm/owned.js";
 
 export const MECOM_DEFAULT_THRESHOLD = 0.75;
 export const MECOM_DEFAULT_STRIDE = 4;
@@ -32,7 +33,7 @@ export interface MecomOptions {
 
 const TABLE_ENTRY_BYTES = 12;
 
-export class MecomCodec implements PageCodec {
+export class MecomCodec extends Owned implements PageCodec {
   readonly name = "mecom";
   /** MECOM's main wire id; pages also go as ZERO, SAME_VALUE, WKDM and RAW. */
   readonly encoding = Encoding.LZ4;
@@ -44,6 +45,7 @@ export class MecomCodec implements PageCodec {
   private readonly table = new Scratch();
 
   constructor(options: MecomOptions = {}) {
+    super();
     const threshold = options.threshold ?? MECOM_DEFAULT_THRESHOLD;
     if (!(threshold >= 0)) throw new RangeError(`threshold must be a number >= 0, got ${threshold}`);
     this.stride = options.stride ?? MECOM_DEFAULT_STRIDE;
@@ -54,6 +56,7 @@ export class MecomCodec implements PageCodec {
   }
 
   encodeBatch(batch: PageBatch): EncodedBatch {
+    this.live();
     const { count, pageSize } = batch;
     const outPtr = this.output.reserve(count * pageSize + 64);
     const tablePtr = this.table.reserve(Math.max(1, count) * TABLE_ENTRY_BYTES);
@@ -76,6 +79,7 @@ export class MecomCodec implements PageCodec {
   }
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    this.live();
     const { count, pageSize, encodings, offsets, lengths, data } = encoded;
     if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
     checkInteger("encoded.count", count, 0, batch.capacity);
@@ -97,7 +101,7 @@ export class MecomCodec implements PageCodec {
     batch.count = count;
   }
 
-  dispose(): void {
+  protected release(): void {
     this.output.dispose();
     this.table.dispose();
   }

@@ -7,10 +7,11 @@
 // one repeated 32-bit word as SAME_VALUE (4-byte little-endian payload), or
 // ZERO when that word is 0, and a page that WKdm cannot shrink as RAW.
 
-import { CodecError, checkInteger, type CodecErrorCode } from "../errors.js";
-import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { CodecError, checkBytes, checkInstance, checkInteger, type CodecErrorCode } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Owned } from "../wasm/owned.js";
 
 /** The only page size WKdm works on. */
 export const WKDM_PAGE_SIZE = 4096;
@@ -23,6 +24,7 @@ export const WKDM_MAX_STREAM_BYTES = 4 * (67 + 1024 + 128 + 342);
 
 /** Bytes the batch compressor's output region needs for `count` pages (the kernel's scratch runs past the last payload). */
 export function wkdmCompressBound(count: number): number {
+  checkInteger("count", count, 0, 2 ** 20);
   return count * WKDM_PAGE_SIZE + 64;
 }
 
@@ -85,7 +87,7 @@ function runDecode(scratch: Scratch, data: Uint8Array, encodings: Uint8Array, of
  * word-based; other page sizes are a RangeError): one kernel call per batch
  * each way. Pages that do not fit go RAW and count in `stats.notFit`.
  */
-export class WkdmCodec implements PageCodec {
+export class WkdmCodec extends Owned implements PageCodec {
   readonly name = "wkdm";
   readonly encoding = Encoding.WKDM;
   readonly stats: CodecStats = newCodecStats();
@@ -94,6 +96,7 @@ export class WkdmCodec implements PageCodec {
   private readonly input = new Scratch();
 
   encodeBatch(batch: PageBatch): EncodedBatch {
+    this.live();
     checkWkdmPageSize(batch.pageSize, "batch.pageSize");
     const count = batch.count;
     const outPtr = this.output.reserve(wkdmCompressBound(count));
@@ -124,6 +127,7 @@ export class WkdmCodec implements PageCodec {
   }
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    this.live();
     checkWkdmPageSize(batch.pageSize, "batch.pageSize");
     const count = encoded.count;
     checkInteger("encoded.count", count, 0, batch.capacity);
@@ -135,7 +139,7 @@ export class WkdmCodec implements PageCodec {
     batch.count = count;
   }
 
-  dispose(): void {
+  protected release(): void {
     this.output.dispose();
     this.table.dispose();
     this.input.dispose();
@@ -149,10 +153,17 @@ let singleInput: Scratch | undefined;
  * Compresses one 4096-byte page into `out` with XNU's WKdm_compress_new, the
  * budget being `out.byteLength` (at most 4096). Returns the bytes written;
  * 0 for a page of one repeated 32-bit word (nothing is written: the value is
- * the page's first word, and the caller keeps it); -1 when the page does not
- * fit the budget.
+ * the page's first word, and the caller keeps it); -1 when XNU would refuse
+ * the page with that budget. The budget is XNU's `bytes_budget`, not a
+ * capacity: XNU gives up as soon as its running estimate (268 bytes of header
+ * and tags, then 4 per dictionary miss) reaches the budget, so a stream is
+ * refused when `out` is exactly its length, and may be with some bytes more.
+ * To compress whatever fits in n bytes, pass a 4096-byte `out` and compare the
+ * result with n.
  */
 export function wkdmCompress(page: Uint8Array, out: Uint8Array): number {
+  checkBytes("page", page);
+  checkBytes("out", out);
   checkWkdmPageSize(page.byteLength, "page.byteLength");
   singleScratch ??= new Scratch();
   const pagePtr = singleScratch.reserve(WKDM_PAGE_SIZE + TABLE_ENTRY_BYTES + wkdmCompressBound(1));
@@ -173,6 +184,8 @@ export function wkdmCompress(page: Uint8Array, out: Uint8Array): number {
  * stream: the caller fills it with its value.
  */
 export function wkdmDecompress(src: Uint8Array, out: Uint8Array): void {
+  checkBytes("src", src);
+  checkBytes("out", out);
   if (out.byteLength < WKDM_PAGE_SIZE) throw new RangeError(`out.byteLength must be at least ${WKDM_PAGE_SIZE}, got ${out.byteLength}`);
   if (src.byteLength > WKDM_MAX_STREAM_BYTES) {
     throw new CodecError("length", `WKdm stream of ${src.byteLength} bytes is longer than any valid one (${WKDM_MAX_STREAM_BYTES})`);
@@ -194,6 +207,7 @@ let hitScratch: Scratch | undefined;
  * MECOM's measure of "strong regularity". One kernel call for the batch.
  */
 export function wkdmHitRates(batch: PageBatch, stride = 4): Float32Array {
+  checkInstance("batch", batch, PageBatch);
   checkWkdmPageSize(batch.pageSize, "batch.pageSize");
   checkInteger("stride", stride, 1, 64);
   hitScratch ??= new Scratch();

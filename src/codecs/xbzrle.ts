@@ -45,10 +45,11 @@
 // page twice: its second delta would be against the first's result, which
 // the destination's preloaded slot does not hold yet.
 
-import { CodecError, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
+import { CodecError, checkBytes, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
 import { Scratch, type PageBatch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
 import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
 export const XBZRLE_MAX_RUN = 0x3fff;
@@ -70,9 +71,6 @@ const CAUSES: Record<number, [CodecErrorCode, string]> = {
 
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 
-function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
-}
 
 /** Throws the CodecError for the first malformed payload of a decode call. */
 function throwDecodeError(status: Int32Array, at: number, count: number, page: (k: number) => number | undefined): never {
@@ -90,12 +88,13 @@ let single: Scratch | undefined;
  * Encodes `newPage` against `oldPage` (same length: a power of two, 512..65536)
  * into `out`, whose length is the most the delta may take (QEMU's dlen).
  * Returns the bytes written, 0 when the pages are equal, -1 when the delta
- * does not fit in `out`.
+ * does not fit in `out`. As in QEMU, every step first needs room for a
+ * 2-byte run header: with fewer than 2 bytes of `out`, even equal pages give -1.
  */
 export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint8Array): number {
-  checkBytes(oldPage, "oldPage");
-  checkBytes(newPage, "newPage");
-  checkBytes(out, "out");
+  checkBytes("oldPage", oldPage);
+  checkBytes("newPage", newPage);
+  checkBytes("out", out);
   checkPageSize(newPage.length, "newPage.length");
   if (oldPage.length !== newPage.length) {
     throw new RangeError(`oldPage.length ${oldPage.length} != newPage.length ${newPage.length}`);
@@ -127,8 +126,8 @@ export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint
  * last run. Malformed input throws CodecError and leaves `page` unchanged.
  */
 export function xbzrleDecode(delta: Uint8Array, page: Uint8Array): number {
-  checkBytes(delta, "delta");
-  checkBytes(page, "page");
+  checkBytes("delta", delta);
+  checkBytes("page", page);
   checkInteger("page.length", page.length, 0, 2 ** 24);
   const { kernels, heap } = wasm();
   single ??= new Scratch();
@@ -167,7 +166,7 @@ export interface XbzrleCacheOptions {
  * The last sent version of recently sent pages, in WebAssembly memory,
  * set-associative with LRU replacement (see the module comment for why).
  */
-export class XbzrleCache {
+export class XbzrleCache extends Owned {
   readonly pageSize: number;
   readonly ways: number;
   readonly sets: number;
@@ -182,9 +181,9 @@ export class XbzrleCache {
   private readonly stamps: Float64Array;
   private clock = 0;
   private storage = 0;
-  private disposed = false;
 
   constructor(options: XbzrleCacheOptions = {}) {
+    super();
     const pageSize = options.pageSize ?? 4096;
     checkPageSize(pageSize);
     const cacheSize = options.cacheSize ?? XBZRLE_DEFAULT_CACHE_SIZE;
@@ -211,11 +210,13 @@ export class XbzrleCache {
 
   /** True when `page` is cached (does not count as a use). */
   has(page: number): boolean {
+    this.live();
     return this.find(page) >= 0;
   }
 
   /** A copy of the cached version of `page`, or undefined. */
   get(page: number): Uint8Array | undefined {
+    this.live();
     const slot = this.find(page);
     if (slot < 0) return undefined;
     const at = this.address(slot);
@@ -224,7 +225,8 @@ export class XbzrleCache {
 
   /** Stores `content` as the last sent version of `page` (e.g. to prime the cache). */
   put(page: number, content: Uint8Array): void {
-    checkBytes(content, "content");
+    this.live();
+    checkBytes("content", content);
     if (content.length !== this.pageSize) throw new RangeError(`content.length ${content.length} != pageSize ${this.pageSize}`);
     const entry = this.entry(page, "page");
     // Entries are 64-aligned addresses plus flag bits.
@@ -239,6 +241,7 @@ export class XbzrleCache {
    * take views of memory after calling it.
    */
   plan(pageIndices: ArrayLike<number>, count: number, tableAt: number): number {
+    this.live();
     this.reserve();
     const table = this.owner.heap.u32();
     let misses = 0;
@@ -252,22 +255,21 @@ export class XbzrleCache {
 
   /** Forgets every page (the storage is kept). */
   clear(): void {
+    this.live();
     this.tags.fill(-1);
     this.stamps.fill(0);
     this.clock = 0;
   }
 
   /** Gives the page storage back; the cache is unusable afterwards. */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected release(): void {
     if (this.storage) this.owner.heap.release(this.storage);
     this.storage = 0;
     this.tags.fill(-1);
   }
 
   private reserve(): void {
-    if (this.disposed) throw new RangeError("the xbzrle cache has been disposed");
+    this.live();
     if (!this.storage) this.storage = this.owner.heap.alloc(this.cacheSize);
   }
 
@@ -330,7 +332,7 @@ export interface XbzrleCounters {
 }
 
 /** XBZRLE over whole batches, with its cache; see the module comment for the contract. */
-export class XbzrleCodec implements PageCodec {
+export class XbzrleCodec extends Owned implements PageCodec {
   readonly name = "xbzrle";
   readonly encoding = Encoding.XBZRLE;
   readonly stats: CodecStats = newCodecStats();
@@ -342,6 +344,7 @@ export class XbzrleCodec implements PageCodec {
   private overflows = 0;
 
   constructor(options: XbzrleCacheOptions = {}) {
+    super();
     this.cache = new XbzrleCache(options);
     this.scratch = new Scratch();
   }
@@ -360,6 +363,7 @@ export class XbzrleCodec implements PageCodec {
   }
 
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    this.live();
     if (!pageIndices) throw new RangeError("xbzrle needs pageIndices: its cache is keyed by guest page");
     const ps = batch.pageSize;
     if (ps !== this.cache.pageSize) throw new RangeError(`batch.pageSize ${ps} != the xbzrle cache's pageSize ${this.cache.pageSize}`);
@@ -408,6 +412,7 @@ export class XbzrleCodec implements PageCodec {
    * next delta is taken against what the destination holds.
    */
   sentElsewhere(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void {
+    this.live();
     for (let i = 0; i < slots.length; i++) {
       const k = slots[i]!;
       const page = pageIndices[k]!;
@@ -416,6 +421,7 @@ export class XbzrleCodec implements PageCodec {
   }
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    this.live();
     const ps = batch.pageSize;
     if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
     const count = encoded.count;
@@ -458,7 +464,7 @@ export class XbzrleCodec implements PageCodec {
     batch.count = count;
   }
 
-  dispose(): void {
+  protected release(): void {
     this.scratch.dispose();
     this.cache.dispose();
   }

@@ -1,6 +1,6 @@
 // Zero-page detection: one kernel call over a whole batch.
 
-import { checkPageSize } from "../errors.js";
+import { checkBytes, checkInstance, checkPageSize } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 
@@ -15,6 +15,7 @@ let flagScratch: Scratch | undefined;
 
 /** Flags every zero page of the batch in one WASM call. */
 export function scanZeroPages(batch: PageBatch): ZeroScan {
+  checkInstance("batch", batch, PageBatch);
   const { kernels, heap } = wasm();
   flagScratch ??= new Scratch();
   const flagsPtr = flagScratch.reserve(batch.capacity);
@@ -26,6 +27,7 @@ let single: PageBatch | undefined;
 
 /** True when `page` (one page: a power of two 512..65536 bytes) is all zero. */
 export function isZeroPage(page: Uint8Array): boolean {
+  checkBytes("page", page);
   checkPageSize(page.byteLength, "page.byteLength");
   if (!single || single.pageSize !== page.byteLength) {
     single?.dispose();

@@ -5,11 +5,12 @@
 
 import { checkInteger } from "../errors.js";
 import { wasm, type Wasm } from "../wasm/module.js";
+import { Owned } from "../wasm/owned.js";
 
 /** Largest bitmap: 2^28 pages (1 TiB of guest at 4 KiB pages). */
 export const MAX_BITMAP_PAGES = 2 ** 28;
 
-export class DirtyBitmap {
+export class DirtyBitmap extends Owned {
   /** Number of pages (bits). */
   readonly size: number;
   /** Number of 64-bit words. */
@@ -21,6 +22,7 @@ export class DirtyBitmap {
   private extractCap = 0;
 
   constructor(size: number) {
+    super();
     checkInteger("size", size, 0, MAX_BITMAP_PAGES);
     this.owner = wasm();
     this.size = size;
@@ -40,27 +42,32 @@ export class DirtyBitmap {
   }
 
   set(page: number): void {
+    this.live();
     this.checkPage(page);
     this.owner.heap.u32()[(this.ptr >>> 2) + (page >>> 5)]! |= 1 << (page & 31);
   }
 
   clear(page: number): void {
+    this.live();
     this.checkPage(page);
     this.owner.heap.u32()[(this.ptr >>> 2) + (page >>> 5)]! &= ~(1 << (page & 31));
   }
 
   test(page: number): boolean {
+    this.live();
     this.checkPage(page);
     return ((this.owner.heap.u32()[(this.ptr >>> 2) + (page >>> 5)]! >>> (page & 31)) & 1) === 1;
   }
 
   /** Sets bits [from, to). */
   setRange(from = 0, to = this.size): void {
+    this.live();
     this.fill(from, to, 1);
   }
 
   /** Clears bits [from, to). */
   clearRange(from = 0, to = this.size): void {
+    this.live();
     this.fill(from, to, 0);
   }
 
@@ -72,11 +79,13 @@ export class DirtyBitmap {
 
   /** Number of set bits. */
   count(): number {
+    this.live();
     return this.owner.kernels.bitmapCount(this.ptr, this.size);
   }
 
   /** First set bit at or after `from`, or -1. */
   nextSet(from = 0): number {
+    this.live();
     checkInteger("from", from, 0, this.size);
     return this.owner.kernels.bitmapNextSet(this.ptr, this.size, from);
   }
@@ -86,6 +95,7 @@ export class DirtyBitmap {
    * (default: all). One kernel call; the result is a copy.
    */
   extract(from = 0, max = this.size): Uint32Array {
+    this.live();
     checkInteger("from", from, 0, this.size);
     checkInteger("max", max, 0, this.size);
     if (max > this.extractCap) {
@@ -99,12 +109,14 @@ export class DirtyBitmap {
 
   /** this |= other */
   or(other: DirtyBitmap): void {
+    this.live();
     this.checkSame(other);
     this.owner.kernels.bitmapOr(this.ptr, other.ptr, this.words);
   }
 
   /** this &= ~other */
   andNot(other: DirtyBitmap): void {
+    this.live();
     this.checkSame(other);
     this.owner.kernels.bitmapAndNot(this.ptr, other.ptr, this.words);
   }
@@ -114,18 +126,20 @@ export class DirtyBitmap {
    * log is cleared. Returns how many pages became newly set here.
    */
   syncFrom(log: DirtyBitmap): number {
+    this.live();
     this.checkSame(log);
     return this.owner.kernels.bitmapSync(this.ptr, log.ptr, this.words);
   }
 
   /** A copy of the words (for tests and persistence). */
   toWords(): BigUint64Array {
+    this.live();
     const out = new BigUint64Array(this.words);
     new Uint8Array(out.buffer).set(this.owner.heap.bytes().subarray(this.ptr, this.ptr + this.words * 8));
     return out;
   }
 
-  dispose(): void {
+  protected release(): void {
     this.owner.heap.release(this.ptr);
     if (this.extractCap) this.owner.heap.release(this.extractPtr);
     this.extractCap = 0;

@@ -51,6 +51,7 @@
 
 import { checkInteger, checkPageSize } from "../errors.js";
 import { DirtyBitmap, MAX_BITMAP_PAGES } from "./bitmap.js";
+import { Owned } from "../wasm/owned.js";
 
 /** What an access does to a page; see the module comment. */
 export type AccessKind = "read" | "write" | "overwrite";
@@ -61,7 +62,7 @@ export type AccessHook = (page: number, kind: AccessKind) => void;
 /** Largest guest one Uint8Array can hold (4 GiB). */
 export const MAX_GUEST_BYTES = 2 ** 32;
 
-export class Guest {
+export class Guest extends Owned {
   readonly pageSize: number;
   readonly pageCount: number;
   /** Every page, back to back. */
@@ -83,6 +84,7 @@ export class Guest {
    * `init()` must have completed (the dirty log lives in WebAssembly memory).
    */
   constructor(pageCount: number, pageSize = 4096, memory?: Uint8Array) {
+    super();
     checkPageSize(pageSize);
     checkInteger("pageCount", pageCount, 0, Math.min(MAX_BITMAP_PAGES, MAX_GUEST_BYTES / pageSize));
     if (memory !== undefined && memory.byteLength !== pageCount * pageSize) {
@@ -101,6 +103,7 @@ export class Guest {
 
   /** A view of page `index`. */
   page(index: number): Uint8Array {
+    this.live();
     this.checkPage(index);
     return this.memory.subarray(index * this.pageSize, (index + 1) * this.pageSize);
   }
@@ -111,6 +114,7 @@ export class Guest {
    * where the caller then puts the new content.
    */
   beginWrite(page: number, whole: boolean): number {
+    this.live();
     this.checkPage(page);
     if (whole) this.overwrites++;
     else this.writes++;
@@ -121,6 +125,7 @@ export class Guest {
 
   /** Records a read of `page` (memory does not change). */
   read(page: number): void {
+    this.live();
     this.checkPage(page);
     this.reads++;
     this.hook?.(page, "read");
@@ -128,13 +133,14 @@ export class Guest {
 
   /** Replaces page `page` with `content` (pageSize bytes): an overwrite. */
   write(page: number, content: Uint8Array): void {
+    this.live();
     if (content.byteLength !== this.pageSize) {
       throw new RangeError(`content has ${content.byteLength} bytes, pageSize is ${this.pageSize}`);
     }
     this.memory.set(content, this.beginWrite(page, true));
   }
 
-  dispose(): void {
+  protected release(): void {
     this.dirtyLog.dispose();
   }
 

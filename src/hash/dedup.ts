@@ -21,11 +21,12 @@
 // after every earlier page of the stream, earlier slots of the same batch
 // included (the decoder copies from those slots).
 
-import { CodecError, checkInteger, checkPageSize } from "../errors.js";
+import { CodecError, checkBytes, checkInstance, checkInteger, checkPageSize } from "../errors.js";
 import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { PageBatch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
 import { xxh3Batch, xxh64Batch } from "./xxhash.js";
+import { Owned } from "../wasm/owned.js";
 
 export type FastDigest = "xxh3" | "xxh64";
 
@@ -159,7 +160,7 @@ class DigestTable {
   }
 }
 
-export class DedupIndex {
+export class DedupIndex extends Owned {
   readonly unitSize: number;
   readonly maxEntries: number;
   readonly digest: FastDigest;
@@ -184,9 +185,9 @@ export class DedupIndex {
   private nextSlot = 0;
   private digests = new BigUint64Array(0);
   private staging: PageBatch | undefined;
-  private disposed = false;
 
   constructor(options: DedupIndexOptions = {}) {
+    super();
     this.unitSize = options.unitSize ?? 4096;
     checkPageSize(this.unitSize, "unitSize");
     this.maxEntries = options.maxEntries ?? 16384;
@@ -217,6 +218,7 @@ export class DedupIndex {
    * locations[k]). Later units may refer to earlier ones of the same batch.
    */
   dedupe(batch: PageBatch, locations: ArrayLike<number>, refs: Int32Array = new Int32Array(batch.count)): Int32Array {
+    this.live();
     this.checkBatch(batch);
     const n = batch.count;
     checkLocations(locations, n, "locations");
@@ -256,8 +258,8 @@ export class DedupIndex {
    * `locations[k]`. Staged through a batch of 256 units at a time.
    */
   dedupeBlocks(blocks: Uint8Array, locations: ArrayLike<number>): Int32Array {
-    this.checkLive();
-    if (!(blocks instanceof Uint8Array)) throw new TypeError("blocks must be a Uint8Array");
+    this.live();
+    checkBytes("blocks", blocks);
     if (blocks.length % this.unitSize !== 0) throw new RangeError(`blocks has ${blocks.length} bytes, not a multiple of unitSize ${this.unitSize}`);
     const count = blocks.length / this.unitSize;
     checkLocations(locations, count, "locations");
@@ -273,6 +275,7 @@ export class DedupIndex {
 
   /** Records that the destination holds the loaded units of `batch` at `locations` (e.g. a base image it already has). */
   remember(batch: PageBatch, locations: ArrayLike<number>): void {
+    this.live();
     this.checkBatch(batch);
     checkLocations(locations, batch.count, "locations");
     const words = this.digestWords(batch);
@@ -285,12 +288,18 @@ export class DedupIndex {
 
   /** Forgets the content at `location` (the destination's copy changed outside this index). */
   forget(location: number): void {
+    this.live();
     checkLocations([location], 1, "location");
     this.invalidate(location);
   }
 
   /** Forgets everything (the counters stay). */
   clear(): void {
+    this.live();
+    this.forgetAll();
+  }
+
+  private forgetAll(): void {
     this.byDigest.clear();
     this.byLocation.clear();
     this.freeSlots.length = 0;
@@ -299,22 +308,16 @@ export class DedupIndex {
   }
 
   /** Gives the copies' memory back; the index is unusable afterwards. */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.clear();
+  protected release(): void {
+    this.forgetAll();
     for (const ptr of this.slabs) this.owner.heap.release(ptr);
     this.staging?.dispose();
     this.slabs.length = 0;
   }
 
-  private checkLive(): void {
-    if (this.disposed) throw new RangeError("this dedup index was disposed");
-  }
-
   private checkBatch(batch: PageBatch): void {
-    this.checkLive();
-    if (!(batch instanceof PageBatch)) throw new TypeError("batch must be a PageBatch");
+    this.live();
+    checkInstance("batch", batch, PageBatch);
     if (batch.pageSize !== this.unitSize) throw new RangeError(`batch.pageSize ${batch.pageSize} != the index's unitSize ${this.unitSize}`);
   }
 
@@ -407,7 +410,7 @@ export interface DedupCodecOptions extends DedupIndexOptions {
 const REF_BYTES = 4;
 
 /** The PageCodec of deduplication: DEDUP references to pages the destination holds, RAW otherwise. */
-export class DedupCodec implements PageCodec {
+export class DedupCodec extends Owned implements PageCodec {
   readonly name = "dedup";
   readonly encoding = Encoding.DEDUP;
   readonly stats: CodecStats = newCodecStats();
@@ -417,12 +420,14 @@ export class DedupCodec implements PageCodec {
   destination: ((page: number) => Uint8Array | undefined) | undefined;
 
   constructor(options: DedupCodecOptions = {}) {
+    super();
     this.index = new DedupIndex(options);
     this.destination = options.destination;
   }
 
   /** Encodes the loaded pages; `pageIndices[k]` is slot k's page (default k). */
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    this.live();
     const n = batch.count;
     const ps = batch.pageSize;
     const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
@@ -456,6 +461,7 @@ export class DedupCodec implements PageCodec {
 
   /** Decodes into slots 0.. of `batch`; a reference is copied from an earlier slot naming that page, else from the destination. */
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    this.live();
     const n = encoded.count;
     const ps = batch.pageSize;
     if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
@@ -499,7 +505,7 @@ export class DedupCodec implements PageCodec {
     batch.count = n;
   }
 
-  dispose(): void {
+  protected release(): void {
     this.index.dispose();
   }
 }

@@ -2,7 +2,7 @@
 // a time in SIMD lanes, see assembly/md5.ts), and a streaming hasher for one
 // buffer of any length (files, disk images).
 
-import { PagemillError } from "../errors.js";
+import { PagemillError, checkBytes, checkInstance } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 
@@ -19,9 +19,6 @@ const CHUNK_BYTES = 1 << 16;
 let streamScratch: Scratch | undefined;
 let digestScratch: Scratch | undefined;
 
-function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
-}
 
 /**
  * Streaming MD5: `update` with any number of chunks of any size, then
@@ -42,7 +39,7 @@ export class Md5 {
 
   /** Adds `chunk` to the message. */
   update(chunk: Uint8Array): this {
-    checkBytes(chunk, "chunk");
+    checkBytes("chunk", chunk);
     this.checkOpen("update");
     const { kernels, heap } = wasm();
     // A view of linear memory itself (PageBatch.page(), say) is hashed where
@@ -87,7 +84,7 @@ export class Md5 {
 
 /** MD5 of `data` (any length): 16 bytes, in the order md5sum prints them. */
 export function md5(data: Uint8Array): Uint8Array {
-  checkBytes(data, "data");
+  checkBytes("data", data);
   return new Md5().update(data).digest();
 }
 
@@ -98,11 +95,11 @@ export function md5(data: Uint8Array): Uint8Array {
  * 16 × count bytes (empty for an empty batch).
  */
 export function md5Batch(batch: PageBatch, out?: Uint8Array): Uint8Array {
-  if (!(batch instanceof PageBatch)) throw new TypeError("batch must be a PageBatch");
+  checkInstance("batch", batch, PageBatch);
   const bytes = batch.count * MD5_BYTES;
   const { kernels, heap } = wasm();
   if (out !== undefined) {
-    checkBytes(out, "out");
+    checkBytes("out", out);
     if (out.length < bytes) throw new RangeError(`out has ${out.length} bytes, needs ${bytes} for ${batch.count} digests`);
     // Taking scratch space may grow memory, which would detach such a view.
     if (out.buffer === heap.bytes().buffer) throw new RangeError("out must not be a view of pagemill's WebAssembly memory");

@@ -4,9 +4,10 @@
 // canonical form is big-endian hex, as xxhsum prints it: `hex32`/`hex64` in
 // ./digest.ts.
 
-import { checkInteger } from "../errors.js";
-import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { checkBytes, checkInstance, checkInteger } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
+import { Owned } from "../wasm/owned.js";
 
 /** A 64-bit seed: a bigint in [0, 2^64) or a non-negative safe integer. */
 export type Seed64 = bigint | number;
@@ -18,9 +19,6 @@ let staging: Scratch | undefined;
 let chunkState = 0;
 let digestScratch: Scratch | undefined;
 
-function checkBytes(data: Uint8Array, name = "data"): void {
-  if (!(data instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
-}
 
 function seed32(seed: number): number {
   checkInteger("seed", seed, 0, 0xffffffff);
@@ -64,7 +62,7 @@ function oneShot<S, D>(
   update: (state: number, ptr: number, len: number) => void,
   digest: (state: number) => D,
 ): D {
-  checkBytes(data);
+  checkBytes("data", data);
   if (data.length <= CHUNK) return hash(stage(data, 0, data.length), data.length, seed);
   const { kernels, heap } = wasm();
   chunkState ||= heap.alloc(kernels.xxhStateSize());
@@ -107,46 +105,42 @@ interface HasherOps<S, D> {
  * chunks of any length, `digest` at any point (the state keeps going),
  * `reset` to start over, `dispose` to give the memory back.
  */
-class StreamingHasher<S, D> {
+class StreamingHasher<S, D> extends Owned {
   private readonly state: number;
   private seed: S;
-  private disposed = false;
 
   protected constructor(
     private readonly ops: HasherOps<S, D>,
     seed: S,
   ) {
+    super();
     const { kernels, heap } = wasm();
     this.state = heap.alloc(kernels.xxhStateSize());
     this.seed = ops.checkSeed(seed);
     ops.reset(this.state, this.seed);
   }
 
-  private live(): number {
-    if (this.disposed) throw new RangeError("this hasher was disposed");
-    return this.state;
-  }
-
   update(data: Uint8Array): this {
-    checkBytes(data);
-    feed(this.live(), data, this.ops.update);
+    this.live();
+    checkBytes("data", data);
+    feed(this.state, data, this.ops.update);
     return this;
   }
 
   digest(): D {
-    return this.ops.digest(this.live());
+    this.live();
+    return this.ops.digest(this.state);
   }
 
   /** Starts over, with the same seed or a new one. */
   reset(seed: S = this.seed): this {
+    this.live();
     this.seed = this.ops.checkSeed(seed);
-    this.ops.reset(this.live(), this.seed);
+    this.ops.reset(this.state, this.seed);
     return this;
   }
 
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected release(): void {
     wasm().heap.release(this.state);
   }
 }
@@ -200,11 +194,14 @@ export interface BatchDigestOptions<A> {
 /** Runs a batch kernel into the digest scratch and copies `width`-byte digests into `out`. */
 function batchDigests<A extends Uint32Array | BigUint64Array>(
   batch: PageBatch,
-  out: A,
+  given: A | undefined,
+  make: (count: number) => A,
   width: number,
   run: (outPtr: number) => void,
 ): A {
+  checkInstance("batch", batch, PageBatch);
   const n = batch.count;
+  const out = given ?? make(n);
   if (out.length < n) throw new RangeError(`out has ${out.length} entries, fewer than the batch's ${n} pages`);
   digestScratch ??= new Scratch();
   const ptr = digestScratch.reserve(Math.max(n * width, 64));
@@ -216,20 +213,17 @@ function batchDigests<A extends Uint32Array | BigUint64Array>(
 /** XXH32 of every loaded page of `batch`: digest k in slot k. */
 export function xxh32Batch(batch: PageBatch, options: BatchDigestOptions<Uint32Array> = {}): Uint32Array {
   const seed = seed32(options.seed ?? 0);
-  const out = options.out ?? new Uint32Array(batch.count);
-  return batchDigests(batch, out, 4, (ptr) => wasm().kernels.xxh32Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
+  return batchDigests(batch, options.out, (n) => new Uint32Array(n), 4, (ptr) => wasm().kernels.xxh32Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
 }
 
 /** XXH64 of every loaded page of `batch`: digest k in slot k. */
 export function xxh64Batch(batch: PageBatch, options: BatchDigestOptions<BigUint64Array> = {}): BigUint64Array {
   const seed = seed64(options.seed ?? 0n);
-  const out = options.out ?? new BigUint64Array(batch.count);
-  return batchDigests(batch, out, 8, (ptr) => wasm().kernels.xxh64Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
+  return batchDigests(batch, options.out, (n) => new BigUint64Array(n), 8, (ptr) => wasm().kernels.xxh64Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
 }
 
 /** XXH3-64 of every loaded page of `batch`: digest k in slot k. */
 export function xxh3Batch(batch: PageBatch, options: BatchDigestOptions<BigUint64Array> = {}): BigUint64Array {
   const seed = seed64(options.seed ?? 0n);
-  const out = options.out ?? new BigUint64Array(batch.count);
-  return batchDigests(batch, out, 8, (ptr) => wasm().kernels.xxh3Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
+  return batchDigests(batch, options.out, (n) => new BigUint64Array(n), 8, (ptr) => wasm().kernels.xxh3Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
 }

@@ -4,6 +4,7 @@
 
 import { checkInteger, checkPageSize } from "../errors.js";
 import { wasm, type Wasm } from "./module.js";
+import { Owned } from "./owned.js";
 
 export type PageSource = Uint8Array | ArrayBuffer;
 
@@ -13,30 +14,36 @@ function asBytes(source: PageSource, name: string): Uint8Array {
   throw new TypeError(`${name} must be a Uint8Array or ArrayBuffer`);
 }
 
-export class PageBatch {
+export class PageBatch extends Owned {
   /** Bytes per page: a power of two, 512..65536. */
   readonly pageSize: number;
   /** Most pages the batch holds. */
   readonly capacity: number;
-  /** Offset of page 0 in linear memory. */
-  readonly ptr: number;
+  private readonly at: number;
   /** Pages loaded now (0..capacity). */
   count = 0;
   private readonly owner: Wasm;
-  private disposed = false;
 
   /** A batch of `capacity` pages of `pageSize` bytes (4 KiB by default). `init()` must have completed. */
   constructor(capacity: number, pageSize = 4096) {
+    super();
     checkPageSize(pageSize);
     checkInteger("capacity", capacity, 1, Math.floor(2 ** 31 / pageSize));
     this.pageSize = pageSize;
     this.capacity = capacity;
     this.owner = wasm();
-    this.ptr = this.owner.heap.alloc(capacity * pageSize);
+    this.at = this.owner.heap.alloc(capacity * pageSize);
+  }
+
+  /** Offset of page 0 in linear memory (what kernels are given); throws once disposed. */
+  get ptr(): number {
+    this.live();
+    return this.at;
   }
 
   /** Copies pages `indices` of `source` (page i at byte i·pageSize) into slots 0.. of the batch. */
   load(source: PageSource, indices: ArrayLike<number>): this {
+    this.live();
     const src = asBytes(source, "source");
     const n = indices.length;
     checkInteger("indices.length", n, 0, this.capacity);
@@ -63,6 +70,7 @@ export class PageBatch {
 
   /** Copies whole pages from `pages` (a multiple of pageSize bytes) into slots 0.. . */
   set(pages: PageSource): this {
+    this.live();
     const src = asBytes(pages, "pages");
     if (src.byteLength % this.pageSize !== 0) {
       throw new RangeError(`pages has ${src.byteLength} bytes, not a multiple of pageSize ${this.pageSize}`);
@@ -76,6 +84,7 @@ export class PageBatch {
 
   /** Copies slot k to page `indices[k]` of `destination`, for every loaded slot. */
   store(destination: Uint8Array, indices: ArrayLike<number>): void {
+    this.live();
     const ps = this.pageSize;
     if (indices.length !== this.count) throw new RangeError(`indices.length ${indices.length} != batch count ${this.count}`);
     const limit = Math.floor(destination.byteLength / ps);
@@ -89,6 +98,7 @@ export class PageBatch {
 
   /** View of slot k; valid until the next allocation in this thread's heap. */
   page(k: number): Uint8Array {
+    this.live();
     checkInteger("k", k, 0, this.capacity - 1);
     const start = this.ptr + k * this.pageSize;
     return this.owner.heap.bytes().subarray(start, start + this.pageSize);
@@ -96,14 +106,13 @@ export class PageBatch {
 
   /** View of the loaded pages; valid until the next allocation. */
   bytes(): Uint8Array {
+    this.live();
     return this.owner.heap.bytes().subarray(this.ptr, this.ptr + this.count * this.pageSize);
   }
 
   /** Gives the memory back; the batch is unusable afterwards. */
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.owner.heap.release(this.ptr);
+  protected release(): void {
+    this.owner.heap.release(this.at);
   }
 }
 
@@ -116,11 +125,16 @@ export class Scratch {
   private size = 0;
   constructor(private readonly owner: Wasm = wasm()) {}
   reserve(bytes: number): number {
+    checkInteger("bytes", bytes, 0, 2 ** 32);
     if (bytes <= this.size) return this.ptr;
+    // Allocate before letting go of the old region, and record the new one
+    // only once it exists: a failed reserve leaves the scratch as it was.
+    const size = Math.max(bytes, this.size * 2);
+    const ptr = this.owner.heap.alloc(size);
     if (this.size) this.owner.heap.release(this.ptr);
-    this.size = Math.max(bytes, this.size * 2);
-    this.ptr = this.owner.heap.alloc(this.size);
-    return this.ptr;
+    this.ptr = ptr;
+    this.size = size;
+    return ptr;
   }
   dispose(): void {
     if (this.size) this.owner.heap.release(this.ptr);

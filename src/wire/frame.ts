@@ -42,6 +42,7 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { CodecError, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
+import { Owned } from "../wasm/owned.js";
 
 /** "PMFR" read as a little-endian u32. */
 export const FRAME_MAGIC = 0x52464d50;
@@ -570,13 +571,14 @@ const FIXED_LENGTHS: Partial<Record<number, number>> = {
 const CODEC_ENCODINGS: readonly Encoding[] = [Encoding.WKDM, Encoding.LZ4, Encoding.XBZRLE];
 
 /** A frame decoder with its own staging memory and codecs. */
-export class FrameDecoder {
+export class FrameDecoder extends Owned {
   private readonly decoders: FrameDecoders;
   private readonly input: Scratch;
   private readonly staging = new Map<Encoding, PageBatch>();
 
   /** `decoders`: the codec per wire id; the ones not given come from the registry when first needed. */
   constructor(decoders: FrameDecoders = {}) {
+    super();
     this.decoders = { ...decoders };
     this.input = new Scratch();
   }
@@ -597,6 +599,7 @@ export class FrameDecoder {
 
   /** Decodes one whole frame (exactly its bytes); see decodeFrame. */
   decode(bytes: Uint8Array, destination?: PageDestination): Frame {
+    this.live();
     if (!(bytes instanceof Uint8Array)) throw new TypeError("bytes must be a Uint8Array");
     const header = readFrameHeader(bytes);
     const name = TYPE_NAMES[header.type];
@@ -793,7 +796,7 @@ export class FrameDecoder {
   }
 
   /** Releases the staging memory. */
-  dispose(): void {
+  protected release(): void {
     this.input.dispose();
     for (const batch of this.staging.values()) batch.dispose();
     this.staging.clear();

@@ -1,0 +1,265 @@
+// API misuse: objects used after dispose(), and single-buffer functions given
+// arguments of the wrong kind. A disposed object's memory goes back to the
+// heap and to the next allocation, so every method must refuse instead of
+// writing there; a bad argument must be refused before any shared scratch
+// changes, so the next valid call still works.
+
+import { describe, expect, it } from "vitest";
+import {
+  DedupCodec,
+  DedupIndex,
+  DirtyBitmap,
+  FrameDecoder,
+  Lz4Codec,
+  MecomCodec,
+  PageBatch,
+  WkdmCodec,
+  XbzrleCache,
+  XbzrleCodec,
+  Xxh32Hasher,
+  Xxh3Hasher,
+  Xxh64Hasher,
+  isZeroPage,
+  lz4CompressBlock,
+  lz4CompressBound,
+  lz4DecompressBlock,
+  md5,
+  md5Batch,
+  scanZeroPages,
+  syntheticGuest,
+  wkdmCompress,
+  wkdmCompressBound,
+  wkdmDecompress,
+  wkdmHitRates,
+  xbzrleDecode,
+  xbzrleEncode,
+  xxh3,
+  xxh32,
+  xxh3Batch,
+  xxh64,
+} from "../src/index.js";
+import { DisposedError } from "../src/errors.js";
+import { randomBytes } from "./helpers/random.js";
+
+/** A page WKdm and LZ4 both shrink: a few distinct words, repeated. */
+function regularPage(): Uint8Array {
+  const page = new Uint8Array(4096);
+  const words = new Uint32Array(page.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = [0, 7, 0x1234, 7][i & 3]!;
+  return page;
+}
+
+/** Each method of a disposed object, called with arguments that would be valid before. */
+function disposedCalls(): [string, () => { dispose(): void }, ((o: never) => unknown)[]][] {
+  const page = regularPage();
+  const batch = () => new PageBatch(2).set(new Uint8Array(8192));
+  const encodedBy = (codec: { encodeBatch(b: PageBatch): unknown; dispose(): void }) => {
+    const b = batch();
+    const encoded = codec.encodeBatch(b);
+    b.dispose();
+    return encoded;
+  };
+  const lz4Encoded = (() => {
+    const c = new Lz4Codec();
+    const e = encodedBy(c);
+    c.dispose();
+    return e;
+  })();
+  return [
+    ["PageBatch", () => new PageBatch(2), [
+      (b: PageBatch) => b.load(new Uint8Array(8192), [0, 1]),
+      (b: PageBatch) => b.set(new Uint8Array(4096)),
+      (b: PageBatch) => b.store(new Uint8Array(8192), []),
+      (b: PageBatch) => b.page(0),
+      (b: PageBatch) => b.bytes(),
+      (b: PageBatch) => b.ptr,
+    ]],
+    ["DirtyBitmap", () => new DirtyBitmap(4096), [
+      (b: DirtyBitmap) => b.set(1),
+      (b: DirtyBitmap) => b.clear(1),
+      (b: DirtyBitmap) => b.test(1),
+      (b: DirtyBitmap) => b.setRange(0, 4096),
+      (b: DirtyBitmap) => b.clearRange(0, 4096),
+      (b: DirtyBitmap) => b.count(),
+      (b: DirtyBitmap) => b.nextSet(0),
+      (b: DirtyBitmap) => b.extract(0, 10),
+      (b: DirtyBitmap) => b.or(new DirtyBitmap(4096)),
+      (b: DirtyBitmap) => b.andNot(new DirtyBitmap(4096)),
+      (b: DirtyBitmap) => b.syncFrom(new DirtyBitmap(4096)),
+      (b: DirtyBitmap) => b.toWords(),
+    ]],
+    ["WkdmCodec", () => new WkdmCodec(), [(c: WkdmCodec) => c.encodeBatch(batch()), (c: WkdmCodec) => c.decodeBatch(lz4Encoded as never, batch())]],
+    ["Lz4Codec", () => new Lz4Codec(), [(c: Lz4Codec) => c.encodeBatch(batch()), (c: Lz4Codec) => c.decodeBatch(lz4Encoded as never, batch())]],
+    ["MecomCodec", () => new MecomCodec(), [(c: MecomCodec) => c.encodeBatch(batch()), (c: MecomCodec) => c.decodeBatch(lz4Encoded as never, batch())]],
+    ["XbzrleCodec", () => new XbzrleCodec(), [
+      (c: XbzrleCodec) => c.encodeBatch(batch(), [0, 1]),
+      (c: XbzrleCodec) => c.sentElsewhere(batch(), [0], [0]),
+      (c: XbzrleCodec) => c.decodeBatch(lz4Encoded as never, batch(), [0, 1]),
+    ]],
+    ["XbzrleCache", () => new XbzrleCache({ cacheSize: 1 << 16 }), [
+      (c: XbzrleCache) => c.put(1, page),
+      (c: XbzrleCache) => c.get(1),
+      (c: XbzrleCache) => c.has(1),
+      (c: XbzrleCache) => c.clear(),
+    ]],
+    ["DedupIndex", () => new DedupIndex(), [
+      (d: DedupIndex) => d.dedupe(batch(), [0, 1]),
+      (d: DedupIndex) => d.dedupeBlocks(new Uint8Array(4096), [0]),
+      (d: DedupIndex) => d.remember(batch(), [0, 1]),
+      (d: DedupIndex) => d.forget(0),
+      (d: DedupIndex) => d.clear(),
+    ]],
+    ["DedupCodec", () => new DedupCodec(), [(c: DedupCodec) => c.encodeBatch(batch(), [0, 1]), (c: DedupCodec) => c.decodeBatch(lz4Encoded as never, batch(), [0, 1])]],
+    ["Xxh32Hasher", () => new Xxh32Hasher(), [(h: Xxh32Hasher) => h.update(page), (h: Xxh32Hasher) => h.digest(), (h: Xxh32Hasher) => h.reset()]],
+    ["Xxh64Hasher", () => new Xxh64Hasher(), [(h: Xxh64Hasher) => h.update(page), (h: Xxh64Hasher) => h.digest(), (h: Xxh64Hasher) => h.reset()]],
+    ["Xxh3Hasher", () => new Xxh3Hasher(), [(h: Xxh3Hasher) => h.update(page), (h: Xxh3Hasher) => h.digest(), (h: Xxh3Hasher) => h.reset()]],
+    ["FrameDecoder", () => new FrameDecoder(), [(d: FrameDecoder) => d.decode(new Uint8Array(64))]],
+    ["Guest", () => syntheticGuest(16, { seed: 1 }), [
+      (g: ReturnType<typeof syntheticGuest>) => g.page(0),
+      (g: ReturnType<typeof syntheticGuest>) => g.write(0, page),
+      (g: ReturnType<typeof syntheticGuest>) => g.read(0),
+      (g: ReturnType<typeof syntheticGuest>) => g.beginWrite(0, true),
+    ]],
+  ];
+}
+
+describe("objects used after dispose()", () => {
+  for (const [name, make, calls] of disposedCalls()) {
+    it(`${name}: every method throws DisposedError naming the class; dispose() twice is harmless`, () => {
+      const object = make();
+      object.dispose();
+      object.dispose();
+      // Memory the object gave back, now another object's: must stay as written.
+      const neighbour = new PageBatch(8);
+      neighbour.page(0).fill(0x5a);
+      try {
+        for (const call of calls) {
+          expect(() => call(object as never), `${name}: ${call.toString()}`).toThrow(DisposedError);
+          expect(() => call(object as never)).toThrow(`${name} used after dispose()`);
+        }
+        expect(neighbour.page(0).every((b) => b === 0x5a)).toBe(true);
+      } finally {
+        neighbour.dispose();
+      }
+    });
+  }
+
+  it("a disposed batch given to a live codec or kernel wrapper is refused, not read", () => {
+    const batch = new PageBatch(2).set(new Uint8Array(8192));
+    batch.dispose();
+    const lz4 = new Lz4Codec();
+    try {
+      expect(() => lz4.encodeBatch(batch)).toThrow(DisposedError);
+      expect(() => scanZeroPages(batch)).toThrow(DisposedError);
+      expect(() => xxh3Batch(batch)).toThrow(DisposedError);
+      expect(() => md5Batch(batch)).toThrow(DisposedError);
+    } finally {
+      lz4.dispose();
+    }
+  });
+});
+
+describe("single-buffer functions refuse bad arguments, then still work", () => {
+  const page = regularPage();
+  const bad: [string, unknown][] = [
+    ["null", null],
+    ["undefined", undefined],
+    ["a string", "abc"],
+    ["a number", 42],
+    ["a plain object", { byteLength: 4096 }],
+    ["an array", [1, 2, 3]],
+    ["a Uint16Array", new Uint16Array(2048)],
+    ["an ArrayBuffer", new ArrayBuffer(4096)],
+  ];
+  const wkdmStream = (() => {
+    const out = new Uint8Array(4096);
+    return out.subarray(0, wkdmCompress(page, out));
+  })();
+  const lz4Block = (() => {
+    const out = new Uint8Array(lz4CompressBound(4096));
+    return out.subarray(0, lz4CompressBlock(page, out));
+  })();
+  const changed = page.slice();
+  changed[100] ^= 1;
+  const delta = (() => {
+    const out = new Uint8Array(4096);
+    return out.subarray(0, xbzrleEncode(page, changed, out));
+  })();
+  // name, argument names, valid arguments, a check of the valid call's result
+  const functions: [string, string[], () => unknown[], (f: (...a: unknown[]) => unknown, args: unknown[]) => void][] = [
+    ["wkdmCompress", ["page", "out"], () => [page, new Uint8Array(4096)], (f, a) => expect(f(...a)).toBe(wkdmStream.length)],
+    ["wkdmDecompress", ["src", "out"], () => [wkdmStream, new Uint8Array(4096)], (f, a) => {
+      f(...a);
+      expect(Buffer.compare(a[1] as Uint8Array, page)).toBe(0);
+    }],
+    ["lz4CompressBlock", ["src", "out"], () => [page, new Uint8Array(lz4CompressBound(4096))], (f, a) => expect(f(...a)).toBe(lz4Block.length)],
+    ["lz4DecompressBlock", ["src", "out"], () => [lz4Block, new Uint8Array(4096)], (f, a) => expect(f(...a)).toBe(4096)],
+    ["xbzrleEncode", ["oldPage", "newPage", "out"], () => [page, changed, new Uint8Array(4096)], (f, a) => expect(f(...a)).toBe(delta.length)],
+    ["xbzrleDecode", ["delta", "page"], () => [delta, page.slice()], (f, a) => {
+      f(...a);
+      expect(Buffer.compare(a[1] as Uint8Array, changed)).toBe(0);
+    }],
+    ["md5", ["data"], () => [page], (f, a) => expect(f(...a)).toEqual(md5(page))],
+    ["xxh32", ["data"], () => [page], (f, a) => expect(f(...a)).toBe(xxh32(page))],
+    ["xxh64", ["data"], () => [page], (f, a) => expect(f(...a)).toBe(xxh64(page))],
+    ["xxh3", ["data"], () => [page], (f, a) => expect(f(...a)).toBe(xxh3(page))],
+    ["isZeroPage", ["page"], () => [page], (f, a) => expect(f(...a)).toBe(false)],
+  ];
+  const byName: Record<string, (...a: unknown[]) => unknown> = {
+    wkdmCompress, wkdmDecompress, lz4CompressBlock, lz4DecompressBlock, xbzrleEncode, xbzrleDecode, md5, xxh32, xxh64, xxh3, isZeroPage,
+  } as never;
+
+  for (const [name, argNames, valid, check] of functions) {
+    it(`${name}`, () => {
+      const f = byName[name]!;
+      for (let i = 0; i < argNames.length; i++) {
+        for (const [kind, value] of bad) {
+          const args = valid();
+          args[i] = value;
+          let error: unknown;
+          try {
+            f(...args);
+          } catch (err) {
+            error = err;
+          }
+          expect(error, `${name} with ${argNames[i]} = ${kind}`).toBeInstanceOf(TypeError);
+          expect((error as Error).message, `${name} with ${argNames[i]} = ${kind}`).toMatch(new RegExp(`^${argNames[i]} must be`));
+          // The next valid call is unaffected.
+          check(f, valid());
+        }
+      }
+    });
+  }
+
+  it("batch functions refuse what is not a PageBatch, naming the argument", () => {
+    for (const f of [scanZeroPages, xxh3Batch, md5Batch, wkdmHitRates] as ((b: unknown) => unknown)[]) {
+      for (const [, value] of bad) expect(() => f(value)).toThrow(/^batch must be a PageBatch, got /);
+    }
+  });
+
+  it("size helpers refuse what is not a count", () => {
+    for (const value of [null, "4", -1, 1.5, NaN, Infinity]) {
+      expect(() => wkdmCompressBound(value as number)).toThrow(RangeError);
+      expect(() => lz4CompressBound(value as number)).toThrow(RangeError);
+    }
+  });
+
+  it("random bytes of every length never poison the WKdm and LZ4 decoders", () => {
+    for (let n = 0; n < 300; n += 7) {
+      const junk = randomBytes(n, n + 1);
+      try {
+        wkdmDecompress(junk, new Uint8Array(4096));
+      } catch {
+        // a CodecError or RangeError for junk is fine
+      }
+      try {
+        lz4DecompressBlock(junk, new Uint8Array(4096));
+      } catch {
+        // likewise
+      }
+    }
+    const out = new Uint8Array(4096);
+    wkdmDecompress(wkdmStream, out);
+    expect(Buffer.compare(out, page)).toBe(0);
+  });
+});
