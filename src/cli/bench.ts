@@ -5,7 +5,8 @@
 // not depend on the machine unless asked.
 
 import { hostname } from "node:os";
-import { writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { writeAtomically } from "../files.js";
 import type { EncodedBatch, PageCodec } from "../codecs/codec.js";
 import { codecEntry, codecNames, createCodec } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
@@ -156,7 +157,7 @@ export async function run(args: string[]): Promise<number> {
   if (!(seconds > 0)) throw new UsageError("--time must be above 0");
   const table = calibrate(seconds);
   const out = typeof values.out === "string" ? values.out : "pagemill-cost.json";
-  writeFileSync(out, `${JSON.stringify(table, null, 2)}\n`);
+  await writeAtomically(out, (temporary) => writeFile(temporary, `${JSON.stringify(table, null, 2)}\n`));
   if (values.json) {
     console.log(JSON.stringify(table, null, 2));
     return 0;

@@ -13,6 +13,7 @@ import { ParallelEncoder } from "../wire/channels.js";
 import { FrameEncoder, maxFramePages, type ControlMessage, type WireStats } from "../wire/frame.js";
 import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse } from "./args.js";
 import { openPageFile, type PageChunk } from "./pagefile.js";
+import { checkDistinct, writeAtomically } from "../files.js";
 
 export const summary = "Packs a memory or disk image into a pagemill frame stream (.pmf), page by page through the codec pipeline.";
 export const usage = `usage: pagemill pack IMAGE -o OUT.pmf [--codec ${packCodecs().join("|")}] [--channels N] [--batch PAGES] [--page-size N] [--json]
@@ -73,7 +74,18 @@ async function write(out: WriteStream, frame: Uint8Array): Promise<void> {
   if (!out.write(frame)) await once(out, "drain");
 }
 
+/**
+ * Packs the image at `imagePath` into `outPath`, which appears only once the
+ * whole stream is written (an error leaves it as it was); `outPath` may not
+ * be the image itself.
+ */
 export async function packImage(imagePath: string, outPath: string, options: PackOptions): Promise<PackReport> {
+  await checkDistinct(outPath, [imagePath]);
+  const report = await writeAtomically(outPath, (temporary) => packInto(imagePath, temporary, options));
+  return { ...report, output: outPath };
+}
+
+async function packInto(imagePath: string, outPath: string, options: PackOptions): Promise<PackReport> {
   const { codec, channels, pageSize, batchPages } = options;
   const file = await openPageFile(imagePath, pageSize, batchPages);
   const out = createWriteStream(outPath);

@@ -12,6 +12,7 @@ import { FrameDecoder, type Frame } from "../wire/frame.js";
 import { FrameSplitter } from "../wire/stream.js";
 import { UsageError, fileProgress, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
+import { checkDistinct, writeAtomically } from "../files.js";
 import { printSummary, type StreamSummary } from "./pack.js";
 
 export const summary = "Unpacks a pagemill frame stream (.pmf) into the image it holds, checking every frame and the image digest.";
@@ -39,7 +40,18 @@ async function fileDigest(path: string, length: number, pageSize: number): Promi
   }
 }
 
+/**
+ * Restores the image packed in `inputPath` to `outputPath`, which appears
+ * only once the whole image is written and its digest checked (an error
+ * leaves it as it was); `outputPath` may not be the input itself.
+ */
 export async function unpackFile(inputPath: string, outputPath: string, onProgress?: (readBytes: number) => void): Promise<UnpackReport> {
+  await checkDistinct(outputPath, [inputPath]);
+  const report = await writeAtomically(outputPath, (temporary) => unpackInto(inputPath, temporary, onProgress));
+  return { ...report, output: outputPath };
+}
+
+async function unpackInto(inputPath: string, outputPath: string, onProgress?: (readBytes: number) => void): Promise<UnpackReport> {
   const started = performance.now();
   const splitter = new FrameSplitter();
   const decoder = new FrameDecoder();
@@ -66,6 +78,13 @@ export async function unpackFile(inputPath: string, outputPath: string, onProgre
         if (frame.type !== "pages") continue;
         if (pageSize && frame.pageSize !== pageSize) throw new PagemillError(`${inputPath}: page size changes from ${pageSize} to ${frame.pageSize} B`);
         pageSize = frame.pageSize;
+        // A .pmf stream covers the image page by page in index order (docs/wire-format.md):
+        // checking that bounds where pages are written by what was received.
+        for (let k = 0; k < frame.count; k++) {
+          if (frame.indices[k] !== pages + k) {
+            throw new PagemillError(`${inputPath}: frame ${frame.sequence} carries page ${frame.indices[k]} where page ${pages + k} comes next (a .pmf stream has every page once, in order)`);
+          }
+        }
         pages += frame.count;
         for (let k = 0; k < frame.count; k++) {
           const name = ENCODING_NAMES[frame.encodings[k] as Encoding];
@@ -92,6 +111,11 @@ export async function unpackFile(inputPath: string, outputPath: string, onProgre
     }
     splitter.finish();
     if (!done) throw new PagemillError(`${inputPath}: the stream ends without a done frame (incomplete pack)`);
+    // The image's length must end inside the last page received.
+    const least = pages ? (pages - 1) * pageSize + 1 : 0;
+    if (done.memoryBytes < least || done.memoryBytes > pages * pageSize) {
+      throw new PagemillError(`${inputPath}: the done frame declares ${done.memoryBytes} B, but the stream carried ${pages} page(s) of ${pageSize} B (${least}..${pages * pageSize} B)`);
+    }
     await output.truncate(done.memoryBytes);
   } finally {
     await output.close();

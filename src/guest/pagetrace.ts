@@ -16,13 +16,14 @@
 // at `close()`.
 
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { mkdtemp, open, rm, stat, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import { PagemillError, checkInteger, checkPageSize } from "../errors.js";
+import { writeAtomically } from "../files.js";
 
 export const TRACE_MAGIC = "PTRACE1\0";
 /** Bytes of the fixed header before the meta JSON. */
@@ -615,13 +616,10 @@ export class TraceWriter {
         yield chunk.subarray(0, bytesRead);
       }
     }
-    const temporary = `${this.path}.partial`;
     try {
-      await pipeline(Readable.from(body(), { objectMode: false }), createGzip({ level: this.options.level }), createWriteStream(temporary));
-      await rename(temporary, this.path);
-    } catch (err) {
-      await rm(temporary, { force: true });
-      throw err;
+      await writeAtomically(this.path, (temporary) =>
+        pipeline(Readable.from(body(), { objectMode: false }), createGzip({ level: this.options.level }), createWriteStream(temporary)),
+      );
     } finally {
       await this.removeSpool();
     }

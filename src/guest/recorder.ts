@@ -15,6 +15,7 @@ import { PagemillError, checkPageSize } from "../errors.js";
 import { xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { TraceWriter, type TraceMeta, type TraceRegion } from "./pagetrace.js";
+import { checkDistinct } from "../files.js";
 
 /** Bytes read from the target per read call. */
 const CHUNK_BYTES = 8 << 20;
@@ -207,6 +208,7 @@ export async function recordProcess(pid: number, options: RecordOptions): Promis
 export async function recordFile(path: string, options: RecordOptions): Promise<RecordResult> {
   const pageSize = options.pageSize ?? 4096;
   checkPageSize(pageSize);
+  await checkDistinct(options.out, [path]);
   return record(await fileTarget(path, pageSize), options, pageSize);
 }
 
