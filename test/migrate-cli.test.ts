@@ -1,4 +1,8 @@
-import { describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { comparisonTable, run } from "../src/cli/migrate.js";
 import { UsageError } from "../src/cli/args.js";
 import type { MigrationStats } from "../src/engine/metrics.js";
@@ -83,5 +87,50 @@ describe("pagemill migrate", () => {
     expect(post).toMatch(/1\.000 s \*/);
     expect(hybrid).toMatch(/300\.0 ms \*/);
     expect(hybrid).toMatch(/2\.00× \*/);
+  });
+});
+
+describe("pagemill migrate refuses what it cannot run, naming why", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "pagemill-migrate-cli-"));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const bundled = readFileSync(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+
+  it("option values: negative numbers, a 400-digit rate, an empty codec stage", async () => {
+    await expect(run(["--workload", "poisson", "--pages", "64", "--rate", "-1"])).rejects.toThrow(/--rate.*'-1'/);
+    await expect(run(["--workload", "idle", "--pages", "-3"])).rejects.toThrow(/--pages must be an integer from 1 to .*'-3'/);
+    await expect(run(["--rtt", "-5ms"])).rejects.toThrow(/--rtt must be a duration/);
+    for (const args of [["--rate", "-1"], ["--rtt", "-5ms"], ["--bandwidth", `${"9".repeat(400)}mbit`], ["--codec", ""], ["--codec", "lz4+"]]) {
+      await expect(run(["--workload", "idle", "--pages", "64", ...args]), args.join(" ")).rejects.toThrow(UsageError);
+    }
+    await expect(run(["--bandwidth", `${"9".repeat(400)}mbit`])).rejects.toThrow(/--bandwidth must be a rate above 0/);
+    await expect(run(["--codec", ""])).rejects.toThrow(/--codec: .*empty stage/);
+  });
+
+  it("a cost file that is not a cost table", async () => {
+    const path = join(tmp, "not-costs.json");
+    writeFileSync(path, JSON.stringify({ not: "a cost table" }));
+    await expect(run(["--workload", "idle", "--pages", "64", "--cost", path])).rejects.toThrow(/unknown field 'not'/);
+  });
+
+  it("a trace that is invalid past the part a run replays: trailing bytes, a second gzip member, an interval of 0", async () => {
+    const raw = gunzipSync(bundled);
+    const zeroInterval = Buffer.from(raw);
+    zeroInterval.writeUInt32LE(0, 20);
+    const cases: [string, Buffer, RegExp][] = [
+      ["trailing", gzipSync(Buffer.concat([raw, Buffer.from([1, 2, 3])])), /bytes after the last epoch record/],
+      ["two-members", Buffer.concat([gzipSync(raw), gzipSync(Buffer.from("xx"))]), /bytes after the last epoch record/],
+      ["zero-interval", gzipSync(zeroInterval), /intervalMicros 0 is below the 1000 µs/],
+    ];
+    for (const [name, bytes, message] of cases) {
+      const path = join(tmp, `${name}.ptrace.gz`);
+      writeFileSync(path, bytes);
+      // One pre-copy round on a fast link ends long before the bad part.
+      await expect(run(["--trace", path, "--strategy", "precopy", "--bandwidth", "100gbit"]), name).rejects.toThrow(message);
+    }
+  });
+
+  it("--json says every page was verified and in which unit its times are", async () => {
+    const out = JSON.parse(await migrateCli(["--workload", "idle", "--pages", "256", "--strategy", "precopy", "--json"]));
+    expect(out).toMatchObject({ verified: true, verifiedPages: 256, timeUnit: "s" });
   });
 });

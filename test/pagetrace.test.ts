@@ -195,10 +195,10 @@ describe("writer → reader round trip", () => {
 
   it("rejects misuse with RangeErrors naming the argument", async () => {
     const path = tempFile("misuse");
-    await expect(TraceWriter.create(path, new Uint8Array(1000), { intervalMicros: 1 })).rejects.toThrow(/multiple of pageSize/);
-    await expect(TraceWriter.create(path, new Uint8Array(8192), { pageSize: 3000, intervalMicros: 1 })).rejects.toThrow(/pageSize/);
-    await expect(TraceWriter.create(path, new Uint8Array(8192), { intervalMicros: 1, meta: { regions: [{ start: "0x0", pages: 1 }] } })).rejects.toThrow(/regions/);
-    const writer = await TraceWriter.create(path, new Uint8Array(4 * 4096), { intervalMicros: 1 });
+    await expect(TraceWriter.create(path, new Uint8Array(1000), { intervalMicros: 1000 })).rejects.toThrow(/multiple of pageSize/);
+    await expect(TraceWriter.create(path, new Uint8Array(8192), { pageSize: 3000, intervalMicros: 1000 })).rejects.toThrow(/pageSize/);
+    await expect(TraceWriter.create(path, new Uint8Array(8192), { intervalMicros: 1000, meta: { regions: [{ start: "0x0", pages: 1 }] } })).rejects.toThrow(/regions/);
+    const writer = await TraceWriter.create(path, new Uint8Array(4 * 4096), { intervalMicros: 1000 });
     await expect(writer.epoch(10, [2, 1], new Uint8Array(8192))).rejects.toThrow(/ascending/);
     await expect(writer.epoch(10, [4], new Uint8Array(4096))).rejects.toThrow(/pages\[0\]/);
     await expect(writer.epoch(10, [1], new Uint8Array(100))).rejects.toThrow(/contents/);

@@ -23,10 +23,23 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
-/** parseArgs that reports unknown or malformed options as a UsageError. */
+/**
+ * parseArgs that reports unknown or malformed options as a UsageError. A
+ * value that starts with '-' ("--rate -1") is taken as the option's value,
+ * so the option's own check names what is wrong with it.
+ */
 export function parse(args: string[], options: NonNullable<ParseArgsConfig["options"]>): ParsedArgs {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)$/.exec(args[i]!)?.[1];
+    const next = args[i + 1];
+    if (name && options[name]?.type === "string" && next !== undefined && /^-[\d.]/.test(next)) {
+      joined.push(`--${name}=${next}`);
+      i++;
+    } else joined.push(args[i]!);
+  }
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
+    return parseArgs({ args: joined, options, allowPositionals: true, strict: true }) as ParsedArgs;
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
@@ -51,8 +64,9 @@ export function sizeOption(name: string, text: OptionValue, fallback: number): n
   if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
   const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new UsageError(`--${name} must be a size like 4096, 4k or 64MiB, got '${text}'`);
-  return Math.round(Number(m[1]) * unit);
+  const bytes = m && unit !== undefined ? Math.round(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`--${name} must be a size like 4096, 4k or 64MiB, got '${text}'`);
+  return bytes;
 }
 
 /** Parses --page-size (default 4 KiB) and checks it is a power of two from 512 to 65536. */
@@ -74,8 +88,9 @@ export function rateOption(name: string, text: OptionValue, fallback: number): n
   if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(text.trim());
   const unit = m ? RATE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new UsageError(`--${name} must be a rate like 40mbit or 1gbit, got '${text}'`);
-  return Number(m[1]) * unit;
+  const rate = m && unit !== undefined ? Number(m[1]) * unit : NaN;
+  if (!(Number.isFinite(rate) && rate > 0)) throw new UsageError(`--${name} must be a rate above 0 like 40mbit or 1gbit, got '${text}'`);
+  return rate;
 }
 
 const TIME_UNITS: Record<string, number> = { us: 1e-6, ms: 1e-3, s: 1, m: 60 };
@@ -85,8 +100,9 @@ export function durationOption(name: string, text: OptionValue, fallback: number
   if (text === undefined) return fallback;
   if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
   const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|m)$/i.exec(text.trim());
-  if (!m) throw new UsageError(`--${name} must be a duration like 300ms or 5s, got '${text}'`);
-  return Number(m[1]) * TIME_UNITS[m[2]!.toLowerCase()]!;
+  const seconds = m ? Number(m[1]) * TIME_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!Number.isFinite(seconds)) throw new UsageError(`--${name} must be a duration like 300ms or 5s, got '${text}'`);
+  return seconds;
 }
 
 /** A one-line progress bar on stderr, drawn only when stderr is a terminal. */

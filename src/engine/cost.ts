@@ -72,6 +72,8 @@ function codecCost(where: string, value: unknown): CodecCost {
   return { encode: positiveRate(`${where}.encode`, v.encode), decode: positiveRate(`${where}.decode`, v.decode) };
 }
 
+const COST_TABLE_FIELDS = ["source", "codecs", "zeroScan", "hash", "fallback"];
+
 /**
  * Reads a cost table from parsed JSON, checking every field; figures it does
  * not give are taken from DEFAULT_COSTS.
@@ -79,6 +81,8 @@ function codecCost(where: string, value: unknown): CodecCost {
 export function parseCostTable(json: unknown, name = "cost table"): CostTable {
   if (typeof json !== "object" || json === null) throw new CostTableError(`${name}: expected a JSON object`);
   const j = json as Record<string, unknown>;
+  const unknown = Object.keys(j).filter((key) => !COST_TABLE_FIELDS.includes(key));
+  if (unknown.length) throw new CostTableError(`${name}: unknown field '${unknown[0]}' (a cost table has ${COST_TABLE_FIELDS.join(", ")})`);
   const codecs: Record<string, CodecCost> = { ...DEFAULT_COSTS.codecs };
   if (j.codecs !== undefined) {
     if (typeof j.codecs !== "object" || j.codecs === null) throw new CostTableError(`${name}: codecs must be an object`);

@@ -162,7 +162,9 @@ export const PageState = {
 
 /** Builds the pipeline's stages from a codec spec ("lz4", "xbzrle+lz4", "raw"). */
 export function pipelineCodecs(spec: string): { codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] }; names: string[] } {
-  const names = spec.split("+").map((s) => s.trim()).filter((s) => s && s !== "raw");
+  const parts = spec.split("+").map((s) => s.trim());
+  if (parts.some((s) => s === "")) throw new RangeError(`codec '${spec}' names an empty stage (say 'raw' for no codec)`);
+  const names = parts.filter((s) => s !== "raw");
   const codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] } = {};
   for (const name of names) {
     const entry = codecEntry(name);

@@ -30,6 +30,13 @@ export const TRACE_MAGIC = "PTRACE1\0";
 export const TRACE_HEADER_BYTES = 28;
 /** Largest meta the reader accepts (a corrupt length must not allocate GiBs). */
 export const MAX_META_BYTES = 16 << 20;
+/**
+ * The shortest interval between epochs this reader accepts (1 ms). Replay
+ * loops a trace by its interval: an interval of 0 never advances time, and
+ * one of a few microseconds makes a second of guest time a million passes.
+ * Recordings take snapshots milliseconds apart at the least.
+ */
+export const MIN_INTERVAL_MICROS = 1000;
 /** Largest image the reader accepts: one Uint8Array (4 GiB). */
 export const MAX_IMAGE_BYTES = 2 ** 32;
 
@@ -41,7 +48,7 @@ export type TraceErrorCode =
   | "page-size" // pageSize is not a power of two in [512, 65536]
   | "truncated" // the stream ends inside a field
   | "meta" // meta is not a UTF-8 JSON object, or its regions disagree with pageCount
-  | "limit" // the image or meta is larger than this reader accepts
+  | "limit" // the image or meta is larger, or the interval shorter, than this reader accepts
   | "epoch" // an epoch record is out of sequence (number or time)
   | "index" // a dirty count or page index is out of range or out of order
   | "delta" // a delta is all zero
@@ -280,6 +287,9 @@ export class TraceReader {
       if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
         throw new TraceError("page-size", path, 8, `pageSize ${pageSize} is not a power of two between 512 and 65536`);
       }
+      if (intervalMicros < MIN_INTERVAL_MICROS) {
+        throw new TraceError("limit", path, 20, `intervalMicros ${intervalMicros} is below the ${MIN_INTERVAL_MICROS} µs this reader accepts (epochs at least 1 ms apart)`);
+      }
       if (metaLength > MAX_META_BYTES) {
         throw new TraceError("limit", path, 24, `metaLength ${metaLength} is larger than ${MAX_META_BYTES} bytes`);
       }
@@ -424,6 +434,17 @@ function parseMeta(bytes: Uint8Array, pageCount: number, pageSize: number, path:
   return meta as TraceMeta;
 }
 
+/**
+ * Reads a whole trace without keeping its image, so that every error in it is
+ * found (a cut epoch, trailing bytes, time going backwards): a trace is valid
+ * or not, whatever part of it a run replays. Throws TraceError; returns the header.
+ */
+export async function checkTrace(path: string): Promise<TraceHeader> {
+  const reader = await TraceReader.open(path, { skipImage: true });
+  for await (const epoch of reader.epochs()) void epoch; // each record is checked as it is read
+  return reader.header;
+}
+
 /** Reads a whole trace, calling `onEpoch` after each epoch is applied; returns the final image. */
 export async function replayTrace(
   path: string,
@@ -494,7 +515,7 @@ export class TraceWriter {
     if (image.byteLength % pageSize !== 0) throw new RangeError(`image has ${image.byteLength} bytes, not a multiple of pageSize ${pageSize}`);
     const pageCount = image.byteLength / pageSize;
     checkInteger("image pages", pageCount, 0, 2 ** 32 - 1);
-    checkInteger("intervalMicros", options.intervalMicros, 0, 2 ** 32 - 1);
+    checkInteger("intervalMicros", options.intervalMicros, MIN_INTERVAL_MICROS, 2 ** 32 - 1);
     const level = options.level ?? 6;
     checkInteger("level", level, 1, 9);
     const meta = options.meta ?? {};
