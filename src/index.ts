@@ -101,6 +101,6 @@ export { SimulatedLink, RateSchedule, type LinkOptions, type RateStep } from "./
 export { LoopbackPair, type LoopbackOptions } from "./net/loopback.js";
 export { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable, type CostTable, type CodecCost } from "./engine/cost.js";
 export { Session, VerificationError, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/session.js";
-export { migrate, simulate, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
+export { migrate, simulate, simulationCost, SimulationCostError, DEFAULT_MAX_TIME, MAX_SIMULATED_WRITES, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
 export { verifyMemory } from "./engine/verify.js";
 export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, XbzrleStats } from "./engine/metrics.js";

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { comparisonTable, run } from "../src/cli/migrate.js";
 import { UsageError } from "../src/cli/args.js";
+import { SimulationCostError } from "../src/engine/migrate.js";
 import type { MigrationStats } from "../src/engine/metrics.js";
 
 /** Runs `pagemill migrate ARGS`, returning what it printed. */
@@ -104,6 +105,17 @@ describe("pagemill migrate refuses what it cannot run, naming why", () => {
     }
     await expect(run(["--bandwidth", `${"9".repeat(400)}mbit`])).rejects.toThrow(/--bandwidth must be a rate above 0/);
     await expect(run(["--codec", ""])).rejects.toThrow(/--codec: .*empty stage/);
+  });
+
+  it("simulations that would run for hours are refused up front, saying why", async () => {
+    const started = performance.now();
+    await expect(run(["--bandwidth", "1bit"])).rejects.toThrow(/first pass over 3072 pages .* needs at least 6\.29e\+6 s of virtual time .* past the limit of 86400 s/);
+    await expect(run(["--schedule", "0s:1bit"])).rejects.toThrow(/needs at least .* s of virtual time/);
+    await expect(run(["--bandwidth", "1mbit", "--max-time", "2s"])).rejects.toThrow(/past the limit of 2 s/);
+    await expect(run(["--workload", "poisson", "--rate", "1e6"])).rejects.toThrow(/would write about .* pages during the first pass alone/);
+    await expect(run(["--workload", "sweep", "--rate", "100g"])).rejects.toThrow(/would write about .* pages during the first pass alone/);
+    await expect(run(["--bandwidth", "1kbit"])).rejects.toThrow(SimulationCostError);
+    expect(performance.now() - started).toBeLessThan(10_000);
   });
 
   it("a cost file that is not a cost table", async () => {

@@ -93,13 +93,13 @@ export function rateOption(name: string, text: OptionValue, fallback: number): n
   return rate;
 }
 
-const TIME_UNITS: Record<string, number> = { us: 1e-6, ms: 1e-3, s: 1, m: 60 };
+const TIME_UNITS: Record<string, number> = { us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 
 /** Parses a duration such as 300ms, 5s, 200us (seconds). */
 export function durationOption(name: string, text: OptionValue, fallback: number): number {
   if (text === undefined) return fallback;
   if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
-  const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|m)$/i.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)$/i.exec(text.trim());
   const seconds = m ? Number(m[1]) * TIME_UNITS[m[2]!.toLowerCase()]! : NaN;
   if (!Number.isFinite(seconds)) throw new UsageError(`--${name} must be a duration like 300ms or 5s, got '${text}'`);
   return seconds;

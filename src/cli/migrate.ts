@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { CostModel, DEFAULT_COSTS, loadCostTable } from "../engine/cost.js";
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
-import { simulate, STRATEGY_NAMES, type LinkSpec } from "../engine/migrate.js";
+import { DEFAULT_MAX_TIME, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
 import { pipelineCodecs, type MigrationOptions, type MigrationProgress } from "../engine/session.js";
 import type { Workload } from "../guest/guest.js";
@@ -26,7 +26,7 @@ export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
 export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|all]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
-         [--auto-converge] [--max-iterations 30] [--rounds N] [--budget SIZE] [--state SIZE]
+         [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
   MODEL (with --pages N, --profile redis|node-gc|memstream, --rate R, --seed S):
     idle                no writes
@@ -209,6 +209,7 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
     "auto-converge": { type: "boolean" },
     "max-iterations": { type: "string" },
+    "max-time": { type: "string" },
     rounds: { type: "string" },
     budget: { type: "string" },
     state: { type: "string" },
@@ -237,12 +238,13 @@ export async function run(args: string[]): Promise<number> {
   const budget = values.budget === undefined ? undefined : sizeOption("budget", values.budget, 0);
   if (budget === 0) fail("budget", "must be above 0");
   const cost = typeof values.cost === "string" ? new CostModel(loadCostTable(values.cost)) : new CostModel(DEFAULT_COSTS);
-  const options: Omit<MigrationOptions, "workload" | "clock" | "source" | "destination"> = {
+  const options: SimulationOptions = {
     codec: typeof values.codec === "string" ? values.codec : "raw",
     cost,
     downtimeLimit: durationOption("downtime-limit", values["downtime-limit"], 0.3),
     autoConverge: values["auto-converge"] === true,
     maxIterations: intOption("max-iterations", values["max-iterations"], 30, 1, 1e6),
+    maxTime: durationOption("max-time", values["max-time"], DEFAULT_MAX_TIME),
     precopyRounds: intOption("rounds", values.rounds, 1, 1, 1e6),
     ...(budget === undefined ? {} : { precopyBudget: budget }),
     stateBytes: sizeOption("state", values.state, 256 * 1024),

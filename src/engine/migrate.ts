@@ -13,6 +13,7 @@ import { postcopy } from "./postcopy.js";
 import { precopy } from "./precopy.js";
 import { Session, type MigrationOptions } from "./session.js";
 import { verifyMemory } from "./verify.js";
+import { PagemillError } from "../errors.js";
 
 export type Strategy = (session: Session) => Promise<{ reason: StopReason; converged: boolean }>;
 
@@ -57,7 +58,53 @@ export interface LinkSpec {
   readonly channel?: "link" | "loopback";
 }
 
-export type SimulationOptions = Omit<MigrationOptions, "workload" | "clock" | "source" | "destination">;
+export type SimulationOptions = Omit<MigrationOptions, "workload" | "clock" | "source" | "destination"> & {
+  /** Most virtual seconds the first pass may need at the least before the run is refused (default DEFAULT_MAX_TIME). */
+  readonly maxTime?: number;
+};
+
+/** Virtual time a simulation may need at the least before it is refused: a day. */
+export const DEFAULT_MAX_TIME = 86400;
+/**
+ * Most page writes a simulated guest may have to make during the first pass:
+ * each costs about 10 µs of wall time here (written, logged, sent again),
+ * so this is a few minutes.
+ */
+export const MAX_SIMULATED_WRITES = 2e7;
+/** Better than any codec does on real pages: a lower bound of a pass's bytes is the guest's over this. */
+const BEST_COMPRESSION = 16;
+
+/** A simulation refused before it starts because it would run for hours. */
+export class SimulationCostError extends PagemillError {}
+
+/**
+ * What a simulation costs at the least, estimated before it runs: every
+ * strategy moves every page once, so the first pass takes at least the
+ * guest's bytes (compressed as well as any codec could) over the fastest rate
+ * the link ever offers, and the guest runs through it.
+ */
+export function simulationCost(workload: Workload, link: LinkSpec): { firstPassSeconds: number; pageWrites: number } {
+  const steps = link.schedule ?? [];
+  const rates = [...(steps.some((s) => s.at <= 0) ? [] : [link.bitsPerSecond]), ...steps.map((s) => s.bitsPerSecond)];
+  const guest = workload.guest;
+  const firstPassSeconds = (guest.pageCount * guest.pageSize * 8) / BEST_COMPRESSION / Math.max(...rates);
+  return { firstPassSeconds, pageWrites: (workload.writeRate ?? 0) * firstPassSeconds };
+}
+
+function checkCost(workload: Workload, link: LinkSpec, maxTime: number): void {
+  const { firstPassSeconds, pageWrites } = simulationCost(workload, link);
+  const pages = `${workload.guest.pageCount} pages of ${workload.guest.pageSize} B`;
+  if (firstPassSeconds > maxTime) {
+    throw new SimulationCostError(
+      `the first pass over ${pages} needs at least ${firstPassSeconds.toPrecision(3)} s of virtual time at the link's best rate, past the limit of ${maxTime} s (raise the bandwidth or the time limit)`,
+    );
+  }
+  if (pageWrites > MAX_SIMULATED_WRITES) {
+    throw new SimulationCostError(
+      `the guest (${workload.name}) would write about ${pageWrites.toPrecision(3)} pages during the first pass alone (${workload.writeRate!.toPrecision(3)}/s for ${firstPassSeconds.toPrecision(3)} s), past the ${MAX_SIMULATED_WRITES} a simulation takes (hours of wall time); lower the write rate or raise the bandwidth`,
+    );
+  }
+}
 
 /** Migrates over a simulated link on a fresh virtual clock. */
 export async function simulate(
@@ -66,13 +113,15 @@ export async function simulate(
   link: LinkSpec,
   options: SimulationOptions = {},
 ): Promise<MigrationStats> {
+  const { maxTime = DEFAULT_MAX_TIME, ...migration } = options;
+  checkCost(workload, link, maxTime);
   const clock = new VirtualClock();
   let ends: { a: SimulatedLink["a"]; b: SimulatedLink["b"] };
   if (link.channel === "loopback") {
     if (link.schedule?.length) throw new RangeError("the loopback channel has a constant rate: no schedule");
     ends = new LoopbackPair(clock, link);
   } else ends = new SimulatedLink(clock, link);
-  const stats = await migrate(strategy, { ...options, workload, clock, source: ends.a, destination: ends.b });
+  const stats = await migrate(strategy, { ...migration, workload, clock, source: ends.a, destination: ends.b });
   stats.bandwidth = link.bitsPerSecond;
   return stats;
 }

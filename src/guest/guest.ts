@@ -172,6 +172,8 @@ export interface Workload {
   readonly guest: Guest;
   readonly now: number;
   readonly workTime: number;
+  /** Page writes per second of work time: what a model expects to make, or the most a trace replay can. */
+  readonly writeRate?: number;
   throttle: number;
   advance(to: number): Promise<AdvanceReport>;
   close(): Promise<void>;

@@ -600,6 +600,10 @@ export class PoissonWorkload extends BaseWorkload {
   /** Total writes per second of work time. */
   readonly totalRate: number;
   private readonly random: Random;
+
+  get writeRate(): number {
+    return this.totalRate;
+  }
   private readonly content: ContentWriter;
   private readonly reads: ReadGenerator;
   private readonly pick: () => number;
@@ -719,6 +723,10 @@ export class SweepWorkload extends BaseWorkload {
   readonly first: number;
   readonly pages: number;
   readonly rate: number;
+
+  get writeRate(): number {
+    return this.rate / this.guest.pageSize;
+  }
   private readonly seed: number;
   private readonly reads: ReadGenerator;
   /** Page writes done so far. */
@@ -764,6 +772,7 @@ export class SweepWorkload extends BaseWorkload {
 /** A guest whose program does nothing. */
 export class IdleWorkload extends BaseWorkload {
   readonly name = "idle";
+  readonly writeRate = 0;
   protected run(): void {}
 }
 
@@ -804,6 +813,11 @@ export class TraceReplay extends BaseWorkload {
   private pending: TraceEpoch | undefined;
   private readonly reads: ReadGenerator;
   private readonly loop: boolean;
+
+  /** At most: every page in every epoch (the header does not say how many an epoch dirties). */
+  get writeRate(): number {
+    return (this.header.pageCount * 1e6) / this.header.intervalMicros;
+  }
 
   private constructor(
     guest: Guest,
