@@ -6,27 +6,60 @@
 // (through links and other names) before anything is opened for writing.
 
 import { randomBytes } from "node:crypto";
-import { rename, rm, stat } from "node:fs/promises";
+import { open, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PagemillError } from "./errors.js";
 
 /**
- * Runs `write(temporary)` on a fresh temporary path in `target`'s directory;
- * when it resolves, the temporary file becomes `target` (one rename). When it
- * throws, the temporary file is removed, `target` is untouched and the error
- * is passed on.
+ * Runs `write(temporary)` on a fresh temporary path in the directory of the
+ * file `target` names (through symlinks: a link stays a link); when it
+ * resolves, the temporary file is flushed to disk and becomes that file (one
+ * rename), with the old file's permissions. When it throws, the temporary
+ * file is removed, `target` is untouched and the error is passed on. A target
+ * that exists and is not a regular file (a directory, /dev/null, a FIFO) is
+ * refused before `write` runs: a rename would replace the device itself.
  */
 export async function writeAtomically<T>(target: string, write: (temporary: string) => Promise<T>): Promise<T> {
-  const temporary = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString("hex")}.partial`);
+  const path = await realpath(target).catch(() => target);
+  const existing = await stat(path).catch(() => undefined);
+  if (existing && !existing.isFile()) {
+    const kind = existing.isDirectory() ? "a directory" : existing.isCharacterDevice() || existing.isBlockDevice() ? "a device" : "not a regular file";
+    throw new PagemillError(`output ${target} is ${kind}: pagemill writes whole regular files only`);
+  }
+  // Beside the target, and no longer than a name the target's directory takes.
+  const temporary = join(dirname(path), `.${basename(path).slice(0, 200)}.${randomBytes(6).toString("hex")}.partial`);
   try {
     const result = await write(temporary);
-    await rename(temporary, target);
+    const handle = await open(temporary, "r+");
+    try {
+      if (existing) await handle.chmod(existing.mode & 0o7777);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
     return result;
   } catch (err) {
-    await rm(temporary, { force: true });
+    await rm(temporary, { force: true }).catch(() => undefined); // the error that matters is err
+    // An error about the temporary file is one about the output to whoever reads it.
+    if (err instanceof Error && err.message.includes(temporary)) {
+      const code = (err as NodeJS.ErrnoException).code ?? "";
+      throw new PagemillError(`cannot write ${target}: ${WRITE_ERRORS[code] ?? err.message.replaceAll(temporary, target)}`);
+    }
     throw err;
   }
 }
+
+const WRITE_ERRORS: Record<string, string> = {
+  ENOENT: "no such directory",
+  ENOTDIR: "a part of the path is not a directory",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "disk quota exceeded",
+  ENAMETOOLONG: "name too long",
+};
 
 /**
  * Throws when `output` is the same file as one of `inputs` (same device and

@@ -124,11 +124,19 @@ describe("pagemill migrate refuses what it cannot run, naming why", () => {
     await expect(run(["--workload", "idle", "--pages", "64", "--cost", path])).rejects.toThrow(/unknown field 'not'/);
   });
 
-  it("a trace that is invalid past the part a run replays: trailing bytes, a second gzip member, an interval of 0", async () => {
+  it("a trace that is invalid past the part a run replays: cut in an epoch, time going backwards, trailing bytes, a second gzip member, an interval of 0", async () => {
     const raw = gunzipSync(bundled);
     const zeroInterval = Buffer.from(raw);
     zeroInterval.writeUInt32LE(0, 20);
+    // The last epoch record: a run of one fast pre-copy round never reaches it.
+    const pageSize = raw.readUInt32LE(8);
+    let last = 28 + raw.readUInt32LE(24) + raw.readUInt32LE(12) * pageSize;
+    for (let e = 1; e < raw.readUInt32LE(16); e++) last += 12 + raw.readUInt32LE(last + 8) * (4 + pageSize);
+    const backwards = Buffer.from(raw);
+    backwards.writeUInt32LE(0, last + 4);
     const cases: [string, Buffer, RegExp][] = [
+      ["cut-in-epoch", gzipSync(raw.subarray(0, raw.length - 10)), /truncated/],
+      ["time-backwards", gzipSync(backwards), /elapsedMicros/],
       ["trailing", gzipSync(Buffer.concat([raw, Buffer.from([1, 2, 3])])), /bytes after the last epoch record/],
       ["two-members", Buffer.concat([gzipSync(raw), gzipSync(Buffer.from("xx"))]), /bytes after the last epoch record/],
       ["zero-interval", gzipSync(zeroInterval), /intervalMicros 0 is below the 1000 µs/],

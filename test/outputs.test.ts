@@ -5,11 +5,13 @@
 // Streams are trusted only as far as what they carried.
 
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PageBatch, PagemillError } from "../src/index.js";
+import { writeCostTable } from "../src/cli/bench.js";
 import { main } from "../src/cli/main.js";
+import { loadCostTable } from "../src/engine/cost.js";
 import { packImage } from "../src/cli/pack.js";
 import { unpackFile } from "../src/cli/unpack.js";
 import { checkDistinct, writeAtomically } from "../src/files.js";
@@ -65,6 +67,50 @@ describe("writeAtomically", () => {
     noLeftovers();
     await writeAtomically(target, async (temporary) => writeFileSync(temporary, "new"));
     expect(readFileSync(target, "utf8")).toBe("new");
+    noLeftovers();
+  });
+});
+
+describe("writeAtomically's target", () => {
+  it("a device, a directory or a link to a device is refused, before anything is written", async () => {
+    const nullLink = join(dir, "null-link");
+    symlinkSync("/dev/null", nullLink);
+    const write = vi.fn(async (temporary: string) => writeFileSync(temporary, "x"));
+    await expect(writeAtomically(nullLink, write)).rejects.toThrow(/output .*null-link is a device/);
+    await expect(writeAtomically(dir, write)).rejects.toThrow(/is a directory/);
+    expect(write).not.toHaveBeenCalled();
+    expect(readlinkSync(nullLink)).toBe("/dev/null");
+    // Through the CLI: bench --out to a link to /dev/null used to replace the link with a file.
+    expect((await cli(["bench", "--calibrate", "--time", "1ms", "--out", nullLink])).err).toMatch(/is a device/);
+    expect(lstatSync(nullLink).isSymbolicLink()).toBe(true);
+    noLeftovers();
+  });
+
+  it("through a symlink, the file it names is replaced (the link stays), keeping its permissions", async () => {
+    const real = join(dir, "real.txt");
+    const link = join(dir, "real-link.txt");
+    writeFileSync(real, OLD);
+    chmodSync(real, 0o640);
+    symlinkSync(real, link);
+    await writeAtomically(link, async (temporary) => writeFileSync(temporary, "new"));
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(real, "utf8")).toBe("new");
+    expect(statSync(real).mode & 0o777).toBe(0o640);
+    noLeftovers();
+  });
+
+  it("an error about the temporary file names the target instead", async () => {
+    await expect(writeAtomically(join(dir, "no", "such", "out"), async (temporary) => writeFileSync(temporary, "x"))).rejects.toThrow(
+      /^cannot write .*no\/such\/out: no such directory$/,
+    );
+    const long = join(dir, "n".repeat(250));
+    const { code, err } = await cli(["bench", "--calibrate", "--time", "1ms", "--out", long]);
+    expect(code).toBe(0); // a 250-byte name is a name: the temporary beside it is kept short enough
+    expect(err).toBe("");
+    expect(readFileSync(long, "utf8")).toMatch(/"codecs"/);
+    const tooLong = join(dir, "n".repeat(300));
+    const failed = await cli(["bench", "--calibrate", "--time", "1ms", "--out", tooLong]);
+    expect(failed.err.split("\n")[0]).toMatch(/^pagemill bench: cannot write .*: name too long$/);
     noLeftovers();
   });
 });
@@ -153,6 +199,12 @@ describe("a failed command leaves its output as it was", () => {
     const out = join(dir, "cost.json");
     expect((await cli(["bench", "--calibrate", "--time", "10ms", "--out", out])).code).toBe(0);
     expect(Object.keys(JSON.parse(readFileSync(out, "utf8")))).toContain("codecs");
+    noLeftovers();
+    // A table that does not read back as one (a rate lost as null in JSON) replaces nothing.
+    const before = readFileSync(out, "utf8");
+    const table = loadCostTable(out);
+    await expect(writeCostTable(out, { ...table, hash: Number.NaN })).rejects.toThrow(/cost\.json: hash must be a positive number/);
+    expect(readFileSync(out, "utf8")).toBe(before);
     noLeftovers();
   });
 });

@@ -45,11 +45,20 @@ export function parse(args: string[], options: NonNullable<ParseArgsConfig["opti
   }
 }
 
+/** A path option (`flag` as usage shows it, e.g. "-o OUT.pmf"): given and not empty. */
+export function pathOption(flag: string, text: OptionValue, fallback?: string, what = "a file"): string {
+  if (text === undefined && fallback !== undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`missing ${flag}`);
+  if (text.trim() === "") throw new UsageError(`${flag.split(" ")[0]} must name ${what}, got '${text}'`);
+  return text;
+}
+
 /** Parses an integer option, naming it when it is not one in range. */
 export function intOption(name: string, text: OptionValue, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
   if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
-  const value = Number(text);
+  // Decimal digits only: Number() would read '' and ' ' as 0 and '0x10' as 16.
+  const value = /^-?\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got '${text}'`);
   }

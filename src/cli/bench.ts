@@ -10,12 +10,12 @@ import { writeAtomically } from "../files.js";
 import type { EncodedBatch, PageCodec } from "../codecs/codec.js";
 import { codecEntry, codecNames, createCodec } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
-import { DEFAULT_COSTS, type CodecCost, type CostTable } from "../engine/cost.js";
+import { DEFAULT_COSTS, loadCostTable, type CodecCost, type CostTable } from "../engine/cost.js";
 import { xxh3Batch } from "../hash/xxhash.js";
 import { syntheticImage } from "../guest/workloads.js";
 import { PageBatch } from "../wasm/arena.js";
 import { FrameDecoder, FrameEncoder, type PipelineCodecs } from "../wire/frame.js";
-import { UsageError, durationOption, parse } from "./args.js";
+import { UsageError, durationOption, parse, pathOption } from "./args.js";
 
 export const summary = "Measures codec, zero-scan and digest throughput on this machine and writes a cost table for `migrate --cost`.";
 export const usage = "usage: pagemill bench --calibrate [--out FILE] [--time 250ms] [--json]";
@@ -144,6 +144,14 @@ export function calibrate(seconds: number): CostTable {
   }
 }
 
+/** Writes `table` as JSON to `path`, which appears only once it reads back as a valid cost table. */
+export async function writeCostTable(path: string, table: CostTable): Promise<void> {
+  await writeAtomically(path, async (temporary) => {
+    await writeFile(temporary, `${JSON.stringify(table, null, 2)}\n`);
+    loadCostTable(temporary);
+  });
+}
+
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     calibrate: { type: "boolean" },
@@ -156,8 +164,8 @@ export async function run(args: string[]): Promise<number> {
   const seconds = durationOption("time", values.time, 0.25);
   if (!(seconds > 0)) throw new UsageError("--time must be above 0");
   const table = calibrate(seconds);
-  const out = typeof values.out === "string" ? values.out : "pagemill-cost.json";
-  await writeAtomically(out, (temporary) => writeFile(temporary, `${JSON.stringify(table, null, 2)}\n`));
+  const out = pathOption("--out FILE", values.out, "pagemill-cost.json");
+  await writeCostTable(out, table);
   if (values.json) {
     console.log(JSON.stringify(table, null, 2));
     return 0;

@@ -54,18 +54,23 @@ function fail(name: string, message: string): never {
 function numberOption(name: string, text: OptionValue, fallback: number): number {
   if (text === undefined) return fallback;
   if (typeof text !== "string") fail(name, "takes a value");
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < 0) fail(name, `must be a number ≥ 0, got '${text}'`);
+  // A decimal number: Number() would read '' as 0.
+  const value = /^\d+(\.\d+)?(e[+-]?\d+)?$/i.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(value)) fail(name, `must be a number ≥ 0 like 0.05 or 1e3, got '${text}'`);
   return value;
 }
+
+/** Options of the workload models, which a trace has no use for. */
+const MODEL_OPTIONS = ["pages", "profile", "rate", "seed"];
 
 /** Builds a fresh workload (each strategy migrates its own copy of the same guest). */
 function workloadFactory(values: Record<string, OptionValue>): { describe: string; open: () => Promise<Workload> } {
   const model = values.workload;
   if (values.trace !== undefined && model !== undefined) throw new UsageError("give --trace or --workload, not both");
   if (model === undefined) {
+    for (const name of MODEL_OPTIONS) if (values[name] !== undefined) fail(name, "applies to --workload models only, not to a trace");
     const path = typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname;
-    if (!existsSync(path)) throw new UsageError(`trace ${path} does not exist`);
+    if (!existsSync(path)) fail("trace", `${path} does not exist`);
     // Checked whole once, before the first strategy replays any of it.
     let checked: Promise<unknown> | undefined;
     return {
@@ -80,7 +85,7 @@ function workloadFactory(values: Record<string, OptionValue>): { describe: strin
   const pages = intOption("pages", values.pages, 65536, 1, 2 ** 20);
   const seed = intOption("seed", values.seed, 1, 0, 2 ** 32 - 1);
   const profile = (values.profile ?? "redis") as ProfileName;
-  if (!(profile in IMAGE_PROFILES)) fail("profile", `must be one of ${Object.keys(IMAGE_PROFILES).join(", ")}, got '${profile}'`);
+  if (!Object.hasOwn(IMAGE_PROFILES, profile)) fail("profile", `must be one of ${Object.keys(IMAGE_PROFILES).join(", ")}, got '${profile}'`);
   const guest = () => syntheticGuest(pages, { profile, seed });
   const rate = model === "sweep" ? sizeOption("rate", values.rate, 64 * 2 ** 20) : numberOption("rate", values.rate, 0.05);
   const poisson = (popularity: Popularity) => async () =>

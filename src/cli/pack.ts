@@ -5,13 +5,15 @@
 
 import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
+import { stat } from "node:fs/promises";
+import { PagemillError } from "../errors.js";
 import { codecNamesFor, createCodec } from "../codecs/registry.js";
 import { hex64 } from "../hash/digest.js";
 import { Xxh64Hasher } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { ParallelEncoder } from "../wire/channels.js";
 import { FrameEncoder, maxFramePages, type ControlMessage, type WireStats } from "../wire/frame.js";
-import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse } from "./args.js";
+import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse, pathOption } from "./args.js";
 import { openPageFile, type PageChunk } from "./pagefile.js";
 import { checkDistinct, writeAtomically } from "../files.js";
 
@@ -158,6 +160,9 @@ async function packInto(imagePath: string, outPath: string, options: PackOptions
     await write(out, await finish({ type: "done", memoryBytes: imageBytes, digestName: "xxh64", digest }));
     out.end();
     await Promise.race([once(out, "finish"), failed]);
+    // Checked before it may replace anything: every frame reached the file.
+    const written = (await stat(outPath)).size;
+    if (written !== stats.frameBytes) throw new PagemillError(`${outPath}: ${written} B written of the stream's ${stats.frameBytes} B`);
   } finally {
     hasher.dispose();
     out.destroy();
@@ -193,8 +198,7 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one IMAGE" : "missing IMAGE");
-  const output = values.output;
-  if (typeof output !== "string") throw new UsageError("missing -o OUT.pmf");
+  const output = pathOption("-o OUT.pmf", values.output);
   const codec = typeof values.codec === "string" ? values.codec : defaultCodec();
   if (!packCodecs().includes(codec)) throw new UsageError(`--codec must be one of ${packCodecs().join(", ")}, got '${codec}'`);
   const channels = intOption("channels", values.channels, 1, 1, 64);

@@ -1,11 +1,13 @@
 // pagemill record: a running process's memory (or a file) as a pagetrace.
 
+import { MIN_INTERVAL_MICROS } from "../guest/pagetrace.js";
 import { recordFile, recordProcess, type PassInfo, type RecordOptions } from "../guest/recorder.js";
-import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, parse } from "./args.js";
+import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, parse, pathOption } from "./args.js";
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
-export const usage =
-  "usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]";
+export const usage = `usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]
+
+  --interval   time between two snapshots (epochs), ${MIN_INTERVAL_MICROS / 1000}ms at least: trace readers refuse shorter ones`;
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -20,10 +22,12 @@ export async function run(args: string[]): Promise<number> {
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
-  if (typeof values.out !== "string") throw new UsageError("missing -o OUT.ptrace.gz");
+  const out = pathOption("-o OUT.ptrace.gz", values.out);
   const interval = durationOption("interval", values.interval, 0.2);
   const duration = durationOption("duration", values.duration, 10);
-  if (!(interval > 0)) throw new UsageError("--interval must be above 0");
+  if (Math.round(interval * 1e6) < MIN_INTERVAL_MICROS) {
+    throw new UsageError(`--interval must be at least ${MIN_INTERVAL_MICROS / 1000}ms (the shortest interval a trace may have), got '${values.interval}'`);
+  }
   const pageSize = pageSizeOption(values["page-size"]);
   const level = intOption("level", values.level, 6, 1, 9);
   const epochs = Math.floor(duration / interval + 1e-9);
@@ -31,8 +35,8 @@ export async function run(args: string[]): Promise<number> {
     const what = info.epoch === 0 ? "image" : `epoch ${info.epoch}/${epochs}: ${info.dirty} dirty pages`;
     process.stderr.write(`\rrecord: ${what}, pass ${(info.seconds * 1000).toFixed(0)} ms\x1b[K`);
   };
-  const spoolDir = typeof values.spool === "string" ? values.spool : undefined;
-  const options: RecordOptions = { interval, duration, out: values.out, pageSize, level, spoolDir, onPass: process.stderr.isTTY ? onPass : undefined };
+  const spoolDir = values.spool === undefined ? undefined : pathOption("--spool DIR", values.spool, undefined, "a directory");
+  const options: RecordOptions = { interval, duration, out, pageSize, level, spoolDir, onPass: process.stderr.isTTY ? onPass : undefined };
   const result =
     values.pid !== undefined
       ? await recordProcess(intOption("pid", values.pid, 0, 1, 2 ** 22), options)

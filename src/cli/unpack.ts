@@ -10,7 +10,7 @@ import { hex64 } from "../hash/digest.js";
 import { Xxh64Hasher } from "../hash/xxhash.js";
 import { FrameDecoder, type Frame } from "../wire/frame.js";
 import { FrameSplitter } from "../wire/stream.js";
-import { UsageError, fileProgress, parse } from "./args.js";
+import { UsageError, fileProgress, parse, pathOption } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 import { checkDistinct, writeAtomically } from "../files.js";
 import { printSummary, type StreamSummary } from "./pack.js";
@@ -153,8 +153,7 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one IN.pmf" : "missing IN.pmf");
-  const output = values.output;
-  if (typeof output !== "string") throw new UsageError("missing -o IMAGE");
+  const output = pathOption("-o IMAGE", values.output);
   const input = positionals[0]!;
   const progress = await fileProgress("unpack", input);
   const report = await unpackFile(input, output, (n) => progress.update(n));

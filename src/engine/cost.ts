@@ -79,7 +79,7 @@ const COST_TABLE_FIELDS = ["source", "codecs", "zeroScan", "hash", "fallback"];
  * not give are taken from DEFAULT_COSTS.
  */
 export function parseCostTable(json: unknown, name = "cost table"): CostTable {
-  if (typeof json !== "object" || json === null) throw new CostTableError(`${name}: expected a JSON object`);
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new CostTableError(`${name}: expected a JSON object`);
   const j = json as Record<string, unknown>;
   const unknown = Object.keys(j).filter((key) => !COST_TABLE_FIELDS.includes(key));
   if (unknown.length) throw new CostTableError(`${name}: unknown field '${unknown[0]}' (a cost table has ${COST_TABLE_FIELDS.join(", ")})`);
