@@ -81,6 +81,7 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "json", flag: true },
       { name: "auto-converge", flag: true },
       { name: "max-iterations", valid: ["1", "5", "30"] },
+      { name: "max-time", valid: ["24h", "10s", "1m"] },
       { name: "rounds", valid: ["1", "2"] },
       { name: "budget", valid: ["1MiB", "64k"] },
       { name: "state", valid: ["0", "256k", "1MiB"] },
