@@ -58,6 +58,18 @@ export function checkBytes(name: string, value: unknown): asserts value is Uint8
   if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describeValue(value)}`);
 }
 
+/** Checks that an argument is an object (a record of options or fields), throwing a TypeError that names it and what it should be. */
+export function checkObject(name: string, value: unknown, what: string): asserts value is object {
+  if (typeof value !== "object" || value === null) throw new TypeError(`${name} must be ${what}, got ${describeValue(value)}`);
+}
+
+/** Checks that an argument is array-like (an array or typed array of numbers), throwing a TypeError that names it. */
+export function checkArrayLike(name: string, value: unknown): asserts value is ArrayLike<number> {
+  if (typeof value !== "object" || value === null || !Number.isInteger((value as ArrayLike<number>).length)) {
+    throw new TypeError(`${name} must be an array of numbers, got ${describeValue(value)}`);
+  }
+}
+
 /** Checks that an argument is an instance of `type`, throwing a TypeError that names it. */
 export function checkInstance<T>(name: string, value: unknown, type: abstract new (...args: never[]) => T): asserts value is T {
   if (!(value instanceof type)) throw new TypeError(`${name} must be a ${type.name}, got ${describeValue(value)}`);

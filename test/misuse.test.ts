@@ -8,6 +8,12 @@ import { describe, expect, it } from "vitest";
 import {
   DedupCodec,
   DedupIndex,
+  decodeFrame,
+  encodeControl,
+  encodeFrame,
+  newWireStats,
+  readFrameHeader,
+  toHex,
   DirtyBitmap,
   FrameDecoder,
   Lz4Codec,
@@ -261,5 +267,92 @@ describe("single-buffer functions refuse bad arguments, then still work", () => 
     const out = new Uint8Array(4096);
     wkdmDecompress(wkdmStream, out);
     expect(Buffer.compare(out, page)).toBe(0);
+  });
+});
+
+// Found by the API fuzzer (test/fuzz/api.test.ts): arguments that reached
+// code before any check, giving an engine error, or worse.
+describe("arguments the API fuzzer found unchecked", () => {
+  it("a bitmap operation with a disposed other bitmap refuses instead of clearing memory that is now another object's", () => {
+    const bitmap = new DirtyBitmap(4096);
+    const log = new DirtyBitmap(4096);
+    log.dispose();
+    // First fit: the 512 bytes the log gave back go to the next allocation of that size.
+    const neighbour = new PageBatch(1, 512);
+    neighbour.page(0).fill(0xff);
+    try {
+      expect(() => bitmap.syncFrom(log)).toThrow(DisposedError);
+      expect(() => bitmap.or(log)).toThrow(DisposedError);
+      expect(() => bitmap.andNot(log)).toThrow(DisposedError);
+      expect(neighbour.page(0).every((b) => b === 0xff)).toBe(true);
+      expect(bitmap.count()).toBe(0);
+      for (const other of [null, undefined, new PageBatch(1)]) expect(() => bitmap.or(other as never)).toThrow(/^other must be a DirtyBitmap, got /);
+    } finally {
+      neighbour.dispose();
+      bitmap.dispose();
+    }
+  });
+
+  it("codec batch methods, frames, guests, batches and indexes name the argument that is wrong", () => {
+    const batch = new PageBatch(2).set(new Uint8Array(8192));
+    const wide = new PageBatch(3);
+    const codecs = [new WkdmCodec(), new Lz4Codec(), new MecomCodec(), new XbzrleCodec({ cacheSize: 1 << 16 }), new DedupCodec()];
+    const guest = syntheticGuest(4, { seed: 1 });
+    const index = new DedupIndex();
+    try {
+      const encoded = codecs[1]!.encodeBatch(batch);
+      for (const codec of codecs) {
+        expect(() => codec.encodeBatch(null as never, [0, 1])).toThrow(/^batch must be a PageBatch, got null/);
+        expect(() => codec.decodeBatch(encoded, undefined as never, [0, 1])).toThrow(/^batch must be a PageBatch, got undefined/);
+        expect(() => codec.decodeBatch(null as never, batch, [0, 1])).toThrow(/^encoded must be an EncodedBatch, got null/);
+        expect(() => codec.decodeBatch(batch as never, batch, [0, 1])).toThrow(/^encoded.encodings must be a Uint8Array, got undefined/);
+        expect(() => codec.decodeBatch({ ...encoded, offsets: [0, 0] } as never, batch, [0, 1])).toThrow(/^encoded.offsets must be a Uint32Array, got Array/);
+        expect(() => codec.decodeBatch({ ...encoded, count: 3 }, wide, [0, 1, 2])).toThrow(/^(page \d+: )?tables of 2\/2\/2 entries for 3 pages/);
+      }
+      expect(() => (codecs[3] as XbzrleCodec).sentElsewhere(batch, [0, 1], undefined as never)).toThrow(/^slots must be an array of numbers, got undefined/);
+      expect(() => guest.write(0, null as never)).toThrow(/^content must be a Uint8Array, got null/);
+      expect(() => batch.store(null as never, [0, 1])).toThrow(/^destination must be a Uint8Array/);
+      expect(() => batch.load(new Uint8Array(8192), null as never)).toThrow(/^indices must be an array of numbers/);
+      expect(() => index.dedupe(null as never, [])).toThrow(/^batch must be a PageBatch/);
+      expect(() => index.dedupe(batch, null as never)).toThrow(/^locations must be an array of numbers/);
+      expect(() => encodeFrame(null as never, [], {}, newWireStats())).toThrow(/^batch must be a PageBatch/);
+      expect(() => encodeFrame(batch, null as never, {}, newWireStats())).toThrow(/^pageIndices must be an array of numbers/);
+      expect(() => encodeFrame(batch, [0, 1], null as never, newWireStats())).toThrow(/^codecs must be PipelineCodecs/);
+      expect(() => encodeFrame(batch, [0, 1], { compress: index as never }, newWireStats())).toThrow(/^codecs.compress must be a PageCodec/);
+      expect(() => encodeControl(undefined as never, 0)).toThrow(/^message must be a ControlMessage/);
+      expect(() => encodeControl({ type: "page-request", pages: null as never }, 0)).toThrow(/^pages must be an array of numbers/);
+      expect(() => encodeControl({ type: "done", memoryBytes: 0, digestName: "md5", digest: undefined as never }, 0)).toThrow(/^digest must be a Uint8Array/);
+      expect(() => readFrameHeader(null as never)).toThrow(/^bytes must be a Uint8Array/);
+      expect(() => decodeFrame(undefined as never)).toThrow(/^bytes must be a Uint8Array/);
+      expect(() => toHex(null as never)).toThrow(/^bytes must be a Uint8Array/);
+    } finally {
+      for (const object of [batch, wide, guest, index, ...codecs]) object.dispose();
+    }
+  });
+
+  it("views of pagemill's memory: read as inputs (a copy, as an allocation could detach them), refused as outputs", () => {
+    const batch = new PageBatch(2).set(new Uint8Array(8192));
+    try {
+      const page = regularPage();
+      batch.page(0).set(page);
+      const out = new Uint8Array(4096);
+      expect(wkdmCompress(batch.page(0), out)).toBe(wkdmCompress(page, new Uint8Array(4096)));
+      expect(xxh3(batch.page(0))).toBe(xxh3(page));
+      expect(isZeroPage(batch.page(0))).toBe(false);
+      const cache = new XbzrleCache({ cacheSize: 1 << 16 });
+      cache.put(7, batch.page(0));
+      expect(Buffer.compare(cache.get(7)!, page)).toBe(0);
+      cache.dispose();
+      const stream = out.subarray(0, wkdmCompress(page, out));
+      const refused = /must not be a view of pagemill's WebAssembly memory/;
+      expect(() => wkdmCompress(page, batch.page(1))).toThrow(refused);
+      expect(() => wkdmDecompress(stream, batch.page(1))).toThrow(refused);
+      expect(() => lz4CompressBlock(page, batch.page(1))).toThrow(refused);
+      expect(() => lz4DecompressBlock(new Uint8Array(4), batch.page(1))).toThrow(refused);
+      expect(() => xbzrleEncode(page, page, batch.page(1))).toThrow(refused);
+      expect(() => xbzrleDecode(new Uint8Array(0), batch.page(1))).toThrow(refused);
+    } finally {
+      batch.dispose();
+    }
   });
 });

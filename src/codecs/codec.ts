@@ -6,7 +6,8 @@
 // is counted. A decoder checks every length before it writes and throws a
 // CodecError naming the page and the cause.
 
-import type { PageBatch } from "../wasm/arena.js";
+import { CodecError, checkInstance, checkInteger, checkObject } from "../errors.js";
+import { PageBatch } from "../wasm/arena.js";
 
 /** Wire ids: how one page travels. Stable: they appear in frames and files. */
 export const Encoding = {
@@ -79,6 +80,26 @@ export function countEncoded(stats: CodecStats, encoded: EncodedBatch, notFit: n
     stats.byEncoding[name] = (stats.byEncoding[name] ?? 0) + 1;
     stats.bytesByEncoding[name] = (stats.bytesByEncoding[name] ?? 0) + encoded.lengths[k]!;
     stats.outputBytes += encoded.lengths[k]!;
+  }
+}
+
+/**
+ * Checks decodeBatch's arguments before a codec reads them or reserves
+ * scratch: a PageBatch, and an EncodedBatch whose four tables are typed
+ * arrays covering its count, which fits the batch (CodecError "length" when
+ * the tables are short). Other errors name the field.
+ */
+export function checkDecodeArguments(encoded: EncodedBatch, batch: PageBatch): void {
+  checkInstance("batch", batch, PageBatch);
+  checkObject("encoded", encoded, "an EncodedBatch");
+  checkInstance("encoded.encodings", encoded.encodings, Uint8Array);
+  checkInstance("encoded.offsets", encoded.offsets, Uint32Array);
+  checkInstance("encoded.lengths", encoded.lengths, Uint32Array);
+  checkInstance("encoded.data", encoded.data, Uint8Array);
+  const { count, encodings, offsets, lengths } = encoded;
+  checkInteger("encoded.count", count, 0, batch.capacity);
+  if (!(count <= Math.min(encodings.length, offsets.length, lengths.length))) {
+    throw new CodecError("length", `tables of ${encodings.length}/${offsets.length}/${lengths.length} entries for ${count} pages`);
   }
 }
 

@@ -2,10 +2,10 @@
 // assembly/lz4.ts. Blocks are standard LZ4 blocks (any LZ4 decoder reads
 // them) and byte-identical to LZ4 1.9's LZ4_compress_default.
 
-import { CodecError, checkBytes, checkInteger, type CodecErrorCode } from "../errors.js";
-import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { CodecError, checkInstance, checkBytes, checkInteger, type CodecErrorCode } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
 import { Owned } from "../wasm/owned.js";
 
 /**
@@ -61,6 +61,8 @@ export function lz4CompressBlock(src: Uint8Array, out: Uint8Array): number {
   checkInteger("src.length", src.length, 0, LZ4_MAX_INPUT_SIZE);
   const room = Math.min(out.length, lz4CompressBound(src.length));
   const { kernels, heap } = wasm();
+  heap.checkOutside("out", out);
+  src = heap.outside(src);
   blockScratch ??= new Scratch();
   const srcPtr = blockScratch.reserve(Math.max(1, src.length + room));
   const dstPtr = srcPtr + src.length;
@@ -84,6 +86,8 @@ export function lz4DecompressBlock(src: Uint8Array, out: Uint8Array): number {
   checkInteger("src.length", src.length, 0, MAX_DECODE_LENGTH);
   checkInteger("out.length", out.length, 0, MAX_DECODE_LENGTH);
   const { kernels, heap } = wasm();
+  heap.checkOutside("out", out);
+  src = heap.outside(src);
   blockScratch ??= new Scratch();
   const srcPtr = blockScratch.reserve(Math.max(1, src.length + out.length));
   const dstPtr = srcPtr + src.length;
@@ -108,6 +112,7 @@ export class Lz4Codec extends Owned implements PageCodec {
 
   encodeBatch(batch: PageBatch): EncodedBatch {
     this.live();
+    checkInstance("batch", batch, PageBatch);
     const { kernels, heap } = wasm();
     const { count, pageSize } = batch;
     const outPtr = this.payload.reserve(Math.max(1, count) * pageSize);
@@ -139,12 +144,9 @@ export class Lz4Codec extends Owned implements PageCodec {
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch): void {
     this.live();
+    checkDecodeArguments(encoded, batch);
     const { count, pageSize, encodings, offsets, lengths, data } = encoded;
     if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
-    checkInteger("encoded.count", count, 0, batch.capacity);
-    if (encodings.length < count || offsets.length < count || lengths.length < count) {
-      throw new CodecError("length", `tables of ${encodings.length}/${offsets.length}/${lengths.length} entries for ${count} pages`);
-    }
     const kernelLengths = new Int32Array(count);
     for (let k = 0; k < count; k++) {
       const end = offsets[k]! + lengths[k]!;

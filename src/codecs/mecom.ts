@@ -13,10 +13,10 @@
 // with rates 0.2–0.3 come out 7× larger in WKdm), while above it WKdm is
 // both smaller than LZ4 and faster, on every trace.
 
-import { CodecError, checkInteger } from "../errors.js";
-import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { CodecError, checkInstance, checkInteger } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
 import { lz4DecompressBlock } from "./lz4.js";
 import { wkdmDecompress } from "./wkdm.js";
 import { Owned } from "../wasm/owned.js";
@@ -57,6 +57,7 @@ export class MecomCodec extends Owned implements PageCodec {
 
   encodeBatch(batch: PageBatch): EncodedBatch {
     this.live();
+    checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;
     const outPtr = this.output.reserve(count * pageSize + 64);
     const tablePtr = this.table.reserve(Math.max(1, count) * TABLE_ENTRY_BYTES);
@@ -80,12 +81,9 @@ export class MecomCodec extends Owned implements PageCodec {
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     this.live();
+    checkDecodeArguments(encoded, batch);
     const { count, pageSize, encodings, offsets, lengths, data } = encoded;
     if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
-    checkInteger("encoded.count", count, 0, batch.capacity);
-    if (encodings.length < count || offsets.length < count || lengths.length < count) {
-      throw new CodecError("length", `tables of ${encodings.length}/${offsets.length}/${lengths.length} entries for ${count} pages`);
-    }
     const tablePtr = this.table.reserve(Math.max(1, count) * TABLE_ENTRY_BYTES);
     const dataPtr = this.output.reserve(Math.max(1, data.length));
     const { kernels, heap } = wasm();

@@ -10,7 +10,7 @@
 import { CodecError, checkBytes, checkInstance, checkInteger, type CodecErrorCode } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
 import { Owned } from "../wasm/owned.js";
 
 /** The only page size WKdm works on. */
@@ -97,6 +97,7 @@ export class WkdmCodec extends Owned implements PageCodec {
 
   encodeBatch(batch: PageBatch): EncodedBatch {
     this.live();
+    checkInstance("batch", batch, PageBatch);
     checkWkdmPageSize(batch.pageSize, "batch.pageSize");
     const count = batch.count;
     const outPtr = this.output.reserve(wkdmCompressBound(count));
@@ -128,9 +129,9 @@ export class WkdmCodec extends Owned implements PageCodec {
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     this.live();
+    checkDecodeArguments(encoded, batch);
     checkWkdmPageSize(batch.pageSize, "batch.pageSize");
     const count = encoded.count;
-    checkInteger("encoded.count", count, 0, batch.capacity);
     if (encoded.pageSize !== WKDM_PAGE_SIZE) throw new CodecError("malformed", `encoded page size ${encoded.pageSize} is not WKdm's ${WKDM_PAGE_SIZE}`);
     if (encoded.encodings.length !== count || encoded.offsets.length !== count || encoded.lengths.length !== count) {
       throw new CodecError("length", `encoded batch of ${count} pages has ${encoded.encodings.length} encodings, ${encoded.offsets.length} offsets, ${encoded.lengths.length} lengths`);
@@ -164,12 +165,14 @@ let singleInput: Scratch | undefined;
 export function wkdmCompress(page: Uint8Array, out: Uint8Array): number {
   checkBytes("page", page);
   checkBytes("out", out);
+  const { kernels, heap } = wasm();
+  heap.checkOutside("out", out);
+  page = heap.outside(page);
   checkWkdmPageSize(page.byteLength, "page.byteLength");
   singleScratch ??= new Scratch();
   const pagePtr = singleScratch.reserve(WKDM_PAGE_SIZE + TABLE_ENTRY_BYTES + wkdmCompressBound(1));
   const tablePtr = pagePtr + WKDM_PAGE_SIZE;
   const outPtr = tablePtr + TABLE_ENTRY_BYTES;
-  const { kernels, heap } = wasm();
   heap.bytes().set(page, pagePtr);
   kernels.wkdmCompressBatch(pagePtr, 1, Math.min(out.byteLength, WKDM_PAGE_SIZE), outPtr, tablePtr, 0);
   const status = heap.i32()[tablePtr >>> 2]!;
@@ -186,6 +189,8 @@ export function wkdmCompress(page: Uint8Array, out: Uint8Array): number {
 export function wkdmDecompress(src: Uint8Array, out: Uint8Array): void {
   checkBytes("src", src);
   checkBytes("out", out);
+  wasm().heap.checkOutside("out", out);
+  src = wasm().heap.outside(src);
   if (out.byteLength < WKDM_PAGE_SIZE) throw new RangeError(`out.byteLength must be at least ${WKDM_PAGE_SIZE}, got ${out.byteLength}`);
   if (src.byteLength > WKDM_MAX_STREAM_BYTES) {
     throw new CodecError("length", `WKdm stream of ${src.byteLength} bytes is longer than any valid one (${WKDM_MAX_STREAM_BYTES})`);

@@ -45,10 +45,10 @@
 // page twice: its second delta would be against the first's result, which
 // the destination's preloaded slot does not hold yet.
 
-import { CodecError, checkBytes, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
-import { Scratch, type PageBatch } from "../wasm/arena.js";
+import { CodecError, checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
-import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
 import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
@@ -104,6 +104,9 @@ export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint
   // worst), so a larger capacity cannot change the result.
   const dlen = Math.min(out.length, 2 * ps);
   const { kernels, heap } = wasm();
+  heap.checkOutside("out", out);
+  oldPage = heap.outside(oldPage);
+  newPage = heap.outside(newPage);
   single ??= new Scratch();
   const base = single.reserve(2 * ps + 64 + Math.max(ps, dlen));
   const newPtr = base + ps;
@@ -130,6 +133,8 @@ export function xbzrleDecode(delta: Uint8Array, page: Uint8Array): number {
   checkBytes("page", page);
   checkInteger("page.length", page.length, 0, 2 ** 24);
   const { kernels, heap } = wasm();
+  heap.checkOutside("page", page);
+  delta = heap.outside(delta);
   single ??= new Scratch();
   const pageBytes = align64(page.length);
   const tablePtrOffset = pageBytes;
@@ -228,6 +233,7 @@ export class XbzrleCache extends Owned {
     this.live();
     checkBytes("content", content);
     if (content.length !== this.pageSize) throw new RangeError(`content.length ${content.length} != pageSize ${this.pageSize}`);
+    content = this.owner.heap.outside(content);
     const entry = this.entry(page, "page");
     // Entries are 64-aligned addresses plus flag bits.
     this.owner.heap.bytes().set(content, entry - (entry % 64));
@@ -364,6 +370,7 @@ export class XbzrleCodec extends Owned implements PageCodec {
 
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
     this.live();
+    checkInstance("batch", batch, PageBatch);
     if (!pageIndices) throw new RangeError("xbzrle needs pageIndices: its cache is keyed by guest page");
     const ps = batch.pageSize;
     if (ps !== this.cache.pageSize) throw new RangeError(`batch.pageSize ${ps} != the xbzrle cache's pageSize ${this.cache.pageSize}`);
@@ -413,6 +420,9 @@ export class XbzrleCodec extends Owned implements PageCodec {
    */
   sentElsewhere(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void {
     this.live();
+    checkInstance("batch", batch, PageBatch);
+    checkArrayLike("pageIndices", pageIndices);
+    checkArrayLike("slots", slots);
     for (let i = 0; i < slots.length; i++) {
       const k = slots[i]!;
       const page = pageIndices[k]!;
@@ -422,10 +432,10 @@ export class XbzrleCodec extends Owned implements PageCodec {
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     this.live();
+    checkDecodeArguments(encoded, batch);
     const ps = batch.pageSize;
     if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
     const count = encoded.count;
-    checkInteger("encoded.count", count, 0, batch.capacity);
     const pageOf = (k: number): number => (pageIndices ? pageIndices[k]! : k);
     const { kernels, heap } = wasm();
     const tableBytes = align64(count * 12);

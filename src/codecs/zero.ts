@@ -29,6 +29,7 @@ let single: PageBatch | undefined;
 export function isZeroPage(page: Uint8Array): boolean {
   checkBytes("page", page);
   checkPageSize(page.byteLength, "page.byteLength");
+  page = wasm().heap.outside(page);
   if (!single || single.pageSize !== page.byteLength) {
     single?.dispose();
     single = new PageBatch(1, page.byteLength);

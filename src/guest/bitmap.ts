@@ -3,7 +3,7 @@
 // operations run in TypeScript on a view (a WASM call per bit would cost more
 // than the bit); whole-bitmap operations are one kernel call each.
 
-import { checkInteger } from "../errors.js";
+import { checkInstance, checkInteger } from "../errors.js";
 import { wasm, type Wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
 
@@ -37,7 +37,10 @@ export class DirtyBitmap extends Owned {
     }
   }
 
+  /** `other` must be a live bitmap of this size: a disposed one's memory is someone else's now. */
   private checkSame(other: DirtyBitmap): void {
+    checkInstance("other", other, DirtyBitmap);
+    other.live();
     if (other.size !== this.size) throw new RangeError(`bitmap sizes differ: ${this.size} and ${other.size}`);
   }
 

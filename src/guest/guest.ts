@@ -49,7 +49,7 @@
 // Virtual time is in seconds (a float). Real-clock engines pass elapsed
 // seconds; the workload never reads a clock itself.
 
-import { checkInteger, checkPageSize } from "../errors.js";
+import { checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { DirtyBitmap, MAX_BITMAP_PAGES } from "./bitmap.js";
 import { Owned } from "../wasm/owned.js";
 
@@ -134,6 +134,7 @@ export class Guest extends Owned {
   /** Replaces page `page` with `content` (pageSize bytes): an overwrite. */
   write(page: number, content: Uint8Array): void {
     this.live();
+    checkBytes("content", content);
     if (content.byteLength !== this.pageSize) {
       throw new RangeError(`content has ${content.byteLength} bytes, pageSize is ${this.pageSize}`);
     }

@@ -21,8 +21,8 @@
 // after every earlier page of the stream, earlier slots of the same batch
 // included (the decoder copies from those slots).
 
-import { CodecError, checkBytes, checkInstance, checkInteger, checkPageSize } from "../errors.js";
-import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
+import { CodecError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkPageSize } from "../errors.js";
+import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { PageBatch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
 import { xxh3Batch, xxh64Batch } from "./xxhash.js";
@@ -72,6 +72,7 @@ function newCounters(): DedupCounters {
 }
 
 function checkLocations(locations: ArrayLike<number>, count: number, name: string): void {
+  checkArrayLike(name, locations);
   if (locations.length < count) throw new RangeError(`${name} has ${locations.length} entries for ${count} units`);
   for (let k = 0; k < count; k++) {
     const p = locations[k]!;
@@ -217,11 +218,12 @@ export class DedupIndex extends Owned {
    * from, or −1 when its content is new there (it is then remembered at
    * locations[k]). Later units may refer to earlier ones of the same batch.
    */
-  dedupe(batch: PageBatch, locations: ArrayLike<number>, refs: Int32Array = new Int32Array(batch.count)): Int32Array {
+  dedupe(batch: PageBatch, locations: ArrayLike<number>, refs?: Int32Array): Int32Array {
     this.live();
     this.checkBatch(batch);
     const n = batch.count;
     checkLocations(locations, n, "locations");
+    refs ??= new Int32Array(n);
     if (refs.length < n) throw new RangeError(`refs has ${refs.length} entries for ${n} units`);
     const words = this.digestWords(batch);
     const { kernels } = this.owner;
@@ -260,6 +262,7 @@ export class DedupIndex extends Owned {
   dedupeBlocks(blocks: Uint8Array, locations: ArrayLike<number>): Int32Array {
     this.live();
     checkBytes("blocks", blocks);
+    blocks = this.owner.heap.outside(blocks);
     if (blocks.length % this.unitSize !== 0) throw new RangeError(`blocks has ${blocks.length} bytes, not a multiple of unitSize ${this.unitSize}`);
     const count = blocks.length / this.unitSize;
     checkLocations(locations, count, "locations");
@@ -428,6 +431,7 @@ export class DedupCodec extends Owned implements PageCodec {
   /** Encodes the loaded pages; `pageIndices[k]` is slot k's page (default k). */
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
     this.live();
+    checkInstance("batch", batch, PageBatch);
     const n = batch.count;
     const ps = batch.pageSize;
     const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
@@ -462,13 +466,10 @@ export class DedupCodec extends Owned implements PageCodec {
   /** Decodes into slots 0.. of `batch`; a reference is copied from an earlier slot naming that page, else from the destination. */
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     this.live();
+    checkDecodeArguments(encoded, batch);
     const n = encoded.count;
     const ps = batch.pageSize;
     if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
-    checkInteger("encoded.count", n, 0, batch.capacity);
-    if (encoded.encodings.length < n || encoded.offsets.length < n || encoded.lengths.length < n) {
-      throw new CodecError("length", `encoded batch declares ${n} pages but its tables are shorter`);
-    }
     const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
     checkLocations(locations, n, "pageIndices");
     const data = encoded.data;

@@ -1,10 +1,13 @@
 // Small helpers shared by every digest family (MD5, xxHash): turning digests
 // into the lowercase hex the reference tools print.
 
+import { checkBytes } from "../errors.js";
+
 const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
 /** Lowercase hex of `bytes`, in byte order (MD5 digests as md5sum prints them). */
 export function toHex(bytes: Uint8Array): string {
+  checkBytes("bytes", bytes);
   let out = "";
   for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]!]!;
   return out;

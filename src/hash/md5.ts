@@ -102,7 +102,7 @@ export function md5Batch(batch: PageBatch, out?: Uint8Array): Uint8Array {
     checkBytes("out", out);
     if (out.length < bytes) throw new RangeError(`out has ${out.length} bytes, needs ${bytes} for ${batch.count} digests`);
     // Taking scratch space may grow memory, which would detach such a view.
-    if (out.buffer === heap.bytes().buffer) throw new RangeError("out must not be a view of pagemill's WebAssembly memory");
+    heap.checkOutside("out", out);
   }
   const target = out ?? new Uint8Array(bytes);
   if (bytes === 0) return target;

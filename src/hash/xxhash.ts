@@ -63,8 +63,9 @@ function oneShot<S, D>(
   digest: (state: number) => D,
 ): D {
   checkBytes("data", data);
-  if (data.length <= CHUNK) return hash(stage(data, 0, data.length), data.length, seed);
   const { kernels, heap } = wasm();
+  data = heap.outside(data);
+  if (data.length <= CHUNK) return hash(stage(data, 0, data.length), data.length, seed);
   chunkState ||= heap.alloc(kernels.xxhStateSize());
   reset(chunkState, seed);
   feed(chunkState, data, update);
@@ -123,7 +124,7 @@ class StreamingHasher<S, D> extends Owned {
   update(data: Uint8Array): this {
     this.live();
     checkBytes("data", data);
-    feed(this.state, data, this.ops.update);
+    feed(this.state, wasm().heap.outside(data), this.ops.update);
     return this;
   }
 

@@ -2,7 +2,7 @@
 // cross into the kernels by the batch: fill the batch once, make one kernel
 // call over all of it, read back a small table.
 
-import { checkInteger, checkPageSize } from "../errors.js";
+import { checkArrayLike, checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { wasm, type Wasm } from "./module.js";
 import { Owned } from "./owned.js";
 
@@ -45,6 +45,7 @@ export class PageBatch extends Owned {
   load(source: PageSource, indices: ArrayLike<number>): this {
     this.live();
     const src = asBytes(source, "source");
+    checkArrayLike("indices", indices);
     const n = indices.length;
     checkInteger("indices.length", n, 0, this.capacity);
     const ps = this.pageSize;
@@ -85,6 +86,8 @@ export class PageBatch extends Owned {
   /** Copies slot k to page `indices[k]` of `destination`, for every loaded slot. */
   store(destination: Uint8Array, indices: ArrayLike<number>): void {
     this.live();
+    checkBytes("destination", destination);
+    checkArrayLike("indices", indices);
     const ps = this.pageSize;
     if (indices.length !== this.count) throw new RangeError(`indices.length ${indices.length} != batch count ${this.count}`);
     const limit = Math.floor(destination.byteLength / ps);

@@ -102,6 +102,21 @@ export class Heap {
     this.insertFree(top, this.memory.buffer.byteLength);
   }
 
+  /** True when `view` is a view of this memory. */
+  holds(view: ArrayBufferView): boolean {
+    return view.buffer === this.memory.buffer;
+  }
+
+  /** `view`, or a copy of it when it is a view of this memory: an allocation made before it is read could grow memory and detach it. */
+  outside(view: Uint8Array): Uint8Array {
+    return this.holds(view) ? view.slice() : view;
+  }
+
+  /** Refuses an output that is a view of this memory: an allocation made before it is written could grow memory and detach it. */
+  checkOutside(name: string, view: ArrayBufferView): void {
+    if (this.holds(view)) throw new RangeError(`${name} must not be a view of pagemill's WebAssembly memory`);
+  }
+
   private refresh(): void {
     const buffer = this.memory.buffer;
     if (buffer === this.buffer) return;

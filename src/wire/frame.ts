@@ -39,7 +39,7 @@
 import { countEncoded, Encoding, ENCODING_NAMES, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { decoderFor } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
-import { CodecError, checkInteger } from "../errors.js";
+import { CodecError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkObject } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
@@ -187,6 +187,7 @@ interface Part {
 }
 
 function checkIndices(pageIndices: ArrayLike<number>, count: number): Uint32Array {
+  checkArrayLike("pageIndices", pageIndices);
   if (pageIndices.length !== count) {
     throw new RangeError(`pageIndices.length ${pageIndices.length} != batch.count ${count}`);
   }
@@ -248,6 +249,11 @@ export function encodeFrame(
   stats: WireStats,
   sequence: number = stats.frames,
 ): Uint8Array {
+  checkInstance("batch", batch, PageBatch);
+  checkObject("codecs", codecs, "PipelineCodecs");
+  for (const stage of ["dedup", "delta", "compress"] as const) {
+    if (codecs[stage] !== undefined && typeof codecs[stage]?.encodeBatch !== "function") throw new TypeError(`codecs.${stage} must be a PageCodec`);
+  }
   const n = batch.count;
   const ps = batch.pageSize;
   checkInteger("batch.count", n, 0, maxFramePages(ps));
@@ -404,6 +410,7 @@ let controlScratch: Scratch | undefined;
 
 /** Encodes one control frame (see ControlMessage); checks every field, naming it. */
 export function encodeControl(message: ControlMessage, sequence: number): Uint8Array {
+  checkObject("message", message, "a ControlMessage");
   checkInteger("sequence", sequence, 0, 0xffffffff);
   let type: FrameType;
   let count = 0;
@@ -427,6 +434,7 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
       body = message.state;
       break;
     case "page-request": {
+      checkArrayLike("pages", message.pages);
       count = message.pages.length;
       checkInteger("pages.length", count, 0, MAX_REQUEST_PAGES);
       type = FrameType.PAGE_REQUEST;
@@ -445,6 +453,7 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
       if (typeof name !== "string" || !/^[\x21-\x7e]{1,16}$/.test(name)) {
         throw new RangeError(`digestName must be 1..${MAX_DIGEST_NAME} printable ASCII characters, got ${JSON.stringify(name)}`);
       }
+      checkBytes("digest", message.digest);
       checkInteger("digest.byteLength", message.digest.byteLength, 0, MAX_DIGEST_BYTES);
       type = FrameType.DONE;
       body = new Uint8Array(10 + name.length + message.digest.byteLength);
@@ -498,6 +507,7 @@ let headerScratch: Scratch | undefined;
  * against the limits and the type. Throws CodecError.
  */
 export function readFrameHeader(bytes: Uint8Array): FrameHeader {
+  checkBytes("bytes", bytes);
   if (bytes.byteLength < HEADER_BYTES) {
     throw new CodecError("truncated", `frame header needs ${HEADER_BYTES} bytes, got ${bytes.byteLength}`);
   }
@@ -600,7 +610,8 @@ export class FrameDecoder extends Owned {
   /** Decodes one whole frame (exactly its bytes); see decodeFrame. */
   decode(bytes: Uint8Array, destination?: PageDestination): Frame {
     this.live();
-    if (!(bytes instanceof Uint8Array)) throw new TypeError("bytes must be a Uint8Array");
+    checkBytes("bytes", bytes);
+    bytes = wasm().heap.outside(bytes);
     const header = readFrameHeader(bytes);
     const name = TYPE_NAMES[header.type];
     if (bytes.byteLength < header.frameLength) {
@@ -648,8 +659,10 @@ export class FrameDecoder extends Owned {
       if (destination.pageSize !== ps) throw new RangeError(`destination batch has ${destination.pageSize} B pages, the frame ${ps} B`);
       if (destination.capacity < n) throw new RangeError(`destination batch holds ${destination.capacity} pages, the frame has ${n}`);
       destPages = Infinity;
-    } else if (destination instanceof Uint8Array) destPages = Math.floor(destination.byteLength / ps);
-    else throw new TypeError("destination must be a Uint8Array, a PageBatch or undefined");
+    } else if (destination instanceof Uint8Array) {
+      wasm().heap.checkOutside("destination", destination);
+      destPages = Math.floor(destination.byteLength / ps);
+    } else throw new TypeError("destination must be a Uint8Array, a PageBatch or undefined");
 
     const indices = new Uint32Array(n);
     const encodings = new Uint8Array(n);
