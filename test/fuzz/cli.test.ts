@@ -345,7 +345,7 @@ function problems(c: Case, outcome: Outcome, before: Map<string, string>, after:
   const name = c.args[0] === "nonsense" ? ": " : ` ${c.command}: `;
   if (!line.startsWith(`pagemill${name}`)) found.push(`first line is not 'pagemill${name}...': ${JSON.stringify(line.slice(0, 200))}`);
   // The user's own words are quoted back; what is left must not be JavaScript's.
-  const unquoted = line.replace(/'[^']*'/g, "''");
+  const unquoted = line.replace(/'[^']*'/g, "''").replaceAll(c.fault?.value ?? "", "");
   if (INTERNAL.test(unquoted)) found.push(`an internal error: ${JSON.stringify(line.slice(0, 200))}`);
   if (line.includes(".partial")) found.push(`names a temporary file: ${JSON.stringify(line.slice(0, 200))}`);
   const option = c.fault?.option;
@@ -413,6 +413,7 @@ describe(`pagemill under random command lines (${CASES} cases, seed ${SEED})`, (
     const cases = Array.from({ length: CASES }, (_, i) => makeCase(rng, i));
     const fixturesBefore = snapshot(fixtures);
     const findings: string[] = [];
+    const refusedValid: string[] = [];
     const codes = { 0: 0, 1: 0, 2: 0 } as Record<number, number>;
     let slowest = { seconds: 0, line: "" };
     let next = 0;
@@ -429,6 +430,8 @@ describe(`pagemill under random command lines (${CASES} cases, seed ${SEED})`, (
         const line = `pagemill ${args.map((a) => (a.length > 40 ? `${a.slice(0, 37)}...` : a)).join(" ")}`;
         codes[outcome.code ?? -1] = (codes[outcome.code ?? -1] ?? 0) + 1;
         if (outcome.seconds > slowest.seconds) slowest = { seconds: outcome.seconds, line };
+        // A valid command line that fails is not wrong by these rules, but it is worth a look.
+        if (!c.fault && outcome.code !== 0) refusedValid.push(`${line}\n    ${outcome.stderr.split("\n")[0]}`);
         for (const problem of problems(c, outcome, before, after)) findings.push(`case ${index}: ${line}\n    ${problem}\n    ${outcome.stderr.split("\n")[0]}`);
         rmSync(dir, { recursive: true, force: true });
       }
@@ -439,7 +442,8 @@ describe(`pagemill under random command lines (${CASES} cases, seed ${SEED})`, (
     for (const name of fixturesAfter.keys()) if (!fixturesBefore.has(name)) findings.push(`a file appeared among the inputs: ${name}`);
     console.log(
       `cli fuzz: ${CASES} cases from seed ${SEED}: exit 0 ×${codes[0]}, 1 ×${codes[1]}, 2 ×${codes[2]}; ` +
-        `slowest ${slowest.seconds.toFixed(1)} s (${slowest.line.slice(0, 120)}); ${findings.length} finding(s)`,
+        `slowest ${slowest.seconds.toFixed(1)} s (${slowest.line.slice(0, 120)}); ${findings.length} finding(s); ` +
+        `${refusedValid.length} command line(s) without a planted fault refused${refusedValid.length ? `:\n  ${refusedValid.join("\n  ")}` : ""}`,
     );
     expect(findings, findings.join("\n")).toEqual([]);
   }, Math.max(600_000, CASES * 2 * TIMEOUT_MS));
