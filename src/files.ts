@@ -6,6 +6,7 @@
 // (through links and other names) before anything is opened for writing.
 
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { open, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PagemillError } from "./errors.js";
@@ -28,6 +29,8 @@ export async function writeAtomically<T>(target: string, write: (temporary: stri
   }
   // Beside the target, and no longer than a name the target's directory takes.
   const temporary = join(dirname(path), `.${basename(path).slice(0, 200)}.${randomBytes(6).toString("hex")}.partial`);
+  unfinished.add(temporary);
+  if (unfinished.size === 1) for (const signal of SIGNALS) process.once(signal, removeUnfinished);
   try {
     const result = await write(temporary);
     const handle = await open(temporary, "r+");
@@ -47,7 +50,21 @@ export async function writeAtomically<T>(target: string, write: (temporary: stri
       throw new PagemillError(`cannot write ${target}: ${WRITE_ERRORS[code] ?? err.message.replaceAll(temporary, target)}`);
     }
     throw err;
+  } finally {
+    unfinished.delete(temporary);
+    if (unfinished.size === 0) for (const signal of SIGNALS) process.removeListener(signal, removeUnfinished);
   }
+}
+
+// Interrupted (Ctrl-C, kill): the temporaries go too, then the signal does
+// what it would have done (the handlers are gone by then).
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+const unfinished = new Set<string>();
+
+function removeUnfinished(signal: NodeJS.Signals): void {
+  for (const path of unfinished) rmSync(path, { force: true });
+  for (const other of SIGNALS) process.removeListener(other, removeUnfinished);
+  process.kill(process.pid, signal);
 }
 
 const WRITE_ERRORS: Record<string, string> = {

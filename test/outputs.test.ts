@@ -6,6 +6,8 @@
 
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PageBatch, PagemillError } from "../src/index.js";
@@ -112,6 +114,34 @@ describe("writeAtomically's target", () => {
     const failed = await cli(["bench", "--calibrate", "--time", "1ms", "--out", tooLong]);
     expect(failed.err.split("\n")[0]).toMatch(/^pagemill bench: cannot write .*: name too long$/);
     noLeftovers();
+  });
+});
+
+describe("an interrupted write", () => {
+  it("Ctrl-C or kill removes the temporary file and leaves the target as it was", async () => {
+    const files = new URL("../dist/files.js", import.meta.url).href;
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      const target = join(dir, `interrupted-${signal}.img`);
+      writeFileSync(target, OLD);
+      // A write that never finishes (an interval keeps the process alive) until the signal.
+      const script = `
+        import { writeFileSync } from "node:fs";
+        const { writeAtomically } = await import(${JSON.stringify(files)});
+        setInterval(() => {}, 1000);
+        await writeAtomically(${JSON.stringify(target)}, async (temporary) => {
+          writeFileSync(temporary, "half of the new");
+          console.log("ready");
+          await new Promise(() => {});
+        });`;
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+      await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+      expect(readdirSync(dir).filter((name) => name.endsWith(".partial"))).toHaveLength(1);
+      child.kill(signal);
+      const [code, by] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
+      expect({ code, by }, signal).toEqual({ code: null, by: signal });
+      expect(readFileSync(target, "utf8")).toBe(OLD);
+      noLeftovers();
+    }
   });
 });
 
