@@ -57,6 +57,8 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
   s.phase = "precopy";
   let highDirtyRounds = 0;
   let reason: StopReason | undefined;
+  /** When the dirty log was last synced (and so began its count). */
+  let lastSync = s.clock.now();
 
   /**
    * QEMU's threshold test with the bandwidth measured so far; updates
@@ -113,7 +115,10 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
     const dirtied = guest.dirtyLog.count();
     toSend.syncFrom(guest.dirtyLog);
     s.stats.dirtySyncCount++;
-    s.stats.dirtyPagesRate = duration > 0 ? dirtied / duration : 0;
+    // Over the time the log counted, which includes the control frames between rounds.
+    const logged = s.clock.now() - lastSync;
+    lastSync = s.clock.now();
+    s.stats.dirtyPagesRate = logged > 0 ? dirtied / logged : 0;
 
     if (s.autoConverge && dirtied * ps > (s.roundBytes * s.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
       highDirtyRounds = 0;
@@ -134,8 +139,14 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
 
     if (reason === undefined) {
       const left = toSend.count();
-      if (left === 0) reason = "converged";
-      else if (limits.downtimeRule && fits(left, duration > 0 ? s.roundBytes / duration : 0)) reason = "downtime-limit";
+      // Without a measured bandwidth, the round's rate is what left the source
+      // (not the frame still in the channel, which may be the whole round).
+      const drained = duration > 0 ? Math.max(0, s.roundBytes - s.bufferedBytes) / duration : 0;
+      // Nothing left to send is convergence only once the frame still in the
+      // channel fits the downtime too: the stop-and-copy queues behind it.
+      // Until then the guest runs while it drains, and the next round sends
+      // what it dirtied meanwhile.
+      if (limits.downtimeRule ? fits(left, drained) : left === 0) reason = left === 0 ? "converged" : "downtime-limit";
       else if (s.round >= limits.maxRounds) reason = "round-limit";
       else if (s.stats.precopyBytes >= limits.budget) reason = "byte-budget";
       else if (s.round >= s.maxIterations) reason = "iteration-limit";
