@@ -10,7 +10,7 @@ export { xbzrleEncodeBatch, xbzrleDecodeBatch } from "./xbzrle";
 export { lz4Compress, lz4CompressBatch, lz4Decompress, lz4DecompressBatch } from "./lz4";
 export { xxh32, xxh32Batch, xxh32Reset, xxh32Update, xxh32Digest, xxh64, xxh64Batch, xxh64Reset, xxh64Update, xxh64Digest, xxh3, xxh3Batch, xxh3Reset, xxh3Update, xxh3Digest, xxhStateSize } from "./xxhash";
 export { pagesEqual } from "./dedup";
-export { mecomEncodeBatch, mecomDecodeBatch } from "./mecom";
+export { mecomEncodeBatch, mecomDecodeBatch, mecomEvidenceBytes } from "./mecom";
 export { md5Batch, md5Init, md5Update, md5Final } from "./md5";
 
 /** First byte of linear memory free for the TypeScript heap (past static data). */

@@ -3,7 +3,7 @@
 // JSON under bench/results/.
 
 import b from "benny";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createReadStream } from "node:fs";
 import { createGunzip } from "node:zlib";
 import { fileURLToPath } from "node:url";
@@ -11,10 +11,24 @@ import { fileURLToPath } from "node:url";
 export const SHARED = fileURLToPath(new URL("../../shared/", import.meta.url));
 export const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
 export const TRACES = ["redis", "node-gc", "memstream"];
+/** Traces recorded on this machine (../traces beside the clone; never committed). */
+export const LOCAL_TRACES = fileURLToPath(new URL("../../traces/", import.meta.url));
 
-/** The first `maxPages` pages of a shared trace's image, or undefined when ../shared is absent. */
+/** The shared traces, then every *.ptrace.gz in ../traces: [{ name, path }]. */
+export function allTraces() {
+  const shared = TRACES.map((name) => ({ name, path: `${SHARED}traces/${name}.ptrace.gz` }));
+  const local = existsSync(LOCAL_TRACES)
+    ? readdirSync(LOCAL_TRACES).filter((f) => f.endsWith(".ptrace.gz")).sort().map((f) => ({ name: f.replace(/\.ptrace\.gz$/, ""), path: LOCAL_TRACES + f }))
+    : [];
+  return [...shared, ...local];
+}
+
+/**
+ * The first `maxPages` pages of a trace's image: a shared trace by name, or
+ * any trace file by path. Undefined when the file is absent.
+ */
 export async function tracePages(name, maxPages) {
-  const path = `${SHARED}traces/${name}.ptrace.gz`;
+  const path = name.includes("/") ? name : `${SHARED}traces/${name}.ptrace.gz`;
   if (!existsSync(path)) return undefined;
   const chunks = [];
   let have = 0;
@@ -82,6 +96,37 @@ export async function suite(name, cases, { bytesPerOp, minSamples = 10, maxTime 
     const rate = row.mbps !== undefined ? `${row.mbps.toFixed(0).padStart(7)} MB/s` : "";
     console.log(`  ${c.name.padEnd(44)} ${row.medianMs.toFixed(3).padStart(10)} ms  ${rate}  ${row.ratio.toFixed(2)}x ${c.name === base ? "(baseline)" : `vs ${base}`}`);
   }
+  return rows;
+}
+
+/**
+ * Times `cases` ([{ name, fn }], the first the baseline) in interleaved
+ * rounds: each round runs every case once, in a rotating order, so a change
+ * in the machine's load hits all of them alike. Prints and returns per case
+ * the median time, MB/s and the median over rounds of baseline time / its
+ * time (a ratio per round, then the median: robust on a shared machine).
+ */
+export function interleaved(name, cases, { bytesPerOp, rounds = 41 } = {}) {
+  const times = cases.map(() => []);
+  for (const c of cases) c.fn(); // warm up
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < cases.length; i++) {
+      const j = (i + r) % cases.length;
+      const t0 = performance.now();
+      cases[j].fn();
+      times[j].push(performance.now() - t0);
+    }
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const rows = {};
+  console.log(`\n${name} (${rounds} interleaved rounds)`);
+  cases.forEach((c, j) => {
+    const medianMs = median(times[j]);
+    const ratio = median(times[0].map((t, r) => t / times[j][r]));
+    rows[c.name] = { medianMs, mbps: bytesPerOp ? bytesPerOp / medianMs / 1e3 : undefined, ratio, samples: rounds };
+    const rate = bytesPerOp ? `${rows[c.name].mbps.toFixed(0).padStart(7)} MB/s` : "";
+    console.log(`  ${c.name.padEnd(44)} ${medianMs.toFixed(3).padStart(10)} ms  ${rate}  ${ratio.toFixed(2)}x ${j === 0 ? "(baseline)" : `vs ${cases[0].name}`}`);
+  });
   return rows;
 }
 

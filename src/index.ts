@@ -7,6 +7,7 @@ export { scanZeroPages, isZeroPage, type ZeroScan } from "./codecs/zero.js";
 export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats } from "./codecs/codec.js";
 export { WkdmCodec, wkdmCompress, wkdmDecompress, wkdmCompressBound, wkdmHitRates, WKDM_PAGE_SIZE, WKDM_MAX_STREAM_BYTES } from "./codecs/wkdm.js";
 export { Lz4Codec, lz4CompressBlock, lz4CompressBound, lz4DecompressBlock, LZ4_MAX_INPUT_SIZE } from "./codecs/lz4.js";
+export { AutoCodec, AUTO_CHOICES, type AutoChoice } from "./codecs/auto.js";
 export { MecomCodec, MECOM_DEFAULT_THRESHOLD, MECOM_DEFAULT_STRIDE, type MecomOptions } from "./codecs/mecom.js";
 export {
   xbzrleEncode,

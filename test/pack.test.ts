@@ -43,16 +43,17 @@ describe("pagemill pack / unpack", () => {
       for (const codec of packCodecs()) {
         for (const channels of [1, 2]) {
           const out = join(dir, `${name}.${codec}.${channels}.pmf`);
-          const packed = await packImage(images[name]!, out, { codec, channels, pageSize: 4096, batchPages: 200 });
+          const packed = await packImage(images[name]!, out, { codec, channels, pageSize: 4096, batchPages: 200, bandwidth: 100e6 / 8 });
           expect(packed.imageBytes).toBe(image.byteLength);
           // The digest in the done frame is the reference XXH64 of the image file.
           if (xxhsum[name]) expect(packed.digest).toBe(xxhsum[name]);
           expect(packed.pages).toBe(Math.ceil(image.byteLength / 4096));
           expect(Object.values(packed.pagesByEncoding).reduce((a, b) => a + b, 0)).toBe(packed.pages);
           expect(readFileSync(out).byteLength).toBe(packed.packedBytes);
-          // The same frames whatever the channel count.
+          // The same frames whatever the channel count (codecs that learn
+          // from earlier pages, MECOM and auto, learn per thread).
           if (channels === 1) packedBytes = packed.packedBytes;
-          else expect(packed.packedBytes).toBe(packedBytes);
+          else if (codec !== "mecom" && codec !== "auto") expect(packed.packedBytes).toBe(packedBytes);
           const restored = join(dir, `${name}.${codec}.${channels}.out`);
           const unpacked = await unpackFile(out, restored);
           expect(unpacked.digest).toBe(packed.digest);

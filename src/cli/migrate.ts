@@ -121,6 +121,9 @@ function detailRows(stats: MigrationStats): [string, string][] {
     ["precopy / downtime / postcopy bytes", `${formatBytes(stats.precopyBytes)} / ${formatBytes(stats.downtimeBytes)} / ${formatBytes(stats.postcopyBytes)}`],
     ["pages transferred", `${stats.pagesTransferred} (normal ${stats.normal}, duplicate ${stats.duplicate})`],
     ["compression", `${stats.compressionRatio.toFixed(2)}× (${stats.codec})`],
+    ...(stats.codecStats.choices
+      ? [["codec chosen (pages)", Object.entries(stats.codecStats.choices).map(([codec, pages]) => `${codec} ${pages}`).join(", ")] as [string, string]]
+      : []),
     ["mbps", stats.mbps.toFixed(1)],
     ["dirty-pages-rate", `${stats.dirtyPagesRate.toFixed(0)} pages/s`],
     ["dirty-sync-count", String(stats.dirtySyncCount)],

@@ -8,19 +8,22 @@ import { once } from "node:events";
 import { stat } from "node:fs/promises";
 import { PagemillError } from "../errors.js";
 import { codecNamesFor, createCodec } from "../codecs/registry.js";
+import { CostModel } from "../engine/cost.js";
 import { hex64 } from "../hash/digest.js";
 import { Xxh64Hasher } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { ParallelEncoder } from "../wire/channels.js";
 import { FrameEncoder, maxFramePages, type ControlMessage, type WireStats } from "../wire/frame.js";
-import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse, pathOption } from "./args.js";
+import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse, pathOption, rateOption } from "./args.js";
 import { openPageFile, type PageChunk } from "./pagefile.js";
 import { checkDistinct, writeAtomically } from "../files.js";
 
 export const summary = "Packs a memory or disk image into a pagemill frame stream (.pmf), page by page through the codec pipeline.";
-export const usage = `usage: pagemill pack IMAGE -o OUT.pmf [--codec ${packCodecs().join("|")}] [--channels N] [--batch PAGES] [--page-size N] [--json]
+export const usage = `usage: pagemill pack IMAGE -o OUT.pmf [--codec ${packCodecs().join("|")}] [--bandwidth RATE] [--channels N] [--batch PAGES] [--page-size N] [--json]
 
   --codec      how pages are compressed after the zero check (default ${defaultCodec()})
+  --bandwidth  the link the stream will cross, e.g. 100mbit (needed by --codec auto, which
+               picks raw, lz4 or mecom per frame, whichever crosses it soonest)
   --channels   1: encode on this thread (default); N > 1: on N worker threads
   --batch      pages per frame (default 256)`;
 
@@ -32,6 +35,8 @@ export interface PackOptions {
   pageSize: number;
   /** pages per frame */
   batchPages: number;
+  /** bytes/s of the link the stream will cross, for codec auto (absent: not known, auto uses LZ4) */
+  bandwidth?: number;
   onProgress?: (readBytes: number) => void;
 }
 
@@ -88,7 +93,7 @@ export async function packImage(imagePath: string, outPath: string, options: Pac
 }
 
 async function packInto(imagePath: string, outPath: string, options: PackOptions): Promise<PackReport> {
-  const { codec, channels, pageSize, batchPages } = options;
+  const { codec, channels, pageSize, batchPages, bandwidth = 0 } = options;
   const file = await openPageFile(imagePath, pageSize, batchPages);
   const out = createWriteStream(outPath);
   const opened = once(out, "open");
@@ -115,6 +120,7 @@ async function packInto(imagePath: string, outPath: string, options: PackOptions
   try {
     if (channels === 1) {
       const encoder = new FrameEncoder(codec === "raw" ? {} : { compress: createCodec(codec) });
+      encoder.codecs.compress?.setLink?.({ bandwidth, costs: new CostModel() });
       const batch = new PageBatch(batchPages, pageSize);
       try {
         for await (const chunk of file.chunks()) {
@@ -129,7 +135,7 @@ async function packInto(imagePath: string, outPath: string, options: PackOptions
       stats = encoder.stats;
       finish = async (message) => encoder.control(message);
     } else {
-      const pool = new ParallelEncoder({ channels, codec, pageSize });
+      const pool = new ParallelEncoder({ channels, codec, pageSize, bandwidth });
       // Frames in flight: enough to keep every channel busy while one is written.
       const queue: Promise<Uint8Array>[] = [];
       try {
@@ -195,18 +201,21 @@ export async function run(args: string[]): Promise<number> {
     channels: { type: "string" },
     batch: { type: "string" },
     "page-size": { type: "string" },
+    bandwidth: { type: "string" },
     json: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one IMAGE" : "missing IMAGE");
   const output = pathOption("-o OUT.pmf", values.output);
   const codec = typeof values.codec === "string" ? values.codec : defaultCodec();
   if (!packCodecs().includes(codec)) throw new UsageError(`--codec must be one of ${packCodecs().join(", ")}, got '${codec}'`);
+  if (codec === "auto" && values.bandwidth === undefined) throw new UsageError("--codec auto needs --bandwidth RATE: the link the stream will cross (e.g. 100mbit)");
+  const bandwidth = rateOption("bandwidth", values.bandwidth, 0) / 8;
   const channels = intOption("channels", values.channels, 1, 1, 64);
   const pageSize = pageSizeOption(values["page-size"]);
   const batchPages = intOption("batch", values.batch, Math.min(256, maxFramePages(pageSize)), 1, maxFramePages(pageSize));
   const image = positionals[0]!;
   const progress = await fileProgress("pack", image);
-  const report = await packImage(image, output, { codec, channels, pageSize, batchPages, onProgress: (n) => progress.update(n) });
+  const report = await packImage(image, output, { codec, channels, pageSize, batchPages, bandwidth, onProgress: (n) => progress.update(n) });
   progress.done();
   if (values.json) {
     console.log(JSON.stringify(report, null, 2));

@@ -64,6 +64,8 @@ export interface CodecStats {
   byEncoding: Record<string, number>;
   /** payload bytes per wire id actually used */
   bytesByEncoding: Record<string, number>;
+  /** an adaptive codec (auto): pages it gave to each codec it chose among */
+  choices?: Record<string, number>;
 }
 
 export function newCodecStats(): CodecStats {
@@ -103,6 +105,19 @@ export function checkDecodeArguments(encoded: EncodedBatch, batch: PageBatch): v
   }
 }
 
+/** CPU seconds of a codec's work on `bytes` of page input (src/engine/cost.ts CostModel is one). */
+export interface CodecCosts {
+  encodeSeconds(codec: string, bytes: number): number;
+  decodeSeconds(codec: string, bytes: number): number;
+}
+
+/** What the engine tells a codec that adapts to the link it feeds. */
+export interface LinkConditions {
+  /** bytes/s the link carries now (0: not known yet) */
+  readonly bandwidth: number;
+  readonly costs: CodecCosts;
+}
+
 export interface PageCodec {
   /** Short name, as the CLI spells it ("lz4", "wkdm", "mecom", ...). */
   readonly name: string;
@@ -126,6 +141,17 @@ export interface PageCodec {
    * memory; others leave this out.
    */
   sentElsewhere?(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void;
+  /**
+   * The link this codec's output crosses, as the engine knows it now (called
+   * before each batch). A codec that picks its method by the link (auto)
+   * takes it; others leave this out.
+   */
+  setLink?(link: LinkConditions): void;
+  /**
+   * The codec whose work the last encodeBatch was, for an adaptive codec
+   * ("raw", "lz4", "mecom"): what its CPU time is charged as. Absent: `name`.
+   */
+  readonly choice?: string;
   /** Releases WebAssembly memory the codec holds. */
   dispose(): void;
 }

@@ -3,15 +3,17 @@
 // (assembly/mecom.ts):
 //
 //   zero → ZERO · one repeated word → SAME_VALUE · strong regularity → WKDM
-//   (falls back to LZ4) · weak regularity → LZ4 · neither shrinks → RAW
+//   or LZ4, by evidence · weak regularity → LZ4 · neither shrinks → RAW
 //
 // Strong regularity = the WKdm dictionary hit rate of a sample of the page
-// (one 16-word block in `stride`) at or above `threshold`. The paper gives no
-// numbers; the default (0.75 with stride 4) comes from the curve measured by
-// scripts/mecom-curve.js on the three shared traces' images (docs/mecom.md):
-// below about 0.7 WKdm's output grows past LZ4's on real pages (redis pages
-// with rates 0.2–0.3 come out 7× larger in WKdm), while above it WKdm is
-// both smaller than LZ4 and faster, on every trace.
+// (one 16-word block in `stride`) at or above `threshold` (0.75 with stride
+// 4, from the curve scripts/mecom-curve.js measured on the shared traces).
+// The rate alone does not decide WKdm: fitted on three traces it sent
+// PostgreSQL pages to WKdm that LZ4 compresses far better. Strong pages fall
+// into classes by rate, and each class goes to WKdm only while its recent
+// pages, compressed both ways now and then, came out smaller from WKdm than
+// from LZ4 (docs/mecom.md has the rule and the evidence). That state lives
+// in the codec: one instance per stream.
 
 import { CodecError, checkInstance, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
@@ -22,7 +24,7 @@ import { wkdmDecompress } from "./wkdm.js";
 import { Owned } from "../wasm/owned.js";
 
 export const MECOM_DEFAULT_THRESHOLD = 0.75;
-export const MECOM_DEFAULT_STRIDE = 4;
+export const MECOM_DEFAULT_STRIDE = 8;
 
 export interface MecomOptions {
   /** dictionary hit rate (0..1) at which a page counts as strongly regular; above 1 disables WKdm */
@@ -43,6 +45,9 @@ export class MecomCodec extends Owned implements PageCodec {
   private readonly minHits: number;
   private readonly output = new Scratch();
   private readonly table = new Scratch();
+  /** The kernel's per-class record of what WKdm and LZ4 achieved (carried across batches). */
+  private readonly evidence = new Scratch();
+  private readonly evidenceBytes: number;
 
   constructor(options: MecomOptions = {}) {
     super();
@@ -53,6 +58,10 @@ export class MecomCodec extends Owned implements PageCodec {
     this.threshold = threshold;
     const sampled = 16 * Math.ceil(64 / this.stride);
     this.minHits = threshold > 1 ? 1 << 30 : Math.ceil(threshold * sampled);
+    const { kernels, heap } = wasm();
+    this.evidenceBytes = kernels.mecomEvidenceBytes();
+    const at = this.evidence.reserve(this.evidenceBytes);
+    heap.bytes().fill(0, at, at + this.evidenceBytes);
   }
 
   encodeBatch(batch: PageBatch): EncodedBatch {
@@ -62,7 +71,7 @@ export class MecomCodec extends Owned implements PageCodec {
     const outPtr = this.output.reserve(count * pageSize + 64);
     const tablePtr = this.table.reserve(Math.max(1, count) * TABLE_ENTRY_BYTES);
     const { kernels, heap } = wasm();
-    const used = kernels.mecomEncodeBatch(batch.ptr, pageSize, count, outPtr, tablePtr, this.minHits, this.stride);
+    const used = kernels.mecomEncodeBatch(batch.ptr, pageSize, count, outPtr, tablePtr, this.minHits, this.stride, this.evidence.reserve(this.evidenceBytes));
     const table = heap.u32();
     const encodings = new Uint8Array(count);
     const offsets = new Uint32Array(count);
@@ -102,6 +111,7 @@ export class MecomCodec extends Owned implements PageCodec {
   protected release(): void {
     this.output.dispose();
     this.table.dispose();
+    this.evidence.dispose();
   }
 }
 

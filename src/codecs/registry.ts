@@ -3,6 +3,7 @@
 // codec: codecs hold WebAssembly memory and, for XBZRLE and dedup, state.
 
 import { DedupCodec } from "../hash/dedup.js";
+import { AutoCodec } from "./auto.js";
 import { Encoding, type PageCodec } from "./codec.js";
 import { Lz4Codec } from "./lz4.js";
 import { MecomCodec } from "./mecom.js";
@@ -26,6 +27,7 @@ export interface CodecEntry {
 const ENTRIES: CodecEntry[] = [
   { name: "mecom", encoding: Encoding.LZ4, role: "compress", summary: "MECOM: zero / same-value / WKdm / LZ4 / raw chosen per page", decodes: false, create: () => new MecomCodec() },
   { name: "lz4", encoding: Encoding.LZ4, role: "compress", summary: "LZ4 block per page (general purpose)", decodes: true, create: () => new Lz4Codec() },
+  { name: "auto", encoding: Encoding.LZ4, role: "compress", summary: "per batch raw, LZ4 or MECOM: whichever gets across this link first", decodes: false, create: () => new AutoCodec() },
   { name: "wkdm", encoding: Encoding.WKDM, role: "compress", summary: "WKdm 16-word dictionary (4 KiB pages only)", decodes: true, create: () => new WkdmCodec() },
   { name: "xbzrle", encoding: Encoding.XBZRLE, role: "delta", summary: "QEMU XBZRLE delta against a 64 MiB cache of pages sent", decodes: true, create: () => new XbzrleCodec() },
   // Frames decode dedup references themselves (docs/wire-format.md): the codec only encodes.

@@ -46,6 +46,8 @@ export interface RoundRow {
   dirtyRate: number;
   /** the throttle in force at the round's end, percent */
   throttle: number;
+  /** codec auto: pages it gave each codec (raw, lz4, mecom) in this round */
+  choices?: Record<string, number>;
 }
 
 export interface ThrottleStep {

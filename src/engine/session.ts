@@ -228,7 +228,6 @@ export class Session {
   /** Switch-over content of pages the destination's program changed before they arrived. */
   readonly cow = new Map<number, Uint8Array>();
 
-  private readonly stageNames: string[];
   /** The encoder's stages (the encoder reads this object on every frame). */
   private readonly stages: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] };
   private readonly allCodecs: PageCodec[];
@@ -278,6 +277,8 @@ export class Session {
   /** source wire bytes of the current round */
   roundBytes = 0;
   private lastProgress = -Infinity;
+  /** An adaptive compress stage's choices when the last round ended. */
+  private choicesBefore: Record<string, number> = {};
 
   constructor(strategy: StrategyName, options: MigrationOptions) {
     this.strategy = strategy;
@@ -320,8 +321,7 @@ export class Session {
     this.onProgress = options.onProgress;
 
     const spec = options.codec ?? "raw";
-    const { codecs, names } = pipelineCodecs(spec);
-    this.stageNames = names;
+    const { codecs } = pipelineCodecs(spec);
     this.stages = codecs;
     this.allCodecs = Object.values(codecs).filter((c) => c !== undefined);
     this.encoder = new FrameEncoder(codecs);
@@ -436,11 +436,17 @@ export class Session {
     }
     const stats = this.encoder.stats;
     const zeroBefore = stats.byEncoding.zero ?? 0;
+    const link = { bandwidth: this.linkBandwidth(), costs: this.cost };
+    for (const codec of this.allCodecs) codec.setLink?.(link);
     const frame = this.encoder.pages(batch, pages);
     const zero = (stats.byEncoding.zero ?? 0) - zeroBefore;
     const contentBytes = (n - zero) * this.pageSize;
     let cpu = this.cost.zeroScanSeconds(n * this.pageSize);
-    for (const name of this.stageNames) cpu += this.cost.encodeSeconds(name, contentBytes);
+    for (const codec of [this.stages.dedup, this.stages.delta, this.stages.compress]) {
+      // An adaptive codec is charged as the codec it ran; raw is no encoding work.
+      const work = codec && (codec.choice ?? codec.name);
+      if (work && work !== "raw") cpu += this.cost.encodeSeconds(work, contentBytes);
+    }
     this.stats.sourceCpu += cpu;
     this.stats.duplicate += zero;
     this.stats.normal += n - zero;
@@ -476,8 +482,6 @@ export class Session {
    */
   stopDedup(): void {
     this.stages.dedup = undefined;
-    const i = this.stageNames.indexOf("dedup");
-    if (i >= 0) this.stageNames.splice(i, 1);
   }
 
   /** Sends a control frame from the source. */
@@ -535,9 +539,25 @@ export class Session {
     });
   }
 
-  /** Records a finished pre-copy round. */
-  addRound(row: RoundRow): void {
-    this.stats.rounds.push(row);
+  /**
+   * The link's bandwidth now, bytes/s: the line rate when the channel knows
+   * it, else the rate measured over the last period (0 before one ended).
+   */
+  linkBandwidth(): number {
+    const bits = this.src.bitsPerSecond;
+    return bits !== undefined ? bits / 8 : this.bandwidth;
+  }
+
+  /** Records a finished pre-copy round, with the pages per codec an adaptive codec chose in it. */
+  addRound(row: Omit<RoundRow, "choices">): void {
+    const now = this.stages.compress?.stats.choices;
+    let choices: Record<string, number> | undefined;
+    if (now) {
+      choices = {};
+      for (const [codec, pages] of Object.entries(now)) choices[codec] = pages - (this.choicesBefore[codec] ?? 0);
+      this.choicesBefore = { ...now };
+    }
+    this.stats.rounds.push({ ...row, choices });
   }
 
   /**
@@ -734,6 +754,8 @@ export class Session {
     const contentIn = (codec.pages - (codec.byEncoding.zero ?? 0)) * this.pageSize;
     const contentOut = codec.outputBytes;
     s.compressionRatio = contentOut > 0 ? contentIn / contentOut : 1;
+    const choices = this.stages.compress?.stats.choices;
+    if (choices) codec.choices = { ...choices };
     const xbzrle = this.allCodecs.find((c): c is XbzrleCodec => c instanceof XbzrleCodec);
     if (xbzrle) {
       // Pages and bytes of the deltas sent, from the frames; misses and

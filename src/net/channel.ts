@@ -16,6 +16,8 @@ export interface Channel {
   receive(): Promise<Uint8Array | undefined>;
   /** Round-trip time in seconds (configured or last measured). */
   readonly rtt: number;
+  /** The line rate now in bit/s, when the channel knows it (a simulated link); else undefined. */
+  readonly bitsPerSecond?: number;
   /** Bytes this end has handed to send(). */
   readonly sentBytes: number;
   /** No more frames from this end; the peer's receive() returns undefined after the last. */

@@ -94,6 +94,10 @@ class LinkEnd implements Channel {
     readonly rtt: number,
   ) {}
 
+  get bitsPerSecond(): number {
+    return this.rate.rateAt(this.clock.now());
+  }
+
   send(frame: Uint8Array): Promise<void> {
     if (this.closed) throw new ChannelClosedError("send on a closed link");
     const now = this.clock.now();

@@ -68,6 +68,7 @@ class LoopbackEnd implements Channel {
     private readonly pump: Pump,
     private readonly inbox: Inbox,
     readonly rtt: number,
+    readonly bitsPerSecond: number,
   ) {}
   send(frame: Uint8Array): Promise<void> {
     if (this.closed) throw new ChannelClosedError("send on a closed loopback channel");
@@ -93,7 +94,7 @@ export class LoopbackPair {
     if (!Number.isFinite(options.rtt) || options.rtt < 0) throw new RangeError(`rtt must be a finite number ≥ 0, got ${options.rtt}`);
     const toA = new Inbox();
     const toB = new Inbox();
-    this.a = new LoopbackEnd(new Pump(clock, options.bitsPerSecond, options.rtt / 2, toB), toA, options.rtt);
-    this.b = new LoopbackEnd(new Pump(clock, options.bitsPerSecond, options.rtt / 2, toA), toB, options.rtt);
+    this.a = new LoopbackEnd(new Pump(clock, options.bitsPerSecond, options.rtt / 2, toB), toA, options.rtt, options.bitsPerSecond);
+    this.b = new LoopbackEnd(new Pump(clock, options.bitsPerSecond, options.rtt / 2, toA), toB, options.rtt, options.bitsPerSecond);
   }
 }

@@ -17,7 +17,8 @@ export interface KernelExports {
   bitmapOr(dst: number, src: number, nwords: number): void;
   bitmapAndNot(dst: number, src: number, nwords: number): void;
   bitmapSync(dst: number, src: number, nwords: number): number;
-  mecomEncodeBatch(pagesPtr: number, pageSize: number, count: number, outPtr: number, tablePtr: number, minHits: number, stride: number): number;
+  mecomEncodeBatch(pagesPtr: number, pageSize: number, count: number, outPtr: number, tablePtr: number, minHits: number, stride: number, evidencePtr: number): number;
+  mecomEvidenceBytes(): number;
   mecomDecodeBatch(dataPtr: number, dataLen: number, tablePtr: number, count: number, pagesPtr: number, pageSize: number): number;
   wkdmCompressBatch(pagesPtr: number, count: number, budget: number, outPtr: number, tablePtr: number, rawFallback: number): number;
   wkdmDecompressBatch(dataPtr: number, dataLen: number, encodingsPtr: number, offsetsPtr: number, lengthsPtr: number, count: number, pagesPtr: number, errPtr: number): number;

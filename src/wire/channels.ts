@@ -31,6 +31,8 @@ export interface ChannelOptions {
   pageSize?: number;
   /** deliver frames in sequence order (true by default); false: as each completes */
   ordered?: boolean;
+  /** bytes/s of the link the frames will cross, for an adaptive codec (auto); absent: not known */
+  bandwidth?: number;
 }
 
 /**
@@ -52,6 +54,10 @@ function addStats(into: WireStats, from: WireStats): void {
   into.frames += from.frames;
   into.frameBytes += from.frameBytes;
   into.controlFrames += from.controlFrames;
+  if (from.choices) {
+    into.choices ??= {};
+    for (const [name, n] of Object.entries(from.choices)) into.choices[name] = (into.choices[name] ?? 0) + n;
+  }
   for (const [name, n] of Object.entries(from.byEncoding)) into.byEncoding[name] = (into.byEncoding[name] ?? 0) + n;
   for (const [name, n] of Object.entries(from.bytesByEncoding)) into.bytesByEncoding[name] = (into.bytesByEncoding[name] ?? 0) + n;
 }
@@ -61,6 +67,7 @@ export class ParallelEncoder {
   readonly codec: string;
   readonly pageSize: number;
   readonly ordered: boolean;
+  readonly bandwidth: number;
   /** counters over every frame delivered */
   readonly stats: WireStats = newWireStats();
   private readonly pool: Piscina;
@@ -79,6 +86,8 @@ export class ParallelEncoder {
     this.pageSize = options.pageSize ?? 4096;
     checkPageSize(this.pageSize);
     this.ordered = options.ordered ?? true;
+    this.bandwidth = options.bandwidth ?? 0;
+    if (!(this.bandwidth >= 0 && Number.isFinite(this.bandwidth))) throw new RangeError(`bandwidth must be a finite number of bytes/s >= 0, got ${this.bandwidth}`);
     this.pool = new Piscina({
       filename: workerFile().href,
       minThreads: this.channels,
@@ -146,6 +155,7 @@ export class ParallelEncoder {
       indices: Uint32Array.from(indices),
       pageSize: this.pageSize,
       codec: this.codec,
+      bandwidth: this.bandwidth,
       sequence: this.sequence++,
     };
     const run = (this.pool.run(task, { transferList: [...transfer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then((result) => {

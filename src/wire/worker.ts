@@ -4,6 +4,7 @@
 
 import { Piscina } from "piscina";
 import { createCodec } from "../codecs/registry.js";
+import { CostModel } from "../engine/cost.js";
 import { PageBatch } from "../wasm/arena.js";
 import { init } from "../wasm/module.js";
 import { encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./frame.js";
@@ -25,6 +26,8 @@ export interface EncodeTask {
   readonly pageSize: number;
   /** "raw" or a compress codec of the registry */
   readonly codec: string;
+  /** bytes/s of the link the frames will cross (0: not known), for an adaptive codec */
+  readonly bandwidth: number;
   readonly sequence: number;
 }
 
@@ -35,6 +38,7 @@ export interface EncodeResult {
 }
 
 let batch: PageBatch | undefined;
+let costs: CostModel | undefined;
 const pipelines = new Map<string, PipelineCodecs>();
 
 /** Hands the result back with the frame's buffer transferred, not copied. */
@@ -60,6 +64,7 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
     codecs = task.codec === "raw" ? {} : { compress: createCodec(task.codec) };
     pipelines.set(task.codec, codecs);
   }
+  codecs.compress?.setLink?.({ bandwidth: task.bandwidth, costs: (costs ??= new CostModel()) });
   const stats = newWireStats();
   if (task.fromMemory) batch.load(task.pages, task.indices);
   else batch.set(task.pages);
