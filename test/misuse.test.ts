@@ -6,6 +6,8 @@
 
 import { describe, expect, it } from "vitest";
 import {
+  AutoCodec,
+  CostModel,
   DedupCodec,
   DedupIndex,
   decodeFrame,
@@ -97,6 +99,11 @@ function disposedCalls(): [string, () => { dispose(): void }, ((o: never) => unk
     ["WkdmCodec", () => new WkdmCodec(), [(c: WkdmCodec) => c.encodeBatch(batch()), (c: WkdmCodec) => c.decodeBatch(lz4Encoded as never, batch())]],
     ["Lz4Codec", () => new Lz4Codec(), [(c: Lz4Codec) => c.encodeBatch(batch()), (c: Lz4Codec) => c.decodeBatch(lz4Encoded as never, batch())]],
     ["MecomCodec", () => new MecomCodec(), [(c: MecomCodec) => c.encodeBatch(batch()), (c: MecomCodec) => c.decodeBatch(lz4Encoded as never, batch())]],
+    ["AutoCodec", () => new AutoCodec(), [
+      (c: AutoCodec) => c.encodeBatch(batch()),
+      (c: AutoCodec) => c.decodeBatch(lz4Encoded as never, batch()),
+      (c: AutoCodec) => c.setLink({ bandwidth: 1e6, costs: new CostModel() }),
+    ]],
     ["XbzrleCodec", () => new XbzrleCodec(), [
       (c: XbzrleCodec) => c.encodeBatch(batch(), [0, 1]),
       (c: XbzrleCodec) => c.sentElsewhere(batch(), [0], [0]),
@@ -296,7 +303,7 @@ describe("arguments the API fuzzer found unchecked", () => {
   it("codec batch methods, frames, guests, batches and indexes name the argument that is wrong", () => {
     const batch = new PageBatch(2).set(new Uint8Array(8192));
     const wide = new PageBatch(3);
-    const codecs = [new WkdmCodec(), new Lz4Codec(), new MecomCodec(), new XbzrleCodec({ cacheSize: 1 << 16 }), new DedupCodec()];
+    const codecs = [new WkdmCodec(), new Lz4Codec(), new MecomCodec(), new XbzrleCodec({ cacheSize: 1 << 16 }), new DedupCodec(), new AutoCodec()];
     const guest = syntheticGuest(4, { seed: 1 });
     const index = new DedupIndex();
     try {
@@ -309,6 +316,10 @@ describe("arguments the API fuzzer found unchecked", () => {
         expect(() => codec.decodeBatch({ ...encoded, offsets: [0, 0] } as never, batch, [0, 1])).toThrow(/^encoded.offsets must be a Uint32Array, got Array/);
         expect(() => codec.decodeBatch({ ...encoded, count: 3 }, wide, [0, 1, 2])).toThrow(/^(page \d+: )?tables of 2\/2\/2 entries for 3 pages/);
       }
+      const auto = codecs[5] as AutoCodec;
+      expect(() => auto.setLink(null as never)).toThrow(/^link must be a LinkConditions, got null/);
+      expect(() => auto.setLink({ bandwidth: Number.NaN, costs: new CostModel() })).toThrow(/^link.bandwidth must be a finite number/);
+      expect(() => auto.setLink({ bandwidth: 1e6 } as never)).toThrow(/^link.costs must be a CodecCosts, got undefined/);
       expect(() => (codecs[3] as XbzrleCodec).sentElsewhere(batch, [0, 1], undefined as never)).toThrow(/^slots must be an array of numbers, got undefined/);
       expect(() => guest.write(0, null as never)).toThrow(/^content must be a Uint8Array, got null/);
       expect(() => batch.store(null as never, [0, 1])).toThrow(/^destination must be a Uint8Array/);

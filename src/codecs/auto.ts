@@ -18,7 +18,9 @@
 // win were it to compress perfectly, encodes the next batch, so a stream
 // whose pages change character is noticed (at most one batch in STALE_AFTER).
 
-import type { PageBatch } from "../wasm/arena.js";
+import { checkInstance, checkObject } from "../errors.js";
+import { PageBatch } from "../wasm/arena.js";
+import { Owned } from "../wasm/owned.js";
 import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type LinkConditions, type PageCodec } from "./codec.js";
 import { Lz4Codec } from "./lz4.js";
 import { MecomCodec } from "./mecom.js";
@@ -44,7 +46,7 @@ export function batchSeconds(codec: AutoChoice, bytes: number, ratio: number, li
   return Math.max(encode, wire, decode);
 }
 
-export class AutoCodec implements PageCodec {
+export class AutoCodec extends Owned implements PageCodec {
   readonly name = "auto";
   /** Its main wire id; pages also go as RAW, ZERO, SAME_VALUE and WKDM. */
   readonly encoding = Encoding.LZ4;
@@ -58,6 +60,10 @@ export class AutoCodec implements PageCodec {
   private readonly idle: Record<Compressor, number> = { lz4: STALE_AFTER, mecom: STALE_AFTER };
 
   setLink(link: LinkConditions): void {
+    this.live();
+    checkObject("link", link, "a LinkConditions");
+    if (!(link.bandwidth >= 0 && Number.isFinite(link.bandwidth))) throw new RangeError(`link.bandwidth must be a finite number of bytes/s >= 0, got ${link.bandwidth}`);
+    checkObject("link.costs", link.costs, "a CodecCosts");
     this.link = link;
   }
 
@@ -92,6 +98,8 @@ export class AutoCodec implements PageCodec {
   }
 
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    this.live();
+    checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;
     const bytes = count * pageSize;
     const choice = this.choose(bytes);
@@ -121,10 +129,11 @@ export class AutoCodec implements PageCodec {
 
   /** Every wire id auto sends is one MECOM decodes (LZ4 and raw pages included). */
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
+    this.live();
     this.compressors.mecom.decodeBatch(encoded, batch, pageIndices);
   }
 
-  dispose(): void {
+  protected release(): void {
     this.compressors.lz4.dispose();
     this.compressors.mecom.dispose();
   }
