@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packImage } from "../../src/cli/pack.js";
 import { TraceWriter } from "../../src/guest/pagetrace.js";
@@ -71,7 +71,7 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "workload", valid: ["idle", "poisson", "hot-cold", "zipf", "sweep"] },
       { name: "pages", valid: ["16", "64", "300"] },
       { name: "profile", valid: ["redis", "node-gc", "memstream"] },
-      { name: "rate", valid: ["0.05", "1", "1MiB"] },
+      { name: "rate", valid: ["1"] },
       { name: "seed", valid: ["0", "7", "4294967295"] },
       { name: "strategy", valid: ["precopy", "postcopy", "hybrid", "all"] },
       { name: "bandwidth", valid: ["40mbit", "733mbit", "1gbit", "10Gbps"] },
@@ -186,7 +186,7 @@ interface Case {
   readonly command: string;
   readonly args: string[];
   /** what was made wrong on purpose, when anything was */
-  readonly fault?: { kind: string; option?: string; value?: string };
+  readonly fault?: { kind: string; option?: string; value?: string; source?: string; seed?: number };
   /** the command's output path (relative to the case directory), when it has one */
   readonly output?: string;
 }
@@ -209,11 +209,12 @@ function makeCase(rng: Rng, index: number): Case {
   if (spec.name === "migrate") {
     // A model's options go with a model (a small one: the default is 256 MiB); a trace takes none.
     if (chosen.has("workload")) chosen.set("pages", pick(rng, ["16", "64", "300"]));
+    if (chosen.has("rate")) chosen.set("rate", chosen.get("workload") === "sweep" ? "1MiB" : pick(rng, ["0.05", "1"])); // bytes/s for sweep, writes/s/page for the others
     else for (const name of ["pages", "profile", "rate", "seed"]) chosen.delete(name);
   }
   if (chosen.get("channel") === "loopback") chosen.delete("schedule");
   let fault: Case["fault"];
-  const kinds = ["value", "value", "value", "path", "path", "unknown-option", "flag-value", "missing-value", "extra-positional", "missing-positional", "none"];
+  const kinds = ["value", "value", "value", "path", "path", "mutated", "mutated", "unknown-option", "flag-value", "missing-value", "extra-positional", "missing-positional", "none"];
   const kind = index === 0 ? "unknown-command" : pick(rng, kinds);
   const valued = spec.options.filter((o) => !o.flag);
   switch (kind) {
@@ -237,6 +238,23 @@ function makeCase(rng: Rng, index: number): Case {
       const value = pick(rng, option.output ? HOSTILE_OUTPUTS : hostileInputs());
       chosen.set(option.name, value);
       fault = { kind, option: option.name, value };
+      break;
+    }
+    case "mutated": {
+      // A damaged copy of the file the command reads (flipped bits, a cut, garbage, a header field).
+      const seed = rng() || 1;
+      if (args.length > 1) {
+        fault = { kind, value: "@mutated", source: args[1]!, seed };
+        args[1] = "@mutated";
+      } else if (spec.name === "migrate") {
+        const cost = rng() % 4 === 0;
+        fault = { kind, option: cost ? "cost" : "trace", value: "@mutated", source: cost ? F.cost! : F.trace!, seed };
+        chosen.set(cost ? "cost" : "trace", "@mutated");
+        if (!cost) for (const name of ["workload", "pages", "profile", "rate", "seed"]) chosen.delete(name);
+      } else if (spec.name === "record") {
+        fault = { kind, option: "file", value: "@mutated", source: F.small!, seed };
+        chosen.set("file", "@mutated");
+      }
       break;
     }
     case "flag-value": {
@@ -355,6 +373,29 @@ function problems(c: Case, outcome: Outcome, before: Map<string, string>, after:
   return found;
 }
 
+/** A damaged copy of `bytes` (of their gunzipped content, re-gzipped, half the time for gzip). */
+function mutate(bytes: Uint8Array, rng: Rng): Uint8Array {
+  const inner = bytes[0] === 0x1f && bytes[1] === 0x8b && rng() % 2 === 0;
+  let out = Buffer.from(inner ? gunzipSync(bytes) : bytes);
+  switch (rng() % 4) {
+    case 0:
+      for (let n = 1 + (rng() % 8); n > 0; n--) out[rng() % out.length]! ^= 1 << rng() % 8;
+      break;
+    case 1:
+      out = out.subarray(0, rng() % out.length);
+      break;
+    case 2:
+      out = Buffer.concat([out, Buffer.from(randomBytes(1 + (rng() % 64), rng()))]);
+      break;
+    default: {
+      // A header field (a count, a size, an interval) set to an extreme.
+      const at = 4 * (rng() % Math.min(16, out.length >> 2));
+      out.writeUInt32LE(pick(rng, [0, 1, 0xffffffff, 0x7fffffff, 1000, rng()]), at);
+    }
+  }
+  return inner ? gzipSync(out) : out;
+}
+
 /** Turns the placeholders of a case into paths in its directory. */
 function materialize(c: Case, dir: string): string[] {
   writeFileSync(join(dir, "existing.out"), OLD);
@@ -366,6 +407,11 @@ function materialize(c: Case, dir: string): string[] {
   const args = c.args.map((arg) => {
     const [prefix, value] = arg.startsWith("--") && arg.includes("=") ? [arg.slice(0, arg.indexOf("=") + 1), arg.slice(arg.indexOf("=") + 1)] : ["", arg];
     const placeholders = new Map([["@trace", F.trace!], ["@bundled", BUNDLED], ["@cost", F.cost!], ["@small", F.small!], ["@same", input], ["@symlink", join(dir, "input-link")]]);
+    if (value === "@mutated") {
+      const path = join(dir, "mutated-input");
+      writeFileSync(path, mutate(readFileSync(c.fault!.source!), xorshift32(c.fault!.seed!)));
+      return prefix + path;
+    }
     return prefix + (placeholders.get(value) ?? value);
   });
   // An output that is the input: the copy stands in as the positional input too.
