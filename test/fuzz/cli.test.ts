@@ -209,8 +209,8 @@ function makeCase(rng: Rng, index: number): Case {
   if (spec.name === "migrate") {
     // A model's options go with a model (a small one: the default is 256 MiB); a trace takes none.
     if (chosen.has("workload")) chosen.set("pages", pick(rng, ["16", "64", "300"]));
-    if (chosen.has("rate")) chosen.set("rate", chosen.get("workload") === "sweep" ? "1MiB" : pick(rng, ["0.05", "1"])); // bytes/s for sweep, writes/s/page for the others
     else for (const name of ["pages", "profile", "rate", "seed"]) chosen.delete(name);
+    if (chosen.has("rate")) chosen.set("rate", chosen.get("workload") === "sweep" ? "1MiB" : pick(rng, ["0.05", "1"])); // bytes/s for sweep, writes/s/page for the others
   }
   if (chosen.get("channel") === "loopback") chosen.delete("schedule");
   let fault: Case["fault"];
