@@ -32,6 +32,7 @@ export {
   type TraceHeader,
   type TraceMeta,
   type TraceRegion,
+  type RegionKind,
   type TraceEpoch,
   type TraceWriterOptions,
   type OpenTraceOptions,

@@ -201,10 +201,95 @@ describe("pagemill record", () => {
       "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]",
     ].join("\n");
     expect(writableMappings(maps, 4096)).toEqual([
-      { start: "0x55d0c0000000", pages: 2, perms: "rw-p", name: "[heap]" },
-      { start: "0x7f0000003000", pages: 1, perms: "rw-p", name: "/usr/lib/libc.so.6" },
-      { start: "0x7ffc00000000", pages: 4, perms: "rw-p", name: "[stack]" },
+      { start: "0x55d0c0000000", pages: 2, perms: "rw-p", name: "[heap]", kind: "private" },
+      { start: "0x7f0000001000", pages: 2, perms: "rw-s", name: "/dev/shm/x", kind: "shmem" },
+      { start: "0x7f0000003000", pages: 1, perms: "rw-p", name: "/usr/lib/libc.so.6", kind: "private" },
+      { start: "0x7ffc00000000", pages: 4, perms: "rw-p", name: "[stack]", kind: "private" },
     ]);
+  });
+
+  it("tells shared memory from shared files by the mapping's name; files only when asked", () => {
+    const maps = [
+      "7f0000000000-7f0000001000 rw-s 00000000 00:01 1  /dev/zero (deleted)",
+      "7f0000001000-7f0000002000 rw-s 00000000 00:01 2  /SYSV0052e2c1 (deleted)",
+      "7f0000002000-7f0000003000 rw-s 00000000 00:01 3  /memfd:pc.ram (deleted)",
+      "7f0000003000-7f0000004000 rw-s 00000000 08:01 4  /var/lib/data.bin",
+      "7f0000004000-7f0000005000 rw-s 00000000 00:01 5  [anon_shmem:buffers]",
+      "7f0000005000-7f0000006000 r--s 00000000 08:01 6  /usr/share/readonly",
+    ].join("\n");
+    const kinds = (include: boolean) => writableMappings(maps, 4096, include).map((r) => `${r.start} ${r.kind}`);
+    expect(kinds(false)).toEqual(["0x7f0000000000 shared-anonymous", "0x7f0000001000 shared-anonymous", "0x7f0000002000 shmem", "0x7f0000004000 shared-anonymous"]);
+    expect(kinds(true)).toContain("0x7f0000003000 file-shared");
+    expect(kinds(true)).toHaveLength(5);
+  });
+
+  it("records shared anonymous, memfd and private memory of a child exactly; a shared file only with --include-file-mappings", async () => {
+    const file = join(dir, "mapped.bin");
+    writeFileSync(file, new Uint8Array(8 * 4096));
+    // Three mappings of 8 pages (shared anonymous, memfd, private) and a shared file mapping;
+    // "w K N V" fills page N of mapping K with byte V.
+    const child = spawn("python3", ["-c", `
+import ctypes, mmap, os, sys
+shared = mmap.mmap(-1, 8 * 4096)
+fd = os.memfd_create("pagemill-test")
+os.ftruncate(fd, 8 * 4096)
+memfd = mmap.mmap(fd, 8 * 4096)
+private = mmap.mmap(-1, 8 * 4096, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+f = open(${JSON.stringify(file)}, "r+b")
+filemap = mmap.mmap(f.fileno(), 8 * 4096)
+maps = [shared, memfd, private, filemap]
+for m in maps:
+    m[0] = 1
+print(" ".join(hex(ctypes.addressof(ctypes.c_char.from_buffer(m))) for m in maps), flush=True)
+for line in sys.stdin:
+    cmd, *args = line.split()
+    if cmd == "x":
+        sys.exit(0)
+    k, n, v = map(int, args)
+    maps[k][n * 4096:(n + 1) * 4096] = bytes([v]) * 4096
+    print("ok", flush=True)
+`]);
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += String(d)));
+    const addresses = ((await lines.next()).value as string).split(" ").map((a) => BigInt(a));
+    const send = async (command: string) => {
+      child.stdin.write(`${command}\n`);
+      expect((await lines.next()).value, stderr).toBe("ok");
+    };
+    try {
+      for (const include of [false, true]) {
+        const out = join(dir, `shared-${include}.ptrace.gz`);
+        await recordProcess(child.pid!, {
+          interval: 0.1,
+          duration: 0.2,
+          out,
+          includeFileMappings: include,
+          onPass: async ({ epoch }) => {
+            if (epoch === 0) for (const k of [0, 1, 2, 3]) await send(`w ${k} ${k + 1} ${0x40 + k}`);
+          },
+        });
+        const reader = await TraceReader.open(out);
+        const regions = reader.header.meta.regions!;
+        const image = reader.image;
+        for await (const epoch of reader.epochs()) applyEpoch(image, 4096, epoch);
+        for (const [k, kind] of ["shared-anonymous", "shmem", "private", "file-shared"].entries()) {
+          const region = regions.find((r) => BigInt(r.start) === addresses[k]);
+          if (kind === "file-shared" && !include) {
+            expect(region, "a shared file mapping is left out by default").toBeUndefined();
+            continue;
+          }
+          expect(region?.kind, `mapping ${k}`).toBe(kind);
+          const base = firstTracePage(regions, addresses[k]!);
+          const page = image.subarray((base + k + 1) * 4096, (base + k + 2) * 4096);
+          expect(page.every((b) => b === 0x40 + k), `${kind}: page ${k + 1} as written`).toBe(true);
+          expect(image[base * 4096], `${kind}: page 0`).toBe(1);
+        }
+      }
+    } finally {
+      child.stdin.write("x\n");
+      child.kill();
+    }
   });
 
   it("reports command-line mistakes as usage errors", async () => {

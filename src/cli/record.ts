@@ -6,7 +6,11 @@ import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, par
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
 export const usage = `usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]
+         [--include-file-mappings]
 
+  Records the process's private writable memory and its shared memory (anonymous, SysV, memfd,
+  /dev/shm); shared mappings of files on disk only with --include-file-mappings. The trace's
+  meta lists every region with its kind.
   --interval   time between two snapshots (epochs), ${MIN_INTERVAL_MICROS / 1000}ms at least: trace readers refuse shorter ones`;
 
 export async function run(args: string[]): Promise<number> {
@@ -19,6 +23,7 @@ export async function run(args: string[]): Promise<number> {
     "page-size": { type: "string" },
     level: { type: "string" },
     spool: { type: "string" },
+    "include-file-mappings": { type: "boolean" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
@@ -36,7 +41,9 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(`\rrecord: ${what}, pass ${(info.seconds * 1000).toFixed(0)} ms\x1b[K`);
   };
   const spoolDir = values.spool === undefined ? undefined : pathOption("--spool DIR", values.spool, undefined, "a directory");
-  const options: RecordOptions = { interval, duration, out, pageSize, level, spoolDir, onPass: process.stderr.isTTY ? onPass : undefined };
+  const includeFileMappings = values["include-file-mappings"] === true;
+  if (includeFileMappings && values.pid === undefined) throw new UsageError("--include-file-mappings is for --pid (a process's shared file mappings)");
+  const options: RecordOptions = { interval, duration, out, pageSize, level, spoolDir, includeFileMappings, onPass: process.stderr.isTTY ? onPass : undefined };
   const result =
     values.pid !== undefined
       ? await recordProcess(intOption("pid", values.pid, 0, 1, 2 ** 22), options)

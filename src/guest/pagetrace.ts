@@ -74,7 +74,18 @@ export interface TraceRegion {
   pages: number;
   perms?: string;
   name?: string;
+  /** What memory it is (`pagemill record` says): "private", "shared-anonymous", "shmem" or "file-shared". */
+  kind?: RegionKind;
 }
+
+/**
+ * private: a private writable mapping (heap, stack, anonymous, a file's
+ * copy-on-write pages); shared-anonymous: MAP_SHARED|MAP_ANONYMOUS or SysV
+ * shared memory (PostgreSQL's shared buffers, Python's mmap.mmap(-1, n));
+ * shmem: memfd or /dev/shm (QEMU's memory-backend-memfd); file-shared: a
+ * shared mapping of a file on disk.
+ */
+export type RegionKind = "private" | "shared-anonymous" | "shmem" | "file-shared";
 
 /** The JSON after the header. Unknown keys are kept and ignored. */
 export interface TraceMeta {

@@ -14,7 +14,7 @@ import { open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { PagemillError, checkPageSize } from "../errors.js";
 import { xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
-import { TraceWriter, type TraceMeta, type TraceRegion } from "./pagetrace.js";
+import { TraceWriter, type RegionKind, type TraceMeta, type TraceRegion } from "./pagetrace.js";
 import { checkDistinct } from "../files.js";
 
 /** Bytes read from the target per read call. */
@@ -46,6 +46,8 @@ export interface PassInfo {
 export interface RecordOptions {
   /** Seconds between the starts of two passes. */
   interval: number;
+  /** Also record shared mappings of files on disk (--include-file-mappings); process targets only. */
+  includeFileMappings?: boolean;
   /** Seconds to record after the image (epochs = floor(duration / interval)). */
   duration: number;
   /** The pagetrace to write. */
@@ -88,19 +90,38 @@ interface Target {
   close(): Promise<void>;
 }
 
-/** Parses /proc/PID/maps into the writable private mappings worth recording. */
-export function writableMappings(maps: string, pageSize: number): TraceRegion[] {
+/**
+ * What a shared mapping of /proc/PID/maps is, from its name: anonymous shared
+ * memory shows as "/dev/zero (deleted)", "/SYSV<key> (deleted)" or
+ * "[anon_shmem:...]"; memfd as "/memfd:<name> (deleted)"; POSIX shared memory
+ * under /dev/shm; anything else is a file on disk.
+ */
+function sharedKind(name: string): RegionKind {
+  if (name === "" || /^\/dev\/zero( \(deleted\))?$/.test(name) || /^\/SYSV[0-9a-f]{8}( \(deleted\))?$/.test(name) || name.startsWith("[anon_shmem")) return "shared-anonymous";
+  if (name.startsWith("/memfd:") || name.startsWith("/dev/shm/")) return "shmem";
+  return "file-shared";
+}
+
+/**
+ * Parses /proc/PID/maps into the writable mappings worth recording: private
+ * ones and shared memory (anonymous, SysV, memfd, /dev/shm), each with its
+ * kind; shared mappings of files on disk only with `includeFileMappings`
+ * (writing them is writing the file, not the program's memory).
+ */
+export function writableMappings(maps: string, pageSize: number, includeFileMappings = false): TraceRegion[] {
   const regions: TraceRegion[] = [];
   for (const line of maps.split("\n")) {
     const m = /^([0-9a-f]+)-([0-9a-f]+)\s+(\S{4})\s+\S+\s+\S+\s+\S+\s*(.*)$/.exec(line.trim());
     if (!m) continue;
     const [, lo, hi, perms, name] = m;
-    // Readable, writable and private; the kernel's special pages are not the program's memory.
-    if (perms![0] !== "r" || perms![1] !== "w" || perms![3] !== "p") continue;
+    // Readable and writable; the kernel's special pages are not the program's memory.
+    if (perms![0] !== "r" || perms![1] !== "w") continue;
     if (/^\[(vvar|vvar_vclock|vsyscall|vdso)\]$/.test(name!)) continue;
+    const kind: RegionKind = perms![3] === "p" ? "private" : sharedKind(name!);
+    if (kind === "file-shared" && !includeFileMappings) continue;
     const start = parseInt(lo!, 16);
     const pages = (parseInt(hi!, 16) - start) / pageSize;
-    if (pages > 0) regions.push({ start: `0x${lo}`, pages, perms: perms!, name: name! });
+    if (pages > 0) regions.push({ start: `0x${lo}`, pages, perms: perms!, name: name!, kind });
   }
   return regions;
 }
@@ -196,10 +217,10 @@ export async function recordProcess(pid: number, options: RecordOptions): Promis
   const pageSize = options.pageSize ?? 4096;
   checkPageSize(pageSize);
   const target = await processTarget(pid);
-  const regions = writableMappings(target.maps, pageSize);
+  const regions = writableMappings(target.maps, pageSize, options.includeFileMappings);
   if (regions.length === 0) {
     await target.close();
-    throw new RecordError((await target.gone()) ? "no-process" : "no-memory", `process ${pid} has no writable private memory to record${(await target.gone()) ? " (it exited)" : ""}`);
+    throw new RecordError((await target.gone()) ? "no-process" : "no-memory", `process ${pid} has no writable memory to record${(await target.gone()) ? " (it exited)" : ""}`);
   }
   return record({ ...target, regions }, options, pageSize);
 }
