@@ -10,12 +10,17 @@ import {
   CostModel,
   DedupCodec,
   DedupIndex,
+  DuplicateCounter,
   decodeFrame,
   encodeControl,
   encodeFrame,
   newWireStats,
   readFrameHeader,
   toHex,
+  hex32,
+  hex64,
+  verifyMemory,
+  maxFramePages,
   DirtyBitmap,
   FrameDecoder,
   Lz4Codec,
@@ -336,6 +341,12 @@ describe("arguments the API fuzzer found unchecked", () => {
       expect(() => readFrameHeader(null as never)).toThrow(/^bytes must be a Uint8Array/);
       expect(() => decodeFrame(undefined as never)).toThrow(/^bytes must be a Uint8Array/);
       expect(() => toHex(null as never)).toThrow(/^bytes must be a Uint8Array/);
+      expect(() => hex32(10n as never)).toThrow(/^value must be an integer/);
+      expect(() => hex64(10 as never)).toThrow(/^value must be a bigint, got number/);
+      expect(() => new DuplicateCounter().add(null as never)).toThrow(/^batch must be a PageBatch/);
+      expect(() => verifyMemory(null as never, new Uint8Array(4096), 4096)).toThrow(/^expected must be a Uint8Array/);
+      expect(() => verifyMemory(new Uint8Array(4096), new Uint8Array(4096), 10n as never)).toThrow(/^pageSize must be a power of two/);
+      expect(() => maxFramePages("4096" as never)).toThrow(/^pageSize must be a power of two/);
     } finally {
       for (const object of [batch, wide, guest, index, ...codecs]) object.dispose();
     }

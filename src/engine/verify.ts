@@ -5,6 +5,7 @@
 // kernel call per batch) are compared first; pages whose digests differ are
 // compared byte for byte, and any that differ are named in the error.
 
+import { checkBytes, checkPageSize } from "../errors.js";
 import { xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { VerificationError } from "./session.js";
@@ -17,6 +18,9 @@ const NAMED_PAGES = 16;
  * compared. Throws VerificationError naming the pages that differ.
  */
 export function verifyMemory(expected: Uint8Array, actual: Uint8Array, pageSize: number): number {
+  checkBytes("expected", expected);
+  checkBytes("actual", actual);
+  checkPageSize(pageSize);
   if (expected.byteLength !== actual.byteLength) {
     throw new VerificationError(`destination memory has ${actual.byteLength} bytes, the source ${expected.byteLength}`, []);
   }

@@ -526,6 +526,8 @@ export class DuplicateCounter {
 
   /** Counts the loaded units of `batch`, skipping slot k when skip[k] is non-zero (e.g. zero pages). Returns the duplicates found. */
   add(batch: PageBatch, skip?: Uint8Array): number {
+    checkInstance("batch", batch, PageBatch);
+    if (skip !== undefined) checkBytes("skip", skip);
     if (this.digests.length < batch.count) this.digests = new BigUint64Array(batch.count);
     const words = new Uint32Array(this.digests.buffer, 0, 2 * batch.count);
     xxh3Batch(batch, { out: this.digests });

@@ -39,7 +39,7 @@
 import { countEncoded, Encoding, ENCODING_NAMES, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { decoderFor } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
-import { CodecError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkObject } from "../errors.js";
+import { CodecError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkObject, checkPageSize } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
@@ -211,6 +211,7 @@ function checkIndices(pageIndices: ArrayLike<number>, count: number): Uint32Arra
 
 /** Most pages of `pageSize` bytes one PAGES frame may carry. */
 export function maxFramePages(pageSize: number): number {
+  checkPageSize(pageSize);
   return Math.min(MAX_FRAME_PAGES, Math.floor(MAX_FRAME_PAGE_BYTES / pageSize));
 }
 

@@ -11,16 +11,31 @@
 // together. `npm test` runs a seeded sample; PAGEMILL_FUZZ=1 (npm run fuzz)
 // runs 100 times more.
 //
-// Left out: whole migrations (test/fuzz/migrate-sweep), trace files and the
-// recorder (file and process input, tested on their own), streams and
-// channels (asynchronous wrappers over the frame functions called here), and
-// decoderFor / createCodec("xbzrle"), whose 64 MiB default cache would make
-// every call of them an allocation of 64 MiB.
+// Covered: PageBatch, DirtyBitmap, Guest, the six codecs and their
+// single-buffer functions, XbzrleCache, DedupIndex, DuplicateCounter, the
+// hashers and digests, frames (encode, decode, header, FrameEncoder,
+// FrameDecoder), verifyMemory, the codec registry. Left out: whole
+// migrations and Session (test/fuzz/migrate-sweep, test/fuzz/cli), trace
+// files and the recorder (file and process input, tested on their own),
+// streams, channels and ParallelEncoder (asynchronous wrappers over the frame
+// functions called here), the clock and link models (no memory of their
+// own), and decoderFor / createCodec("xbzrle"), whose 64 MiB default cache
+// would make every call an allocation of 64 MiB.
 
 import { describe, expect, it } from "vitest";
 import {
+  AutoCodec,
   DedupCodec,
   DedupIndex,
+  DuplicateCounter,
+  FrameEncoder,
+  codecEntry,
+  codecNames,
+  createCodec,
+  hex32,
+  hex64,
+  maxFramePages,
+  verifyMemory,
   DirtyBitmap,
   FrameDecoder,
   Guest,
@@ -390,7 +405,7 @@ const ops: Record<string, Op> = {
 
   // Codecs.
   newCodec: (d, p) => {
-    const which = d.below(5);
+    const which = d.below(6);
     const threshold = d.note("threshold", d.chance(0.9) ? d.pick([0, 0.5, 0.7, 1.5]) : badValue(d, p));
     return () =>
       remember(p.codecs, [
@@ -399,6 +414,7 @@ const ops: Record<string, Op> = {
         () => new MecomCodec({ threshold: threshold as number }),
         () => new XbzrleCodec({ cacheSize: 1 << 16 }),
         () => new DedupCodec({ maxEntries: 32 }),
+        () => new AutoCodec(),
       ][which]!());
   },
   encodeBatch: (d, p) => {
@@ -548,6 +564,38 @@ const ops: Record<string, Op> = {
   newFrameDecoder: (d, p) => {
     const xbzrle = member(d, p, "xbzrle", p.codecs.filter((c) => c instanceof XbzrleCodec));
     return () => remember(p.decoders, new FrameDecoder({ [5]: xbzrle } as never));
+  },
+
+  frameEncoder: (d, p) => {
+    const codecs = { compress: d.chance(0.5) ? member(d, p, "compress", p.codecs.filter((c) => !(c instanceof DedupCodec) && !(c instanceof XbzrleCodec))) : undefined };
+    const encoder = new FrameEncoder(codecs);
+    const b = member(d, p, "batch", p.batches);
+    const indices = indexList(d, p, "pageIndices", b instanceof PageBatch && !b.disposed ? b.count : 1, 1 << 20);
+    const round = integer(d, p, "round", 0, 2 ** 32 - 1);
+    return () => (d.chance(0.5) ? encoder.pages(b, indices as number[]) : encoder.control({ type: "round-end", round: round as number, pages: 0 }));
+  },
+  duplicateCounter: (d, p) => {
+    const b = member(d, p, "batch", p.batches);
+    const skip = d.chance(0.7) ? undefined : bytes(d, p, "skip", [0, 1, 4]);
+    return () => new DuplicateCounter().add(b, skip as Uint8Array | undefined);
+  },
+  verifyMemory: (d, p) => {
+    const [expected, actual] = [bytes(d, p, "expected", [0, 4096, 8192]), bytes(d, p, "actual", [0, 4096, 8192])];
+    const pageSize = d.chance(0.9) ? d.note("pageSize", d.pick(PAGE_SIZES)) : d.note("pageSize", badValue(d, p));
+    return () => verifyMemory(expected as Uint8Array, actual as Uint8Array, pageSize as number);
+  },
+  registry: (d, p) => {
+    const name = d.note("name", d.chance(0.9) ? d.pick(["wkdm", "lz4", "mecom", "dedup", "auto", "", "nope"]) : badValue(d, p));
+    const value = integer(d, p, "value", 0, 2 ** 32 - 1);
+    const pageSize = d.note("pageSize", d.chance(0.9) ? d.pick(PAGE_SIZES) : badValue(d, p));
+    const which = d.below(4);
+    return () =>
+      [
+        () => remember(p.codecs, createCodec(name as string)),
+        () => [codecEntry(name as string), codecNames()],
+        () => [hex32(value as number), hex64(BigInt.asUintN(64, BigInt(Number.isInteger(value) ? (value as number) : 0)))],
+        () => maxFramePages(pageSize as number),
+      ][which]!();
   },
 
   // Disposal, once or twice, of anything.
