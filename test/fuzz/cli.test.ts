@@ -77,7 +77,7 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "bandwidth", valid: ["40mbit", "733mbit", "1gbit", "10Gbps"] },
       { name: "rtt", valid: ["0ms", "5ms", "1ms"] },
       { name: "downtime-limit", valid: ["300ms", "30ms", "1s"] },
-      { name: "codec", valid: ["raw", "lz4", "mecom", "wkdm", "xbzrle", "xbzrle+lz4", "dedup+mecom"] },
+      { name: "codec", valid: ["raw", "lz4", "mecom", "wkdm", "xbzrle", "xbzrle+lz4", "dedup+mecom", "auto"] },
       { name: "json", flag: true },
       { name: "auto-converge", flag: true },
       { name: "max-iterations", valid: ["1", "5", "30"] },
@@ -138,7 +138,8 @@ const COMMANDS: readonly CommandSpec[] = [
     required: ["output"],
     options: [
       { name: "output", valid: ["out.pmf", "existing.out"], output: true },
-      { name: "codec", valid: ["raw", "lz4", "mecom", "wkdm"] },
+      { name: "codec", valid: ["raw", "lz4", "mecom", "wkdm", "auto"] },
+      { name: "bandwidth", valid: ["10mbit", "1gbit", "10gbit"] },
       { name: "channels", valid: ["1", "2"] },
       { name: "batch", valid: ["1", "16", "256"] },
       { name: "page-size", valid: PAGE_SIZES },
@@ -213,6 +214,7 @@ function makeCase(rng: Rng, index: number): Case {
     if (chosen.has("rate")) chosen.set("rate", chosen.get("workload") === "sweep" ? "1MiB" : pick(rng, ["0.05", "1"])); // bytes/s for sweep, writes/s/page for the others
   }
   if (chosen.get("channel") === "loopback") chosen.delete("schedule");
+  if (spec.name === "pack" && chosen.get("codec") === "auto") chosen.set("bandwidth", pick(rng, ["10mbit", "1gbit", "10gbit"])); // auto chooses for a link
   let fault: Case["fault"];
   const kinds = ["value", "value", "value", "path", "path", "mutated", "mutated", "unknown-option", "flag-value", "missing-value", "extra-positional", "missing-positional", "none"];
   const kind = index === 0 ? "unknown-command" : pick(rng, kinds);
