@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,18 +7,8 @@ import { comparisonTable, run } from "../src/cli/migrate.js";
 import { UsageError } from "../src/cli/args.js";
 import { SimulationCostError } from "../src/engine/migrate.js";
 import type { MigrationStats } from "../src/engine/metrics.js";
+import { migrateCli } from "./helpers/migrate.js";
 
-/** Runs `pagemill migrate ARGS`, returning what it printed. */
-async function migrateCli(args: string[]): Promise<string> {
-  const lines: string[] = [];
-  const log = vi.spyOn(console, "log").mockImplementation((...parts: unknown[]) => void lines.push(parts.join(" ")));
-  try {
-    expect(await run(args)).toBe(0);
-  } finally {
-    log.mockRestore();
-  }
-  return lines.join("\n");
-}
 
 describe("pagemill migrate", () => {
   it("--batch at and past the bitmap kernel's 1024-index chunk: every strategy verified on the bundled trace", async () => {
