@@ -3,6 +3,7 @@
 // JSON under bench/results/.
 
 import b from "benny";
+import { Random } from "../dist/index.js";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createReadStream } from "node:fs";
 import { createGunzip } from "node:zlib";
@@ -54,17 +55,10 @@ export async function tracePages(name, maxPages) {
   return { pageSize, count: pages.length / pageSize, pages };
 }
 
-/** Deterministic pseudo-random generator (xorshift32) for synthetic pages. */
+/** Uniform floats in [0, 1) from the project's seeded generator, for synthetic pages. */
 export function rng(seed = 1) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
+  const random = new Random(seed);
+  return () => random.float();
 }
 
 /**

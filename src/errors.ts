@@ -21,6 +21,16 @@ export type CodecErrorCode =
   | "length" // a declared length disagrees with the buffer given
   | "checksum"; // a checksum does not match
 
+/** The destination's memory differs from the source's. Names the pages. */
+export class VerificationError extends PagemillError {
+  constructor(
+    message: string,
+    readonly pages: readonly number[],
+  ) {
+    super(message);
+  }
+}
+
 /** A decoder met bytes it cannot read. Names the page (when known) and the cause. */
 export class CodecError extends PagemillError {
   readonly code: CodecErrorCode;

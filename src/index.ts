@@ -2,7 +2,7 @@
 
 export { init, initSync } from "./wasm/module.js";
 export { PageBatch, type PageSource } from "./wasm/arena.js";
-export { PagemillError, CodecError, type CodecErrorCode } from "./errors.js";
+export { PagemillError, CodecError, VerificationError, type CodecErrorCode } from "./errors.js";
 export { scanZeroPages, isZeroPage, type ZeroScan } from "./codecs/zero.js";
 export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats } from "./codecs/codec.js";
 export { WkdmCodec, wkdmCompress, wkdmDecompress, wkdmCompressBound, wkdmHitRates, WKDM_PAGE_SIZE, WKDM_MAX_STREAM_BYTES } from "./codecs/wkdm.js";
@@ -44,7 +44,6 @@ export {
   TraceReplay,
   ContentWriter,
   ContentStats,
-  Random,
   syntheticImage,
   syntheticGuest,
   CONTENT_MODELS,
@@ -65,7 +64,8 @@ export {
 export { recordProcess, recordFile, writableMappings, RecordError, type RecordOptions, type RecordResult, type PassInfo, type RecordErrorCode } from "./guest/recorder.js";
 export { xxh32, xxh64, xxh3, xxh32Batch, xxh64Batch, xxh3Batch, Xxh32Hasher, Xxh64Hasher, Xxh3Hasher, type Seed64, type BatchDigestOptions } from "./hash/xxhash.js";
 export { toHex, hex32, hex64 } from "./hash/digest.js";
-export { DedupIndex, DedupCodec, DuplicateCounter, MAX_LOCATION, type DedupIndexOptions, type DedupCodecOptions, type DedupCounters, type FastDigest } from "./hash/dedup.js";
+export { DedupIndex, DuplicateCounter, MAX_LOCATION, type DedupIndexOptions, type DedupCounters, type FastDigest } from "./hash/dedup.js";
+export { DedupCodec, type DedupCodecOptions } from "./codecs/dedup.js";
 export { md5, md5Batch, Md5, MD5_BYTES } from "./hash/md5.js";
 export { codecNames, codecNamesFor, codecEntry, createCodec, decoderFor, type CodecEntry } from "./codecs/registry.js";
 export {
@@ -97,12 +97,14 @@ export {
 } from "./wire/frame.js";
 export { FrameSplitter, createEncodeStream, createDecodeStream, FrameEncoderStream, FrameDecoderStream, type EncodeInput, type EncodeStreamOptions, type DecodeStreamOptions } from "./wire/stream.js";
 export { ParallelEncoder, MAX_CHANNELS, type ChannelOptions } from "./wire/channels.js";
-export { VirtualClock, RealClock, DeadlockError, type Clock } from "./engine/clock.js";
+export { VirtualClock, RealClock, DeadlockError, type Clock } from "./clock.js";
 export { Inbox, ChannelClosedError, type Channel } from "./net/channel.js";
 export { SimulatedLink, RateSchedule, type LinkOptions, type RateStep } from "./net/link.js";
 export { LoopbackPair, type LoopbackOptions } from "./net/loopback.js";
 export { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable, type CostTable, type CodecCost } from "./engine/cost.js";
-export { Session, VerificationError, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/session.js";
+export { Session, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/session.js";
 export { migrate, simulate, simulationCost, SimulationCostError, DEFAULT_MAX_TIME, MAX_SIMULATED_WRITES, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
 export { verifyMemory } from "./engine/verify.js";
 export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, XbzrleStats } from "./engine/metrics.js";
+export { Random } from "./random.js";
+export { buildPipeline, disposePipeline, pipelineEntries, type PipelineStages } from "./wire/pipeline.js";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { DirtyBitmap, PageBatch } from "../src/index.js";
 import { wasm } from "../src/wasm/module.js";
-import { xorshift32 } from "./helpers/random.js";
+import { u32Stream } from "./helpers/random.js";
 
 /** Plain model: a boolean per page. */
 class Model {
@@ -227,7 +227,7 @@ describe("bitmapExtract stays inside its output", () => {
     for (const [name, fill] of fills) {
       it(`${size} pages, ${name}`, () => {
         const { heap, kernels } = wasm();
-        const next = xorshift32(size);
+        const next = u32Stream(size);
         const words = Math.ceil(size / 64);
         const bits = heap.alloc(words * 8);
         const model: number[] = [];

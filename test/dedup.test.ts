@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { CodecError, DedupCodec, DedupIndex, DuplicateCounter, MAX_LOCATION, PageBatch, type EncodedBatch } from "../src/index.js";
 import { Encoding } from "../src/codecs/codec.js";
 import { sharedTraceImagePages } from "./helpers/traces.js";
-import { randomBytes, xorshift32 } from "./helpers/random.js";
+import { randomBytes, u32Stream } from "./helpers/random.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 10 : 1;
 
@@ -59,7 +59,7 @@ class Migration {
 function runEpochs(m: Migration, seed: number, epochs: number, batch: number): { sent: Set<number>; refs: number } {
   const ps = m.pageSize;
   const pages = m.source.length / ps;
-  const next = xorshift32(seed);
+  const next = u32Stream(seed);
   const rand = (n: number): number => next() % n;
   const sent = new Set<number>();
   let refs = 0;

@@ -17,7 +17,7 @@ import {
   wkdmHitRates,
 } from "../src/index.js";
 import type { EncodedBatch } from "../src/codecs/codec.js";
-import { xorshift32 } from "./helpers/random.js";
+import { u32Stream } from "./helpers/random.js";
 import { TRACE_NAMES, sharedTraceImagePages } from "./helpers/traces.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 100 : 1;
@@ -187,7 +187,7 @@ describe("MECOM", () => {
     // 64-byte records of pointers and small counters, repeated across the
     // page: nearly every word hits WKdm's dictionary, yet LZ4 sends the page
     // as one record and a match (the shape of PostgreSQL's heap tuples).
-    const next = xorshift32(7);
+    const next = u32Stream(7);
     const count = 512;
     const pages = new Uint8Array(count * 4096);
     for (let k = 0; k < count; k++) {
@@ -211,7 +211,7 @@ describe("MECOM", () => {
   });
 
   it("sends WKdm where its class keeps winning: small integers", () => {
-    const next = xorshift32(11);
+    const next = u32Stream(11);
     const count = 512;
     const pages = new Uint8Array(count * 4096);
     const words = new Uint32Array(pages.buffer);

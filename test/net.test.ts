@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DeadlockError, RealClock, VirtualClock } from "../src/engine/clock.js";
+import { DeadlockError, RealClock, VirtualClock } from "../src/clock.js";
 import { SimulatedLink, RateSchedule } from "../src/net/link.js";
 import { LoopbackPair } from "../src/net/loopback.js";
 import { ChannelClosedError, type Channel } from "../src/net/channel.js";

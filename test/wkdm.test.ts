@@ -10,7 +10,7 @@ import { CodecError, PageBatch, WkdmCodec, wkdmCompress, wkdmDecompress, wkdmHit
 import { Encoding } from "../src/codecs/codec.js";
 import { SHARED, TRACE_NAMES, sharedTraceImagePages } from "./helpers/traces.js";
 import { WKDM_MZV_MAGIC, wkdmCompressReference, wkdmDecompressReference, wkdmHitRateReference } from "./reference/wkdm.js";
-import { xorshift32 } from "./helpers/random.js";
+import { u32Stream } from "./helpers/random.js";
 
 const PAGE = 4096;
 const RUNS = process.env.PAGEMILL_FUZZ ? 2000 : 150;
@@ -87,7 +87,7 @@ function buildPage(runs: { kind: RunKind; length: number; seed: number }[]): Uin
   const words = new Uint32Array(PAGE / 4);
   let at = 0;
   for (const run of runs) {
-    const next = xorshift32(run.seed);
+    const next = u32Stream(run.seed);
     const base = next();
     for (let i = 0; i < run.length && at < words.length; i++, at++) {
       switch (run.kind) {
@@ -127,7 +127,7 @@ const patternPageArb = fc.array(runArb, { minLength: 1, maxLength: 40 }).map(bui
 const edgePageArb = fc
   .record({ misses: fc.integer({ min: 920, max: 970 }), exacts: fc.integer({ min: 0, max: 40 }), partials: fc.integer({ min: 0, max: 12 }), seed: fc.integer() })
   .map(({ misses, exacts, partials, seed }) => {
-    const next = xorshift32(seed);
+    const next = u32Stream(seed);
     const words = new Uint32Array(PAGE / 4);
     let at = Math.max(0, words.length - misses - exacts - partials);
     // Distinct high bits for every miss, so none matches the dictionary.
@@ -221,7 +221,7 @@ describe("WKdm golden vectors (XNU WKdm_compress_new)", () => {
 
 describe("WKdm decisions at XNU's thresholds", () => {
   const randomWords = (count: number, seed: number, zerosFirst: boolean) => {
-    const next = xorshift32(seed);
+    const next = u32Stream(seed);
     const words = new Uint32Array(PAGE / 4);
     const start = zerosFirst ? words.length - count : 0;
     for (let i = 0; i < count; i++) words[start + i] = ((((i + 7) * 0x2f1b) & 0x3fffff) << 10 | (next() & 0x3ff)) >>> 0;
@@ -379,7 +379,7 @@ describe("WKdm dictionary hit rate", () => {
     batch.dispose();
     const edge = new PageBatch(2);
     edge.page(0).fill(0);
-    const next = xorshift32(5);
+    const next = u32Stream(5);
     const random = new Uint32Array(PAGE / 4).map(() => next());
     edge.page(1).set(new Uint8Array(random.buffer));
     edge.count = 2;

@@ -16,7 +16,6 @@ import {
   IdleWorkload,
   NO_READS,
   PoissonWorkload,
-  Random,
   SweepWorkload,
   TRACE_CHANGED_BYTES,
   TraceReplay,
@@ -24,6 +23,7 @@ import {
   syntheticImage,
   type Popularity,
 } from "../src/guest/workloads.js";
+import { Random } from "../src/random.js";
 import { SHARED } from "./helpers/traces.js";
 
 const SAMPLE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));

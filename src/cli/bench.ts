@@ -14,7 +14,8 @@ import { DEFAULT_COSTS, loadCostTable, type CodecCost, type CostTable } from "..
 import { xxh3Batch } from "../hash/xxhash.js";
 import { syntheticImage } from "../guest/workloads.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder, type PipelineCodecs } from "../wire/frame.js";
+import { FrameDecoder, FrameEncoder } from "../wire/frame.js";
+import { buildPipeline, disposePipeline } from "../wire/pipeline.js";
 import { UsageError, durationOption, parse, pathOption } from "./args.js";
 
 export const summary = "Measures codec, zero-scan and digest throughput on this machine and writes a cost table for `migrate --cost`.";
@@ -99,7 +100,7 @@ function measureCodec(name: string, pages: Uint8Array, indices: Uint32Array, sec
       }
     } else {
       // Decoded by wire id inside frames (MECOM's pages are zero, same-value, WKdm or LZ4).
-      const stages: PipelineCodecs = { [entry.role]: createCodec(name) };
+      const stages = buildPipeline(name);
       const frame = new FrameEncoder(stages).pages(input.set(pages), indices);
       const frames = new FrameDecoder();
       const memory = new Uint8Array((indices[PAGES - 1]! + 1) * PAGE_SIZE);
@@ -107,7 +108,7 @@ function measureCodec(name: string, pages: Uint8Array, indices: Uint32Array, sec
         decode = rate(bytes, seconds, () => frames.decode(frame, memory));
       } finally {
         frames.dispose();
-        for (const codec of Object.values(stages)) codec?.dispose();
+        disposePipeline(stages);
       }
     }
     return { encode, decode };

@@ -7,7 +7,8 @@ import { CostModel, DEFAULT_COSTS, loadCostTable } from "../engine/cost.js";
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { DEFAULT_MAX_TIME, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
-import { pipelineCodecs, type MigrationOptions, type MigrationProgress } from "../engine/session.js";
+import type { MigrationOptions, MigrationProgress } from "../engine/session.js";
+import { pipelineEntries } from "../wire/pipeline.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
 import {
@@ -260,7 +261,7 @@ export async function run(args: string[]): Promise<number> {
   };
   const guest = workloadFactory(values);
   try {
-    for (const codec of Object.values(pipelineCodecs(options.codec!).codecs)) codec?.dispose();
+    pipelineEntries(options.codec!);
   } catch (err) {
     throw new UsageError(`--codec: ${(err as Error).message}`);
   }

@@ -7,13 +7,14 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
 import { stat } from "node:fs/promises";
 import { PagemillError } from "../errors.js";
-import { codecNamesFor, createCodec } from "../codecs/registry.js";
+import { codecNamesFor } from "../codecs/registry.js";
 import { CostModel } from "../engine/cost.js";
 import { hex64 } from "../hash/digest.js";
 import { Xxh64Hasher } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { ParallelEncoder } from "../wire/channels.js";
 import { FrameEncoder, maxFramePages, type ControlMessage, type WireStats } from "../wire/frame.js";
+import { buildPipeline, disposePipeline } from "../wire/pipeline.js";
 import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse, pathOption, rateOption } from "./args.js";
 import { openPageFile, type PageChunk } from "./pagefile.js";
 import { checkDistinct, writeAtomically } from "../files.js";
@@ -119,8 +120,7 @@ async function packInto(imagePath: string, outPath: string, options: PackOptions
   };
   try {
     if (channels === 1) {
-      const encoder = new FrameEncoder(codec === "raw" ? {} : { compress: createCodec(codec) });
-      encoder.codecs.compress?.setLink?.({ bandwidth, costs: new CostModel() });
+      const encoder = new FrameEncoder(buildPipeline(codec, { bandwidth, costs: new CostModel() }));
       const batch = new PageBatch(batchPages, pageSize);
       try {
         for await (const chunk of file.chunks()) {
@@ -130,7 +130,7 @@ async function packInto(imagePath: string, outPath: string, options: PackOptions
         }
       } finally {
         batch.dispose();
-        encoder.codecs.compress?.dispose();
+        disposePipeline(encoder.codecs);
       }
       stats = encoder.stats;
       finish = async (message) => encoder.control(message);

@@ -2,7 +2,7 @@
 // frame decoder needs for each page encoding). Each entry makes a fresh
 // codec: codecs hold WebAssembly memory and, for XBZRLE and dedup, state.
 
-import { DedupCodec } from "../hash/dedup.js";
+import { DedupCodec } from "./dedup.js";
 import { AutoCodec } from "./auto.js";
 import { Encoding, type PageCodec } from "./codec.js";
 import { Lz4Codec } from "./lz4.js";

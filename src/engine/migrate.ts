@@ -6,7 +6,7 @@
 import type { Workload } from "../guest/guest.js";
 import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
-import { VirtualClock } from "./clock.js";
+import { VirtualClock } from "../clock.js";
 import { hybrid } from "./hybrid.js";
 import type { MigrationStats, StopReason, StrategyName } from "./metrics.js";
 import { postcopy } from "./postcopy.js";

@@ -28,7 +28,8 @@
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { AccessKind } from "../guest/guest.js";
 import type { StopReason } from "./metrics.js";
-import { PageState, VerificationError, type Session } from "./session.js";
+import { VerificationError } from "../errors.js";
+import { PageState, type Session } from "./session.js";
 
 /** Pages per frame of the background push: small, so a request is not stuck behind a long frame. */
 const PUSH_BATCH_PAGES = 32;

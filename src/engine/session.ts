@@ -16,17 +16,17 @@
 // destination still checks, the content the page had at switch-over.
 
 import { ENCODING_NAMES, type CodecStats, type Encoding, type PageCodec } from "../codecs/codec.js";
-import { codecEntry, createCodec } from "../codecs/registry.js";
 import { XbzrleCodec } from "../codecs/xbzrle.js";
 import { scanZeroPages } from "../codecs/zero.js";
-import { PagemillError, checkInteger } from "../errors.js";
+import { PagemillError, VerificationError, checkInteger } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
-import { Random } from "../guest/workloads.js";
+import { Random } from "../random.js";
 import type { Channel } from "../net/channel.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, readPageEncodings, type ControlMessage, type PipelineCodecs } from "../wire/frame.js";
-import type { Clock } from "./clock.js";
+import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, readPageEncodings, type ControlMessage } from "../wire/frame.js";
+import { buildPipeline, type PipelineStages } from "../wire/pipeline.js";
+import type { Clock } from "../clock.js";
 import { CostModel } from "./cost.js";
 import type { MigrationStats, RoundRow, StopReason, StrategyName } from "./metrics.js";
 
@@ -93,16 +93,6 @@ export interface MigrationProgress {
 
 export type Phase = "setup" | "precopy" | "downtime" | "postcopy" | "done";
 
-/** The destination's memory differs from the source's. Names the pages. */
-export class VerificationError extends PagemillError {
-  constructor(
-    message: string,
-    readonly pages: readonly number[],
-  ) {
-    super(message);
-  }
-}
-
 /** The bytes a switch-over frame carries: the engine's own record around the device state. */
 export interface SwitchoverRecord {
   /** CPU and device state */
@@ -160,22 +150,6 @@ export const PageState = {
   CHECKED: 8,
 } as const;
 
-/** Builds the pipeline's stages from a codec spec ("lz4", "xbzrle+lz4", "raw"). */
-export function pipelineCodecs(spec: string): { codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] }; names: string[] } {
-  const parts = spec.split("+").map((s) => s.trim());
-  if (parts.some((s) => s === "")) throw new RangeError(`codec '${spec}' names an empty stage (say 'raw' for no codec)`);
-  const names = parts.filter((s) => s !== "raw");
-  const codecs: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] } = {};
-  for (const name of names) {
-    const entry = codecEntry(name);
-    if (!entry) createCodec(name); // throws the registry's RangeError naming the choices
-    const stage = entry!.role;
-    if (codecs[stage]) throw new RangeError(`codec '${spec}' has two ${stage} stages`);
-    codecs[stage] = entry!.create();
-  }
-  return { codecs, names };
-}
-
 function positive(name: string, value: number): number {
   if (!(typeof value === "number" && value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive finite number, got ${value}`);
   return value;
@@ -188,8 +162,7 @@ function nonNegative(name: string, value: number): number {
 
 /** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
 function stateBlob(size: number): Uint8Array {
-  const random = new Random(0x9e3779b9);
-  return Uint8Array.from({ length: size }, () => random.u32() & 0xff);
+  return new Random(0x9e3779b9).bytes(size);
 }
 
 export class Session {
@@ -229,7 +202,7 @@ export class Session {
   readonly cow = new Map<number, Uint8Array>();
 
   /** The encoder's stages (the encoder reads this object on every frame). */
-  private readonly stages: { -readonly [K in keyof PipelineCodecs]: PipelineCodecs[K] };
+  private readonly stages: PipelineStages;
   private readonly allCodecs: PageCodec[];
   /** Source: PAGES and control frames out, page requests in. */
   private readonly encoder: FrameEncoder;
@@ -321,7 +294,7 @@ export class Session {
     this.onProgress = options.onProgress;
 
     const spec = options.codec ?? "raw";
-    const { codecs } = pipelineCodecs(spec);
+    const codecs = buildPipeline(spec);
     this.stages = codecs;
     this.allCodecs = Object.values(codecs).filter((c) => c !== undefined);
     this.encoder = new FrameEncoder(codecs);

@@ -8,7 +8,7 @@
 import { checkBytes, checkPageSize } from "../errors.js";
 import { xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
-import { VerificationError } from "./session.js";
+import { VerificationError } from "../errors.js";
 
 const VERIFY_BATCH_PAGES = 1024;
 const NAMED_PAGES = 16;

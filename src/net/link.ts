@@ -6,7 +6,7 @@
 // sender can prepare the next frame while this one is on the wire (one frame
 // of buffering, like a socket buffer that holds one batch).
 
-import type { Clock } from "../engine/clock.js";
+import type { Clock } from "../clock.js";
 import { ChannelClosedError, Inbox, type Channel } from "./channel.js";
 
 /** From `at` seconds on, the link runs at `bitsPerSecond`. */

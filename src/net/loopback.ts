@@ -5,7 +5,7 @@
 // Channel contract (tests run the same migration over both), and as the
 // shape a queue between two workers or two sockets takes.
 
-import type { Clock } from "../engine/clock.js";
+import type { Clock } from "../clock.js";
 import { ChannelClosedError, Inbox, type Channel } from "./channel.js";
 
 export interface LoopbackOptions {

@@ -3,11 +3,11 @@
 // Pages arrive in a transferred buffer; the frame goes back the same way.
 
 import { Piscina } from "piscina";
-import { createCodec } from "../codecs/registry.js";
 import { CostModel } from "../engine/cost.js";
 import { PageBatch } from "../wasm/arena.js";
 import { init } from "../wasm/module.js";
 import { encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./frame.js";
+import { buildPipeline } from "./pipeline.js";
 
 // No top-level await: piscina first tries require() on the file, and Node 20
 // cannot require a module graph that awaits at top level (it then trips an
@@ -61,7 +61,7 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
   }
   let codecs = pipelines.get(task.codec);
   if (!codecs) {
-    codecs = task.codec === "raw" ? {} : { compress: createCodec(task.codec) };
+    codecs = buildPipeline(task.codec);
     pipelines.set(task.codec, codecs);
   }
   codecs.compress?.setLink?.({ bandwidth: task.bandwidth, costs: (costs ??= new CostModel()) });

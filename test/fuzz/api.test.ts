@@ -79,7 +79,7 @@ import {
   type PageCodec,
 } from "../../src/index.js";
 import { wasm } from "../../src/wasm/module.js";
-import { xorshift32 } from "../helpers/random.js";
+import { u32Stream } from "../helpers/random.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
 const TIME_LIMIT = SCALE > 1 ? 3_600_000 : undefined;
@@ -657,7 +657,7 @@ interface Summary {
 }
 
 function run(seed: number, calls: number, summary: Summary): void {
-  const d = new Draw(xorshift32(seed));
+  const d = new Draw(u32Stream(seed));
   const pool: Pool = { batches: [], bitmaps: [], codecs: [], caches: [], indices: [], hashers: [], md5s: [], decoders: [], guests: [], streams: [], encoded: [] };
   const stillWorks = canary();
   const names = Object.keys(ops);

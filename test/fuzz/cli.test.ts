@@ -17,7 +17,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packImage } from "../../src/cli/pack.js";
 import { TraceWriter } from "../../src/guest/pagetrace.js";
-import { randomBytes, xorshift32 } from "../helpers/random.js";
+import { randomBytes, u32Stream } from "../helpers/random.js";
 
 const FUZZ = Boolean(process.env.PAGEMILL_FUZZ);
 const CASES = Number(process.env.PAGEMILL_CLI_CASES ?? (FUZZ ? 600 : 40));
@@ -411,7 +411,7 @@ function materialize(c: Case, dir: string): string[] {
     const placeholders = new Map([["@trace", F.trace!], ["@bundled", BUNDLED], ["@cost", F.cost!], ["@small", F.small!], ["@same", input], ["@symlink", join(dir, "input-link")]]);
     if (value === "@mutated") {
       const path = join(dir, "mutated-input");
-      writeFileSync(path, mutate(readFileSync(c.fault!.source!), xorshift32(c.fault!.seed!)));
+      writeFileSync(path, mutate(readFileSync(c.fault!.source!), u32Stream(c.fault!.seed!)));
       return prefix + path;
     }
     return prefix + (placeholders.get(value) ?? value);
@@ -457,7 +457,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe(`pagemill under random command lines (${CASES} cases, seed ${SEED})`, () => {
   it("every case ends, with a one-line message naming what was wrong, and leaves files as they were on failure", async () => {
-    const rng = xorshift32(SEED);
+    const rng = u32Stream(SEED);
     const cases = Array.from({ length: CASES }, (_, i) => makeCase(rng, i));
     const fixturesBefore = snapshot(fixtures);
     const findings: string[] = [];

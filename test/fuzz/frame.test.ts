@@ -13,7 +13,7 @@ import { wasm } from "../../src/wasm/module.js";
 import { FrameDecoder, HEADER_BYTES, MAX_FRAME_BYTES, encodeControl, readFrameHeader } from "../../src/wire/frame.js";
 import { FrameSplitter } from "../../src/wire/stream.js";
 import { CHOICES, dispose, encodeAll, mixedPages, pipeline, reseal } from "../helpers/frames.js";
-import { xorshift32 } from "../helpers/random.js";
+import { u32Stream } from "../helpers/random.js";
 
 const FUZZ = Boolean(process.env.PAGEMILL_FUZZ);
 
@@ -39,7 +39,7 @@ describe("frames fuzzed", () => {
     const { heap } = wasm();
     const before = heap.memoryBytes;
     const decoder = new FrameDecoder();
-    const next = xorshift32(12345);
+    const next = u32Stream(12345);
     const codes: Record<string, number> = {};
     for (let i = 0; i < runs; i++) {
       const length = next() % 160;
@@ -87,7 +87,7 @@ describe("frames fuzzed", () => {
       frames.push(...encodeAll(pages, indices, pageSize, 10, codecs).frames);
       dispose(codecs);
     }
-    const next = xorshift32(99);
+    const next = u32Stream(99);
     const snapshot = mixedPages(pageSize, 12, 5);
     const memory = snapshot.slice();
     const decoder = new FrameDecoder();
@@ -110,7 +110,7 @@ describe("frames fuzzed", () => {
 
   it("splits random byte streams without ever waiting on or buffering an unchecked length", () => {
     const runs = FUZZ ? 100_000 : 2_000;
-    const next = xorshift32(7);
+    const next = u32Stream(7);
     const good = encodeControl({ type: "round-start", round: 1, pages: 2 }, 0);
     for (let i = 0; i < runs; i++) {
       const splitter = new FrameSplitter(false);

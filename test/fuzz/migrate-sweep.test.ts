@@ -12,7 +12,7 @@ import type { StrategyName } from "../../src/engine/metrics.js";
 import { simulate } from "../../src/engine/migrate.js";
 import { TraceReplay } from "../../src/guest/workloads.js";
 import { TRACE_NAMES, sharedAvailable, tracePath } from "../helpers/traces.js";
-import { xorshift32 } from "../helpers/random.js";
+import { u32Stream } from "../helpers/random.js";
 
 const FUZZ = Boolean(process.env.PAGEMILL_FUZZ);
 
@@ -67,7 +67,7 @@ function everyCase(): Case[] {
 /** A seeded sample of `count` cases (the same ones every run). */
 function sample(count: number, seed: number): Case[] {
   const all = everyCase();
-  const next = xorshift32(seed);
+  const next = u32Stream(seed);
   const picked: Case[] = [];
   for (let i = 0; i < count && all.length; i++) picked.push(all.splice(next() % all.length, 1)[0]!);
   return picked;

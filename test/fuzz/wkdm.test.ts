@@ -14,7 +14,7 @@ import { Scratch } from "../../src/wasm/arena.js";
 import { wasm } from "../../src/wasm/module.js";
 import { sharedTraceImagePages } from "../helpers/traces.js";
 import { WKDM_MZV_MAGIC, wkdmDecompressReference } from "../reference/wkdm.js";
-import { xorshift32 } from "../helpers/random.js";
+import { u32Stream } from "../helpers/random.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
 /** Per-test time limit: the default, or an hour for the 100-fold fuzz run. */
@@ -31,9 +31,9 @@ function allEqual(mem: Uint8Array, at: number, length: number, value: number): b
   return Buffer.from(mem.buffer, mem.byteOffset + at, length).equals(Buffer.alloc(length, value));
 }
 
-/** `length` bytes from a seeded xorshift32: long random inputs without fast-check's per-byte cost. */
+/** `length` bytes from a seeded u32Stream: long random inputs without fast-check's per-byte cost. */
 function seededBytes(seed: number, length: number): Uint8Array {
-  const next = xorshift32(seed);
+  const next = u32Stream(seed);
   const words = Uint32Array.from({ length: (length + 3) >> 2 }, next);
   return new Uint8Array(words.buffer, 0, length);
 }
@@ -152,7 +152,7 @@ const consistentStream = fc
     const slotEnd = newEnd + ((matches + 7) >> 3);
     const lowEnd = slotEnd + Math.ceil(partials / 3);
     const words = new Uint32Array(lowEnd);
-    const next = xorshift32(fill);
+    const next = u32Stream(fill);
     for (let i = 67; i < lowEnd; i++) words[i] = next();
     words[0] = newEnd;
     words[1] = slotEnd;

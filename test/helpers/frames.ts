@@ -6,7 +6,7 @@ import { PageBatch } from "../../src/index.js";
 import type { PageCodec } from "../../src/codecs/codec.js";
 import { codecNamesFor, createCodec } from "../../src/codecs/registry.js";
 import { FrameEncoder, type PipelineCodecs } from "../../src/wire/frame.js";
-import { xorshift32 } from "./random.js";
+import { u32Stream } from "./random.js";
 
 const { h32Raw } = await xxhash();
 
@@ -49,7 +49,7 @@ export function reseal(frame: Uint8Array, headerOnly = false): Uint8Array {
 /** A few pages of every kind: zero, one repeated word, text-like, random, and a mostly zero one. */
 export function mixedPages(pageSize: number, count: number, seed: number): Uint8Array {
   const pages = new Uint8Array(pageSize * count);
-  const next = xorshift32(seed);
+  const next = u32Stream(seed);
   for (let k = 0; k < count; k++) {
     const page = pages.subarray(k * pageSize, (k + 1) * pageSize);
     switch (k % 5) {

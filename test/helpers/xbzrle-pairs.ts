@@ -2,7 +2,7 @@
 // pattern, built deterministically from a seed so fast-check can shrink them.
 
 import fc from "fast-check";
-import { xorshift32 } from "./random.js";
+import { u32Stream } from "./random.js";
 
 export const EDIT_PATTERNS = [
   "none",
@@ -43,7 +43,7 @@ export function basePage(base: PairSpec["base"], pageSize: number, next: () => n
 /** Builds the pair a spec describes. */
 export function makePair(spec: PairSpec): { oldPage: Uint8Array; newPage: Uint8Array } {
   const { pageSize: ps, amount } = spec;
-  const next = xorshift32(spec.seed);
+  const next = u32Stream(spec.seed);
   const oldPage = basePage(spec.base, ps, next);
   const newPage = oldPage.slice();
   // XOR with a value that is usually, not always, non-zero: an edit may

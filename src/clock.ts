@@ -9,7 +9,7 @@
 // they were scheduled, so a run is deterministic: the same inputs give the
 // same event order and the same timestamps, on any machine.
 
-import { PagemillError } from "../errors.js";
+import { PagemillError } from "./errors.js";
 
 export interface Clock {
   /**
