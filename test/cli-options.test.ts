@@ -71,6 +71,13 @@ describe("record", () => {
   });
 });
 
+describe("pack", () => {
+  it("--bandwidth without --codec auto is refused, not ignored", async () => {
+    await expect(pack([file, "-o", join(dir, "b.pmf"), "--codec", "lz4", "--bandwidth", "1gbit"])).rejects.toThrow(/--bandwidth applies to --codec auto only/);
+    expect(readdirSync(dir).filter((name) => name.startsWith("b.pmf"))).toEqual([]);
+  });
+});
+
 describe("an empty output path is a usage error in every command that writes", () => {
   it("pack, unpack, bench", async () => {
     await expect(pack([file, "-o", ""])).rejects.toThrow(UsageError);

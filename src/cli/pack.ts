@@ -209,6 +209,7 @@ export async function run(args: string[]): Promise<number> {
   const codec = typeof values.codec === "string" ? values.codec : defaultCodec();
   if (!packCodecs().includes(codec)) throw new UsageError(`--codec must be one of ${packCodecs().join(", ")}, got '${codec}'`);
   if (codec === "auto" && values.bandwidth === undefined) throw new UsageError("--codec auto needs --bandwidth RATE: the link the stream will cross (e.g. 100mbit)");
+  if (codec !== "auto" && values.bandwidth !== undefined) throw new UsageError(`--bandwidth applies to --codec auto only (the ${codec} codec does not depend on the link)`);
   const bandwidth = rateOption("bandwidth", values.bandwidth, 0) / 8;
   const channels = intOption("channels", values.channels, 1, 1, 64);
   const pageSize = pageSizeOption(values["page-size"]);
