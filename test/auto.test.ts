@@ -52,6 +52,9 @@ describe("codec auto", () => {
     expect(batchSeconds("raw", mib, 1, link(10e9))).toBeCloseTo(mib / 1.25e9, 12);
     expect(batchSeconds("lz4", mib, 0.3, link(10e9))).toBeCloseTo(mib / DEFAULT_COSTS.codecs.lz4!.encode, 12);
     expect(batchSeconds("lz4", mib, 0.3, link(10e6))).toBeCloseTo((0.3 * mib * 8) / 10e6, 12);
+    // CPU counted with headroom: the slowest stage is then LZ4's encode sooner.
+    expect(batchSeconds("lz4", mib, 0.3, link(10e9), 1.25)).toBeCloseTo((1.25 * mib) / DEFAULT_COSTS.codecs.lz4!.encode, 12);
+    expect(batchSeconds("raw", mib, 1, link(10e9), 1.25)).toBeCloseTo(mib / 1.25e9, 12);
   });
 
   it("migrates every shared trace with every strategy at 10 Mbit/s, 1 and 10 Gbit/s, verified, its choices in the rows and codecStats", async () => {

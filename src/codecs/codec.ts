@@ -148,10 +148,11 @@ export interface PageCodec {
    */
   setLink?(link: LinkConditions): void;
   /**
-   * The codec whose work the last encodeBatch was, for an adaptive codec
-   * ("raw", "lz4", "mecom"): what its CPU time is charged as. Absent: `name`.
+   * What the last encodeBatch's CPU time is charged as, for an adaptive
+   * codec: the codecs it ran, joined by "+" ("raw", "lz4", "lz4+mecom").
+   * Absent: `name`.
    */
-  readonly choice?: string;
+  readonly work?: string;
   /** Releases WebAssembly memory the codec holds. */
   dispose(): void;
 }

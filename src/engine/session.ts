@@ -416,9 +416,10 @@ export class Session {
     const contentBytes = (n - zero) * this.pageSize;
     let cpu = this.cost.zeroScanSeconds(n * this.pageSize);
     for (const codec of [this.stages.dedup, this.stages.delta, this.stages.compress]) {
-      // An adaptive codec is charged as the codec it ran; raw is no encoding work.
-      const work = codec && (codec.choice ?? codec.name);
-      if (work && work !== "raw") cpu += this.cost.encodeSeconds(work, contentBytes);
+      // An adaptive codec is charged for the codecs it ran; raw is no encoding work.
+      for (const work of codec ? (codec.work ?? codec.name).split("+") : []) {
+        if (work !== "raw") cpu += this.cost.encodeSeconds(work, contentBytes);
+      }
     }
     this.stats.sourceCpu += cpu;
     this.stats.duplicate += zero;
