@@ -8,7 +8,7 @@ import { RealClock, VirtualClock } from "../src/clock.js";
 import { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable } from "../src/engine/cost.js";
 import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
 import { migrate, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../src/engine/migrate.js";
-import { decodeSwitchover, encodeSwitchover } from "../src/engine/session.js";
+import { decodeSwitchover, encodeSwitchover } from "../src/wire/frame.js";
 import { VerificationError } from "../src/errors.js";
 import { verifyMemory } from "../src/engine/verify.js";
 import type { Workload } from "../src/guest/guest.js";

@@ -24,7 +24,7 @@ import type { Guest, Workload } from "../guest/guest.js";
 import { Random } from "../random.js";
 import type { Channel } from "../net/channel.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, readPageEncodings, type ControlMessage } from "../wire/frame.js";
+import { FrameDecoder, FrameEncoder, MAX_REQUEST_PAGES, MAX_STATE_BYTES, maxFramePages, readPageEncodings, encodeSwitchover, decodeSwitchover, type ControlMessage, type SwitchoverRecord } from "../wire/frame.js";
 import { buildPipeline, type PipelineStages } from "../wire/pipeline.js";
 import type { Clock } from "../clock.js";
 import { CostModel } from "./cost.js";
@@ -92,51 +92,6 @@ export interface MigrationProgress {
 }
 
 export type Phase = "setup" | "precopy" | "downtime" | "postcopy" | "done";
-
-/** The bytes a switch-over frame carries: the engine's own record around the device state. */
-export interface SwitchoverRecord {
-  /** CPU and device state */
-  readonly state: Uint8Array;
-  /** pages the destination must not use yet (post-copy follows); undefined for pre-copy */
-  readonly pending: BigUint64Array | undefined;
-}
-
-// Switch-over record: u32 version (1) | u32 pageCount (0: no pending map) |
-// u32 stateLength | state | pageCount bits of pending map (u64 words, LE).
-const RECORD_VERSION = 1;
-
-export function encodeSwitchover(record: SwitchoverRecord, pageCount: number): Uint8Array {
-  const words = record.pending ? record.pending.length : 0;
-  const out = new Uint8Array(12 + record.state.byteLength + 8 * words);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, RECORD_VERSION, true);
-  dv.setUint32(4, record.pending ? pageCount : 0, true);
-  dv.setUint32(8, record.state.byteLength, true);
-  out.set(record.state, 12);
-  if (record.pending) out.set(new Uint8Array(record.pending.buffer, record.pending.byteOffset, 8 * words), 12 + record.state.byteLength);
-  return out;
-}
-
-export function decodeSwitchover(bytes: Uint8Array, pageCount: number): SwitchoverRecord {
-  const fail = (what: string): never => {
-    throw new PagemillError(`switch-over record: ${what}`);
-  };
-  if (bytes.byteLength < 12) fail(`${bytes.byteLength} bytes is shorter than its 12-byte head`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (dv.getUint32(0, true) !== RECORD_VERSION) fail(`version ${dv.getUint32(0, true)} is not ${RECORD_VERSION}`);
-  const mapPages = dv.getUint32(4, true);
-  const stateLength = dv.getUint32(8, true);
-  if (mapPages !== 0 && mapPages !== pageCount) fail(`pending map of ${mapPages} pages for a guest of ${pageCount}`);
-  const words = mapPages ? Math.ceil(mapPages / 64) : 0;
-  if (bytes.byteLength !== 12 + stateLength + 8 * words) fail(`length ${bytes.byteLength} is not 12 + ${stateLength} + ${8 * words}`);
-  const state = bytes.slice(12, 12 + stateLength);
-  let pending: BigUint64Array | undefined;
-  if (words) {
-    pending = new BigUint64Array(words);
-    new Uint8Array(pending.buffer).set(bytes.subarray(12 + stateLength));
-  }
-  return { state, pending };
-}
 
 /** The per-page state the destination keeps. */
 export const PageState = {

@@ -39,7 +39,7 @@
 import { countEncoded, Encoding, ENCODING_NAMES, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { decoderFor } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
-import { CodecError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkObject, checkPageSize } from "../errors.js";
+import { CodecError, PagemillError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkObject, checkPageSize } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
@@ -858,4 +858,51 @@ export function decodeFrame(bytes: Uint8Array, destination?: PageDestination, de
     }
   }
   return (defaultDecoder ??= new FrameDecoder()).decode(bytes, destination);
+}
+
+/** The bytes a switch-over frame carries: the engine's own record around the device state. */
+export interface SwitchoverRecord {
+  /** CPU and device state */
+  readonly state: Uint8Array;
+  /** pages the destination must not use yet (post-copy follows); undefined for pre-copy */
+  readonly pending: BigUint64Array | undefined;
+}
+
+// Switch-over record: u32 version (1) | u32 pageCount (0: no pending map) |
+// u32 stateLength | state | pageCount bits of pending map (u64 words, LE).
+const RECORD_VERSION = 1;
+
+/** The body of a SWITCHOVER frame for `record` (a pending map, when there is one, covers `pageCount` pages). */
+export function encodeSwitchover(record: SwitchoverRecord, pageCount: number): Uint8Array {
+  const words = record.pending ? record.pending.length : 0;
+  const out = new Uint8Array(12 + record.state.byteLength + 8 * words);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, RECORD_VERSION, true);
+  dv.setUint32(4, record.pending ? pageCount : 0, true);
+  dv.setUint32(8, record.state.byteLength, true);
+  out.set(record.state, 12);
+  if (record.pending) out.set(new Uint8Array(record.pending.buffer, record.pending.byteOffset, 8 * words), 12 + record.state.byteLength);
+  return out;
+}
+
+/** The record a SWITCHOVER frame's body holds, checked against the guest's `pageCount`; a PagemillError names what is wrong. */
+export function decodeSwitchover(bytes: Uint8Array, pageCount: number): SwitchoverRecord {
+  const fail = (what: string): never => {
+    throw new PagemillError(`switch-over record: ${what}`);
+  };
+  if (bytes.byteLength < 12) fail(`${bytes.byteLength} bytes is shorter than its 12-byte head`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== RECORD_VERSION) fail(`version ${dv.getUint32(0, true)} is not ${RECORD_VERSION}`);
+  const mapPages = dv.getUint32(4, true);
+  const stateLength = dv.getUint32(8, true);
+  if (mapPages !== 0 && mapPages !== pageCount) fail(`pending map of ${mapPages} pages for a guest of ${pageCount}`);
+  const words = mapPages ? Math.ceil(mapPages / 64) : 0;
+  if (bytes.byteLength !== 12 + stateLength + 8 * words) fail(`length ${bytes.byteLength} is not 12 + ${stateLength} + ${8 * words}`);
+  const state = bytes.slice(12, 12 + stateLength);
+  let pending: BigUint64Array | undefined;
+  if (words) {
+    pending = new BigUint64Array(words);
+    new Uint8Array(pending.buffer).set(bytes.subarray(12 + stateLength));
+  }
+  return { state, pending };
 }
