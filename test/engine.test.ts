@@ -7,7 +7,7 @@ import { CodecError } from "../src/errors.js";
 import { RealClock, VirtualClock } from "../src/clock.js";
 import { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable } from "../src/engine/cost.js";
 import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
-import { migrate, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../src/engine/migrate.js";
+import { migrate, simulate, simulationCost, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../src/engine/migrate.js";
 import { decodeSwitchover, encodeSwitchover } from "../src/wire/frame.js";
 import { VerificationError } from "../src/errors.js";
 import { verifyMemory } from "../src/engine/verify.js";
@@ -243,6 +243,24 @@ async function tracePrefix(name: TraceName, pages: number, epochs: number): Prom
   renameSync(partial, path);
   return path;
 }
+
+describe("simulation cost bound", () => {
+  it("a trace of an image alone (no epochs) writes nothing: it is never refused for its write rate", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-cost-"));
+    const path = join(dir, "image-only.ptrace.gz");
+    const writer = await TraceWriter.create(path, new Uint8Array(16384 * 4096), { intervalMicros: 1000, level: 1 });
+    await writer.close();
+    const workload = await TraceReplay.open(path);
+    try {
+      expect(simulationCost(workload, { bitsPerSecond: 10e6, rtt: 0.005 }).pageWrites).toBe(0);
+      const stats = await simulate("precopy", workload, { bitsPerSecond: 10e6, rtt: 0.005 });
+      expect(stats.verifiedPages).toBe(16384);
+    } finally {
+      await workload.close();
+      workload.guest.dispose();
+    }
+  });
+});
 
 describe("pre-copy's stop rule", () => {
   // "converged" and "downtime-limit" promise a downtime within the limit

@@ -752,9 +752,9 @@ export class TraceReplay extends BaseWorkload {
   private readonly reads: ReadGenerator;
   private readonly loop: boolean;
 
-  /** At most: every page in every epoch (the header does not say how many an epoch dirties). */
+  /** At most: every page in every epoch (the header does not say how many an epoch dirties); none without epochs. */
   get writeRate(): number {
-    return (this.header.pageCount * 1e6) / this.header.intervalMicros;
+    return this.header.epochCount === 0 ? 0 : (this.header.pageCount * 1e6) / this.header.intervalMicros;
   }
 
   private constructor(
