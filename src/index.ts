@@ -105,6 +105,7 @@ export { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable
 export { Session, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/session.js";
 export { migrate, simulate, simulationCost, SimulationCostError, DEFAULT_MAX_TIME, MAX_SIMULATED_WRITES, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
 export { verifyMemory } from "./engine/verify.js";
-export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, XbzrleStats } from "./engine/metrics.js";
+export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep } from "./engine/metrics.js";
+export type { XbzrleStats } from "./codecs/codec.js";
 export { Random } from "./random.js";
 export { buildPipeline, disposePipeline, pipelineEntries, type PipelineStages } from "./wire/pipeline.js";

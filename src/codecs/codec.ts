@@ -153,6 +153,28 @@ export interface PageCodec {
    * Absent: `name`.
    */
   readonly work?: string;
+  /**
+   * A delta codec's page cache in QEMU's xbzrle-cache terms, given what the
+   * frames carried (`sent`, the pipeline's counters): the engine reports it
+   * as the migration's xbzrleCache. Codecs without such a cache leave this out.
+   */
+  cacheReport?(sent: CodecStats, pageSize: number): XbzrleStats;
   /** Releases WebAssembly memory the codec holds. */
   dispose(): void;
+}
+
+/** QEMU's xbzrle-cache counters (query-migrate). */
+export interface XbzrleStats {
+  /** xbzrle-cache.pages: pages sent as XBZRLE deltas */
+  pages: number;
+  /** xbzrle-cache.bytes: bytes of those deltas */
+  bytes: number;
+  /** xbzrle-cache.cache-miss: pages the codec could not delta-encode */
+  cacheMiss: number;
+  /** xbzrle-cache.cache-miss-rate: cacheMiss / pages given to the codec */
+  cacheMissRate: number;
+  /** xbzrle-cache.encoding-rate: raw bytes per delta byte of the delta-encoded pages */
+  encodingRate: number;
+  /** xbzrle-cache.overflow: deltas that did not fit and went raw */
+  overflow: number;
 }

@@ -48,7 +48,7 @@
 import { CodecError, checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec, type XbzrleStats } from "./codec.js";
 import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
@@ -353,6 +353,18 @@ export class XbzrleCodec extends Owned implements PageCodec {
     super();
     this.cache = new XbzrleCache(options);
     this.scratch = new Scratch();
+  }
+
+  /**
+   * Pages and bytes of the deltas sent come from the frames (`sent`: a delta
+   * may still go another way later in the pipeline); misses and overflows
+   * from this codec, which tells them apart.
+   */
+  cacheReport(sent: CodecStats, pageSize: number): XbzrleStats {
+    const pages = sent.byEncoding.xbzrle ?? 0;
+    const bytes = sent.bytesByEncoding.xbzrle ?? 0;
+    const { cacheMiss, cacheMissRate, overflow } = this.counters;
+    return { pages, bytes, cacheMiss, cacheMissRate, encodingRate: bytes ? (pages * pageSize) / bytes : 0, overflow };
   }
 
   get counters(): XbzrleCounters {

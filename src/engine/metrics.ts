@@ -5,7 +5,7 @@
 // Times are in seconds of the migration's clock (virtual unless run on a
 // real one), sizes in bytes, rates per second of that clock.
 
-import type { CodecStats } from "../codecs/codec.js";
+import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
 
 export type StrategyName = "precopy" | "postcopy" | "hybrid";
 
@@ -58,20 +58,6 @@ export interface ThrottleStep {
 }
 
 /** QEMU's xbzrle-cache block, filled when the codec is xbzrle. */
-export interface XbzrleStats {
-  /** xbzrle-cache.pages: pages sent as XBZRLE deltas */
-  pages: number;
-  /** xbzrle-cache.bytes: bytes of those deltas */
-  bytes: number;
-  /** xbzrle-cache.cache-miss: pages the codec could not delta-encode */
-  cacheMiss: number;
-  /** xbzrle-cache.cache-miss-rate: cacheMiss / pages given to the codec */
-  cacheMissRate: number;
-  /** xbzrle-cache.encoding-rate: raw bytes per delta byte of the delta-encoded pages */
-  encodingRate: number;
-  /** xbzrle-cache.overflow: deltas that did not fit and went raw */
-  overflow: number;
-}
 
 export interface MigrationStats {
   strategy: StrategyName;

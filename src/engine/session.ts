@@ -16,7 +16,6 @@
 // destination still checks, the content the page had at switch-over.
 
 import { ENCODING_NAMES, type CodecStats, type Encoding, type PageCodec } from "../codecs/codec.js";
-import { XbzrleCodec } from "../codecs/xbzrle.js";
 import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError, VerificationError, checkInteger } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
@@ -685,15 +684,7 @@ export class Session {
     s.compressionRatio = contentOut > 0 ? contentIn / contentOut : 1;
     const choices = this.stages.compress?.stats.choices;
     if (choices) codec.choices = { ...choices };
-    const xbzrle = this.allCodecs.find((c): c is XbzrleCodec => c instanceof XbzrleCodec);
-    if (xbzrle) {
-      // Pages and bytes of the deltas sent, from the frames; misses and
-      // overflows from the codec, which tells them apart.
-      const pages = codec.byEncoding.xbzrle ?? 0;
-      const bytes = codec.bytesByEncoding.xbzrle ?? 0;
-      const { cacheMiss, cacheMissRate, overflow } = xbzrle.counters;
-      s.xbzrleCache = { pages, bytes, cacheMiss, cacheMissRate, encodingRate: bytes ? (pages * this.pageSize) / bytes : 0, overflow };
-    }
+    for (const stage of this.allCodecs) s.xbzrleCache = stage.cacheReport?.(codec, this.pageSize) ?? s.xbzrleCache;
     return s;
   }
 
