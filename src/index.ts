@@ -69,14 +69,9 @@ export { DedupCodec, type DedupCodecOptions } from "./codecs/dedup.js";
 export { md5, md5Batch, Md5, MD5_BYTES } from "./hash/md5.js";
 export { codecNames, codecNamesFor, codecEntry, createCodec, decoderFor, type CodecEntry } from "./codecs/registry.js";
 export {
-  encodeFrame,
   encodeControl,
-  decodeFrame,
   readFrameHeader,
   maxFramePages,
-  newWireStats,
-  FrameEncoder,
-  FrameDecoder,
   FrameType,
   FRAME_MAGIC,
   FRAME_VERSION,
@@ -90,22 +85,23 @@ export {
   type PagesFrame,
   type FrameHeader,
   type ControlMessage,
-  type PipelineCodecs,
-  type WireStats,
-  type PageDestination,
-  type FrameDecoders,
 } from "./wire/frame.js";
+export { encodeFrame, newWireStats, FrameEncoder, type PipelineCodecs, type WireStats } from "./wire/pipeline.js";
+export { decodeFrame, FrameDecoder, type PageDestination, type FrameDecoders } from "./wire/decoder.js";
 export { FrameSplitter, createEncodeStream, createDecodeStream, FrameEncoderStream, FrameDecoderStream, type EncodeInput, type EncodeStreamOptions, type DecodeStreamOptions } from "./wire/stream.js";
 export { ParallelEncoder, MAX_CHANNELS, type ChannelOptions } from "./wire/channels.js";
 export { VirtualClock, RealClock, DeadlockError, type Clock } from "./clock.js";
 export { Inbox, ChannelClosedError, type Channel } from "./net/channel.js";
 export { SimulatedLink, RateSchedule, type LinkOptions, type RateStep } from "./net/link.js";
 export { LoopbackPair, type LoopbackOptions } from "./net/loopback.js";
-export { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable, type CostTable, type CodecCost } from "./engine/cost.js";
-export { Session, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/session.js";
+export { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable, type CostTable, type CodecCost } from "./codecs/cost.js";
+export { normaliseOptions, type EngineOptions, type EngineSettings, type MigrationOptions, type MigrationProgress, type Phase } from "./engine/options.js";
+export { Source, type SourceParts } from "./engine/source.js";
+export { Destination, PageState, type DestinationParts, type SharedGuest } from "./engine/destination.js";
+export { Tasks } from "./engine/tasks.js";
 export { migrate, simulate, simulationCost, SimulationCostError, DEFAULT_MAX_TIME, MAX_SIMULATED_WRITES, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
 export { verifyMemory } from "./engine/verify.js";
-export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep } from "./engine/metrics.js";
+export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, SourceCounters, DestinationCounters, TrafficCounters } from "./engine/metrics.js";
 export type { XbzrleStats } from "./codecs/codec.js";
 export { Random } from "./random.js";
-export { buildPipeline, disposePipeline, pipelineEntries, type PipelineStages } from "./wire/pipeline.js";
+export { Pipeline, buildPipeline, disposePipeline, pipelineEntries, type EncodedFrame, type PipelineReport, type PipelineStages } from "./wire/pipeline.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AutoCodec, batchSeconds } from "../src/codecs/auto.js";
-import { CostModel, DEFAULT_COSTS } from "../src/engine/cost.js";
+import { CostModel, DEFAULT_COSTS } from "../src/codecs/cost.js";
 import { simulate } from "../src/engine/migrate.js";
 import type { StrategyName } from "../src/engine/metrics.js";
 import { TraceReplay } from "../src/guest/workloads.js";

@@ -6,7 +6,9 @@ import { codecNamesFor } from "../src/codecs/registry.js";
 import { ParallelEncoder } from "../src/wire/channels.js";
 import { createCodec } from "../src/codecs/registry.js";
 import { PageBatch } from "../src/index.js";
-import { decodeFrame, encodeControl, encodeFrame, FrameDecoder, newWireStats, type Frame, type PagesFrame } from "../src/wire/frame.js";
+import { encodeControl, type Frame, type PagesFrame } from "../src/wire/frame.js";
+import { decodeFrame, FrameDecoder } from "../src/wire/decoder.js";
+import { encodeFrame, newWireStats } from "../src/wire/pipeline.js";
 import { sharedTraceImagePages, TRACE_NAMES } from "./helpers/traces.js";
 
 const CHOICES = ["raw", ...codecNamesFor("compress")];

@@ -7,18 +7,9 @@ import { join } from "node:path";
 import { CodecError, PageBatch } from "../src/index.js";
 import { Encoding, type PageCodec } from "../src/codecs/codec.js";
 import { codecNamesFor, createCodec } from "../src/codecs/registry.js";
-import {
-  FrameDecoder,
-  FrameEncoder,
-  HEADER_BYTES,
-  decodeFrame,
-  encodeControl,
-  encodeFrame,
-  maxFramePages,
-  newWireStats,
-  type ControlMessage,
-  type PipelineCodecs,
-} from "../src/wire/frame.js";
+import { HEADER_BYTES, encodeControl, maxFramePages, type ControlMessage } from "../src/wire/frame.js";
+import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
+import { FrameEncoder, encodeFrame, newWireStats, type PipelineCodecs } from "../src/wire/pipeline.js";
 import { sharedTraceImagePages, TRACE_NAMES } from "./helpers/traces.js";
 import { readTraceEpochs } from "./helpers/trace-epochs.js";
 import { CHOICES, dispose, encodeAll, mixedPages, pipeline, reseal } from "./helpers/frames.js";

@@ -13,12 +13,12 @@ import { join } from "node:path";
 import { PageBatch, PagemillError } from "../src/index.js";
 import { writeCostTable } from "../src/cli/bench.js";
 import { main } from "../src/cli/main.js";
-import { loadCostTable } from "../src/engine/cost.js";
+import { loadCostTable } from "../src/codecs/cost.js";
 import { packImage } from "../src/cli/pack.js";
 import { unpackFile } from "../src/cli/unpack.js";
 import { checkDistinct, writeAtomically } from "../src/files.js";
 import { recordFile } from "../src/guest/recorder.js";
-import { FrameEncoder } from "../src/wire/frame.js";
+import { FrameEncoder } from "../src/wire/pipeline.js";
 import { randomBytes } from "./helpers/random.js";
 
 let dir: string;

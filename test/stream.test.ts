@@ -4,7 +4,8 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CodecError } from "../src/index.js";
 import { codecNamesFor, createCodec } from "../src/codecs/registry.js";
-import { encodeControl, type Frame, type PipelineCodecs } from "../src/wire/frame.js";
+import { encodeControl, type Frame } from "../src/wire/frame.js";
+import type { PipelineCodecs } from "../src/wire/pipeline.js";
 import {
   FrameDecoderStream,
   FrameEncoderStream,

@@ -10,12 +10,12 @@ import { writeAtomically } from "../files.js";
 import type { EncodedBatch, PageCodec } from "../codecs/codec.js";
 import { codecEntry, codecNames, createCodec } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
-import { DEFAULT_COSTS, loadCostTable, type CodecCost, type CostTable } from "../engine/cost.js";
+import { DEFAULT_COSTS, loadCostTable, type CodecCost, type CostTable } from "../codecs/cost.js";
 import { xxh3Batch } from "../hash/xxhash.js";
 import { syntheticImage } from "../guest/workloads.js";
 import { PageBatch } from "../wasm/arena.js";
-import { FrameDecoder, FrameEncoder } from "../wire/frame.js";
-import { buildPipeline, disposePipeline } from "../wire/pipeline.js";
+import { FrameDecoder } from "../wire/decoder.js";
+import { FrameEncoder, buildPipeline, disposePipeline } from "../wire/pipeline.js";
 import { UsageError, durationOption, parse, pathOption } from "./args.js";
 
 export const summary = "Measures codec, zero-scan and digest throughput on this machine and writes a cost table for `migrate --cost`.";
@@ -88,7 +88,7 @@ function measureCodec(name: string, pages: Uint8Array, indices: Uint32Array, sec
       });
     }
     let decode: number;
-    if (entry.decodes) {
+    if (entry.decodes && !encoder.referencesOtherPages) {
       const decoder = createCodec(name);
       try {
         decode = rate(bytes, seconds, () => {
@@ -99,7 +99,8 @@ function measureCodec(name: string, pages: Uint8Array, indices: Uint32Array, sec
         decoder.dispose();
       }
     } else {
-      // Decoded by wire id inside frames (MECOM's pages are zero, same-value, WKdm or LZ4).
+      // Decoded inside frames: by wire id (MECOM's pages are zero, same-value,
+      // WKdm or LZ4), or against the pages the frame's destination holds (dedup).
       const stages = buildPipeline(name);
       const frame = new FrameEncoder(stages).pages(input.set(pages), indices);
       const frames = new FrameDecoder();

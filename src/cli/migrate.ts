@@ -3,11 +3,11 @@
 // decoding and a page-for-page check at the end; prints QEMU-style metrics.
 
 import { existsSync } from "node:fs";
-import { CostModel, DEFAULT_COSTS, loadCostTable } from "../engine/cost.js";
+import { CostModel, DEFAULT_COSTS, loadCostTable } from "../codecs/cost.js";
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { DEFAULT_MAX_TIME, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
-import type { MigrationOptions, MigrationProgress } from "../engine/session.js";
+import type { MigrationOptions, MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";

@@ -85,6 +85,20 @@ export function countEncoded(stats: CodecStats, encoded: EncodedBatch, notFit: n
   }
 }
 
+/** Adds the counters of `from` to `into` (stats of several encoders of one stream, e.g. worker channels). */
+export function addCodecStats(into: CodecStats, from: CodecStats): void {
+  into.pages += from.pages;
+  into.inputBytes += from.inputBytes;
+  into.outputBytes += from.outputBytes;
+  into.notFit += from.notFit;
+  const add = (to: Record<string, number>, counts: Record<string, number>): void => {
+    for (const [name, n] of Object.entries(counts)) to[name] = (to[name] ?? 0) + n;
+  };
+  add(into.byEncoding, from.byEncoding);
+  add(into.bytesByEncoding, from.bytesByEncoding);
+  if (from.choices) add((into.choices ??= {}), from.choices);
+}
+
 /**
  * Checks decodeBatch's arguments before a codec reads them or reserves
  * scratch: a PageBatch, and an EncodedBatch whose four tables are typed
@@ -141,6 +155,23 @@ export interface PageCodec {
    * memory; others leave this out.
    */
   sentElsewhere?(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void;
+  // What a codec needs from the pipeline around it, declared (absent: no):
+
+  /**
+   * A payload may name another page the destination holds (dedup). Once the
+   * destination's program runs and can change those pages, the pipeline
+   * drops the stage; a frame decoder decodes such pages last, with
+   * `destination` reading a named page as it stands before the entry.
+   */
+  readonly referencesOtherPages?: boolean;
+  /** Set by a frame decoder for a codec that references other pages: page `page` as the batch's `slot`-th page sees it. */
+  destination?: ((page: number, slot: number) => Uint8Array | undefined) | undefined;
+  /** Decoding applies to the page the destination holds now (a delta): the decoder preloads it into the slot. */
+  readonly decodesOntoCurrent?: boolean;
+  /** The page sizes its pages may have (WKdm: 4096); absent: any. */
+  readonly pageSizes?: readonly number[];
+  /** An empty payload is a valid page (an XBZRLE delta of an unchanged page). */
+  readonly emptyPayloads?: boolean;
   /**
    * The link this codec's output crosses, as the engine knows it now (called
    * before each batch). A codec that picks its method by the link (auto)

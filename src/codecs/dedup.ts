@@ -28,11 +28,16 @@ const REF_BYTES = 4;
 export class DedupCodec extends Owned implements PageCodec {
   readonly name = "dedup";
   readonly encoding = Encoding.DEDUP;
+  readonly referencesOtherPages = true;
   readonly stats: CodecStats = newCodecStats();
   /** The source side's index (pre-seed it with `index.remember` when the destination starts with content). */
   readonly index: DedupIndex;
-  /** Decoder side: the destination's current content of a page (see DedupCodecOptions); may be set after construction. */
-  destination: ((page: number) => Uint8Array | undefined) | undefined;
+  /**
+   * Decoder side: the content of page `page` as the batch's `slot`-th page
+   * sees it (see DedupCodecOptions.destination, which sets it); a frame
+   * decoder sets it for each frame.
+   */
+  destination: ((page: number, slot: number) => Uint8Array | undefined) | undefined;
 
   constructor(options: DedupCodecOptions = {}) {
     super();
@@ -104,7 +109,7 @@ export class DedupCodec extends Owned implements PageCodec {
         if (earlier !== undefined) {
           mem.copyWithin(slot, batch.ptr + earlier * ps, batch.ptr + (earlier + 1) * ps);
         } else {
-          const content = this.destination?.(from);
+          const content = this.destination?.(from, k);
           if (!(content instanceof Uint8Array) || content.length !== ps) {
             throw new CodecError("malformed", `reference to page ${from}, which the destination does not hold`, k);
           }

@@ -30,8 +30,7 @@ const ENTRIES: CodecEntry[] = [
   { name: "auto", encoding: Encoding.LZ4, role: "compress", summary: "per batch raw, LZ4 or MECOM: whichever gets across this link first", decodes: false, create: () => new AutoCodec() },
   { name: "wkdm", encoding: Encoding.WKDM, role: "compress", summary: "WKdm 16-word dictionary (4 KiB pages only)", decodes: true, create: () => new WkdmCodec() },
   { name: "xbzrle", encoding: Encoding.XBZRLE, role: "delta", summary: "QEMU XBZRLE delta against a 64 MiB cache of pages sent", decodes: true, create: () => new XbzrleCodec() },
-  // Frames decode dedup references themselves (docs/wire-format.md): the codec only encodes.
-  { name: "dedup", encoding: Encoding.DEDUP, role: "dedup", summary: "references to pages the destination already holds", decodes: false, create: () => new DedupCodec() },
+  { name: "dedup", encoding: Encoding.DEDUP, role: "dedup", summary: "references to pages the destination already holds", decodes: true, create: () => new DedupCodec() },
 ];
 
 /** The registered codecs' names, in registration order. */

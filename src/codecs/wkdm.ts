@@ -90,6 +90,7 @@ function runDecode(scratch: Scratch, data: Uint8Array, encodings: Uint8Array, of
 export class WkdmCodec extends Owned implements PageCodec {
   readonly name = "wkdm";
   readonly encoding = Encoding.WKDM;
+  readonly pageSizes = [WKDM_PAGE_SIZE];
   readonly stats: CodecStats = newCodecStats();
   private readonly output = new Scratch();
   private readonly table = new Scratch();

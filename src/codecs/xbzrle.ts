@@ -341,6 +341,8 @@ export interface XbzrleCounters {
 export class XbzrleCodec extends Owned implements PageCodec {
   readonly name = "xbzrle";
   readonly encoding = Encoding.XBZRLE;
+  readonly decodesOntoCurrent = true;
+  readonly emptyPayloads = true;
   readonly stats: CodecStats = newCodecStats();
   readonly cache: XbzrleCache;
   private readonly scratch: Scratch;

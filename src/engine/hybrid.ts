@@ -9,10 +9,11 @@
 import type { StopReason } from "./metrics.js";
 import { switchToPostcopy } from "./postcopy.js";
 import { runRounds } from "./precopy.js";
-import type { Session } from "./session.js";
+import type { Source } from "./source.js";
 
-export async function hybrid(s: Session): Promise<{ reason: StopReason; converged: boolean }> {
-  const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: s.precopyRounds, budget: s.precopyBudget, stopAtOnce: false });
+export async function hybrid(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
+  const { precopyRounds, precopyBudget } = s.settings;
+  const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: precopyRounds, budget: precopyBudget, stopAtOnce: false });
   try {
     await switchToPostcopy(s, left);
   } finally {

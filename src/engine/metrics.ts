@@ -6,6 +6,7 @@
 // real one), sizes in bytes, rates per second of that clock.
 
 import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
+import type { PipelineReport } from "../wire/pipeline.js";
 
 export type StrategyName = "precopy" | "postcopy" | "hybrid";
 
@@ -57,8 +58,6 @@ export interface ThrottleStep {
   percent: number;
 }
 
-/** QEMU's xbzrle-cache block, filled when the codec is xbzrle. */
-
 export interface MigrationStats {
   strategy: StrategyName;
   /** codec name as given */
@@ -69,7 +68,7 @@ export interface MigrationStats {
   converged: boolean;
   stopReason: StopReason;
 
-  /** QEMU total-time: start until the destination runs with every page */
+  /** QEMU total-time: start until the destination runs with every page and the source has stopped sending */
   totalTime: number;
   /** QEMU setup-time: start until the first page is sent */
   setupTime: number;
@@ -77,7 +76,7 @@ export interface MigrationStats {
   downtime: number;
   /** QEMU expected-downtime: the last estimate before stopping (bytes left / bandwidth) */
   expectedDowntime: number;
-  /** remote uptime U (seed 001): destination resume → last page arrived (0 for pre-copy) */
+  /** remote uptime U (seed 001): destination resume → the end (every page there, the source done; 0 for pre-copy) */
   remoteUptime: number;
 
   /** QEMU ram.total: guest memory bytes */
@@ -152,3 +151,98 @@ export interface MigrationStats {
   rounds: RoundRow[];
 }
 
+
+// Who keeps which counter. Each end owns its counters while the migration
+// runs (only it changes them; strategies go through the Source's methods),
+// and combineStats is the one place they become a MigrationStats. The
+// meaning of every counter is written once, above.
+
+/** The counters the source keeps. */
+export type SourceCounters = Pick<
+  MigrationStats,
+  | "setupTime"
+  | "expectedDowntime"
+  | "duplicate"
+  | "normal"
+  | "pagesTransferred"
+  | "dirtyPagesRate"
+  | "mbps"
+  | "dirtySyncCount"
+  | "cpuThrottlePercentage"
+  | "throttleSteps"
+  | "prepagedPages"
+  | "sourceCpu"
+  | "rounds"
+>;
+
+/** The counters the destination keeps. */
+export type DestinationCounters = Pick<MigrationStats, "postcopyRequests" | "faults" | "wholePageOverwrites" | "faultStall" | "workloadSlowdown" | "destinationCpu">;
+
+/** Wire bytes one end put on its channel, by the phase the migration was in. */
+export type TrafficCounters = Pick<MigrationStats, "transferred" | "precopyBytes" | "downtimeBytes" | "postcopyBytes">;
+
+export function newSourceCounters(): SourceCounters {
+  return {
+    setupTime: 0,
+    expectedDowntime: 0,
+    duplicate: 0,
+    normal: 0,
+    pagesTransferred: 0,
+    dirtyPagesRate: 0,
+    mbps: 0,
+    dirtySyncCount: 0,
+    cpuThrottlePercentage: 0,
+    throttleSteps: [],
+    prepagedPages: 0,
+    sourceCpu: 0,
+    rounds: [],
+  };
+}
+
+export function newDestinationCounters(): DestinationCounters {
+  return { postcopyRequests: 0, faults: 0, wholePageOverwrites: 0, faultStall: 0, workloadSlowdown: 1, destinationCpu: 0 };
+}
+
+export function newTrafficCounters(): TrafficCounters {
+  return { transferred: 0, precopyBytes: 0, downtimeBytes: 0, postcopyBytes: 0 };
+}
+
+/** Adds `bytes` put on the wire in `phase` to `traffic`. */
+export function countTraffic(traffic: TrafficCounters, phase: "precopy" | "downtime" | "postcopy", bytes: number): void {
+  traffic.transferred += bytes;
+  if (phase === "postcopy") traffic.postcopyBytes += bytes;
+  else if (phase === "downtime") traffic.downtimeBytes += bytes;
+  else traffic.precopyBytes += bytes;
+}
+
+/** The figures no single counter holds: the run's identity, its times and its link. */
+export type RunFigures = Pick<
+  MigrationStats,
+  "strategy" | "codec" | "converged" | "stopReason" | "totalTime" | "downtime" | "remoteUptime" | "total" | "pageSize" | "remaining" | "stateBytes" | "rtt"
+>;
+
+/** The one way a migration's counters become its MigrationStats. */
+export function combineStats(
+  run: RunFigures,
+  source: SourceCounters,
+  destination: DestinationCounters,
+  traffic: readonly TrafficCounters[],
+  pipeline: PipelineReport,
+): MigrationStats {
+  const wire = newTrafficCounters();
+  for (const t of traffic) for (const key of Object.keys(wire) as (keyof TrafficCounters)[]) wire[key] += t[key];
+  const stats: MigrationStats = {
+    ...run,
+    status: "completed",
+    ...source,
+    ...destination,
+    ...wire,
+    ...pipeline,
+    normalBytes: source.normal * run.pageSize,
+    verifiedPages: 0,
+    bandwidth: 0,
+  };
+  // No full measurement period: report the average rate instead.
+  if (stats.mbps === 0 && stats.totalTime > 0) stats.mbps = (stats.transferred * 8) / stats.totalTime / 1e6;
+  return stats;
+}

@@ -1,24 +1,32 @@
-// Running one migration: a strategy over a Session, on whatever Clock and
-// Channel the caller gives, followed by the end-of-migration check. Also the
-// usual set-up for simulations: a fresh VirtualClock and a simulated link (or
-// the loopback channel) between the two ends.
+// Running one migration in one process: a Source and a Destination over
+// whatever Clock and Channel the caller gives, a strategy driving the
+// source, and the end-of-migration check. Also the usual set-up for
+// simulations: a fresh VirtualClock and a simulated link (or the loopback
+// channel) between the two ends.
 
 import type { Workload } from "../guest/guest.js";
 import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
 import { VirtualClock } from "../clock.js";
+import { Destination } from "./destination.js";
 import { hybrid } from "./hybrid.js";
-import type { MigrationStats, StopReason, StrategyName } from "./metrics.js";
+import { combineStats, type MigrationStats, type StopReason, type StrategyName } from "./metrics.js";
+import { normaliseOptions, type MigrationOptions, type Phase } from "./options.js";
 import { postcopy } from "./postcopy.js";
 import { precopy } from "./precopy.js";
-import { Session, type MigrationOptions } from "./session.js";
+import { Source } from "./source.js";
+import { Tasks } from "./tasks.js";
 import { verifyMemory } from "./verify.js";
 import { PagemillError } from "../errors.js";
 
-export type Strategy = (session: Session) => Promise<{ reason: StopReason; converged: boolean }>;
+/** A strategy drives the source; it returns once the source has nothing more to send. */
+export type Strategy = (source: Source) => Promise<{ reason: StopReason; converged: boolean }>;
 
 export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid };
 export const STRATEGY_NAMES = Object.keys(STRATEGIES) as StrategyName[];
+
+/** Progress reports at most this often (clock seconds), and always at the end. */
+const PROGRESS_PERIOD = 0.05;
 
 /**
  * Migrates `options.workload`'s guest with `strategy`, then checks that the
@@ -28,22 +36,87 @@ export const STRATEGY_NAMES = Object.keys(STRATEGIES) as StrategyName[];
 export async function migrate(strategy: StrategyName, options: MigrationOptions): Promise<MigrationStats> {
   const run = STRATEGIES[strategy];
   if (!run) throw new RangeError(`unknown strategy '${strategy}' (have: ${STRATEGY_NAMES.join(", ")})`);
-  const session = new Session(strategy, options);
-  try {
-    const stats = await options.clock.run(async () => {
-      session.spawn(session.receive());
-      session.spawn(session.serveRequests());
-      const { reason, converged } = await Promise.race([run(session), session.failed]);
-      const stats = session.finalStats(reason, converged);
-      session.src.close();
-      session.dst.close();
-      return stats;
+  const { workload, clock } = options;
+  const settings = normaliseOptions(options, workload.guest);
+  const tasks = new Tasks();
+  let lastProgress = -Infinity;
+  const report = (): void => {
+    if (!options.onProgress) return;
+    const now = clock.now();
+    const done = destination.complete;
+    if (now - lastProgress < PROGRESS_PERIOD && !done) return;
+    lastProgress = now;
+    const resumed = destination.resumeAt >= 0;
+    const phase: Phase = done ? "done" : resumed ? "postcopy" : source.phase;
+    options.onProgress({
+      strategy,
+      phase,
+      round: source.round,
+      remainingPages: resumed ? destination.missingPages : source.remainingPages,
+      pageCount: settings.pageCount,
+      bitsPerSecond: source.bandwidth * 8,
+      time: source.elapsed(),
     });
-    stats.verifiedPages = verifyMemory(session.guest.memory, session.memory, session.pageSize);
+  };
+  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report });
+  const destination = new Destination({
+    settings,
+    clock,
+    channel: options.destination,
+    tasks,
+    report,
+    shared: {
+      workload,
+      state: source.state,
+      original: (p) => source.switchoverPage(p),
+      preserve: (p) => source.preserve(p),
+      release: (p) => source.release(p),
+    },
+  });
+  try {
+    const { reason, converged, end } = await clock.run(async () => {
+      destination.listen();
+      source.listen();
+      const outcome = await Promise.race([
+        (async () => {
+          const outcome = await run(source);
+          await destination.completed;
+          return outcome;
+        })(),
+        tasks.failed,
+      ]);
+      options.source.close();
+      options.destination.close();
+      // The migration ends when both ends are done: the destination holds
+      // every page and the source has stopped sending (QEMU measures at the source).
+      return { ...outcome, end: clock.now() };
+    });
+    const stats = combineStats(
+      {
+        strategy,
+        codec: settings.codec,
+        converged,
+        stopReason: reason,
+        totalTime: end - source.t0,
+        downtime: destination.resumeAt - source.stopAt,
+        remoteUptime: end - destination.resumeAt,
+        total: settings.pageCount * settings.pageSize,
+        pageSize: settings.pageSize,
+        remaining: destination.missingPages * settings.pageSize,
+        stateBytes: settings.stateBytes,
+        rtt: options.source.rtt,
+      },
+      source.counters,
+      { ...destination.counters, workloadSlowdown: destination.slowdown(end) },
+      [source.traffic, destination.traffic],
+      source.pipeline.report(settings.pageSize),
+    );
+    stats.verifiedPages = verifyMemory(workload.guest.memory, destination.memory, settings.pageSize);
     return stats;
   } finally {
-    options.workload.throttle = 1;
-    session.dispose();
+    workload.throttle = 1;
+    destination.dispose();
+    source.dispose();
   }
 }
 

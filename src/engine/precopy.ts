@@ -18,7 +18,7 @@
 
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
-import type { Session } from "./session.js";
+import type { Source } from "./source.js";
 
 export interface RoundLimits {
   /** Stop when the bytes left fit the downtime limit (pre-copy); hybrid does not. */
@@ -48,13 +48,12 @@ export interface RoundsResult {
  * Runs pre-copy rounds while the guest runs on the source, then stops the
  * guest. Returns why it stopped and the pages left.
  */
-export async function runRounds(s: Session, limits: RoundLimits): Promise<RoundsResult> {
-  const { guest } = s;
-  const ps = s.pageSize;
-  const toSend = new DirtyBitmap(s.pageCount);
+export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsResult> {
+  const { guest, settings, counters, traffic } = s;
+  const ps = settings.pageSize;
+  const toSend = new DirtyBitmap(settings.pageCount);
   toSend.setRange();
-  guest.dirtyLog.clearRange();
-  s.phase = "precopy";
+  s.clearDirtyLog();
   let highDirtyRounds = 0;
   let reason: StopReason | undefined;
   /** When the dirty log was last synced (and so began its count). */
@@ -69,22 +68,19 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
     const rate = s.bandwidth || fallbackRate;
     if (rate <= 0) return false;
     const left = leftPages * ps + s.bufferedBytes;
-    s.stats.expectedDowntime = left / rate;
-    return left <= rate * s.downtimeLimit;
+    s.setExpectedDowntime(left / rate);
+    return left <= rate * settings.downtimeLimit;
   };
 
   while (reason === undefined) {
-    s.round++;
     const start = s.clock.now();
-    s.roundBytes = 0;
-    s.remainingPages = toSend.count();
-    await s.sendControl({ type: "round-start", round: s.round, pages: s.remainingPages });
+    await s.beginRound(toSend.count());
     let pages = 0;
     let zeroPages = 0;
     let skipped = 0;
     let cursor = 0;
     for (;;) {
-      const candidates = toSend.extract(cursor, s.batchPages);
+      const candidates = toSend.extract(cursor, settings.batchPages);
       if (candidates.length === 0) break;
       const last = candidates[candidates.length - 1]!;
       toSend.clearRange(cursor, last + 1);
@@ -99,31 +95,29 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
         zeroPages += await s.sendPages(send);
         pages += send.length;
       }
-      s.remainingPages = Math.max(0, s.remainingPages - candidates.length);
-      await s.runGuestOnSource();
+      s.setRemaining(s.remainingPages - candidates.length);
+      await s.runGuest();
       if (s.samplePeriod() && limits.downtimeRule && fits(toSend.count() + guest.dirtyLog.count(), 0)) {
         reason = "downtime-limit";
         break;
       }
-      if (s.stats.precopyBytes >= limits.budget) {
+      if (traffic.precopyBytes >= limits.budget) {
         reason = "byte-budget";
         break;
       }
     }
-    await s.runGuestOnSource();
+    await s.runGuest();
     const duration = s.clock.now() - start;
-    const dirtied = guest.dirtyLog.count();
-    toSend.syncFrom(guest.dirtyLog);
-    s.stats.dirtySyncCount++;
+    const dirtied = s.syncDirtyLog(toSend);
     // Over the time the log counted, which includes the control frames between rounds.
     const logged = s.clock.now() - lastSync;
     lastSync = s.clock.now();
-    s.stats.dirtyPagesRate = logged > 0 ? dirtied / logged : 0;
+    s.setDirtyRate(logged > 0 ? dirtied / logged : 0);
 
-    if (s.autoConverge && dirtied * ps > (s.roundBytes * s.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
+    if (settings.autoConverge && dirtied * ps > (s.roundBytes * settings.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
       highDirtyRounds = 0;
-      const now = s.stats.cpuThrottlePercentage;
-      s.setThrottle(now === 0 ? s.throttleInitial : Math.min(s.throttleMax, now + s.throttleIncrement));
+      const now = counters.cpuThrottlePercentage;
+      s.setThrottle(now === 0 ? settings.throttleInitial : Math.min(settings.throttleMax, now + settings.throttleIncrement));
     }
     s.addRound({
       round: s.round,
@@ -133,8 +127,8 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
       zeroPages,
       skipped,
       bytes: s.roundBytes,
-      dirtyRate: s.stats.dirtyPagesRate,
-      throttle: s.stats.cpuThrottlePercentage,
+      dirtyRate: counters.dirtyPagesRate,
+      throttle: counters.cpuThrottlePercentage,
     });
 
     if (reason === undefined) {
@@ -148,41 +142,28 @@ export async function runRounds(s: Session, limits: RoundLimits): Promise<Rounds
       // what it dirtied meanwhile.
       if (limits.downtimeRule ? fits(left, drained) : left === 0) reason = left === 0 ? "converged" : "downtime-limit";
       else if (s.round >= limits.maxRounds) reason = "round-limit";
-      else if (s.stats.precopyBytes >= limits.budget) reason = "byte-budget";
-      else if (s.round >= s.maxIterations) reason = "iteration-limit";
-      else if (s.stats.pagesTransferred * ps > s.maxSentFactor * s.stats.total) reason = "sent-limit";
+      else if (traffic.precopyBytes >= limits.budget) reason = "byte-budget";
+      else if (s.round >= settings.maxIterations) reason = "iteration-limit";
+      else if (counters.pagesTransferred * ps > settings.maxSentFactor * settings.pageCount * ps) reason = "sent-limit";
     }
     if (reason !== undefined && limits.stopAtOnce) await s.stopGuest();
     await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
   }
   if (s.stopAt < 0) await s.stopGuest();
 
-  toSend.syncFrom(guest.dirtyLog);
-  s.remainingPages = toSend.count();
+  s.takeDirty(toSend);
+  s.setRemaining(toSend.count());
   return { reason, converged: reason === "downtime-limit" || reason === "converged", left: toSend };
 }
 
-/** Sends every page of `pages` in frames (the stop-and-copy, or any full drain). */
-export async function sendAll(s: Session, pages: DirtyBitmap): Promise<void> {
-  for (let cursor = 0; ; ) {
-    const batch = pages.extract(cursor, s.batchPages);
-    if (batch.length === 0) return;
-    cursor = batch[batch.length - 1]! + 1;
-    await s.sendPages(batch);
-    s.remainingPages = Math.max(0, s.remainingPages - batch.length);
-    s.progress();
-  }
-}
-
-/** Pre-copy migration; resolves when the destination has resumed the guest. */
-export async function precopy(s: Session): Promise<{ reason: StopReason; converged: boolean }> {
+/** Pre-copy migration; returns once the switch-over record is sent. */
+export async function precopy(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity, stopAtOnce: true });
   try {
-    await sendAll(s, left);
+    await s.sendAll(left);
   } finally {
     left.dispose();
   }
   await s.sendSwitchover(undefined);
-  await s.resumed;
   return { reason, converged };
 }

@@ -17,7 +17,8 @@
 import { Piscina } from "piscina";
 import { codecEntry, codecNamesFor } from "../codecs/registry.js";
 import { checkInteger, checkPageSize } from "../errors.js";
-import { encodeControl, maxFramePages, newWireStats, type ControlMessage, type WireStats } from "./frame.js";
+import { encodeControl, maxFramePages, type ControlMessage } from "./frame.js";
+import { addWireStats, newWireStats, type WireStats } from "./pipeline.js";
 import type { EncodeResult, EncodeTask } from "./worker.js";
 
 export const MAX_CHANNELS = 64;
@@ -44,22 +45,6 @@ export interface ChannelOptions {
 function workerFile(): URL {
   const here = import.meta.url;
   return here.endsWith(".ts") ? new URL("../../dist/wire/worker.js", here) : new URL("./worker.js", here);
-}
-
-function addStats(into: WireStats, from: WireStats): void {
-  into.pages += from.pages;
-  into.inputBytes += from.inputBytes;
-  into.outputBytes += from.outputBytes;
-  into.notFit += from.notFit;
-  into.frames += from.frames;
-  into.frameBytes += from.frameBytes;
-  into.controlFrames += from.controlFrames;
-  if (from.choices) {
-    into.choices ??= {};
-    for (const [name, n] of Object.entries(from.choices)) into.choices[name] = (into.choices[name] ?? 0) + n;
-  }
-  for (const [name, n] of Object.entries(from.byEncoding)) into.byEncoding[name] = (into.byEncoding[name] ?? 0) + n;
-  for (const [name, n] of Object.entries(from.bytesByEncoding)) into.bytesByEncoding[name] = (into.bytesByEncoding[name] ?? 0) + n;
 }
 
 export class ParallelEncoder {
@@ -159,7 +144,7 @@ export class ParallelEncoder {
       sequence: this.sequence++,
     };
     const run = (this.pool.run(task, { transferList: [...transfer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then((result) => {
-      addStats(this.stats, result.stats);
+      addWireStats(this.stats, result.stats);
       return result.frame;
     });
     return this.deliver(run);

@@ -1,48 +1,28 @@
-// Frames: the unit pages travel in between an engine and a channel, and the
-// pipeline that turns a batch of pages into one (docs/wire-format.md is the
-// grammar; this file follows it).
+// The frame grammar (docs/wire-format.md is its specification): the header,
+// the body layout of each frame type, their checks, and the control frames.
+// What fills a PAGES frame (the codec pipeline) is src/wire/pipeline.ts; what
+// decodes one into memory is src/wire/decoder.ts. Nothing here knows a codec:
+// a payload's rules come from the codec that decodes it (PayloadRule).
 //
-// ## API (stable: engines, channels and the CLI are written against it)
-//
-//   encodeFrame(batch, pageIndices, codecs, stats, sequence = stats.frames): Uint8Array
-//       One PAGES frame for the batch's loaded pages; pageIndices[k] is the
-//       guest page of slot k (distinct). Per page, in this order: zero (one
-//       zeroScan over the batch) → codecs.dedup (sees every page) →
-//       codecs.delta (XBZRLE: pages it has cached) → codecs.compress (lz4,
-//       wkdm, mecom) → raw. Each stage is one encodeBatch call over the pages
-//       still unsent (docs/wire-format.md, "The encoder's pipeline"); the
-//       caller's batch is read, never changed. Codec instances carry state
-//       (XBZRLE cache, dedup index): one set per stream. Returns a new buffer the caller owns (transfer
-//       it, write it, keep it). stats.frames counts frames: a single stream
-//       may leave `sequence` to it.
 //   encodeControl(message, sequence): Uint8Array
 //       A control frame: { type: "round-start" | "round-end", round, pages },
 //       { type: "switch-over", state }, { type: "page-request", pages },
 //       { type: "done", memoryBytes, digestName, digest }.
-//   new FrameEncoder(codecs) → .pages(batch, indices) / .control(message)
-//       The two above with the stream's sequence numbers and stats kept.
-//   decodeFrame(bytes, destination?, decoders?): Frame
-//       Checks the header, the length, the frame check and every table entry,
-//       decodes the pages into staging memory, and only then writes them:
-//       a rejected frame (CodecError with a code) leaves the destination as
-//       it was. destination: guest memory (Uint8Array, page i at i·pageSize),
-//       a PageBatch (slot k ← the frame's k-th page), or none (the pages come
-//       back in `frame.pages`, in frame order). XBZRLE pages are applied to
-//       the page the destination holds (guest memory or slot). `decoders`
-//       gives the codec per wire id (default: one of each from the registry).
-//   new FrameDecoder(decoders?) → .decode(bytes, destination?)
-//       The same with its own staging memory (one per stream or thread).
+//   writePagesFrame(scratch, sequence, pageSize, parts): Uint8Array
+//       A PAGES frame from its entries and where each payload lies.
 //   readFrameHeader(bytes): FrameHeader
 //       Checks and reads the 28-byte header alone (stream splitters use it
 //       to learn a frame's length before buffering it).
+//   readPagesTable(bytes, header, rules, pageLimit) / readControl(bytes, header)
+//       A checked frame's entry table, or its control message.
+//   readPageEncodings(bytes): the wire id of each page, without decoding.
+//   encodeSwitchover / decodeSwitchover: the engine's record in a SWITCHOVER body.
 
-import { countEncoded, Encoding, ENCODING_NAMES, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
-import { decoderFor } from "../codecs/registry.js";
-import { scanZeroPages } from "../codecs/zero.js";
-import { CodecError, PagemillError, checkArrayLike, checkBytes, checkInstance, checkInteger, checkObject, checkPageSize } from "../errors.js";
-import { PageBatch, Scratch } from "../wasm/arena.js";
+import { Encoding, ENCODING_NAMES } from "../codecs/codec.js";
+import { CodecError, PagemillError, checkArrayLike, checkBytes, checkInteger, checkObject, checkPageSize } from "../errors.js";
+import { xxh32 } from "../hash/xxhash.js";
+import type { Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Owned } from "../wasm/owned.js";
 
 /** "PMFR" read as a little-endian u32. */
 export const FRAME_MAGIC = 0x52464d50;
@@ -116,38 +96,6 @@ export type Frame =
       readonly digest: Uint8Array;
     };
 
-/** The codecs of the pipeline's stages; any may be absent (then pages go on to the next). */
-export interface PipelineCodecs {
-  readonly dedup?: PageCodec;
-  readonly delta?: PageCodec;
-  readonly compress?: PageCodec;
-}
-
-/** The pipeline's counters: CodecStats over every page sent, plus framing. */
-export interface WireStats extends CodecStats {
-  /** frames written (PAGES and control) */
-  frames: number;
-  /** bytes of those frames, headers and checks included */
-  frameBytes: number;
-  /** control frames among them */
-  controlFrames: number;
-}
-
-export function newWireStats(): WireStats {
-  return { ...newCodecStats(), frames: 0, frameBytes: 0, controlFrames: 0 };
-}
-
-/** Where decoded pages go: guest memory, a batch (frame order), or nowhere (returned). */
-export type PageDestination = Uint8Array | PageBatch | undefined;
-
-/** The codec that decodes each wire id that needs one (wkdm, lz4, xbzrle). */
-export type FrameDecoders = Partial<Record<Encoding, PageCodec>>;
-
-/** xxHash32 (seed 0) of `len` bytes at `ptr` in linear memory: the header and frame checks. */
-function frameCheck(ptr: number, len: number): number {
-  return wasm().kernels.xxh32(ptr, len, 0) >>> 0;
-}
-
 const TYPE_NAMES: Record<FrameType, Frame["type"]> = {
   1: "pages",
   2: "round-start",
@@ -157,56 +105,9 @@ const TYPE_NAMES: Record<FrameType, Frame["type"]> = {
   6: "done",
 };
 
-// ---------------------------------------------------------------- encoding
-
-/** Per-thread staging for the encoder: pages that moved on past a stage, and the frame being built. */
-class EncoderScratch {
-  private stage: PageBatch | undefined;
-  readonly frame = new Scratch();
-
-  stageBatch(capacity: number, pageSize: number): PageBatch {
-    if (!this.stage || this.stage.capacity < capacity || this.stage.pageSize !== pageSize) {
-      this.stage?.dispose();
-      this.stage = new PageBatch(capacity, pageSize);
-    }
-    return this.stage;
-  }
-}
-
-let encoderScratch: EncoderScratch | undefined;
-
-/** One page of the frame being built: where its payload comes from. */
-interface Part {
-  index: number;
-  encoding: number;
-  length: number;
-  /** payload in JavaScript memory (codec output), or undefined */
-  data: Uint8Array | undefined;
-  /** offset in `data`, or in linear memory when `data` is undefined */
-  from: number;
-}
-
-function checkIndices(pageIndices: ArrayLike<number>, count: number): Uint32Array {
-  checkArrayLike("pageIndices", pageIndices);
-  if (pageIndices.length !== count) {
-    throw new RangeError(`pageIndices.length ${pageIndices.length} != batch.count ${count}`);
-  }
-  const out = new Uint32Array(count);
-  let ascending = true;
-  for (let k = 0; k < count; k++) {
-    const p = pageIndices[k]!;
-    if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new RangeError(`pageIndices[${k}] = ${p} is not a page index (0..2^32-1)`);
-    if (k > 0 && p <= out[k - 1]!) ascending = false;
-    out[k] = p;
-  }
-  // Engines send pages in ascending order, which proves them distinct; otherwise sort a copy.
-  if (!ascending) {
-    const sorted = out.slice().sort();
-    for (let k = 1; k < count; k++) {
-      if (sorted[k] === sorted[k - 1]) throw new RangeError(`pageIndices: page ${sorted[k]} appears twice in one batch`);
-    }
-  }
-  return out;
+/** The name of a frame type, as Frame["type"] spells it. */
+export function frameTypeName(type: FrameType): Frame["type"] {
+  return TYPE_NAMES[type];
 }
 
 /** Most pages of `pageSize` bytes one PAGES frame may carry. */
@@ -215,147 +116,67 @@ export function maxFramePages(pageSize: number): number {
   return Math.min(MAX_FRAME_PAGES, Math.floor(MAX_FRAME_PAGE_BYTES / pageSize));
 }
 
-/** One stage: one encodeBatch call over the holder's loaded pages, its answer checked. */
-function runStage(codec: PageCodec, holder: PageBatch, stageIndices: Uint32Array, count: number, ps: number): EncodedBatch {
-  const encoded = codec.encodeBatch(holder, stageIndices);
-  if (encoded.count !== count || encoded.pageSize !== ps) {
-    throw new RangeError(`codec ${codec.name} returned ${encoded.count} pages of ${encoded.pageSize} B for ${count} of ${ps} B`);
-  }
-  for (let i = 0; i < count; i++) {
-    if (encoded.encodings[i] !== Encoding.RAW && encoded.lengths[i]! > ps) {
-      throw new RangeError(`codec ${codec.name} produced ${encoded.lengths[i]} B for a ${ps} B page`);
-    }
-  }
-  return encoded;
+/**
+ * xxHash32 (seed 0) of `len` bytes at `at` of `bytes`: the header and frame
+ * checks. Frames built in linear memory are hashed where they lie.
+ */
+export function checkValue(bytes: Uint8Array, at: number, len: number): number {
+  const { heap, kernels } = wasm();
+  if (heap.holds(bytes)) return kernels.xxh32(bytes.byteOffset + at, len, 0) >>> 0;
+  return xxh32(bytes.subarray(at, at + len));
+}
+
+/** Writes the 28-byte header at `at` of `bytes`, with its check. */
+function writeHeader(bytes: Uint8Array, at: number, type: FrameType, sequence: number, pageSize: number, count: number, bodyLength: number): void {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  dv.setUint32(at, FRAME_MAGIC, true);
+  dv.setUint8(at + 4, FRAME_VERSION);
+  dv.setUint8(at + 5, type);
+  dv.setUint16(at + 6, 0, true);
+  dv.setUint32(at + 8, sequence, true);
+  dv.setUint32(at + 12, pageSize, true);
+  dv.setUint32(at + 16, count, true);
+  dv.setUint32(at + 20, bodyLength, true);
+  dv.setUint32(at + 24, checkValue(bytes, at, 24), true);
+}
+
+/** Writes the frame check of the `total`-byte frame at `at`. */
+function sealFrame(bytes: Uint8Array, at: number, total: number): void {
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(at + total - CHECK_BYTES, checkValue(bytes, at, total - CHECK_BYTES), true);
+}
+
+// ---------------------------------------------------------------- PAGES body
+
+/** One page of a PAGES frame being written: its entry, and where its payload lies. */
+export interface FramePart {
+  index: number;
+  encoding: number;
+  length: number;
+  /** payload in JavaScript memory (codec output), or undefined: in linear memory */
+  data: Uint8Array | undefined;
+  /** offset in `data`, or in linear memory when `data` is undefined */
+  from: number;
 }
 
 /**
- * Encodes the batch's loaded pages as one PAGES frame (see the module
- * comment for the stage order). Returns the frame; `stats` counts it.
+ * Writes a PAGES frame of `parts` (frame order) in `scratch` and returns a
+ * copy the caller owns. Payloads lying back to back in one source (a codec's
+ * output, or batch memory for raw pages) are copied as one run; empty ones
+ * never break a run.
  */
-/** The slots 0..n-1 that are not in `remaining` (ascending). */
-function slotsNotIn(remaining: number[], n: number): number[] {
-  const out: number[] = [];
-  for (let k = 0, r = 0; k < n; k++) {
-    if (remaining[r] === k) r++;
-    else out.push(k);
-  }
-  return out;
-}
-
-export function encodeFrame(
-  batch: PageBatch,
-  pageIndices: ArrayLike<number>,
-  codecs: PipelineCodecs,
-  stats: WireStats,
-  sequence: number = stats.frames,
-): Uint8Array {
-  checkInstance("batch", batch, PageBatch);
-  checkObject("codecs", codecs, "PipelineCodecs");
-  for (const stage of ["dedup", "delta", "compress"] as const) {
-    if (codecs[stage] !== undefined && typeof codecs[stage]?.encodeBatch !== "function") throw new TypeError(`codecs.${stage} must be a PageCodec`);
-  }
-  const n = batch.count;
-  const ps = batch.pageSize;
-  checkInteger("batch.count", n, 0, maxFramePages(ps));
-  checkInteger("sequence", sequence, 0, 0xffffffff);
-  const indices = checkIndices(pageIndices, n);
-  const { heap } = wasm();
-  const scratch = (encoderScratch ??= new EncoderScratch());
-
-  // parts[k]: how slot k goes out. Frames list pages in slot order, so that
-  // a dedup reference resolves against the pages before it (see the format).
-  const parts: Part[] = new Array(n);
-  const zero = n > 0 ? scanZeroPages(batch).flags : new Uint8Array(0);
-  // Slots (of the caller's batch) still unsent, ascending.
-  let remaining: number[] = [];
-  if (codecs.dedup && n > 0) {
-    // Dedup sees every page, zero ones too: its index must learn what each
-    // location now holds, however the page travels.
-    const encoded = runStage(codecs.dedup, batch, indices, n, ps);
-    for (let k = 0; k < n; k++) {
-      const encoding = encoded.encodings[k]!;
-      if (zero[k]) parts[k] = { index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 };
-      else if (encoding === Encoding.RAW) remaining.push(k);
-      else parts[k] = { index: indices[k]!, encoding, length: encoded.lengths[k]!, data: encoded.data, from: encoded.offsets[k]! };
-    }
-  } else {
-    for (let k = 0; k < n; k++) {
-      if (zero[k]) parts[k] = { index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 };
-      else remaining.push(k);
-    }
-  }
-  let holder: PageBatch = batch;
-  let packed = false; // true once `remaining[i]` sits at slot i of the stage batch
-  const tried = Boolean(codecs.dedup || codecs.delta || codecs.compress);
-
-  for (const codec of [codecs.delta, codecs.compress]) {
-    // Pages an earlier stage sent (zero, dedup) never reach the delta codec,
-    // yet the destination now holds them: a delta codec must not keep an
-    // older version as the base of its next delta.
-    if (codec && codec === codecs.delta && codec.sentElsewhere) codec.sentElsewhere(batch, indices, slotsNotIn(remaining, n));
-    if (!codec || remaining.length === 0) continue;
-    if (remaining.length !== n || packed) {
-      const stage = scratch.stageBatch(remaining.length, ps);
-      const mem = heap.bytes();
-      if (!packed) {
-        // Copy runs of consecutive slots from the caller's batch.
-        for (let i = 0; i < remaining.length; ) {
-          let run = 1;
-          while (i + run < remaining.length && remaining[i + run] === remaining[i]! + run) run++;
-          const src = batch.ptr + remaining[i]! * ps;
-          mem.copyWithin(stage.ptr + i * ps, src, src + run * ps);
-          i += run;
-        }
-      }
-      stage.count = remaining.length;
-      holder = stage;
-      packed = true;
-    }
-    const stageIndices = new Uint32Array(remaining.length);
-    for (let i = 0; i < remaining.length; i++) stageIndices[i] = indices[remaining[i]!]!;
-    const encoded = runStage(codec, holder, stageIndices, remaining.length, ps);
-    const next: number[] = [];
-    // Positions (in the holder) of the pages going on, to pack them forward.
-    const keep: number[] = [];
-    for (let i = 0; i < remaining.length; i++) {
-      const encoding = encoded.encodings[i]!;
-      const k = remaining[i]!;
-      if (encoding === Encoding.RAW) {
-        next.push(k);
-        keep.push(i);
-      } else {
-        parts[k] = { index: indices[k]!, encoding, length: encoded.lengths[i]!, data: encoded.data, from: encoded.offsets[i]! };
-      }
-    }
-    if (packed && next.length < remaining.length) {
-      const mem = heap.bytes();
-      keep.forEach((pos, i) => {
-        if (pos !== i) mem.copyWithin(holder.ptr + i * ps, holder.ptr + pos * ps, holder.ptr + (pos + 1) * ps);
-      });
-      holder.count = next.length;
-    }
-    remaining = next;
-  }
-  remaining.forEach((k, i) => {
-    const slot = packed ? i : k;
-    parts[k] = { index: indices[k]!, encoding: Encoding.RAW, length: ps, data: undefined, from: holder.ptr + slot * ps };
-  });
-
+export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: number, parts: readonly FramePart[]): Uint8Array {
+  const n = parts.length;
   let payloadBytes = 0;
   for (const part of parts) payloadBytes += part.length;
   const bodyLength = n * ENTRY_BYTES + payloadBytes;
   const total = HEADER_BYTES + bodyLength + CHECK_BYTES;
-  const at = scratch.frame.reserve(total);
-  writeHeader(at, FrameType.PAGES, sequence, ps, n, bodyLength);
-  const dv = heap.view();
+  const at = scratch.reserve(total);
+  const { heap } = wasm();
   const mem = heap.bytes();
+  const dv = heap.view();
+  writeHeader(mem, at, FrameType.PAGES, sequence, pageSize, n, bodyLength);
   let entry = at + HEADER_BYTES;
   let payload = entry + n * ENTRY_BYTES;
-  const encodings = new Uint8Array(n);
-  const lengths = new Uint32Array(n);
-  // Payloads lying back to back in one source (a codec's output, or batch
-  // memory for raw pages) are copied as one run; empty ones never break a run.
   let source: Uint8Array | undefined;
   let from = 0;
   let end = 0;
@@ -365,13 +186,10 @@ export function encodeFrame(
     else mem.copyWithin(payload, from, end);
     payload += end - from;
   };
-  for (let k = 0; k < n; k++) {
-    const p = parts[k]!;
+  for (const p of parts) {
     dv.setUint32(entry, p.index, true);
     dv.setUint32(entry + 4, p.encoding | (p.length << 8), true);
     entry += ENTRY_BYTES;
-    encodings[k] = p.encoding;
-    lengths[k] = p.length;
     if (p.length === 0) continue;
     if (p.data === source && p.from === end && end > from) {
       end += p.length;
@@ -383,31 +201,88 @@ export function encodeFrame(
     end = p.from + p.length;
   }
   flush();
-  dv.setUint32(at + total - CHECK_BYTES, frameCheck(at, total - CHECK_BYTES), true);
-  const frame = mem.slice(at, at + total);
-
-  const summary: EncodedBatch = { pageSize: ps, count: n, encodings, offsets: new Uint32Array(n), lengths, data: frame };
-  countEncoded(stats, summary, tried ? remaining.length : 0);
-  stats.frames++;
-  stats.frameBytes += total;
-  return frame;
+  sealFrame(mem, at, total);
+  return mem.slice(at, at + total);
 }
 
-/** Writes the 28-byte header at `at` in linear memory, with its check. */
-function writeHeader(at: number, type: FrameType, sequence: number, pageSize: number, count: number, bodyLength: number): void {
-  const dv = wasm().heap.view();
-  dv.setUint32(at, FRAME_MAGIC, true);
-  dv.setUint8(at + 4, FRAME_VERSION);
-  dv.setUint8(at + 5, type);
-  dv.setUint16(at + 6, 0, true);
-  dv.setUint32(at + 8, sequence, true);
-  dv.setUint32(at + 12, pageSize, true);
-  dv.setUint32(at + 16, count, true);
-  dv.setUint32(at + 20, bodyLength, true);
-  dv.setUint32(at + 24, frameCheck(at, 24), true);
+/** What the grammar allows a codec-decoded wire id's payloads (the codec declares it). */
+export interface PayloadRule {
+  /** the codec's name, for messages */
+  readonly name: string;
+  /** page sizes its pages may have; undefined: any */
+  readonly pageSizes?: readonly number[];
+  /** an empty payload is a page (XBZRLE: unchanged) */
+  readonly emptyPayloads?: boolean;
 }
 
-let controlScratch: Scratch | undefined;
+/** A PAGES frame's entry table, checked. */
+export interface PagesTable {
+  readonly indices: Uint32Array;
+  readonly encodings: Uint8Array;
+  /** offset of entry k's payload in the frame */
+  readonly offsets: Uint32Array;
+  readonly lengths: Uint32Array;
+}
+
+/** Payload length of the wire ids that have one fixed length (-1: the page size). */
+const FIXED_LENGTHS: Partial<Record<number, number>> = {
+  [Encoding.RAW]: -1,
+  [Encoding.ZERO]: 0,
+  [Encoding.SAME_VALUE]: 4,
+  [Encoding.DEDUP]: 4,
+};
+
+/**
+ * Reads and checks the entry table of a PAGES frame whose header and frame
+ * check were checked: every wire id known, every payload length allowed
+ * (`ruleOf` gives a codec's rule; none: 1..pageSize bytes), payloads filling
+ * the body exactly, each page once and below `pageLimit`. Throws CodecError.
+ */
+export function readPagesTable(bytes: Uint8Array, header: FrameHeader, ruleOf: (encoding: Encoding) => PayloadRule | undefined, pageLimit: number): PagesTable {
+  const { count: n, pageSize: ps, sequence } = header;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const fail = (code: "length" | "malformed" | "overrun", what: string, k?: number): never => {
+    throw new CodecError(code, `pages frame ${sequence}${k === undefined ? "" : `, entry ${k}`}: ${what}`);
+  };
+  const indices = new Uint32Array(n);
+  const encodings = new Uint8Array(n);
+  const offsets = new Uint32Array(n);
+  const lengths = new Uint32Array(n);
+  const seen = new Set<number>();
+  let offset = HEADER_BYTES + n * ENTRY_BYTES;
+  const end = HEADER_BYTES + header.bodyLength;
+  for (let k = 0; k < n; k++) {
+    const e = HEADER_BYTES + k * ENTRY_BYTES;
+    const index = dv.getUint32(e, true);
+    const word = dv.getUint32(e + 4, true);
+    const encoding = word & 0xff;
+    const length = word >>> 8;
+    if (encoding > Encoding.DEDUP) fail("malformed", `unknown wire id ${encoding}`, k);
+    const fixed = FIXED_LENGTHS[encoding];
+    if (fixed === undefined) {
+      const rule = ruleOf(encoding as Encoding);
+      if (rule?.pageSizes && !rule.pageSizes.includes(ps)) fail("malformed", `${rule.name} pages are ${rule.pageSizes.join(" or ")} B, the frame's ${ps} B`, k);
+      if (length < (rule?.emptyPayloads ? 0 : 1) || length > ps) {
+        fail("length", `payload of ${length} B is not allowed for ${ENCODING_NAMES[encoding as Encoding]} pages of ${ps} B`, k);
+      }
+    } else if (length !== (fixed === -1 ? ps : fixed)) {
+      fail("length", `payload of ${length} B is not allowed for ${ENCODING_NAMES[encoding as Encoding]} pages of ${ps} B`, k);
+    }
+    if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
+    if (index >= pageLimit) fail("overrun", `page ${index} is outside the destination (${pageLimit} pages)`, k);
+    if (seen.has(index)) fail("malformed", `page ${index} appears twice`, k);
+    seen.add(index);
+    indices[k] = index;
+    encodings[k] = encoding;
+    offsets[k] = offset;
+    lengths[k] = length;
+    offset += length;
+  }
+  if (offset !== end) fail("length", `payloads end at ${offset}, the body at ${end}`);
+  return { indices, encodings, offsets, lengths };
+}
+
+// ---------------------------------------------------------------- control frames
 
 /** Encodes one control frame (see ControlMessage); checks every field, naming it. */
 export function encodeControl(message: ControlMessage, sequence: number): Uint8Array {
@@ -470,37 +345,14 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
       throw new RangeError(`unknown control message type ${JSON.stringify((message as { type: unknown }).type)}`);
   }
   const total = HEADER_BYTES + body.byteLength + CHECK_BYTES;
-  const { heap } = wasm();
-  const at = (controlScratch ??= new Scratch()).reserve(total);
-  writeHeader(at, type, sequence, 0, count, body.byteLength);
-  heap.bytes().set(body, at + HEADER_BYTES);
-  heap.view().setUint32(at + total - CHECK_BYTES, frameCheck(at, total - CHECK_BYTES), true);
-  return heap.bytes().slice(at, at + total);
+  const frame = new Uint8Array(total);
+  writeHeader(frame, 0, type, sequence, 0, count, body.byteLength);
+  frame.set(body, HEADER_BYTES);
+  sealFrame(frame, 0, total);
+  return frame;
 }
 
-/** An encoder for one stream: numbers its frames and keeps its stats. */
-export class FrameEncoder {
-  readonly stats = newWireStats();
-  constructor(readonly codecs: PipelineCodecs = {}) {}
-  /** Next sequence number. */
-  get sequence(): number {
-    return this.stats.frames;
-  }
-  pages(batch: PageBatch, pageIndices: ArrayLike<number>): Uint8Array {
-    return encodeFrame(batch, pageIndices, this.codecs, this.stats);
-  }
-  control(message: ControlMessage): Uint8Array {
-    const frame = encodeControl(message, this.stats.frames);
-    this.stats.frames++;
-    this.stats.controlFrames++;
-    this.stats.frameBytes += frame.byteLength;
-    return frame;
-  }
-}
-
-// ---------------------------------------------------------------- decoding
-
-let headerScratch: Scratch | undefined;
+// ---------------------------------------------------------------- reading
 
 /**
  * Reads and checks the header at the start of `bytes` (at least HEADER_BYTES
@@ -514,10 +366,7 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new CodecError("malformed", "not a pagemill frame: bad magic");
-  const { heap } = wasm();
-  const at = (headerScratch ??= new Scratch()).reserve(HEADER_BYTES);
-  heap.bytes().set(bytes.subarray(0, 24), at);
-  if (frameCheck(at, 24) !== dv.getUint32(24, true)) throw new CodecError("checksum", "frame header check does not match");
+  if (checkValue(bytes, 0, 24) !== dv.getUint32(24, true)) throw new CodecError("checksum", "frame header check does not match");
   const version = dv.getUint8(4);
   if (version !== FRAME_VERSION) throw new CodecError("malformed", `frame version ${version} is not ${FRAME_VERSION}`);
   const type = dv.getUint8(5);
@@ -570,254 +419,30 @@ export function readPageEncodings(bytes: Uint8Array): Uint8Array | undefined {
   return encodings;
 }
 
-/** Payload length of the wire ids that have one fixed length (-1: the page size). */
-const FIXED_LENGTHS: Partial<Record<number, number>> = {
-  [Encoding.RAW]: -1,
-  [Encoding.ZERO]: 0,
-  [Encoding.SAME_VALUE]: 4,
-  [Encoding.DEDUP]: 4,
-};
-
-/** Wire ids decoded by a codec (the others are decoded here). */
-const CODEC_ENCODINGS: readonly Encoding[] = [Encoding.WKDM, Encoding.LZ4, Encoding.XBZRLE];
-
-/** A frame decoder with its own staging memory and codecs. */
-export class FrameDecoder extends Owned {
-  private readonly decoders: FrameDecoders;
-  private readonly input: Scratch;
-  private readonly staging = new Map<Encoding, PageBatch>();
-
-  /** `decoders`: the codec per wire id; the ones not given come from the registry when first needed. */
-  constructor(decoders: FrameDecoders = {}) {
-    super();
-    this.decoders = { ...decoders };
-    this.input = new Scratch();
-  }
-
-  private decoderOf(encoding: Encoding): PageCodec | undefined {
-    return (this.decoders[encoding] ??= decoderFor(encoding));
-  }
-
-  private stagingBatch(encoding: Encoding, count: number, pageSize: number): PageBatch {
-    let batch = this.staging.get(encoding);
-    if (!batch || batch.capacity < count || batch.pageSize !== pageSize) {
-      batch?.dispose();
-      batch = new PageBatch(count, pageSize);
-      this.staging.set(encoding, batch);
+/** The message of a checked control frame (any type but PAGES). Throws CodecError. */
+export function readControl(bytes: Uint8Array, header: FrameHeader): Exclude<Frame, PagesFrame> {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const body = HEADER_BYTES;
+  const sequence = header.sequence;
+  switch (header.type) {
+    case FrameType.ROUND_START:
+    case FrameType.ROUND_END:
+      return { type: TYPE_NAMES[header.type] as "round-start" | "round-end", sequence, round: dv.getUint32(body, true), pages: dv.getUint32(body + 4, true) };
+    case FrameType.SWITCHOVER:
+      return { type: "switch-over", sequence, state: bytes.slice(body, body + header.bodyLength) };
+    case FrameType.PAGE_REQUEST: {
+      const pages = new Uint32Array(header.count);
+      for (let k = 0; k < header.count; k++) pages[k] = dv.getUint32(body + 4 * k, true);
+      return { type: "page-request", sequence, pages };
     }
-    return batch;
-  }
-
-  /** Decodes one whole frame (exactly its bytes); see decodeFrame. */
-  decode(bytes: Uint8Array, destination?: PageDestination): Frame {
-    this.live();
-    checkBytes("bytes", bytes);
-    bytes = wasm().heap.outside(bytes);
-    const header = readFrameHeader(bytes);
-    const name = TYPE_NAMES[header.type];
-    if (bytes.byteLength < header.frameLength) {
-      throw new CodecError("truncated", `${name} frame of ${header.frameLength} B cut at ${bytes.byteLength} B`);
-    }
-    if (bytes.byteLength > header.frameLength) {
-      throw new CodecError("length", `${name} frame of ${header.frameLength} B given ${bytes.byteLength} B`);
-    }
-    const { heap } = wasm();
-    const checked = header.frameLength - CHECK_BYTES;
-    const at = this.input.reserve(checked);
-    heap.bytes().set(bytes.subarray(0, checked), at);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (frameCheck(at, checked) !== dv.getUint32(checked, true)) {
-      throw new CodecError("checksum", `${name} frame ${header.sequence}: frame check does not match`);
-    }
-    const body = HEADER_BYTES;
-    const sequence = header.sequence;
-    switch (header.type) {
-      case FrameType.PAGES:
-        return this.decodePages(bytes, dv, header, destination);
-      case FrameType.ROUND_START:
-      case FrameType.ROUND_END:
-        return { type: name as "round-start" | "round-end", sequence, round: dv.getUint32(body, true), pages: dv.getUint32(body + 4, true) };
-      case FrameType.SWITCHOVER:
-        return { type: "switch-over", sequence, state: bytes.slice(body, body + header.bodyLength) };
-      case FrameType.PAGE_REQUEST: {
-        const pages = new Uint32Array(header.count);
-        for (let k = 0; k < header.count; k++) pages[k] = dv.getUint32(body + 4 * k, true);
-        return { type: "page-request", sequence, pages };
-      }
-      case FrameType.DONE:
-        return readDone(bytes, dv, header);
-    }
-  }
-
-  private decodePages(bytes: Uint8Array, dv: DataView, header: FrameHeader, destination: PageDestination): PagesFrame {
-    const { count: n, pageSize: ps, sequence } = header;
-    const fail = (code: "length" | "malformed" | "overrun", what: string, k?: number): never => {
-      throw new CodecError(code, `pages frame ${sequence}${k === undefined ? "" : `, entry ${k}`}: ${what}`);
-    };
-    let destPages: number;
-    if (destination === undefined) destPages = Infinity;
-    else if (destination instanceof PageBatch) {
-      if (destination.pageSize !== ps) throw new RangeError(`destination batch has ${destination.pageSize} B pages, the frame ${ps} B`);
-      if (destination.capacity < n) throw new RangeError(`destination batch holds ${destination.capacity} pages, the frame has ${n}`);
-      destPages = Infinity;
-    } else if (destination instanceof Uint8Array) {
-      wasm().heap.checkOutside("destination", destination);
-      destPages = Math.floor(destination.byteLength / ps);
-    } else throw new TypeError("destination must be a Uint8Array, a PageBatch or undefined");
-
-    const indices = new Uint32Array(n);
-    const encodings = new Uint8Array(n);
-    const offsets = new Uint32Array(n);
-    const lengths = new Uint32Array(n);
-    const entryOf = new Map<number, number>(); // page index → its entry
-    /** dedup entry k → the entry it copies from (-1: the destination's page) */
-    const sources = new Map<number, number>();
-    let offset = HEADER_BYTES + n * ENTRY_BYTES;
-    const end = HEADER_BYTES + header.bodyLength;
-    for (let k = 0; k < n; k++) {
-      const e = HEADER_BYTES + k * ENTRY_BYTES;
-      const index = dv.getUint32(e, true);
-      const word = dv.getUint32(e + 4, true);
-      const encoding = word & 0xff;
-      const length = word >>> 8;
-      if (encoding > Encoding.DEDUP) fail("malformed", `unknown wire id ${encoding}`, k);
-      if (encoding === Encoding.WKDM && ps !== 4096) fail("malformed", `wkdm pages are 4096 B, the frame's ${ps} B`, k);
-      const want = FIXED_LENGTHS[encoding] === -1 ? ps : FIXED_LENGTHS[encoding];
-      // An XBZRLE delta of an unchanged page is empty; every other codec payload has bytes.
-      const least = encoding === Encoding.XBZRLE ? 0 : 1;
-      if (want !== undefined ? length !== want : length < least || length > ps) {
-        fail("length", `payload of ${length} B is not allowed for ${ENCODING_NAMES[encoding as Encoding]} pages of ${ps} B`, k);
-      }
-      if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
-      if (index >= destPages) fail("overrun", `page ${index} is outside the destination (${destPages} pages)`, k);
-      if (entryOf.has(index)) fail("malformed", `page ${index} appears twice`, k);
-      if (encoding === Encoding.DEDUP) {
-        // Copies the page named, as it stands after the entries before this one.
-        const from = dv.getUint32(offset, true);
-        const earlier = entryOf.get(from);
-        if (earlier !== undefined) sources.set(k, earlier);
-        else if (from < destPages && destination instanceof Uint8Array) sources.set(k, -1);
-        else if (destination instanceof Uint8Array) fail("overrun", `dedup reference to page ${from}, outside the destination (${destPages} pages)`, k);
-        else fail("malformed", `dedup reference to page ${from}, which is not earlier in the frame (no guest memory given)`, k);
-      }
-      entryOf.set(index, k);
-      indices[k] = index;
-      encodings[k] = encoding;
-      offsets[k] = offset;
-      lengths[k] = length;
-      offset += length;
-    }
-    if (offset !== end) fail("length", `payloads end at ${offset}, the body at ${end}`);
-
-    // Group the codec-encoded pages by wire id; check a decoder exists for each.
-    const groups = new Map<Encoding, number[]>();
-    for (let k = 0; k < n; k++) {
-      const encoding = encodings[k] as Encoding;
-      if (!CODEC_ENCODINGS.includes(encoding)) continue;
-      let group = groups.get(encoding);
-      if (!group) {
-        if (!this.decoderOf(encoding)) fail("malformed", `no decoder for wire id ${encoding} was given`, k);
-        groups.set(encoding, (group = []));
-      }
-      group.push(k);
-    }
-
-    // Decode each group into its staging batch: nothing is written to the destination yet.
-    const staged = new Map<number, number>(); // frame entry → linear-memory offset of its decoded page
-    for (const [encoding, members] of groups) {
-      const batch = this.stagingBatch(encoding, members.length, ps);
-      const groupIndices = Uint32Array.from(members, (k) => indices[k]!);
-      if (encoding === Encoding.XBZRLE) this.preload(batch, members, groupIndices, destination);
-      // Hand the codec only the span of the frame holding this group's payloads.
-      let from = Infinity;
-      let to = 0;
-      for (const k of members) {
-        from = Math.min(from, offsets[k]!);
-        to = Math.max(to, offsets[k]! + lengths[k]!);
-      }
-      const encoded: EncodedBatch = {
-        pageSize: ps,
-        count: members.length,
-        encodings: Uint8Array.from(members, (k) => encodings[k]!),
-        offsets: Uint32Array.from(members, (k) => offsets[k]! - from),
-        lengths: Uint32Array.from(members, (k) => lengths[k]!),
-        data: bytes.subarray(from, to),
-      };
-      try {
-        this.decoderOf(encoding)!.decodeBatch(encoded, batch, groupIndices);
-      } catch (err) {
-        if (err instanceof CodecError) {
-          const cause = err.message.replace(/^page \d+: /, "");
-          throw new CodecError(err.code, `${ENCODING_NAMES[encoding]} pages of frame ${sequence}: ${cause}`, err.page);
-        }
-        throw err;
-      }
-      members.forEach((k, i) => staged.set(k, batch.ptr + i * ps));
-    }
-
-    // Every page decoded: write them.
-    let pages: Uint8Array | undefined;
-    let target: Uint8Array;
-    let base = 0;
-    if (destination === undefined) target = pages = new Uint8Array(n * ps);
-    else if (destination instanceof PageBatch) {
-      target = wasm().heap.bytes();
-      base = destination.ptr;
-    } else target = destination;
-    const mem = wasm().heap.bytes();
-    for (let k = 0; k < n; k++) {
-      const to = destination instanceof Uint8Array ? indices[k]! * ps : base + k * ps;
-      switch (encodings[k]) {
-        case Encoding.ZERO:
-          target.fill(0, to, to + ps);
-          break;
-        case Encoding.SAME_VALUE:
-          target.set(bytes.subarray(offsets[k]!, offsets[k]! + 4), to);
-          for (let filled = 4; filled < ps; filled *= 2) target.copyWithin(to + filled, to, to + filled);
-          break;
-        case Encoding.RAW:
-          target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
-          break;
-        case Encoding.DEDUP: {
-          // Entries are written in order, so the page copied is as it stands after the ones before.
-          const j = sources.get(k)!;
-          const from = j < 0 ? dv.getUint32(offsets[k]!, true) * ps : destination instanceof Uint8Array ? indices[j]! * ps : base + j * ps;
-          target.copyWithin(to, from, from + ps);
-          break;
-        }
-        default: {
-          const from = staged.get(k)!;
-          target.set(mem.subarray(from, from + ps), to);
-        }
-      }
-    }
-    if (destination instanceof PageBatch) destination.count = n;
-    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(pages ? { pages } : {}) };
-  }
-
-  /** XBZRLE deltas apply to the page the destination holds: put it in the staging slots. */
-  private preload(batch: PageBatch, members: number[], groupIndices: Uint32Array, destination: PageDestination): void {
-    if (destination instanceof Uint8Array) {
-      batch.load(destination, groupIndices);
-    } else if (destination instanceof PageBatch) {
-      const mem = wasm().heap.bytes();
-      const ps = batch.pageSize;
-      members.forEach((k, i) => mem.copyWithin(batch.ptr + i * ps, destination.ptr + k * ps, destination.ptr + (k + 1) * ps));
-      batch.count = members.length;
-    } else {
-      throw new CodecError("malformed", "xbzrle pages need the destination's current pages: give a destination");
-    }
-  }
-
-  /** Releases the staging memory. */
-  protected release(): void {
-    this.input.dispose();
-    for (const batch of this.staging.values()) batch.dispose();
-    this.staging.clear();
+    case FrameType.DONE:
+      return readDone(bytes, dv, header);
+    default:
+      throw new CodecError("malformed", `frame ${sequence} is a pages frame, not a control frame`);
   }
 }
 
-function readDone(bytes: Uint8Array, dv: DataView, header: FrameHeader): Frame {
+function readDone(bytes: Uint8Array, dv: DataView, header: FrameHeader): Exclude<Frame, PagesFrame> {
   const body = HEADER_BYTES;
   const fail = (what: string): never => {
     throw new CodecError("malformed", `done frame ${header.sequence}: ${what}`);
@@ -840,24 +465,6 @@ function readDone(bytes: Uint8Array, dv: DataView, header: FrameHeader): Frame {
   if (digestLength > MAX_DIGEST_BYTES) fail(`digest of ${digestLength} B passes ${MAX_DIGEST_BYTES}`);
   const start = body + 10 + nameLength;
   return { type: "done", sequence: header.sequence, memoryBytes: Number(memoryBytes), digestName, digest: bytes.slice(start, start + digestLength) };
-}
-
-let defaultDecoder: FrameDecoder | undefined;
-
-/**
- * Decodes one frame into `destination` (see the module comment), with this
- * thread's default decoder and the registry's codecs, or `decoders` given.
- */
-export function decodeFrame(bytes: Uint8Array, destination?: PageDestination, decoders?: FrameDecoders): Frame {
-  if (decoders) {
-    const decoder = new FrameDecoder(decoders);
-    try {
-      return decoder.decode(bytes, destination);
-    } finally {
-      decoder.dispose();
-    }
-  }
-  return (defaultDecoder ??= new FrameDecoder()).decode(bytes, destination);
 }
 
 /** The bytes a switch-over frame carries: the engine's own record around the device state. */
@@ -906,3 +513,4 @@ export function decodeSwitchover(bytes: Uint8Array, pageCount: number): Switchov
   }
   return { state, pending };
 }
+

@@ -14,19 +14,9 @@
 import { Transform, type TransformCallback } from "node:stream";
 import { checkInteger, checkPageSize, CodecError } from "../errors.js";
 import { PageBatch } from "../wasm/arena.js";
-import {
-  FrameDecoder,
-  FrameEncoder,
-  HEADER_BYTES,
-  maxFramePages,
-  readFrameHeader,
-  type ControlMessage,
-  type Frame,
-  type FrameDecoders,
-  type FrameHeader,
-  type PageDestination,
-  type PipelineCodecs,
-} from "./frame.js";
+import { HEADER_BYTES, maxFramePages, readFrameHeader, type ControlMessage, type Frame, type FrameHeader } from "./frame.js";
+import { FrameDecoder, type FrameDecoders, type PageDestination } from "./decoder.js";
+import { FrameEncoder, type PipelineCodecs } from "./pipeline.js";
 
 export type EncodeInput = { readonly pages: Uint8Array; readonly indices: ArrayLike<number> } | ControlMessage;
 

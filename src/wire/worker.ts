@@ -3,11 +3,10 @@
 // Pages arrive in a transferred buffer; the frame goes back the same way.
 
 import { Piscina } from "piscina";
-import { CostModel } from "../engine/cost.js";
+import { CostModel } from "../codecs/cost.js";
 import { PageBatch } from "../wasm/arena.js";
 import { init } from "../wasm/module.js";
-import { encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./frame.js";
-import { buildPipeline } from "./pipeline.js";
+import { buildPipeline, encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./pipeline.js";
 
 // No top-level await: piscina first tries require() on the file, and Node 20
 // cannot require a module graph that awaits at top level (it then trips an

@@ -5,7 +5,7 @@ import xxhash from "xxhash-wasm";
 import { PageBatch } from "../../src/index.js";
 import type { PageCodec } from "../../src/codecs/codec.js";
 import { codecNamesFor, createCodec } from "../../src/codecs/registry.js";
-import { FrameEncoder, type PipelineCodecs } from "../../src/wire/frame.js";
+import { FrameEncoder, type PipelineCodecs } from "../../src/wire/pipeline.js";
 import { u32Stream } from "./random.js";
 
 const { h32Raw } = await xxhash();

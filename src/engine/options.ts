@@ -1,0 +1,164 @@
+// What a caller may ask of a migration, and the one place those options are
+// checked and given their defaults. Both ends and every strategy read the
+// normalised EngineSettings, never the raw options.
+
+import { checkInteger } from "../errors.js";
+import type { Workload } from "../guest/guest.js";
+import type { Channel } from "../net/channel.js";
+import type { Clock } from "../clock.js";
+import { MAX_STATE_BYTES, maxFramePages } from "../wire/frame.js";
+import { pipelineEntries } from "../wire/pipeline.js";
+import { CostModel } from "../codecs/cost.js";
+import type { StrategyName } from "./metrics.js";
+import type { Tasks } from "./tasks.js";
+
+/** The knobs of a migration, wherever its two ends run. */
+export interface EngineOptions {
+  /**
+   * Codec pipeline: a registered codec name, or several joined by "+"
+   * (e.g. "xbzrle+lz4": delta first, then compression). "raw": zero flags only.
+   */
+  readonly codec?: string;
+  /** CPU cost of the per-page work (default table when absent). */
+  readonly cost?: CostModel;
+  /** Pre-copy: the downtime allowed at switch-over, seconds (QEMU downtime-limit, 300 ms). */
+  readonly downtimeLimit?: number;
+  /** Bytes of CPU and device state sent at switch-over. */
+  readonly stateBytes?: number;
+  /** Pages per frame. */
+  readonly batchPages?: number;
+  /** Pre-copy: most rounds before stop-and-copy (Xen caps at 30). */
+  readonly maxIterations?: number;
+  /** Pre-copy: stop once more than this × guest memory has been sent (Xen: 3). */
+  readonly maxSentFactor?: number;
+  /** Pre-copy: throttle the guest when it dirties faster than the link drains (QEMU auto-converge). */
+  readonly autoConverge?: boolean;
+  /** QEMU cpu-throttle-initial, percent (20). */
+  readonly throttleInitial?: number;
+  /** QEMU cpu-throttle-increment, percent (10). */
+  readonly throttleIncrement?: number;
+  /** QEMU max-cpu-throttle, percent (99). */
+  readonly throttleMax?: number;
+  /** QEMU throttle-trigger-threshold, percent (50): dirtied bytes over sent bytes in a round. */
+  readonly throttleTriggerThreshold?: number;
+  /** Seconds over which bandwidth and dirty rate are measured (QEMU: 100 ms). */
+  readonly bandwidthPeriod?: number;
+  /** Hybrid: pre-copy rounds before switching to post-copy. */
+  readonly precopyRounds?: number;
+  /** Hybrid: switch to post-copy once this many bytes were sent in pre-copy. */
+  readonly precopyBudget?: number;
+  /** Post-copy: pages pushed on each side of a fault before the linear push resumes. */
+  readonly prepageWindow?: number;
+  /** Post-copy: guest seconds the destination runs between fault services. */
+  readonly faultQuantum?: number;
+  /** Called as the migration goes (for progress bars). */
+  readonly onProgress?: (progress: MigrationProgress) => void;
+}
+
+/** A migration run in one process: both ends, the program, the clock and the channel between. */
+export interface MigrationOptions extends EngineOptions {
+  /** The running program whose guest is migrated; its `guest` is the memory. */
+  readonly workload: Workload;
+  readonly clock: Clock;
+  /** The source's end of the channel. */
+  readonly source: Channel;
+  /** The destination's end of the same channel. */
+  readonly destination: Channel;
+}
+
+export type Phase = "setup" | "precopy" | "downtime" | "postcopy" | "done";
+
+export interface MigrationProgress {
+  readonly strategy: StrategyName;
+  readonly phase: Phase;
+  readonly round: number;
+  /** pages the destination does not hold yet (current estimate) */
+  readonly remainingPages: number;
+  readonly pageCount: number;
+  /** measured wire rate, bit/s */
+  readonly bitsPerSecond: number;
+  readonly time: number;
+}
+
+/** What either end of a migration is built from. */
+export interface EndParts {
+  readonly settings: EngineSettings;
+  readonly clock: Clock;
+  /** this end's side of the channel */
+  readonly channel: Channel;
+  /** where its side tasks run (their failure fails the migration) */
+  readonly tasks: Tasks;
+  /** Called when progress may have moved (the caller rate-limits). */
+  readonly report?: () => void;
+}
+
+/** EngineOptions checked, with every default filled in, for a guest of `pageCount` pages of `pageSize` B. */
+export interface EngineSettings {
+  readonly pageSize: number;
+  readonly pageCount: number;
+  readonly codec: string;
+  readonly cost: CostModel;
+  readonly downtimeLimit: number;
+  readonly stateBytes: number;
+  readonly batchPages: number;
+  readonly maxIterations: number;
+  readonly maxSentFactor: number;
+  readonly autoConverge: boolean;
+  readonly throttleInitial: number;
+  readonly throttleIncrement: number;
+  readonly throttleMax: number;
+  readonly throttleTriggerThreshold: number;
+  readonly bandwidthPeriod: number;
+  readonly precopyRounds: number;
+  readonly precopyBudget: number;
+  readonly prepageWindow: number;
+  readonly faultQuantum: number;
+}
+
+function positive(name: string, value: number): number {
+  if (!(typeof value === "number" && value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive finite number, got ${value}`);
+  return value;
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!(typeof value === "number" && value >= 0)) throw new RangeError(`${name} must be a number ≥ 0, got ${value}`);
+  return value;
+}
+
+function integer(name: string, value: number, min: number, max: number): number {
+  checkInteger(name, value, min, max);
+  return value;
+}
+
+/** Checks `options` for a guest of the given shape; a RangeError names the first bad option. */
+export function normaliseOptions(options: EngineOptions, guest: { readonly pageSize: number; readonly pageCount: number }): EngineSettings {
+  const { pageSize, pageCount } = guest;
+  if (pageCount === 0) throw new RangeError("the guest has no pages");
+  const codec = options.codec ?? "raw";
+  pipelineEntries(codec);
+  const throttleInitial = integer("throttleInitial", options.throttleInitial ?? 20, 1, 99);
+  const throttleIncrement = integer("throttleIncrement", options.throttleIncrement ?? 10, 1, 99);
+  const throttleMax = integer("throttleMax", options.throttleMax ?? 99, throttleInitial, 99);
+  return {
+    pageSize,
+    pageCount,
+    codec,
+    cost: options.cost ?? new CostModel(),
+    downtimeLimit: nonNegative("downtimeLimit", options.downtimeLimit ?? 0.3),
+    // The switch-over frame carries the state, the record's head and the pending map.
+    stateBytes: integer("stateBytes", options.stateBytes ?? 256 * 1024, 0, MAX_STATE_BYTES - 12 - 8 * Math.ceil(pageCount / 64)),
+    batchPages: Math.min(integer("batchPages", options.batchPages ?? 256, 1, maxFramePages(pageSize)), pageCount),
+    maxIterations: integer("maxIterations", options.maxIterations ?? 30, 1, 1e6),
+    maxSentFactor: positive("maxSentFactor", options.maxSentFactor ?? 3),
+    autoConverge: options.autoConverge ?? false,
+    throttleInitial,
+    throttleIncrement,
+    throttleMax,
+    throttleTriggerThreshold: integer("throttleTriggerThreshold", options.throttleTriggerThreshold ?? 50, 1, 100),
+    bandwidthPeriod: positive("bandwidthPeriod", options.bandwidthPeriod ?? 0.1),
+    precopyRounds: integer("precopyRounds", options.precopyRounds ?? 1, 1, 1e6),
+    precopyBudget: options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget),
+    prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),
+    faultQuantum: positive("faultQuantum", options.faultQuantum ?? 0.01),
+  };
+}

@@ -1,0 +1,402 @@
+// The source end of a migration: it runs the guest until the switch-over,
+// loads pages from its memory, encodes them through the codec pipeline,
+// charges the CPU that takes, and sends frames on its Channel; it serves the
+// destination's page requests. It speaks to the destination only in frames.
+// Strategies (precopy.ts, postcopy.ts, hybrid.ts) drive it through its
+// methods and decide only which pages go when.
+
+import { scanZeroPages } from "../codecs/zero.js";
+import { PagemillError } from "../errors.js";
+import { DirtyBitmap } from "../guest/bitmap.js";
+import type { Guest, Workload } from "../guest/guest.js";
+import type { Channel } from "../net/channel.js";
+import { Random } from "../random.js";
+import type { Clock } from "../clock.js";
+import { PageBatch } from "../wasm/arena.js";
+import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
+import { FrameDecoder } from "../wire/decoder.js";
+import { Pipeline } from "../wire/pipeline.js";
+import { countTraffic, newSourceCounters, newTrafficCounters, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
+import type { EndParts, EngineSettings, Phase } from "./options.js";
+import type { Tasks } from "./tasks.js";
+
+/** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
+export function stateBlob(size: number): Uint8Array {
+  return new Random(0x9e3779b9).bytes(size);
+}
+
+export interface SourceParts extends EndParts {
+  /** the running program, whose guest is migrated */
+  readonly workload: Workload;
+}
+
+export class Source {
+  readonly settings: EngineSettings;
+  readonly workload: Workload;
+  readonly guest: Guest;
+  readonly clock: Clock;
+  readonly channel: Channel;
+  readonly pipeline: Pipeline;
+  readonly counters: SourceCounters = newSourceCounters();
+  readonly traffic: TrafficCounters = newTrafficCounters();
+  /** The CPU and device state sent at switch-over. */
+  readonly state: Uint8Array;
+  /** Clock time the migration started. */
+  readonly t0: number;
+
+  private readonly tasks: Tasks;
+  private readonly report: () => void;
+  private readonly batch: PageBatch;
+  private readonly requestDecoder = new FrameDecoder();
+  /** guest time = clock time + guestOffset while the guest runs here */
+  private readonly guestOffset: number;
+  private currentPhase: Phase = "setup";
+  private currentRound = 0;
+  private remaining: number;
+  private stoppedAt = -1;
+  /** Switch-over content of pages changed since the stop (see preserve). */
+  private readonly frozen = new Map<number, Uint8Array>();
+  /** Page requests received and not yet served, from `requestsRead` on. */
+  private readonly requests: number[] = [];
+  private requestsRead = 0;
+  private peerDone = false;
+
+  /** Wire bytes and clock time of the current measurement period (QEMU's bandwidth sampling). */
+  private periodStart: number;
+  private periodBytes = 0;
+  /** bytes of the frame the channel is carrying now (not yet counted as carried) */
+  private buffered = 0;
+  /** bytes/s over the last complete period (0 until one completed) */
+  private measured = 0;
+  private currentRoundBytes = 0;
+  /** An adaptive compress stage's choices when the last round ended. */
+  private choicesBefore: Record<string, number> = {};
+
+  constructor(parts: SourceParts) {
+    this.settings = parts.settings;
+    this.workload = parts.workload;
+    this.guest = parts.workload.guest;
+    this.clock = parts.clock;
+    this.channel = parts.channel;
+    this.tasks = parts.tasks;
+    this.report = parts.report ?? (() => {});
+    this.state = stateBlob(this.settings.stateBytes);
+    this.pipeline = new Pipeline(this.settings.codec);
+    this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
+    this.remaining = this.settings.pageCount;
+    this.t0 = this.clock.now();
+    this.periodStart = this.t0;
+    this.guestOffset = this.workload.now - this.t0;
+  }
+
+  get phase(): Phase {
+    return this.currentPhase;
+  }
+  get round(): number {
+    return this.currentRound;
+  }
+  /** Pages the source still means to send (current estimate, for progress). */
+  get remainingPages(): number {
+    return this.remaining;
+  }
+  /** When the guest stopped here (-1: still running). */
+  get stopAt(): number {
+    return this.stoppedAt;
+  }
+  /** bytes/s measured over the last complete period (0 until one completed) */
+  get bandwidth(): number {
+    return this.measured;
+  }
+  /** Bytes of the frame the channel is carrying now. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+  /** Wire bytes of the current round. */
+  get roundBytes(): number {
+    return this.currentRoundBytes;
+  }
+  /** The destination said it holds every page: nothing more to push. */
+  get destinationDone(): boolean {
+    return this.peerDone;
+  }
+
+  /** Lets `seconds` of modelled CPU time pass (on a virtual clock; a real clock has spent them already). */
+  private charge(seconds: number): Promise<void> | void {
+    if (this.clock.virtual) return this.clock.sleep(seconds);
+  }
+
+  /** Clock time since the migration started. */
+  elapsed(): number {
+    return this.clock.now() - this.t0;
+  }
+
+  // ------------------------------------------------------------ the guest
+
+  /** Lets the guest run here up to now (no-op once stopped). */
+  async runGuest(): Promise<void> {
+    if (this.stoppedAt >= 0) return;
+    const to = this.clock.now() + this.guestOffset;
+    if (to > this.workload.now) await this.clock.settle(this.workload.advance(to));
+  }
+
+  /** Stops the guest: it runs up to now, then no more here. */
+  async stopGuest(): Promise<void> {
+    await this.runGuest();
+    this.stoppedAt = this.clock.now();
+    this.currentPhase = "downtime";
+  }
+
+  /** Sets the auto-converge throttle (percent) and records the step. */
+  setThrottle(percent: number): void {
+    this.counters.cpuThrottlePercentage = percent;
+    this.counters.throttleSteps.push({ at: this.elapsed(), percent });
+    this.workload.throttle = 1 - percent / 100;
+  }
+
+  /** Starts (or restarts) the guest's dirty log. */
+  clearDirtyLog(): void {
+    this.guest.dirtyLog.clearRange();
+  }
+
+  /**
+   * A dirty-log sync (QEMU's dirty-sync-count): adds the pages dirtied since
+   * the last one to `into`, clears the log, and returns how many there were.
+   */
+  syncDirtyLog(into: DirtyBitmap): number {
+    const dirtied = this.takeDirty(into);
+    this.counters.dirtySyncCount++;
+    return dirtied;
+  }
+
+  /** Adds the pages dirtied since the last sync to `into` and clears the log, without counting a sync (the last look after the stop). */
+  takeDirty(into: DirtyBitmap): number {
+    const dirtied = this.guest.dirtyLog.count();
+    into.syncFrom(this.guest.dirtyLog);
+    return dirtied;
+  }
+
+  /** Records the dirty rate measured at a sync, pages/s. */
+  setDirtyRate(pagesPerSecond: number): void {
+    this.counters.dirtyPagesRate = pagesPerSecond;
+  }
+
+  /** Records QEMU's expected-downtime: the last estimate of the stop-and-copy's length. */
+  setExpectedDowntime(seconds: number): void {
+    this.counters.expectedDowntime = seconds;
+  }
+
+  /** Setup ends now (a strategy whose first step is not a page frame says when). */
+  endSetup(): void {
+    this.counters.setupTime = this.elapsed();
+  }
+
+  /**
+   * The simulated program is about to change page `p` after the stop: keep
+   * the content it had at switch-over, which is what this end still sends.
+   * (One process holds one memory for both ends; a real source keeps its
+   * stopped memory.)
+   */
+  preserve(p: number): void {
+    if (!this.frozen.has(p)) this.frozen.set(p, this.guest.page(p).slice());
+  }
+
+  /** Page `p` as it was at switch-over. */
+  switchoverPage(p: number): Uint8Array {
+    return this.frozen.get(p) ?? this.guest.page(p);
+  }
+
+  /** The destination holds page `p` as sent: its switch-over copy need not be kept. */
+  release(p: number): void {
+    this.frozen.delete(p);
+  }
+
+  // ------------------------------------------------------------ sending
+
+  /** A pre-copy round begins with `pages` to send: numbers it and tells the destination. */
+  async beginRound(pages: number): Promise<void> {
+    this.currentPhase = "precopy";
+    this.currentRound++;
+    this.currentRoundBytes = 0;
+    this.remaining = pages;
+    await this.sendControl({ type: "round-start", round: this.currentRound, pages });
+  }
+
+  /** Sets the pages still to send (an estimate for progress). */
+  setRemaining(pages: number): void {
+    this.remaining = Math.max(0, pages);
+  }
+
+  /**
+   * Encodes `pages` (one frame: at most batchPages, ascending) from this
+   * end's memory, charges the CPU, and sends the frame. Returns the zero
+   * pages among them.
+   */
+  async sendPages(pages: ArrayLike<number>): Promise<number> {
+    const n = pages.length;
+    const batch = this.batch.load(this.guest.memory, pages);
+    if (this.frozen.size) {
+      for (let k = 0; k < n; k++) {
+        const saved = this.frozen.get(pages[k]!);
+        if (saved) batch.page(k).set(saved);
+      }
+    }
+    const { cost, pageSize } = this.settings;
+    const encoded = this.pipeline.encode(batch, pages, { bandwidth: this.linkBandwidth(), costs: cost });
+    const zero = encoded.zeroPages;
+    const contentBytes = (n - zero) * pageSize;
+    let cpu = cost.zeroScanSeconds(n * pageSize);
+    for (const work of encoded.work) cpu += cost.encodeSeconds(work, contentBytes);
+    const c = this.counters;
+    c.sourceCpu += cpu;
+    c.duplicate += zero;
+    c.normal += n - zero;
+    c.pagesTransferred += n;
+    await this.charge(cpu);
+    if (c.pagesTransferred === n && this.currentPhase === "precopy") c.setupTime = this.elapsed();
+    await this.send(encoded.frame);
+    return zero;
+  }
+
+  /**
+   * Sends every page of `pages` in frames (the stop-and-copy, or any full
+   * drain), lowering the pages left as it goes.
+   */
+  async sendAll(pages: DirtyBitmap): Promise<void> {
+    for (let cursor = 0; ; ) {
+      const batch = pages.extract(cursor, this.settings.batchPages);
+      if (batch.length === 0) return;
+      cursor = batch[batch.length - 1]! + 1;
+      await this.sendPages(batch);
+      this.setRemaining(this.remaining - batch.length);
+      this.report();
+    }
+  }
+
+  /**
+   * Zero scan of the whole guest (post-copy's first pass, which lets the
+   * destination treat zero pages as present): sets the non-zero pages in
+   * `into` and charges the scan.
+   */
+  async scanNonZero(into: DirtyBitmap): Promise<void> {
+    const { pageSize: ps, pageCount, batchPages, cost } = this.settings;
+    for (let first = 0; first < pageCount; first += batchPages) {
+      const count = Math.min(batchPages, pageCount - first);
+      const { flags } = scanZeroPages(this.batch.set(this.guest.memory.subarray(first * ps, (first + count) * ps)));
+      for (let k = 0; k < count; k++) if (!flags[k]) into.set(first + k);
+    }
+    const cpu = cost.zeroScanSeconds(pageCount * ps);
+    this.counters.sourceCpu += cpu;
+    await this.charge(cpu);
+  }
+
+  /** Sends a control frame. */
+  sendControl(message: ControlMessage): Promise<void> {
+    return this.send(this.pipeline.control(message));
+  }
+
+  private async send(frame: Uint8Array): Promise<void> {
+    countTraffic(this.traffic, this.currentPhase === "postcopy" ? "postcopy" : this.currentPhase === "downtime" ? "downtime" : "precopy", frame.byteLength);
+    this.currentRoundBytes += frame.byteLength;
+    await this.channel.send(frame);
+    // send() resolves when the channel takes the next frame, i.e. once the
+    // one before has left: count that one as carried in this period.
+    this.periodBytes += this.buffered;
+    this.buffered = frame.byteLength;
+  }
+
+  /**
+   * Closes the measurement period when it is due: the wire rate over its
+   * length (QEMU's migration_update_counters). Returns true when a new
+   * measurement was taken.
+   */
+  samplePeriod(force = false): boolean {
+    const now = this.clock.now();
+    const span = now - this.periodStart;
+    if (span <= 0 || (!force && span < this.settings.bandwidthPeriod)) return false;
+    this.measured = this.periodBytes / span;
+    this.counters.mbps = (this.measured * 8) / 1e6;
+    this.periodStart = now;
+    this.periodBytes = 0;
+    this.report();
+    return true;
+  }
+
+  /**
+   * The link's bandwidth now, bytes/s: the line rate when the channel knows
+   * it, else the rate measured over the last period (0 before one ended).
+   */
+  linkBandwidth(): number {
+    const bits = this.channel.bitsPerSecond;
+    return bits !== undefined ? bits / 8 : this.measured;
+  }
+
+  /** Records a finished pre-copy round, with the pages per codec an adaptive codec chose in it. */
+  addRound(row: Omit<RoundRow, "choices">): void {
+    const now = this.pipeline.choices();
+    let choices: Record<string, number> | undefined;
+    if (now) {
+      choices = {};
+      for (const [codec, pages] of Object.entries(now)) choices[codec] = pages - (this.choicesBefore[codec] ?? 0);
+      this.choicesBefore = { ...now };
+    }
+    this.counters.rounds.push({ ...row, choices });
+  }
+
+  /**
+   * Sends the switch-over record: the state, and for post-copy the pages
+   * the destination must wait for.
+   */
+  async sendSwitchover(pending: DirtyBitmap | undefined): Promise<void> {
+    const record = encodeSwitchover({ state: this.state, pending: pending?.toWords() }, this.settings.pageCount);
+    await this.sendControl({ type: "switch-over", state: record });
+  }
+
+  /**
+   * From here on the destination's program runs: frames go as post-copy
+   * traffic, and the pipeline drops what a running destination cannot use.
+   */
+  startPostcopy(): void {
+    this.pipeline.startPostcopy();
+    this.currentPhase = "postcopy";
+  }
+
+  /** Counts `pages` pushed because they neighbour a fault (post-copy's pre-paging). */
+  countPrepaged(pages: number): void {
+    this.counters.prepagedPages += pages;
+  }
+
+  /** The next page request not yet served, oldest first. */
+  nextRequest(): number | undefined {
+    if (this.requestsRead < this.requests.length) return this.requests[this.requestsRead++];
+    this.requests.length = 0;
+    this.requestsRead = 0;
+    return undefined;
+  }
+
+  /** Listens for page requests (post-copy) until the destination closes. */
+  async serveRequests(): Promise<void> {
+    for (;;) {
+      const bytes = await this.channel.receive();
+      if (!bytes) return;
+      const frame = this.requestDecoder.decode(bytes);
+      if (frame.type === "done") {
+        this.peerDone = true;
+        continue;
+      }
+      if (frame.type !== "page-request") throw new PagemillError(`source got an unexpected ${frame.type} frame`);
+      for (const p of frame.pages) this.requests.push(p);
+    }
+  }
+
+  /** Starts serving page requests on the side. */
+  listen(): void {
+    this.tasks.spawn(this.serveRequests());
+  }
+
+  /** Releases WebAssembly memory. */
+  dispose(): void {
+    this.batch.dispose();
+    this.requestDecoder.dispose();
+    this.pipeline.dispose();
+  }
+}

@@ -1,0 +1,280 @@
+// Decoding frames into memory: the receiving half of the pipeline.
+//
+//   decodeFrame(bytes, destination?, decoders?): Frame
+//       Checks the header, the length, the frame check and every table entry
+//       (frame.ts), decodes the pages into staging memory, and only then
+//       writes them: a rejected frame (CodecError with a code) leaves the
+//       destination as it was. destination: guest memory (Uint8Array, page i
+//       at i·pageSize), a PageBatch (slot k ← the frame's k-th page), or none
+//       (the pages come back in `frame.pages`, in frame order). `decoders`
+//       gives the codec per wire id (default: one of each from the registry).
+//   new FrameDecoder(decoders?) → .decode(bytes, destination?)
+//       The same with its own staging memory (one per stream or thread).
+//
+// Zero, same-value and raw pages are the grammar's own; every other wire id
+// is decoded by its codec, group by group, in what the codec declares it
+// needs: the page the destination holds now (a delta codec), or the content
+// of other pages as they stand before the entry (dedup).
+
+import { Encoding, ENCODING_NAMES, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
+import { decoderFor } from "../codecs/registry.js";
+import { CodecError, checkBytes } from "../errors.js";
+import { PageBatch, Scratch } from "../wasm/arena.js";
+import { wasm } from "../wasm/module.js";
+import { Owned } from "../wasm/owned.js";
+import { CHECK_BYTES, FrameType, checkValue, frameTypeName, readControl, readFrameHeader, readPagesTable, type Frame, type FrameHeader, type PagesFrame, type PagesTable } from "./frame.js";
+
+/** Where decoded pages go: guest memory, a batch (frame order), or nowhere (returned). */
+export type PageDestination = Uint8Array | PageBatch | undefined;
+
+/** The codec that decodes each wire id that needs one (wkdm, lz4, xbzrle, dedup). */
+export type FrameDecoders = Partial<Record<Encoding, PageCodec>>;
+
+/** Wire ids the grammar decodes itself; the others go to their codec. */
+const OWN_ENCODINGS: readonly number[] = [Encoding.RAW, Encoding.ZERO, Encoding.SAME_VALUE];
+
+/** A frame decoder with its own staging memory and codecs. */
+export class FrameDecoder extends Owned {
+  private readonly decoders: FrameDecoders;
+  private readonly input: Scratch;
+  private readonly staging = new Map<Encoding, PageBatch>();
+
+  /** `decoders`: the codec per wire id; the ones not given come from the registry when first needed. */
+  constructor(decoders: FrameDecoders = {}) {
+    super();
+    this.decoders = { ...decoders };
+    this.input = new Scratch();
+  }
+
+  private decoderOf(encoding: Encoding): PageCodec | undefined {
+    return (this.decoders[encoding] ??= decoderFor(encoding));
+  }
+
+  private stagingBatch(encoding: Encoding, count: number, pageSize: number): PageBatch {
+    let batch = this.staging.get(encoding);
+    if (!batch || batch.capacity < count || batch.pageSize !== pageSize) {
+      batch?.dispose();
+      batch = new PageBatch(count, pageSize);
+      this.staging.set(encoding, batch);
+    }
+    return batch;
+  }
+
+  /** Decodes one whole frame (exactly its bytes); see decodeFrame. */
+  decode(bytes: Uint8Array, destination?: PageDestination): Frame {
+    this.live();
+    checkBytes("bytes", bytes);
+    bytes = wasm().heap.outside(bytes);
+    const header = readFrameHeader(bytes);
+    const name = frameTypeName(header.type);
+    if (bytes.byteLength < header.frameLength) {
+      throw new CodecError("truncated", `${name} frame of ${header.frameLength} B cut at ${bytes.byteLength} B`);
+    }
+    if (bytes.byteLength > header.frameLength) {
+      throw new CodecError("length", `${name} frame of ${header.frameLength} B given ${bytes.byteLength} B`);
+    }
+    // Hashed in place: copy the frame into linear memory once.
+    const checked = header.frameLength - CHECK_BYTES;
+    const at = this.input.reserve(checked);
+    const mem = wasm().heap.bytes();
+    mem.set(bytes.subarray(0, checked), at);
+    if (checkValue(mem, at, checked) !== new DataView(bytes.buffer, bytes.byteOffset).getUint32(checked, true)) {
+      throw new CodecError("checksum", `${name} frame ${header.sequence}: frame check does not match`);
+    }
+    return header.type === FrameType.PAGES ? this.decodePages(bytes, header, destination) : readControl(bytes, header);
+  }
+
+  private decodePages(bytes: Uint8Array, header: FrameHeader, destination: PageDestination): PagesFrame {
+    const { count: n, pageSize: ps, sequence } = header;
+    let pageLimit: number;
+    if (destination === undefined) pageLimit = Infinity;
+    else if (destination instanceof PageBatch) {
+      if (destination.pageSize !== ps) throw new RangeError(`destination batch has ${destination.pageSize} B pages, the frame ${ps} B`);
+      if (destination.capacity < n) throw new RangeError(`destination batch holds ${destination.capacity} pages, the frame has ${n}`);
+      pageLimit = Infinity;
+    } else if (destination instanceof Uint8Array) {
+      wasm().heap.checkOutside("destination", destination);
+      pageLimit = Math.floor(destination.byteLength / ps);
+    } else throw new TypeError("destination must be a Uint8Array, a PageBatch or undefined");
+
+    const table = readPagesTable(bytes, header, (encoding) => this.decoderOf(encoding), pageLimit);
+    const { indices, encodings, offsets, lengths } = table;
+
+    // Group the codec-decoded pages by wire id; check a decoder exists for each.
+    const groups = new Map<Encoding, number[]>();
+    for (let k = 0; k < n; k++) {
+      const encoding = encodings[k] as Encoding;
+      if (OWN_ENCODINGS.includes(encoding)) continue;
+      let group = groups.get(encoding);
+      if (!group) {
+        if (!this.decoderOf(encoding)) throw new CodecError("malformed", `pages frame ${sequence}, entry ${k}: no decoder for wire id ${encoding} was given`);
+        groups.set(encoding, (group = []));
+      }
+      group.push(k);
+    }
+
+    // Decode each group into its staging batch: nothing is written to the
+    // destination yet. Codecs that read other pages go last, so every page
+    // they may name is decoded.
+    const staged = new Map<number, number>(); // frame entry → linear-memory offset of its decoded page
+    const order = [...groups.keys()].sort((a, b) => Number(this.decoderOf(a)!.referencesOtherPages ?? false) - Number(this.decoderOf(b)!.referencesOtherPages ?? false));
+    for (const encoding of order) {
+      const members = groups.get(encoding)!;
+      const codec = this.decoderOf(encoding)!;
+      const batch = this.stagingBatch(encoding, members.length, ps);
+      const groupIndices = Uint32Array.from(members, (k) => indices[k]!);
+      if (codec.decodesOntoCurrent) this.preload(batch, members, groupIndices, destination);
+      if (codec.referencesOtherPages) codec.destination = this.resolver(bytes, table, members, staged, destination, ps, sequence);
+      // Hand the codec only the span of the frame holding this group's payloads.
+      let from = Infinity;
+      let to = 0;
+      for (const k of members) {
+        from = Math.min(from, offsets[k]!);
+        to = Math.max(to, offsets[k]! + lengths[k]!);
+      }
+      const encoded: EncodedBatch = {
+        pageSize: ps,
+        count: members.length,
+        encodings: Uint8Array.from(members, (k) => encodings[k]!),
+        offsets: Uint32Array.from(members, (k) => offsets[k]! - from),
+        lengths: Uint32Array.from(members, (k) => lengths[k]!),
+        data: bytes.subarray(from, to),
+      };
+      try {
+        codec.decodeBatch(encoded, batch, groupIndices);
+      } catch (err) {
+        if (err instanceof CodecError && !err.message.startsWith("pages frame ")) {
+          const cause = err.message.replace(/^page \d+: /, "");
+          throw new CodecError(err.code, `${ENCODING_NAMES[encoding]} pages of frame ${sequence}: ${cause}`, err.page);
+        }
+        throw err;
+      } finally {
+        if (codec.referencesOtherPages) codec.destination = undefined;
+      }
+      members.forEach((k, i) => staged.set(k, batch.ptr + i * ps));
+    }
+
+    // Every page decoded: write them.
+    let pages: Uint8Array | undefined;
+    let target: Uint8Array;
+    let base = 0;
+    if (destination === undefined) target = pages = new Uint8Array(n * ps);
+    else if (destination instanceof PageBatch) {
+      target = wasm().heap.bytes();
+      base = destination.ptr;
+    } else target = destination;
+    const mem = wasm().heap.bytes();
+    for (let k = 0; k < n; k++) {
+      const to = destination instanceof Uint8Array ? indices[k]! * ps : base + k * ps;
+      switch (encodings[k]) {
+        case Encoding.ZERO:
+          target.fill(0, to, to + ps);
+          break;
+        case Encoding.SAME_VALUE:
+          fillSameValue(target, to, bytes.subarray(offsets[k]!, offsets[k]! + 4), ps);
+          break;
+        case Encoding.RAW:
+          target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
+          break;
+        default: {
+          const from = staged.get(k)!;
+          target.set(mem.subarray(from, from + ps), to);
+        }
+      }
+    }
+    if (destination instanceof PageBatch) destination.count = n;
+    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(pages ? { pages } : {}) };
+  }
+
+  /**
+   * How a codec that names other pages (dedup) reads page `page` for the
+   * group's `slot`-th entry: as it stands after the frame's entries before
+   * that one — an earlier entry's decoded content, else the destination's
+   * page. Refusals name the frame and the entry.
+   */
+  private resolver(
+    bytes: Uint8Array,
+    table: PagesTable,
+    members: readonly number[],
+    staged: ReadonlyMap<number, number>,
+    destination: PageDestination,
+    ps: number,
+    sequence: number,
+  ): (page: number, slot: number) => Uint8Array {
+    const entryOf = new Map<number, number>();
+    table.indices.forEach((index, k) => entryOf.set(index, k));
+    return (page, slot) => {
+      const k = members[slot]!;
+      const e = entryOf.get(page);
+      if (e !== undefined && e < k) {
+        const offset = table.offsets[e]!;
+        switch (table.encodings[e]) {
+          case Encoding.ZERO:
+            return new Uint8Array(ps);
+          case Encoding.SAME_VALUE:
+            return fillSameValue(new Uint8Array(ps), 0, bytes.subarray(offset, offset + 4), ps);
+          case Encoding.RAW:
+            return bytes.subarray(offset, offset + ps);
+          default: {
+            // Codec-decoded entries are staged by now (the referencing codec resolves its own group's).
+            const at = staged.get(e)!;
+            return wasm().heap.bytes().subarray(at, at + ps);
+          }
+        }
+      }
+      if (!(destination instanceof Uint8Array)) {
+        throw new CodecError("malformed", `pages frame ${sequence}, entry ${k}: dedup reference to page ${page}, which is not earlier in the frame (no guest memory given)`);
+      }
+      if (page >= Math.floor(destination.byteLength / ps)) {
+        throw new CodecError("overrun", `pages frame ${sequence}, entry ${k}: dedup reference to page ${page}, outside the destination (${Math.floor(destination.byteLength / ps)} pages)`);
+      }
+      return destination.subarray(page * ps, (page + 1) * ps);
+    };
+  }
+
+  /** A delta codec applies to the page the destination holds: put it in the staging slots. */
+  private preload(batch: PageBatch, members: number[], groupIndices: Uint32Array, destination: PageDestination): void {
+    if (destination instanceof Uint8Array) {
+      batch.load(destination, groupIndices);
+    } else if (destination instanceof PageBatch) {
+      const mem = wasm().heap.bytes();
+      const ps = batch.pageSize;
+      members.forEach((k, i) => mem.copyWithin(batch.ptr + i * ps, destination.ptr + k * ps, destination.ptr + (k + 1) * ps));
+      batch.count = members.length;
+    } else {
+      throw new CodecError("malformed", "xbzrle pages need the destination's current pages: give a destination");
+    }
+  }
+
+  /** Releases the staging memory. */
+  protected release(): void {
+    this.input.dispose();
+    for (const batch of this.staging.values()) batch.dispose();
+    this.staging.clear();
+  }
+}
+
+/** Fills `pageSize` bytes at `to` with the 4-byte `value` repeated; returns `target`. */
+function fillSameValue(target: Uint8Array, to: number, value: Uint8Array, pageSize: number): Uint8Array {
+  target.set(value, to);
+  for (let filled = 4; filled < pageSize; filled *= 2) target.copyWithin(to + filled, to, to + filled);
+  return target;
+}
+
+let defaultDecoder: FrameDecoder | undefined;
+
+/**
+ * Decodes one frame into `destination` (see the module comment), with this
+ * thread's default decoder and the registry's codecs, or `decoders` given.
+ */
+export function decodeFrame(bytes: Uint8Array, destination?: PageDestination, decoders?: FrameDecoders): Frame {
+  if (decoders) {
+    const decoder = new FrameDecoder(decoders);
+    try {
+      return decoder.decode(bytes, destination);
+    } finally {
+      decoder.dispose();
+    }
+  }
+  return (defaultDecoder ??= new FrameDecoder()).decode(bytes, destination);
+}

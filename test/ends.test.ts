@@ -1,0 +1,149 @@
+// The two ends of a migration share nothing but frames: a Destination fed
+// only the frames a Source sent rebuilds the guest, and the options are
+// checked once, before either end exists.
+import { describe, expect, it } from "vitest";
+import { VirtualClock } from "../src/clock.js";
+import { Destination } from "../src/engine/destination.js";
+import { migrate, simulate } from "../src/engine/migrate.js";
+import { normaliseOptions } from "../src/engine/options.js";
+import { stateBlob } from "../src/engine/source.js";
+import { Tasks } from "../src/engine/tasks.js";
+import { verifyMemory } from "../src/engine/verify.js";
+import type { Workload } from "../src/guest/guest.js";
+import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
+import type { Channel } from "../src/net/channel.js";
+import { SimulatedLink } from "../src/net/link.js";
+
+/** A channel end that records what is sent on it. */
+function recording(end: Channel, frames: Uint8Array[]): Channel {
+  return {
+    send: (frame) => {
+      frames.push(frame.slice());
+      return end.send(frame);
+    },
+    receive: () => end.receive(),
+    get rtt() {
+      return end.rtt;
+    },
+    get bitsPerSecond() {
+      return end.bitsPerSecond;
+    },
+    get sentBytes() {
+      return end.sentBytes;
+    },
+    close: () => end.close(),
+  };
+}
+
+/** A channel end that yields `frames` and then ends; what is sent on it is dropped. */
+function replaying(frames: readonly Uint8Array[]): Channel {
+  let next = 0;
+  return {
+    send: () => Promise.resolve(),
+    receive: () => Promise.resolve(frames[next++]),
+    rtt: 0,
+    sentBytes: 0,
+    close: () => {},
+  };
+}
+
+function workload(pages: number, seed: number): Workload {
+  return new PoissonWorkload(syntheticGuest(pages, { seed }), { rate: 300, seed });
+}
+
+describe("Source and Destination", () => {
+  for (const codec of ["raw", "dedup+xbzrle+mecom"]) {
+    it(`a Destination rebuilds a pre-copied guest from the Source's frames alone (${codec})`, async () => {
+      const w = workload(1024, 7);
+      const clock = new VirtualClock();
+      const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
+      const frames: Uint8Array[] = [];
+      try {
+        const stats = await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec });
+        expect(stats.rounds.length).toBeGreaterThan(1);
+        expect(frames.reduce((n, f) => n + f.byteLength, 0)).toBe(stats.transferred);
+
+        // A second destination, built from the settings and the frames only.
+        const settings = normaliseOptions({ codec }, w.guest);
+        const tasks = new Tasks();
+        const replayClock = new VirtualClock();
+        const destination = new Destination({
+          settings,
+          clock: replayClock,
+          channel: replaying(frames),
+          tasks,
+          shared: {
+            workload: w,
+            state: stateBlob(settings.stateBytes),
+            original: () => {
+              throw new Error("pre-copy never checks single pages");
+            },
+            preserve: () => {},
+            release: () => {},
+          },
+        });
+        try {
+          await replayClock.run(() => Promise.race([destination.receive(), tasks.failed]));
+          expect(destination.complete).toBe(true);
+          expect(verifyMemory(w.guest.memory, destination.memory, settings.pageSize)).toBe(1024);
+        } finally {
+          destination.dispose();
+        }
+      } finally {
+        await w.close();
+        w.guest.dispose();
+      }
+    });
+  }
+
+  it("a frame lost on the way is caught: the destination does not rebuild the guest", async () => {
+    const w = workload(1024, 3);
+    const clock = new VirtualClock();
+    const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
+    const frames: Uint8Array[] = [];
+    try {
+      await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec: "raw" });
+      const settings = normaliseOptions({ codec: "raw" }, w.guest);
+      // Drop the last frame with page content: nothing is sent after it to make up for it.
+      const lost = frames.findLastIndex((f) => f.byteLength > 4096 && f[5] === 1);
+      const replayClock = new VirtualClock();
+      const tasks = new Tasks();
+      const destination = new Destination({
+        settings,
+        clock: replayClock,
+        channel: replaying(frames.filter((_, i) => i !== lost)),
+        tasks,
+        shared: { workload: w, state: stateBlob(settings.stateBytes), original: () => new Uint8Array(0), preserve: () => {}, release: () => {} },
+      });
+      try {
+        await replayClock.run(() => Promise.race([destination.receive(), tasks.failed]));
+        expect(() => verifyMemory(w.guest.memory, destination.memory, settings.pageSize)).toThrow(/differ/);
+      } finally {
+        destination.dispose();
+      }
+    } finally {
+      await w.close();
+      w.guest.dispose();
+    }
+  });
+
+  it("options are checked once, naming the option, before either end exists", async () => {
+    const guest = { pageSize: 4096, pageCount: 16 };
+    expect(() => normaliseOptions({ batchPages: 0 }, guest)).toThrow(/batchPages/);
+    expect(() => normaliseOptions({ downtimeLimit: -1 }, guest)).toThrow(/downtimeLimit/);
+    expect(() => normaliseOptions({ throttleMax: 10, throttleInitial: 20 }, guest)).toThrow(/throttleMax/);
+    expect(() => normaliseOptions({ codec: "lz4+mecom" }, guest)).toThrow(/two compress stages/);
+    expect(() => normaliseOptions({}, { pageSize: 4096, pageCount: 0 })).toThrow(/no pages/);
+    const settings = normaliseOptions({ batchPages: 1000 }, guest);
+    expect(settings.batchPages).toBe(16);
+    expect(settings.codec).toBe("raw");
+    const w = workload(64, 1);
+    try {
+      await expect(simulate("precopy", w, { bitsPerSecond: 1e9, rtt: 0.001 }, { prepageWindow: 65 })).rejects.toThrow(/prepageWindow/);
+      expect(w.now).toBe(0);
+    } finally {
+      await w.close();
+      w.guest.dispose();
+    }
+  });
+});
