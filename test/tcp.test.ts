@@ -1,0 +1,164 @@
+// The TCP channel on loopback: frames in order both ways, the handshake
+// refusing a wrong key or another protocol, a tampered or oversized record
+// closing the connection before anything is handed on, and bounded waits.
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { AuthenticationError, NetworkError, ProtocolError, connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
+
+const KEY = new Uint8Array(32).fill(7);
+const open: { close(): unknown }[] = [];
+afterEach(async () => {
+  for (const thing of open.splice(0).reverse()) await thing.close();
+});
+
+async function pair(options: { serverKey?: Uint8Array; clientKey?: Uint8Array; bitsPerSecond?: number } = {}): Promise<{ listener: TcpListener; client: TcpChannel; server: TcpChannel }> {
+  const listener = await listenChannel("127.0.0.1", 0, { key: options.serverKey ?? KEY });
+  open.push(listener);
+  const [client, server] = await Promise.all([
+    connectChannel("127.0.0.1", listener.port, { key: options.clientKey ?? KEY, bitsPerSecond: options.bitsPerSecond }),
+    listener.accept(),
+  ]);
+  open.push(client, server);
+  return { listener, client, server };
+}
+
+function frame(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
+}
+
+/** A proxy on loopback that hands bytes through, letting `edit` change the client's bytes at a given offset. */
+async function proxy(target: number, edit: (chunk: Buffer, offset: number) => void): Promise<{ port: number; server: Server }> {
+  let offset = 0;
+  const server = createServer((inbound: Socket) => {
+    const outbound = createConnection({ host: "127.0.0.1", port: target });
+    inbound.on("data", (chunk: Buffer) => {
+      edit(chunk, offset);
+      offset += chunk.length;
+      outbound.write(chunk);
+    });
+    outbound.on("data", (chunk) => inbound.write(chunk));
+    inbound.on("error", () => outbound.destroy());
+    outbound.on("error", () => inbound.destroy());
+    inbound.on("close", () => outbound.destroy());
+    outbound.on("close", () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  open.push({ close: () => new Promise((resolve) => server.close(resolve)) });
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+describe("TCP channel", () => {
+  it("carries frames of any size in order, both ways, and ends cleanly", async () => {
+    const { client, server } = await pair();
+    const sizes = [1, 28, 4096, 65536 + 3, 1 << 20, 7];
+    const sending = (async () => {
+      for (const [i, size] of sizes.entries()) await client.send(frame(size, i));
+      client.close();
+    })();
+    for (const [i, size] of sizes.entries()) expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(size, i)))).toBe(true);
+    await sending;
+    expect(await server.receive()).toBeUndefined();
+    expect(client.sentBytes).toBe(sizes.reduce((a, b) => a + b, 0));
+    await server.send(frame(100, 9));
+    expect(Buffer.from((await client.receive())!).equals(Buffer.from(frame(100, 9)))).toBe(true);
+  });
+
+  it("refuses a peer without the key, on both sides, before any frame", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    open.push(listener);
+    const accepted = listener.accept();
+    await expect(connectChannel("127.0.0.1", listener.port, { key: new Uint8Array(32).fill(8) })).rejects.toThrow(AuthenticationError);
+    await expect(accepted).rejects.toThrow(/does not hold the key|closed the connection/);
+  });
+
+  it("refuses a peer speaking another protocol or version", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    open.push(listener);
+    const accepted = listener.accept();
+    const socket = createConnection({ host: "127.0.0.1", port: listener.port });
+    socket.on("error", () => {});
+    socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n".padEnd(64, " "));
+    await expect(accepted).rejects.toThrow(ProtocolError);
+    socket.destroy();
+
+    const again = listener.accept();
+    const old = createConnection({ host: "127.0.0.1", port: listener.port });
+    old.on("error", () => {});
+    old.write(Buffer.concat([Buffer.from("PMTC"), Buffer.of(9), Buffer.alloc(32)]));
+    await expect(again).rejects.toThrow(/version 9/);
+    old.destroy();
+  });
+
+  it("a record changed on the way closes the connection and is never handed on", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    open.push(listener);
+    // Client bytes: 37 of hello, 32 of proof, then records (4 + frame + 16): flip a byte inside the second frame.
+    const flipAt = 37 + 32 + (4 + 1000 + 16) + 4 + 500;
+    const { port } = await proxy(listener.port, (chunk, offset) => {
+      if (flipAt >= offset && flipAt < offset + chunk.length) chunk[flipAt - offset]! ^= 0x01;
+    });
+    const [client, server] = await Promise.all([connectChannel("127.0.0.1", port, { key: KEY }), listener.accept()]);
+    open.push(client, server);
+    await client.send(frame(1000, 1));
+    await client.send(frame(1000, 2));
+    expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(1000, 1)))).toBe(true);
+    await expect(server.receive()).rejects.toThrow(AuthenticationError);
+    await expect(server.receive()).rejects.toThrow(AuthenticationError);
+  });
+
+  it("a record longer than any frame closes the connection", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    open.push(listener);
+    const lengthAt = 37 + 32;
+    const { port } = await proxy(listener.port, (chunk, offset) => {
+      if (lengthAt + 3 >= offset && lengthAt + 3 < offset + chunk.length) chunk[lengthAt + 3 - offset] = 0x7f;
+    });
+    const [client, server] = await Promise.all([connectChannel("127.0.0.1", port, { key: KEY }), listener.accept()]);
+    open.push(client, server);
+    await client.send(frame(64, 1));
+    await expect(server.receive()).rejects.toThrow(/past the .* B a frame may take/);
+  });
+
+  it("bounded waits: nothing listening, a port in use, a peer that never speaks", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY, timeout: 0.3 });
+    open.push(listener);
+    await expect(listenChannel("127.0.0.1", listener.port, { key: KEY })).rejects.toThrow(/port is in use/);
+    listener.close();
+    open.length = 0;
+    await expect(connectChannel("127.0.0.1", listener.port, { key: KEY, timeout: 1 })).rejects.toThrow(/nothing listens there/);
+
+    const quiet = await listenChannel("127.0.0.1", 0, { key: KEY, timeout: 0.3 });
+    open.push(quiet);
+    const accepted = quiet.accept();
+    const mute = createConnection({ host: "127.0.0.1", port: quiet.port });
+    mute.on("error", () => {});
+    const started = performance.now();
+    await expect(accepted).rejects.toThrow(NetworkError);
+    expect(performance.now() - started).toBeLessThan(3000);
+    mute.destroy();
+  });
+
+  it("checks its options, naming the one that is wrong", async () => {
+    await expect(listenChannel("127.0.0.1", 0, { key: new Uint8Array(8) })).rejects.toThrow(/at least 16 bytes/);
+    await expect(listenChannel("0.0.0.0", 0, {})).rejects.toThrow(/needs a key/);
+    await expect(connectChannel("127.0.0.1", 1, { key: KEY, bitsPerSecond: -1 })).rejects.toThrow(/bitsPerSecond/);
+    await expect(connectChannel("127.0.0.1", 1, { key: KEY, timeout: 0 })).rejects.toThrow(/timeout/);
+  });
+
+  it("paces sends to the cap", async () => {
+    const { client, server } = await pair({ bitsPerSecond: 80e6 });
+    const bytes = 2 * 2 ** 20;
+    const started = performance.now();
+    const sending = (async () => {
+      for (let sent = 0; sent < bytes; sent += 65536) await client.send(frame(65536, 0));
+    })();
+    let received = 0;
+    while (received < bytes) received += (await server.receive())!.byteLength;
+    await sending;
+    const seconds = (performance.now() - started) / 1000;
+    // 2 MiB at 80 Mbit/s is 0.21 s; the first record goes at once, the rest are paced.
+    expect(seconds).toBeGreaterThan(0.9 * ((bytes - 65536) * 8) / 80e6);
+  });
+});
