@@ -1,6 +1,7 @@
 // The one WebAssembly module of pagemill: every kernel family, re-exported.
 // Kernels take pointers and counts into linear memory, return status codes
-// (>= 0 ok, -1 does not fit, -2 malformed) and never trap on data. Memory is
+// (>= 0 ok, -1 does not fit, -2 malformed) and never trap on data. The batch
+// codec kernels share one page table and rejection record (./table). Memory is
 // managed from TypeScript (src/wasm/heap.ts), above `heapBase()`.
 
 export { zeroScan } from "./zero";
@@ -9,7 +10,7 @@ export { wkdmCompressBatch, wkdmDecompressBatch, wkdmHitRateBatch } from "./wkdm
 export { xbzrleEncodeBatch, xbzrleDecodeBatch } from "./xbzrle";
 export { lz4Compress, lz4CompressBatch, lz4Decompress, lz4DecompressBatch } from "./lz4";
 export { xxh32, xxh32Batch, xxh32Reset, xxh32Update, xxh32Digest, xxh64, xxh64Batch, xxh64Reset, xxh64Update, xxh64Digest, xxh3, xxh3Batch, xxh3Reset, xxh3Update, xxh3Digest, xxhStateSize } from "./xxhash";
-export { pagesEqual } from "./dedup";
+export { pagesEqual, dedupPackBatch } from "./dedup";
 export { mecomEncodeBatch, mecomDecodeBatch, mecomEvidenceBytes } from "./mecom";
 export { md5Batch, md5Init, md5Update, md5Final } from "./md5";
 

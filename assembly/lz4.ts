@@ -35,6 +35,8 @@
 // small, -2 malformed (offset 0 or before the start of the output), -3 the
 // input ends inside a field (a kind of malformed).
 
+import { BAD_ENCODING, LZ4, LZ4_REASON_BASE, LZ4_SHORT, RAW, decodeBatch, decodePlain, encodeBatch, encoded, withDetail } from "./table";
+
 const MIN_MATCH: usize = 4;
 const LAST_LITERALS: usize = 5;
 const MF_LIMIT: usize = 12;
@@ -242,29 +244,22 @@ export function lz4Compress(src: usize, srcLen: u32, dst: usize, dstCap: u32): u
   return <u32>compressWith<u32>(src, srcLen, dst, dstCap);
 }
 
+/** A PageEncoder: the page's LZ4 block, or the page itself (RAW) when the block would not be shorter. */
+export function lz4OrRaw(k: u32, page: usize, dst: usize, pageSize: u32, arg: usize): u64 {
+  const length = lz4Compress(page, pageSize, dst, pageSize - 1);
+  if (length != 0) return encoded(LZ4, length);
+  memory.copy(dst, page, pageSize);
+  return encoded(RAW, pageSize);
+}
+
 /**
- * Compresses `count` pages of `pageSize` bytes at `pagesPtr`, one block each,
- * back to back from `outPtr` (room for count × pageSize bytes is enough).
- * `lengthsPtr[k]` (i32) gets page k's block length, or -1 when the block
- * would not be shorter than the page: then the page itself is stored in its
- * place (pageSize bytes), so the output is ready to send either way.
- * Returns the bytes written at `outPtr`.
+ * Compresses `count` pages of `pageSize` bytes at `pagesPtr` with lz4OrRaw,
+ * back to back from `outPtr` (room for count × pageSize bytes is enough), the
+ * page table to `tablePtr`: the output is ready to send. Returns the bytes
+ * written at `outPtr`.
  */
-export function lz4CompressBatch(pagesPtr: usize, pageSize: u32, count: u32, outPtr: usize, lengthsPtr: usize): u32 {
-  let out = outPtr;
-  for (let k: u32 = 0; k < count; k++) {
-    const page = pagesPtr + <usize>k * pageSize;
-    const len = lz4Compress(page, pageSize, out, pageSize - 1);
-    if (len == 0) {
-      memory.copy(out, page, pageSize);
-      store<i32>(lengthsPtr + (<usize>k << 2), -1);
-      out += pageSize;
-    } else {
-      store<i32>(lengthsPtr + (<usize>k << 2), len);
-      out += len;
-    }
-  }
-  return <u32>(out - outPtr);
+export function lz4CompressBatch(pagesPtr: usize, pageSize: u32, count: u32, outPtr: usize, tablePtr: usize): u32 {
+  return encodeBatch(pagesPtr, pageSize, count, outPtr, tablePtr, 0, lz4OrRaw);
 }
 
 /** Where the last length extension read ended (readLengthExtension's second result). */
@@ -412,41 +407,26 @@ function copyMatch(op: usize, offset: usize, len: usize, oend: usize): usize {
   return end;
 }
 
+/** Decodes an LZ4 block into a page: 0, or a reason (LZ4_SHORT's detail: the bytes it decodes to). */
+export function lz4DecodePage(src: usize, length: u32, dst: usize, pageSize: u32): i32 {
+  const status = lz4Decompress(src, length, dst, pageSize);
+  if (status == <i32>pageSize) return 0;
+  return status < 0 ? LZ4_REASON_BASE - status : withDetail(LZ4_SHORT, status);
+}
+
+/** A PageDecoder for LZ4 and RAW pages. */
+function lz4OrRawPage(encoding: u32, src: usize, length: u32, dst: usize, pageSize: u32): i32 {
+  if (encoding == LZ4) return lz4DecodePage(src, length, dst, pageSize);
+  return encoding == RAW ? decodePlain(encoding, src, length, dst, pageSize) : BAD_ENCODING;
+}
+
 /**
- * Decodes `count` pages into the `pageSize`-byte slots at `pagesPtr`. Page k's
- * payload is `lengthsPtr[k]` (i32) bytes at `dataPtr + offsetsPtr[k]` (u32)
- * within `dataLen` bytes; a length of -1 marks a raw page (pageSize bytes
- * copied as they are). `resultsPtr[k]` (i32) gets the bytes written to slot k
- * or a status code (LZ4_TRUNCATED also for a payload outside the data).
- * Returns the number of pages whose result is not pageSize.
+ * Decodes `count` pages (LZ4 or RAW, per the page table at `tablePtr`) from
+ * the `dataLen` bytes at `dataPtr` into the `pageSize`-byte slots at
+ * `pagesPtr`. Returns 0, or REJECTED with the record at `errPtr` for the
+ * first page rejected (slots before it are written, and its own may be in
+ * part).
  */
-export function lz4DecompressBatch(
-  dataPtr: usize,
-  dataLen: u32,
-  offsetsPtr: usize,
-  lengthsPtr: usize,
-  count: u32,
-  pagesPtr: usize,
-  pageSize: u32,
-  resultsPtr: usize,
-): u32 {
-  let failed: u32 = 0;
-  for (let k: u32 = 0; k < count; k++) {
-    const at = load<u32>(offsetsPtr + (<usize>k << 2));
-    const len = load<i32>(lengthsPtr + (<usize>k << 2));
-    const page = pagesPtr + <usize>k * pageSize;
-    const size = len < 0 ? pageSize : <u32>len;
-    let result: i32;
-    if (len < -1 || at > dataLen || size > dataLen - at) {
-      result = LZ4_TRUNCATED;
-    } else if (len == -1) {
-      memory.copy(page, dataPtr + at, pageSize);
-      result = <i32>pageSize;
-    } else {
-      result = lz4Decompress(dataPtr + at, size, page, pageSize);
-    }
-    store<i32>(resultsPtr + (<usize>k << 2), result);
-    if (result != <i32>pageSize) failed++;
-  }
-  return failed;
+export function lz4DecompressBatch(dataPtr: usize, dataLen: u32, tablePtr: usize, count: u32, pagesPtr: usize, pageSize: u32, errPtr: usize): i32 {
+  return decodeBatch(dataPtr, dataLen, tablePtr, count, pagesPtr, pageSize, errPtr, lz4OrRawPage);
 }

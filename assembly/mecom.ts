@@ -26,24 +26,16 @@
 // sampled (and, if strong, probed): a stream WKdm does not help costs about
 // what LZ4 alone does. src/codecs/mecom.ts and docs/mecom.md say why.
 //
-// Output table, 12 bytes per page: u32 wire id, u32 payload offset, u32
-// payload length. Wire ids as in src/codecs/codec.ts. Evidence table,
+// Output: the page table of assembly/table.ts. Evidence table,
 // mecomEvidenceBytes(): per class u32 WKdm bytes, u32 LZ4 bytes, u32 pages
 // seen; then u32 non-zero pages seen in the stream.
 
 import { bytesAreZero } from "./zero";
-import { wkdmCompressBatch, wkdmDecompressBatch, wkdmPageHits } from "./wkdm";
-import { lz4Compress, lz4Decompress } from "./lz4";
-
-const RAW: u32 = 0;
-const ZERO: u32 = 1;
-const SAME_VALUE: u32 = 2;
-const WKDM: u32 = 3;
-const LZ4: u32 = 4;
+import { wkdmCompressPage, wkdmDecodePage, wkdmPageHits } from "./wkdm";
+import { lz4DecodePage, lz4OrRaw } from "./lz4";
+import { BAD_ENCODING, LZ4, RAW, SAME_VALUE, WKDM, ZERO, decodeBatch, decodePlain, setEntry } from "./table";
 
 const WKDM_PAGE: u32 = 4096;
-const WKDM_TABLE = memory.data(16, 16);
-const WKDM_ERROR = memory.data(8, 8);
 /** Where a probe's WKdm attempt goes while the LZ4 block sits in the output. */
 const PROBE_OUT = memory.data(WKDM_PAGE + 64, 16);
 
@@ -72,20 +64,10 @@ function isSameValue(page: usize, size: usize): bool {
   return true;
 }
 
-/** LZ4 block of the page at `dst` (RAW when it does not shrink). Returns (encoding << 32) | length. */
-// @ts-ignore: decorator
-@inline
-function lz4OrRaw(page: usize, pageSize: u32, dst: usize): u64 {
-  const length = lz4Compress(page, pageSize, dst, pageSize - 1);
-  if (length != 0) return (<u64>LZ4 << 32) | length;
-  memory.copy(dst, page, <usize>pageSize);
-  return (<u64>RAW << 32) | pageSize;
-}
-
 /**
  * Encodes `count` pages of `pageSize` bytes at `pagesPtr`. Payloads go back
  * to back from `outPtr`, which must hold count × pageSize + 64 bytes; the
- * table at `tablePtr` gets 12 bytes per page. A page is strongly regular
+ * page table goes to `tablePtr`. A page is strongly regular
  * when at least `minHits` of the sampled words hit (more than are sampled
  * disables WKdm); `evidencePtr` is the class evidence (MECOM_CLASSES × 12
  * bytes, zeroed before the first batch of a stream), read and updated.
@@ -131,11 +113,10 @@ export function mecomEncodeBatch(pagesPtr: usize, pageSize: u32, count: u32, out
           // Both ways: LZ4 into the output, WKdm beside it. WKdm gets the
           // whole page as its budget: the evidence needs its real size, and
           // one cut short at LZ4's size would hide how much it loses.
-          const lz4 = lz4OrRaw(page, pageSize, dst);
+          const lz4 = lz4OrRaw(k, page, dst, pageSize, 0);
           encoding = <u32>(lz4 >> 32);
           length = <u32>lz4;
-          wkdmCompressBatch(page, 1, WKDM_PAGE, PROBE_OUT, WKDM_TABLE, false);
-          const status = load<i32>(WKDM_TABLE);
+          const status = wkdmCompressPage(page, PROBE_OUT, WKDM_PAGE);
           // A page WKdm cannot fit counts as a raw page.
           const wkdmLength: u32 = status > 0 ? <u32>status : WKDM_PAGE;
           if (wkdmLength < length) {
@@ -155,8 +136,7 @@ export function mecomEncodeBatch(pagesPtr: usize, pageSize: u32, count: u32, out
           inRun = wkdmBytes < lz4Bytes;
         } else if (wkdmBytes < lz4Bytes) {
           inRun = true;
-          wkdmCompressBatch(page, 1, WKDM_PAGE, dst, WKDM_TABLE, false);
-          const status = load<i32>(WKDM_TABLE);
+          const status = wkdmCompressPage(page, dst, WKDM_PAGE);
           if (status > 0 && <u32>status < pageSize) {
             encoding = WKDM;
             length = <u32>status;
@@ -164,15 +144,12 @@ export function mecomEncodeBatch(pagesPtr: usize, pageSize: u32, count: u32, out
         }
       }
       if (length == 0) {
-        const lz4 = lz4OrRaw(page, pageSize, dst);
+        const lz4 = lz4OrRaw(k, page, dst, pageSize, 0);
         encoding = <u32>(lz4 >> 32);
         length = <u32>lz4;
       }
     }
-    const entry = tablePtr + <usize>k * 12;
-    store<u32>(entry, encoding);
-    store<u32>(entry, cursor, 4);
-    store<u32>(entry, length, 8);
+    setEntry(tablePtr, count, k, encoding, cursor, length);
     cursor += length;
   }
   return cursor;
@@ -187,52 +164,20 @@ function anyClassFavoursWkdm(evidencePtr: usize): bool {
   return false;
 }
 
-/** Fills `size` bytes with one repeated 32-bit word. */
-// @ts-ignore: decorator
-@inline
-function fillWord(dst: usize, size: usize, value: u32): void {
-  const v = i32x4.splat(value);
-  for (let at: usize = 0; at < size; at += 16) v128.store(dst + at, v);
+/** A PageDecoder for the wire ids MECOM sends (WKDM for 4096-byte pages only). */
+function mecomPage(encoding: u32, src: usize, length: u32, dst: usize, pageSize: u32): i32 {
+  if (encoding == LZ4) return lz4DecodePage(src, length, dst, pageSize);
+  if (encoding == WKDM) return pageSize == WKDM_PAGE ? wkdmDecodePage(src, length, dst) : BAD_ENCODING;
+  return decodePlain(encoding, src, length, dst, pageSize);
 }
 
 /**
  * Decodes `count` pages into consecutive `pageSize` slots at `pagesPtr`, from
- * the `dataLen` bytes at `dataPtr` and the table at `tablePtr` (12 bytes per
- * page, as mecomEncodeBatch writes it). Every extent is checked against the
- * data and every decoder against the slot. Returns -1 when all pages decoded,
- * else the index of the first page rejected (slots before it are written;
- * nothing past its slot is).
+ * the `dataLen` bytes at `dataPtr` and the page table at `tablePtr`. Every
+ * extent is checked against the data and every decoder against the slot.
+ * Returns 0, or REJECTED with the record at `errPtr` for the first page
+ * rejected (slots before it are written; nothing past its slot is).
  */
-export function mecomDecodeBatch(dataPtr: usize, dataLen: u32, tablePtr: usize, count: u32, pagesPtr: usize, pageSize: u32): i32 {
-  const ps = <usize>pageSize;
-  for (let k: u32 = 0; k < count; k++) {
-    const entry = tablePtr + <usize>k * 12;
-    const encoding = load<u32>(entry);
-    const offset = load<u32>(entry, 4);
-    const length = load<u32>(entry, 8);
-    const dst = pagesPtr + <usize>k * ps;
-    if (<u64>offset + length > <u64>dataLen) return k;
-    const src = dataPtr + offset;
-    let ok = false;
-    if (encoding == ZERO) {
-      ok = length == 0;
-      if (ok) memory.fill(dst, 0, ps);
-    } else if (encoding == SAME_VALUE) {
-      ok = length == 4;
-      if (ok) fillWord(dst, ps, load<u32>(src));
-    } else if (encoding == RAW) {
-      ok = length == pageSize;
-      if (ok) memory.copy(dst, src, ps);
-    } else if (encoding == LZ4) {
-      ok = lz4Decompress(src, length, dst, pageSize) == <i32>pageSize;
-    } else if (encoding == WKDM && pageSize == WKDM_PAGE) {
-      // One page through the WKdm batch decoder: its table is this entry's fields.
-      store<u8>(WKDM_TABLE, <u8>WKDM);
-      store<u32>(WKDM_TABLE, 0, 4);
-      store<u32>(WKDM_TABLE, length, 8);
-      ok = wkdmDecompressBatch(src, length, WKDM_TABLE, WKDM_TABLE + 4, WKDM_TABLE + 8, 1, dst, WKDM_ERROR) == 0;
-    }
-    if (!ok) return k;
-  }
-  return -1;
+export function mecomDecodeBatch(dataPtr: usize, dataLen: u32, tablePtr: usize, count: u32, pagesPtr: usize, pageSize: u32, errPtr: usize): i32 {
+  return decodeBatch(dataPtr, dataLen, tablePtr, count, pagesPtr, pageSize, errPtr, mecomPage);
 }

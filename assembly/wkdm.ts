@@ -23,6 +23,8 @@
 // every word stores its tag, its slot, its low bits and itself as a new word,
 // and only the cursors that the tag selects move on.
 
+import { RAW, SAME_VALUE, WKDM, ZERO, decodeBatch, decodePlain, encodeBatch, encoded } from "./table";
+
 /** Byte offset in the dictionary (slot × 4) of word x, by (x >> 10) & 0xff: XNU's hashLookupTable_new. */
 const HASH = memory.data<u8>([
   0, 52, 8, 56, 16, 12, 28, 20, 4, 36, 48, 24, 44, 40, 32, 60,
@@ -54,9 +56,6 @@ const CHECKPOINT_TAG_BYTES: u32 = 26;
 const CHECKPOINT_LIMIT: u32 = 426;
 /** Bytes the compressor may write past the budget (misses are charged once per 8 words). */
 const WRITE_SLACK: u32 = 32;
-
-/** Per-page table the batch compressor writes: i32 status, u32 offset, u32 length, u32 value. */
-const TABLE_ENTRY_BYTES: usize = 16;
 
 // Static scratch. Sized past their maximum fill because the branch-free loops
 // store one element beyond the live ones and read ahead by up to 8 bytes.
@@ -107,7 +106,7 @@ function tagWord(x: u32, tagAt: usize, newPtr: usize, slotPtr: usize, lowPtr: us
   return tag;
 }
 
-/** The repeated word of the last page compressPage returned 0 for. */
+/** The repeated word of the last page wkdmCompressPage returned 0 for. */
 let singleValue: u32 = 0;
 
 /**
@@ -115,7 +114,7 @@ let singleValue: u32 = 0;
  * 4096). Returns the size, 0 for a page of one repeated word (`singleValue`),
  * or -1. Writes at most `budget` + 32 bytes at `dst`, whatever it returns.
  */
-function compressPage(src: usize, dst: usize, budget: u32): i32 {
+export function wkdmCompressPage(src: usize, dst: usize, budget: u32): i32 {
   if (budget <= HEADER_AND_TAG_BYTES) return -1;
   clearDictionary();
   const newStart = dst + HEADER_AND_TAG_BYTES;
@@ -237,54 +236,37 @@ function packSparse(src: usize, dst: usize, size: u32): i32 {
 }
 
 /**
- * Compresses `count` pages at `pagesPtr` (4096 bytes each) with a budget of
- * `budget` bytes each (at most 4096; XNU's semantics). Payloads are packed
- * back to back from `outPtr`; per page, `tablePtr` gets 16 bytes: i32 status
- * (size, 0 one repeated word, -1 does not fit), u32 offset, u32 length, u32
- * value (the repeated word). With `rawFallback` set, a page that does not fit
- * is copied raw (length 4096) and a repeated non-zero word is written as its
- * 4 bytes, so the output is the wire layout. The region at `outPtr` must hold
- * `count` × 4096 + 64 bytes. Returns the bytes used.
+ * A PageEncoder: the page as WKdm packs it within `budget` bytes (WKDM), as
+ * ZERO or SAME_VALUE (the repeated word's 4 bytes), or the page itself (RAW)
+ * when it does not fit.
  */
-export function wkdmCompressBatch(pagesPtr: usize, count: u32, budget: u32, outPtr: usize, tablePtr: usize, rawFallback: bool): u32 {
-  if (budget > PAGE_BYTES) budget = PAGE_BYTES;
-  let cursor: u32 = 0;
-  for (let p: u32 = 0; p < count; p++) {
-    const src = pagesPtr + (<usize>p << 12);
-    const dst = outPtr + cursor;
-    const status = compressPage(src, dst, budget);
-    let length: u32 = status > 0 ? <u32>status : 0;
-    let value: u32 = 0;
-    if (status == 0) {
-      value = singleValue;
-      if (rawFallback && value != 0) {
-        store<u32>(dst, value);
-        length = 4;
-      }
-    } else if (status < 0 && rawFallback) {
-      memory.copy(dst, src, PAGE_BYTES);
-      length = PAGE_BYTES;
-    }
-    const entry = tablePtr + <usize>p * TABLE_ENTRY_BYTES;
-    store<i32>(entry, status);
-    store<u32>(entry, cursor, 4);
-    store<u32>(entry, length, 8);
-    store<u32>(entry, value, 12);
-    cursor += length;
+function wkdmOrRaw(k: u32, src: usize, dst: usize, pageSize: u32, budget: usize): u64 {
+  const status = wkdmCompressPage(src, dst, <u32>budget);
+  if (status > 0) return encoded(WKDM, <u32>status);
+  if (status < 0) {
+    memory.copy(dst, src, PAGE_BYTES);
+    return encoded(RAW, PAGE_BYTES);
   }
-  return cursor;
+  if (singleValue == 0) return encoded(ZERO, 0);
+  store<u32>(dst, singleValue);
+  return encoded(SAME_VALUE, 4);
+}
+
+/**
+ * Compresses `count` pages at `pagesPtr` (4096 bytes each) with wkdmOrRaw, a
+ * budget of `budget` bytes each (at most 4096; XNU's semantics), back to back
+ * from `outPtr` in the wire layout, the page table to `tablePtr`. The region
+ * at `outPtr` must hold `count` × 4096 + 64 bytes. Returns the bytes used.
+ */
+export function wkdmCompressBatch(pagesPtr: usize, count: u32, budget: u32, outPtr: usize, tablePtr: usize): u32 {
+  return encodeBatch(pagesPtr, PAGE_BYTES, count, outPtr, tablePtr, min(budget, PAGE_BYTES), wkdmOrRaw);
 }
 
 // ---------------------------------------------------------------------------
 // Decompression. Every field is checked before anything is written past the
 // page being decoded; the reason for a rejection is one of these numbers.
 
-/** Reasons a decoder rejects a page (the TypeScript side names each). */
-const BAD_EXTENT: i32 = 1; // payload offset + length past the encoded data
-const BAD_ENCODING: i32 = 2; // wire id this codec does not produce
-const BAD_RAW_LENGTH: i32 = 3;
-const BAD_ZERO_LENGTH: i32 = 4;
-const BAD_SAME_VALUE_LENGTH: i32 = 5;
+/** Reasons a decoder rejects a WKdm stream (1..5 are every decoder's: assembly/table.ts). */
 const SHORT_STREAM: i32 = 6; // under 4 bytes
 const BAD_SPARSE_LENGTH: i32 = 7; // MZV not 4 + 6·n bytes
 const BAD_SPARSE_OFFSET: i32 = 8; // MZV offset past the page, not word aligned or not above the previous one
@@ -336,7 +318,7 @@ function decodeWord(tag: u32, at: usize, slotPtr: usize, lowPtr: usize, newPtr: 
 }
 
 /** Decodes one WKdm stream of exactly `len` bytes at `src` into the page at `dst`; 0 or a reason. */
-function decodePage(src: usize, len: u32, dst: usize): i32 {
+export function wkdmDecodePage(src: usize, len: u32, dst: usize): i32 {
   if (len < 4) return SHORT_STREAM;
   if (load<u32>(src) == MZV_MAGIC) return decodeSparse(src, len, dst);
   if (len < HEADER_AND_TAG_BYTES) return SHORT_HEADER;
@@ -412,67 +394,21 @@ function decodePage(src: usize, len: u32, dst: usize): i32 {
   return 0;
 }
 
-/**
- * Decodes `count` pages into consecutive 4096-byte slots at `pagesPtr`. Page k
- * has wire id `encodings[k]` (u8: 0 raw, 1 zero, 2 one repeated u32, 3 WKdm)
- * and its payload at u32 `offsets[k]`, u32 `lengths[k]` within the `dataLen`
- * bytes at `dataPtr`. Returns 0, or -2 for malformed input with the page
- * index and the reason written as two u32 at `errPtr` (pages before it are
- * decoded; nothing is written past the slot of the page rejected).
- */
-export function wkdmDecompressBatch(
-  dataPtr: usize,
-  dataLen: u32,
-  encodingsPtr: usize,
-  offsetsPtr: usize,
-  lengthsPtr: usize,
-  count: u32,
-  pagesPtr: usize,
-  errPtr: usize,
-): i32 {
-  for (let p: u32 = 0; p < count; p++) {
-    const offset = load<u32>(offsetsPtr + (<usize>p << 2));
-    const length = load<u32>(lengthsPtr + (<usize>p << 2));
-    const src = dataPtr + offset;
-    const dst = pagesPtr + (<usize>p << 12);
-    let reason: i32 = 0;
-    if (<u64>offset + length > <u64>dataLen) {
-      reason = BAD_EXTENT;
-    } else {
-      const encoding = load<u8>(encodingsPtr + p);
-      if (encoding == 3) {
-        reason = decodePage(src, length, dst);
-      } else if (encoding == 0) {
-        if (length == PAGE_BYTES) memory.copy(dst, src, PAGE_BYTES);
-        else reason = BAD_RAW_LENGTH;
-      } else if (encoding == 1) {
-        if (length == 0) memory.fill(dst, 0, PAGE_BYTES);
-        else reason = BAD_ZERO_LENGTH;
-      } else if (encoding == 2) {
-        if (length == 4) fillWord(dst, load<u32>(src));
-        else reason = BAD_SAME_VALUE_LENGTH;
-      } else {
-        reason = BAD_ENCODING;
-      }
-    }
-    if (reason != 0) {
-      store<u32>(errPtr, p);
-      store<i32>(errPtr, reason, 4);
-      return -2;
-    }
-  }
-  return 0;
+/** A PageDecoder for the wire ids WKdm sends. */
+function wkdmPage(encoding: u32, src: usize, length: u32, dst: usize, pageSize: u32): i32 {
+  return encoding == WKDM ? wkdmDecodePage(src, length, dst) : decodePlain(encoding, src, length, dst, PAGE_BYTES);
 }
 
-/** Fills a page with one repeated 32-bit word. */
-function fillWord(dst: usize, value: u32): void {
-  const v = i32x4.splat(value);
-  for (let at: usize = 0; at < PAGE_BYTES; at += 64) {
-    v128.store(dst + at, v);
-    v128.store(dst + at, v, 16);
-    v128.store(dst + at, v, 32);
-    v128.store(dst + at, v, 48);
-  }
+/**
+ * Decodes `count` pages (wire ids RAW, ZERO, SAME_VALUE and WKDM, per the
+ * page table at `tablePtr`) from the `dataLen` bytes at `dataPtr` into
+ * consecutive 4096-byte slots at `pagesPtr` (`pageSize` must be 4096).
+ * Returns 0, or REJECTED with the record at `errPtr` for the first page
+ * rejected (pages before it are decoded; nothing is written past the slot of
+ * the page rejected, and nothing to it: every check comes first).
+ */
+export function wkdmDecompressBatch(dataPtr: usize, dataLen: u32, tablePtr: usize, count: u32, pagesPtr: usize, pageSize: u32, errPtr: usize): i32 {
+  return decodeBatch(dataPtr, dataLen, tablePtr, count, pagesPtr, PAGE_BYTES, errPtr, wkdmPage);
 }
 
 /**

@@ -14,6 +14,8 @@
 // a run ends, so a sparse page costs one compare pass plus a few bit tricks
 // per change. Long equal stretches are skipped without building masks.
 
+import { BAD_ENCODING, BAD_RAW_LENGTH, RAW, XBZRLE, XBZRLE_REASON_BASE, encodeBatch, encoded, encodingOf, extentReason, lengthOf, offsetOf, reject } from "./table";
+
 const MAX_RUN: u32 = 0x3fff;
 const ALL: u64 = ~(<u64>0);
 
@@ -199,8 +201,9 @@ const XBZRLE_UPDATE: u32 = 2;
  * - `outPtr`: each page's payload, packed in page order: its delta, nothing
  *   for an unchanged page, or the raw new page when it was not encoded. Needs
  *   count·max(pageSize, dlen) bytes.
- * - `resultsPtr`: one i32 per page: delta bytes, 0 unchanged, -1 not encoded
- *   (overflow, or no old version) and stored raw.
+ * - `tablePtr`: the page table (assembly/table.ts): XBZRLE (an empty payload
+ *   for an unchanged page), or RAW when not encoded (overflow, or no old
+ *   version).
  *
  * Returns the payload bytes written at `outPtr`.
  */
@@ -211,35 +214,30 @@ export function xbzrleEncodeBatch(
   count: u32,
   dlen: u32,
   outPtr: usize,
-  resultsPtr: usize,
+  tablePtr: usize,
 ): u32 {
-  let cursor: usize = 0;
-  for (let k: u32 = 0; k < count; k++) {
-    const entry = load<u32>(oldTable + (<usize>k << 2));
-    const old = <usize>(entry & ~3);
-    const neu = newPtr + <usize>k * pageSize;
-    const out = outPtr + cursor;
-    const update = (entry & XBZRLE_UPDATE) != 0;
-    const result = entry & XBZRLE_HAS_OLD ? encodePage(old, neu, pageSize, out, dlen, update) : -1;
-    if (result < 0) {
-      memory.copy(out, neu, pageSize);
-      if (update) memory.copy(old, neu, pageSize);
-      cursor += pageSize;
-    } else {
-      cursor += <usize>result;
-    }
-    store<i32>(resultsPtr + (<usize>k << 2), result);
-  }
-  return <u32>cursor;
+  deltaRoom = dlen;
+  return encodeBatch(newPtr, pageSize, count, outPtr, tablePtr, oldTable, deltaOrRaw);
+}
+
+/** xbzrleEncodeBatch's `dlen`, for deltaOrRaw. */
+let deltaRoom: u32 = 0;
+
+/** A PageEncoder: the page's delta against its old version (XBZRLE), or the page (RAW); keeps the old version up to date. */
+function deltaOrRaw(k: u32, neu: usize, out: usize, pageSize: u32, oldTable: usize): u64 {
+  const entry = load<u32>(oldTable + (<usize>k << 2));
+  const old = <usize>(entry & ~3);
+  const update = (entry & XBZRLE_UPDATE) != 0;
+  const result = entry & XBZRLE_HAS_OLD ? encodePage(old, neu, pageSize, out, deltaRoom, update) : -1;
+  if (result >= 0) return encoded(XBZRLE, <u32>result);
+  memory.copy(out, neu, pageSize);
+  if (update) memory.copy(old, neu, pageSize);
+  return encoded(RAW, pageSize);
 }
 
 // ---- decoding ----
 
-// Decode table kinds (mirrored in src/codecs/xbzrle.ts): an XBZRLE delta, or
-// a raw page copied as it is.
-const XBZRLE_KIND_DELTA: u32 = 0;
-
-/** Causes of a malformed delta, in the status table. */
+/** Causes of a malformed delta (the reason is XBZRLE_REASON_BASE plus the cause). */
 const CAUSE_TRUNCATED: i32 = 1;
 const CAUSE_OVERRUN: i32 = 2;
 const CAUSE_MALFORMED: i32 = 3;
@@ -261,10 +259,10 @@ function getLength(at: usize): i32 {
 
 /**
  * Walks a delta with QEMU's xbzrle_decode_buffer checks, in its order,
- * writing nothing. Returns the end offset of the last run, or -2 with the
- * cause and the delta offset in status[1], status[2].
+ * writing nothing. Returns the end offset of the last run, or minus the
+ * reason, with the delta offset where it was found in `errorAt`.
  */
-function checkDelta(src: usize, slen: u32, dlen: u32, status: usize): i32 {
+function checkDelta(src: usize, slen: u32, dlen: u32): i32 {
   let i: u32 = 0;
   let d: u32 = 0;
   let cause: i32 = 0;
@@ -310,10 +308,12 @@ function checkDelta(src: usize, slen: u32, dlen: u32, status: usize): i32 {
     i += n;
   }
   if (cause == 0) return <i32>d;
-  store<i32>(status, cause, 4);
-  store<i32>(status, <i32>at, 8);
-  return -2;
+  errorAt = at;
+  return -(XBZRLE_REASON_BASE + cause);
 }
+
+/** Where in its delta checkDelta found the error it returned. */
+let errorAt: u32 = 0;
 
 /** Applies a delta that checkDelta accepted to the page at `dst`. */
 function applyDelta(src: usize, slen: u32, dst: usize): void {
@@ -334,47 +334,38 @@ function applyDelta(src: usize, slen: u32, dst: usize): void {
 
 /**
  * Applies `count` payloads to pages of `pageSize` bytes (any size; it is the
- * decoder's dlen) at `pagesPtr`, in place.
- *
- * - `tablePtr`: per page, three u32: payload offset from `srcPtr`, payload
- *   length, kind (0 an XBZRLE delta, 1 a raw page: the caller has checked
- *   that a raw payload is pageSize bytes).
- * - `statusPtr`: per page, three i32: the bytes of the page a delta touched
- *   (pageSize for raw) or -2, then for -2 the cause (1 truncated, 2 overrun,
- *   3 malformed) and the offset in the payload where it was found.
- *
- * Every payload is checked before any page is written. Returns the number of
- * malformed payloads: 0 when all were applied, otherwise nothing was.
+ * decoder's dlen) at `pagesPtr`, in place: per the page table at `tablePtr`,
+ * an XBZRLE delta or a RAW page, from the `dataLen` bytes at `dataPtr`.
+ * Every payload is checked before any page is written: returns 0 when all
+ * were applied, with the record's detail at `errPtr` set to the bytes of the
+ * last page its delta reached (xbzrleDecode's result); else REJECTED with the
+ * record for the first malformed payload (detail: the delta byte where it was
+ * found), and nothing was written.
  */
-export function xbzrleDecodeBatch(
-  pagesPtr: usize,
-  pageSize: u32,
-  count: u32,
-  srcPtr: usize,
-  tablePtr: usize,
-  statusPtr: usize,
-): u32 {
-  let bad: u32 = 0;
+export function xbzrleDecodeBatch(dataPtr: usize, dataLen: u32, tablePtr: usize, count: u32, pagesPtr: usize, pageSize: u32, errPtr: usize): i32 {
+  let reach: i32 = 0;
   for (let k: u32 = 0; k < count; k++) {
-    const entry = tablePtr + <usize>k * 12;
-    const status = statusPtr + <usize>k * 12;
-    let result = <i32>pageSize;
-    if (load<u32>(entry, 8) == XBZRLE_KIND_DELTA) {
-      result = checkDelta(srcPtr + load<u32>(entry), load<u32>(entry, 4), pageSize, status);
+    const length = lengthOf(tablePtr, count, k);
+    const encoding = encodingOf(tablePtr, count, k);
+    let reason = extentReason(tablePtr, count, k, dataLen);
+    reach = <i32>pageSize;
+    if (reason == 0 && encoding == XBZRLE) {
+      reach = checkDelta(dataPtr + offsetOf(tablePtr, k), length, pageSize);
+      if (reach < 0) reason = -reach;
+    } else if (reason == 0) {
+      reason = encoding != RAW ? BAD_ENCODING : length != pageSize ? BAD_RAW_LENGTH : 0;
     }
-    store<i32>(status, result);
-    if (result < 0) bad++;
+    if (reason != 0) return reject(errPtr, k, reason, reason > XBZRLE_REASON_BASE ? <i32>errorAt : 0);
   }
-  if (bad) return bad;
   for (let k: u32 = 0; k < count; k++) {
-    const entry = tablePtr + <usize>k * 12;
-    const src = srcPtr + load<u32>(entry);
+    const src = dataPtr + offsetOf(tablePtr, k);
     const page = pagesPtr + <usize>k * pageSize;
-    if (load<u32>(entry, 8) == XBZRLE_KIND_DELTA) {
-      applyDelta(src, load<u32>(entry, 4), page);
+    if (encodingOf(tablePtr, count, k) == XBZRLE) {
+      applyDelta(src, lengthOf(tablePtr, count, k), page);
     } else {
       memory.copy(page, src, pageSize);
     }
   }
+  store<i32>(errPtr, reach, 8);
   return 0;
 }

@@ -142,7 +142,8 @@ function kernelEncoder(pairs) {
   const oldPtr = heap.alloc(n * PS);
   const newPtr = heap.alloc(n * PS);
   const table = heap.alloc(n * 4);
-  const results = heap.alloc(n * 4);
+  // The page table the kernel writes: offsets, lengths, wire ids.
+  const results = heap.alloc(n * 9);
   const out = heap.alloc(n * PS + 16);
   heap.bytes().set(pairs.olds, oldPtr);
   heap.bytes().set(pairs.news, newPtr);

@@ -31,14 +31,22 @@ export class VerificationError extends PagemillError {
   }
 }
 
-/** A decoder met bytes it cannot read. Names the page (when known) and the cause. */
+/**
+ * A decoder met bytes it cannot read. Names the page (when known) and the
+ * cause; when a codec's WebAssembly kernel rejected it, also the codec and
+ * the kernel's reason ("extent", "lz4-truncated", ...: src/codecs/kernel-result.ts).
+ */
 export class CodecError extends PagemillError {
   readonly code: CodecErrorCode;
   readonly page: number | undefined;
-  constructor(code: CodecErrorCode, message: string, page?: number) {
+  readonly codec: string | undefined;
+  readonly reason: string | undefined;
+  constructor(code: CodecErrorCode, message: string, page?: number, rejected?: { codec: string; reason: string }) {
     super(page === undefined ? message : `page ${page}: ${message}`);
     this.code = code;
     this.page = page;
+    this.codec = rejected?.codec;
+    this.reason = rejected?.reason;
   }
 }
 

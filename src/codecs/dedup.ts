@@ -7,7 +7,8 @@
 // copies from those slots).
 
 import { CodecError, checkInstance } from "../errors.js";
-import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { KernelTables } from "./kernel-result.js";
 import { DedupIndex, checkLocations, type DedupIndexOptions } from "../hash/dedup.js";
 import { PageBatch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
@@ -38,6 +39,8 @@ export class DedupCodec extends Owned implements PageCodec {
    * decoder sets it for each frame.
    */
   destination: ((page: number, slot: number) => Uint8Array | undefined) | undefined;
+  /** The encoder's kernel memory (decoding copies from the destination in JavaScript). */
+  private readonly tables = new KernelTables("dedup", [Encoding.DEDUP, Encoding.RAW]);
 
   constructor(options: DedupCodecOptions = {}) {
     super();
@@ -53,31 +56,10 @@ export class DedupCodec extends Owned implements PageCodec {
     const ps = batch.pageSize;
     const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
     const refs = this.index.dedupe(batch, locations);
-    let raw = 0;
-    for (let k = 0; k < n; k++) if (refs[k]! < 0) raw++;
-    const encodings = new Uint8Array(n);
-    const offsets = new Uint32Array(n);
-    const lengths = new Uint32Array(n);
-    const data = new Uint8Array(raw * ps + (n - raw) * REF_BYTES);
-    const view = new DataView(data.buffer);
-    const mem = wasm().heap.bytes();
-    let at = 0;
-    for (let k = 0; k < n; k++) {
-      offsets[k] = at;
-      if (refs[k]! >= 0) {
-        encodings[k] = Encoding.DEDUP;
-        view.setUint32(at, refs[k]!, true);
-        lengths[k] = REF_BYTES;
-      } else {
-        encodings[k] = Encoding.RAW;
-        data.set(mem.subarray(batch.ptr + k * ps, batch.ptr + (k + 1) * ps), at);
-        lengths[k] = ps;
-      }
-      at += lengths[k]!;
-    }
-    const encoded: EncodedBatch = { pageSize: ps, count: n, encodings, offsets, lengths, data };
-    countEncoded(this.stats, encoded, raw);
-    return encoded;
+    const { extra: refsPtr, table, out } = this.tables.reserve(n, n * ps, 4 * n);
+    wasm().heap.i32().set(refs.subarray(0, n), refsPtr >>> 2);
+    const used = wasm().kernels.dedupPackBatch(batch.ptr, ps, n, refsPtr, out, table);
+    return this.tables.encoded(ps, n, used, this.stats);
   }
 
   /** Decodes into slots 0.. of `batch`; a reference is copied from an earlier slot naming that page, else from the destination. */
@@ -124,6 +106,7 @@ export class DedupCodec extends Owned implements PageCodec {
   }
 
   protected release(): void {
+    this.tables.dispose();
     this.index.dispose();
   }
 }

@@ -2,10 +2,11 @@
 // assembly/lz4.ts. Blocks are standard LZ4 blocks (any LZ4 decoder reads
 // them) and byte-identical to LZ4 1.9's LZ4_compress_default.
 
-import { CodecError, checkInstance, checkBytes, checkInteger, type CodecErrorCode } from "../errors.js";
+import { checkInstance, checkBytes, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { KernelTables, lz4Rejection } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /**
@@ -15,29 +16,11 @@ import { Owned } from "../wasm/owned.js";
  */
 export const LZ4_MAX_INPUT_SIZE = 2 ** 30;
 
-// Kernel status codes (assembly/lz4.ts).
-const OVERRUN = -1;
-const MALFORMED = -2;
-const TRUNCATED = -3;
-
 /** Worst-case block size for `n` input bytes: a buffer this large always fits. */
 export function lz4CompressBound(n: number): number {
   checkInteger("n", n, 0, LZ4_MAX_INPUT_SIZE);
   return n + Math.floor(n / 255) + 16;
 }
-
-function decodeFailure(status: number, capacity: number, page?: number): CodecError {
-  const [code, message]: [CodecErrorCode, string] =
-    status === OVERRUN
-      ? ["overrun", `LZ4 block decodes to more than ${capacity} bytes`]
-      : status === MALFORMED
-        ? ["malformed", "LZ4 block has a match offset of 0 or before the start of the output"]
-        : status === TRUNCATED
-          ? ["truncated", "LZ4 block ends inside a sequence"]
-          : ["malformed", `LZ4 decoder status ${status}`];
-  return new CodecError(code, message, page);
-}
-
 
 /** Largest `src` and `out` of lz4DecompressBlock: lengths cross into the kernels as 32-bit values. */
 const MAX_DECODE_LENGTH = 2 ** 31 - 1;
@@ -95,7 +78,7 @@ export function lz4DecompressBlock(src: Uint8Array, out: Uint8Array): number {
   const status = kernels.lz4Decompress(srcPtr, src.length, dstPtr, out.length);
   if (status >= 0) out.set(heap.bytes().subarray(dstPtr, dstPtr + status));
   releaseIfLarge(src.length + out.length);
-  if (status < 0) throw decodeFailure(status, out.length);
+  if (status < 0) throw lz4Rejection(status, out.length);
   return status;
 }
 
@@ -107,82 +90,26 @@ export class Lz4Codec extends Owned implements PageCodec {
   readonly name = "lz4";
   readonly encoding = Encoding.LZ4;
   readonly stats: CodecStats = newCodecStats();
-  private readonly payload = new Scratch();
-  private readonly tables = new Scratch();
+  private readonly tables = new KernelTables("lz4", [Encoding.LZ4, Encoding.RAW]);
 
   encodeBatch(batch: PageBatch): EncodedBatch {
     this.live();
     checkInstance("batch", batch, PageBatch);
-    const { kernels, heap } = wasm();
     const { count, pageSize } = batch;
-    const outPtr = this.payload.reserve(Math.max(1, count) * pageSize);
-    const lengthsPtr = this.tables.reserve(4 * Math.max(1, count));
-    const total = kernels.lz4CompressBatch(batch.ptr, pageSize, count, outPtr, lengthsPtr) >>> 0;
-    const table = heap.i32().subarray(lengthsPtr >>> 2, (lengthsPtr >>> 2) + count);
-    const encodings = new Uint8Array(count);
-    const offsets = new Uint32Array(count);
-    const lengths = new Uint32Array(count);
-    let at = 0;
-    let notFit = 0;
-    for (let k = 0; k < count; k++) {
-      const len = table[k]!;
-      offsets[k] = at;
-      if (len < 0) {
-        encodings[k] = Encoding.RAW;
-        lengths[k] = pageSize;
-        notFit++;
-      } else {
-        encodings[k] = Encoding.LZ4;
-        lengths[k] = len;
-      }
-      at += lengths[k]!;
-    }
-    const encoded: EncodedBatch = { pageSize, count, encodings, offsets, lengths, data: heap.bytes().slice(outPtr, outPtr + total) };
-    countEncoded(this.stats, encoded, notFit);
-    return encoded;
+    const { out, table } = this.tables.reserve(count, count * pageSize);
+    const used = wasm().kernels.lz4CompressBatch(batch.ptr, pageSize, count, out, table);
+    return this.tables.encoded(pageSize, count, used, this.stats);
   }
 
-  decodeBatch(encoded: EncodedBatch, batch: PageBatch): void {
+  decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     this.live();
     checkDecodeArguments(encoded, batch);
-    const { count, pageSize, encodings, offsets, lengths, data } = encoded;
-    if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
-    const kernelLengths = new Int32Array(count);
-    for (let k = 0; k < count; k++) {
-      const end = offsets[k]! + lengths[k]!;
-      if (end > data.length) {
-        throw new CodecError("length", `payload [${offsets[k]}, ${end}) lies outside the ${data.length} data bytes`, k);
-      }
-      if (encodings[k] === Encoding.RAW) {
-        if (lengths[k] !== pageSize) throw new CodecError("length", `raw payload of ${lengths[k]} bytes, not ${pageSize}`, k);
-        kernelLengths[k] = -1;
-      } else if (encodings[k] === Encoding.LZ4) {
-        kernelLengths[k] = lengths[k]!;
-      } else {
-        throw new CodecError("malformed", `encoding ${encodings[k]} is neither lz4 nor raw`, k);
-      }
-    }
-    const { kernels, heap } = wasm();
-    const dataPtr = this.payload.reserve(Math.max(1, data.length));
-    const tablePtr = this.tables.reserve(12 * Math.max(1, count));
-    const words = tablePtr >>> 2;
-    const i32 = heap.i32();
-    i32.set(offsets, words);
-    i32.set(kernelLengths, words + count);
-    heap.bytes().set(data, dataPtr);
-    const failed = kernels.lz4DecompressBatch(dataPtr, data.length, tablePtr, tablePtr + 4 * count, count, batch.ptr, pageSize, tablePtr + 8 * count);
-    if (failed > 0) {
-      const results = heap.i32().subarray(words + 2 * count, words + 3 * count);
-      const k = results.findIndex((r) => r !== pageSize);
-      const status = results[k]!;
-      if (status >= 0) throw new CodecError("length", `LZ4 block decodes to ${status} bytes, not ${pageSize}`, k);
-      throw decodeFailure(status, pageSize, k);
-    }
-    batch.count = count;
+    if (encoded.pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${batch.pageSize}`);
+    this.tables.decode(encoded, batch.ptr, batch.pageSize, wasm().kernels.lz4DecompressBatch, (k) => pageIndices?.[k] ?? k);
+    batch.count = encoded.count;
   }
 
   protected release(): void {
-    this.payload.dispose();
     this.tables.dispose();
   }
 }

@@ -15,16 +15,19 @@
 // from LZ4 (docs/mecom.md has the rule and the evidence). That state lives
 // in the codec: one instance per stream.
 
-import { CodecError, checkInstance, checkInteger } from "../errors.js";
+import { checkInstance, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
-import { lz4DecompressBlock } from "./lz4.js";
-import { wkdmDecompress } from "./wkdm.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
+import { KernelTables } from "./kernel-result.js";
+import { WKDM_PAGE_SIZE } from "./wkdm.js";
 import { Owned } from "../wasm/owned.js";
 
 export const MECOM_DEFAULT_THRESHOLD = 0.75;
 export const MECOM_DEFAULT_STRIDE = 8;
+
+/** The wire ids MECOM sends (WKDM for 4096-byte pages only). */
+const MECOM_ENCODINGS = [Encoding.ZERO, Encoding.SAME_VALUE, Encoding.WKDM, Encoding.LZ4, Encoding.RAW];
 
 export interface MecomOptions {
   /** dictionary hit rate (0..1) at which a page counts as strongly regular; above 1 disables WKdm */
@@ -32,8 +35,6 @@ export interface MecomOptions {
   /** sample one 16-word block in every `stride` (1..64) when measuring the hit rate */
   stride?: number;
 }
-
-const TABLE_ENTRY_BYTES = 12;
 
 export class MecomCodec extends Owned implements PageCodec {
   readonly name = "mecom";
@@ -43,8 +44,7 @@ export class MecomCodec extends Owned implements PageCodec {
   readonly threshold: number;
   readonly stride: number;
   private readonly minHits: number;
-  private readonly output = new Scratch();
-  private readonly table = new Scratch();
+  private readonly tables = new KernelTables("mecom", MECOM_ENCODINGS);
   /** The kernel's per-class record of what WKdm and LZ4 achieved (carried across batches). */
   private readonly evidence = new Scratch();
   private readonly evidenceBytes: number;
@@ -68,72 +68,23 @@ export class MecomCodec extends Owned implements PageCodec {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;
-    const outPtr = this.output.reserve(count * pageSize + 64);
-    const tablePtr = this.table.reserve(Math.max(1, count) * TABLE_ENTRY_BYTES);
-    const { kernels, heap } = wasm();
-    const used = kernels.mecomEncodeBatch(batch.ptr, pageSize, count, outPtr, tablePtr, this.minHits, this.stride, this.evidence.reserve(this.evidenceBytes));
-    const table = heap.u32();
-    const encodings = new Uint8Array(count);
-    const offsets = new Uint32Array(count);
-    const lengths = new Uint32Array(count);
-    let raw = 0;
-    for (let k = 0, at = tablePtr >>> 2; k < count; k++, at += 3) {
-      encodings[k] = table[at]!;
-      offsets[k] = table[at + 1]!;
-      lengths[k] = table[at + 2]!;
-      if (encodings[k] === Encoding.RAW) raw++;
-    }
-    const encoded: EncodedBatch = { pageSize, count, encodings, offsets, lengths, data: heap.bytes().slice(outPtr, outPtr + used) };
-    countEncoded(this.stats, encoded, raw);
-    return encoded;
+    const { out, table } = this.tables.reserve(count, count * pageSize + 64);
+    const used = wasm().kernels.mecomEncodeBatch(batch.ptr, pageSize, count, out, table, this.minHits, this.stride, this.evidence.reserve(this.evidenceBytes));
+    return this.tables.encoded(pageSize, count, used, this.stats);
   }
 
   decodeBatch(encoded: EncodedBatch, batch: PageBatch, pageIndices?: ArrayLike<number>): void {
     this.live();
     checkDecodeArguments(encoded, batch);
-    const { count, pageSize, encodings, offsets, lengths, data } = encoded;
+    const { pageSize } = encoded;
     if (pageSize !== batch.pageSize) throw new RangeError(`encoded.pageSize ${pageSize} != batch.pageSize ${batch.pageSize}`);
-    const tablePtr = this.table.reserve(Math.max(1, count) * TABLE_ENTRY_BYTES);
-    const dataPtr = this.output.reserve(Math.max(1, data.length));
-    const { kernels, heap } = wasm();
-    const table = heap.u32();
-    for (let k = 0, at = tablePtr >>> 2; k < count; k++, at += 3) {
-      table[at] = encodings[k]!;
-      table[at + 1] = offsets[k]!;
-      table[at + 2] = lengths[k]!;
-    }
-    heap.bytes().set(data, dataPtr);
-    const failed = kernels.mecomDecodeBatch(dataPtr, data.length, tablePtr, count, batch.ptr, pageSize);
-    if (failed >= 0) throw explain(encoded, failed, pageIndices?.[failed] ?? failed);
-    batch.count = count;
+    const accepts = pageSize === WKDM_PAGE_SIZE ? MECOM_ENCODINGS : MECOM_ENCODINGS.filter((e) => e !== Encoding.WKDM);
+    this.tables.decode(encoded, batch.ptr, pageSize, wasm().kernels.mecomDecodeBatch, (k) => pageIndices?.[k] ?? k, accepts);
+    batch.count = encoded.count;
   }
 
   protected release(): void {
-    this.output.dispose();
-    this.table.dispose();
+    this.tables.dispose();
     this.evidence.dispose();
   }
-}
-
-/** The CodecError for page k, which the kernel rejected (the error path only). */
-function explain(encoded: EncodedBatch, k: number, page: number): CodecError {
-  const { pageSize, encodings, offsets, lengths, data } = encoded;
-  const offset = offsets[k]!;
-  const length = lengths[k]!;
-  const encoding = encodings[k]!;
-  if (offset + length > data.length) return new CodecError("length", `payload [${offset}, ${offset + length}) lies outside the ${data.length} data bytes`, page);
-  const payload = data.subarray(offset, offset + length);
-  const expect: Record<number, number> = { [Encoding.ZERO]: 0, [Encoding.SAME_VALUE]: 4, [Encoding.RAW]: pageSize };
-  if (encoding in expect) return new CodecError("length", `payload of ${length} bytes for wire id ${encoding}, which takes ${expect[encoding]}`, page);
-  try {
-    if (encoding === Encoding.LZ4) {
-      const n = lz4DecompressBlock(payload, new Uint8Array(pageSize));
-      return new CodecError("length", `LZ4 block decodes to ${n} bytes, not ${pageSize}`, page);
-    }
-    if (encoding === Encoding.WKDM && pageSize === 4096) wkdmDecompress(payload, new Uint8Array(pageSize));
-  } catch (err) {
-    if (err instanceof CodecError) return new CodecError(err.code, err.message, page);
-    throw err;
-  }
-  return new CodecError("malformed", `wire id ${encoding} is not one MECOM produces for ${pageSize}-byte pages`, page);
 }

@@ -45,10 +45,11 @@
 // page twice: its second delta would be against the first's result, which
 // the destination's preloaded slot does not hold yet.
 
-import { CodecError, checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize, type CodecErrorCode } from "../errors.js";
+import { checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec, type XbzrleStats } from "./codec.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec, type XbzrleStats } from "./codec.js";
+import { KernelTables } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
@@ -56,33 +57,16 @@ export const XBZRLE_MAX_RUN = 0x3fff;
 /** QEMU's default xbzrle-cache-size. */
 export const XBZRLE_DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;
 
-// Flags of the encode kernel's old-page table and kinds of the decode
-// kernel's table, as assembly/xbzrle.ts defines them.
+// Flags of the encode kernel's old-page table, as assembly/xbzrle.ts defines them.
 const HAS_OLD = 1;
 const UPDATE = 2;
-const KIND_DELTA = 0;
-const KIND_RAW = 1;
 
-const CAUSES: Record<number, [CodecErrorCode, string]> = {
-  1: ["truncated", "the delta ends inside a run"],
-  2: ["overrun", "a run passes the end of the page"],
-  3: ["malformed", "an empty run or a length over 14 bits"],
-};
+/** The wire ids XBZRLE's decoder takes. */
+const XBZRLE_ENCODINGS = [Encoding.XBZRLE, Encoding.RAW];
 
-const align64 = (n: number): number => Math.ceil(n / 64) * 64;
-
-
-/** Throws the CodecError for the first malformed payload of a decode call. */
-function throwDecodeError(status: Int32Array, at: number, count: number, page: (k: number) => number | undefined): never {
-  for (let k = 0; k < count; k++) {
-    if (status[at + 3 * k]! >= 0) continue;
-    const [code, what] = CAUSES[status[at + 3 * k + 1]!] ?? ["malformed", "unreadable delta"];
-    throw new CodecError(code, `xbzrle: ${what} (delta byte ${status[at + 3 * k + 2]})`, page(k));
-  }
-  throw new CodecError("malformed", "xbzrle: the decoder reported an error it did not locate");
-}
-
-let single: Scratch | undefined;
+/** The single-page functions' kernel memory, and the pages they work on. */
+let single: KernelTables | undefined;
+let singlePages: Scratch | undefined;
 
 /**
  * Encodes `newPage` against `oldPage` (same length: a power of two, 512..65536)
@@ -107,20 +91,19 @@ export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint
   heap.checkOutside("out", out);
   oldPage = heap.outside(oldPage);
   newPage = heap.outside(newPage);
-  single ??= new Scratch();
-  const base = single.reserve(2 * ps + 64 + Math.max(ps, dlen));
+  single ??= new KernelTables("xbzrle", XBZRLE_ENCODINGS);
+  const { extra: base, table, out: outPtr } = single.reserve(1, Math.max(ps, dlen), 2 * ps + 4);
   const newPtr = base + ps;
-  const tablePtr = base + 2 * ps;
-  const resultPtr = tablePtr + 4;
-  const outPtr = tablePtr + 64;
+  const oldTable = newPtr + ps;
   const mem = heap.bytes();
   mem.set(oldPage, base);
   mem.set(newPage, newPtr);
-  heap.u32()[tablePtr >>> 2] = base + HAS_OLD;
-  kernels.xbzrleEncodeBatch(tablePtr, newPtr, ps, 1, dlen, outPtr, resultPtr);
-  const result = heap.i32()[resultPtr >>> 2]!;
-  if (result > 0) out.set(heap.bytes().subarray(outPtr, outPtr + result));
-  return result;
+  heap.u32()[oldTable >>> 2] = base + HAS_OLD;
+  kernels.xbzrleEncodeBatch(oldTable, newPtr, ps, 1, dlen, outPtr, table);
+  const { encoding, length } = single.entry(1, 0);
+  if (encoding === Encoding.RAW) return -1;
+  out.set(heap.bytes().subarray(outPtr, outPtr + length));
+  return length;
 }
 
 /**
@@ -135,26 +118,13 @@ export function xbzrleDecode(delta: Uint8Array, page: Uint8Array): number {
   const { kernels, heap } = wasm();
   heap.checkOutside("page", page);
   delta = heap.outside(delta);
-  single ??= new Scratch();
-  const pageBytes = align64(page.length);
-  const tablePtrOffset = pageBytes;
-  const deltaOffset = pageBytes + 64;
-  const base = single.reserve(deltaOffset + delta.length);
-  const tablePtr = base + tablePtrOffset;
-  const statusPtr = tablePtr + 16;
-  const deltaPtr = base + deltaOffset;
-  const mem = heap.bytes();
-  mem.set(page, base);
-  mem.set(delta, deltaPtr);
-  const table = heap.u32();
-  table[tablePtr >>> 2] = 0;
-  table[(tablePtr >>> 2) + 1] = delta.length;
-  table[(tablePtr >>> 2) + 2] = KIND_DELTA;
-  const bad = kernels.xbzrleDecodeBatch(base, page.length, 1, deltaPtr, tablePtr, statusPtr);
-  const status = heap.i32();
-  if (bad) throwDecodeError(status, statusPtr >>> 2, 1, () => undefined);
-  const end = status[statusPtr >>> 2]!;
-  page.set(heap.bytes().subarray(base, base + end));
+  singlePages ??= new Scratch();
+  single ??= new KernelTables("xbzrle", XBZRLE_ENCODINGS);
+  const pagePtr = singlePages.reserve(Math.max(1, page.length));
+  heap.bytes().set(page, pagePtr);
+  const one: EncodedBatch = { pageSize: page.length, count: 1, encodings: Uint8Array.of(Encoding.XBZRLE), offsets: Uint32Array.of(0), lengths: Uint32Array.of(delta.length), data: delta };
+  const end = single.decode(one, pagePtr, page.length, kernels.xbzrleDecodeBatch, () => undefined);
+  page.set(heap.bytes().subarray(pagePtr, pagePtr + end));
   return end;
 }
 
@@ -345,7 +315,7 @@ export class XbzrleCodec extends Owned implements PageCodec {
   readonly emptyPayloads = true;
   readonly stats: CodecStats = newCodecStats();
   readonly cache: XbzrleCache;
-  private readonly scratch: Scratch;
+  private readonly tables = new KernelTables("xbzrle", XBZRLE_ENCODINGS);
   private hitPages = 0;
   private hitBytes = 0;
   private misses = 0;
@@ -354,7 +324,6 @@ export class XbzrleCodec extends Owned implements PageCodec {
   constructor(options: XbzrleCacheOptions = {}) {
     super();
     this.cache = new XbzrleCache(options);
-    this.scratch = new Scratch();
   }
 
   /**
@@ -390,40 +359,18 @@ export class XbzrleCodec extends Owned implements PageCodec {
     if (ps !== this.cache.pageSize) throw new RangeError(`batch.pageSize ${ps} != the xbzrle cache's pageSize ${this.cache.pageSize}`);
     const count = batch.count;
     if (pageIndices.length < count) throw new RangeError(`pageIndices.length ${pageIndices.length} < batch count ${count}`);
-    const { kernels, heap } = wasm();
-    const tableBytes = align64(count * 4);
-    const base = this.scratch.reserve(2 * tableBytes + count * ps);
-    const tablePtr = base;
-    const resultsPtr = base + tableBytes;
-    const outPtr = base + 2 * tableBytes;
-    const misses = this.cache.plan(pageIndices, count, tablePtr >>> 2);
-    const total = kernels.xbzrleEncodeBatch(tablePtr, batch.ptr, ps, count, ps, outPtr, resultsPtr);
-
-    const encodings = new Uint8Array(count);
-    const offsets = new Uint32Array(count);
-    const lengths = new Uint32Array(count);
-    const table = heap.u32();
-    const results = heap.i32();
-    let notFit = 0;
-    let at = 0;
+    const { extra: oldTable, table, out } = this.tables.reserve(count, count * ps, 4 * count);
+    const misses = this.cache.plan(pageIndices, count, oldTable >>> 2);
+    const used = wasm().kernels.xbzrleEncodeBatch(oldTable, batch.ptr, ps, count, ps, out, table);
+    const encoded = this.tables.encoded(ps, count, used, this.stats);
+    const olds = wasm().heap.u32();
     for (let k = 0; k < count; k++) {
-      const result = results[(resultsPtr >>> 2) + k]!;
-      const hit = (table[(tablePtr >>> 2) + k]! & HAS_OLD) !== 0;
-      const length = result < 0 ? ps : result;
-      encodings[k] = result < 0 ? Encoding.RAW : Encoding.XBZRLE;
-      offsets[k] = at;
-      lengths[k] = length;
-      at += length;
-      if (result < 0) notFit++;
-      if (hit) {
-        this.hitPages++;
-        this.hitBytes += length;
-        if (result < 0) this.overflows++;
-      }
+      if ((olds[(oldTable >>> 2) + k]! & HAS_OLD) === 0) continue;
+      this.hitPages++;
+      this.hitBytes += encoded.lengths[k]!;
+      if (encoded.encodings[k] === Encoding.RAW) this.overflows++;
     }
     this.misses += misses;
-    const encoded: EncodedBatch = { pageSize: ps, count, encodings, offsets, lengths, data: heap.bytes().slice(outPtr, outPtr + total) };
-    countEncoded(this.stats, encoded, notFit);
     return encoded;
   }
 
@@ -450,46 +397,17 @@ export class XbzrleCodec extends Owned implements PageCodec {
     const ps = batch.pageSize;
     if (encoded.pageSize !== ps) throw new RangeError(`encoded.pageSize ${encoded.pageSize} != batch.pageSize ${ps}`);
     const count = encoded.count;
-    const pageOf = (k: number): number => (pageIndices ? pageIndices[k]! : k);
-    const { kernels, heap } = wasm();
-    const tableBytes = align64(count * 12);
-    const base = this.scratch.reserve(2 * tableBytes + encoded.data.length);
-    const tablePtr = base;
-    const statusPtr = base + tableBytes;
-    const dataPtr = base + 2 * tableBytes;
-    const table = heap.u32();
-    for (let k = 0; k < count; k++) {
-      const offset = encoded.offsets[k]!;
-      const length = encoded.lengths[k]!;
-      if (offset + length > encoded.data.length) {
-        throw new CodecError("length", `payload [${offset}, ${offset + length}) is outside the ${encoded.data.length} data bytes`, pageOf(k));
+    for (let k = batch.count; k < count; k++) {
+      if (encoded.encodings[k] === Encoding.XBZRLE) {
+        throw new RangeError(`slot ${k} holds no current page: load the destination's pages into the batch before decoding xbzrle`);
       }
-      const encoding = encoded.encodings[k];
-      let kind: number;
-      if (encoding === Encoding.XBZRLE) {
-        if (k >= batch.count) {
-          throw new RangeError(`slot ${k} holds no current page: load the destination's pages into the batch before decoding xbzrle`);
-        }
-        kind = KIND_DELTA;
-      } else if (encoding === Encoding.RAW) {
-        if (length !== ps) throw new CodecError("length", `raw payload of ${length} bytes for a ${ps}-byte page`, pageOf(k));
-        kind = KIND_RAW;
-      } else {
-        throw new CodecError("malformed", `wire id ${encoding} is neither raw nor xbzrle`, pageOf(k));
-      }
-      const at = (tablePtr >>> 2) + 3 * k;
-      table[at] = offset;
-      table[at + 1] = length;
-      table[at + 2] = kind;
     }
-    heap.bytes().set(encoded.data, dataPtr);
-    const bad = kernels.xbzrleDecodeBatch(batch.ptr, ps, count, dataPtr, tablePtr, statusPtr);
-    if (bad) throwDecodeError(heap.i32(), statusPtr >>> 2, count, pageOf);
+    this.tables.decode(encoded, batch.ptr, ps, wasm().kernels.xbzrleDecodeBatch, (k) => (pageIndices ? pageIndices[k]! : k));
     batch.count = count;
   }
 
   protected release(): void {
-    this.scratch.dispose();
+    this.tables.dispose();
     this.cache.dispose();
   }
 }

@@ -57,15 +57,16 @@ function runKernel(stream: Uint8Array, after: number): { reason: number; page: U
   const dst = src + stream.length + GUARD + GUARD;
   let mem = heap.bytes();
   const u32 = heap.u32();
-  mem[meta] = Encoding.WKDM;
-  u32[(meta + 4) >>> 2] = 0;
-  u32[(meta + 8) >>> 2] = stream.length;
+  // The page table of one page (offset, length, wire id); the rejection record at meta + 16.
+  u32[meta >>> 2] = 0;
+  u32[(meta + 4) >>> 2] = stream.length;
+  mem[meta + 8] = Encoding.WKDM;
   u32[(meta + 16) >>> 2] = 0xffffffff;
   u32[(meta + 20) >>> 2] = 0xffffffff;
   mem.set(stream, src);
   mem.fill(after, src + stream.length, src + stream.length + GUARD);
   mem.fill(0xa5, src + stream.length + GUARD, dst + PAGE + GUARD);
-  const status = kernels.wkdmDecompressBatch(src, stream.length, meta, meta + 4, meta + 8, 1, dst, meta + 16);
+  const status = kernels.wkdmDecompressBatch(src, stream.length, meta, 1, dst, PAGE, meta + 16);
   mem = heap.bytes();
   expect(Buffer.compare(mem.subarray(src, src + stream.length), stream), "input changed").toBe(0);
   expect(allEqual(mem, dst - GUARD, GUARD, 0xa5), "wrote before the page").toBe(true);

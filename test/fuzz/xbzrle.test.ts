@@ -110,14 +110,15 @@ describe("xbzrle decoder fuzz", () => {
           const table = (page + capacity + GUARD + 3) & ~3;
           const status = table + 12;
           const src = status + 12;
+          // The page table of one page: offset, length, wire id.
           const mem = heap.bytes();
           mem.fill(0xee, region, page);
           mem.fill(0x11, page, page + capacity);
           mem.fill(0xee, page + capacity, table);
           mem.set(delta, src);
           const u32 = heap.u32();
-          u32.set([0, delta.length, 0], table >>> 2);
-          const bad = kernels.xbzrleDecodeBatch(page, capacity, 1, src, table, status);
+          u32.set([0, delta.length, Encoding.XBZRLE], table >>> 2);
+          const bad = kernels.xbzrleDecodeBatch(src, delta.length, table, 1, page, capacity, status);
           const after = heap.bytes();
           for (let i = region; i < page; i++) if (after[i] !== 0xee) throw new Error(`write before the page at ${i - page}`);
           for (let i = page + capacity; i < table; i++) if (after[i] !== 0xee) throw new Error(`write past the page at +${i - page - capacity}`);
@@ -159,7 +160,8 @@ describe("xbzrle decoder fuzz", () => {
           for (let i = out + room; i < end; i++) if (after[i] !== 0xee) throw new Error(`write past the output at +${i - out}`);
           const expected = new Uint8Array(dlen);
           const ret = referenceEncode(oldPage, newPage, expected);
-          expect(heap.i32()[result >>> 2]).toBe(ret);
+          // The page table at `result`: offset, length, wire id (RAW: -1).
+          expect(heap.bytes()[result + 8] === Encoding.RAW ? -1 : heap.i32()[(result + 4) >>> 2]).toBe(ret);
           const oldAfter = after.subarray(oldPtr, oldPtr + ps);
           expect(Buffer.compare(oldAfter, update && ret !== 0 ? newPage : oldPage)).toBe(0);
           expect(Buffer.compare(after.subarray(newPtr, newPtr + ps), newPage)).toBe(0);
