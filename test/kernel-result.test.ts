@@ -3,7 +3,7 @@
 // and the reason; every batch codec's tables come out of the same layout;
 // truncated tables and payloads are refused, naming the first page they cut.
 
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import fc from "fast-check";
 import {
   CodecError,
@@ -12,6 +12,10 @@ import {
   MecomCodec,
   PageBatch,
   WkdmCodec,
+  buildPipeline,
+  disposePipeline,
+  encodeFrame,
+  newWireStats,
   XbzrleCodec,
   lz4CompressBlock,
   lz4CompressBound,
@@ -20,6 +24,7 @@ import {
   xbzrleDecode,
   type EncodedBatch,
   type PageCodec,
+  type PipelineCodecs,
 } from "../src/index.js";
 import { Encoding } from "../src/codecs/codec.js";
 import { rejection } from "../src/codecs/kernel-result.js";
@@ -256,4 +261,40 @@ describe("kernel result reader", () => {
     const delta = expectRejection(thrown(() => xbzrleDecode(Uint8Array.of(0x05, 0x00, 0xaa), new Uint8Array(PAGE))), "xbzrle", "xbzrle-malformed", "malformed");
     expect(delta.message).toContain("delta byte 1");
   });
+
+  it("hands the pipeline its payloads in WebAssembly memory: the frames of the copying path, and no copy", () =>
+    onTracePages(64, (pages, batch) => {
+      const indices = Array.from({ length: 64 }, (_, k) => 3 * k);
+      for (const spec of ["lz4", "wkdm", "mecom", "dedup+xbzrle+lz4", "dedup+mecom"]) {
+        const inPlace = buildPipeline(spec);
+        const copying = buildPipeline(spec);
+        const stages = (codecs: PipelineCodecs): PageCodec[] => [codecs.dedup, codecs.delta, codecs.compress].filter((c): c is PageCodec => c !== undefined);
+        // The copying pipeline sees its codecs without encodeInPlace, so it takes encodeBatch's copies.
+        const withoutInPlace = (codec: PageCodec | undefined): PageCodec | undefined =>
+          codec &&
+          new Proxy(codec, {
+            get: (target, key) => {
+              const value: unknown = Reflect.get(target, key);
+              if (key === "encodeInPlace") return undefined;
+              return typeof value === "function" ? value.bind(target) : value;
+            },
+          });
+        const viaCopies = { dedup: withoutInPlace(copying.dedup), delta: withoutInPlace(copying.delta), compress: withoutInPlace(copying.compress) };
+        const copies = stages(inPlace).map((codec) => vi.spyOn(codec, "encodeBatch"));
+        const [statsA, statsB] = [newWireStats(), newWireStats()];
+        const version = pages.slice();
+        for (let round = 0; round < 3; round++) {
+          // Each round changes some pages, so that dedup and XBZRLE see repeats and deltas.
+          for (let at = round * 101; at < version.length; at += 4096 * 3 + 17) version[at] ^= 0xff;
+          batch.set(version);
+          const a = encodeFrame(batch, indices, inPlace, statsA);
+          const b = encodeFrame(batch, indices, viaCopies, statsB);
+          expect(Buffer.compare(a, b), `${spec} round ${round}`).toBe(0);
+        }
+        expect(statsA, spec).toEqual(statsB);
+        for (const copy of copies) expect(copy, spec).not.toHaveBeenCalled();
+        disposePipeline(inPlace);
+        disposePipeline(copying);
+      }
+    }));
 });

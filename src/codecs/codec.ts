@@ -50,6 +50,16 @@ export interface EncodedBatch {
   readonly data: Uint8Array;
 }
 
+/**
+ * An EncodedBatch whose payload is still in the codec's WebAssembly memory:
+ * `dataLength` bytes at `ptr` (offsets are from `ptr`). Valid only until the
+ * codec's next call: the pipeline writes it into the frame before then.
+ */
+export interface EncodedInPlace extends Omit<EncodedBatch, "data"> {
+  readonly ptr: number;
+  readonly dataLength: number;
+}
+
 /** Counters every codec keeps; adaptive choices read only from these. */
 export interface CodecStats {
   /** pages given to encodeBatch */
@@ -73,7 +83,7 @@ export function newCodecStats(): CodecStats {
 }
 
 /** Adds one encoded batch to the stats (call once per encodeBatch). */
-export function countEncoded(stats: CodecStats, encoded: EncodedBatch, notFit: number): void {
+export function countEncoded(stats: CodecStats, encoded: Omit<EncodedBatch, "data">, notFit: number): void {
   stats.pages += encoded.count;
   stats.inputBytes += encoded.count * encoded.pageSize;
   stats.notFit += notFit;
@@ -143,6 +153,12 @@ export interface PageCodec {
    * slot k (codecs with memory of earlier pages, XBZRLE and dedup, key on it).
    */
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch;
+  /**
+   * encodeBatch without copying the payload out of WebAssembly memory (see
+   * EncodedInPlace: it is overwritten by this codec's next call). Codecs
+   * whose kernels write their output there offer it; others leave it out.
+   */
+  encodeInPlace?(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedInPlace;
   /**
    * Decodes every page of `encoded` into slots 0.. of `batch` (setting its
    * count), after checking every page; throws CodecError naming the page.

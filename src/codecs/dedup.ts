@@ -7,8 +7,8 @@
 // copies from those slots).
 
 import { CodecError, checkInstance } from "../errors.js";
-import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
-import { KernelTables } from "./kernel-result.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec } from "./codec.js";
+import { KernelTables, copied } from "./kernel-result.js";
 import { DedupIndex, checkLocations, type DedupIndexOptions } from "../hash/dedup.js";
 import { PageBatch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
@@ -50,6 +50,10 @@ export class DedupCodec extends Owned implements PageCodec {
 
   /** Encodes the loaded pages; `pageIndices[k]` is slot k's page (default k). */
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    return copied(this.encodeInPlace(batch, pageIndices));
+  }
+
+  encodeInPlace(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedInPlace {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const n = batch.count;

@@ -8,7 +8,7 @@
 import { CodecError, type CodecErrorCode } from "../errors.js";
 import { Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { ENCODING_NAMES, Encoding, countEncoded, type CodecStats, type EncodedBatch } from "./codec.js";
+import { ENCODING_NAMES, Encoding, countEncoded, type CodecStats, type EncodedBatch, type EncodedInPlace } from "./codec.js";
 
 /** What a decode kernel returns when it rejected a page. */
 const REJECTED = -2;
@@ -85,6 +85,12 @@ export function lz4Rejection(status: number, capacity: number, page?: number): C
   return rejection("lz4", 13 - status, 0, page, { capacity });
 }
 
+/** `encoded` with its payload copied out of WebAssembly memory, safe to keep. */
+export function copied(encoded: EncodedInPlace): EncodedBatch {
+  const { pageSize, count, encodings, offsets, lengths, ptr, dataLength } = encoded;
+  return { pageSize, count, encodings, offsets, lengths, data: wasm().heap.bytes().slice(ptr, ptr + dataLength) };
+}
+
 /**
  * One codec's memory for its batch kernels (payload, page table, rejection
  * record, in one scratch region) and the reading of what they leave there.
@@ -113,18 +119,19 @@ export class KernelTables {
   }
 
   /**
-   * The EncodedBatch the encode kernel left at reserve()'s addresses, `used`
-   * payload bytes, counted into `stats` (a RAW page counts as not fit).
+   * What the encode kernel left at reserve()'s addresses, `used` payload
+   * bytes, counted into `stats` (a RAW page counts as not fit). The payload
+   * stays where it is: `copied` gives the EncodedBatch that owns a copy.
    */
-  encoded(pageSize: number, count: number, used: number, stats: CodecStats): EncodedBatch {
+  encoded(pageSize: number, count: number, used: number, stats: CodecStats): EncodedInPlace {
     const { heap } = wasm();
     const at = this.tablePtr >>> 2;
     const offsets = heap.u32().slice(at, at + count);
     const lengths = heap.u32().slice(at + count, at + 2 * count);
     const encodings = heap.bytes().slice(this.tablePtr + 8 * count, this.tablePtr + 9 * count);
-    const encoded: EncodedBatch = { pageSize, count, encodings, offsets, lengths, data: heap.bytes().slice(this.outPtr, this.outPtr + used) };
     let raw = 0;
     for (let k = 0; k < count; k++) if (encodings[k] === Encoding.RAW) raw++;
+    const encoded = { pageSize, count, encodings, offsets, lengths, ptr: this.outPtr, dataLength: used };
     countEncoded(stats, encoded, raw);
     return encoded;
   }

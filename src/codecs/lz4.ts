@@ -5,8 +5,8 @@
 import { checkInstance, checkBytes, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
-import { KernelTables, lz4Rejection } from "./kernel-result.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec } from "./codec.js";
+import { KernelTables, copied, lz4Rejection } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /**
@@ -93,6 +93,10 @@ export class Lz4Codec extends Owned implements PageCodec {
   private readonly tables = new KernelTables("lz4", [Encoding.LZ4, Encoding.RAW]);
 
   encodeBatch(batch: PageBatch): EncodedBatch {
+    return copied(this.encodeInPlace(batch));
+  }
+
+  encodeInPlace(batch: PageBatch): EncodedInPlace {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;

@@ -18,8 +18,8 @@
 import { checkInstance, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
-import { KernelTables } from "./kernel-result.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec } from "./codec.js";
+import { KernelTables, copied } from "./kernel-result.js";
 import { WKDM_PAGE_SIZE } from "./wkdm.js";
 import { Owned } from "../wasm/owned.js";
 
@@ -65,6 +65,10 @@ export class MecomCodec extends Owned implements PageCodec {
   }
 
   encodeBatch(batch: PageBatch): EncodedBatch {
+    return copied(this.encodeInPlace(batch));
+  }
+
+  encodeInPlace(batch: PageBatch): EncodedInPlace {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;

@@ -10,8 +10,8 @@
 import { CodecError, checkBytes, checkInstance, checkInteger } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec } from "./codec.js";
-import { KernelTables } from "./kernel-result.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec } from "./codec.js";
+import { KernelTables, copied } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** The only page size WKdm works on. */
@@ -51,6 +51,10 @@ export class WkdmCodec extends Owned implements PageCodec {
   private readonly tables = new KernelTables("wkdm", WKDM_ENCODINGS);
 
   encodeBatch(batch: PageBatch): EncodedBatch {
+    return copied(this.encodeInPlace(batch));
+  }
+
+  encodeInPlace(batch: PageBatch): EncodedInPlace {
     this.live();
     checkInstance("batch", batch, PageBatch);
     checkWkdmPageSize(batch.pageSize, "batch.pageSize");

@@ -48,8 +48,8 @@
 import { checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
-import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type PageCodec, type XbzrleStats } from "./codec.js";
-import { KernelTables } from "./kernel-result.js";
+import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec, type XbzrleStats } from "./codec.js";
+import { KernelTables, copied } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
@@ -352,6 +352,10 @@ export class XbzrleCodec extends Owned implements PageCodec {
   }
 
   encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+    return copied(this.encodeInPlace(batch, pageIndices));
+  }
+
+  encodeInPlace(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedInPlace {
     this.live();
     checkInstance("batch", batch, PageBatch);
     if (!pageIndices) throw new RangeError("xbzrle needs pageIndices: its cache is keyed by guest page");

@@ -22,7 +22,7 @@
 //       A stream's stages built from a spec, with what each frame held and
 //       what its encoding cost; .report() at the end.
 
-import { addCodecStats, countEncoded, Encoding, newCodecStats, type CodecStats, type EncodedBatch, type LinkConditions, type PageCodec, type XbzrleStats } from "../codecs/codec.js";
+import { addCodecStats, countEncoded, Encoding, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type LinkConditions, type PageCodec, type XbzrleStats } from "../codecs/codec.js";
 import { codecEntry, codecNames, type CodecEntry } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
 import { checkArrayLike, checkInstance, checkInteger, checkObject } from "../errors.js";
@@ -103,9 +103,13 @@ function checkIndices(pageIndices: ArrayLike<number>, count: number): Uint32Arra
   return out;
 }
 
-/** One stage: one encodeBatch call over the holder's loaded pages, its answer checked. */
-function runStage(codec: PageCodec, holder: PageBatch, stageIndices: Uint32Array, count: number, ps: number): EncodedBatch {
-  const encoded = codec.encodeBatch(holder, stageIndices);
+/**
+ * One stage: one encode call over the holder's loaded pages, its answer
+ * checked. A codec that can leaves its payload in WebAssembly memory: the
+ * frame is written before any stage's codec runs again.
+ */
+function runStage(codec: PageCodec, holder: PageBatch, stageIndices: Uint32Array, count: number, ps: number): EncodedBatch | EncodedInPlace {
+  const encoded = codec.encodeInPlace?.(holder, stageIndices) ?? codec.encodeBatch(holder, stageIndices);
   if (encoded.count !== count || encoded.pageSize !== ps) {
     throw new RangeError(`codec ${codec.name} returned ${encoded.count} pages of ${encoded.pageSize} B for ${count} of ${ps} B`);
   }
@@ -115,6 +119,14 @@ function runStage(codec: PageCodec, holder: PageBatch, stageIndices: Uint32Array
     }
   }
   return encoded;
+}
+
+/** Slot k's FramePart: page i of a stage's answer. */
+function stagePart(index: number, encoded: EncodedBatch | EncodedInPlace, i: number): FramePart {
+  const encoding = encoded.encodings[i]!;
+  const length = encoded.lengths[i]!;
+  if ("ptr" in encoded) return { index, encoding, length, data: undefined, from: encoded.ptr + encoded.offsets[i]! };
+  return { index, encoding, length, data: encoded.data, from: encoded.offsets[i]! };
 }
 
 /** The slots 0..n-1 that are not in `remaining` (ascending). */
@@ -170,7 +182,7 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
       const encoding = encoded.encodings[k]!;
       if (zero[k]) parts[k] = { index: indices[k]!, encoding: Encoding.ZERO, length: 0, data: undefined, from: 0 };
       else if (encoding === Encoding.RAW) remaining.push(k);
-      else parts[k] = { index: indices[k]!, encoding, length: encoded.lengths[k]!, data: encoded.data, from: encoded.offsets[k]! };
+      else parts[k] = stagePart(indices[k]!, encoded, k);
     }
   } else {
     for (let k = 0; k < n; k++) {
@@ -218,7 +230,7 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
         next.push(k);
         keep.push(i);
       } else {
-        parts[k] = { index: indices[k]!, encoding, length: encoded.lengths[i]!, data: encoded.data, from: encoded.offsets[i]! };
+        parts[k] = stagePart(indices[k]!, encoded, i);
       }
     }
     if (packed && next.length < remaining.length) {
@@ -248,7 +260,7 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
 /** Adds one PAGES frame to the stream's counters. */
 function countFrame(stats: WireStats, content: FrameContent, pageSize: number): void {
   const { encodings, lengths, frame } = content;
-  countEncoded(stats, { pageSize, count: encodings.length, encodings, offsets: new Uint32Array(encodings.length), lengths, data: frame }, content.notFit);
+  countEncoded(stats, { pageSize, count: encodings.length, encodings, offsets: new Uint32Array(encodings.length), lengths }, content.notFit);
   stats.frames++;
   stats.frameBytes += frame.byteLength;
 }
