@@ -4,6 +4,7 @@ export { init, initSync } from "./wasm/module.js";
 export { PageBatch, type PageSource } from "./wasm/arena.js";
 export { PagemillError, CodecError, VerificationError, type CodecErrorCode } from "./errors.js";
 export { scanZeroPages, isZeroPage, type ZeroScan } from "./codecs/zero.js";
+export { ImageSurvey, surveyImage, type SurveyReport, type CodecSurvey } from "./codecs/survey.js";
 export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats } from "./codecs/codec.js";
 export { WkdmCodec, wkdmCompress, wkdmDecompress, wkdmCompressBound, wkdmHitRates, WKDM_PAGE_SIZE, WKDM_MAX_STREAM_BYTES } from "./codecs/wkdm.js";
 export { Lz4Codec, lz4CompressBlock, lz4CompressBound, lz4DecompressBlock, LZ4_MAX_INPUT_SIZE } from "./codecs/lz4.js";

@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   unpack: () => import("./unpack.js"),
   hash: () => import("./hash.js"),
   bench: () => import("./bench.js"),
+  serve: () => import("./serve.js"),
 };
 
 async function help(): Promise<string> {

@@ -1,8 +1,6 @@
 // pagemill scan FILE: how many pages of a memory dump or disk image are zero.
 
-import { scanZeroPages } from "../codecs/zero.js";
-import { DuplicateCounter } from "../hash/dedup.js";
-import { PageBatch } from "../wasm/arena.js";
+import { ImageSurvey } from "../codecs/survey.js";
 import { UsageError, fileProgress, formatBytes, pageSizeOption, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 
@@ -26,30 +24,25 @@ export interface ScanReport {
 
 export async function scanFile(path: string, pageSize: number, onProgress?: (readBytes: number) => void): Promise<ScanReport> {
   const file = await openPageFile(path, pageSize);
-  const batch = new PageBatch(1024, pageSize);
+  const survey = new ImageSurvey(pageSize);
   const started = performance.now();
-  let pages = 0;
-  let zeroPages = 0;
-  const duplicates = new DuplicateCounter();
   try {
     for await (const chunk of file.chunks()) {
-      const zero = scanZeroPages(batch.set(chunk.pages));
-      zeroPages += zero.zeroCount;
-      duplicates.add(batch, zero.flags);
-      pages += chunk.count;
+      survey.add(chunk.pages);
       onProgress?.(file.readBytes());
     }
   } finally {
-    batch.dispose();
+    survey.dispose();
   }
+  const { pages, zeroPages, duplicatePages } = survey.report();
   return {
     file: path,
     pageSize,
     pages,
     zeroPages,
     zeroShare: pages ? zeroPages / pages : 0,
-    duplicatePages: duplicates.duplicates,
-    dedupSavedBytes: duplicates.duplicates * pageSize,
+    duplicatePages,
+    dedupSavedBytes: duplicatePages * pageSize,
     bytes: pages * pageSize - file.padding,
     paddedBytes: file.padding,
     seconds: (performance.now() - started) / 1000,

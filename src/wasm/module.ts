@@ -1,7 +1,6 @@
 // Loads pagemill's WebAssembly module once per thread and hands out its
 // kernels. `await init()` once; every kernel call after it is synchronous.
 
-import * as loader from "@assemblyscript/loader";
 import { PagemillError } from "../errors.js";
 import { Heap } from "./heap.js";
 
@@ -70,13 +69,15 @@ function adopt(exports: unknown): Wasm {
   return current;
 }
 
-async function loadBytes(): Promise<ArrayBuffer | Response> {
+async function loadBytes(): Promise<BufferSource> {
   if (wasmUrl.protocol === "file:") {
+    // Reached only under Node: a browser never evaluates this import.
     const { readFile } = await import("node:fs/promises");
-    const bytes = await readFile(wasmUrl);
-    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    return readFile(wasmUrl);
   }
-  return fetch(wasmUrl);
+  const response = await fetch(wasmUrl);
+  if (!response.ok) throw new PagemillError(`cannot load ${wasmUrl.href}: HTTP ${response.status}`);
+  return response.arrayBuffer();
 }
 
 /**
@@ -88,8 +89,9 @@ export function init(source?: BufferSource | WebAssembly.Module): Promise<Wasm> 
   if (current) return Promise.resolve(current);
   pending ??= (async () => {
     const input = source ?? (await loadBytes());
-    const result = await loader.instantiate(input as ArrayBuffer, {});
-    return adopt(result.exports);
+    // The kernels import nothing and are called directly (no loader glue), so the module loads in any host.
+    const module = input instanceof WebAssembly.Module ? input : await WebAssembly.compile(input);
+    return adopt((await WebAssembly.instantiate(module, {})).exports);
   })();
   return pending;
 }
@@ -98,7 +100,7 @@ export function init(source?: BufferSource | WebAssembly.Module): Promise<Wasm> 
 export function initSync(source: BufferSource | WebAssembly.Module): Wasm {
   if (current) return current;
   const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source);
-  return adopt(loader.instantiateSync(module, {}).exports);
+  return adopt(new WebAssembly.Instance(module, {}).exports);
 }
 
 /** The instance; throws when `init()` has not completed. */

@@ -1,4 +1,4 @@
-// External reference tools (the `lz4` command, `xxhsum`, `md5sum`). A test
+// External reference tools (the `lz4` command, `xxhsum`, `md5sum`, `chromium`). A test
 // that compares against one runs when the tool is on PATH; on a machine
 // without it the test is skipped with a notice naming the Debian package to
 // install, so `npm ci && npm test` passes on a fresh machine. Under
@@ -8,23 +8,24 @@
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 
-const PACKAGES = { lz4: "lz4", xxhsum: "xxhash", md5sum: "coreutils" } as const;
+const PACKAGES = { lz4: "lz4", xxhsum: "xxhash", md5sum: "coreutils", chromium: "chromium" } as const;
 export type Tool = keyof typeof PACKAGES;
 
 export const TOOLS_REQUIRED = process.env.PAGEMILL_REQUIRE_TOOLS === "1";
 
 const found = new Map<Tool, boolean>();
 
-function onPath(tool: Tool): boolean {
+/** Where `tool` is on PATH, or undefined. */
+export function toolPath(tool: Tool): string | undefined {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
     try {
       accessSync(join(dir, tool), constants.X_OK);
-      return true;
+      return join(dir, tool);
     } catch {
       // not in this directory
     }
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -35,7 +36,7 @@ export function withoutTools(...tools: Tool[]): boolean {
   let skip = false;
   for (const tool of tools) {
     if (!found.has(tool)) {
-      found.set(tool, onPath(tool));
+      found.set(tool, toolPath(tool) !== undefined);
       if (!found.get(tool) && !TOOLS_REQUIRED) {
         console.warn(`notice: '${tool}' is not on PATH: skipping the tests that compare with it (install the Debian package '${PACKAGES[tool]}')`);
       }
