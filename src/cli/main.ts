@@ -7,6 +7,7 @@ import { UsageError, type Command } from "./args.js";
 
 const commands: Record<string, () => Promise<Command>> = {
   migrate: () => import("./migrate.js"),
+  compare: () => import("./compare.js"),
   scan: () => import("./scan.js"),
   inspect: () => import("./inspect.js"),
   record: () => import("./record.js"),

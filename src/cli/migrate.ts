@@ -22,6 +22,7 @@ import {
   type ProfileName,
 } from "../guest/workloads.js";
 import { Progress, UsageError, durationOption, formatBytes, intOption, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
+import { markedTable, type Column } from "./table.js";
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
@@ -40,10 +41,7 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
 /** The bundled trace: the default guest. */
 export const BUNDLED_TRACE = new URL("../../data/redis-sample.ptrace.gz", import.meta.url);
 
-const LOWER_IS_BETTER = ["totalTime", "downtime", "transferred", "pagesTransferred", "remoteUptime", "workloadSlowdown"] as const;
-const POSTCOPY_ONLY = ["remoteUptime", "workloadSlowdown"];
-
-function seconds(s: number): string {
+export function seconds(s: number): string {
   if (s === 0) return "0";
   return s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(3)} s`;
 }
@@ -157,34 +155,23 @@ function printDetail(stats: MigrationStats): void {
 
 /** One row per strategy, one column per metric; `*` marks the best of each marked column. */
 export function comparisonTable(results: MigrationStats[]): string {
-  const columns: { key: keyof MigrationStats | "rounds"; label: string; show: (s: MigrationStats) => string; value?: (s: MigrationStats) => number }[] = [
-    { key: "strategy", label: "strategy", show: (s) => s.strategy },
-    { key: "totalTime", label: "total-time", show: (s) => seconds(s.totalTime), value: (s) => s.totalTime },
-    { key: "downtime", label: "downtime", show: (s) => seconds(s.downtime), value: (s) => s.downtime },
-    { key: "remoteUptime", label: "remote-uptime", show: (s) => seconds(s.remoteUptime), value: (s) => s.remoteUptime },
-    { key: "transferred", label: "transferred", show: (s) => formatBytes(s.transferred), value: (s) => s.transferred },
-    { key: "pagesTransferred", label: "pages", show: (s) => String(s.pagesTransferred), value: (s) => s.pagesTransferred },
-    { key: "rounds", label: "rounds", show: (s) => String(s.rounds.length) },
-    { key: "postcopyRequests", label: "requests", show: (s) => String(s.postcopyRequests) },
-    { key: "workloadSlowdown", label: "slowdown", show: (s) => `${s.workloadSlowdown.toFixed(2)}×`, value: (s) => s.workloadSlowdown },
-    { key: "cpuThrottlePercentage", label: "throttle", show: (s) => `${s.cpuThrottlePercentage}%` },
-    { key: "stopReason", label: "stop", show: (s) => s.stopReason },
-    { key: "verifiedPages", label: "verified", show: (s) => String(s.verifiedPages) },
-  ];
   // U and the destination slowdown only mean something for strategies that post-copied.
-  const applies = (key: string, s: MigrationStats): boolean => !POSTCOPY_ONLY.includes(key) || s.remoteUptime > 0;
-  const cells = results.map((s) =>
-    columns.map((c) => {
-      const text = c.show(s);
-      if (!c.value || !(LOWER_IS_BETTER as readonly string[]).includes(c.key) || !applies(c.key, s)) return text;
-      const rivals = results.filter((r) => applies(c.key, r));
-      if (rivals.length < 2) return text;
-      return c.value(s) === Math.min(...rivals.map(c.value)) ? `${text} *` : text;
-    }),
-  );
-  const widths = columns.map((c, i) => Math.max(c.label.length, ...cells.map((row) => row[i]!.length)));
-  const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
-  return [line(columns.map((c) => c.label)), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
+  const postcopied = (value: (s: MigrationStats) => number) => (s: MigrationStats) => (s.remoteUptime > 0 ? value(s) : undefined);
+  const columns: Column<MigrationStats>[] = [
+    { label: "strategy", show: (s) => s.strategy },
+    { label: "total-time", show: (s) => seconds(s.totalTime), value: (s) => s.totalTime },
+    { label: "downtime", show: (s) => seconds(s.downtime), value: (s) => s.downtime },
+    { label: "remote-uptime", show: (s) => seconds(s.remoteUptime), value: postcopied((s) => s.remoteUptime) },
+    { label: "transferred", show: (s) => formatBytes(s.transferred), value: (s) => s.transferred },
+    { label: "pages", show: (s) => String(s.pagesTransferred), value: (s) => s.pagesTransferred },
+    { label: "rounds", show: (s) => String(s.rounds.length) },
+    { label: "requests", show: (s) => String(s.postcopyRequests) },
+    { label: "slowdown", show: (s) => `${s.workloadSlowdown.toFixed(2)}×`, value: postcopied((s) => s.workloadSlowdown) },
+    { label: "throttle", show: (s) => `${s.cpuThrottlePercentage}%` },
+    { label: "stop", show: (s) => s.stopReason },
+    { label: "verified", show: (s) => String(s.verifiedPages) },
+  ];
+  return markedTable(columns, results);
 }
 
 /** Parses a bandwidth schedule: comma-separated AT:RATE steps, e.g. "5s:10mbit,20s:40mbit". */
@@ -202,37 +189,39 @@ function scheduleOption(text: OptionValue): RateStep[] {
   return steps;
 }
 
-export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    trace: { type: "string" },
-    workload: { type: "string" },
-    pages: { type: "string" },
-    profile: { type: "string" },
-    rate: { type: "string" },
-    seed: { type: "string" },
-    strategy: { type: "string" },
-    bandwidth: { type: "string" },
-    rtt: { type: "string" },
-    "downtime-limit": { type: "string" },
-    codec: { type: "string" },
-    json: { type: "boolean" },
-    "auto-converge": { type: "boolean" },
-    "max-iterations": { type: "string" },
-    "max-time": { type: "string" },
-    rounds: { type: "string" },
-    budget: { type: "string" },
-    state: { type: "string" },
-    batch: { type: "string" },
-    cost: { type: "string" },
-    channel: { type: "string" },
-    schedule: { type: "string" },
-  });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
-  let strategies: StrategyName[];
-  if (strategyText === "all") strategies = STRATEGY_NAMES;
-  else if ((STRATEGY_NAMES as string[]).includes(strategyText)) strategies = [strategyText as StrategyName];
-  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")} or all, got '${strategyText}'`);
+/** The options of a simulated migration, as migrate and compare both take them. */
+export const SIMULATION_OPTIONS = {
+  trace: { type: "string" },
+  workload: { type: "string" },
+  pages: { type: "string" },
+  profile: { type: "string" },
+  rate: { type: "string" },
+  seed: { type: "string" },
+  bandwidth: { type: "string" },
+  rtt: { type: "string" },
+  "downtime-limit": { type: "string" },
+  json: { type: "boolean" },
+  "max-iterations": { type: "string" },
+  "max-time": { type: "string" },
+  rounds: { type: "string" },
+  budget: { type: "string" },
+  state: { type: "string" },
+  batch: { type: "string" },
+  cost: { type: "string" },
+  channel: { type: "string" },
+  schedule: { type: "string" },
+} as const;
+
+export interface SimulationSetup {
+  guest: { describe: string; open: () => Promise<Workload> };
+  link: LinkSpec;
+  /** without codec and strategy choices, which the command adds */
+  options: SimulationOptions;
+  cost: CostModel;
+}
+
+/** Checks the shared options (every one, before anything runs) and builds what a simulation needs. */
+export function simulationSetup(values: Record<string, OptionValue>): SimulationSetup {
   const channel = values.channel ?? "link";
   if (channel !== "link" && channel !== "loopback") fail("channel", `must be link or loopback, got '${String(channel)}'`);
   const schedule = scheduleOption(values.schedule);
@@ -248,10 +237,8 @@ export async function run(args: string[]): Promise<number> {
   if (budget === 0) fail("budget", "must be above 0");
   const cost = typeof values.cost === "string" ? new CostModel(loadCostTable(values.cost)) : new CostModel(DEFAULT_COSTS);
   const options: SimulationOptions = {
-    codec: typeof values.codec === "string" ? values.codec : "raw",
     cost,
     downtimeLimit: durationOption("downtime-limit", values["downtime-limit"], 0.3),
-    autoConverge: values["auto-converge"] === true,
     maxIterations: intOption("max-iterations", values["max-iterations"], 30, 1, 1e6),
     maxTime: durationOption("max-time", values["max-time"], DEFAULT_MAX_TIME),
     precopyRounds: intOption("rounds", values.rounds, 1, 1, 1e6),
@@ -259,13 +246,46 @@ export async function run(args: string[]): Promise<number> {
     stateBytes: sizeOption("state", values.state, 256 * 1024),
     batchPages: intOption("batch", values.batch, 256, 1, 16384),
   };
-  const guest = workloadFactory(values);
-  try {
-    pipelineEntries(options.codec!);
-  } catch (err) {
-    throw new UsageError(`--codec: ${(err as Error).message}`);
-  }
   if (options.stateBytes! > 32 * 2 ** 20) fail("state", `must be at most 32MiB, got ${formatBytes(options.stateBytes!)}`);
+  return { guest: workloadFactory(values), link, options, cost };
+}
+
+/** Refuses a codec spec the pipeline cannot build (as a usage error of `flag`). */
+export function checkCodecOption(flag: string, codec: string): void {
+  try {
+    pipelineEntries(codec);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** How a link reads in a headline: rate, steps of its schedule, RTT. */
+export function describeLink(link: LinkSpec): string {
+  const steps = (link.schedule ?? []).map((step) => `, ${(step.bitsPerSecond / 1e6).toFixed(1)} Mbit/s from ${seconds(step.at)}`).join("");
+  return `link ${(link.bitsPerSecond / 1e6).toFixed(1)} Mbit/s${steps}, RTT ${seconds(link.rtt)}`;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...SIMULATION_OPTIONS,
+    strategy: { type: "string" },
+    codec: { type: "string" },
+    "auto-converge": { type: "boolean" },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
+  let strategies: StrategyName[];
+  if (strategyText === "all") strategies = STRATEGY_NAMES;
+  else if ((STRATEGY_NAMES as string[]).includes(strategyText)) strategies = [strategyText as StrategyName];
+  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")} or all, got '${strategyText}'`);
+  const setup = simulationSetup(values);
+  const { guest, link, cost } = setup;
+  const options: SimulationOptions = {
+    ...setup.options,
+    codec: typeof values.codec === "string" ? values.codec : "raw",
+    autoConverge: values["auto-converge"] === true,
+  };
+  checkCodecOption("--codec", options.codec!);
 
   const results: MigrationStats[] = [];
   const wall: number[] = [];
@@ -297,8 +317,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   console.log(`${guest.describe}`);
-  const steps = schedule.map((step) => `, ${(step.bitsPerSecond / 1e6).toFixed(1)} Mbit/s from ${seconds(step.at)}`).join("");
-  console.log(`link ${(link.bitsPerSecond / 1e6).toFixed(1)} Mbit/s${steps}, RTT ${seconds(link.rtt)}, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
+  console.log(`${describeLink(link)}, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
   if (results.length === 1) printDetail(results[0]!);
   else {
     console.log(comparisonTable(results));

@@ -1,0 +1,146 @@
+// pagemill compare: every migration method the engine has, with each codec
+// choice that matters, on one guest and link, side by side. The methods are
+// the strategies registered in engine/migrate.ts (STRATEGIES) plus pre-copy
+// with auto-converge, so a strategy appears here once it is registered there.
+
+import type { MigrationStats, StrategyName } from "../engine/metrics.js";
+import { STRATEGY_NAMES, simulate, type SimulationOptions } from "../engine/migrate.js";
+import { Progress, UsageError, formatBytes, parse } from "./args.js";
+import { SIMULATION_OPTIONS, checkCodecOption, describeLink, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
+import { markedTable, type Column } from "./table.js";
+
+export const summary = "Migrates one guest with every strategy × codec (raw, mecom, xbzrle, auto) and prints them side by side; --report writes an HTML report with charts.";
+export const usage = `usage: pagemill compare [--trace FILE | --workload MODEL ...] [--bandwidth 40mbit] [--rtt 5ms]
+         [--codecs raw,mecom,xbzrle,auto] [--json] [migrate's other options]
+  Every strategy the engine has (${STRATEGY_NAMES.join(", ")}, and precopy with auto-converge)
+  with each codec of --codecs; one row each. Defaults as \`pagemill migrate\` (the bundled trace, 40 Mbit/s, 5 ms RTT).`;
+
+/** The codec choices that matter for a migration: none, the adaptive compressor, a delta, and per-batch auto. */
+export const COMPARE_CODECS = ["raw", "mecom", "xbzrle", "auto"];
+
+/** One row's method: a registered strategy with the options that make it a variant. */
+export interface Method {
+  readonly label: string;
+  readonly strategy: StrategyName;
+  readonly options: Partial<SimulationOptions>;
+}
+
+/** Every registered strategy, and pre-copy again with auto-converge (a throttle, not a strategy of its own). */
+export function compareMethods(): Method[] {
+  const methods: Method[] = [];
+  for (const strategy of STRATEGY_NAMES) {
+    methods.push({ label: strategy, strategy, options: {} });
+    if (strategy === "precopy") methods.push({ label: "precopy+auto-converge", strategy, options: { autoConverge: true } });
+  }
+  return methods;
+}
+
+export interface CompareRow {
+  method: string;
+  strategy: StrategyName;
+  codec: string;
+  /** the migration's figures; absent when it failed */
+  stats?: MigrationStats;
+  /** why the migration failed */
+  error?: string;
+  /** every page of the destination equals the source's */
+  verified: boolean;
+  wallSeconds: number;
+}
+
+/** Runs every method × codec in turn; a failed row records its reason and the rest still run. */
+export async function compare(
+  setup: SimulationSetup,
+  methods: Method[],
+  codecs: string[],
+  onRow?: (done: number, total: number, row: CompareRow) => void,
+): Promise<CompareRow[]> {
+  const rows: CompareRow[] = [];
+  const total = methods.length * codecs.length;
+  for (const method of methods) {
+    for (const codec of codecs) {
+      const started = performance.now();
+      const row: CompareRow = { method: method.label, strategy: method.strategy, codec, verified: false, wallSeconds: 0 };
+      let workload;
+      try {
+        workload = await setup.guest.open();
+        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, codec });
+        row.verified = row.stats.verifiedPages === workload.guest.pageCount;
+      } catch (err) {
+        row.error = err instanceof Error ? err.message : String(err);
+      } finally {
+        if (workload) {
+          await workload.close();
+          workload.guest.dispose();
+        }
+      }
+      row.wallSeconds = (performance.now() - started) / 1000;
+      rows.push(row);
+      onRow?.(rows.length, total, row);
+    }
+  }
+  return rows;
+}
+
+const ok = (row: CompareRow): MigrationStats | undefined => row.stats;
+
+/** The comparison as text: one line per row, `*` on the best of each column; failed rows give their reason. */
+export function compareTable(rows: CompareRow[]): string {
+  const columns: Column<CompareRow>[] = [
+    { label: "method", show: (r) => r.method },
+    { label: "codec", show: (r) => r.codec },
+    { label: "T", show: (r) => (r.stats ? seconds(r.stats.totalTime) : "failed"), value: (r) => ok(r)?.totalTime },
+    { label: "D", show: (r) => (r.stats ? seconds(r.stats.downtime) : ""), value: (r) => ok(r)?.downtime },
+    // U only means something for rows that post-copied
+    { label: "U", show: (r) => (r.stats ? seconds(r.stats.remoteUptime) : ""), value: (r) => (r.stats?.remoteUptime ? r.stats.remoteUptime : undefined) },
+    { label: "bytes", show: (r) => (r.stats ? formatBytes(r.stats.transferred) : ""), value: (r) => ok(r)?.transferred },
+    { label: "pages", show: (r) => (r.stats ? String(r.stats.pagesTransferred) : ""), value: (r) => ok(r)?.pagesTransferred },
+    { label: "faults", show: (r) => (r.stats ? String(r.stats.faults) : "") },
+    { label: "rounds", show: (r) => (r.stats ? String(r.stats.rounds.length) : "") },
+    { label: "verified", show: (r) => (r.stats ? (r.verified ? "yes" : "NO") : "") },
+  ];
+  const lines = markedTable(columns, rows).split("\n");
+  const failed = rows.flatMap((r) => (r.error ? [`${r.method} with ${r.codec} failed: ${r.error}`] : []));
+  return [...lines, ...(failed.length ? ["", ...failed] : [])].join("\n");
+}
+
+/** Parses --codecs: a comma-separated list of codec specs, each one the pipeline can build. */
+function codecsOption(text: unknown): string[] {
+  if (text === undefined) return COMPARE_CODECS;
+  if (typeof text !== "string") throw new UsageError("--codecs takes a value");
+  const codecs = text.split(",").map((c) => c.trim());
+  for (const codec of codecs) {
+    if (codec === "") throw new UsageError(`--codecs: an empty entry in '${text}'`);
+    checkCodecOption("--codecs", codec);
+  }
+  return [...new Set(codecs)];
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { ...SIMULATION_OPTIONS, codecs: { type: "string" } });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const setup = simulationSetup(values);
+  const codecs = codecsOption(values.codecs);
+  const methods = compareMethods();
+
+  const progress = new Progress("compare", methods.length * codecs.length);
+  const started = performance.now();
+  const rows = await compare(setup, methods, codecs, (done, total, row) => {
+    const elapsed = (performance.now() - started) / 1000;
+    progress.update(done, `${done}/${total} rows, last ${row.method} ${row.codec}, ETA ${((elapsed / done) * (total - done)).toFixed(0)} s`);
+  });
+  progress.done();
+  const wallSeconds = (performance.now() - started) / 1000;
+
+  if (values.json) {
+    console.log(JSON.stringify({ guest: setup.guest.describe, link: setup.link, timeUnit: "s", wallSeconds, rows }, null, 2));
+  } else {
+    console.log(setup.guest.describe);
+    console.log(`${describeLink(setup.link)}, downtime limit ${seconds(setup.options.downtimeLimit!)} (cost table: ${setup.cost.table.source})\n`);
+    console.log(compareTable(rows));
+    console.log("\n* best in its column (U among rows that post-copied). T total time, D downtime, U remote uptime: virtual seconds");
+    console.log("(simulated link and CPU costs), every page really encoded, sent, decoded and checked.");
+    console.log(`\nwall time ${wallSeconds.toFixed(1)} s for ${rows.length} migrations`);
+  }
+  return rows.some((r) => r.error || !r.verified) ? 1 : 0;
+}

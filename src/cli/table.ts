@@ -1,0 +1,25 @@
+// A text table whose numeric columns mark their best (lowest) cell with `*`,
+// for migrate's and compare's side-by-side views.
+
+export interface Column<R> {
+  label: string;
+  show: (row: R) => string;
+  /** the value compared when lower is better; undefined (or absent) when the cell takes no part */
+  value?: (row: R) => number | undefined;
+}
+
+/** Rows under a header; first column left-aligned, the rest right; `*` on the lowest value of each column that has two or more. */
+export function markedTable<R>(columns: Column<R>[], rows: R[]): string {
+  const cells = rows.map((row) =>
+    columns.map((c) => {
+      const text = c.show(row);
+      const mine = c.value?.(row);
+      if (mine === undefined) return text;
+      const rivals = rows.map((r) => c.value!(r)).filter((v): v is number => v !== undefined);
+      return rivals.length >= 2 && mine === Math.min(...rivals) ? `${text} *` : text;
+    }),
+  );
+  const widths = columns.map((c, i) => Math.max(c.label.length, ...cells.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
+  return [line(columns.map((c) => c.label)), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n");
+}
