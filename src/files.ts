@@ -6,7 +6,7 @@
 // (through links and other names) before anything is opened for writing.
 
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
+import { rmSync, type Stats } from "node:fs";
 import { open, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PagemillError } from "./errors.js";
@@ -21,12 +21,7 @@ import { PagemillError } from "./errors.js";
  * refused before `write` runs: a rename would replace the device itself.
  */
 export async function writeAtomically<T>(target: string, write: (temporary: string) => Promise<T>): Promise<T> {
-  const path = await realpath(target).catch(() => target);
-  const existing = await stat(path).catch(() => undefined);
-  if (existing && !existing.isFile()) {
-    const kind = existing.isDirectory() ? "a directory" : existing.isCharacterDevice() || existing.isBlockDevice() ? "a device" : "not a regular file";
-    throw new PagemillError(`output ${target} is ${kind}: pagemill writes whole regular files only`);
-  }
+  const { path, existing } = await checkOutput(target);
   // Beside the target, and no longer than a name the target's directory takes.
   const temporary = join(dirname(path), `.${basename(path).slice(0, 200)}.${randomBytes(6).toString("hex")}.partial`);
   unfinished.add(temporary);
@@ -54,6 +49,21 @@ export async function writeAtomically<T>(target: string, write: (temporary: stri
     unfinished.delete(temporary);
     if (unfinished.size === 0) for (const signal of SIGNALS) process.removeListener(signal, removeUnfinished);
   }
+}
+
+/**
+ * The file `target` names (through symlinks) and what is there now; refuses
+ * one that exists and is not a regular file. Commands that run long call it
+ * before starting, writeAtomically again when writing.
+ */
+export async function checkOutput(target: string): Promise<{ path: string; existing: Stats | undefined }> {
+  const path = await realpath(target).catch(() => target);
+  const existing = await stat(path).catch(() => undefined);
+  if (existing && !existing.isFile()) {
+    const kind = existing.isDirectory() ? "a directory" : existing.isCharacterDevice() || existing.isBlockDevice() ? "a device" : "not a regular file";
+    throw new PagemillError(`output ${target} is ${kind}: pagemill writes whole regular files only`);
+  }
+  return { path, existing };
 }
 
 // Interrupted (Ctrl-C, kill): the temporaries go too, then the signal does

@@ -5,15 +5,19 @@
 
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { STRATEGY_NAMES, simulate, type SimulationOptions } from "../engine/migrate.js";
-import { Progress, UsageError, formatBytes, parse } from "./args.js";
+import { writeFile } from "node:fs/promises";
+import { checkDistinct, checkOutput, writeAtomically } from "../files.js";
+import { Progress, UsageError, formatBytes, parse, pathOption } from "./args.js";
+import { compareReport } from "./report.js";
 import { SIMULATION_OPTIONS, checkCodecOption, describeLink, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 
 export const summary = "Migrates one guest with every strategy × codec (raw, mecom, xbzrle, auto) and prints them side by side; --report writes an HTML report with charts.";
 export const usage = `usage: pagemill compare [--trace FILE | --workload MODEL ...] [--bandwidth 40mbit] [--rtt 5ms]
-         [--codecs raw,mecom,xbzrle,auto] [--json] [migrate's other options]
+         [--codecs raw,mecom,xbzrle,auto] [--report OUT.html] [--json] [migrate's other options]
   Every strategy the engine has (${STRATEGY_NAMES.join(", ")}, and precopy with auto-converge)
-  with each codec of --codecs; one row each. Defaults as \`pagemill migrate\` (the bundled trace, 40 Mbit/s, 5 ms RTT).`;
+  with each codec of --codecs; one row each. --report writes one self-contained HTML file with
+  charts (bytes and dirty pages per round, a timeline per method, bytes by encoding). Defaults as \`pagemill migrate\` (the bundled trace, 40 Mbit/s, 5 ms RTT).`;
 
 /** The codec choices that matter for a migration: none, the adaptive compressor, a delta, and per-batch auto. */
 export const COMPARE_CODECS = ["raw", "mecom", "xbzrle", "auto"];
@@ -117,10 +121,15 @@ function codecsOption(text: unknown): string[] {
 }
 
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...SIMULATION_OPTIONS, codecs: { type: "string" } });
+  const { values, positionals } = parse(args, { ...SIMULATION_OPTIONS, codecs: { type: "string" }, report: { type: "string" } });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const setup = simulationSetup(values);
   const codecs = codecsOption(values.codecs);
+  const report = values.report === undefined ? undefined : pathOption("--report OUT.html", values.report, undefined, "an HTML file");
+  if (report !== undefined) {
+    await checkOutput(report);
+    await checkDistinct(report, [...setup.guest.files, ...(typeof values.cost === "string" ? [values.cost] : [])]);
+  }
   const methods = compareMethods();
 
   const progress = new Progress("compare", methods.length * codecs.length);
@@ -141,6 +150,12 @@ export async function run(args: string[]): Promise<number> {
     console.log("\n* best in its column (U among rows that post-copied). T total time, D downtime, U remote uptime: virtual seconds");
     console.log("(simulated link and CPU costs), every page really encoded, sent, decoded and checked.");
     console.log(`\nwall time ${wallSeconds.toFixed(1)} s for ${rows.length} migrations`);
+  }
+  if (report !== undefined) {
+    const html = compareReport(rows, { guest: setup.guest.describe, link: setup.link, downtimeLimit: setup.options.downtimeLimit!, wallSeconds });
+    await writeAtomically(report, (temporary) => writeFile(temporary, html));
+    // with --json, stdout is the JSON alone
+    (values.json ? console.error : console.log)(`report: ${report}`);
   }
   return rows.some((r) => r.error || !r.verified) ? 1 : 0;
 }

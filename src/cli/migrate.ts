@@ -63,7 +63,7 @@ function numberOption(name: string, text: OptionValue, fallback: number): number
 const MODEL_OPTIONS = ["pages", "profile", "rate", "seed"];
 
 /** Builds a fresh workload (each strategy migrates its own copy of the same guest). */
-function workloadFactory(values: Record<string, OptionValue>): { describe: string; open: () => Promise<Workload> } {
+function workloadFactory(values: Record<string, OptionValue>): { describe: string; open: () => Promise<Workload>; files: string[] } {
   const model = values.workload;
   if (values.trace !== undefined && model !== undefined) throw new UsageError("give --trace or --workload, not both");
   if (model === undefined) {
@@ -74,6 +74,7 @@ function workloadFactory(values: Record<string, OptionValue>): { describe: strin
     let checked: Promise<unknown> | undefined;
     return {
       describe: `trace ${path}`,
+      files: [path],
       open: async () => {
         await (checked ??= checkTrace(path));
         return TraceReplay.open(path);
@@ -92,15 +93,15 @@ function workloadFactory(values: Record<string, OptionValue>): { describe: strin
   const describe = `${model} model, ${pages} pages (${formatBytes(pages * 4096)}), ${profile} profile, seed ${seed}`;
   switch (model) {
     case "idle":
-      return { describe, open: async () => new IdleWorkload(guest()) };
+      return { describe, files: [], open: async () => new IdleWorkload(guest()) };
     case "poisson":
-      return { describe: `${describe}, ${rate} writes/s/page`, open: poisson({ kind: "uniform" }) };
+      return { describe: `${describe}, ${rate} writes/s/page`, files: [], open: poisson({ kind: "uniform" }) };
     case "hot-cold":
-      return { describe: `${describe}, ${rate} writes/s/page`, open: poisson({ kind: "hot-cold", hotPages: 0.1, hotWrites: 0.9 }) };
+      return { describe: `${describe}, ${rate} writes/s/page`, files: [], open: poisson({ kind: "hot-cold", hotPages: 0.1, hotWrites: 0.9 }) };
     case "zipf":
-      return { describe: `${describe}, ${rate} writes/s/page`, open: poisson({ kind: "zipf", exponent: 1 }) };
+      return { describe: `${describe}, ${rate} writes/s/page`, files: [], open: poisson({ kind: "zipf", exponent: 1 }) };
     case "sweep":
-      return { describe: `${describe}, ${formatBytes(rate)}/s`, open: async () => new SweepWorkload(guest(), { rate, seed }) };
+      return { describe: `${describe}, ${formatBytes(rate)}/s`, files: [], open: async () => new SweepWorkload(guest(), { rate, seed }) };
     default:
       fail("workload", `unknown MODEL '${model}' (idle, poisson, hot-cold, zipf, sweep)`);
   }
@@ -213,7 +214,8 @@ export const SIMULATION_OPTIONS = {
 } as const;
 
 export interface SimulationSetup {
-  guest: { describe: string; open: () => Promise<Workload> };
+  /** `files`: what it reads (an output must not be one of them) */
+  guest: { describe: string; open: () => Promise<Workload>; files: string[] };
   link: LinkSpec;
   /** without codec and strategy choices, which the command adds */
   options: SimulationOptions;
