@@ -94,6 +94,10 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     expect(await page.$$eval("#results tr", (trs) => trs.length)).toBe(1 + compareMethods().length * COMPARE_CODECS.length);
     expect(await page.$$eval("#results td.best", (tds) => tds.length)).toBeGreaterThanOrEqual(5);
     expect(await page.$eval("#summary", (el) => el.textContent)).toMatch(/40\.0 Mbit\/s, RTT 5\.0 ms/);
+    // the link and the trace as inspect reads it
+    const setup = Object.fromEntries(await page.$$eval("#setup tr", (trs) => trs.map((tr) => [tr.cells[0]!.textContent, tr.cells[1]!.textContent])));
+    expect(setup).toMatchObject({ link: expect.stringMatching(/^40\.0 Mbit\/s, RTT 5\.0 ms/), memory: "3072 pages of 4096 B (12.00 MiB)", epochs: expect.stringMatching(/^20 of 300 ms/) });
+    expect(setup["plain pre-copy here"]).toMatch(/\w/);
     // the screenshot is a PNG with more than a few colours in it
     const png = Buffer.from(await page.screenshot({ type: "png" }));
     expect(png.subarray(1, 4).toString()).toBe("PNG");

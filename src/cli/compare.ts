@@ -9,6 +9,7 @@ import { writeFile } from "node:fs/promises";
 import { checkDistinct, checkOutput, writeAtomically } from "../files.js";
 import { Progress, UsageError, formatBytes, parse, pathOption } from "./args.js";
 import { compareReport } from "./report.js";
+import { inspectTrace } from "./inspect.js";
 import { SIMULATION_OPTIONS, checkCodecOption, describeLink, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 
@@ -152,7 +153,15 @@ export async function run(args: string[]): Promise<number> {
     console.log(`\nwall time ${wallSeconds.toFixed(1)} s for ${rows.length} migrations`);
   }
   if (report !== undefined) {
-    const html = compareReport(rows, { guest: setup.guest.describe, link: setup.link, downtimeLimit: setup.options.downtimeLimit!, wallSeconds });
+    const [trace] = setup.guest.files;
+    const downtime = setup.options.downtimeLimit!;
+    const html = compareReport(rows, {
+      guest: setup.guest.describe,
+      link: setup.link,
+      downtimeLimit: downtime,
+      wallSeconds,
+      ...(trace === undefined ? {} : { trace: await inspectTrace(trace, { bandwidth: setup.link.bitsPerSecond, downtime }) }),
+    });
     await writeAtomically(report, (temporary) => writeFile(temporary, html));
     // with --json, stdout is the JSON alone
     (values.json ? console.error : console.log)(`report: ${report}`);

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { LinkSpec } from "../engine/migrate.js";
 import type { CompareRow } from "./compare.js";
+import type { InspectReport } from "./inspect.js";
 
 export interface ReportContext {
   /** what was migrated, as the command describes it */
@@ -14,6 +15,8 @@ export interface ReportContext {
   link: LinkSpec;
   downtimeLimit: number;
   wallSeconds: number;
+  /** `pagemill inspect`'s statistics of the trace, when the guest is one */
+  trace?: InspectReport;
 }
 
 const require = createRequire(import.meta.url);
@@ -40,6 +43,17 @@ function reportData(rows: CompareRow[], context: ReportContext) {
     downtimeLimitMs: context.downtimeLimit * 1000,
     memory: first ? { bytes: first.total, pageSize: first.pageSize, pages: first.total / first.pageSize } : undefined,
     wallSeconds: context.wallSeconds,
+    trace: context.trace && {
+      program: context.trace.program,
+      epochs: context.trace.epochs,
+      intervalMs: context.trace.intervalMicros / 1000,
+      duration: context.trace.duration,
+      zeroPageShare: context.trace.zeroPageShare,
+      dirtyPerEpoch: context.trace.dirtyPerEpoch,
+      workingSet: context.trace.workingSet,
+      neverWrittenShare: context.trace.neverWrittenShare,
+      verdict: context.trace.verdict.line,
+    },
     rows: rows.map((r) => ({
       method: r.method,
       codec: r.codec,
@@ -80,6 +94,7 @@ export function compareReport(rows: CompareRow[], context: ReportContext): strin
   table { border-collapse: collapse; }
   th, td { padding: .2rem .6rem; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
   th:first-child, td:first-child, td.text { text-align: left; }
+  #setup td { white-space: normal; text-align: left; }
   td.best { font-weight: bold; background: #e8f5e9; }
   td.failed { color: #b00; text-align: left; }
   .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(33rem, 1fr)); gap: 1rem; }
@@ -90,6 +105,8 @@ export function compareReport(rows: CompareRow[], context: ReportContext): strin
 <body>
 <h1>pagemill compare</h1>
 <p id="summary" class="note"></p>
+<h2>Link and guest</h2>
+<table id="setup"></table>
 <h2>Every method × codec</h2>
 <table id="results"></table>
 <p class="note">Bold: best of its column (U among rows that post-copied). T total time, D downtime, U remote uptime (the guest runs at the destination while pages still arrive), in virtual seconds on the simulated link; every page was really encoded, sent, decoded and checked.</p>
@@ -127,6 +144,33 @@ document.getElementById("summary").textContent =
   "; link " + link.megabitsPerSecond.toFixed(1) + " Mbit/s, RTT " + link.rttMs.toFixed(1) + " ms (" + link.channel + ")" +
   link.schedule.map((s) => ", " + (s.bitsPerSecond / 1e6).toFixed(1) + " Mbit/s from " + secs(s.at)).join("") +
   "; downtime limit " + data.downtimeLimitMs.toFixed(0) + " ms; " + data.rows.length + " migrations in " + data.wallSeconds.toFixed(1) + " s of wall time.";
+
+// What ran: the link and the guest (with inspect's statistics for a trace).
+const facts = [
+  ["link", link.megabitsPerSecond.toFixed(1) + " Mbit/s, RTT " + link.rttMs.toFixed(1) + " ms, " + link.channel + " channel" + link.schedule.map((s) => ", " + (s.bitsPerSecond / 1e6).toFixed(1) + " Mbit/s from " + secs(s.at)).join("")],
+  ["downtime limit", data.downtimeLimitMs.toFixed(0) + " ms"],
+  ["guest", data.guest],
+];
+if (data.memory) facts.push(["memory", data.memory.pages + " pages of " + data.memory.pageSize + " B (" + mib(data.memory.bytes) + ")"]);
+const t = data.trace;
+if (t) {
+  const pct = (x) => (100 * x).toFixed(1) + "%";
+  facts.push(
+    ["recorded program", t.program || "not named"],
+    ["epochs", t.epochs + " of " + t.intervalMs.toFixed(0) + " ms (" + secs(t.duration) + ")"],
+    ["zero pages in the image", pct(t.zeroPageShare)],
+    ["pages dirtied per epoch", "mean " + t.dirtyPerEpoch.mean.toFixed(0) + ", max " + t.dirtyPerEpoch.max],
+    ["working set", "mean " + t.workingSet.mean.toFixed(0) + ", max " + t.workingSet.max.toFixed(0) + " pages over " + t.workingSet.window + " epochs (" + secs(t.workingSet.seconds) + ")"],
+    ["never written", pct(t.neverWrittenShare) + " of pages"],
+    ["plain pre-copy here", t.verdict],
+  );
+}
+const setup = document.getElementById("setup");
+for (const [label, value] of facts) {
+  const tr = setup.insertRow();
+  tr.appendChild(el("th", {}, label));
+  tr.appendChild(el("td", { className: "text" }, value));
+}
 
 // The results table, the best (lowest) of each column marked.
 const columns = [
