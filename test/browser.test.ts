@@ -5,15 +5,17 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Server } from "node:http";
-import puppeteer, { type Browser } from "puppeteer-core";
+import type { Browser } from "puppeteer-core";
 import { serveDirectory } from "../src/cli/serve.js";
 import type { SurveyReport } from "../src/codecs/survey.js";
-import { toolPath, withoutTools } from "./helpers/tools.js";
+import { launchChromium } from "./helpers/chromium.js";
+import { withoutTools } from "./helpers/tools.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const IMAGE = "data/redis-image.img.gz";
@@ -70,13 +72,7 @@ describe.skipIf(withoutTools("chromium"))("examples/browser in headless Chromium
 
   beforeAll(async () => {
     ({ server, origin } = await serveDirectory(ROOT, 0));
-    browser = await puppeteer.launch({
-      executablePath: toolPath("chromium"),
-      headless: true,
-      // root in CI has no user namespace for the sandbox; the page is our own
-      args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-      userDataDir: mkdtempSync(join(tmpdir(), "pagemill-chromium-")),
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -116,6 +112,24 @@ describe.skipIf(withoutTools("chromium"))("examples/browser in headless Chromium
     const rows = await page.$$eval("#codecs tbody tr", (trs) => trs.map((tr) => (tr as HTMLElement).dataset.codec));
     expect(rows).toEqual(["lz4", "wkdm", "mecom"]);
     for (const c of survey.codecs) expect(c.bytes).toBeLessThan(c.pages * survey.pageSize);
+    await page.close();
+  });
+
+  it("a file picked in the page, plain and with a short last page, is counted as scan counts it", async () => {
+    const image = gunzipSync(readFileSync(join(ROOT, IMAGE))).subarray(0, 1500 * 4096 + 100);
+    const file = join(mkdtempSync(join(tmpdir(), "pagemill-browser-")), "part.img");
+    writeFileSync(file, image);
+    const page = await browser.newPage();
+    await page.goto(`${origin}/examples/browser/`);
+    await page.waitForSelector("body[data-state=ready]");
+    const input = await page.$("#file");
+    await input!.uploadFile(file);
+    await page.waitForSelector("body[data-state=done]", { timeout: 60_000 });
+    const survey = (await page.evaluate("window.pagemillSurvey")) as SurveyReport;
+    const scan = cliJson(["scan", file]);
+    expect([survey.pages, survey.zeroPages, survey.duplicatePages]).toEqual([scan.pages, scan.zeroPages, scan.duplicatePages]);
+    expect(survey.pages).toBe(1501);
+    expect(await page.$eval("#status", (el) => el.textContent)).toMatch(/^part\.img: 1501 pages of 4096 B/);
     await page.close();
   });
 

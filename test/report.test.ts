@@ -8,14 +8,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Browser, Page } from "puppeteer-core";
 import { UsageError } from "../src/cli/args.js";
 import { COMPARE_CODECS, compare, compareMethods, run } from "../src/cli/compare.js";
 import { simulationSetup } from "../src/cli/migrate.js";
 import { compareReport } from "../src/cli/report.js";
 import type { StrategyName } from "../src/engine/metrics.js";
 import { commandOutput } from "./helpers/migrate.js";
-import { toolPath, withoutTools } from "./helpers/tools.js";
+import { launchChromium } from "./helpers/chromium.js";
+import { withoutTools } from "./helpers/tools.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-report-"));
 
@@ -41,12 +42,7 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
   let browser: Browser;
 
   beforeAll(async () => {
-    browser = await puppeteer.launch({
-      executablePath: toolPath("chromium"),
-      headless: true,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-      userDataDir: mkdtempSync(join(tmpdir(), "pagemill-chromium-")),
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => browser?.close());
 
