@@ -1,7 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
 import { UsageError } from "../src/cli/args.js";
-import { COMPARE_CODECS, compare, compareMethods, compareTable, run, type CompareRow } from "../src/cli/compare.js";
+import { COMPARE_CODECS, compare, compareMethods, compareTable, restorationAgility, run, type CompareRow } from "../src/cli/compare.js";
+import type { MigrationStats } from "../src/engine/metrics.js";
 import { simulationSetup } from "../src/cli/migrate.js";
+import { markedTable } from "../src/cli/table.js";
 import { STRATEGY_NAMES } from "../src/engine/migrate.js";
 import type { StrategyName } from "../src/engine/metrics.js";
 import { commandOutput, migrateCli } from "./helpers/migrate.js";
@@ -30,6 +32,11 @@ describe("pagemill compare", () => {
       const { verified: _verified, timeUnit: _unit, wallSeconds: _wall, ...stats } = single;
       expect(row.stats, `${strategy} ${codec} ${extra.join(" ")}`).toEqual(stats);
     }
+    // Γ from each row's own figures: raw post-copy's 546 faults cost more than pre-copy's longer downtime; with MECOM there are none
+    for (const row of out.rows) expect(row.agility).toBe(restorationAgility(row.stats!));
+    const agility = (method: string, codec: string) => out.rows.find((r) => r.method === method && r.codec === codec)!.agility!;
+    expect(agility("postcopy", "raw")).toBeLessThan(agility("precopy", "raw"));
+    expect(agility("postcopy", "mecom")).toBeGreaterThan(agility("precopy", "mecom"));
     // compression matters on a 40 Mbit/s link: MECOM sends far fewer bytes than raw pre-copy
     const bytes = (method: string, codec: string) => out.rows.find((r) => r.method === method && r.codec === codec)!.stats!.transferred;
     expect(bytes("precopy", "mecom")).toBeLessThan(bytes("precopy", "raw") / 4);
@@ -39,7 +46,7 @@ describe("pagemill compare", () => {
     const stderr = vi.spyOn(process.stderr, "write");
     try {
       const text = await commandOutput(run, ["--workload", "hot-cold", "--pages", "1024", "--codecs", "raw,lz4"]);
-      expect(text).toMatch(/^method\s+codec\s+T\s+D\s+U\s+bytes\s+pages\s+faults\s+rounds\s+verified$/m);
+      expect(text).toMatch(/^method\s+codec\s+T\s+D\s+U\s+Γ\s+bytes\s+pages\s+faults\s+rounds\s+verified$/m);
       expect(text).toMatch(/^precopy\+auto-converge\s+lz4\s/m);
       for (const column of ["T", "D", "bytes"]) expect(text.split("\n").some((l) => /\d \*/.test(l)), column).toBe(true);
       expect(text).toMatch(/wall time/);
@@ -47,6 +54,24 @@ describe("pagemill compare", () => {
     } finally {
       stderr.mockRestore();
     }
+  });
+
+  it("Γ = δT / (D + ΔT): pre-copy loses only D; post-copy's stalls slow δT of work, or add to it when pages stop arriving first", () => {
+    const stats = (downtime: number, workloadSlowdown: number, faultStall: number) => ({ downtime, workloadSlowdown, faultStall }) as MigrationStats;
+    expect(restorationAgility(stats(0.1, 1, 0))).toBeCloseTo(20 / 20.1, 12);
+    // 60 s of post-copy at half speed: δT of work takes 40 s
+    expect(restorationAgility(stats(0.1, 2, 30))).toBeCloseTo(20 / 40.1, 12);
+    // 3 s of post-copy, stalled 2 s of it: the rest of δT runs at full speed
+    expect(restorationAgility(stats(0.1, 3, 2))).toBeCloseTo(20 / 22.1, 12);
+    expect(restorationAgility(stats(0, 1, 0))).toBe(1);
+    expect(restorationAgility(stats(0.1, 2, 30), 10)).toBeCloseTo(10 / 20.1, 12);
+  });
+
+  it("marks the highest value where higher is better, the lowest elsewhere, and nothing in a column of one", () => {
+    const rows = [1, 3, 2];
+    const table = markedTable([{ label: "n", show: String }, { label: "low", show: String, value: (n) => n }, { label: "high", show: String, value: (n) => n, higherIsBetter: true }], rows);
+    expect(table.split("\n").slice(2).map((l) => l.split(/\s{2,}/).slice(1))).toEqual([["1 *", "1"], ["3", "3 *"], ["2", "2"]]);
+    expect(markedTable([{ label: "n", show: String, value: (n) => n }], [5])).not.toMatch(/\*/);
   });
 
   it("shows a failed row with its reason and still runs the others", async () => {

@@ -40,6 +40,21 @@ export function compareMethods(): Method[] {
   return methods;
 }
 
+/** Seed 001's δT: the stretch of normal execution whose restoration Γ measures (20 s there). */
+export const AGILITY_WINDOW = 20;
+
+/**
+ * Seed 001's performance restoration agility Γ = δT / (D + ΔT), ΔT being how
+ * long the resumed guest takes to do δT of its normal work. Post-copy faults
+ * stall it: ΔT = δT × slowdown while pages still arrive for all of δT, else
+ * δT + the time stalled (the smaller of the two is the one that applies).
+ * 1 is a migration the guest never notices; pre-copy loses only D.
+ */
+export function restorationAgility(stats: MigrationStats, window = AGILITY_WINDOW): number {
+  const restore = Math.min(window * stats.workloadSlowdown, window + stats.faultStall);
+  return window / (stats.downtime + restore);
+}
+
 export interface CompareRow {
   method: string;
   strategy: StrategyName;
@@ -48,6 +63,8 @@ export interface CompareRow {
   stats?: MigrationStats;
   /** why the migration failed */
   error?: string;
+  /** Γ of the migration (restorationAgility); absent when it failed */
+  agility?: number;
   /** every page of the destination equals the source's */
   verified: boolean;
   wallSeconds: number;
@@ -71,6 +88,7 @@ export async function compare(
         workload = await setup.guest.open();
         row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, codec });
         row.verified = row.stats.verifiedPages === workload.guest.pageCount;
+        row.agility = restorationAgility(row.stats);
       } catch (err) {
         row.error = err instanceof Error ? err.message : String(err);
       } finally {
@@ -98,6 +116,7 @@ export function compareTable(rows: CompareRow[]): string {
     { label: "D", show: (r) => (r.stats ? seconds(r.stats.downtime) : ""), value: (r) => ok(r)?.downtime },
     // U only means something for rows that post-copied
     { label: "U", show: (r) => (r.stats ? seconds(r.stats.remoteUptime) : ""), value: (r) => (r.stats?.remoteUptime ? r.stats.remoteUptime : undefined) },
+    { label: "Γ", show: (r) => (r.agility === undefined ? "" : r.agility.toFixed(4)), value: (r) => r.agility, higherIsBetter: true },
     { label: "bytes", show: (r) => (r.stats ? formatBytes(r.stats.transferred) : ""), value: (r) => ok(r)?.transferred },
     { label: "pages", show: (r) => (r.stats ? String(r.stats.pagesTransferred) : ""), value: (r) => ok(r)?.pagesTransferred },
     { label: "faults", show: (r) => (r.stats ? String(r.stats.faults) : "") },
@@ -149,7 +168,8 @@ export async function run(args: string[]): Promise<number> {
     console.log(`${describeLink(setup.link)}, downtime limit ${seconds(setup.options.downtimeLimit!)} (cost table: ${setup.cost.table.source})\n`);
     console.log(compareTable(rows));
     console.log("\n* best in its column (U among rows that post-copied). T total time, D downtime, U remote uptime: virtual seconds");
-    console.log("(simulated link and CPU costs), every page really encoded, sent, decoded and checked.");
+    console.log("(simulated link and CPU costs), every page really encoded, sent, decoded and checked. Γ: seed 001's restoration");
+    console.log(`agility δT / (D + ΔT), δT = ${AGILITY_WINDOW} s, ΔT the time the resumed guest takes for δT of its work (higher is better).`);
     console.log(`\nwall time ${wallSeconds.toFixed(1)} s for ${rows.length} migrations`);
   }
   if (report !== undefined) {

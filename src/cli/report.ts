@@ -59,6 +59,7 @@ function reportData(rows: CompareRow[], context: ReportContext) {
       codec: r.codec,
       error: r.error,
       verified: r.verified,
+      agility: r.agility,
       stats: r.stats && {
         totalTime: r.stats.totalTime,
         downtime: r.stats.downtime,
@@ -109,7 +110,7 @@ export function compareReport(rows: CompareRow[], context: ReportContext): strin
 <table id="setup"></table>
 <h2>Every method × codec</h2>
 <table id="results"></table>
-<p class="note">Bold: best of its column (U among rows that post-copied). T total time, D downtime, U remote uptime (the guest runs at the destination while pages still arrive), in virtual seconds on the simulated link; every page was really encoded, sent, decoded and checked.</p>
+<p class="note">Bold: best of its column (U among rows that post-copied). T total time, D downtime, U remote uptime (the guest runs at the destination while pages still arrive), in virtual seconds on the simulated link; every page was really encoded, sent, decoded and checked. Γ: restoration agility (seed 001) δT / (D + ΔT), δT = 20 s, ΔT the time the resumed guest takes for δT of its normal work; higher is better.</p>
 <h2>Timeline</h2>
 <div class="charts" id="timelines"></div>
 <h2>Bytes per round</h2>
@@ -174,27 +175,32 @@ for (const [label, value] of facts) {
 
 // The results table, the best (lowest) of each column marked.
 const columns = [
-  ["T", (s) => s.totalTime, secs], ["D", (s) => s.downtime, secs], ["U", (s) => (s.remoteUptime > 0 ? s.remoteUptime : undefined), secs, (s) => secs(s.remoteUptime)],
-  ["bytes", (s) => s.transferred, mib], ["pages", (s) => s.pagesTransferred, String], ["faults", null, (s) => String(s.faults)],
-  ["rounds", null, (s) => String(s.rounds.length)], ["verified", null, (s) => String(s.verifiedPages)],
+  { label: "T", value: (r) => r.stats.totalTime, show: (r) => secs(r.stats.totalTime) },
+  { label: "D", value: (r) => r.stats.downtime, show: (r) => secs(r.stats.downtime) },
+  { label: "U", value: (r) => (r.stats.remoteUptime > 0 ? r.stats.remoteUptime : undefined), show: (r) => secs(r.stats.remoteUptime) },
+  { label: "Γ", value: (r) => r.agility, show: (r) => r.agility.toFixed(4), higher: true },
+  { label: "bytes", value: (r) => r.stats.transferred, show: (r) => mib(r.stats.transferred) },
+  { label: "pages", value: (r) => r.stats.pagesTransferred, show: (r) => String(r.stats.pagesTransferred) },
+  { label: "faults", show: (r) => String(r.stats.faults) },
+  { label: "rounds", show: (r) => String(r.stats.rounds.length) },
+  { label: "verified", show: (r) => String(r.stats.verifiedPages) },
 ];
 const table = document.getElementById("results");
 const head = table.insertRow();
-for (const label of ["method", "codec", ...columns.map((c) => c[0])]) head.appendChild(el("th", {}, label));
-const best = columns.map(([, value]) => {
-  if (!value) return undefined;
-  const values = data.rows.filter((r) => r.stats).map((r) => value(r.stats)).filter((v) => v !== undefined);
-  return values.length >= 2 ? Math.min(...values) : undefined;
+for (const label of ["method", "codec", ...columns.map((c) => c.label)]) head.appendChild(el("th", {}, label));
+const best = columns.map((c) => {
+  if (!c.value) return undefined;
+  const values = data.rows.filter((r) => r.stats).map(c.value).filter((v) => v !== undefined);
+  return values.length >= 2 ? (c.higher ? Math.max : Math.min)(...values) : undefined;
 });
 for (const row of data.rows) {
   const tr = table.insertRow();
   tr.appendChild(el("td", {}, row.method));
   tr.appendChild(el("td", { className: "text" }, row.codec));
   if (!row.stats) { tr.appendChild(el("td", { className: "failed", colSpan: columns.length }, "failed: " + row.error)); continue; }
-  columns.forEach(([, value, show, showAlways], i) => {
-    const v = value ? value(row.stats) : undefined;
-    const text = v === undefined ? (showAlways || show)(row.stats) : show(value ? v : row.stats);
-    tr.appendChild(el("td", { className: v !== undefined && v === best[i] ? "best" : "" }, text));
+  columns.forEach((c, i) => {
+    const v = c.value ? c.value(row) : undefined;
+    tr.appendChild(el("td", { className: v !== undefined && v === best[i] ? "best" : "" }, c.show(row)));
   });
 }
 

@@ -4,11 +4,13 @@
 export interface Column<R> {
   label: string;
   show: (row: R) => string;
-  /** the value compared when lower is better; undefined (or absent) when the cell takes no part */
+  /** the value compared (lowest is best); undefined (or absent) when the cell takes no part */
   value?: (row: R) => number | undefined;
+  /** the highest value is the best instead */
+  higherIsBetter?: boolean;
 }
 
-/** Rows under a header; first column left-aligned, the rest right; `*` on the lowest value of each column that has two or more. */
+/** Rows under a header; first column left-aligned, the rest right; `*` on the best value of each column that has two or more. */
 export function markedTable<R>(columns: Column<R>[], rows: R[]): string {
   const cells = rows.map((row) =>
     columns.map((c) => {
@@ -16,7 +18,8 @@ export function markedTable<R>(columns: Column<R>[], rows: R[]): string {
       const mine = c.value?.(row);
       if (mine === undefined) return text;
       const rivals = rows.map((r) => c.value!(r)).filter((v): v is number => v !== undefined);
-      return rivals.length >= 2 && mine === Math.min(...rivals) ? `${text} *` : text;
+      const best = c.higherIsBetter ? Math.max(...rivals) : Math.min(...rivals);
+      return rivals.length >= 2 && mine === best ? `${text} *` : text;
     }),
   );
   const widths = columns.map((c, i) => Math.max(c.label.length, ...cells.map((row) => row[i]!.length)));
