@@ -10,6 +10,8 @@ const commands: Record<string, () => Promise<Command>> = {
   compare: () => import("./compare.js"),
   scan: () => import("./scan.js"),
   inspect: () => import("./inspect.js"),
+  profile: () => import("./profile.js"),
+  plan: () => import("./plan.js"),
   record: () => import("./record.js"),
   pack: () => import("./pack.js"),
   unpack: () => import("./unpack.js"),

@@ -1,0 +1,397 @@
+// The predictor: total time T, remote uptime U, downtime D and seed 001's Γ
+// of a migration, from a profile and a link, without moving a byte. It walks
+// the engine's own steps (src/engine/precopy.ts, postcopy.ts, hybrid.ts) on
+// per-page probabilities instead of pages: q[p], the chance page p is still
+// to send; dirty[p], the chance it was written since the last dirty-log
+// sync; zero[p], the chance it is all zero now (sent as an 8-byte flag).
+// Writes arrive at the trace's epoch instants, as the replay applies them:
+// by default the recorded epochs' pages (the profile keeps them), or, with
+// the "poisson" model, each page with its fitted chance k/E per epoch (the
+// Poisson fit at the epoch's length; less exact: pages' writes are
+// correlated in time, and a trace loops). Each step costs O(pages), each epoch O(its writes), so a
+// prediction is linear in pages.
+//
+// What it takes from the engine: frames of 32 + 8/page + the raw page
+// (codec "raw"; zero pages as flags), batches of `batchPages` candidates, the
+// Xen skip of pages dirtied again since the round began, QEMU's downtime rule
+// every 100 ms period and at round ends (pages left × page size + the frame
+// in the channel within downtimeLimit at the line rate), the 30-round and
+// 3×-memory caps; post-copy's zero scan, switch-over frame with its page map,
+// push frames of 32 pages, requested pages first, and the destination's
+// stall of about a round trip and a frame and a half per quantum that
+// faults. Not modelled: compression (codec other than raw), auto-converge,
+// bandwidth schedules, pre-paging's order (its pages count as the sweep's).
+
+import { DEFAULT_READS } from "../guest/workloads.js";
+import { CostModel } from "../codecs/cost.js";
+import { CHECK_BYTES, ENTRY_BYTES, HEADER_BYTES } from "../wire/frame.js";
+import { LEFT_ZERO, WHOLE_WRITE, type PageProfile } from "./profile.js";
+
+export type PredictedStrategy = "precopy" | "postcopy" | "hybrid" | "fractional";
+
+export interface PredictOptions {
+  /** bit/s */
+  readonly bitsPerSecond: number;
+  /** seconds */
+  readonly rtt: number;
+  readonly downtimeLimit?: number;
+  readonly stateBytes?: number;
+  readonly batchPages?: number;
+  readonly maxIterations?: number;
+  readonly maxSentFactor?: number;
+  /** hybrid: pre-copy rounds before the switch */
+  readonly precopyRounds?: number;
+  /** fractional: share of pages (0..1), coldest by λ, pre-copied once before the switch */
+  readonly memoryPrecopy?: number;
+  /**
+   * "replay" (default: the profile's recorded epochs, as the emulation replays
+   * them) or "poisson" (each page written in each epoch with its fitted
+   * chance: seed 001's model, for a profile without history)
+   */
+  readonly model?: "poisson" | "replay";
+  /** Γ's δT, seconds (seed 001: 20) */
+  readonly deltaT?: number;
+  readonly cost?: CostModel;
+}
+
+export interface Prediction {
+  readonly strategy: PredictedStrategy;
+  readonly totalTime: number;
+  readonly downtime: number;
+  readonly remoteUptime: number;
+  /** seconds the destination's program waits for faulted pages */
+  readonly faultStall: number;
+  /** Γ = δT / (D + ΔT), ΔT = δT + the fault stall within it */
+  readonly gamma: number;
+  readonly transferred: number;
+  readonly pagesTransferred: number;
+  readonly rounds: number;
+}
+
+const POSTCOPY_BATCH = 32;
+const QUANTUM = 0.01;
+const PERIOD = 0.1;
+
+/** The program's writes, epoch by epoch, looping as the replay does. */
+class Writes {
+  private next = 0;
+  private readonly period: number;
+  private readonly chance: Float64Array;
+  private readonly wholeShare: Float64Array;
+  private readonly zeroShare: Float64Array;
+  private readonly written: Uint32Array;
+
+  constructor(
+    private readonly m: PageProfile,
+    private readonly replay: boolean,
+  ) {
+    const E = m.epochTimes.length;
+    this.period = E ? m.epochTimes[E - 1]! + m.interval : Infinity;
+    this.chance = new Float64Array(m.pageCount);
+    this.wholeShare = new Float64Array(m.pageCount);
+    this.zeroShare = new Float64Array(m.pageCount);
+    const written: number[] = [];
+    for (let p = 0; p < m.pageCount; p++) {
+      const k = m.writtenEpochs[p]!;
+      if (!k) continue;
+      written.push(p);
+      this.chance[p] = k / E;
+      this.wholeShare[p] = m.wholeEpochs[p]! / k;
+      this.zeroShare[p] = m.zeroEpochs[p]! / k;
+    }
+    this.written = Uint32Array.from(written);
+  }
+
+  /** Guest time of the next epoch. */
+  get due(): number {
+    const E = this.m.epochTimes.length;
+    if (!E) return Infinity;
+    return Math.floor(this.next / E) * this.period + this.m.epochTimes[this.next % E]!;
+  }
+
+  /** Writes of the next epoch: visit(page, chance, whole share, zero share); the expected count returned. */
+  apply(visit: (p: number, x: number, whole: number, zero: number) => void): number {
+    const E = this.m.epochTimes.length;
+    const e = this.next++ % E;
+    if (this.replay) {
+      const { pages, flags } = this.m.epochs[e]!;
+      for (let k = 0; k < pages.length; k++) visit(pages[k]!, 1, flags[k]! & WHOLE_WRITE ? 1 : 0, flags[k]! & LEFT_ZERO ? 1 : 0);
+      return pages.length;
+    }
+    let total = 0;
+    for (const p of this.written) {
+      const x = this.chance[p]!;
+      total += x;
+      visit(p, x, this.wholeShare[p]!, this.zeroShare[p]!);
+    }
+    return total;
+  }
+}
+
+/** Predicts one migration of the profiled memory. */
+export function predict(m: PageProfile, strategy: PredictedStrategy, options: PredictOptions): Prediction {
+  const n = m.pageCount;
+  const ps = m.pageSize;
+  const B = options.bitsPerSecond / 8;
+  const rtt = options.rtt;
+  const limit = options.downtimeLimit ?? 0.3;
+  const stateBytes = options.stateBytes ?? 256 * 1024;
+  const batch = Math.min(options.batchPages ?? 256, n);
+  const maxIterations = options.maxIterations ?? 30;
+  const maxSent = (options.maxSentFactor ?? 3) * n;
+  const cost = options.cost ?? new CostModel();
+  const deltaT = options.deltaT ?? 20;
+  const writes = new Writes(m, options.model !== "poisson");
+
+  const zero = new Float64Array(n);
+  for (let p = 0; p < n; p++) zero[p] = m.imageZero[p]!;
+  const dirty = new Float64Array(n);
+  let dirtyMass = 0;
+  /** clock (s); the line is busy until lineFree */
+  let t = 0;
+  let lineFree = 0;
+  let buffered = 0;
+  let transferred = 0;
+  let pagesTransferred = 0;
+  let rounds = 0;
+
+  const onSourceWrite = (p: number, x: number, _whole: number, z: number): void => {
+    dirtyMass += (1 - dirty[p]!) * x;
+    dirty[p] = dirty[p]! + (1 - dirty[p]!) * x;
+    zero[p] = (1 - x) * zero[p]! + x * z;
+  };
+  /** The guest runs at the source up to clock `to`. */
+  const runGuest = (to: number): void => {
+    while (writes.due <= to) writes.apply(onSourceWrite);
+  };
+  const send = (bytes: number, cpu: number): void => {
+    t += cpu;
+    const start = Math.max(t, lineFree);
+    lineFree = start + bytes / B;
+    t = start;
+    buffered = bytes;
+    transferred += bytes;
+  };
+  const frame = (body: number): number => HEADER_BYTES + body + CHECK_BYTES;
+  const pageBytes = (p: number): number => ENTRY_BYTES + ps * (1 - zero[p]!);
+  const pageCpu = (pages: number, content: number): number => cost.zeroScanSeconds(pages * ps) + cost.encodeSeconds("raw", content);
+
+  /** Pre-copy rounds over `q` (chance each page is to send); returns when the guest stops. */
+  /** When the guest stopped at the source. */
+  let stopAt = 0;
+  const runRounds = (q: Float64Array, downtimeRule: boolean, maxRounds: number): { converged: boolean } => {
+    let lastPeriod = 0;
+    for (;;) {
+      rounds++;
+      send(frame(8), 0);
+      let stop = false;
+      let remaining = 0;
+      for (let p = 0; p < n; p++) remaining += q[p]!;
+      for (let p = 0; p < n && !stop; ) {
+        let candidates = 0;
+        let sent = 0;
+        let bytes = 0;
+        let content = 0;
+        for (; p < n && candidates < batch; p++) {
+          const c = q[p]!;
+          if (!c) continue;
+          candidates += c;
+          const go = c * (1 - dirty[p]!);
+          sent += go;
+          bytes += go * pageBytes(p);
+          content += go * ps * (1 - zero[p]!);
+          q[p] = 0;
+        }
+        remaining -= candidates;
+        if (sent > 0) {
+          send(frame(bytes), pageCpu(sent, content));
+          pagesTransferred += sent;
+        }
+        runGuest(t);
+        if (t - lastPeriod >= PERIOD) {
+          lastPeriod = t;
+          if (downtimeRule && (remaining + dirtyMass) * ps + buffered <= B * limit) stop = true;
+        }
+      }
+      runGuest(t);
+      const left = (q: Float64Array): number => {
+        let sum = 0;
+        for (let p = 0; p < n; p++) {
+          q[p] = 1 - (1 - q[p]!) * (1 - dirty[p]!);
+          dirty[p] = 0;
+          sum += q[p]!;
+        }
+        dirtyMass = 0;
+        return sum;
+      };
+      const leftPages = left(q);
+      let converged = stop;
+      if (!stop) {
+        if (downtimeRule ? leftPages * ps + buffered <= B * limit : leftPages < 0.5) {
+          stop = true;
+          converged = true;
+        }
+        else if (rounds >= maxRounds || rounds >= maxIterations || pagesTransferred > maxSent) stop = true;
+      }
+      if (stop) {
+        // pre-copy stops the guest at the decision; hybrid once the round-end frame is taken
+        if (!downtimeRule) send(frame(8), 0);
+        runGuest(t);
+        stopAt = t;
+        for (let p = 0; p < n; p++) q[p] = 1 - (1 - q[p]!) * (1 - dirty[p]!);
+        if (downtimeRule) send(frame(8), 0);
+        return { converged };
+      }
+      send(frame(8), 0);
+    }
+  };
+
+  const finish = (downtime: number, end: number, stall: number): Prediction => ({
+    strategy,
+    totalTime: end,
+    downtime,
+    remoteUptime: strategy === "precopy" ? 0 : end - resumeAt,
+    faultStall: stall,
+    gamma: deltaT / (downtime + deltaT + stall),
+    transferred,
+    pagesTransferred,
+    rounds,
+  });
+  let resumeAt = 0;
+
+  if (strategy === "precopy") {
+    const q = new Float64Array(n).fill(1);
+    runRounds(q, true, Infinity);
+    let left = 0;
+    let bytes = 0;
+    let content = 0;
+    for (let p = 0; p < n; p++) {
+      left += q[p]!;
+      bytes += q[p]! * pageBytes(p);
+      content += q[p]! * ps * (1 - zero[p]!);
+    }
+    const frames = Math.ceil(left / batch);
+    send(frames * frame(0) + bytes, pageCpu(left, content));
+    pagesTransferred += left;
+    send(frame(12 + stateBytes), 0);
+    resumeAt = lineFree + rtt / 2;
+    return finish(resumeAt - stopAt, resumeAt, 0);
+  }
+
+  // Post-copy, hybrid and fractional: what is pending at the switch-over.
+  const pending = new Float64Array(n);
+  const cold = strategy === "fractional" ? Math.round((options.memoryPrecopy ?? 0) * n) : strategy === "hybrid" ? n : 0;
+  if (cold === 0) {
+    // Post-copy: a zero scan, then stop; zero pages are never sent.
+    for (let p = 0; p < n; p++) pending[p] = 1 - zero[p]!;
+    t += cost.zeroScanSeconds(n * ps);
+    runGuest(t);
+    stopAt = t;
+    for (let p = 0; p < n; p++) pending[p] = 1 - (1 - pending[p]!) * (1 - dirty[p]!);
+  } else if (strategy === "hybrid") {
+    pending.fill(1);
+    runRounds(pending, false, options.precopyRounds ?? 1);
+  } else {
+    // Fractional: one pre-copy pass over the `cold` coldest pages; the rest, and what the pass left dirty, post-copied.
+    const order = coldestFirst(m);
+    for (let k = cold; k < n; k++) pending[order[k]!] = 1;
+    const q = new Float64Array(n);
+    for (let k = 0; k < cold; k++) q[order[k]!] = 1;
+    runRounds(q, false, 1);
+    for (let p = 0; p < n; p++) pending[p] = 1 - (1 - pending[p]!) * (1 - q[p]!);
+  }
+  send(frame(12 + stateBytes + 8 * Math.ceil(n / 64)), 0);
+  resumeAt = lineFree + rtt / 2;
+  const downtime = resumeAt - stopAt;
+
+  // The push: frames of 32 pages from when the switch-over left the line.
+  let pendingMass = 0;
+  let pushBytesPerPage = 0;
+  for (let p = 0; p < n; p++) {
+    pendingMass += pending[p]!;
+    pushBytesPerPage += pending[p]! * pageBytes(p);
+  }
+  pushBytesPerPage = pendingMass > 0 ? pushBytesPerPage / pendingMass : ENTRY_BYTES + ps;
+  const frameTime = frame(POSTCOPY_BATCH * pushBytesPerPage) / B;
+  const pageTime = frameTime / POSTCOPY_BATCH;
+  const pushStart = lineFree;
+  const present = new Float64Array(n);
+  let missing = 0;
+  for (let p = 0; p < n; p++) {
+    present[p] = 1 - pending[p]!;
+    missing += pending[p]!;
+  }
+  const srcPending = pending;
+  let pushed = 0;
+  let sweep = 0;
+  /** Clock time the push has reached (pages pushed so far at pageTime each). */
+  const pushedBy = (time: number): number => Math.max(0, (time - pushStart) / pageTime);
+  let end = -1;
+  /** Advances the sweep to `pages` pushed in all; sets `end` when nothing is missing. */
+  const sweepTo = (pages: number): void => {
+    while (pushed < pages && sweep < n) {
+      const c = srcPending[sweep]!;
+      if (c > 0) {
+        if (pushed + c > pages) break;
+        pushed += c;
+        srcPending[sweep] = 0;
+        missing -= 1 - present[sweep]!;
+        present[sweep] = 1;
+      }
+      sweep++;
+      if (missing < 0.5 && end < 0) end = pushStart + pushed * pageTime + rtt / 2;
+    }
+    if (sweep >= n && end < 0) end = pushStart + pushed * pageTime + rtt / 2;
+  };
+
+  // The program at the destination: guest time goes on from the stop, stalled by faults.
+  let clock = resumeAt;
+  let guest = stopAt;
+  let stall = 0;
+  const reads = DEFAULT_READS;
+  while (end < 0) {
+    const due = writes.due;
+    if (!Number.isFinite(due)) {
+      sweepTo(Infinity);
+      break;
+    }
+    const at = clock + Math.max(0, Math.ceil((due - guest) / QUANTUM) * QUANTUM);
+    sweepTo(pushedBy(at));
+    if (end >= 0 && end <= at) break;
+    clock = at;
+    guest = due;
+    let faults = 0;
+    const missingBefore = missing;
+    let written = 0;
+    writes.apply((p, x, whole, z) => {
+      written += x;
+      const gone = x * (1 - present[p]!);
+      if (gone > 0) {
+        present[p] = present[p]! + gone;
+        missing -= gone;
+        const fetched = gone * (1 - whole);
+        faults += fetched;
+        srcPending[p] = Math.max(0, srcPending[p]! - fetched);
+      }
+      zero[p] = (1 - x) * zero[p]! + x * z;
+    });
+    // The reads follow the writes through the epoch: on average, half-way between the shares missing before and after.
+    const readFaults = (reads.perWrite * written * reads.uniformShare * (missingBefore + missing)) / (2 * n);
+    faults += readFaults;
+    missing -= readFaults;
+    if (faults > 0) {
+      const wait = (1 - Math.exp(-faults)) * (rtt + 1.5 * frameTime) + faults * pageTime;
+      pushed += faults;
+      stall += wait;
+      clock += wait;
+    }
+    if (missing < 0.5) end = clock + rtt / 2;
+  }
+  return finish(downtime, Math.max(end, resumeAt), stall);
+}
+
+/** Page indices by λ, coldest first (ties in index order). */
+export function coldestFirst(m: PageProfile): Uint32Array {
+  const order = Uint32Array.from({ length: m.pageCount }, (_, p) => p);
+  return order.sort((a, b) => m.writtenEpochs[a]! - m.writtenEpochs[b]! || a - b);
+}

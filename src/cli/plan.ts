@@ -1,0 +1,76 @@
+// pagemill plan TRACE: seed 001's adaptive step. Profiles the trace, predicts
+// T, U, D and Γ of each strategy over the link without moving a byte, and
+// finds the fractional hybrid-copy's (M, S) with the best Γ by the two-step
+// ternary search.
+
+import { existsSync } from "node:fs";
+import { plan, type Plan } from "../adaptive/plan.js";
+import { predict, type Prediction, type PredictOptions } from "../adaptive/predict.js";
+import { profileTrace } from "../adaptive/profile.js";
+import { UsageError, durationOption, intOption, parse, rateOption, sizeOption } from "./args.js";
+
+export const summary = "Predicts T, U, D and Γ of each strategy for a pagetrace over a link, and plans the fractional hybrid-copy's (M, S).";
+export const usage = `usage: pagemill plan TRACE [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--state 256KiB]
+         [--rounds 1] [--model replay|poisson] [--delta-t 20s] [--json]`;
+
+const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
+
+function ms(s: number): string {
+  return s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(3)} s`;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    json: { type: "boolean" },
+    bandwidth: { type: "string" },
+    rtt: { type: "string" },
+    "downtime-limit": { type: "string" },
+    state: { type: "string" },
+    rounds: { type: "string" },
+    model: { type: "string" },
+    "delta-t": { type: "string" },
+  });
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one TRACE" : "missing TRACE");
+  const path = positionals[0]!;
+  const model = values.model ?? "replay";
+  if (model !== "replay" && model !== "poisson") throw new UsageError(`--model must be replay or poisson, got '${String(model)}'`);
+  const deltaT = durationOption("delta-t", values["delta-t"], 20);
+  if (!(deltaT > 0)) throw new UsageError("--delta-t must be above 0");
+  const stateBytes = sizeOption("state", values.state, 256 * 1024);
+  if (stateBytes > 32 * 2 ** 20) throw new UsageError("--state must be at most 32MiB");
+  const options: PredictOptions = {
+    bitsPerSecond: rateOption("bandwidth", values.bandwidth, 40e6),
+    rtt: durationOption("rtt", values.rtt, 0.005),
+    downtimeLimit: durationOption("downtime-limit", values["downtime-limit"], 0.3),
+    stateBytes,
+    precopyRounds: intOption("rounds", values.rounds, 1, 1, 1e6),
+    model,
+    deltaT,
+  };
+  if (!existsSync(path)) throw new UsageError(`TRACE: ${path} does not exist`);
+  const profile = await profileTrace(path);
+  const started = performance.now();
+  const strategies: Prediction[] = STRATEGIES.map((s) => predict(profile.memory, s, options));
+  const best: Plan = plan(profile, options);
+  const seconds = (performance.now() - started) / 1000;
+  if (values.json) {
+    console.log(JSON.stringify({ trace: path, link: { bitsPerSecond: options.bitsPerSecond, rtt: options.rtt }, model, strategies, plan: best, timeUnit: "s", wallSeconds: seconds }, null, 2));
+    return 0;
+  }
+  console.log(`${path}: ${profile.memory.pageCount} pages, link ${(options.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, RTT ${ms(options.rtt)}, model ${model}, δT ${deltaT} s`);
+  const rows = [...strategies, best.prediction].map((p) => [
+    p.strategy === "fractional" ? `fractional M=${best.memoryPrecopy}% S=${best.storagePrecopy}%` : p.strategy,
+    ms(p.totalTime),
+    ms(p.remoteUptime),
+    ms(p.downtime),
+    ms(p.faultStall),
+    p.gamma.toFixed(4),
+  ]);
+  const head = ["strategy", "T", "U", "D", "fault stall", "Γ"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+  console.log(`\nplan: pre-copy the ${best.memoryPrecopy}% coldest pages, then post-copy the rest (S = 0: no disk); ${best.evaluations} predictions, ${seconds.toFixed(2)} s`);
+  return 0;
+}

@@ -1,0 +1,121 @@
+// The predictor against the emulation: the bundled trace is migrated here;
+// the shared traces' emulated figures are the golden records (test/golden,
+// raw codec, 40 Mbit/s, 5 ms), which test/golden.test.ts keeps equal to the
+// engine's. Bounds are those docs/adaptive.md states.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import fc from "fast-check";
+import { describe, expect, it, vi } from "vitest";
+import { gridSearch, plan, ternaryMax } from "../src/adaptive/plan.js";
+import { predict, type PredictedStrategy } from "../src/adaptive/predict.js";
+import { profileTrace } from "../src/adaptive/profile.js";
+import { UsageError } from "../src/cli/args.js";
+import { run } from "../src/cli/plan.js";
+import { migrateCli } from "./helpers/migrate.js";
+import { SHARED, TRACE_NAMES, sharedAvailable } from "./helpers/traces.js";
+
+const SAMPLE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+const LINK = { bitsPerSecond: 40e6, rtt: 0.005 };
+const STRATEGIES: PredictedStrategy[] = ["precopy", "postcopy", "hybrid"];
+
+/** docs/adaptive.md: within 5% except these (trace strategy metric → bound). */
+const KNOWN_MISSES: Record<string, number> = { "redis precopy downtime": 0.11, "memstream postcopy totalTime": 0.1, "memstream hybrid totalTime": 0.35 };
+
+function relative(predicted: number, emulated: number): number {
+  return Math.abs(predicted - emulated) / emulated;
+}
+
+describe("predictor", () => {
+  it("predicts the bundled trace's T, D and U within 5% of its migration, for every strategy", async () => {
+    const emulated = JSON.parse(await migrateCli(["--strategy", "all", "--json"])) as { strategy: PredictedStrategy; totalTime: number; downtime: number; remoteUptime: number }[];
+    const { memory } = await profileTrace(SAMPLE);
+    for (const e of emulated) {
+      const p = predict(memory, e.strategy, LINK);
+      expect(relative(p.totalTime, e.totalTime), `${e.strategy} T`).toBeLessThan(0.05);
+      expect(relative(p.downtime, e.downtime), `${e.strategy} D`).toBeLessThan(0.05);
+      if (e.remoteUptime > 0) expect(relative(p.remoteUptime, e.remoteUptime), `${e.strategy} U`).toBeLessThan(0.05);
+      else expect(p.remoteUptime).toBe(0);
+    }
+  });
+
+  it.skipIf(!sharedAvailable())("predicts each shared trace's T and D within the stated bound of the golden migrations", async () => {
+    const golden = JSON.parse(readFileSync(fileURLToPath(new URL("./golden/migrate.json", import.meta.url)), "utf8")) as Record<string, { strategy: PredictedStrategy; totalTime: number; downtime: number }[]>;
+    for (const name of TRACE_NAMES) {
+      const { memory } = await profileTrace(`${SHARED}traces/${name}.ptrace.gz`);
+      for (const e of golden[`${name} raw 40mbit all`]!) {
+        const p = predict(memory, e.strategy, LINK);
+        for (const metric of ["totalTime", "downtime"] as const) {
+          const bound = KNOWN_MISSES[`${name} ${e.strategy} ${metric}`] ?? 0.05;
+          expect(relative(p[metric], e[metric]), `${name} ${e.strategy} ${metric}`).toBeLessThan(bound);
+        }
+      }
+    }
+  });
+
+  it("the Poisson model predicts post-copy from λ alone; every strategy's prediction is well formed", async () => {
+    const { memory } = await profileTrace(SAMPLE);
+    const emulated = { totalTime: 1.7869745152000014, downtime: 0.055014400000000005 }; // golden: redis-sample raw 40mbit postcopy
+    const p = predict(memory, "postcopy", { ...LINK, model: "poisson" });
+    expect(relative(p.totalTime, emulated.totalTime)).toBeLessThan(0.05);
+    expect(relative(p.downtime, emulated.downtime)).toBeLessThan(0.05);
+    for (const s of [...STRATEGIES, "fractional"] as PredictedStrategy[]) {
+      const q = predict(memory, s, { ...LINK, memoryPrecopy: 0.5 });
+      expect(q.totalTime).toBeGreaterThanOrEqual(q.downtime);
+      expect(q.gamma).toBeGreaterThan(0);
+      expect(q.gamma).toBeLessThanOrEqual(1);
+      expect(q.transferred).toBeGreaterThan(0);
+    }
+  });
+
+  it("fractional at M = 0 is post-copy and at M = 100 pre-copies every page once", async () => {
+    const { memory } = await profileTrace(SAMPLE);
+    const post = predict(memory, "postcopy", LINK);
+    const none = predict(memory, "fractional", { ...LINK, memoryPrecopy: 0 });
+    expect(none.totalTime).toBe(post.totalTime);
+    expect(none.downtime).toBe(post.downtime);
+    const all = predict(memory, "fractional", { ...LINK, memoryPrecopy: 1 });
+    expect(all.rounds).toBe(1);
+    expect(all.pagesTransferred).toBeGreaterThanOrEqual(memory.pageCount * 0.9);
+  });
+});
+
+describe("planner", () => {
+  it("ternary search finds the peak of any unimodal function on whole percent", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 100 }), fc.double({ min: 0.01, max: 10, noNaN: true }), (peak, slope) => {
+        let calls = 0;
+        const found = ternaryMax(0, 100, (x) => (calls++, -slope * Math.abs(x - peak)));
+        expect(found).toBe(peak);
+        expect(calls).toBeLessThan(60);
+      }),
+    );
+  });
+
+  it("plans the bundled trace to within 0.1% of the grid's best Γ, with fewer predictions", async () => {
+    const profile = await profileTrace(SAMPLE);
+    const found = plan(profile, LINK);
+    const grid = gridSearch(profile, LINK, 1);
+    expect(found.prediction.gamma).toBeGreaterThanOrEqual(grid.prediction.gamma * 0.999);
+    expect(found.evaluations).toBeLessThan(grid.evaluations / 3);
+    expect(found.storagePrecopy).toBe(0);
+  });
+
+  it("pagemill plan: JSON with every strategy and the plan; bad input named", async () => {
+    const lines: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((...parts: unknown[]) => void lines.push(parts.join(" ")));
+    try {
+      expect(await run([SAMPLE, "--json", "--bandwidth", "200mbit"])).toBe(0);
+    } finally {
+      log.mockRestore();
+    }
+    const out = JSON.parse(lines.join("\n"));
+    expect(out.strategies.map((s: { strategy: string }) => s.strategy)).toEqual(STRATEGIES);
+    expect(out.plan.memoryPrecopy).toBeGreaterThanOrEqual(0);
+    expect(out.plan.memoryPrecopy).toBeLessThanOrEqual(100);
+    await expect(run([])).rejects.toThrow(UsageError);
+    await expect(run([SAMPLE, "--model", "magic"])).rejects.toThrow(/--model/);
+    await expect(run([SAMPLE, "--bandwidth", "0mbit"])).rejects.toThrow(/--bandwidth/);
+    await expect(run([SAMPLE, "--delta-t", "0s"])).rejects.toThrow(/--delta-t/);
+    await expect(run(["/nonexistent.ptrace.gz"])).rejects.toThrow(/does not exist/);
+  });
+});
