@@ -18,7 +18,7 @@ const RECORD_BYTES = 12;
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 
 /** Bytes of the page table for `count` pages (offsets, lengths, wire ids), rounded up to 64. */
-export function pageTableBytes(count: number): number {
+function pageTableBytes(count: number): number {
   return align64(9 * Math.max(1, count));
 }
 
@@ -82,6 +82,7 @@ export function rejection(codec: string, reason: number, detail: number, page: n
 
 /** The CodecError for lz4Decompress's negative `status` on a block of `capacity` bytes of room. */
 export function lz4Rejection(status: number, capacity: number, page?: number): CodecError {
+  // LZ4's reasons are 13 minus the status, as in assembly/table.ts (LZ4_REASON_BASE).
   return rejection("lz4", 13 - status, 0, page, { capacity });
 }
 
@@ -136,18 +137,17 @@ export class KernelTables {
     return encoded;
   }
 
-  /** Page k's entry in the table the last encode call of `count` pages wrote (the single-page functions' reader). */
-  entry(count: number, k: number): { encoding: number; offset: number; length: number } {
+  /** Page k's wire id and payload length in the table the last encode call of `count` pages wrote (for the single-page functions). */
+  entry(count: number, k: number): { encoding: number; length: number } {
     const { heap } = wasm();
-    const at = (this.tablePtr >>> 2) + k;
-    return { encoding: heap.bytes()[this.tablePtr + 8 * count + k]!, offset: heap.u32()[at]!, length: heap.u32()[at + count]! };
+    return { encoding: heap.bytes()[this.tablePtr + 8 * count + k]!, length: heap.u32()[(this.tablePtr >>> 2) + count + k]! };
   }
 
   /**
    * Runs `kernel` over `encoded` (its table and payload copied in), decoding
-   * into the `pageSize`-byte slots at `pagesPtr` (give `pagesPtr` after this
-   * call's own allocation cannot move it: a PageBatch's or another scratch's).
-   * Throws the CodecError for a rejected page, naming it `page(k)`.
+   * into the `pageSize`-byte slots at `pagesPtr` (a PageBatch's or another
+   * scratch's: the call reuses this object's memory, so a payload the last
+   * encode left in place is gone after it). Throws the CodecError for a rejected page, naming it `page(k)`.
    * `accepts` overrides the constructor's for the message. Returns the
    * record's detail (XBZRLE: the bytes its last delta reached).
    */
