@@ -28,9 +28,12 @@ import {
 } from "../src/index.js";
 import { Encoding } from "../src/codecs/codec.js";
 import { rejection } from "../src/codecs/kernel-result.js";
+import { AutoCodec } from "../src/codecs/auto.js";
+import { CostModel } from "../src/codecs/cost.js";
 import { sharedTraceImagePages } from "./helpers/traces.js";
 
 const PAGE = 4096;
+const costs = new CostModel();
 
 /** The error `fn` throws (a failure when it throws none). */
 function thrown(fn: () => unknown): unknown {
@@ -265,7 +268,7 @@ describe("kernel result reader", () => {
   it("hands the pipeline its payloads in WebAssembly memory: the frames of the copying path, and no copy", () =>
     onTracePages(64, (pages, batch) => {
       const indices = Array.from({ length: 64 }, (_, k) => 3 * k);
-      for (const spec of ["lz4", "wkdm", "mecom", "dedup+xbzrle+lz4", "dedup+mecom"]) {
+      for (const spec of ["lz4", "wkdm", "mecom", "auto", "dedup+xbzrle+lz4", "dedup+mecom"]) {
         const inPlace = buildPipeline(spec);
         const copying = buildPipeline(spec);
         const stages = (codecs: PipelineCodecs): PageCodec[] => [codecs.dedup, codecs.delta, codecs.compress].filter((c): c is PageCodec => c !== undefined);
@@ -283,14 +286,20 @@ describe("kernel result reader", () => {
         const copies = stages(inPlace).map((codec) => vi.spyOn(codec, "encodeBatch"));
         const [statsA, statsB] = [newWireStats(), newWireStats()];
         const version = pages.slice();
+        const choices: string[] = [];
         for (let round = 0; round < 3; round++) {
           // Each round changes some pages, so that dedup and XBZRLE see repeats and deltas.
           for (let at = round * 101; at < version.length; at += 4096 * 3 + 17) version[at] ^= 0xff;
           batch.set(version);
+          // auto: LZ4 with no link known, then raw on a fast link, then LZ4 and MECOM both ways on a slow one.
+          const bandwidth = [0, 100e9 / 8, 10e6 / 8][round]!;
+          if (bandwidth) for (const codecs of [inPlace, copying]) codecs.compress?.setLink?.({ bandwidth, costs });
           const a = encodeFrame(batch, indices, inPlace, statsA);
           const b = encodeFrame(batch, indices, viaCopies, statsB);
           expect(Buffer.compare(a, b), `${spec} round ${round}`).toBe(0);
+          if (inPlace.compress instanceof AutoCodec) choices.push(inPlace.compress.work);
         }
+        if (spec === "auto") expect(choices).toEqual(["lz4", "raw", "lz4+mecom"]);
         expect(statsA, spec).toEqual(statsB);
         for (const copy of copies) expect(copy, spec).not.toHaveBeenCalled();
         disposePipeline(inPlace);

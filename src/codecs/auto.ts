@@ -29,7 +29,8 @@
 import { checkInstance, checkObject } from "../errors.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Owned } from "../wasm/owned.js";
-import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type LinkConditions, type PageCodec } from "./codec.js";
+import { Encoding, countEncoded, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type LinkConditions, type PageCodec } from "./codec.js";
+import { copied } from "./kernel-result.js";
 import { Lz4Codec } from "./lz4.js";
 import { MecomCodec } from "./mecom.js";
 
@@ -69,7 +70,7 @@ export class AutoCodec extends Owned implements PageCodec {
   /** what the last batch's CPU time is charged as: the codecs it ran, joined by "+" */
   work = "lz4";
   private link: LinkConditions | undefined;
-  private readonly compressors: Record<Compressor, PageCodec> = { lz4: new Lz4Codec(), mecom: new MecomCodec() };
+  private readonly compressors: Record<Compressor, Lz4Codec | MecomCodec> = { lz4: new Lz4Codec(), mecom: new MecomCodec() };
   /** LZ4's output over input bytes, recently */
   private lz4Ratio = Number.NaN;
   /** MECOM's bytes over LZ4's on the same pages, recently */
@@ -109,20 +110,25 @@ export class AutoCodec extends Owned implements PageCodec {
   }
 
   /** Runs compressor `codec` on the batch. */
-  private compress(codec: Compressor, batch: PageBatch, pageIndices: ArrayLike<number> | undefined): { encoded: EncodedBatch; notFit: number } {
+  private compress(codec: Compressor, batch: PageBatch): { encoded: EncodedInPlace; notFit: number } {
     const compressor = this.compressors[codec];
     const before = compressor.stats.notFit;
-    const encoded = compressor.encodeBatch(batch, pageIndices);
+    const encoded = compressor.encodeInPlace(batch);
     return { encoded, notFit: compressor.stats.notFit - before };
   }
 
-  encodeBatch(batch: PageBatch, pageIndices?: ArrayLike<number>): EncodedBatch {
+  encodeBatch(batch: PageBatch): EncodedBatch {
+    return copied(this.encodeInPlace(batch));
+  }
+
+  /** The payload is the chosen compressor's, in its memory, or the batch's own pages when raw. */
+  encodeInPlace(batch: PageBatch): EncodedInPlace {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;
     const bytes = count * pageSize;
     const average = (old: number, now: number): number => (Number.isNaN(old) ? now : old + RATIO_WEIGHT * (now - old));
-    let result: { encoded: EncodedBatch; notFit: number } | undefined;
+    let result: { encoded: EncodedInPlace; notFit: number } | undefined;
     const link = this.link;
     const expected = this.expected();
     let choice = this.choose(bytes, expected);
@@ -135,10 +141,10 @@ export class AutoCodec extends Owned implements PageCodec {
       // LZ4's ratio comes first: with it known, fewer batches need both ways.
       if (!Number.isNaN(this.lz4Ratio) && choice !== "mecom" && this.sincePaired > STALE_AFTER && couldWin("mecom")) {
         // Both ways on the same pages, then the one that gets across first.
-        const byLz4 = this.compress("lz4", batch, pageIndices);
-        const byMecom = this.compress("mecom", batch, pageIndices);
-        const lz4 = byLz4.encoded.data.length / bytes;
-        const mecom = byMecom.encoded.data.length / bytes;
+        const byLz4 = this.compress("lz4", batch);
+        const byMecom = this.compress("mecom", batch);
+        const lz4 = byLz4.encoded.dataLength / bytes;
+        const mecom = byMecom.encoded.dataLength / bytes;
         this.lz4Ratio = average(this.lz4Ratio, lz4);
         this.mecomOverLz4 = average(this.mecomOverLz4, mecom / lz4);
         this.sincePaired = 0;
@@ -152,18 +158,18 @@ export class AutoCodec extends Owned implements PageCodec {
       }
     }
     if (choice !== "raw" && !result) {
-      result = this.compress(choice, batch, pageIndices);
-      const measured = result.encoded.data.length / Math.max(1, bytes);
+      result = this.compress(choice, batch);
+      const measured = result.encoded.dataLength / Math.max(1, bytes);
       if (bytes > 0) this.lz4Ratio = average(this.lz4Ratio, choice === "lz4" ? measured : measured / (Number.isNaN(this.mecomOverLz4) ? 1 : this.mecomOverLz4));
       this.sinceCompressed = 0;
     }
     this.choice = choice;
-    let encoded: EncodedBatch;
+    let encoded: EncodedInPlace;
     if (result) encoded = result.encoded;
     else {
       const offsets = new Uint32Array(count);
       for (let k = 0; k < count; k++) offsets[k] = k * pageSize;
-      encoded = { pageSize, count, encodings: new Uint8Array(count), offsets, lengths: new Uint32Array(count).fill(pageSize), data: batch.bytes().slice() };
+      encoded = { pageSize, count, encodings: new Uint8Array(count), offsets, lengths: new Uint32Array(count).fill(pageSize), ptr: batch.ptr, dataLength: bytes };
     }
     this.stats.choices![choice] = (this.stats.choices![choice] ?? 0) + count;
     countEncoded(this.stats, encoded, result?.notFit ?? 0);

@@ -60,9 +60,9 @@ export class DedupCodec extends Owned implements PageCodec {
     const ps = batch.pageSize;
     const locations = pageIndices ?? Array.from({ length: n }, (_, k) => k);
     const refs = this.index.dedupe(batch, locations);
-    const { extra: refsPtr, table, out } = this.tables.reserve(n, n * ps, 4 * n);
+    const refsPtr = this.tables.reserve(n, n * ps, 4 * n);
     wasm().heap.i32().set(refs.subarray(0, n), refsPtr >>> 2);
-    const used = wasm().kernels.dedupPackBatch(batch.ptr, ps, n, refsPtr, out, table);
+    const used = wasm().kernels.dedupPackBatch(batch.ptr, ps, n, refsPtr, this.tables.out, this.tables.table);
     return this.tables.encoded(ps, n, used, this.stats);
   }
 

@@ -86,6 +86,21 @@ export function lz4Rejection(status: number, capacity: number, page?: number): C
   return rejection("lz4", 13 - status, 0, page, { capacity });
 }
 
+const ONE_OFFSET = Uint32Array.of(0);
+const ONE_LENGTH = new Uint32Array(1);
+const ONE_ENCODING = new Uint8Array(1);
+
+/**
+ * A batch of one page of wire id `encoding` whose payload is all of `data`,
+ * for the single-page functions' decode calls. Its tables are shared: valid
+ * until the next call.
+ */
+export function onePage(encoding: Encoding, data: Uint8Array, pageSize: number): EncodedBatch {
+  ONE_LENGTH[0] = data.length;
+  ONE_ENCODING[0] = encoding;
+  return { pageSize, count: 1, encodings: ONE_ENCODING, offsets: ONE_OFFSET, lengths: ONE_LENGTH, data };
+}
+
 /** `encoded` with its payload copied out of WebAssembly memory, safe to keep. */
 export function copied(encoded: EncodedInPlace): EncodedBatch {
   const { pageSize, count, encodings, offsets, lengths, ptr, dataLength } = encoded;
@@ -101,6 +116,14 @@ export class KernelTables {
   private tablePtr = 0;
   private outPtr = 0;
 
+  /** Where the last reserve() put the page table and the payload. */
+  get table(): number {
+    return this.tablePtr;
+  }
+  get out(): number {
+    return this.outPtr;
+  }
+
   /** `codec`: the name errors give; `accepts`: the wire ids its decoder takes. */
   constructor(
     readonly codec: string,
@@ -109,14 +132,15 @@ export class KernelTables {
 
   /**
    * Reserves room for an encode call over `count` pages writing at most
-   * `payloadBytes`, after `extraBytes` for the codec's own use. Returns the
-   * addresses to give the kernel (valid until the next reserve or decode).
+   * `payloadBytes` (at `out`, its page table at `table`), after `extraBytes`
+   * for the codec's own use, whose address it returns. Valid until the next
+   * reserve or decode.
    */
-  reserve(count: number, payloadBytes: number, extraBytes = 0): { extra: number; table: number; out: number } {
+  reserve(count: number, payloadBytes: number, extraBytes = 0): number {
     const extra = this.scratch.reserve(align64(extraBytes) + pageTableBytes(count) + Math.max(1, payloadBytes));
     this.tablePtr = extra + align64(extraBytes);
     this.outPtr = this.tablePtr + pageTableBytes(count);
-    return { extra, table: this.tablePtr, out: this.outPtr };
+    return extra;
   }
 
   /**
@@ -137,10 +161,14 @@ export class KernelTables {
     return encoded;
   }
 
-  /** Page k's wire id and payload length in the table the last encode call of `count` pages wrote (for the single-page functions). */
-  entry(count: number, k: number): { encoding: number; length: number } {
-    const { heap } = wasm();
-    return { encoding: heap.bytes()[this.tablePtr + 8 * count + k]!, length: heap.u32()[(this.tablePtr >>> 2) + count + k]! };
+  /** Page k's wire id in the table the last encode call of `count` pages wrote (for the single-page functions). */
+  encodingAt(count: number, k: number): number {
+    return wasm().heap.bytes()[this.tablePtr + 8 * count + k]!;
+  }
+
+  /** Page k's payload length in that table. */
+  lengthAt(count: number, k: number): number {
+    return wasm().heap.u32()[(this.tablePtr >>> 2) + count + k]!;
   }
 
   /**
@@ -157,19 +185,21 @@ export class KernelTables {
     const errPtr = table + pageTableBytes(count);
     const dataPtr = errPtr + RECORD_BYTES;
     const { heap } = wasm();
+    // Whole tables need no subarray (a view made per call costs the single-page functions dearly).
     const u32 = heap.u32();
-    u32.set(offsets.subarray(0, count), table >>> 2);
-    u32.set(lengths.subarray(0, count), (table >>> 2) + count);
+    u32.set(offsets.length === count ? offsets : offsets.subarray(0, count), table >>> 2);
+    u32.set(lengths.length === count ? lengths : lengths.subarray(0, count), (table >>> 2) + count);
     const bytes = heap.bytes();
-    bytes.set(encodings.subarray(0, count), table + 8 * count);
+    bytes.set(encodings.length === count ? encodings : encodings.subarray(0, count), table + 8 * count);
     bytes.set(data, dataPtr);
-    heap.i32().fill(0, errPtr >>> 2, (errPtr >>> 2) + 3);
+    const record = errPtr >>> 2;
+    heap.i32().fill(0, record, record + 3);
     const status = kernel(dataPtr, data.length, table, count, pagesPtr, pageSize, errPtr);
-    const record = heap.i32().subarray(errPtr >>> 2, (errPtr >>> 2) + 3);
-    if (status !== REJECTED) return record[2]!;
-    const k = record[0]!;
+    const i32 = heap.i32();
+    if (status !== REJECTED) return i32[record + 2]!;
+    const k = i32[record]!;
     const context = { encoding: encodings[k], offset: offsets[k], length: lengths[k], dataLength: data.length, capacity: pageSize, accepts };
-    throw rejection(this.codec, record[1]!, record[2]!, page(k), context);
+    throw rejection(this.codec, i32[record + 1]!, i32[record + 2]!, page(k), context);
   }
 
   dispose(): void {

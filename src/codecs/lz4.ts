@@ -100,8 +100,8 @@ export class Lz4Codec extends Owned implements PageCodec {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;
-    const { out, table } = this.tables.reserve(count, count * pageSize);
-    const used = wasm().kernels.lz4CompressBatch(batch.ptr, pageSize, count, out, table);
+    this.tables.reserve(count, count * pageSize);
+    const used = wasm().kernels.lz4CompressBatch(batch.ptr, pageSize, count, this.tables.out, this.tables.table);
     return this.tables.encoded(pageSize, count, used, this.stats);
   }
 

@@ -72,8 +72,8 @@ export class MecomCodec extends Owned implements PageCodec {
     this.live();
     checkInstance("batch", batch, PageBatch);
     const { count, pageSize } = batch;
-    const { out, table } = this.tables.reserve(count, count * pageSize + 64);
-    const used = wasm().kernels.mecomEncodeBatch(batch.ptr, pageSize, count, out, table, this.minHits, this.stride, this.evidence.reserve(this.evidenceBytes));
+    this.tables.reserve(count, count * pageSize + 64);
+    const used = wasm().kernels.mecomEncodeBatch(batch.ptr, pageSize, count, this.tables.out, this.tables.table, this.minHits, this.stride, this.evidence.reserve(this.evidenceBytes));
     return this.tables.encoded(pageSize, count, used, this.stats);
   }
 

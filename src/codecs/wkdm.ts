@@ -11,7 +11,7 @@ import { CodecError, checkBytes, checkInstance, checkInteger } from "../errors.j
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec } from "./codec.js";
-import { KernelTables, copied } from "./kernel-result.js";
+import { KernelTables, copied, onePage } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** The only page size WKdm works on. */
@@ -59,9 +59,9 @@ export class WkdmCodec extends Owned implements PageCodec {
     checkInstance("batch", batch, PageBatch);
     checkWkdmPageSize(batch.pageSize, "batch.pageSize");
     const count = batch.count;
-    const { out, table } = this.tables.reserve(count, wkdmCompressBound(count));
+    this.tables.reserve(count, wkdmCompressBound(count));
     // A budget of 4095 bytes: a page WKdm would pack into exactly 4096 goes RAW (same size, cheaper to decode).
-    const used = wasm().kernels.wkdmCompressBatch(batch.ptr, count, WKDM_PAGE_SIZE - 1, out, table);
+    const used = wasm().kernels.wkdmCompressBatch(batch.ptr, count, WKDM_PAGE_SIZE - 1, this.tables.out, this.tables.table);
     return this.tables.encoded(WKDM_PAGE_SIZE, count, used, this.stats);
   }
 
@@ -107,10 +107,12 @@ export function wkdmCompress(page: Uint8Array, out: Uint8Array): number {
   page = heap.outside(page);
   checkWkdmPageSize(page.byteLength, "page.byteLength");
   single ??= new KernelTables("wkdm", WKDM_ENCODINGS);
-  const { extra: pagePtr, table, out: outPtr } = single.reserve(1, wkdmCompressBound(1), WKDM_PAGE_SIZE);
+  const pagePtr = single.reserve(1, wkdmCompressBound(1), WKDM_PAGE_SIZE);
+  const outPtr = single.out;
   heap.bytes().set(page, pagePtr);
-  kernels.wkdmCompressBatch(pagePtr, 1, Math.min(out.byteLength, WKDM_PAGE_SIZE), outPtr, table);
-  const { encoding, length } = single.entry(1, 0);
+  kernels.wkdmCompressBatch(pagePtr, 1, Math.min(out.byteLength, WKDM_PAGE_SIZE), outPtr, single.table);
+  const encoding = single.encodingAt(1, 0);
+  const length = single.lengthAt(1, 0);
   if (encoding === Encoding.RAW) return -1;
   if (encoding !== Encoding.WKDM) return 0;
   out.set(heap.bytes().subarray(outPtr, outPtr + length));
@@ -135,8 +137,7 @@ export function wkdmDecompress(src: Uint8Array, out: Uint8Array): void {
   singlePage ??= new Scratch();
   single ??= new KernelTables("wkdm", WKDM_ENCODINGS);
   const pagePtr = singlePage.reserve(WKDM_PAGE_SIZE);
-  const stream: EncodedBatch = { pageSize: WKDM_PAGE_SIZE, count: 1, encodings: Uint8Array.of(Encoding.WKDM), offsets: Uint32Array.of(0), lengths: Uint32Array.of(src.byteLength), data: src };
-  single.decode(stream, pagePtr, WKDM_PAGE_SIZE, wasm().kernels.wkdmDecompressBatch, () => undefined);
+  single.decode(onePage(Encoding.WKDM, src, WKDM_PAGE_SIZE), pagePtr, WKDM_PAGE_SIZE, wasm().kernels.wkdmDecompressBatch, () => undefined);
   out.set(wasm().heap.bytes().subarray(pagePtr, pagePtr + WKDM_PAGE_SIZE));
 }
 

@@ -49,7 +49,7 @@ import { checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize 
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
 import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec, type XbzrleStats } from "./codec.js";
-import { KernelTables, copied } from "./kernel-result.js";
+import { KernelTables, copied, onePage } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
@@ -92,16 +92,17 @@ export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint
   oldPage = heap.outside(oldPage);
   newPage = heap.outside(newPage);
   single ??= new KernelTables("xbzrle", XBZRLE_ENCODINGS);
-  const { extra: base, table, out: outPtr } = single.reserve(1, Math.max(ps, dlen), 2 * ps + 4);
+  const base = single.reserve(1, Math.max(ps, dlen), 2 * ps + 4);
+  const outPtr = single.out;
   const newPtr = base + ps;
   const oldTable = newPtr + ps;
   const mem = heap.bytes();
   mem.set(oldPage, base);
   mem.set(newPage, newPtr);
   heap.u32()[oldTable >>> 2] = base + HAS_OLD;
-  kernels.xbzrleEncodeBatch(oldTable, newPtr, ps, 1, dlen, outPtr, table);
-  const { encoding, length } = single.entry(1, 0);
-  if (encoding === Encoding.RAW) return -1;
+  kernels.xbzrleEncodeBatch(oldTable, newPtr, ps, 1, dlen, outPtr, single.table);
+  if (single.encodingAt(1, 0) === Encoding.RAW) return -1;
+  const length = single.lengthAt(1, 0);
   out.set(heap.bytes().subarray(outPtr, outPtr + length));
   return length;
 }
@@ -122,8 +123,7 @@ export function xbzrleDecode(delta: Uint8Array, page: Uint8Array): number {
   single ??= new KernelTables("xbzrle", XBZRLE_ENCODINGS);
   const pagePtr = singlePages.reserve(Math.max(1, page.length));
   heap.bytes().set(page, pagePtr);
-  const one: EncodedBatch = { pageSize: page.length, count: 1, encodings: Uint8Array.of(Encoding.XBZRLE), offsets: Uint32Array.of(0), lengths: Uint32Array.of(delta.length), data: delta };
-  const end = single.decode(one, pagePtr, page.length, kernels.xbzrleDecodeBatch, () => undefined);
+  const end = single.decode(onePage(Encoding.XBZRLE, delta, page.length), pagePtr, page.length, kernels.xbzrleDecodeBatch, () => undefined);
   page.set(heap.bytes().subarray(pagePtr, pagePtr + end));
   return end;
 }
@@ -363,9 +363,9 @@ export class XbzrleCodec extends Owned implements PageCodec {
     if (ps !== this.cache.pageSize) throw new RangeError(`batch.pageSize ${ps} != the xbzrle cache's pageSize ${this.cache.pageSize}`);
     const count = batch.count;
     if (pageIndices.length < count) throw new RangeError(`pageIndices.length ${pageIndices.length} < batch count ${count}`);
-    const { extra: oldTable, table, out } = this.tables.reserve(count, count * ps, 4 * count);
+    const oldTable = this.tables.reserve(count, count * ps, 4 * count);
     const misses = this.cache.plan(pageIndices, count, oldTable >>> 2);
-    const used = wasm().kernels.xbzrleEncodeBatch(oldTable, batch.ptr, ps, count, ps, out, table);
+    const used = wasm().kernels.xbzrleEncodeBatch(oldTable, batch.ptr, ps, count, ps, this.tables.out, this.tables.table);
     const encoded = this.tables.encoded(ps, count, used, this.stats);
     const olds = wasm().heap.u32();
     for (let k = 0; k < count; k++) {
