@@ -17,6 +17,9 @@ const RECORD_BYTES = 12;
 
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 
+/** Up to this many pages, a decode's tables are copied entry by entry: a typed-array set() has a fixed cost that dominates for a page or a few (the single-page functions). */
+const SMALL_BATCH = 8;
+
 /** Bytes of the page table for `count` pages (offsets, lengths, wire ids), rounded up to 64. */
 function pageTableBytes(count: number): number {
   return align64(9 * Math.max(1, count));
@@ -101,6 +104,9 @@ export function onePage(encoding: Encoding, data: Uint8Array, pageSize: number):
   return { pageSize, count: 1, encodings: ONE_ENCODING, offsets: ONE_OFFSET, lengths: ONE_LENGTH, data };
 }
 
+/** The page name of a single-page function's errors: none. */
+export const unnamed = (): undefined => undefined;
+
 /** `encoded` with its payload copied out of WebAssembly memory, safe to keep. */
 export function copied(encoded: EncodedInPlace): EncodedBatch {
   const { pageSize, count, encodings, offsets, lengths, ptr, dataLength } = encoded;
@@ -161,14 +167,15 @@ export class KernelTables {
     return encoded;
   }
 
-  /** Page k's wire id in the table the last encode call of `count` pages wrote (for the single-page functions). */
-  encodingAt(count: number, k: number): number {
-    return wasm().heap.bytes()[this.tablePtr + 8 * count + k]!;
-  }
-
-  /** Page k's payload length in that table. */
-  lengthAt(count: number, k: number): number {
-    return wasm().heap.u32()[(this.tablePtr >>> 2) + count + k]!;
+  /**
+   * Page k's payload length in the table the last encode call of `count`
+   * pages wrote, or -1 when it went RAW (the single-page functions' answer;
+   * one read of memory, as they are called per page).
+   */
+  lengthOrRaw(count: number, k: number): number {
+    const view = wasm().heap.view();
+    if (view.getUint8(this.tablePtr + 8 * count + k) === Encoding.RAW) return -1;
+    return view.getUint32(this.tablePtr + 4 * (count + k), true);
   }
 
   /**
@@ -185,21 +192,29 @@ export class KernelTables {
     const errPtr = table + pageTableBytes(count);
     const dataPtr = errPtr + RECORD_BYTES;
     const { heap } = wasm();
-    // Whole tables need no subarray (a view made per call costs the single-page functions dearly).
     const u32 = heap.u32();
-    u32.set(offsets.length === count ? offsets : offsets.subarray(0, count), table >>> 2);
-    u32.set(lengths.length === count ? lengths : lengths.subarray(0, count), (table >>> 2) + count);
     const bytes = heap.bytes();
-    bytes.set(encodings.length === count ? encodings : encodings.subarray(0, count), table + 8 * count);
+    const words = table >>> 2;
+    if (count <= SMALL_BATCH) {
+      for (let k = 0; k < count; k++) {
+        u32[words + k] = offsets[k]!;
+        u32[words + count + k] = lengths[k]!;
+        bytes[table + 8 * count + k] = encodings[k]!;
+      }
+    } else {
+      u32.set(offsets.subarray(0, count), words);
+      u32.set(lengths.subarray(0, count), words + count);
+      bytes.set(encodings.subarray(0, count), table + 8 * count);
+    }
     bytes.set(data, dataPtr);
+    // The record through the u32 view already at hand (`| 0` reads it signed): each view fetched costs a read of memory.buffer.
     const record = errPtr >>> 2;
-    heap.i32().fill(0, record, record + 3);
+    u32[record] = u32[record + 1] = u32[record + 2] = 0;
     const status = kernel(dataPtr, data.length, table, count, pagesPtr, pageSize, errPtr);
-    const i32 = heap.i32();
-    if (status !== REJECTED) return i32[record + 2]!;
-    const k = i32[record]!;
+    if (status !== REJECTED) return u32[record + 2]! | 0;
+    const k = u32[record]!;
     const context = { encoding: encodings[k], offset: offsets[k], length: lengths[k], dataLength: data.length, capacity: pageSize, accepts };
-    throw rejection(this.codec, i32[record + 1]!, i32[record + 2]!, page(k), context);
+    throw rejection(this.codec, u32[record + 1]! | 0, u32[record + 2]! | 0, page(k), context);
   }
 
   dispose(): void {

@@ -11,7 +11,7 @@ import { CodecError, checkBytes, checkInstance, checkInteger } from "../errors.j
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec } from "./codec.js";
-import { KernelTables, copied, onePage } from "./kernel-result.js";
+import { KernelTables, copied, onePage, unnamed } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** The only page size WKdm works on. */
@@ -111,10 +111,9 @@ export function wkdmCompress(page: Uint8Array, out: Uint8Array): number {
   const outPtr = single.out;
   heap.bytes().set(page, pagePtr);
   kernels.wkdmCompressBatch(pagePtr, 1, Math.min(out.byteLength, WKDM_PAGE_SIZE), outPtr, single.table);
-  const encoding = single.encodingAt(1, 0);
-  const length = single.lengthAt(1, 0);
-  if (encoding === Encoding.RAW) return -1;
-  if (encoding !== Encoding.WKDM) return 0;
+  const length = single.lengthOrRaw(1, 0);
+  // 0 or 4 bytes are a page of one repeated word (ZERO, SAME_VALUE): WKdm's shortest stream is 10 bytes.
+  if (length <= 4) return Math.min(length, 0);
   out.set(heap.bytes().subarray(outPtr, outPtr + length));
   return length;
 }
@@ -137,7 +136,7 @@ export function wkdmDecompress(src: Uint8Array, out: Uint8Array): void {
   singlePage ??= new Scratch();
   single ??= new KernelTables("wkdm", WKDM_ENCODINGS);
   const pagePtr = singlePage.reserve(WKDM_PAGE_SIZE);
-  single.decode(onePage(Encoding.WKDM, src, WKDM_PAGE_SIZE), pagePtr, WKDM_PAGE_SIZE, wasm().kernels.wkdmDecompressBatch, () => undefined);
+  single.decode(onePage(Encoding.WKDM, src, WKDM_PAGE_SIZE), pagePtr, WKDM_PAGE_SIZE, wasm().kernels.wkdmDecompressBatch, unnamed);
   out.set(wasm().heap.bytes().subarray(pagePtr, pagePtr + WKDM_PAGE_SIZE));
 }
 

@@ -49,7 +49,7 @@ import { checkArrayLike, checkInstance, checkBytes, checkInteger, checkPageSize 
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm, type Wasm } from "../wasm/module.js";
 import { Encoding, checkDecodeArguments, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type PageCodec, type XbzrleStats } from "./codec.js";
-import { KernelTables, copied, onePage } from "./kernel-result.js";
+import { KernelTables, copied, onePage, unnamed } from "./kernel-result.js";
 import { Owned } from "../wasm/owned.js";
 
 /** Longest run a length field carries (two ULEB128 bytes, as QEMU limits them). */
@@ -101,9 +101,8 @@ export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, out: Uint
   mem.set(newPage, newPtr);
   heap.u32()[oldTable >>> 2] = base + HAS_OLD;
   kernels.xbzrleEncodeBatch(oldTable, newPtr, ps, 1, dlen, outPtr, single.table);
-  if (single.encodingAt(1, 0) === Encoding.RAW) return -1;
-  const length = single.lengthAt(1, 0);
-  out.set(heap.bytes().subarray(outPtr, outPtr + length));
+  const length = single.lengthOrRaw(1, 0);
+  if (length > 0) out.set(heap.bytes().subarray(outPtr, outPtr + length));
   return length;
 }
 
@@ -123,7 +122,7 @@ export function xbzrleDecode(delta: Uint8Array, page: Uint8Array): number {
   single ??= new KernelTables("xbzrle", XBZRLE_ENCODINGS);
   const pagePtr = singlePages.reserve(Math.max(1, page.length));
   heap.bytes().set(page, pagePtr);
-  const end = single.decode(onePage(Encoding.XBZRLE, delta, page.length), pagePtr, page.length, kernels.xbzrleDecodeBatch, () => undefined);
+  const end = single.decode(onePage(Encoding.XBZRLE, delta, page.length), pagePtr, page.length, kernels.xbzrleDecodeBatch, unnamed);
   page.set(heap.bytes().subarray(pagePtr, pagePtr + end));
   return end;
 }
