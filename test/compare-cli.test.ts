@@ -37,6 +37,14 @@ describe("pagemill compare", () => {
     const agility = (method: string, codec: string) => out.rows.find((r) => r.method === method && r.codec === codec)!.agility!;
     expect(agility("postcopy", "raw")).toBeLessThan(agility("precopy", "raw"));
     expect(agility("postcopy", "mecom")).toBeGreaterThan(agility("precopy", "mecom"));
+    // the predictor's T and D for the rows it models (raw, no auto-converge), within 5% of the emulation here; none elsewhere
+    for (const row of out.rows) {
+      const modelled = row.codec === "raw" && !row.method.includes("auto-converge");
+      expect(row.predicted !== undefined, `${row.method} ${row.codec}`).toBe(modelled);
+      if (!row.predicted) continue;
+      expect(Math.abs(row.predicted.totalTime / row.stats!.totalTime - 1), `${row.method} T`).toBeLessThan(0.05);
+      expect(Math.abs(row.predicted.downtime / row.stats!.downtime - 1), `${row.method} D`).toBeLessThan(0.05);
+    }
     // compression matters on a 40 Mbit/s link: MECOM sends far fewer bytes than raw pre-copy
     const bytes = (method: string, codec: string) => out.rows.find((r) => r.method === method && r.codec === codec)!.stats!.transferred;
     expect(bytes("precopy", "mecom")).toBeLessThan(bytes("precopy", "raw") / 4);
@@ -46,7 +54,9 @@ describe("pagemill compare", () => {
     const stderr = vi.spyOn(process.stderr, "write");
     try {
       const text = await commandOutput(run, ["--workload", "hot-cold", "--pages", "1024", "--codecs", "raw,lz4"]);
-      expect(text).toMatch(/^method\s+codec\s+T\s+D\s+U\s+Γ\s+bytes\s+pages\s+faults\s+rounds\s+verified$/m);
+      expect(text).toMatch(/^method\s+codec\s+T\s+D\s+U\s+Γ\s+bytes\s+pages\s+faults\s+rounds\s+predicted T\s+predicted D\s+verified$/m);
+      // a model workload is no trace: nothing to predict from
+      expect(text).not.toMatch(/\d%/);
       expect(text).toMatch(/^precopy\+auto-converge\s+lz4\s/m);
       for (const column of ["T", "D", "bytes"]) expect(text.split("\n").some((l) => /\d \*/.test(l)), column).toBe(true);
       expect(text).toMatch(/wall time/);

@@ -78,8 +78,8 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
         return { section: box.parentElement!.id, title: box.querySelector(".u-title")?.textContent ?? "", width: canvas?.width ?? 0, height: canvas?.height ?? 0, drawn };
       }),
     );
-    for (const section of ["timelines", "bytes-per-round", "dirty-per-round", "encodings"]) {
-      expect(charts.filter((c) => c.section === section).length, section).toBeGreaterThanOrEqual(section === "timelines" || section === "encodings" ? COMPARE_CODECS.length : 1);
+    for (const section of ["timelines", "bytes-per-round", "dirty-per-round", "encodings", "predictions"]) {
+      expect(charts.filter((c) => c.section === section).length, section).toBeGreaterThanOrEqual(section === "timelines" || section === "encodings" ? COMPARE_CODECS.length : section === "predictions" ? 2 : 1);
     }
     for (const c of charts) {
       expect(c.title, c.section).not.toBe("");
@@ -89,6 +89,9 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     // every row of the comparison in the table, the best of each column marked
     expect(await page.$$eval("#results tr", (trs) => trs.length)).toBe(1 + compareMethods().length * COMPARE_CODECS.length);
     expect(await page.$$eval("#results td.best", (tds) => tds.length)).toBeGreaterThanOrEqual(5);
+    // predicted T and D with their error on the rows the predictor models (raw: one per strategy)
+    const predicted = await page.$$eval("#results td", (tds) => tds.filter((td) => /^[\d.]+ m?s [+−]\d+\.\d%$/.test(td.textContent ?? "")).length);
+    expect(predicted).toBe(2 * (compareMethods().length - 1));
     expect(await page.$eval("#summary", (el) => el.textContent)).toMatch(/40\.0 Mbit\/s, RTT 5\.0 ms/);
     // the link and the trace as inspect reads it
     const setup = Object.fromEntries(await page.$$eval("#setup tr", (trs) => trs.map((tr) => [tr.cells[0]!.textContent, tr.cells[1]!.textContent])));

@@ -2,6 +2,7 @@
 // choice that matters, on one guest and link, side by side. The methods are
 // the strategies registered in engine/migrate.ts (STRATEGIES) plus pre-copy
 // with auto-converge, so a strategy appears here once it is registered there.
+// For a trace, src/adaptive's predictor gives T and D beside the rows it models.
 
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { STRATEGY_NAMES, simulate, type SimulationOptions } from "../engine/migrate.js";
@@ -10,6 +11,8 @@ import { checkDistinct, checkOutput, writeAtomically } from "../files.js";
 import { Progress, UsageError, formatBytes, parse, pathOption } from "./args.js";
 import { compareReport } from "./report.js";
 import { inspectTrace } from "./inspect.js";
+import { predict, type PredictedStrategy, type PredictOptions } from "../adaptive/predict.js";
+import { profileTrace, type PageProfile } from "../adaptive/profile.js";
 import { SIMULATION_OPTIONS, checkCodecOption, describeLink, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 
@@ -55,6 +58,30 @@ export function restorationAgility(stats: MigrationStats, window = AGILITY_WINDO
   return window / (stats.downtime + restore);
 }
 
+/** The strategies src/adaptive's predictor models (with the raw codec, no auto-converge, a constant link). */
+const PREDICTED: readonly string[] = ["precopy", "postcopy", "hybrid", "fractional"] satisfies PredictedStrategy[];
+
+/** What the predictor says of one row, or undefined for a row it does not model. */
+function prediction(memory: PageProfile, setup: SimulationSetup, method: Method, codec: string): CompareRow["predicted"] {
+  const o = setup.options;
+  const modelled =
+    codec === "raw" && !method.options.autoConverge && PREDICTED.includes(method.strategy) && !setup.link.schedule?.length && (setup.link.channel ?? "link") === "link";
+  if (!modelled) return undefined;
+  const options: PredictOptions = {
+    bitsPerSecond: setup.link.bitsPerSecond,
+    rtt: setup.link.rtt,
+    deltaT: AGILITY_WINDOW,
+    cost: setup.cost,
+    ...(o.downtimeLimit === undefined ? {} : { downtimeLimit: o.downtimeLimit }),
+    ...(o.stateBytes === undefined ? {} : { stateBytes: o.stateBytes }),
+    ...(o.batchPages === undefined ? {} : { batchPages: o.batchPages }),
+    ...(o.maxIterations === undefined ? {} : { maxIterations: o.maxIterations }),
+    ...(o.precopyRounds === undefined ? {} : { precopyRounds: o.precopyRounds }),
+  };
+  const p = predict(memory, method.strategy as PredictedStrategy, options);
+  return { totalTime: p.totalTime, downtime: p.downtime, gamma: p.gamma };
+}
+
 export interface CompareRow {
   method: string;
   strategy: StrategyName;
@@ -65,6 +92,8 @@ export interface CompareRow {
   error?: string;
   /** Γ of the migration (restorationAgility); absent when it failed */
   agility?: number;
+  /** src/adaptive's prediction for a trace, where it models the row (raw codec, no auto-converge, a constant link) */
+  predicted?: { totalTime: number; downtime: number; gamma: number };
   /** every page of the destination equals the source's */
   verified: boolean;
   wallSeconds: number;
@@ -79,12 +108,16 @@ export async function compare(
 ): Promise<CompareRow[]> {
   const rows: CompareRow[] = [];
   const total = methods.length * codecs.length;
+  const [trace] = setup.guest.files;
+  const profile = trace === undefined ? undefined : await profileTrace(trace);
   for (const method of methods) {
     for (const codec of codecs) {
       const started = performance.now();
       const row: CompareRow = { method: method.label, strategy: method.strategy, codec, verified: false, wallSeconds: 0 };
       let workload;
       try {
+        const predicted = profile && prediction(profile.memory, setup, method, codec);
+        if (predicted) row.predicted = predicted;
         workload = await setup.guest.open();
         row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, codec });
         row.verified = row.stats.verifiedPages === workload.guest.pageCount;
@@ -107,6 +140,14 @@ export async function compare(
 
 const ok = (row: CompareRow): MigrationStats | undefined => row.stats;
 
+/** A predicted time and its error against the emulated one ("–" where the predictor does not model the row). */
+export function predictedCell(predicted: number | undefined, emulated: number | undefined): string {
+  if (predicted === undefined) return "–";
+  if (!emulated) return seconds(predicted);
+  const error = (100 * (predicted - emulated)) / emulated;
+  return `${seconds(predicted)} ${error >= 0 ? "+" : "−"}${Math.abs(error).toFixed(1)}%`;
+}
+
 /** The comparison as text: one line per row, `*` on the best of each column; failed rows give their reason. */
 export function compareTable(rows: CompareRow[]): string {
   const columns: Column<CompareRow>[] = [
@@ -121,6 +162,8 @@ export function compareTable(rows: CompareRow[]): string {
     { label: "pages", show: (r) => (r.stats ? String(r.stats.pagesTransferred) : ""), value: (r) => ok(r)?.pagesTransferred },
     { label: "faults", show: (r) => (r.stats ? String(r.stats.faults) : "") },
     { label: "rounds", show: (r) => (r.stats ? String(r.stats.rounds.length) : "") },
+    { label: "predicted T", show: (r) => predictedCell(r.predicted?.totalTime, r.stats?.totalTime) },
+    { label: "predicted D", show: (r) => predictedCell(r.predicted?.downtime, r.stats?.downtime) },
     { label: "verified", show: (r) => (r.stats ? (r.verified ? "yes" : "NO") : "") },
   ];
   const lines = markedTable(columns, rows).split("\n");
@@ -170,6 +213,8 @@ export async function run(args: string[]): Promise<number> {
     console.log("\n* best in its column (U among rows that post-copied). T total time, D downtime, U remote uptime: virtual seconds");
     console.log("(simulated link and CPU costs), every page really encoded, sent, decoded and checked. Γ: seed 001's restoration");
     console.log(`agility δT / (D + ΔT), δT = ${AGILITY_WINDOW} s, ΔT the time the resumed guest takes for δT of its work (higher is better).`);
+    console.log("predicted: src/adaptive's model of a trace (docs/adaptive.md), with its error against the emulation; it models the raw codec");
+    console.log("without auto-converge on a constant link, so other rows show –.");
     console.log(`\nwall time ${wallSeconds.toFixed(1)} s for ${rows.length} migrations`);
   }
   if (report !== undefined) {

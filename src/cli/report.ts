@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { LinkSpec } from "../engine/migrate.js";
-import type { CompareRow } from "./compare.js";
+import { predictedCell, type CompareRow } from "./compare.js";
 import type { InspectReport } from "./inspect.js";
 
 export interface ReportContext {
@@ -60,6 +60,9 @@ function reportData(rows: CompareRow[], context: ReportContext) {
       error: r.error,
       verified: r.verified,
       agility: r.agility,
+      predicted: r.predicted,
+      // as the text table shows them
+      predictedText: r.stats && [predictedCell(r.predicted?.totalTime, r.stats.totalTime), predictedCell(r.predicted?.downtime, r.stats.downtime)],
       stats: r.stats && {
         totalTime: r.stats.totalTime,
         downtime: r.stats.downtime,
@@ -117,6 +120,9 @@ export function compareReport(rows: CompareRow[], context: ReportContext): strin
 <div class="charts" id="bytes-per-round"></div>
 <h2>Pages dirtied per round</h2>
 <div class="charts" id="dirty-per-round"></div>
+<h2>Predicted and emulated</h2>
+<p class="note">The predictor (src/adaptive, docs/adaptive.md) models a trace's rows with the raw codec, without auto-converge, on a constant link.</p>
+<div class="charts" id="predictions"></div>
 <h2>Bytes by encoding</h2>
 <div class="charts" id="encodings"></div>
 <script type="application/json" id="data">${data}</script>
@@ -138,6 +144,8 @@ const wholeTicks = [1, 2, 5, 10, 20, 50, 100];
 const secs = (s) => (s < 1 ? (s * 1000).toFixed(1) + " ms" : s.toFixed(3) + " s");
 const el = (tag, attrs, text) => { const e = document.createElement(tag); Object.assign(e, attrs || {}); if (text !== undefined) e.textContent = text; return e; };
 const WIDTH = 520, HEIGHT = 260;
+// bars stand on zero
+const fromZero = { range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] };
 
 const link = data.link;
 document.getElementById("summary").textContent =
@@ -183,6 +191,8 @@ const columns = [
   { label: "pages", value: (r) => r.stats.pagesTransferred, show: (r) => String(r.stats.pagesTransferred) },
   { label: "faults", show: (r) => String(r.stats.faults) },
   { label: "rounds", show: (r) => String(r.stats.rounds.length) },
+  { label: "predicted T", show: (r) => r.predictedText[0] },
+  { label: "predicted D", show: (r) => r.predictedText[1] },
   { label: "verified", show: (r) => String(r.stats.verifiedPages) },
 ];
 const table = document.getElementById("results");
@@ -266,7 +276,7 @@ for (const codec of codecs) {
   const xs = rows.map((_, i) => i + 1);
   const stacked = encodings.map((_, e) => rows.map((r) => encodings.slice(e).reduce((sum, name) => sum + (r.stats.bytesByEncoding[name] || 0), 0)));
   chart("encodings", "Payload bytes by page encoding — codec " + codec, {
-    scales: { x: { time: false, range: [0.4, rows.length + 0.6] } },
+    scales: { x: { time: false, range: [0.4, rows.length + 0.6] }, y: fromZero },
     axes: [{ splits: () => xs, rotate: -15, size: 60, values: (u, vals) => vals.map((v) => (rows[v - 1] ? rows[v - 1].method : "")) }, { label: "MiB", size: 60, values: mibTick }],
     series: [{ label: "method", value: (u, v) => (rows[v - 1] ? rows[v - 1].method : "") }, ...encodings.map((name, e) => ({
       label: name, stroke: COLORS[e % COLORS.length], fill: COLORS[e % COLORS.length] + "cc", width: 1,
@@ -274,6 +284,20 @@ for (const codec of codecs) {
       value: (u, v, s, i) => (i == null ? "–" : mib(rows[i].stats.bytesByEncoding[name] || 0)),
     }))],
   }, [xs, ...stacked]);
+}
+// Predicted against emulated, for the rows the predictor models: T and D side by side.
+const modelled = done.filter((r) => r.predicted);
+if (modelled.length) {
+  const xs = modelled.map((_, i) => i + 1);
+  for (const [title, key] of [["Total time T", "totalTime"], ["Downtime D", "downtime"]]) {
+    chart("predictions", title + ": predicted and emulated (" + modelled[0].codec + " codec)", {
+      scales: { x: { time: false, range: [0.4, modelled.length + 0.6] }, y: fromZero },
+      axes: [{ splits: () => xs, values: (u, vals) => vals.map((v) => (modelled[v - 1] ? modelled[v - 1].method : "")) }, { label: "seconds", size: 60 }],
+      series: [{ label: "method", value: (u, v) => (modelled[v - 1] ? modelled[v - 1].method : "") },
+        { label: "emulated", stroke: "#1f77b4", fill: "#1f77b4cc", paths: uPlot.paths.bars({ size: [0.35, 40], align: -1 }), points: { show: false }, value: (u, v) => (v == null ? "–" : secs(v)) },
+        { label: "predicted", stroke: "#ff7f0e", fill: "#ff7f0ecc", paths: uPlot.paths.bars({ size: [0.35, 40], align: 1 }), points: { show: false }, value: (u, v) => (v == null ? "–" : secs(v)) }],
+    }, [xs, modelled.map((r) => r.stats[key]), modelled.map((r) => r.predicted[key])]);
+  }
 }
 document.body.dataset.state = "done";
 `;
