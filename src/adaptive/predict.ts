@@ -155,7 +155,10 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   let pagesTransferred = 0;
   let rounds = 0;
 
+  const reads = DEFAULT_READS;
+  const recent = new RecentWrites(reads.window);
   const onSourceWrite = (p: number, x: number, _whole: number, z: number): void => {
+    recent.add(p, x);
     dirtyMass += (1 - dirty[p]!) * x;
     dirty[p] = dirty[p]! + (1 - dirty[p]!) * x;
     zero[p] = (1 - x) * zero[p]! + x * z;
@@ -313,7 +316,10 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   }
   pushBytesPerPage = pendingMass > 0 ? pushBytesPerPage / pendingMass : ENTRY_BYTES + ps;
   const frameTime = frame(POSTCOPY_BATCH * pushBytesPerPage) / B;
-  const pageTime = frameTime / POSTCOPY_BATCH;
+  /** line seconds of each pushed page: its bytes at the switch-over (what the source sends) and its share of a frame's */
+  const pushCost = new Float64Array(n);
+  for (let p = 0; p < n; p++) pushCost[p] = (pageBytes(p) + frame(0) / POSTCOPY_BATCH) / B;
+  const pushTime = (p: number): number => pushCost[p]!;
   const pushStart = lineFree;
   const present = new Float64Array(n);
   let missing = 0;
@@ -322,33 +328,33 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     missing += pending[p]!;
   }
   const srcPending = pending;
+  /** line seconds the push has used since it started */
   let pushed = 0;
   let sweep = 0;
-  /** Clock time the push has reached (pages pushed so far at pageTime each). */
-  const pushedBy = (time: number): number => Math.max(0, (time - pushStart) / pageTime);
   let end = -1;
-  /** Advances the sweep to `pages` pushed in all; sets `end` when nothing is missing. */
-  const sweepTo = (pages: number): void => {
-    while (pushed < pages && sweep < n) {
+  /** Advances the linear sweep until the push reaches clock `time`; sets `end` when nothing is missing. */
+  const sweepTo = (time: number): void => {
+    const budget = time - pushStart;
+    while (pushed < budget && sweep < n) {
       const c = srcPending[sweep]!;
       if (c > 0) {
-        if (pushed + c > pages) break;
-        pushed += c;
+        const cost = c * pushTime(sweep);
+        if (pushed + cost > budget) break;
+        pushed += cost;
         srcPending[sweep] = 0;
         missing -= 1 - present[sweep]!;
         present[sweep] = 1;
       }
       sweep++;
-      if (missing < 0.5 && end < 0) end = pushStart + pushed * pageTime + rtt / 2;
+      if (missing < 0.5 && end < 0) end = pushStart + pushed + rtt / 2;
     }
-    if (sweep >= n && end < 0) end = pushStart + pushed * pageTime + rtt / 2;
+    if (sweep >= n && end < 0) end = pushStart + pushed + rtt / 2;
   };
 
   // The program at the destination: guest time goes on from the stop, stalled by faults.
   let clock = resumeAt;
   let guest = stopAt;
   let stall = 0;
-  const reads = DEFAULT_READS;
   while (end < 0) {
     const due = writes.due;
     if (!Number.isFinite(due)) {
@@ -356,38 +362,91 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
       break;
     }
     const at = clock + Math.max(0, Math.ceil((due - guest) / QUANTUM) * QUANTUM);
-    sweepTo(pushedBy(at));
+    sweepTo(at);
     if (end >= 0 && end <= at) break;
     clock = at;
     guest = due;
     let faults = 0;
+    /** bytes of the faulted pages, which go first */
+    let faultBytes = 0;
     const missingBefore = missing;
     let written = 0;
+    const before = recent.snapshot();
     writes.apply((p, x, whole, z) => {
       written += x;
+      recent.add(p, x);
       const gone = x * (1 - present[p]!);
       if (gone > 0) {
         present[p] = present[p]! + gone;
         missing -= gone;
         const fetched = gone * (1 - whole);
         faults += fetched;
+        faultBytes += fetched * pushTime(p) * B;
         srcPending[p] = Math.max(0, srcPending[p]! - fetched);
       }
       zero[p] = (1 - x) * zero[p]! + x * z;
     });
     // The reads follow the writes through the epoch: on average, half-way between the shares missing before and after.
-    const readFaults = (reads.perWrite * written * reads.uniformShare * (missingBefore + missing)) / (2 * n);
+    const uniformFaults = (reads.perWrite * written * reads.uniformShare * (missingBefore + missing)) / (2 * n);
+    let readFaults = uniformFaults;
+    // The other reads pick one of the last `window` pages written; the epoch's
+    // own writes push the older ones out as it goes (read k of the epoch still
+    // sees 1 − k/window of them).
+    const seen = Math.min(written, reads.window);
+    const olderReads = reads.perWrite * (1 - reads.uniformShare) * (seen - (seen * seen) / (2 * reads.window));
+    if (before.weight > 0 && olderReads > 0) {
+      const each = olderReads / before.weight;
+      before.forEach((p, w) => {
+        const gone = (1 - Math.exp(-each * w)) * (1 - present[p]!);
+        if (gone <= 0) return;
+        present[p] = present[p]! + gone;
+        srcPending[p] = Math.max(0, srcPending[p]! - gone);
+        readFaults += gone;
+        faultBytes += gone * pushTime(p) * B;
+      });
+    }
     faults += readFaults;
+    // uniform reads land on pages of the average pending size
+    faultBytes += uniformFaults * pushBytesPerPage;
     missing -= readFaults;
     if (faults > 0) {
-      const wait = (1 - Math.exp(-faults)) * (rtt + 1.5 * frameTime) + faults * pageTime;
-      pushed += faults;
+      const wait = (1 - Math.exp(-faults)) * (rtt + 1.5 * frameTime) + faultBytes / B;
+      pushed += faultBytes / B;
       stall += wait;
       clock += wait;
     }
     if (missing < 0.5) end = clock + rtt / 2;
   }
   return finish(downtime, Math.max(end, resumeAt), stall);
+}
+
+/** The last `window` pages written, by weight (the replay's read model picks reads among them). */
+class RecentWrites {
+  private pages: number[] = [];
+  private weights: number[] = [];
+  private head = 0;
+  weight = 0;
+
+  constructor(private readonly window: number) {}
+
+  add(p: number, x: number): void {
+    this.pages.push(p);
+    this.weights.push(x);
+    this.weight += x;
+    while (this.weight - this.weights[this.head]! >= this.window) this.weight -= this.weights[this.head++]!;
+    if (this.head > 65536 && this.head * 2 > this.pages.length) {
+      this.pages = this.pages.slice(this.head);
+      this.weights = this.weights.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** The entries now, to visit after more are added. */
+  snapshot(): { weight: number; forEach(visit: (p: number, w: number) => void): void } {
+    const { pages, weights, head, weight } = this;
+    const end = pages.length;
+    return { weight, forEach: (visit) => { for (let k = head; k < end; k++) visit(pages[k]!, weights[k]!); } };
+  }
 }
 
 /** Page indices by λ, coldest first (ties in index order). */

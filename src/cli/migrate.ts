@@ -9,6 +9,9 @@ import { DEFAULT_MAX_TIME, simulate, STRATEGY_NAMES, type LinkSpec, type Simulat
 import type { RateStep } from "../net/link.js";
 import type { MigrationOptions, MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
+import { plan } from "../adaptive/plan.js";
+import { coldestFirst } from "../adaptive/predict.js";
+import { profileTrace } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
 import {
@@ -26,7 +29,8 @@ import { markedTable, type Column } from "./table.js";
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
-export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|all]
+export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|all]
+         [--memory-precopy PERCENT] [--storage-precopy 0]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
@@ -58,6 +62,8 @@ function numberOption(name: string, text: OptionValue, fallback: number): number
   if (!Number.isFinite(value)) fail(name, `must be a number ≥ 0 like 0.05 or 1e3, got '${text}'`);
   return value;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Options of the workload models, which a trace has no use for. */
 const MODEL_OPTIONS = ["pages", "profile", "rate", "seed"];
@@ -273,21 +279,36 @@ export async function run(args: string[]): Promise<number> {
     strategy: { type: "string" },
     codec: { type: "string" },
     "auto-converge": { type: "boolean" },
+    "memory-precopy": { type: "string" },
+    "storage-precopy": { type: "string" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
   let strategies: StrategyName[];
   if (strategyText === "all") strategies = STRATEGY_NAMES;
-  else if ((STRATEGY_NAMES as string[]).includes(strategyText)) strategies = [strategyText as StrategyName];
-  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")} or all, got '${strategyText}'`);
+  else if ((STRATEGY_NAMES as string[]).includes(strategyText) || strategyText === "fractional") strategies = [strategyText as StrategyName];
+  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")}, fractional or all, got '${strategyText}'`);
+  const fractional = strategyText === "fractional";
+  if (!fractional) for (const name of ["memory-precopy", "storage-precopy"]) if (values[name] !== undefined) fail(name, "applies to --strategy fractional only");
+  const memoryPercent = values["memory-precopy"] === undefined ? undefined : numberOption("memory-precopy", values["memory-precopy"], 0);
+  if (memoryPercent !== undefined && memoryPercent > 100) fail("memory-precopy", `must be a percent from 0 to 100, got ${memoryPercent}`);
+  if (values["storage-precopy"] !== undefined && numberOption("storage-precopy", values["storage-precopy"], 0) !== 0) fail("storage-precopy", "must be 0: pagemill migrates no disk yet");
+  if (fractional && values.workload !== undefined) fail("strategy", "fractional orders pages by the λ of a trace's profile: give --trace, not --workload");
   const setup = simulationSetup(values);
   const { guest, link, cost } = setup;
-  const options: SimulationOptions = {
+  const options: Mutable<SimulationOptions> = {
     ...setup.options,
     codec: typeof values.codec === "string" ? values.codec : "raw",
     autoConverge: values["auto-converge"] === true,
   };
   checkCodecOption("--codec", options.codec!);
+  if (fractional) {
+    // The coldest M% by λ; without --memory-precopy, M is the plan's (pagemill plan).
+    const profile = await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname);
+    const percent = memoryPercent ?? plan(profile, { bitsPerSecond: link.bitsPerSecond, rtt: link.rtt, downtimeLimit: options.downtimeLimit, stateBytes: options.stateBytes }).memoryPrecopy;
+    options.precopyPages = coldestFirst(profile.memory).subarray(0, Math.round((percent / 100) * profile.memory.pageCount));
+    if (!values.json) console.log(`fractional: pre-copy the ${percent}% coldest pages${memoryPercent === undefined ? " (the plan's)" : ""}, post-copy the rest`);
+  }
 
   const results: MigrationStats[] = [];
   const wall: number[] = [];

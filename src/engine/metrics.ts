@@ -8,7 +8,7 @@
 import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
 import type { PipelineReport } from "../wire/pipeline.js";
 
-export type StrategyName = "precopy" | "postcopy" | "hybrid";
+export type StrategyName = "precopy" | "postcopy" | "hybrid" | "fractional";
 
 /** Why pre-copy stopped iterating. */
 export type StopReason =

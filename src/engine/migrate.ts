@@ -9,6 +9,7 @@ import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
 import { VirtualClock } from "../clock.js";
 import { Destination } from "./destination.js";
+import { fractional } from "./fractional.js";
 import { hybrid } from "./hybrid.js";
 import { combineStats, type MigrationStats, type StopReason, type StrategyName } from "./metrics.js";
 import { normaliseOptions, type MigrationOptions, type Phase } from "./options.js";
@@ -22,8 +23,9 @@ import { PagemillError } from "../errors.js";
 /** A strategy drives the source; it returns once the source has nothing more to send. */
 export type Strategy = (source: Source) => Promise<{ reason: StopReason; converged: boolean }>;
 
-export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid };
-export const STRATEGY_NAMES = Object.keys(STRATEGIES) as StrategyName[];
+export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid, fractional };
+/** The strategies that run without a plan ("all"); fractional needs its pages (`precopyPages`). */
+export const STRATEGY_NAMES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
 
 /** Progress reports at most this often (clock seconds), and always at the end. */
 const PROGRESS_PERIOD = 0.05;

@@ -49,6 +49,11 @@ export interface EngineOptions {
   readonly precopyBudget?: number;
   /** Post-copy: pages pushed on each side of a fault before the linear push resumes. */
   readonly prepageWindow?: number;
+  /**
+   * Fractional hybrid-copy (seed 001): the pages pre-copied once before the
+   * switch-over (the plan's M% coldest by λ; src/adaptive/); the rest is post-copied.
+   */
+  readonly precopyPages?: ArrayLike<number>;
   /** Post-copy: guest seconds the destination runs between fault services. */
   readonly faultQuantum?: number;
   /** Called as the migration goes (for progress bars). */
@@ -113,6 +118,7 @@ export interface EngineSettings {
   readonly precopyBudget: number;
   readonly prepageWindow: number;
   readonly faultQuantum: number;
+  readonly precopyPages: Uint32Array | undefined;
 }
 
 function positive(name: string, value: number): number {
@@ -128,6 +134,15 @@ function nonNegative(name: string, value: number): number {
 function integer(name: string, value: number, min: number, max: number): number {
   checkInteger(name, value, min, max);
   return value;
+}
+
+function pageList(name: string, pages: ArrayLike<number>, pageCount: number): Uint32Array {
+  const out = new Uint32Array(pages.length);
+  for (let k = 0; k < pages.length; k++) {
+    checkInteger(`${name}[${k}]`, pages[k]!, 0, pageCount - 1);
+    out[k] = pages[k]!;
+  }
+  return out;
 }
 
 /** Checks `options` for a guest of the given shape; a RangeError names the first bad option. */
@@ -160,5 +175,6 @@ export function normaliseOptions(options: EngineOptions, guest: { readonly pageS
     precopyBudget: options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget),
     prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),
     faultQuantum: positive("faultQuantum", options.faultQuantum ?? 0.01),
+    precopyPages: options.precopyPages === undefined ? undefined : pageList("precopyPages", options.precopyPages, pageCount),
   };
 }

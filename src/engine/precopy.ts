@@ -34,6 +34,8 @@ export interface RoundLimits {
    * post-copied, and the downtime stays the switch-over alone).
    */
   readonly stopAtOnce: boolean;
+  /** The pages of round 1 (every page when absent: fractional hybrid-copy gives its share). */
+  readonly first?: ArrayLike<number>;
 }
 
 export interface RoundsResult {
@@ -52,7 +54,8 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   const { guest, settings, counters, traffic } = s;
   const ps = settings.pageSize;
   const toSend = new DirtyBitmap(settings.pageCount);
-  toSend.setRange();
+  if (limits.first) for (let k = 0; k < limits.first.length; k++) toSend.set(limits.first[k]!);
+  else toSend.setRange();
   s.clearDirtyLog();
   let highDirtyRounds = 0;
   let reason: StopReason | undefined;
