@@ -18,7 +18,11 @@ describe("pagemill compare", () => {
     const out = JSON.parse(await commandOutput(run, ["--json"])) as CompareJson;
     expect(out.link).toMatchObject({ bitsPerSecond: 40e6, rtt: 0.005 });
     const methods = [...STRATEGY_NAMES.flatMap((s) => (s === "precopy" ? [s, "precopy+auto-converge"] : [s]))];
-    expect(out.rows.map((r) => `${r.method} ${r.codec}`)).toEqual(methods.flatMap((m) => COMPARE_CODECS.map((c) => `${m} ${c}`)));
+    const planned = out.rows.filter((r) => r.strategy === "fractional");
+    expect(out.rows.slice(0, -planned.length).map((r) => `${r.method} ${r.codec}`)).toEqual(methods.flatMap((m) => COMPARE_CODECS.map((c) => `${m} ${c}`)));
+    // a trace also gets fractional at the plan's M
+    expect(planned.map((r) => r.codec)).toEqual(COMPARE_CODECS);
+    for (const row of planned) expect(row.method).toMatch(/^fractional M=\d+%$/);
     for (const row of out.rows) {
       expect(row.error, `${row.method} ${row.codec}`).toBeUndefined();
       expect(row.verified).toBe(true);
@@ -26,7 +30,7 @@ describe("pagemill compare", () => {
       expect(row.stats!.codec).toBe(row.codec);
     }
     // the rows are the engine's own results: the same figures as migrate gives for that strategy and codec
-    for (const [strategy, codec, extra] of [["hybrid", "xbzrle", []], ["precopy", "raw", ["--auto-converge"]]] as const) {
+    for (const [strategy, codec, extra] of [["hybrid", "xbzrle", []], ["precopy", "raw", ["--auto-converge"]], ["fractional", "mecom", []]] as const) {
       const single = JSON.parse(await migrateCli(["--strategy", strategy, "--codec", codec, ...extra, "--json"]));
       const row = out.rows.find((r) => r.strategy === strategy && r.codec === codec && r.method.includes("auto-converge") === extra.length > 0)!;
       const { verified: _verified, timeUnit: _unit, wallSeconds: _wall, ...stats } = single;

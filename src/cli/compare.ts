@@ -5,21 +5,21 @@
 // For a trace, src/adaptive's predictor gives T and D beside the rows it models.
 
 import type { MigrationStats, StrategyName } from "../engine/metrics.js";
-import { STRATEGY_NAMES, simulate, type SimulationOptions } from "../engine/migrate.js";
+import { STRATEGIES, STRATEGY_NAMES, simulate, type SimulationOptions } from "../engine/migrate.js";
 import { writeFile } from "node:fs/promises";
 import { checkDistinct, checkOutput, writeAtomically } from "../files.js";
 import { Progress, UsageError, formatBytes, parse, pathOption } from "./args.js";
 import { compareReport } from "./report.js";
 import { inspectTrace } from "./inspect.js";
 import { predict, type PredictedStrategy, type PredictOptions } from "../adaptive/predict.js";
-import { profileTrace, type PageProfile } from "../adaptive/profile.js";
-import { SIMULATION_OPTIONS, checkCodecOption, describeLink, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
+import { profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
+import { SIMULATION_OPTIONS, checkCodecOption, describeLink, fractionalPages, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 
 export const summary = "Migrates one guest with every strategy × codec (raw, mecom, xbzrle, auto) and prints them side by side; --report writes an HTML report with charts.";
 export const usage = `usage: pagemill compare [--trace FILE | --workload MODEL ...] [--bandwidth 40mbit] [--rtt 5ms]
          [--codecs raw,mecom,xbzrle,auto] [--report OUT.html] [--json] [migrate's other options]
-  Every strategy the engine has (${STRATEGY_NAMES.join(", ")}, and precopy with auto-converge)
+  Every strategy the engine has (${STRATEGY_NAMES.join(", ")}, precopy with auto-converge, and for a trace fractional at the plan's M)
   with each codec of --codecs; one row each. --report writes one self-contained HTML file with
   charts (bytes and dirty pages per round, a timeline per method, bytes by encoding). Defaults as \`pagemill migrate\` (the bundled trace, 40 Mbit/s, 5 ms RTT).`;
 
@@ -31,14 +31,24 @@ export interface Method {
   readonly label: string;
   readonly strategy: StrategyName;
   readonly options: Partial<SimulationOptions>;
+  /** fractional: the share of pages pre-copied, for the predictor */
+  readonly memoryPrecopy?: number;
 }
 
-/** Every registered strategy, and pre-copy again with auto-converge (a throttle, not a strategy of its own). */
-export function compareMethods(): Method[] {
+/**
+ * Every strategy that runs without a plan, and pre-copy again with
+ * auto-converge (a throttle, not a strategy of its own); with a trace's
+ * profile, fractional too, at the plan's M.
+ */
+export function compareMethods(setup?: SimulationSetup, profile?: Profile): Method[] {
   const methods: Method[] = [];
   for (const strategy of STRATEGY_NAMES) {
     methods.push({ label: strategy, strategy, options: {} });
     if (strategy === "precopy") methods.push({ label: "precopy+auto-converge", strategy, options: { autoConverge: true } });
+  }
+  if (setup && profile && Object.hasOwn(STRATEGIES, "fractional")) {
+    const { percent, precopyPages } = fractionalPages(profile, setup.link, setup.options);
+    methods.push({ label: `fractional M=${percent}%`, strategy: "fractional", options: { precopyPages }, memoryPrecopy: percent / 100 });
   }
   return methods;
 }
@@ -77,6 +87,7 @@ function prediction(memory: PageProfile, setup: SimulationSetup, method: Method,
     ...(o.batchPages === undefined ? {} : { batchPages: o.batchPages }),
     ...(o.maxIterations === undefined ? {} : { maxIterations: o.maxIterations }),
     ...(o.precopyRounds === undefined ? {} : { precopyRounds: o.precopyRounds }),
+    ...(method.memoryPrecopy === undefined ? {} : { memoryPrecopy: method.memoryPrecopy }),
   };
   const p = predict(memory, method.strategy as PredictedStrategy, options);
   return { totalTime: p.totalTime, downtime: p.downtime, gamma: p.gamma };
@@ -104,12 +115,10 @@ export async function compare(
   setup: SimulationSetup,
   methods: Method[],
   codecs: string[],
-  onRow?: (done: number, total: number, row: CompareRow) => void,
+  { profile, onRow }: { profile?: Profile; onRow?: (done: number, total: number, row: CompareRow) => void } = {},
 ): Promise<CompareRow[]> {
   const rows: CompareRow[] = [];
   const total = methods.length * codecs.length;
-  const [trace] = setup.guest.files;
-  const profile = trace === undefined ? undefined : await profileTrace(trace);
   for (const method of methods) {
     for (const codec of codecs) {
       const started = performance.now();
@@ -144,8 +153,8 @@ const ok = (row: CompareRow): MigrationStats | undefined => row.stats;
 export function predictedCell(predicted: number | undefined, emulated: number | undefined): string {
   if (predicted === undefined) return "–";
   if (!emulated) return seconds(predicted);
-  const error = (100 * (predicted - emulated)) / emulated;
-  return `${seconds(predicted)} ${error >= 0 ? "+" : "−"}${Math.abs(error).toFixed(1)}%`;
+  const error = Math.round((1000 * (predicted - emulated)) / emulated) / 10;
+  return `${seconds(predicted)} ${error < 0 ? "−" : "+"}${Math.abs(error).toFixed(1)}%`;
 }
 
 /** The comparison as text: one line per row, `*` on the best of each column; failed rows give their reason. */
@@ -193,14 +202,17 @@ export async function run(args: string[]): Promise<number> {
     await checkOutput(report);
     await checkDistinct(report, [...setup.guest.files, ...(typeof values.cost === "string" ? [values.cost] : [])]);
   }
-  const methods = compareMethods();
+  const [trace] = setup.guest.files;
+  const profile = trace === undefined ? undefined : await profileTrace(trace);
+  const methods = compareMethods(setup, profile);
 
   const progress = new Progress("compare", methods.length * codecs.length);
   const started = performance.now();
-  const rows = await compare(setup, methods, codecs, (done, total, row) => {
+  const onRow = (done: number, total: number, row: CompareRow): void => {
     const elapsed = (performance.now() - started) / 1000;
     progress.update(done, `${done}/${total} rows, last ${row.method} ${row.codec}, ETA ${((elapsed / done) * (total - done)).toFixed(0)} s`);
-  });
+  };
+  const rows = await compare(setup, methods, codecs, { ...(profile ? { profile } : {}), onRow });
   progress.done();
   const wallSeconds = (performance.now() - started) / 1000;
 

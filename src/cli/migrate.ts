@@ -11,7 +11,7 @@ import type { MigrationOptions, MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { plan } from "../adaptive/plan.js";
 import { coldestFirst } from "../adaptive/predict.js";
-import { profileTrace } from "../adaptive/profile.js";
+import { profileTrace, type Profile } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
 import {
@@ -258,6 +258,12 @@ export function simulationSetup(values: Record<string, OptionValue>): Simulation
   return { guest: workloadFactory(values), link, options, cost };
 }
 
+/** Fractional's pages to pre-copy: the `percent` (default: the plan's M) coldest by the profile's λ. */
+export function fractionalPages(profile: Profile, link: LinkSpec, options: SimulationOptions, percent?: number): { percent: number; precopyPages: Uint32Array } {
+  const m = percent ?? plan(profile, { bitsPerSecond: link.bitsPerSecond, rtt: link.rtt, downtimeLimit: options.downtimeLimit, stateBytes: options.stateBytes }).memoryPrecopy;
+  return { percent: m, precopyPages: coldestFirst(profile.memory).subarray(0, Math.round((m / 100) * profile.memory.pageCount)) };
+}
+
 /** Refuses a codec spec the pipeline cannot build (as a usage error of `flag`). */
 export function checkCodecOption(flag: string, codec: string): void {
   try {
@@ -305,8 +311,8 @@ export async function run(args: string[]): Promise<number> {
   if (fractional) {
     // The coldest M% by λ; without --memory-precopy, M is the plan's (pagemill plan).
     const profile = await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname);
-    const percent = memoryPercent ?? plan(profile, { bitsPerSecond: link.bitsPerSecond, rtt: link.rtt, downtimeLimit: options.downtimeLimit, stateBytes: options.stateBytes }).memoryPrecopy;
-    options.precopyPages = coldestFirst(profile.memory).subarray(0, Math.round((percent / 100) * profile.memory.pageCount));
+    const { percent, precopyPages } = fractionalPages(profile, link, options, memoryPercent);
+    options.precopyPages = precopyPages;
     if (!values.json) console.log(`fractional: pre-copy the ${percent}% coldest pages${memoryPercent === undefined ? " (the plan's)" : ""}, post-copy the rest`);
   }
 
