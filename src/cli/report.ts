@@ -96,7 +96,8 @@ export function compareReport(rows: CompareRow[], context: ReportContext): strin
   body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
   h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
   table { border-collapse: collapse; }
-  th, td { padding: .2rem .6rem; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
+  th, td { padding: .2rem .45rem; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
+  #results { font-size: 13px; }
   th:first-child, td:first-child, td.text { text-align: left; }
   #setup td { white-space: normal; text-align: left; }
   td.best { font-weight: bold; background: #e8f5e9; }
