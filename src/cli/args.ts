@@ -1,7 +1,7 @@
 // Shared pieces of the CLI: argument parsing with named errors, unit parsing,
 // and a progress bar that draws only on a terminal.
 
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { checkPageSize } from "../errors.js";
 
@@ -156,4 +156,27 @@ export function formatBytes(bytes: number): string {
     u++;
   }
   return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+/** HOST:PORT (an IPv6 host in brackets: [::1]:7000), naming the option when it is not one. */
+export function addressOption(flag: string, text: OptionValue): { host: string; port: number } {
+  if (typeof text !== "string") throw new UsageError(`missing ${flag} HOST:PORT`);
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) throw new UsageError(`${flag} must be HOST:PORT like 127.0.0.1:7000, got '${text}'`);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** The bytes of a key file (at least 16 of them), or undefined when the option is absent. */
+export async function keyFileOption(text: OptionValue): Promise<Uint8Array | undefined> {
+  if (text === undefined) return undefined;
+  const path = pathOption("--key-file FILE", text);
+  let key: Uint8Array;
+  try {
+    key = await readFile(path);
+  } catch (err) {
+    throw new UsageError(`--key-file: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (key.byteLength < 16) throw new UsageError(`--key-file: ${path} holds ${key.byteLength} bytes; a key needs at least 16 (e.g. head -c 32 /dev/urandom > ${path})`);
+  return key;
 }

@@ -18,6 +18,8 @@ const commands: Record<string, () => Promise<Command>> = {
   hash: () => import("./hash.js"),
   bench: () => import("./bench.js"),
   serve: () => import("./serve.js"),
+  send: () => import("./send.js"),
+  receive: () => import("./receive.js"),
 };
 
 async function help(): Promise<string> {

@@ -68,8 +68,13 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 /** Options of the workload models, which a trace has no use for. */
 const MODEL_OPTIONS = ["pages", "profile", "rate", "seed"];
 
+/** Options that say which program runs: a trace, or a model and its parameters. */
+export const WORKLOAD_OPTIONS = ["trace", "workload", ...MODEL_OPTIONS];
+/** Their parse configuration (every one takes a value). */
+export const WORKLOAD_ARGS = Object.fromEntries(WORKLOAD_OPTIONS.map((name) => [name, { type: "string" as const }]));
+
 /** Builds a fresh workload (each strategy migrates its own copy of the same guest). */
-function workloadFactory(values: Record<string, OptionValue>): { describe: string; open: () => Promise<Workload>; files: string[] } {
+export function workloadFactory(values: Record<string, OptionValue>): { describe: string; open: () => Promise<Workload>; files: string[] } {
   const model = values.workload;
   if (values.trace !== undefined && model !== undefined) throw new UsageError("give --trace or --workload, not both");
   if (model === undefined) {
@@ -146,7 +151,7 @@ function detailRows(stats: MigrationStats): [string, string][] {
   return rows;
 }
 
-function printDetail(stats: MigrationStats): void {
+export function printDetail(stats: MigrationStats): void {
   const rows = detailRows(stats);
   const width = Math.max(...rows.map(([label]) => label.length));
   for (const [label, value] of rows) console.log(`  ${label.padEnd(width)}  ${value}`);
@@ -198,12 +203,7 @@ function scheduleOption(text: OptionValue): RateStep[] {
 
 /** The options of a simulated migration, as migrate and compare both take them. */
 export const SIMULATION_OPTIONS = {
-  trace: { type: "string" },
-  workload: { type: "string" },
-  pages: { type: "string" },
-  profile: { type: "string" },
-  rate: { type: "string" },
-  seed: { type: "string" },
+  ...WORKLOAD_ARGS,
   bandwidth: { type: "string" },
   rtt: { type: "string" },
   "downtime-limit": { type: "string" },

@@ -43,10 +43,16 @@ export const PageState = {
  * to check every arrival against.
  */
 export interface SharedGuest {
-  /** The program; it runs here after a post-copy switch-over. */
-  readonly workload: Workload;
-  /** The CPU and device state the source sends. */
-  readonly state: Uint8Array;
+  /** The program; it runs here after a post-copy switch-over (absent: only pre-copy can end here). */
+  readonly workload?: Workload;
+  /** The CPU and device state the source sends, to check it (absent: taken as it comes). */
+  readonly state?: Uint8Array;
+  /**
+   * Before the program resumes here after a post-copy switch-over: bring it
+   * to where the source stopped it (a destination in another process replays
+   * the program to the stop). Frames wait until it is done.
+   */
+  prepare?(record: SwitchoverRecord): Promise<void>;
   /** The source's page `p` as at switch-over. */
   original(p: number): Uint8Array;
   /** The program is about to change page `p`, which the source has not sent yet. */
@@ -88,6 +94,10 @@ export class Destination {
   private resumedWake!: () => void;
   private completeWake!: () => void;
   private waitingPages: Set<number> | undefined;
+  /** Where the source stopped the guest, when it said (a source in another process). */
+  stop: SwitchoverRecord["stop"];
+  /** The digest of its memory the source sent in its last "done", if any. */
+  sourceDigest: { readonly name: string; readonly digest: Uint8Array } | undefined;
   private waitingWake: (() => void) | undefined;
 
   constructor(parts: DestinationParts) {
@@ -147,17 +157,22 @@ export class Destination {
         await this.charge(cpu);
       }
       const frame = this.decoder.decode(bytes, this.memory);
+      if (frame.type === "switch-over") {
+        const record = decodeSwitchover(frame.state, this.settings.pageCount);
+        // (No await without a prepare step: the simulation's event order stays as it was.)
+        if (record.pending && this.shared.prepare) await this.shared.prepare(record);
+        this.resume(record);
+        continue;
+      }
       switch (frame.type) {
         case "pages":
           this.arrived(frame.indices);
-          break;
-        case "switch-over":
-          this.resume(decodeSwitchover(frame.state, this.settings.pageCount));
           break;
         case "round-start":
         case "round-end":
           break;
         case "done":
+          if (frame.digestName !== "none") this.sourceDigest = { name: frame.digestName, digest: frame.digest };
           // The source has sent every page it had: any still missing is lost.
           if (!this.complete) {
             const missing: number[] = [];
@@ -173,12 +188,14 @@ export class Destination {
 
   private resume(record: SwitchoverRecord): void {
     const { state } = this.shared;
-    if (record.state.byteLength !== state.byteLength || !Buffer.from(record.state).equals(Buffer.from(state))) {
+    if (state && (record.state.byteLength !== state.byteLength || !Buffer.from(record.state).equals(Buffer.from(state)))) {
       throw new VerificationError("the CPU/device state arrived different from the state sent", []);
     }
     const n = this.settings.pageCount;
+    this.stop = record.stop;
     if (record.pending) {
       // Post-copy follows: everything not pending is in place.
+      if (!this.shared.workload) throw new PagemillError("a post-copy switch-over came, but this destination has no program to run");
       this.postcopy = true;
       const bits = new Uint32Array(record.pending.buffer, record.pending.byteOffset, record.pending.length * 2);
       this.present = 0;
@@ -203,7 +220,6 @@ export class Destination {
   private arrived(indices: Uint32Array): void {
     if (this.resumedAt < 0) return; // pre-copy: the final state is checked at the end
     const ps = this.settings.pageSize;
-    const program = this.shared.workload.guest;
     for (const p of indices) {
       const state = this.pageState[p]!;
       const expected = this.shared.original(p);
@@ -215,7 +231,7 @@ export class Destination {
       if (state & PageState.PRESENT) {
         // This end already holds the page (the program replaced it whole
         // while the source's copy was on the wire): the program's content wins.
-        got.set(program.page(p));
+        got.set(this.shared.workload!.guest.page(p));
         this.pageState[p] = state & ~PageState.OWNED;
         continue;
       }
@@ -269,7 +285,7 @@ export class Destination {
   private async runProgram(): Promise<void> {
     await this.resumed;
     const { clock, shared } = this;
-    const { workload } = shared;
+    const workload = shared.workload!;
     const guest = workload.guest;
     const { pageSize: ps, faultQuantum } = this.settings;
     const c = this.counters;
@@ -341,13 +357,19 @@ export class Destination {
       this.tasks.spawn(this.channel.send(frame));
     }
     const ps = this.settings.pageSize;
-    const program = this.shared.workload.guest;
     for (let p = 0; p < this.settings.pageCount; p++) {
-      if (this.pageState[p]! & PageState.OWNED) this.memory.set(program.page(p), p * ps);
+      if (this.pageState[p]! & PageState.OWNED) this.memory.set(this.shared.workload!.guest.page(p), p * ps);
     }
     this.completedAt = this.clock.now();
     this.report();
     this.completeWake();
+  }
+
+  /** Sends an INFO frame to the source (a destination in another process reports how it ended). */
+  async sendInfo(json: string): Promise<void> {
+    const frame = this.encoder.control({ type: "info", json });
+    countTraffic(this.traffic, "postcopy", frame.byteLength);
+    await this.channel.send(frame);
   }
 
   /**
@@ -361,7 +383,7 @@ export class Destination {
 
   /** Releases WebAssembly memory and the access hook. */
   dispose(): void {
-    this.shared.workload.guest.hook = undefined;
+    if (this.shared.workload) this.shared.workload.guest.hook = undefined;
     this.decoder.dispose();
   }
 }

@@ -70,9 +70,9 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
     shared: {
       workload,
       state: source.state,
-      original: (p) => source.switchoverPage(p),
-      preserve: (p) => source.preserve(p),
-      release: (p) => source.release(p),
+      original: (p) => source.switchover.page(p),
+      preserve: (p) => source.switchover.preserve(p),
+      release: (p) => source.switchover.release(p),
     },
   });
   try {

@@ -18,6 +18,7 @@ import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
 import { countTraffic, newSourceCounters, newTrafficCounters, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
+import { SwitchoverView } from "./frozen.js";
 import type { Tasks } from "./tasks.js";
 
 /** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
@@ -28,6 +29,8 @@ export function stateBlob(size: number): Uint8Array {
 export interface SourceParts extends EndParts {
   /** the running program, whose guest is migrated */
   readonly workload: Workload;
+  /** The destination runs in another process: the switch-over record says where the guest stopped (its time, the wall clock). */
+  readonly remote?: boolean;
 }
 
 export class Source {
@@ -54,12 +57,19 @@ export class Source {
   private currentRound = 0;
   private remaining: number;
   private stoppedAt = -1;
-  /** Switch-over content of pages changed since the stop (see preserve). */
-  private readonly frozen = new Map<number, Uint8Array>();
+  /**
+   * The switch-over content of pages the program changed after the stop:
+   * one process holds one memory for both ends, and a real source keeps its
+   * stopped memory. What this end sends, and what the destination checks.
+   */
+  readonly switchover: SwitchoverView;
   /** Page requests received and not yet served, from `requestsRead` on. */
   private readonly requests: number[] = [];
   private requestsRead = 0;
   private peerDone = false;
+  private readonly remote: boolean;
+  /** The last INFO frame the destination sent (its report, from another process). */
+  peerInfo: string | undefined;
 
   /** Wire bytes and clock time of the current measurement period (QEMU's bandwidth sampling). */
   private periodStart: number;
@@ -80,6 +90,8 @@ export class Source {
     this.channel = parts.channel;
     this.tasks = parts.tasks;
     this.report = parts.report ?? (() => {});
+    this.remote = parts.remote ?? false;
+    this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
     this.pipeline = new Pipeline(this.settings.codec);
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
@@ -190,26 +202,6 @@ export class Source {
     this.counters.setupTime = this.elapsed();
   }
 
-  /**
-   * The simulated program is about to change page `p` after the stop: keep
-   * the content it had at switch-over, which is what this end still sends.
-   * (One process holds one memory for both ends; a real source keeps its
-   * stopped memory.)
-   */
-  preserve(p: number): void {
-    if (!this.frozen.has(p)) this.frozen.set(p, this.guest.page(p).slice());
-  }
-
-  /** Page `p` as it was at switch-over. */
-  switchoverPage(p: number): Uint8Array {
-    return this.frozen.get(p) ?? this.guest.page(p);
-  }
-
-  /** The destination holds page `p` as sent: its switch-over copy need not be kept. */
-  release(p: number): void {
-    this.frozen.delete(p);
-  }
-
   // ------------------------------------------------------------ sending
 
   /** A pre-copy round begins with `pages` to send: numbers it and tells the destination. */
@@ -234,9 +226,9 @@ export class Source {
   async sendPages(pages: ArrayLike<number>): Promise<number> {
     const n = pages.length;
     const batch = this.batch.load(this.guest.memory, pages);
-    if (this.frozen.size) {
+    if (this.switchover.size) {
       for (let k = 0; k < n; k++) {
-        const saved = this.frozen.get(pages[k]!);
+        const saved = this.switchover.changed(pages[k]!);
         if (saved) batch.page(k).set(saved);
       }
     }
@@ -347,7 +339,8 @@ export class Source {
    * the destination must wait for.
    */
   async sendSwitchover(pending: DirtyBitmap | undefined): Promise<void> {
-    const record = encodeSwitchover({ state: this.state, pending: pending?.toWords() }, this.settings.pageCount);
+    const stop = this.remote ? { guestTime: this.workload.workTime, wallTime: Date.now() / 1000 } : undefined;
+    const record = encodeSwitchover({ state: this.state, pending: pending?.toWords(), stop }, this.settings.pageCount);
     await this.sendControl({ type: "switch-over", state: record });
   }
 
@@ -381,6 +374,10 @@ export class Source {
       const frame = this.requestDecoder.decode(bytes);
       if (frame.type === "done") {
         this.peerDone = true;
+        continue;
+      }
+      if (frame.type === "info") {
+        this.peerInfo = frame.json;
         continue;
       }
       if (frame.type !== "page-request") throw new PagemillError(`source got an unexpected ${frame.type} frame`);

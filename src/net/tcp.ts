@@ -393,7 +393,7 @@ export class TcpListener {
 
   /** Stops listening (connections already accepted stay open). */
   close(): void {
-    this.server.close();
+    if (this.server.listening) this.server.close();
   }
 
   private async handshake(socket: Socket): Promise<void> {

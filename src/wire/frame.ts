@@ -39,6 +39,8 @@ export const MAX_STATE_BYTES = 64 * 2 ** 20;
 export const MAX_REQUEST_PAGES = 16384;
 export const MAX_DIGEST_NAME = 16;
 export const MAX_DIGEST_BYTES = 64;
+/** Most bytes of an INFO frame's JSON text. */
+export const MAX_INFO_BYTES = 64 * 1024;
 /** The most bytes any frame can take: what a reader may have to buffer. */
 export const MAX_FRAME_BYTES = HEADER_BYTES + MAX_FRAME_PAGES * ENTRY_BYTES + MAX_FRAME_PAGE_BYTES + CHECK_BYTES;
 
@@ -49,6 +51,7 @@ export const FrameType = {
   SWITCHOVER: 4,
   PAGE_REQUEST: 5,
   DONE: 6,
+  INFO: 7,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -66,7 +69,8 @@ export type ControlMessage =
   | { readonly type: "round-start" | "round-end"; readonly round: number; readonly pages: number }
   | { readonly type: "switch-over"; readonly state: Uint8Array }
   | { readonly type: "page-request"; readonly pages: ArrayLike<number> }
-  | { readonly type: "done"; readonly memoryBytes: number; readonly digestName: string; readonly digest: Uint8Array };
+  | { readonly type: "done"; readonly memoryBytes: number; readonly digestName: string; readonly digest: Uint8Array }
+  | { readonly type: "info"; readonly json: string };
 
 export interface PagesFrame {
   readonly type: "pages";
@@ -94,7 +98,8 @@ export type Frame =
       readonly memoryBytes: number;
       readonly digestName: string;
       readonly digest: Uint8Array;
-    };
+    }
+  | { readonly type: "info"; readonly sequence: number; readonly json: string };
 
 const TYPE_NAMES: Record<FrameType, Frame["type"]> = {
   1: "pages",
@@ -103,6 +108,7 @@ const TYPE_NAMES: Record<FrameType, Frame["type"]> = {
   4: "switch-over",
   5: "page-request",
   6: "done",
+  7: "info",
 };
 
 /** The name of a frame type, as Frame["type"] spells it. */
@@ -341,6 +347,13 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
       body.set(message.digest, 10 + name.length);
       break;
     }
+    case "info": {
+      if (typeof message.json !== "string") throw new TypeError("json must be a string");
+      body = new TextEncoder().encode(message.json);
+      checkInteger("json's UTF-8 length", body.byteLength, 0, MAX_INFO_BYTES);
+      type = FrameType.INFO;
+      break;
+    }
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((message as { type: unknown }).type)}`);
   }
@@ -370,7 +383,7 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
   const version = dv.getUint8(4);
   if (version !== FRAME_VERSION) throw new CodecError("malformed", `frame version ${version} is not ${FRAME_VERSION}`);
   const type = dv.getUint8(5);
-  if (type < FrameType.PAGES || type > FrameType.DONE) throw new CodecError("malformed", `unknown frame type ${type}`);
+  if (type < FrameType.PAGES || type > FrameType.INFO) throw new CodecError("malformed", `unknown frame type ${type}`);
   const flags = dv.getUint16(6, true);
   if (flags !== 0) throw new CodecError("malformed", `reserved flags ${flags} are not 0`);
   const sequence = dv.getUint32(8, true);
@@ -397,6 +410,7 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
     }
     if ((type === FrameType.ROUND_START || type === FrameType.ROUND_END) && bodyLength !== 8) fail(`body length ${bodyLength} is not 8`);
     if (type === FrameType.SWITCHOVER && bodyLength > MAX_STATE_BYTES) fail(`state of ${bodyLength} B passes the limit of ${MAX_STATE_BYTES}`);
+    if (type === FrameType.INFO && bodyLength > MAX_INFO_BYTES) fail(`info of ${bodyLength} B passes the limit of ${MAX_INFO_BYTES}`);
     if (type === FrameType.DONE && (bodyLength < 11 || bodyLength > 10 + MAX_DIGEST_NAME + MAX_DIGEST_BYTES)) {
       fail(`body length ${bodyLength} is outside 11..${10 + MAX_DIGEST_NAME + MAX_DIGEST_BYTES}`);
     }
@@ -437,6 +451,12 @@ export function readControl(bytes: Uint8Array, header: FrameHeader): Exclude<Fra
     }
     case FrameType.DONE:
       return readDone(bytes, dv, header);
+    case FrameType.INFO:
+      try {
+        return { type: "info", sequence, json: new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(body, body + header.bodyLength)) };
+      } catch {
+        throw new CodecError("malformed", `info frame ${sequence}: its text is not UTF-8`);
+      }
     default:
       throw new CodecError("malformed", `frame ${sequence} is a pages frame, not a control frame`);
   }
@@ -473,22 +493,36 @@ export interface SwitchoverRecord {
   readonly state: Uint8Array;
   /** pages the destination must not use yet (post-copy follows); undefined for pre-copy */
   readonly pending: BigUint64Array | undefined;
+  /**
+   * Where the guest stopped, for a destination in another process: the
+   * guest's work time (s it ran, throttled time not counted) and the wall
+   * clock (s since the Unix epoch).
+   * Absent when both ends share one clock.
+   */
+  readonly stop?: { readonly guestTime: number; readonly wallTime: number };
 }
 
-// Switch-over record: u32 version (1) | u32 pageCount (0: no pending map) |
-// u32 stateLength | state | pageCount bits of pending map (u64 words, LE).
-const RECORD_VERSION = 1;
+// Switch-over record: u32 version | u32 pageCount (0: no pending map) |
+// u32 stateLength | [version 2: f64 guestTime | f64 wallTime] | state |
+// pageCount bits of pending map (u64 words, LE). Version 1 has no stop times.
+const HEAD_BYTES = [0, 12, 28];
 
 /** The body of a SWITCHOVER frame for `record` (a pending map, when there is one, covers `pageCount` pages). */
 export function encodeSwitchover(record: SwitchoverRecord, pageCount: number): Uint8Array {
   const words = record.pending ? record.pending.length : 0;
-  const out = new Uint8Array(12 + record.state.byteLength + 8 * words);
+  const version = record.stop ? 2 : 1;
+  const head = HEAD_BYTES[version]!;
+  const out = new Uint8Array(head + record.state.byteLength + 8 * words);
   const dv = new DataView(out.buffer);
-  dv.setUint32(0, RECORD_VERSION, true);
+  dv.setUint32(0, version, true);
   dv.setUint32(4, record.pending ? pageCount : 0, true);
   dv.setUint32(8, record.state.byteLength, true);
-  out.set(record.state, 12);
-  if (record.pending) out.set(new Uint8Array(record.pending.buffer, record.pending.byteOffset, 8 * words), 12 + record.state.byteLength);
+  if (record.stop) {
+    dv.setFloat64(12, record.stop.guestTime, true);
+    dv.setFloat64(20, record.stop.wallTime, true);
+  }
+  out.set(record.state, head);
+  if (record.pending) out.set(new Uint8Array(record.pending.buffer, record.pending.byteOffset, 8 * words), head + record.state.byteLength);
   return out;
 }
 
@@ -499,18 +533,25 @@ export function decodeSwitchover(bytes: Uint8Array, pageCount: number): Switchov
   };
   if (bytes.byteLength < 12) fail(`${bytes.byteLength} bytes is shorter than its 12-byte head`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (dv.getUint32(0, true) !== RECORD_VERSION) fail(`version ${dv.getUint32(0, true)} is not ${RECORD_VERSION}`);
+  const version = dv.getUint32(0, true);
+  if (version !== 1 && version !== 2) fail(`version ${version} is not 1 or 2`);
+  const head = HEAD_BYTES[version]!;
+  if (bytes.byteLength < head) fail(`${bytes.byteLength} bytes is shorter than its ${head}-byte head`);
   const mapPages = dv.getUint32(4, true);
   const stateLength = dv.getUint32(8, true);
   if (mapPages !== 0 && mapPages !== pageCount) fail(`pending map of ${mapPages} pages for a guest of ${pageCount}`);
   const words = mapPages ? Math.ceil(mapPages / 64) : 0;
-  if (bytes.byteLength !== 12 + stateLength + 8 * words) fail(`length ${bytes.byteLength} is not 12 + ${stateLength} + ${8 * words}`);
-  const state = bytes.slice(12, 12 + stateLength);
+  if (bytes.byteLength !== head + stateLength + 8 * words) fail(`length ${bytes.byteLength} is not ${head} + ${stateLength} + ${8 * words}`);
+  let stop: SwitchoverRecord["stop"];
+  if (version === 2) {
+    stop = { guestTime: dv.getFloat64(12, true), wallTime: dv.getFloat64(20, true) };
+    if (!(Number.isFinite(stop.guestTime) && stop.guestTime >= 0 && Number.isFinite(stop.wallTime))) fail(`stop times ${stop.guestTime}, ${stop.wallTime} are not finite times`);
+  }
+  const state = bytes.slice(head, head + stateLength);
   let pending: BigUint64Array | undefined;
   if (words) {
     pending = new BigUint64Array(words);
-    new Uint8Array(pending.buffer).set(bytes.subarray(12 + stateLength));
+    new Uint8Array(pending.buffer).set(bytes.subarray(head + stateLength));
   }
-  return { state, pending };
+  return { state, pending, ...(stop ? { stop } : {}) };
 }
-

@@ -1,0 +1,78 @@
+// pagemill receive: the destination end of a real migration from
+// `pagemill send`: listens, receives one migration, verifies it, and writes
+// the memory only when every page is verified.
+
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { receiveMigration, type MigrationInfo } from "../engine/remote.js";
+import { listenChannel, DEFAULT_TIMEOUT } from "../net/tcp.js";
+import { writeAtomically } from "../files.js";
+import { UsageError, addressOption, durationOption, formatBytes, keyFileOption, parse, pathOption, type OptionValue } from "./args.js";
+import { WORKLOAD_OPTIONS, workloadFactory } from "./migrate.js";
+
+export const summary = "Receives one live migration from `pagemill send` over TCP, verifies it, and writes the memory.";
+export const usage = `usage: pagemill receive --listen HOST:PORT [--key-file FILE] [-o DIR] [--timeout 10s] [--json]
+  Waits for one source (without --key-file: loopback addresses only), runs the program here after a
+  post-copy switch-over, and writes DIR/memory.bin once every page is verified (exit 0; 1 otherwise).
+  Port 0 picks a free port and prints it.`;
+
+/** The program the source names, started here as the migrate command would start it. */
+async function startProgram(program: unknown, info: MigrationInfo) {
+  if (typeof program !== "object" || program === null) throw new UsageError(`the source runs ${info.strategy} but names no program to run here`);
+  const values: Record<string, OptionValue> = {};
+  for (const name of WORKLOAD_OPTIONS) {
+    const value = (program as Record<string, unknown>)[name];
+    if (typeof value === "string") values[name] = value;
+  }
+  return workloadFactory(values).open();
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    listen: { type: "string" },
+    "key-file": { type: "string" },
+    timeout: { type: "string" },
+    output: { type: "string", short: "o" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const { host, port } = addressOption("--listen", values.listen);
+  const out = values.output === undefined ? undefined : pathOption("-o DIR", values.output, undefined, "a directory");
+  const timeout = durationOption("timeout", values.timeout, DEFAULT_TIMEOUT);
+  if (!(timeout > 0)) throw new UsageError("--timeout must be above 0");
+  const key = await keyFileOption(values["key-file"]);
+  let listener;
+  try {
+    listener = await listenChannel(host, port, { key, timeout });
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(`--listen: ${err.message}`);
+    throw err;
+  }
+  // Scripts read the port from here when they asked for port 0.
+  console.error(`listening on ${host}:${listener.port}`);
+  let result;
+  try {
+    const channel = await listener.accept();
+    listener.close();
+    try {
+      result = await receiveMigration(channel, { startProgram });
+    } catch (err) {
+      channel.destroy();
+      throw err;
+    }
+  } finally {
+    listener.close();
+  }
+  const { info, report, memory } = result;
+  if (out !== undefined) await mkdir(out, { recursive: true });
+  if (out !== undefined) await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, memory));
+  if (values.json) console.log(JSON.stringify({ ...report, strategy: info.strategy, pageSize: info.pageSize, pageCount: info.pageCount }, null, 2));
+  else {
+    const downtime = report.resumeWallTime - report.stopWallTime;
+    const uptime = report.completeWallTime - report.resumeWallTime;
+    console.log(`received ${info.strategy}: ${report.pages} pages of ${info.pageSize} B verified (${formatBytes(memory.byteLength)})`);
+    console.log(`downtime ${(downtime * 1000).toFixed(1)} ms, remote uptime ${(uptime * 1000).toFixed(1)} ms, faults ${report.counters.faults}, requests ${report.counters.postcopyRequests}`);
+    if (out !== undefined) console.log(`memory written to ${join(out, "memory.bin")}`);
+  }
+  return 0;
+}

@@ -1,0 +1,84 @@
+// pagemill send: the source end of a real migration to `pagemill receive`
+// in another process, over TCP, on the real clock.
+
+import { isAbsolute, resolve } from "node:path";
+import { STRATEGY_NAMES } from "../engine/migrate.js";
+import type { StrategyName } from "../engine/metrics.js";
+import { sendMigration } from "../engine/remote.js";
+import { connectChannel, DEFAULT_TIMEOUT } from "../net/tcp.js";
+import { pipelineEntries } from "../wire/pipeline.js";
+import { UsageError, addressOption, durationOption, intOption, keyFileOption, parse, rateOption, sizeOption } from "./args.js";
+import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from "./migrate.js";
+
+export const summary = "Migrates a running guest (trace or model) to `pagemill receive` in another process over TCP.";
+export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--trace FILE | --workload MODEL ...]
+         [--strategy precopy|postcopy|hybrid] [--bandwidth CAP] [--codec raw] [--downtime-limit 300ms]
+         [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--json]
+  The guest runs here on the real clock until the switch-over. --bandwidth caps the sending rate
+  (default: as fast as the connection takes). MODEL options as for pagemill migrate.`;
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    to: { type: "string" },
+    "key-file": { type: "string" },
+    timeout: { type: "string" },
+    ...WORKLOAD_ARGS,
+    strategy: { type: "string" },
+    bandwidth: { type: "string" },
+    codec: { type: "string" },
+    "downtime-limit": { type: "string" },
+    rounds: { type: "string" },
+    state: { type: "string" },
+    batch: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const { host, port } = addressOption("--to", values.to);
+  if (port === 0) throw new UsageError("--to needs the receiver's port, not 0");
+  const strategy = (typeof values.strategy === "string" ? values.strategy : "precopy") as StrategyName;
+  if (!STRATEGY_NAMES.includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGY_NAMES.join(", ")}, got '${String(values.strategy)}'`);
+  const codec = typeof values.codec === "string" ? values.codec : "raw";
+  try {
+    pipelineEntries(codec);
+  } catch (err) {
+    throw new UsageError(`--codec: ${(err as Error).message}`);
+  }
+  const cap = values.bandwidth === undefined ? undefined : rateOption("bandwidth", values.bandwidth, 0);
+  if (cap !== undefined && !(cap > 0)) throw new UsageError("--bandwidth must be above 0");
+  const timeout = durationOption("timeout", values.timeout, DEFAULT_TIMEOUT);
+  if (!(timeout > 0)) throw new UsageError("--timeout must be above 0");
+  // The receiver starts the same program for post-copy: a trace by its absolute path, a model by its options.
+  const program: Record<string, string> = {};
+  for (const name of WORKLOAD_OPTIONS) if (typeof values[name] === "string") program[name] = values[name] as string;
+  if (program.trace !== undefined && !isAbsolute(program.trace)) program.trace = resolve(program.trace);
+  const factory = workloadFactory(values);
+  const options = {
+    codec,
+    downtimeLimit: durationOption("downtime-limit", values["downtime-limit"], 0.3),
+    precopyRounds: intOption("rounds", values.rounds, 1, 1, 1e6),
+    stateBytes: sizeOption("state", values.state, 256 * 1024),
+    batchPages: intOption("batch", values.batch, 256, 1, 16384),
+    program,
+  };
+  const key = await keyFileOption(values["key-file"]);
+  const workload = await factory.open();
+  try {
+    const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout });
+    let stats;
+    try {
+      stats = await sendMigration(strategy, workload, channel, options);
+    } catch (err) {
+      channel.destroy();
+      throw err;
+    }
+    if (values.json) console.log(JSON.stringify({ ...stats, verified: true, timeUnit: "s" }, null, 2));
+    else {
+      console.log(`${factory.describe} → ${host}:${port}, ${strategy}, codec ${codec}${cap ? `, capped at ${(cap / 1e6).toFixed(1)} Mbit/s` : ""}\n`);
+      printDetail(stats);
+    }
+    return 0;
+  } finally {
+    await workload.close();
+    workload.guest.dispose();
+  }
+}

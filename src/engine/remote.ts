@@ -1,0 +1,274 @@
+// A migration between two processes: the Source in one, the Destination in
+// the other, on the real clock, over any Channel (a TcpChannel in practice).
+// Both ends are the same objects the simulation composes; what changes is
+// what the destination can know:
+//
+// - The source's first frame is an INFO frame (MigrationInfo, JSON): the
+//   guest's shape, the strategy, the options the destination needs, and how
+//   to start the program for post-copy.
+// - The switch-over record says where the guest stopped (its work time, the
+//   wall clock), so downtime is measured across the two clocks.
+// - The destination cannot read the source's memory to check pages against.
+//   The source ends with a "done" frame holding the SHA-256 of its memory at
+//   the stop. Pre-copy: the destination's memory must hash the same. After
+//   post-copy the program has changed pages at the destination, so the
+//   destination replays the program to the stop (it is deterministic: a
+//   trace or a seeded model) before resuming it, hashes that replica's
+//   memory, which must match the source's digest, and checks every arriving
+//   page against the replica and its final memory against the program's.
+// - The destination answers with an INFO frame of its own (DestinationReport)
+//   and the source combines both ends' counters into the MigrationStats.
+
+import { createHash } from "node:crypto";
+import { RealClock } from "../clock.js";
+import { PagemillError, VerificationError } from "../errors.js";
+import type { Workload } from "../guest/guest.js";
+import type { Channel } from "../net/channel.js";
+import { FrameDecoder } from "../wire/decoder.js";
+import { Destination } from "./destination.js";
+import { SwitchoverView } from "./frozen.js";
+import { combineStats, type DestinationCounters, type MigrationStats, type StrategyName, type TrafficCounters } from "./metrics.js";
+import { STRATEGIES } from "./migrate.js";
+import { normaliseOptions, type EngineOptions } from "./options.js";
+import { Source } from "./source.js";
+import { Tasks } from "./tasks.js";
+import { verifyMemory } from "./verify.js";
+
+export const REMOTE_PROTOCOL = 1;
+/** Largest guest a receiver takes unless told otherwise (it holds the memory whole). */
+export const DEFAULT_MAX_GUEST_BYTES = 4 * 2 ** 30;
+
+/** The options of a migration that the destination needs too. */
+const SHARED_OPTIONS = ["codec", "stateBytes", "batchPages", "prepageWindow", "faultQuantum"] as const;
+type SharedOptions = Pick<EngineOptions, (typeof SHARED_OPTIONS)[number]>;
+
+/** The source's first frame. */
+export interface MigrationInfo {
+  readonly protocol: number;
+  readonly strategy: StrategyName;
+  readonly pageSize: number;
+  readonly pageCount: number;
+  readonly options: SharedOptions;
+  /** How the destination starts the program for post-copy (the CLI sends its workload options); opaque here. */
+  readonly program?: unknown;
+}
+
+/** The destination's last frame. */
+export interface DestinationReport {
+  readonly verified: boolean;
+  /** why not, when not */
+  readonly error?: string;
+  readonly pages: number;
+  /** wall clock (s since the epoch) when the program resumed, and when the last page was there */
+  readonly resumeWallTime: number;
+  readonly completeWallTime: number;
+  /** wall clock when the source stopped the guest (from the switch-over record) */
+  readonly stopWallTime: number;
+  readonly counters: DestinationCounters;
+  readonly traffic: TrafficCounters;
+}
+
+function sha256(memory: Uint8Array): Uint8Array {
+  return createHash("sha256").update(memory).digest();
+}
+
+const wallNow = (): number => Date.now() / 1000;
+
+export interface SendOptions extends EngineOptions {
+  /** How the destination starts the program, for strategies with a post-copy phase. */
+  readonly program?: unknown;
+}
+
+/**
+ * The source end: migrates `workload`'s guest with `strategy` over `channel`
+ * to a receiveMigration() at the other end, on the real clock. Resolves with
+ * both ends' figures once the destination has reported every page verified;
+ * a VerificationError carries the destination's reason otherwise.
+ */
+export async function sendMigration(strategy: StrategyName, workload: Workload, channel: Channel, options: SendOptions = {}): Promise<MigrationStats> {
+  const run = STRATEGIES[strategy];
+  if (!run) throw new RangeError(`unknown strategy '${strategy}' (have: ${Object.keys(STRATEGIES).join(", ")})`);
+  const settings = normaliseOptions(options, workload.guest);
+  const clock = new RealClock();
+  const tasks = new Tasks();
+  const startWall = wallNow();
+  const source = new Source({ settings, workload, clock, channel, tasks, remote: true });
+  try {
+    const shared: SharedOptions = Object.fromEntries(SHARED_OPTIONS.map((k) => [k, settings[k]]));
+    const info: MigrationInfo = { protocol: REMOTE_PROTOCOL, strategy, pageSize: settings.pageSize, pageCount: settings.pageCount, options: shared, program: options.program };
+    await source.sendControl({ type: "info", json: JSON.stringify(info) });
+    // The destination's report ends the connection from its side; a failed one ends the migration at once.
+    const reported = source.serveRequests().then(() => {
+      if (source.peerInfo === undefined) throw new PagemillError("the destination closed the connection without reporting");
+      const report = JSON.parse(source.peerInfo) as DestinationReport;
+      if (!report.verified) throw new VerificationError(`the destination did not verify the migration: ${report.error ?? "no reason given"}`, []);
+      return report;
+    });
+    tasks.spawn(reported);
+    const { reason, converged } = await Promise.race([run(source), tasks.failed]);
+    // Nothing writes the source's memory after the stop: this is the memory at switch-over.
+    await source.sendControl({ type: "done", memoryBytes: workload.guest.memory.byteLength, digestName: "sha256", digest: sha256(workload.guest.memory) });
+    channel.close();
+    const report = await Promise.race([reported, tasks.failed]);
+    const end = Math.max(report.completeWallTime, wallNow());
+    const stats = combineStats(
+      {
+        strategy,
+        codec: settings.codec,
+        converged,
+        stopReason: reason,
+        totalTime: end - startWall,
+        downtime: report.resumeWallTime - report.stopWallTime,
+        remoteUptime: strategy === "precopy" ? 0 : report.completeWallTime - report.resumeWallTime,
+        total: settings.pageCount * settings.pageSize,
+        pageSize: settings.pageSize,
+        remaining: 0,
+        stateBytes: settings.stateBytes,
+        rtt: channel.rtt,
+      },
+      source.counters,
+      report.counters,
+      [source.traffic, report.traffic],
+      source.pipeline.report(settings.pageSize),
+    );
+    stats.verifiedPages = report.pages;
+    stats.bandwidth = channel.bitsPerSecond ?? 0;
+    return stats;
+  } finally {
+    workload.throttle = 1;
+    source.dispose();
+  }
+}
+
+export interface ReceiveOptions {
+  /**
+   * Starts the program named by the source's `program` (a fresh copy, at its
+   * start), for strategies with a post-copy phase. Without it only pre-copy
+   * is accepted.
+   */
+  readonly startProgram?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
+  /** Largest guest accepted, bytes (default 4 GiB). */
+  readonly maxGuestBytes?: number;
+}
+
+export interface ReceiveResult {
+  readonly info: MigrationInfo;
+  readonly report: DestinationReport;
+  /** the migrated memory, verified */
+  readonly memory: Uint8Array;
+}
+
+function readInfo(json: string, maxGuestBytes: number): MigrationInfo {
+  let info: MigrationInfo;
+  try {
+    info = JSON.parse(json) as MigrationInfo;
+  } catch {
+    throw new PagemillError("the source's first frame is not a migration description (bad JSON)");
+  }
+  const fail = (what: string): never => {
+    throw new PagemillError(`the source's migration description: ${what}`);
+  };
+  if (typeof info !== "object" || info === null) fail("not an object");
+  if (info.protocol !== REMOTE_PROTOCOL) fail(`protocol ${String(info.protocol)} is not ${REMOTE_PROTOCOL}`);
+  if (!Object.hasOwn(STRATEGIES, info.strategy)) fail(`unknown strategy '${String(info.strategy)}'`);
+  const { pageSize, pageCount } = info;
+  if (!(Number.isInteger(pageSize) && pageSize >= 512 && pageSize <= 65536 && (pageSize & (pageSize - 1)) === 0)) fail(`page size ${String(pageSize)} is not a power of two 512..65536`);
+  if (!(Number.isInteger(pageCount) && pageCount >= 1)) fail(`page count ${String(pageCount)} is not a positive integer`);
+  if (pageSize * pageCount > maxGuestBytes) fail(`a guest of ${pageSize * pageCount} bytes is larger than this receiver takes (${maxGuestBytes})`);
+  if (typeof info.options !== "object" || info.options === null) fail("options missing");
+  return info;
+}
+
+/**
+ * The destination end: receives one migration on `channel` (the source's
+ * sendMigration), verifies it, reports to the source, and returns the memory.
+ * Throws (after telling the source why) when the migration cannot be
+ * verified; nothing is returned then.
+ */
+export async function receiveMigration(channel: Channel, options: ReceiveOptions = {}): Promise<ReceiveResult> {
+  const first = await channel.receive();
+  if (!first) throw new PagemillError("the source closed the connection before describing the migration");
+  const greeter = new FrameDecoder();
+  let info: MigrationInfo;
+  try {
+    const frame = greeter.decode(first);
+    if (frame.type !== "info") throw new PagemillError(`the source's first frame is a ${frame.type} frame, not its migration description`);
+    info = readInfo(frame.json, options.maxGuestBytes ?? DEFAULT_MAX_GUEST_BYTES);
+  } finally {
+    greeter.dispose();
+  }
+  const settings = normaliseOptions(info.options, info);
+  const clock = new RealClock();
+  // Times on this clock, as wall-clock times: the source's are wall-clock too.
+  const wallOrigin = wallNow() - clock.now();
+  const wallAt = (t: number): number => wallOrigin + t;
+  const tasks = new Tasks();
+  let program: Workload | undefined;
+  if (info.strategy !== "precopy") {
+    if (!options.startProgram) throw new PagemillError(`a ${info.strategy} migration runs the program here, and this receiver cannot start one`);
+    program = await options.startProgram(info.program, info);
+    if (program.guest.pageSize !== info.pageSize || program.guest.pageCount !== info.pageCount) {
+      throw new PagemillError(`the program started here has ${program.guest.pageCount} pages of ${program.guest.pageSize} B, the source's guest ${info.pageCount} of ${info.pageSize}`);
+    }
+  }
+  const view = program ? new SwitchoverView(program.guest) : undefined;
+  /** SHA-256 of the replica's memory at the stop, taken before the program resumes. */
+  let switchoverDigest: Uint8Array | undefined;
+  const destination = new Destination({
+    settings,
+    clock,
+    channel,
+    tasks,
+    shared: {
+      workload: program,
+      original: (p) => view!.page(p),
+      preserve: (p) => view!.preserve(p),
+      release: (p) => view!.release(p),
+      prepare: async (record) => {
+        if (!program || !record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
+        // The replica runs up to where the source stopped: the same program, the same writes.
+        if (record.stop.guestTime > program.workTime) await program.advance(program.now + (record.stop.guestTime - program.workTime));
+        switchoverDigest = sha256(program.guest.memory);
+      },
+    },
+  });
+  try {
+    let error: string | undefined;
+    try {
+      await Promise.race([destination.receive(), tasks.failed]);
+      error = verify();
+    } catch (err) {
+      // The source hears why before the connection closes.
+      error = (err as Error).message;
+    }
+    const report: DestinationReport = {
+      verified: error === undefined,
+      ...(error === undefined ? {} : { error }),
+      pages: error === undefined ? settings.pageCount : 0,
+      resumeWallTime: wallAt(destination.resumeAt),
+      completeWallTime: wallAt(destination.completeAt),
+      stopWallTime: destination.stop?.wallTime ?? wallAt(destination.resumeAt),
+      counters: { ...destination.counters, workloadSlowdown: destination.slowdown(destination.completeAt) },
+      traffic: destination.traffic,
+    };
+    await destination.sendInfo(JSON.stringify(report)).catch(() => {});
+    channel.close();
+    if (error !== undefined) throw new VerificationError(`the migration did not verify: ${error}`, []);
+    return { info, report, memory: destination.memory };
+  } finally {
+    destination.dispose();
+  }
+
+  /** Why the memory here is not the source's, or undefined when it is. */
+  function verify(): string | undefined {
+    if (!destination.complete) return `the source closed the connection with ${destination.missingPages} page(s) not sent`;
+    const digest = destination.sourceDigest;
+    if (!digest || digest.name !== "sha256") return "the source sent no digest of its memory";
+    const ours = program ? switchoverDigest! : sha256(destination.memory);
+    if (!Buffer.from(ours).equals(Buffer.from(digest.digest))) {
+      return program ? "the program replayed here does not reach the source's memory at the stop" : "the memory received does not hash as the source's";
+    }
+    if (program) verifyMemory(program.guest.memory, destination.memory, settings.pageSize);
+    return undefined;
+  }
+}

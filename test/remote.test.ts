@@ -1,0 +1,181 @@
+// Migrations between two ends over real TCP on loopback: every strategy
+// ends verified, in one process through the API and between two processes
+// through `pagemill send` / `pagemill receive`; a destination whose replayed
+// program differs from the source's, or a wrong key, ends in a clear failure
+// with nothing written.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { STRATEGY_NAMES } from "../src/engine/migrate.js";
+import { receiveMigration, sendMigration } from "../src/engine/remote.js";
+import { VerificationError } from "../src/errors.js";
+import { xxh32 } from "../src/hash/xxhash.js";
+import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
+import { connectChannel, listenChannel } from "../src/net/tcp.js";
+import { decodeFrame } from "../src/wire/decoder.js";
+import { MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover } from "../src/wire/frame.js";
+
+const KEY = new Uint8Array(32).fill(3);
+const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url));
+
+function model(seed: number): PoissonWorkload {
+  return new PoissonWorkload(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed });
+}
+
+/** Runs a source and a destination over loopback TCP in this process. */
+async function both(strategy: (typeof STRATEGY_NAMES)[number], destinationSeed = 1) {
+  const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+  const source = model(1);
+  const replicas: PoissonWorkload[] = [];
+  try {
+    const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+    const receiving = receiveMigration(toSource, {
+      startProgram: async () => {
+        const replica = model(destinationSeed);
+        replicas.push(replica);
+        return replica;
+      },
+    });
+    const sending = sendMigration(strategy, source, toDestination, { codec: "lz4", batchPages: 64 });
+    const [sent, received] = await Promise.allSettled([sending, receiving]);
+    return { sent, received, source, replica: replicas[0] };
+  } finally {
+    listener.close();
+    source.guest.dispose();
+    for (const r of replicas) r.guest.dispose();
+  }
+}
+
+describe("what two processes add to the wire", () => {
+  it("INFO frames carry UTF-8 JSON up to 64 KiB; other bytes and sizes are refused", () => {
+    const json = JSON.stringify({ protocol: 1, note: "grüße ✓" });
+    const frame = decodeFrame(encodeControl({ type: "info", json }, 3));
+    expect(frame).toEqual({ type: "info", sequence: 3, json });
+    expect(() => encodeControl({ type: "info", json: "x".repeat(MAX_INFO_BYTES + 1) }, 0)).toThrow(/UTF-8 length/);
+    const bad = encodeControl({ type: "info", json: "ab" }, 0);
+    bad[28] = 0xff;
+    // Re-seal the frame check so only the text is wrong.
+    const body = bad.subarray(0, bad.length - 4);
+    new DataView(bad.buffer).setUint32(bad.length - 4, xxh32(body), true);
+    expect(() => decodeFrame(bad)).toThrow(/not UTF-8/);
+  });
+
+  it("a version-2 switch-over record carries where the guest stopped; version 1 does not", () => {
+    const pending = new BigUint64Array([5n, 0n]);
+    const state = new Uint8Array([1, 2, 3]);
+    const v2 = decodeSwitchover(encodeSwitchover({ state, pending, stop: { guestTime: 12.5, wallTime: 1.7e9 } }, 100), 100);
+    expect(v2.stop).toEqual({ guestTime: 12.5, wallTime: 1.7e9 });
+    expect([...v2.pending!]).toEqual([5n, 0n]);
+    expect([...v2.state]).toEqual([1, 2, 3]);
+    const v1 = encodeSwitchover({ state, pending: undefined }, 100);
+    expect(new DataView(v1.buffer).getUint32(0, true)).toBe(1);
+    expect(decodeSwitchover(v1, 100).stop).toBeUndefined();
+    const broken = encodeSwitchover({ state, pending: undefined, stop: { guestTime: 1, wallTime: 1 } }, 100);
+    new DataView(broken.buffer).setFloat64(12, NaN, true);
+    expect(() => decodeSwitchover(broken, 100)).toThrow(/not finite/);
+    expect(() => decodeSwitchover(broken.subarray(0, 20), 100)).toThrow(/shorter than its 28-byte head/);
+  });
+});
+
+describe("remote migration over TCP", () => {
+  for (const strategy of STRATEGY_NAMES) {
+    it(`${strategy} ends verified at both ends`, async () => {
+      const { sent, received } = await both(strategy);
+      expect(sent.status, String((sent as PromiseRejectedResult).reason)).toBe("fulfilled");
+      expect(received.status, String((received as PromiseRejectedResult).reason)).toBe("fulfilled");
+      if (sent.status !== "fulfilled" || received.status !== "fulfilled") return;
+      expect(sent.value.verifiedPages).toBe(1024);
+      expect(received.value.report.verified).toBe(true);
+      expect(sent.value.downtime).toBeGreaterThan(0);
+      expect(sent.value.transferred).toBeGreaterThan(0);
+      if (strategy !== "precopy") expect(sent.value.remoteUptime).toBeGreaterThan(0);
+    }, 30_000);
+  }
+
+  it("a destination whose program differs from the source's refuses the migration", async () => {
+    const { sent, received } = await both("postcopy", 2);
+    expect(received.status).toBe("rejected");
+    expect((received as PromiseRejectedResult).reason).toBeInstanceOf(VerificationError);
+    expect(sent.status).toBe("rejected");
+    expect(String((sent as PromiseRejectedResult).reason)).toMatch(/did not verify/);
+  }, 30_000);
+});
+
+/** Runs the CLI; resolves with its exit code and output. */
+function cli(args: string[], onStderr?: (text: string) => void): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args]);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      onStderr?.(stderr);
+    });
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** `pagemill receive` on a free port; resolves once it listens. */
+async function receiver(args: string[]): Promise<{ port: number; done: Promise<{ code: number; stdout: string; stderr: string }> }> {
+  let ready!: (port: number) => void;
+  const port = new Promise<number>((resolve) => (ready = resolve));
+  const done = cli(["receive", "--listen", "127.0.0.1:0", ...args], (text) => {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
+    if (m) ready(Number(m[1]));
+  });
+  return { port: await Promise.race([port, done.then((r) => Promise.reject(new Error(`receiver exited ${r.code}: ${r.stderr}`)))]), done };
+}
+
+describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
+  it("post-copy of the bundled trace: both exit 0, the memory is written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
+    try {
+      const key = join(dir, "key");
+      writeFileSync(key, KEY);
+      const { port, done } = await receiver(["--key-file", key, "-o", join(dir, "out"), "--json"]);
+      const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--key-file", key, "--strategy", "postcopy", "--bandwidth", "200mbit", "--json"]);
+      const received = await done;
+      expect(sent.code, sent.stderr).toBe(0);
+      expect(received.code, received.stderr).toBe(0);
+      expect(JSON.parse(sent.stdout).verifiedPages).toBe(3072);
+      expect(JSON.parse(received.stdout).verified).toBe(true);
+      expect(statSync(join(dir, "out", "memory.bin")).size).toBe(3072 * 4096);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("a wrong key: both exit 1 naming the cause, nothing written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
+    try {
+      writeFileSync(join(dir, "a"), KEY);
+      writeFileSync(join(dir, "b"), new Uint8Array(32).fill(4));
+      const { port, done } = await receiver(["--key-file", join(dir, "a"), "-o", join(dir, "out")]);
+      const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--key-file", join(dir, "b")]);
+      const received = await done;
+      expect(sent.code).toBe(1);
+      expect(sent.stderr).toMatch(/does not hold the key/);
+      expect(received.code).toBe(1);
+      expect(received.stderr).toMatch(/does not hold the key|closed the connection/);
+      expect(existsSync(join(dir, "out", "memory.bin"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("bad command lines are refused with the usage", async () => {
+    expect((await cli(["send", "--to", "nowhere"])).stderr).toMatch(/--to must be HOST:PORT/);
+    expect((await cli(["send", "--to", "127.0.0.1:1", "--strategy", "teleport"])).stderr).toMatch(/--strategy must be one of/);
+    expect((await cli(["receive", "--listen", "0.0.0.0:0"])).stderr).toMatch(/needs a key/);
+    const short = join(mkdtempSync(join(tmpdir(), "pagemill-key-")), "k");
+    writeFileSync(short, "short");
+    expect((await cli(["receive", "--listen", "127.0.0.1:0", "--key-file", short])).stderr).toMatch(/at least 16/);
+    const refused = await cli(["send", "--to", "127.0.0.1:1", "--timeout", "2s"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/nothing listens there/);
+  }, 60_000);
+});
