@@ -47,6 +47,37 @@ function replaying(frames: readonly Uint8Array[]): Channel {
   };
 }
 
+/**
+ * A fresh Destination, built from the settings and `frames` only, run until
+ * the frames end; returns its memory.
+ */
+async function replayInto(frames: readonly Uint8Array[], w: Workload, codec: string): Promise<{ memory: Uint8Array; complete: boolean; pageSize: number }> {
+  const settings = normaliseOptions({ codec }, w.guest);
+  const tasks = new Tasks();
+  const clock = new VirtualClock();
+  const destination = new Destination({
+    settings,
+    clock,
+    channel: replaying(frames),
+    tasks,
+    shared: {
+      workload: w,
+      state: stateBlob(settings.stateBytes),
+      original: () => {
+        throw new Error("pre-copy never checks single pages");
+      },
+      preserve: () => {},
+      release: () => {},
+    },
+  });
+  try {
+    await clock.run(() => Promise.race([destination.receive(), tasks.failed]));
+    return { memory: destination.memory, complete: destination.complete, pageSize: settings.pageSize };
+  } finally {
+    destination.dispose();
+  }
+}
+
 function workload(pages: number, seed: number): Workload {
   return new PoissonWorkload(syntheticGuest(pages, { seed }), { rate: 300, seed });
 }
@@ -64,31 +95,9 @@ describe("Source and Destination", () => {
         expect(frames.reduce((n, f) => n + f.byteLength, 0)).toBe(stats.transferred);
 
         // A second destination, built from the settings and the frames only.
-        const settings = normaliseOptions({ codec }, w.guest);
-        const tasks = new Tasks();
-        const replayClock = new VirtualClock();
-        const destination = new Destination({
-          settings,
-          clock: replayClock,
-          channel: replaying(frames),
-          tasks,
-          shared: {
-            workload: w,
-            state: stateBlob(settings.stateBytes),
-            original: () => {
-              throw new Error("pre-copy never checks single pages");
-            },
-            preserve: () => {},
-            release: () => {},
-          },
-        });
-        try {
-          await replayClock.run(() => Promise.race([destination.receive(), tasks.failed]));
-          expect(destination.complete).toBe(true);
-          expect(verifyMemory(w.guest.memory, destination.memory, settings.pageSize)).toBe(1024);
-        } finally {
-          destination.dispose();
-        }
+        const replayed = await replayInto(frames, w, codec);
+        expect(replayed.complete).toBe(true);
+        expect(verifyMemory(w.guest.memory, replayed.memory, replayed.pageSize)).toBe(1024);
       } finally {
         await w.close();
         w.guest.dispose();
@@ -103,24 +112,10 @@ describe("Source and Destination", () => {
     const frames: Uint8Array[] = [];
     try {
       await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec: "raw" });
-      const settings = normaliseOptions({ codec: "raw" }, w.guest);
       // Drop the last frame with page content: nothing is sent after it to make up for it.
       const lost = frames.findLastIndex((f) => f.byteLength > 4096 && f[5] === 1);
-      const replayClock = new VirtualClock();
-      const tasks = new Tasks();
-      const destination = new Destination({
-        settings,
-        clock: replayClock,
-        channel: replaying(frames.filter((_, i) => i !== lost)),
-        tasks,
-        shared: { workload: w, state: stateBlob(settings.stateBytes), original: () => new Uint8Array(0), preserve: () => {}, release: () => {} },
-      });
-      try {
-        await replayClock.run(() => Promise.race([destination.receive(), tasks.failed]));
-        expect(() => verifyMemory(w.guest.memory, destination.memory, settings.pageSize)).toThrow(/differ/);
-      } finally {
-        destination.dispose();
-      }
+      const replayed = await replayInto(frames.filter((_, i) => i !== lost), w, "raw");
+      expect(() => verifyMemory(w.guest.memory, replayed.memory, replayed.pageSize)).toThrow(/differ/);
     } finally {
       await w.close();
       w.guest.dispose();

@@ -287,7 +287,8 @@ export class Source {
   }
 
   private async send(frame: Uint8Array): Promise<void> {
-    countTraffic(this.traffic, this.currentPhase === "postcopy" ? "postcopy" : this.currentPhase === "downtime" ? "downtime" : "precopy", frame.byteLength);
+    const phase = this.currentPhase === "postcopy" || this.currentPhase === "downtime" ? this.currentPhase : "precopy";
+    countTraffic(this.traffic, phase, frame.byteLength);
     this.currentRoundBytes += frame.byteLength;
     await this.channel.send(frame);
     // send() resolves when the channel takes the next frame, i.e. once the

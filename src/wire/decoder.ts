@@ -145,7 +145,8 @@ export class FrameDecoder extends Owned {
       } catch (err) {
         if (err instanceof CodecError && !err.message.startsWith("pages frame ")) {
           const cause = err.message.replace(/^page \d+: /, "");
-          throw new CodecError(err.code, `${ENCODING_NAMES[encoding]} pages of frame ${sequence}: ${cause}`, err.page);
+          const rejected = err.codec === undefined ? undefined : { codec: err.codec, reason: err.reason ?? "" };
+          throw new CodecError(err.code, `${ENCODING_NAMES[encoding]} pages of frame ${sequence}: ${cause}`, err.page, rejected);
         }
         throw err;
       } finally {
