@@ -35,7 +35,7 @@ import { TraceReader, xorWords, type TraceEpoch, type TraceHeader } from "./page
 import { Random } from "../random.js";
 
 /** Derives an independent seed for a sub-stream (writes, reads, content...). */
-function subSeed(seed: number, stream: number): number {
+export function subSeed(seed: number, stream: number): number {
   return (Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) + Math.imul(stream + 1, 0x165667b1)) >>> 0;
 }
 
@@ -447,7 +447,7 @@ class ReadGenerator {
 // ---------------------------------------------------------------------------
 // The common part: time, throttle, reports.
 
-abstract class BaseWorkload implements Workload {
+export abstract class BaseWorkload implements Workload {
   abstract readonly name: string;
   now = 0;
   /** Time not run because of the throttle (kept apart so that throttle 1 adds exactly 0). */
