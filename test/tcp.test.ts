@@ -94,8 +94,8 @@ describe("TCP channel", () => {
   it("a record changed on the way closes the connection and is never handed on", async () => {
     const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     open.push(listener);
-    // Client bytes: 37 of hello, 32 of proof, then records (4 + frame + 16): flip a byte inside the second frame.
-    const flipAt = 37 + 32 + (4 + 1000 + 16) + 4 + 500;
+    // Client bytes: 37 of hello, 32 of proof, its session record (5 + 24 + 16), then records (5 + frame + 16): flip a byte inside the second frame.
+    const flipAt = 37 + 32 + 45 + (5 + 1000 + 16) + 5 + 500;
     const { port } = await proxy(listener.port, (chunk, offset) => {
       if (flipAt >= offset && flipAt < offset + chunk.length) chunk[flipAt - offset]! ^= 0x01;
     });
@@ -111,7 +111,7 @@ describe("TCP channel", () => {
   it("a record longer than any frame closes the connection", async () => {
     const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     open.push(listener);
-    const lengthAt = 37 + 32;
+    const lengthAt = 37 + 32 + 45;
     const { port } = await proxy(listener.port, (chunk, offset) => {
       if (lengthAt + 3 >= offset && lengthAt + 3 < offset + chunk.length) chunk[lengthAt + 3 - offset] = 0x7f;
     });

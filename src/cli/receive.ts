@@ -5,15 +5,18 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { receiveMigration, type MigrationInfo } from "../engine/remote.js";
-import { listenChannel, DEFAULT_TIMEOUT } from "../net/tcp.js";
+import { listenChannel } from "../net/tcp.js";
 import { writeAtomically } from "../files.js";
-import { UsageError, addressOption, durationOption, formatBytes, keyFileOption, parse, pathOption, type OptionValue } from "./args.js";
+import { UsageError, addressOption, formatBytes, keyFileOption, parse, pathOption, type OptionValue } from "./args.js";
 import { WORKLOAD_OPTIONS, workloadFactory } from "./migrate.js";
+import { printRecoveries, recoveryTimes, waitOptions } from "./send.js";
 
 export const summary = "Receives one live migration from `pagemill send` over TCP, verifies it, and writes the memory.";
-export const usage = `usage: pagemill receive --listen HOST:PORT [--key-file FILE] [-o DIR] [--timeout 10s] [--json]
+export const usage = `usage: pagemill receive --listen HOST:PORT [--key-file FILE] [-o DIR] [--timeout 10s]
+         [--recover-timeout 60s] [--json]
   Waits for one source (without --key-file: loopback addresses only), runs the program here after a
   post-copy switch-over, and writes DIR/memory.bin once every page is verified (exit 0; 1 otherwise).
+  After the switch-over a cut connection waits up to --recover-timeout for the source to come back.
   Port 0 picks a free port and prints it.`;
 
 /** The program the source names, started here as the migrate command would start it. */
@@ -32,18 +35,18 @@ export async function run(args: string[]): Promise<number> {
     listen: { type: "string" },
     "key-file": { type: "string" },
     timeout: { type: "string" },
+    "recover-timeout": { type: "string" },
     output: { type: "string", short: "o" },
     json: { type: "boolean" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const { host, port } = addressOption("--listen", values.listen);
   const out = values.output === undefined ? undefined : pathOption("-o DIR", values.output, undefined, "a directory");
-  const timeout = durationOption("timeout", values.timeout, DEFAULT_TIMEOUT);
-  if (!(timeout > 0)) throw new UsageError("--timeout must be above 0");
+  const { timeout, recoverTimeout } = waitOptions(values);
   const key = await keyFileOption(values["key-file"]);
   let listener;
   try {
-    listener = await listenChannel(host, port, { key, timeout });
+    listener = await listenChannel(host, port, { key, timeout, recoverTimeout });
   } catch (err) {
     if (err instanceof RangeError) throw new UsageError(`--listen: ${err.message}`);
     throw err;
@@ -51,11 +54,15 @@ export async function run(args: string[]): Promise<number> {
   // Scripts read the port from here when they asked for port 0.
   console.error(`listening on ${host}:${listener.port}`);
   let result;
+  let channel;
   try {
-    const channel = await listener.accept();
-    listener.close();
+    channel = await listener.accept();
+    // Listening on, for this source only: it dials here again after a cut.
+    listener.refuseNew();
     try {
       result = await receiveMigration(channel, { startProgram });
+      // Verified; the source may still need the report again after a cut.
+      await channel.finished.catch(() => {});
     } catch (err) {
       channel.destroy();
       throw err;
@@ -66,12 +73,13 @@ export async function run(args: string[]): Promise<number> {
   const { info, report, memory } = result;
   if (out !== undefined) await mkdir(out, { recursive: true });
   if (out !== undefined) await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, memory));
-  if (values.json) console.log(JSON.stringify({ ...report, strategy: info.strategy, pageSize: info.pageSize, pageCount: info.pageCount }, null, 2));
+  if (values.json) console.log(JSON.stringify({ ...report, strategy: info.strategy, pageSize: info.pageSize, pageCount: info.pageCount, recoveries: recoveryTimes(channel) }, null, 2));
   else {
     const downtime = report.resumeWallTime - report.stopWallTime;
     const uptime = report.completeWallTime - report.resumeWallTime;
     console.log(`received ${info.strategy}: ${report.pages} pages of ${info.pageSize} B verified (${formatBytes(memory.byteLength)})`);
     console.log(`downtime ${(downtime * 1000).toFixed(1)} ms, remote uptime ${(uptime * 1000).toFixed(1)} ms, faults ${report.counters.faults}, requests ${report.counters.postcopyRequests}`);
+    printRecoveries(channel);
     if (out !== undefined) console.log(`memory written to ${join(out, "memory.bin")}`);
   }
   return 0;

@@ -5,7 +5,7 @@ import { isAbsolute, resolve } from "node:path";
 import { STRATEGY_NAMES } from "../engine/migrate.js";
 import type { StrategyName } from "../engine/metrics.js";
 import { sendMigration } from "../engine/remote.js";
-import { connectChannel, DEFAULT_TIMEOUT } from "../net/tcp.js";
+import { connectChannel, DEFAULT_RECOVER_TIMEOUT, DEFAULT_TIMEOUT, type TcpChannel } from "../net/tcp.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { UsageError, addressOption, durationOption, intOption, keyFileOption, parse, rateOption, sizeOption } from "./args.js";
 import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from "./migrate.js";
@@ -13,15 +13,18 @@ import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from ".
 export const summary = "Migrates a running guest (trace or model) to `pagemill receive` in another process over TCP.";
 export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--trace FILE | --workload MODEL ...]
          [--strategy precopy|postcopy|hybrid] [--bandwidth CAP] [--codec raw] [--downtime-limit 300ms]
-         [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--json]
+         [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--recover-timeout 60s] [--json]
   The guest runs here on the real clock until the switch-over. --bandwidth caps the sending rate
-  (default: as fast as the connection takes). MODEL options as for pagemill migrate.`;
+  (default: as fast as the connection takes). A connection cut after the switch-over is dialled
+  again for up to --recover-timeout; one cut before it fails the migration, the guest intact here.
+  MODEL options as for pagemill migrate.`;
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     to: { type: "string" },
     "key-file": { type: "string" },
     timeout: { type: "string" },
+    "recover-timeout": { type: "string" },
     ...WORKLOAD_ARGS,
     strategy: { type: "string" },
     bandwidth: { type: "string" },
@@ -45,8 +48,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const cap = values.bandwidth === undefined ? undefined : rateOption("bandwidth", values.bandwidth, 0);
   if (cap !== undefined && !(cap > 0)) throw new UsageError("--bandwidth must be above 0");
-  const timeout = durationOption("timeout", values.timeout, DEFAULT_TIMEOUT);
-  if (!(timeout > 0)) throw new UsageError("--timeout must be above 0");
+  const { timeout, recoverTimeout } = waitOptions(values);
   // The receiver starts the same program for post-copy: a trace by its absolute path, a model by its options.
   const program: Record<string, string> = {};
   for (const name of WORKLOAD_OPTIONS) if (typeof values[name] === "string") program[name] = values[name] as string;
@@ -63,22 +65,50 @@ export async function run(args: string[]): Promise<number> {
   const key = await keyFileOption(values["key-file"]);
   const workload = await factory.open();
   try {
-    const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout });
+    const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout, recoverTimeout });
     let stats;
     try {
       stats = await sendMigration(strategy, workload, channel, options);
+      // The receiver hears that its report arrived before this process goes.
+      await channel.finished;
     } catch (err) {
       channel.destroy();
       throw err;
     }
-    if (values.json) console.log(JSON.stringify({ ...stats, verified: true, timeUnit: "s" }, null, 2));
+    if (values.json) console.log(JSON.stringify({ ...stats, verified: true, recoveries: recoveryTimes(channel), timeUnit: "s" }, null, 2));
     else {
       console.log(`${factory.describe} → ${host}:${port}, ${strategy}, codec ${codec}${cap ? `, capped at ${(cap / 1e6).toFixed(1)} Mbit/s` : ""}\n`);
       printDetail(stats);
+      printRecoveries(channel);
     }
     return 0;
   } finally {
     await workload.close();
     workload.guest.dispose();
+  }
+}
+
+/** --timeout and --recover-timeout, checked (both ends take them). */
+export function waitOptions(values: Record<string, unknown>): { timeout: number; recoverTimeout: number } {
+  const timeout = durationOption("timeout", values.timeout as string | undefined, DEFAULT_TIMEOUT);
+  if (!(timeout > 0)) throw new UsageError("--timeout must be above 0");
+  const recoverTimeout = durationOption("recover-timeout", values["recover-timeout"] as string | undefined, DEFAULT_RECOVER_TIMEOUT);
+  if (!(recoverTimeout > 0)) throw new UsageError("--recover-timeout must be above 0");
+  return { timeout, recoverTimeout };
+}
+
+/** Each resumption after a cut: seconds from the cut to the new connection, and from it to the first record. */
+export function recoveryTimes(channel: TcpChannel): { reconnect: number; resume: number | null; cause: string }[] {
+  return channel.recoveries.map((r) => ({
+    reconnect: (r.reconnectedAt - r.cutAt) / 1000,
+    resume: r.resumedAt === undefined ? null : (r.resumedAt - r.reconnectedAt) / 1000,
+    cause: r.cause,
+  }));
+}
+
+export function printRecoveries(channel: TcpChannel): void {
+  for (const r of recoveryTimes(channel)) {
+    const resume = r.resume === null ? "no record since" : `resumed ${(r.resume * 1000).toFixed(1)} ms later`;
+    console.log(`link cut (${r.cause}); reconnected after ${(r.reconnect * 1000).toFixed(1)} ms, ${resume}`);
   }
 }

@@ -159,6 +159,7 @@ export class Destination {
       const frame = this.decoder.decode(bytes, this.memory);
       if (frame.type === "switch-over") {
         const record = decodeSwitchover(frame.state, this.settings.pageCount);
+        this.channel.survive?.();
         // (No await without a prepare step: the simulation's event order stays as it was.)
         if (record.pending && this.shared.prepare) await this.shared.prepare(record);
         this.resume(record);

@@ -342,6 +342,7 @@ export class Source {
   async sendSwitchover(pending: DirtyBitmap | undefined): Promise<void> {
     const stop = this.remote ? { guestTime: this.workload.workTime, wallTime: Date.now() / 1000 } : undefined;
     const record = encodeSwitchover({ state: this.state, pending: pending?.toWords(), stop }, this.settings.pageCount);
+    this.channel.survive?.();
     await this.sendControl({ type: "switch-over", state: record });
   }
 

@@ -22,6 +22,13 @@ export interface Channel {
   readonly sentBytes: number;
   /** No more frames from this end; the peer's receive() returns undefined after the last. */
   close(): void;
+  /**
+   * From now on a cut link must not lose the migration: the guest has
+   * switched over and exists only across both ends. A channel that can
+   * reconnect pauses and resumes instead of failing; one that cannot
+   * ignores this (an in-process link is never cut).
+   */
+  survive?(): void;
 }
 
 /** A send on a closed channel. */

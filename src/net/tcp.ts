@@ -1,4 +1,5 @@
-// A Channel over a TCP connection (node:net), between two processes.
+// A Channel over TCP (node:net), between two processes, that survives a cut
+// link once told to.
 //
 // Connection: the client sends HELLO ("PMTC", version, a 32-byte nonce); the
 // server answers with its nonce and an HMAC-SHA256 of both nonces under the
@@ -7,19 +8,33 @@
 // handshake fails (fresh nonces). Each direction gets its own session key
 // (HMAC of the key over the direction and both nonces).
 //
-// Records: every frame travels as u32 length (LE) | frame | 16-byte tag, the
-// tag an HMAC-SHA256 (truncated) under the direction's key of a record
-// counter and the frame. A tag that does not match, a length past the
-// largest frame, or a record out of order closes the connection at once,
-// and the frame is never handed on: nothing a stranger sends is decoded.
-// The frames themselves are the wire format's (docs/wire-format.md);
-// docs/tcp.md has the threat model.
+// Records: u32 length (LE) | u8 kind | payload | 16-byte tag, the tag an
+// HMAC-SHA256 (truncated) under the direction's key of a record counter, the
+// kind and the payload. A tag that does not match, a length past the largest
+// frame, or a record out of order closes the connection at once, and the
+// payload is never handed on: nothing a stranger sends is decoded. Kinds:
+// FRAME (a frame of the wire format, docs/wire-format.md), ACK (how many
+// frames this end has received), SESSION (the first record each way: the
+// session's id and the frames received so far), END (no more frames from
+// this end), REFUSE (a listener's answer to a resumption of a session that
+// ended there, with the reason). The session is over when each end has sent END and has every
+// frame it sent acknowledged; only then does either end close the socket.
+//
+// Sessions: a channel is a session that outlives its connections. Each end
+// keeps the frames it sent until the peer acknowledges them. Once survive()
+// was called (the migration has switched over, so the guest exists only
+// across both ends), a cut connection pauses the channel instead of failing
+// it: the client connects again with backoff, the listener hands the new
+// connection to the paused session named in its SESSION record, each end
+// re-sends what the other did not receive, and the frames carry on in order,
+// exactly once. Before survive() a cut fails the channel (the source still
+// holds the whole guest). docs/tcp.md has the protocol and the threat model.
 //
 // Back-pressure: send() resolves when the socket has taken the record
 // (immediately, or on 'drain'). An optional cap paces sends to a bit rate.
-// Every wait on the peer is bounded: connecting, the handshake, and a
-// connection with no traffic either way for `timeout` seconds fail with a
-// NetworkError naming the cause.
+// Every wait on the peer is bounded: connecting, the handshake, a connection
+// with no traffic either way for `timeout` seconds, and a paused session
+// (`recoverTimeout`) fail with a NetworkError naming the cause.
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createConnection, createServer, isIP, type Server, type Socket } from "node:net";
@@ -35,17 +50,32 @@ export class AuthenticationError extends PagemillError {}
 export class ProtocolError extends PagemillError {}
 
 const MAGIC = Buffer.from("PMTC", "latin1");
-export const TCP_PROTOCOL_VERSION = 1;
+export const TCP_PROTOCOL_VERSION = 2;
 const NONCE_BYTES = 32;
 const TAG_BYTES = 16;
+const HEAD_BYTES = 5;
 const HELLO_BYTES = MAGIC.length + 1 + NONCE_BYTES;
 const ANSWER_BYTES = HELLO_BYTES + 32;
 const PROOF_BYTES = 32;
+const SESSION_ID_BYTES = 16;
+/** A receiver acknowledges after this many frames (and when it closes), so a sender's log stays short. */
+const ACK_EVERY = 16;
 /** The key used when none is given: records are still checked for damage, but anyone can connect (loopback only). */
 const NO_KEY = new Uint8Array(32);
 export const MIN_KEY_BYTES = 16;
 /** Default bound on any wait for the peer, seconds. */
 export const DEFAULT_TIMEOUT = 10;
+/** Default time a paused session waits for a new connection, seconds. */
+export const DEFAULT_RECOVER_TIMEOUT = 60;
+
+const enum Kind {
+  FRAME = 0,
+  ACK = 1,
+  SESSION = 2,
+  END = 3,
+  /** the listener's answer to a resumption of a session that is over there: why */
+  REFUSE = 4,
+}
 
 export interface TcpOptions {
   /** The shared key (at least 16 bytes). Absent: no authentication, and a listener accepts loopback addresses only. */
@@ -54,6 +84,15 @@ export interface TcpOptions {
   readonly bitsPerSecond?: number;
   /** Seconds any wait on the peer may last: connecting, the handshake, a connection with no traffic (default 10). */
   readonly timeout?: number;
+  /** Seconds a session cut after survive() waits for a new connection before it fails (default 60). */
+  readonly recoverTimeout?: number;
+}
+
+interface Settings {
+  readonly key: Uint8Array;
+  readonly timeout: number;
+  readonly recoverTimeout: number;
+  readonly cap: number | undefined;
 }
 
 function hmac(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
@@ -62,17 +101,23 @@ function hmac(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
   return h.digest();
 }
 
-function checkOptions(options: TcpOptions): { key: Uint8Array; timeout: number; cap: number | undefined } {
-  const { key, bitsPerSecond, timeout = DEFAULT_TIMEOUT } = options;
+function positiveSeconds(name: string, value: number): number {
+  if (!(typeof value === "number" && value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive number of seconds, got ${value}`);
+  return value;
+}
+
+function checkOptions(options: TcpOptions): Settings {
+  const { key, bitsPerSecond } = options;
   if (key !== undefined) {
     checkBytes("key", key);
     if (key.byteLength < MIN_KEY_BYTES) throw new RangeError(`key must be at least ${MIN_KEY_BYTES} bytes, got ${key.byteLength}`);
   }
-  if (!(typeof timeout === "number" && timeout > 0 && Number.isFinite(timeout))) throw new RangeError(`timeout must be a positive number of seconds, got ${timeout}`);
+  const timeout = positiveSeconds("timeout", options.timeout ?? DEFAULT_TIMEOUT);
+  const recoverTimeout = positiveSeconds("recoverTimeout", options.recoverTimeout ?? DEFAULT_RECOVER_TIMEOUT);
   if (bitsPerSecond !== undefined && !(typeof bitsPerSecond === "number" && bitsPerSecond > 0 && Number.isFinite(bitsPerSecond))) {
     throw new RangeError(`bitsPerSecond must be a positive finite number, got ${bitsPerSecond}`);
   }
-  return { key: key ?? NO_KEY, timeout, cap: bitsPerSecond };
+  return { key: key ?? NO_KEY, timeout, recoverTimeout, cap: bitsPerSecond };
 }
 
 /** Reads exactly `n` bytes from a socket during the handshake, within `timeout` seconds. */
@@ -129,19 +174,6 @@ class HandshakeReader {
   }
 }
 
-/** Runs `step` with the handshake's time bound; the socket is destroyed on failure. */
-async function bounded<T>(socket: Socket, reader: HandshakeReader, timeout: number, step: () => Promise<T>): Promise<T> {
-  const timer = setTimeout(() => reader.abort(new NetworkError(`the peer did not complete the handshake within ${timeout} s`)), timeout * 1000);
-  try {
-    return await step();
-  } catch (error) {
-    socket.destroy();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function checkHello(bytes: Buffer, what: string): Buffer {
   if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new ProtocolError(`the peer does not speak pagemill's migration protocol (its ${what} starts ${bytes.subarray(0, 4).toString("hex")})`);
   const version = bytes[MAGIC.length]!;
@@ -157,134 +189,159 @@ function sessionKeys(key: Uint8Array, client: Uint8Array, server: Uint8Array): {
   return { toServer: hmac(key, Buffer.from("pagemill c2s"), client, server), toClient: hmac(key, Buffer.from("pagemill s2c"), client, server) };
 }
 
-/** One connected, authenticated end. */
-export class TcpChannel implements Channel {
-  readonly rtt: number;
-  readonly bitsPerSecond: number | undefined;
-  private sent = 0;
+function u64(n: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(n));
+  return out;
+}
+
+interface Session {
+  readonly id: Buffer;
+  /** frames the sender of the SESSION record has received in this session */
+  readonly received: number;
+}
+
+function sessionRecord(session: Session): Buffer {
+  return Buffer.concat([session.id, u64(session.received)]);
+}
+
+function readSession(payload: Uint8Array): Session {
+  if (payload.byteLength !== SESSION_ID_BYTES + 8) throw new ProtocolError(`the peer's session record has ${payload.byteLength} bytes, not ${SESSION_ID_BYTES + 8}`);
+  const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  return { id: Buffer.from(bytes.subarray(0, SESSION_ID_BYTES)), received: Number(bytes.readBigUInt64BE(SESSION_ID_BYTES)) };
+}
+
+interface LinkEvents {
+  record(kind: Kind, payload: Uint8Array): void;
+  /** the peer ended its side after its last record */
+  ended(): void;
+  failed(error: Error): void;
+}
+
+/**
+ * One authenticated connection: writes and reads records. Until a session
+ * takes it (attach), records wait in a queue for `next()`.
+ */
+class Link {
   private sendCounter = 0n;
   private receiveCounter = 0n;
-  private readonly frames: Uint8Array[] = [];
-  private waiting: { resolve: (frame: Uint8Array | undefined) => void; reject: (error: Error) => void } | undefined;
   private chunks: Buffer[] = [];
   private chunkBytes = 0;
-  private ended = false;
+  private events: LinkEvents | undefined;
+  private readonly queued: { kind: Kind; payload: Uint8Array }[] = [];
+  private waiter: { resolve: (r: { kind: Kind; payload: Uint8Array }) => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;
-  private closed = false;
-  private nextSend = 0;
+  private peerEnded = false;
+  /** the first record went to next(): the peer named its session */
+  private named = false;
+  private done = false;
 
   constructor(
-    private readonly socket: Socket,
+    readonly socket: Socket,
     private readonly sendKey: Uint8Array,
     private readonly receiveKey: Uint8Array,
-    rtt: number,
-    cap: number | undefined,
+    readonly rtt: number,
     timeout: number,
     early: Buffer,
   ) {
-    this.rtt = rtt;
-    this.bitsPerSecond = cap;
     socket.setNoDelay(true);
-    socket.setTimeout(timeout * 1000, () => this.abort(new NetworkError(`no traffic with the peer for ${timeout} s: it stalled or the link is down`)));
+    socket.setTimeout(timeout * 1000, () => this.fail(new NetworkError(`no traffic with the peer for ${timeout} s: it stalled or the link is down`)));
     socket.on("data", (chunk: Buffer) => this.take(chunk));
     socket.on("end", () => {
-      if (this.chunkBytes > 0) this.abort(new NetworkError(`the peer closed the connection inside a record (${this.chunkBytes} bytes of it arrived)`));
-      this.ended = true;
-      this.flush();
+      if (this.chunkBytes > 0) return this.fail(new NetworkError(`the peer closed the connection inside a record (${this.chunkBytes} bytes of it arrived)`));
+      this.peerEnded = true;
+      if (this.events) this.events.ended();
+      else if (!this.named) this.fail(new NetworkError("the peer closed the connection before naming its session"));
     });
-    socket.on("error", (error) => this.abort(new NetworkError(`connection to the peer failed: ${error.message}`, { cause: error })));
+    socket.on("error", (error) => this.fail(new NetworkError(`connection to the peer failed: ${error.message}`, { cause: error })));
     socket.on("close", () => {
-      if (!this.ended) this.abort(new NetworkError("the connection to the peer was cut"));
+      if (!this.peerEnded) this.fail(new NetworkError("the connection to the peer was cut"));
     });
     if (early.length) this.take(early);
   }
 
-  get sentBytes(): number {
-    return this.sent;
-  }
-
-  async send(frame: Uint8Array): Promise<void> {
-    if (this.failure) throw this.failure;
-    if (this.closed) throw new ChannelClosedError("send on a closed TCP channel");
-    checkBytes("frame", frame);
-    if (frame.byteLength > MAX_FRAME_BYTES) throw new RangeError(`frame of ${frame.byteLength} B passes the ${MAX_FRAME_BYTES} B limit`);
-    if (this.bitsPerSecond !== undefined) {
-      const now = performance.now();
-      const start = Math.max(now, this.nextSend);
-      this.nextSend = start + ((frame.byteLength + 4 + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
-      if (start > now) await new Promise((resolve) => setTimeout(resolve, start - now));
-    }
-    const head = Buffer.alloc(4);
-    head.writeUInt32LE(frame.byteLength, 0);
-    const tag = this.tag(this.sendKey, this.sendCounter++, frame);
+  /** Writes one record; false when the socket wants a 'drain' first. */
+  write(kind: Kind, payload: Uint8Array): boolean {
+    const head = Buffer.alloc(HEAD_BYTES);
+    head.writeUInt32LE(payload.byteLength, 0);
+    head[4] = kind;
+    const tag = this.tag(this.sendKey, this.sendCounter++, head.subarray(4), payload);
     this.socket.write(head);
-    this.socket.write(frame);
-    const ready = this.socket.write(tag);
-    this.sent += frame.byteLength;
-    if (!ready) {
-      await new Promise<void>((resolve, reject) => {
-        const done = (): void => {
-          this.socket.off("drain", done);
-          this.socket.off("close", done);
-          if (this.failure) reject(this.failure);
-          else resolve();
-        };
-        this.socket.on("drain", done);
-        this.socket.on("close", done);
-      });
-    }
+    this.socket.write(payload);
+    return this.socket.write(tag);
   }
 
-  receive(): Promise<Uint8Array | undefined> {
-    const frame = this.frames.shift();
-    if (frame) return Promise.resolve(frame);
+  /** Resolves once the socket has room again, or the link failed. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.socket.on("close", done);
+    });
+  }
+
+  /** The next record, before a session took the link (the SESSION exchange). */
+  next(): Promise<{ kind: Kind; payload: Uint8Array }> {
+    this.named = true;
+    const first = this.queued.shift();
+    if (first) return Promise.resolve(first);
     if (this.failure) return Promise.reject(this.failure);
-    if (this.ended) return Promise.resolve(undefined);
-    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
+  attach(events: LinkEvents): void {
+    this.events = events;
+    for (const { kind, payload } of this.queued.splice(0)) events.record(kind, payload);
+    if (this.failure) events.failed(this.failure);
+    else if (this.peerEnded) events.ended();
+  }
+
+  end(): void {
     this.socket.end();
   }
 
-  /** Drops the connection at once (a failed migration). */
+  /** Drops the connection without telling anyone (its session moved on, or gave up). */
   destroy(): void {
-    this.closed = true;
+    this.done = true;
     this.socket.destroy();
   }
 
-  private tag(key: Uint8Array, counter: bigint, frame: Uint8Array): Buffer {
+  private tag(key: Uint8Array, counter: bigint, kind: Uint8Array, payload: Uint8Array): Buffer {
     const n = Buffer.alloc(8);
     n.writeBigUInt64BE(counter);
-    return hmac(key, n, frame).subarray(0, TAG_BYTES);
+    return hmac(key, n, kind, payload).subarray(0, TAG_BYTES);
   }
 
   private take(chunk: Buffer): void {
-    if (this.failure) return;
+    if (this.failure || this.done) return;
     this.chunks.push(chunk);
     this.chunkBytes += chunk.length;
-    for (;;) {
-      if (this.chunkBytes < 4) break;
-      const head = this.peek(4);
+    while (this.chunkBytes >= HEAD_BYTES) {
+      const head = this.peek(HEAD_BYTES);
       const length = head.readUInt32LE(0);
-      if (length > MAX_FRAME_BYTES) {
-        this.abort(new ProtocolError(`the peer sent a record of ${length} B, past the ${MAX_FRAME_BYTES} B a frame may take`));
-        return;
-      }
-      const total = 4 + length + TAG_BYTES;
+      if (length > MAX_FRAME_BYTES) return this.fail(new ProtocolError(`the peer sent a record of ${length} B, past the ${MAX_FRAME_BYTES} B a frame may take`));
+      const total = HEAD_BYTES + length + TAG_BYTES;
       if (this.chunkBytes < total) break;
       const record = this.consume(total);
-      const frame = record.subarray(4, 4 + length);
-      const expected = this.tag(this.receiveKey, this.receiveCounter++, frame);
-      if (!timingSafeEqual(expected, record.subarray(4 + length))) {
-        this.abort(new AuthenticationError(`record ${this.receiveCounter - 1n} from the peer failed authentication (wrong key, or changed on the way)`));
-        return;
+      const kind = record.subarray(4, HEAD_BYTES);
+      const payload = record.subarray(HEAD_BYTES, HEAD_BYTES + length);
+      const expected = this.tag(this.receiveKey, this.receiveCounter++, kind, payload);
+      if (!timingSafeEqual(expected, record.subarray(HEAD_BYTES + length))) {
+        return this.fail(new AuthenticationError(`record ${this.receiveCounter - 1n} from the peer failed authentication (wrong key, or changed on the way)`));
       }
-      this.frames.push(frame);
+      if (kind[0]! > Kind.REFUSE) return this.fail(new ProtocolError(`the peer sent a record of unknown kind ${kind[0]}`));
+      if (this.events) this.events.record(kind[0] as Kind, payload);
+      else if (this.waiter) {
+        const waiter = this.waiter;
+        this.waiter = undefined;
+        waiter.resolve({ kind: kind[0] as Kind, payload });
+      } else this.queued.push({ kind: kind[0] as Kind, payload });
+      if (this.failure || this.done) return;
     }
-    this.flush();
   }
 
   private peek(n: number): Buffer {
@@ -292,45 +349,65 @@ export class TcpChannel implements Channel {
     return this.chunks[0]!.subarray(0, n);
   }
 
-  /** The next `n` bytes as one buffer of their own. */
+  /** The next `n` bytes as one buffer ('data' chunks are never reused, so a view of one is safe to keep). */
   private consume(n: number): Buffer {
     if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
     const first = this.chunks[0]!;
-    const out = Buffer.from(first.subarray(0, n));
+    const out = first.subarray(0, n);
     if (first.length === n) this.chunks.shift();
     else this.chunks[0] = first.subarray(n);
     this.chunkBytes -= n;
     return out;
   }
 
-  private flush(): void {
-    const waiter = this.waiting;
-    if (!waiter) return;
-    const frame = this.frames.shift();
-    if (frame) {
-      this.waiting = undefined;
-      waiter.resolve(frame);
-    } else if (this.failure) {
-      this.waiting = undefined;
-      waiter.reject(this.failure);
-    } else if (this.ended) {
-      this.waiting = undefined;
-      waiter.resolve(undefined);
-    }
-  }
-
-  private abort(error: Error): void {
-    if (this.failure || (this.closed && this.ended)) return;
-    // Frames that passed their check before the failure are still handed on, then the error.
+  private fail(error: Error): void {
+    if (this.failure || this.done) return;
     this.failure = error;
     this.socket.destroy();
-    this.flush();
+    if (this.events) this.events.failed(error);
+    else if (this.waiter) {
+      const waiter = this.waiter;
+      this.waiter = undefined;
+      waiter.reject(error);
+    }
   }
 }
 
-/** Connects to a listening peer and runs the client's half of the handshake. */
-export async function connectChannel(host: string, port: number, options: TcpOptions = {}): Promise<TcpChannel> {
-  const { key, timeout, cap } = checkOptions(options);
+/** Runs `step` with the handshake's time bound; the socket is destroyed on failure. */
+async function bounded<T>(socket: Socket, reader: HandshakeReader, timeout: number, step: () => Promise<T>): Promise<T> {
+  const timer = setTimeout(() => reader.abort(new NetworkError(`the peer did not complete the handshake within ${timeout} s`)), timeout * 1000);
+  try {
+    return await step();
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The next record of a link that no session holds yet, which must be the peer's SESSION record. */
+async function peerSession(link: Link, timeout: number): Promise<Session> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NetworkError(`the peer did not name its session within ${timeout} s`)), timeout * 1000);
+  });
+  try {
+    const { kind, payload } = await Promise.race([link.next(), late]);
+    if (kind === Kind.REFUSE) throw new ProtocolError(`the listener will not resume the session: ${Buffer.from(payload).toString("utf8")}`);
+    if (kind !== Kind.SESSION) throw new ProtocolError(`the peer's first record is of kind ${kind}, not its session`);
+    return readSession(payload);
+  } catch (error) {
+    link.destroy();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Connects, runs the client's half of the handshake, and names `session`; resolves with the link and the server's session record. */
+async function dial(host: string, port: number, settings: Settings, session: Session, timeout = settings.timeout): Promise<{ link: Link; peer: Session }> {
+  const { key } = settings;
   const socket = await new Promise<Socket>((resolve, reject) => {
     const s = createConnection({ host, port, allowHalfOpen: true });
     const timer = setTimeout(() => {
@@ -347,7 +424,7 @@ export async function connectChannel(host: string, port: number, options: TcpOpt
     });
   });
   const reader = new HandshakeReader(socket);
-  return bounded(socket, reader, timeout, async () => {
+  const link = await bounded(socket, reader, timeout, async () => {
     const started = performance.now();
     const mine = randomBytes(NONCE_BYTES);
     socket.write(hello(mine));
@@ -359,21 +436,358 @@ export async function connectChannel(host: string, port: number, options: TcpOpt
     }
     socket.write(hmac(key, Buffer.from("pagemill client"), theirs, mine));
     const keys = sessionKeys(key, mine, theirs);
-    return new TcpChannel(socket, keys.toServer, keys.toClient, rtt, cap, timeout, reader.detach());
+    return new Link(socket, keys.toServer, keys.toClient, rtt, settings.timeout, reader.detach());
   });
+  link.write(Kind.SESSION, sessionRecord(session));
+  const peer = await peerSession(link, timeout);
+  if (!peer.id.equals(session.id)) {
+    link.destroy();
+    throw new ProtocolError("the listener answered for another session");
+  }
+  return { link, peer };
 }
 
-/** Accepts connections; each accepted one has passed the handshake. */
+/** One resumption of a session: when its connection was cut, when a new one was there, when the first frame came again. */
+export interface Recovery {
+  /** performance.now() ms */
+  readonly cutAt: number;
+  readonly reconnectedAt: number;
+  /** the first record that arrived on the new connection (the peer's re-sent frames or its acknowledgement) */
+  resumedAt?: number;
+  readonly cause: string;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A migration's channel over TCP: one session, over one connection or, after cuts, several. */
+export class TcpChannel implements Channel {
+  readonly bitsPerSecond: number | undefined;
+  /** the session's resumptions, oldest first */
+  readonly recoveries: Recovery[] = [];
+  private rttNow: number;
+  private link: Link | undefined;
+  private sent = 0;
+  /** frames sent and not yet acknowledged; log[0] is frame number logStart */
+  private log: Uint8Array[] = [];
+  private logStart = 0;
+  private framesSent = 0;
+  private framesReceived = 0;
+  private framesAcked = 0;
+  private readonly frames: Uint8Array[] = [];
+  private waiting: { resolve: (frame: Uint8Array | undefined) => void; reject: (error: Error) => void } | undefined;
+  private peerEnded = false;
+  private closed = false;
+  private failure: Error | undefined;
+  private surviving = false;
+  private paused: Promise<void> | undefined;
+  private nextSend = 0;
+  private over = false;
+  private readonly events: LinkEvents;
+  private settle!: { resolve: () => void; reject: (error: Error) => void };
+  /**
+   * Settles when the session is over: both ends sent END and every frame
+   * was acknowledged (resolves), or it failed (rejects).
+   */
+  readonly finished: Promise<void>;
+
+  constructor(
+    readonly session: Buffer,
+    link: Link,
+    private readonly settings: Settings,
+    /** a new connection to the same session, within `deadline` (performance.now() ms); the peer's SESSION record with it */
+    private readonly reconnect: (deadline: number, received: number) => Promise<{ link: Link; peer: Session }>,
+    /** called once when the session is over: undefined when it ended well, else why it failed */
+    private readonly onFinished: (failure?: Error) => void = () => {},
+  ) {
+    this.rttNow = link.rtt;
+    this.bitsPerSecond = settings.cap;
+    this.events = {
+      record: (kind, payload) => this.record(kind, payload),
+      // The peer closes the socket only once the session is over, so this end is finished by then too.
+      ended: () => this.cut(new NetworkError("the peer closed the connection before the end of the session")),
+      failed: (error) => this.cut(error),
+    };
+    this.finished = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    // Nobody need wait for the end; a failure is also reported by send() and receive().
+    this.finished.catch(() => {});
+    this.link = link;
+    link.attach(this.events);
+  }
+
+  get rtt(): number {
+    return this.rttNow;
+  }
+
+  get sentBytes(): number {
+    return this.sent;
+  }
+
+  /**
+   * From now on a cut connection pauses the channel until a new one comes
+   * (the client dials again; a listener hands it over), within the
+   * recovery timeout, instead of failing it.
+   */
+  survive(): void {
+    this.surviving = true;
+  }
+
+  async send(frame: Uint8Array): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new ChannelClosedError("send on a closed TCP channel");
+    checkBytes("frame", frame);
+    if (frame.byteLength > MAX_FRAME_BYTES) throw new RangeError(`frame of ${frame.byteLength} B passes the ${MAX_FRAME_BYTES} B limit`);
+    if (this.bitsPerSecond !== undefined) {
+      const now = performance.now();
+      const start = Math.max(now, this.nextSend);
+      this.nextSend = start + ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
+      if (start > now) await sleep(start - now);
+    }
+    while (this.paused) await this.paused;
+    if (this.failure) throw this.failure;
+    this.log.push(frame);
+    this.framesSent++;
+    this.sent += frame.byteLength;
+    if (!this.link!.write(Kind.FRAME, frame)) await this.link!.drained();
+    if (this.failure) throw this.failure;
+  }
+
+  receive(): Promise<Uint8Array | undefined> {
+    const frame = this.frames.shift();
+    if (frame) return Promise.resolve(frame);
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.peerEnded) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+  }
+
+  /** No more frames from this end (the peer's receive() returns undefined after the last). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.link && !this.paused) this.link.write(Kind.END, new Uint8Array(0));
+  }
+
+  /** Drops the connection at once (a failed migration); the session cannot resume. */
+  destroy(): void {
+    this.closed = true;
+    this.fail(new ChannelClosedError("the TCP channel was destroyed"));
+  }
+
+  /** Treats the connection as cut (the listener has a newer one for this session). */
+  dropConnection(error: Error): void {
+    const link = this.link;
+    if (!link) return;
+    link.destroy();
+    this.cut(error);
+  }
+
+  private record(kind: Kind, payload: Uint8Array): void {
+    const recovery = this.recoveries.at(-1);
+    if (recovery && recovery.resumedAt === undefined) recovery.resumedAt = performance.now();
+    if (kind === Kind.FRAME) {
+      this.framesReceived++;
+      this.frames.push(payload);
+      this.flush();
+      if (this.framesReceived - this.framesAcked >= ACK_EVERY) this.acknowledge();
+    } else if (kind === Kind.END) {
+      this.peerEnded = true;
+      this.acknowledge();
+      this.flush();
+      this.checkFinished();
+    } else if (kind === Kind.ACK) {
+      if (payload.byteLength !== 8) return this.fail(new ProtocolError(`the peer's acknowledgement has ${payload.byteLength} bytes, not 8`));
+      const acked = Number(Buffer.from(payload.buffer, payload.byteOffset, 8).readBigUInt64BE(0));
+      const error = this.trim(acked);
+      if (error) return this.fail(error);
+      this.checkFinished();
+    } else this.fail(new ProtocolError("the peer named its session again in the middle of it"));
+  }
+
+  private acknowledge(): void {
+    this.framesAcked = this.framesReceived;
+    this.link?.write(Kind.ACK, u64(this.framesReceived));
+  }
+
+  /** Drops the frames the peer has; an error when it claims frames never sent. */
+  private trim(received: number): Error | undefined {
+    if (received < this.logStart || received > this.framesSent) {
+      return new ProtocolError(`the peer says it received ${received} frames; this end sent ${this.framesSent} and it had acknowledged ${this.logStart}`);
+    }
+    this.log = this.log.slice(received - this.logStart);
+    this.logStart = received;
+    return undefined;
+  }
+
+  /** Both ends sent END and the peer has every frame: the socket can go. */
+  private checkFinished(): void {
+    if (this.over || this.failure || !(this.closed && this.peerEnded && this.log.length === 0)) return;
+    this.over = true;
+    this.link?.end();
+    this.onFinished();
+    this.settle.resolve();
+  }
+
+  private cut(error: Error): void {
+    this.link = undefined;
+    if (this.failure || this.over) return;
+    if (!this.surviving) return this.fail(error);
+    void this.recover(error);
+  }
+
+  /** Waits for a new connection, then re-sends what the peer did not receive. */
+  private async recover(error: Error): Promise<void> {
+    const cutAt = performance.now();
+    let resume!: () => void;
+    this.paused = new Promise((resolve) => (resume = resolve));
+    try {
+      const { link, peer } = await this.reconnect(cutAt + this.settings.recoverTimeout * 1000, this.framesReceived);
+      if (this.failure) {
+        link.destroy();
+        return;
+      }
+      const wrong = this.trim(peer.received);
+      if (wrong) {
+        link.destroy();
+        return this.fail(wrong);
+      }
+      this.recoveries.push({ cutAt, reconnectedAt: performance.now(), cause: error.message });
+      this.rttNow = link.rtt;
+      this.link = link;
+      // The peer acknowledged through peer.received; it learns ours from our SESSION record.
+      this.framesAcked = this.framesReceived;
+      link.attach(this.events);
+      for (const frame of this.log) link.write(Kind.FRAME, frame);
+      if (this.closed) link.write(Kind.END, new Uint8Array(0));
+      this.checkFinished();
+    } catch (failure) {
+      this.fail(new NetworkError(`the connection was cut (${error.message}) and could not be resumed: ${(failure as Error).message}`, { cause: failure }));
+    } finally {
+      this.paused = undefined;
+      resume();
+    }
+  }
+
+  private flush(): void {
+    const waiter = this.waiting;
+    if (!waiter) return;
+    const frame = this.frames.shift();
+    if (frame) {
+      this.waiting = undefined;
+      waiter.resolve(frame);
+    } else if (this.failure) {
+      this.waiting = undefined;
+      waiter.reject(this.failure);
+    } else if (this.peerEnded) {
+      this.waiting = undefined;
+      waiter.resolve(undefined);
+    }
+  }
+
+  private fail(error: Error): void {
+    if (this.failure) return;
+    // Frames that passed their check before the failure are still handed on, then the error.
+    this.failure = error;
+    this.link?.destroy();
+    this.link = undefined;
+    this.log = [];
+    this.onFinished(error);
+    this.settle.reject(error);
+    this.flush();
+  }
+}
+
+/**
+ * Connects to a listening peer: the handshake, then a new session. After a
+ * cut (once the channel survives) it dials the same address again, backing
+ * off from 50 ms to 1 s between attempts.
+ */
+export async function connectChannel(host: string, port: number, options: TcpOptions = {}): Promise<TcpChannel> {
+  const settings = checkOptions(options);
+  const id = randomBytes(SESSION_ID_BYTES);
+  const { link, peer } = await dial(host, port, settings, { id, received: 0 });
+  if (peer.received !== 0) {
+    link.destroy();
+    throw new ProtocolError(`the listener says it already received ${peer.received} frames of a session just opened`);
+  }
+  const redial = async (deadline: number, received: number): Promise<{ link: Link; peer: Session }> => {
+    let wait = 50;
+    for (;;) {
+      const left = (deadline - performance.now()) / 1000;
+      if (left <= 0) throw new NetworkError(`${host}:${port} did not take the session back within ${settings.recoverTimeout} s`);
+      try {
+        return await dial(host, port, settings, { id, received }, Math.min(settings.timeout, left));
+      } catch (error) {
+        // A peer that refuses the session will not change its mind.
+        if (error instanceof AuthenticationError || error instanceof ProtocolError) throw error;
+        await sleep(Math.min(wait, Math.max(0, deadline - performance.now())));
+        wait = Math.min(wait * 2, 1000);
+      }
+    }
+  };
+  return new TcpChannel(id, link, settings, redial);
+}
+
+/** Where a listener hands a session's new connection. */
+class Reconnection {
+  channel: TcpChannel | undefined;
+  private arrival: { link: Link; peer: Session } | undefined;
+  private waiter: ((arrival: { link: Link; peer: Session }) => void) | undefined;
+
+  /** A connection naming this session: resumes it, or replaces a connection the session still thinks is up. */
+  arrive(arrival: { link: Link; peer: Session }): void {
+    this.arrival?.link.destroy();
+    this.arrival = arrival;
+    if (this.waiter) this.waiter(arrival);
+    else {
+      // The peer saw a cut this end has not noticed yet: a surviving session starts waiting, and takes this one.
+      this.channel?.dropConnection(new NetworkError("the peer connected again"));
+      if (!this.waiter) {
+        arrival.link.destroy();
+        this.arrival = undefined;
+      }
+    }
+  }
+
+  /** The session was cut: the next connection naming it, answered with how far this end got. */
+  wait(deadline: number, id: Buffer, received: number): Promise<{ link: Link; peer: Session }> {
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new NetworkError(`the peer did not connect again within ${Math.round((deadline - started) / 100) / 10} s`));
+      }, Math.max(0, deadline - performance.now()));
+      this.waiter = (arrival) => {
+        clearTimeout(timer);
+        this.waiter = undefined;
+        this.arrival = undefined;
+        arrival.link.write(Kind.SESSION, sessionRecord({ id, received }));
+        resolve(arrival);
+      };
+      if (this.arrival) this.waiter(this.arrival);
+    });
+  }
+}
+
+/**
+ * Accepts connections; each accepted one has passed the handshake and
+ * opened a new session. A connection that names a session already open
+ * here goes to that session (it resumes after a cut) while the listener
+ * listens.
+ */
 export class TcpListener {
   private readonly accepted: TcpChannel[] = [];
   private readonly errors: Error[] = [];
   private waiting: { resolve: (c: TcpChannel) => void; reject: (e: Error) => void } | undefined;
+  /** open sessions, by id (hex) */
+  private readonly sessions = new Map<string, Reconnection>();
+  /** sessions over here, by id (hex): how they ended, told to a peer that asks to resume one */
+  private readonly over = new Map<string, string>();
+  private acceptingNew = true;
 
   constructor(
     private readonly server: Server,
     /** the port listened on (the one chosen when 0 was asked) */
     readonly port: number,
-    private readonly options: { key: Uint8Array; timeout: number; cap: number | undefined },
+    private readonly settings: Settings,
   ) {
     server.on("connection", (socket) => void this.handshake(socket));
   }
@@ -391,16 +805,22 @@ export class TcpListener {
     return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
   }
 
-  /** Stops listening (connections already accepted stay open). */
+  /** Takes no new sessions; sessions already open can still resume here. */
+  refuseNew(): void {
+    this.acceptingNew = false;
+  }
+
+  /** Stops listening (connections already accepted stay open, but cannot resume here). */
   close(): void {
+    this.acceptingNew = false;
     if (this.server.listening) this.server.close();
   }
 
   private async handshake(socket: Socket): Promise<void> {
-    const { key, timeout, cap } = this.options;
+    const { key, timeout } = this.settings;
     const reader = new HandshakeReader(socket);
     try {
-      const channel = await bounded(socket, reader, timeout, async () => {
+      const link = await bounded(socket, reader, timeout, async () => {
         const first = await reader.read(HELLO_BYTES);
         const theirs = checkHello(first, "hello");
         const started = performance.now();
@@ -412,8 +832,33 @@ export class TcpListener {
           throw new AuthenticationError("the connecting peer does not hold the key (its proof does not match)");
         }
         const keys = sessionKeys(key, theirs, mine);
-        return new TcpChannel(socket, keys.toClient, keys.toServer, rtt, cap, timeout, reader.detach());
+        return new Link(socket, keys.toClient, keys.toServer, rtt, timeout, reader.detach());
       });
+      const peer = await peerSession(link, timeout);
+      const name = peer.id.toString("hex");
+      const open = this.sessions.get(name);
+      if (open) return open.arrive({ link, peer });
+      const ended = this.over.get(name);
+      if (ended !== undefined) {
+        link.write(Kind.REFUSE, Buffer.from(ended, "utf8"));
+        return link.end();
+      }
+      // Not a session from here: no answer, and the peer gives up when its time is out.
+      if (peer.received !== 0 || !this.acceptingNew) return link.destroy();
+      link.write(Kind.SESSION, sessionRecord({ id: peer.id, received: 0 }));
+      const entry = new Reconnection();
+      this.sessions.set(name, entry);
+      const channel = new TcpChannel(
+        peer.id,
+        link,
+        this.settings,
+        (deadline, received) => entry.wait(deadline, peer.id, received),
+        (failure) => {
+          this.sessions.delete(name);
+          this.over.set(name, failure ? `it failed here (${failure.message})` : "it ended here");
+        },
+      );
+      entry.channel = channel;
       this.deliver(channel, undefined);
     } catch (error) {
       this.deliver(undefined, error as Error);
