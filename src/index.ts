@@ -102,6 +102,23 @@ export { Destination, PageState, type DestinationParts, type SharedGuest } from 
 export { Tasks } from "./engine/tasks.js";
 export { migrate, simulate, simulationCost, SimulationCostError, DEFAULT_MAX_TIME, MAX_SIMULATED_WRITES, STRATEGIES, STRATEGY_NAMES, type LinkSpec, type SimulationOptions, type Strategy } from "./engine/migrate.js";
 export { verifyMemory } from "./engine/verify.js";
+export { sendMigration, receiveMigration, REMOTE_PROTOCOL, type MigrationInfo, type DestinationReport, type SendOptions, type ReceiveOptions, type ReceiveResult } from "./engine/remote.js";
+export { sendMemory, receiveMemory, type SendMemoryOptions, type ReceiveMemoryOptions, type ReceivedMemory, type MemoryStats } from "./engine/memory.js";
+export { HashTrackedWorkload, type HashTrackingOptions, type ProgramMemory } from "./guest/hashed.js";
+export {
+  connectChannel,
+  listenChannel,
+  TcpChannel,
+  TcpListener,
+  NetworkError,
+  AuthenticationError,
+  ProtocolError,
+  TCP_PROTOCOL_VERSION,
+  DEFAULT_TIMEOUT,
+  DEFAULT_RECOVER_TIMEOUT,
+  type TcpOptions,
+  type Recovery,
+} from "./net/tcp.js";
 export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, SourceCounters, DestinationCounters, TrafficCounters } from "./engine/metrics.js";
 export type { XbzrleStats } from "./codecs/codec.js";
 export { Random } from "./random.js";

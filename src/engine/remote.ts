@@ -25,11 +25,12 @@ import { PagemillError, VerificationError } from "../errors.js";
 import type { Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import { FrameDecoder } from "../wire/decoder.js";
+import { encodeControl } from "../wire/frame.js";
 import { Destination } from "./destination.js";
 import { SwitchoverView } from "./frozen.js";
 import { combineStats, type DestinationCounters, type MigrationStats, type StrategyName, type TrafficCounters } from "./metrics.js";
 import { STRATEGIES } from "./migrate.js";
-import { normaliseOptions, type EngineOptions } from "./options.js";
+import { normaliseOptions, type EngineOptions, type EngineSettings } from "./options.js";
 import { Source } from "./source.js";
 import { Tasks } from "./tasks.js";
 import { verifyMemory } from "./verify.js";
@@ -179,15 +180,8 @@ function readInfo(json: string, maxGuestBytes: number): MigrationInfo {
   return info;
 }
 
-/**
- * The destination end: receives one migration on `channel` (the source's
- * sendMigration), verifies it, reports to the source, and returns the memory.
- * Throws (after telling the source why) when the migration cannot be
- * verified; nothing is returned then.
- */
-export async function receiveMigration(channel: Channel, options: ReceiveOptions = {}): Promise<ReceiveResult> {
-  const first = await channel.receive();
-  if (!first) throw new PagemillError("the source closed the connection before describing the migration");
+/** Reads the source's description and starts the program it names, when the strategy runs one here. */
+async function accept(first: Uint8Array, options: ReceiveOptions): Promise<{ info: MigrationInfo; settings: EngineSettings; program: Workload | undefined }> {
   const greeter = new FrameDecoder();
   let info: MigrationInfo;
   try {
@@ -198,19 +192,41 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     greeter.dispose();
   }
   const settings = normaliseOptions(info.options, info);
+  if (info.strategy === "precopy") return { info, settings, program: undefined };
+  if (!options.startProgram) throw new PagemillError(`a ${info.strategy} migration runs the program here, and this receiver cannot start one`);
+  const program = await options.startProgram(info.program, info);
+  if (program.guest.pageSize !== info.pageSize || program.guest.pageCount !== info.pageCount) {
+    throw new PagemillError(`the program started here has ${program.guest.pageCount} pages of ${program.guest.pageSize} B, the source's guest ${info.pageCount} of ${info.pageSize}`);
+  }
+  return { info, settings, program };
+}
+
+/**
+ * The destination end: receives one migration on `channel` (the source's
+ * sendMigration), verifies it, reports to the source, and returns the memory.
+ * Throws (after telling the source why) when the migration cannot be
+ * verified; nothing is returned then.
+ */
+export async function receiveMigration(channel: Channel, options: ReceiveOptions = {}): Promise<ReceiveResult> {
+  const first = await channel.receive();
+  if (!first) throw new PagemillError("the source closed the connection before describing the migration");
+  let info: MigrationInfo;
+  let settings: EngineSettings;
+  let program: Workload | undefined;
+  try {
+    ({ info, settings, program } = await accept(first, options));
+  } catch (error) {
+    // The source hears why, instead of waiting for a report that never comes.
+    const refusal = { verified: false, error: (error as Error).message };
+    await channel.send(encodeControl({ type: "info", json: JSON.stringify(refusal) }, 0)).catch(() => {});
+    channel.close();
+    throw error;
+  }
   const clock = new RealClock();
   // Times on this clock, as wall-clock times: the source's are wall-clock too.
   const wallOrigin = wallNow() - clock.now();
   const wallAt = (t: number): number => wallOrigin + t;
   const tasks = new Tasks();
-  let program: Workload | undefined;
-  if (info.strategy !== "precopy") {
-    if (!options.startProgram) throw new PagemillError(`a ${info.strategy} migration runs the program here, and this receiver cannot start one`);
-    program = await options.startProgram(info.program, info);
-    if (program.guest.pageSize !== info.pageSize || program.guest.pageCount !== info.pageCount) {
-      throw new PagemillError(`the program started here has ${program.guest.pageCount} pages of ${program.guest.pageSize} B, the source's guest ${info.pageCount} of ${info.pageSize}`);
-    }
-  }
   const view = program ? new SwitchoverView(program.guest) : undefined;
   /** SHA-256 of the replica's memory at the stop, taken before the program resumes. */
   let switchoverDigest: Uint8Array | undefined;

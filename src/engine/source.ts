@@ -154,6 +154,8 @@ export class Source {
   /** Stops the guest: it runs up to now, then no more here. */
   async stopGuest(): Promise<void> {
     await this.runGuest();
+    // (No await for a workload without a stop step: the simulation's event order stays as it was.)
+    if (this.workload.stop) await this.workload.stop();
     this.stoppedAt = this.clock.now();
     this.currentPhase = "downtime";
   }

@@ -177,5 +177,11 @@ export interface Workload {
   readonly writeRate?: number;
   throttle: number;
   advance(to: number): Promise<AdvanceReport>;
+  /**
+   * The engine stops the guest here (the switch-over). A program that runs
+   * by itself (not advanced by the engine) pauses, and brings the dirty log
+   * up to date; models and traces need nothing.
+   */
+  stop?(): Promise<void>;
   close(): Promise<void>;
 }
