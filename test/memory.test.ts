@@ -14,7 +14,7 @@ import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { Random } from "../src/random.js";
 import { init } from "../src/wasm/module.js";
 // @ts-expect-error: the example is plain JavaScript
-import { compile, newMemory, start, steps } from "../examples/wasm-memory/program.mjs";
+import { compile, newMemory, reach, start, steps } from "../examples/wasm-memory/program.mjs";
 
 const PAGE = 4096;
 
@@ -84,7 +84,7 @@ describe("sendMemory / receiveMemory", () => {
     const program = start(compile(), memory, 500);
     const listener = await listenChannel("127.0.0.1", 0);
     try {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await reach(memory, 1000);
       const into = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
       let pausedAt = -1;
       const [stats, received] = await Promise.all([

@@ -1,6 +1,6 @@
 // Receives the program's memory from source.mjs and runs the program on.
 import { listenChannel, receiveMemory } from "pagemill";
-import { compile, start, steps } from "./program.mjs";
+import { compile, reach, start, steps } from "./program.mjs";
 
 const listener = await listenChannel("127.0.0.1", Number(process.argv[2] ?? 7010));
 console.error(`listening on 127.0.0.1:${listener.port}`);
@@ -10,8 +10,9 @@ const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true
 await receiveMemory(channel, { into: memory });
 await channel.finished;
 listener.close();
-console.log(`resumed at step ${steps(memory)}`);
+const resumedAt = steps(memory);
+console.log(`resumed at step ${resumedAt}`);
 const program = start(compile(), memory);
-await new Promise((resolve) => setTimeout(resolve, 100));
+await reach(memory, resumedAt + 100_000);
 await program.stop();
 console.log(`ran on here to step ${steps(memory)}`);

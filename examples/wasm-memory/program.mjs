@@ -48,6 +48,11 @@ export function steps(memory) {
   return new Uint32Array(memory.buffer)[0];
 }
 
+/** Resolves once the program has made `target` steps. */
+export async function reach(memory, target) {
+  while (steps(memory) < target) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
 /**
  * Runs the program in a worker thread over `memory`, about `stepsPerMs`
  * steps a millisecond, until stop(). pause() resolves once the program has

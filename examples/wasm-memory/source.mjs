@@ -2,12 +2,12 @@
 //   node examples/wasm-memory/destination.mjs 7010 &
 //   node examples/wasm-memory/source.mjs 127.0.0.1:7010
 import { connectChannel, sendMemory } from "pagemill";
-import { compile, newMemory, start, steps } from "./program.mjs";
+import { compile, newMemory, reach, start, steps } from "./program.mjs";
 
 const [host, port] = (process.argv[2] ?? "127.0.0.1:7010").split(":");
 const memory = newMemory(64 * 2 ** 20, 512 * 1024);
 const program = start(compile(), memory);
-await new Promise((resolve) => setTimeout(resolve, 300));
+await reach(memory, 200_000);
 console.log(`program running: ${steps(memory)} steps so far`);
 
 const channel = await connectChannel(host, Number(port));
