@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { STRATEGY_NAMES } from "../src/engine/migrate.js";
-import { receiveMigration, sendMigration } from "../src/engine/remote.js";
+import { memoryDigest, receiveMigration, sendMigration } from "../src/engine/remote.js";
+import { Random } from "../src/random.js";
+import { init } from "../src/wasm/module.js";
 import { VerificationError } from "../src/errors.js";
 import { xxh32 } from "../src/hash/xxhash.js";
 import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
@@ -77,6 +79,20 @@ describe("what two processes add to the wire", () => {
     new DataView(broken.buffer).setFloat64(12, NaN, true);
     expect(() => decodeSwitchover(broken, 100)).toThrow(/not finite/);
     expect(() => decodeSwitchover(broken.subarray(0, 20), 100)).toThrow(/shorter than its 28-byte head/);
+  });
+});
+
+describe("the end check's digest", () => {
+  it("is the same for the same memory and seed, and changes with one byte or another seed", async () => {
+    await init();
+    const memory = new Random(4).bytes(300 * 4096);
+    const digest = memoryDigest(memory, 4096, 77n);
+    expect(digest.byteLength).toBe(32);
+    expect(Buffer.from(memoryDigest(memory.slice(), 4096, 77n)).equals(Buffer.from(digest))).toBe(true);
+    expect(Buffer.from(memoryDigest(memory, 4096, 78n)).equals(Buffer.from(digest))).toBe(false);
+    const changed = memory.slice();
+    changed[299 * 4096 + 4095]! ^= 1;
+    expect(Buffer.from(memoryDigest(changed, 4096, 77n)).equals(Buffer.from(digest))).toBe(false);
   });
 });
 

@@ -11,8 +11,9 @@
 // engine stops the guest, stop() pauses the program (the caller's hook) and
 // scans once more, so the stop-and-copy sends every page that differs from
 // what the destination holds. Only a change that keeps a page's 64-bit
-// digest (a collision) could go unseen; the end check (SHA-256 of the whole
-// memory at both ends) would then fail the migration, not pass it.
+// digest (a collision) could go unseen here; the end check (every page's
+// XXH3 under another, random seed, at both ends) would then fail the
+// migration, not pass it.
 
 import { PagemillError } from "../errors.js";
 import { xxh3Batch } from "../hash/xxhash.js";
