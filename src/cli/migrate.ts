@@ -26,6 +26,7 @@ import {
 } from "../guest/workloads.js";
 import { Progress, UsageError, durationOption, formatBytes, intOption, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
 import { markedTable, type Column } from "./table.js";
+import { DISK_ARGS, DISK_COLUMNS, DISK_USAGE, diskRows, diskSetup } from "./disk.js";
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
@@ -40,6 +41,7 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
     hot-cold            10% of pages take 90% of the writes, R writes/s/page on average
     zipf                page popularity 1/rank, R writes/s/page on average
     sweep               streams through memory overwriting pages at R bytes/s (default 64MiB)
+${DISK_USAGE}
   Default: the bundled trace ${"data/redis-sample.ptrace.gz"} over 40 Mbit/s with 5 ms RTT (seed 001's WAN link), every strategy.`;
 
 /** The bundled trace: the default guest. */
@@ -143,6 +145,7 @@ function detailRows(stats: MigrationStats): [string, string][] {
     ["faults / whole-page overwrites / pre-paged", `${stats.faults} / ${stats.wholePageOverwrites} / ${stats.prepagedPages}`],
     ["workload slowdown (destination)", `${stats.workloadSlowdown.toFixed(2)}×`],
     ["cpu source / destination", `${seconds(stats.sourceCpu)} / ${seconds(stats.destinationCpu)}`],
+    ...diskRows(stats),
   ];
   if (stats.xbzrleCache) {
     const x = stats.xbzrleCache;
@@ -181,8 +184,9 @@ export function comparisonTable(results: MigrationStats[]): string {
     { label: "slowdown", show: (s) => `${s.workloadSlowdown.toFixed(2)}×`, value: postcopied((s) => s.workloadSlowdown) },
     { label: "throttle", show: (s) => `${s.cpuThrottlePercentage}%` },
     { label: "stop", show: (s) => s.stopReason },
-    { label: "verified", show: (s) => String(s.verifiedPages) },
+    { label: "verified", show: (s) => (s.disk ? `${s.verifiedPages}+${s.disk.verifiedBlocks}` : String(s.verifiedPages)) },
   ];
+  if (results.some((s) => s.disk)) columns.splice(columns.length - 1, 0, ...DISK_COLUMNS);
   return markedTable(columns, results);
 }
 
@@ -287,6 +291,7 @@ export async function run(args: string[]): Promise<number> {
     "auto-converge": { type: "boolean" },
     "memory-precopy": { type: "string" },
     "storage-precopy": { type: "string" },
+    ...DISK_ARGS,
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
@@ -298,10 +303,12 @@ export async function run(args: string[]): Promise<number> {
   if (!fractional) for (const name of ["memory-precopy", "storage-precopy"]) if (values[name] !== undefined) fail(name, "applies to --strategy fractional only");
   const memoryPercent = values["memory-precopy"] === undefined ? undefined : numberOption("memory-precopy", values["memory-precopy"], 0);
   if (memoryPercent !== undefined && memoryPercent > 100) fail("memory-precopy", `must be a percent from 0 to 100, got ${memoryPercent}`);
-  if (values["storage-precopy"] !== undefined && numberOption("storage-precopy", values["storage-precopy"], 0) !== 0) fail("storage-precopy", "must be 0: pagemill migrates no disk yet");
+  if (values["storage-precopy"] !== undefined && numberOption("storage-precopy", values["storage-precopy"], 0) !== 0) fail("storage-precopy", "must be 0: fractional post-copies a disk whole (the plan's S is not taken yet)");
   if (fractional && values.workload !== undefined) fail("strategy", "fractional orders pages by the λ of a trace's profile: give --trace, not --workload");
   const setup = simulationSetup(values);
   const { guest, link, cost } = setup;
+  const disk = await diskSetup(values, values.workload !== undefined ? intOption("seed", values.seed, 1, 0, 2 ** 32 - 1) : 1);
+  const diskOptions = disk ? await disk.options() : {};
   const options: Mutable<SimulationOptions> = {
     ...setup.options,
     codec: typeof values.codec === "string" ? values.codec : "raw",
@@ -321,6 +328,7 @@ export async function run(args: string[]): Promise<number> {
   let pageCount = 0;
   for (const strategy of strategies) {
     const workload = await guest.open();
+    const diskWorkload = await disk?.open();
     pageCount = workload.guest.pageCount;
     let progress: Progress | undefined;
     const onProgress = (p: MigrationProgress): void => {
@@ -330,22 +338,30 @@ export async function run(args: string[]): Promise<number> {
     };
     const started = performance.now();
     try {
-      results.push(await simulate(strategy, workload, link, { ...options, onProgress }));
+      results.push(await simulate(strategy, workload, link, { ...options, ...diskOptions, disk: diskWorkload, onProgress }));
     } finally {
       progress?.done();
       await workload.close();
       workload.guest.dispose();
+      await diskWorkload?.close();
+      diskWorkload?.guest.dispose();
     }
     wall.push((performance.now() - started) / 1000);
   }
 
   if (values.json) {
     // QEMU's query-migrate counts milliseconds; these figures are seconds, and say so.
-    const out = results.map((stats, i) => ({ ...stats, verified: stats.verifiedPages === pageCount, timeUnit: "s", wallSeconds: wall[i] }));
+    // verified: every page, and every disk block when there is a disk.
+    const out = results.map((stats, i) => ({
+      ...stats,
+      verified: stats.verifiedPages === pageCount && (!stats.disk || stats.disk.verifiedBlocks === stats.disk.blockCount),
+      timeUnit: "s",
+      wallSeconds: wall[i],
+    }));
     console.log(JSON.stringify(out.length === 1 ? out[0] : out, null, 2));
     return 0;
   }
-  console.log(`${guest.describe}`);
+  console.log(`${guest.describe}${disk ? `; ${disk.describe}` : ""}`);
   console.log(`${describeLink(link)}, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
   if (results.length === 1) printDetail(results[0]!);
   else {

@@ -12,12 +12,24 @@
 // page the program changes before the source has sent it is first preserved
 // at the source (copy-on-write), so the source still sends, and the
 // destination still checks, the content the page had at switch-over.
+//
+// A disk (storage.ts) is held the same way, block for page: its frames carry
+// the DISK flag and decode into the disk's own memory with its own decoder;
+// its switch-over frame (its pending map) comes just before memory's; its
+// program's accesses fault, claim and wait as memory's do, in the same
+// quanta. Disk-only here: a REFS frame's references are checked against the
+// content this end holds before they are written (refused ones are asked
+// for), and a read following the read of the block before it starts a
+// prefetch of the next blocks this end lacks.
 
 import { PagemillError, VerificationError } from "../errors.js";
 import type { AccessKind, Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import type { Clock } from "../clock.js";
-import { MAX_REQUEST_PAGES, readPageEncodings, decodeSwitchover, type SwitchoverRecord } from "../wire/frame.js";
+import { FrameFlags, MAX_REQUEST_PAGES, readFrameHeader, readPageEncodings, decodeSwitchover, type BlockRef, type SwitchoverRecord } from "../wire/frame.js";
+import { md5 } from "../hash/md5.js";
+import { xxh3 } from "../hash/xxhash.js";
+import { CodecError } from "../errors.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { FrameEncoder } from "../wire/pipeline.js";
 import { ENCODING_NAMES, type Encoding } from "../codecs/codec.js";
@@ -61,8 +73,73 @@ export interface SharedGuest {
   release(p: number): void;
 }
 
+const NONE: ReadonlySet<number> = new Set();
+
 export interface DestinationParts extends EndParts {
   readonly shared: SharedGuest;
+  /** The disk, when one is migrated (settings.disk describes it): its program and the source's switch-over content of its blocks. */
+  readonly disk?: SharedDisk;
+}
+
+/** What the destination sees of the source's disk in one process (as SharedGuest for memory). */
+export type SharedDisk = Pick<SharedGuest, "original" | "preserve" | "release"> & { readonly workload: Workload };
+
+/** The disk's counters at the destination (MigrationStats.disk). */
+export interface DestinationDiskCounters {
+  blockMisses: number;
+  blockOverwrites: number;
+  prefetchedBlocks: number;
+  dedupRefused: number;
+}
+
+/** What this end holds of one memory-like object (memory, or the disk): its bytes and each page's PageState. */
+class Held {
+  readonly memory: Uint8Array;
+  readonly pageState: Uint8Array;
+  readonly decoder = new FrameDecoder();
+  present = 0;
+  /** pages the program waits for in this quantum */
+  readonly waiting = new Set<number>();
+  /** pages to request at the end of this quantum (faults first, then prefetches) */
+  readonly faults: number[] = [];
+  readonly prefetches: number[] = [];
+  /** pages the program changed in this quantum (copied in at its end) */
+  readonly touched: number[] = [];
+
+  constructor(
+    readonly pageSize: number,
+    readonly pageCount: number,
+    readonly shared: Pick<SharedGuest, "original" | "preserve" | "release">,
+    readonly disk: boolean,
+  ) {
+    this.memory = new Uint8Array(pageCount * pageSize);
+    this.pageState = new Uint8Array(pageCount);
+  }
+
+  get complete(): boolean {
+    return this.present === this.pageCount;
+  }
+
+  /** Pages not present. */
+  missing(): number[] {
+    const out: number[] = [];
+    for (let p = 0; p < this.pageCount; p++) if (!(this.pageState[p]! & PageState.PRESENT)) out.push(p);
+    return out;
+  }
+
+  /** Sets every page's state from a pending map (pending: missing; the rest present), and `missing` besides. */
+  setPending(pending: BigUint64Array | undefined, missing: ReadonlySet<number>): void {
+    const bits = pending && new Uint32Array(pending.buffer, pending.byteOffset, pending.length * 2);
+    this.present = 0;
+    for (let p = 0; p < this.pageCount; p++) {
+      if (missing.has(p)) this.pageState[p] = PageState.REQUESTED;
+      else if (bits && (bits[p >>> 5]! >>> (p & 31)) & 1) this.pageState[p] = 0;
+      else {
+        this.pageState[p] = PageState.PRESENT;
+        this.present++;
+      }
+    }
+  }
 }
 
 export class Destination {
@@ -73,6 +150,9 @@ export class Destination {
   readonly traffic: TrafficCounters = newTrafficCounters();
   /** The destination's memory (zero at the start, as a fresh VM's). */
   readonly memory: Uint8Array;
+  /** The destination's disk (zero at the start, as a fresh volume's), when one is migrated. */
+  readonly diskMemory: Uint8Array | undefined;
+  readonly diskCounters: DestinationDiskCounters = { blockMisses: 0, blockOverwrites: 0, prefetchedBlocks: 0, dedupRefused: 0 };
   /** Resolves when the program resumes here. */
   readonly resumed: Promise<void>;
   /** Resolves when this end holds every page. */
@@ -81,19 +161,25 @@ export class Destination {
   private readonly tasks: Tasks;
   private readonly shared: SharedGuest;
   private readonly report: () => void;
-  private readonly decoder = new FrameDecoder();
   /** page requests and "done" out */
   private readonly encoder = new FrameEncoder();
-  /** PageState flags per page */
-  private readonly pageState: Uint8Array;
-  private present = 0;
+  private readonly mem: Held;
+  private readonly disk: Held | undefined;
+  private readonly sharedDisk: SharedDisk | undefined;
+  /** Disk blocks whose reference this end refused, asked for and not yet here. */
+  private readonly refetching = new Set<number>();
+  /** The disk's switch-over frame has come (its blocks' states are set). */
+  private diskSwitched = false;
+  /** A pre-copy switch-over that waits for refused references' blocks. */
+  private deferred: SwitchoverRecord | undefined;
+  /** The disk block the program read last (prefetch's stream detection). */
+  private lastRead = -2;
   private resumedAt = -1;
   private completedAt = -1;
   /** A post-copy switch-over left pages pending: the source expects "done" at the end. */
   private postcopy = false;
   private resumedWake!: () => void;
   private completeWake!: () => void;
-  private waitingPages: Set<number> | undefined;
   /** Where the source stopped the guest, when it said (a source in another process). */
   stop: SwitchoverRecord["stop"];
   /** The digest of its memory the source sent in its last "done", if any. */
@@ -107,8 +193,13 @@ export class Destination {
     this.tasks = parts.tasks;
     this.shared = parts.shared;
     this.report = parts.report ?? (() => {});
-    this.memory = new Uint8Array(this.settings.pageCount * this.settings.pageSize);
-    this.pageState = new Uint8Array(this.settings.pageCount);
+    this.mem = new Held(this.settings.pageSize, this.settings.pageCount, this.shared, false);
+    this.memory = this.mem.memory;
+    const disk = this.settings.disk;
+    if (disk && !parts.disk) throw new RangeError("the settings describe a disk, but no disk was given");
+    this.sharedDisk = parts.disk;
+    this.disk = disk && new Held(disk.blockSize, disk.blockCount, parts.disk!, true);
+    this.diskMemory = this.disk?.memory;
     this.resumed = new Promise((wake) => (this.resumedWake = wake));
     this.completed = new Promise((wake) => (this.completeWake = wake));
   }
@@ -126,7 +217,12 @@ export class Destination {
   }
   /** Pages this end does not hold yet (all of them until the switch-over says otherwise). */
   get missingPages(): number {
-    return this.settings.pageCount - this.present;
+    return this.settings.pageCount - this.mem.present;
+  }
+
+  /** Every page (and block) is here. */
+  private holdsAll(): boolean {
+    return this.mem.complete && (!this.disk || this.disk.complete);
   }
 
   /** Lets `seconds` of modelled CPU time pass (on a virtual clock; a real clock has spent them already). */
@@ -141,7 +237,7 @@ export class Destination {
 
   /** Receives, charges and decodes every frame until the source closes. */
   async receive(): Promise<void> {
-    const { cost, pageSize } = this.settings;
+    const { cost } = this.settings;
     for (;;) {
       const bytes = await this.channel.receive();
       if (!bytes) return;
@@ -149,25 +245,38 @@ export class Destination {
       // memory and updating their page states is then one step, with no wait
       // between: otherwise the program could run, or the migration end, while
       // memory holds the source's copy of a page the program has replaced.
+      const held = readFrameHeader(bytes).flags & FrameFlags.DISK ? this.disk : this.mem;
+      if (!held) throw new PagemillError("destination got a disk frame, but migrates no disk");
       const encodings = readPageEncodings(bytes);
       if (encodings) {
         let cpu = 0;
-        for (const id of encodings) cpu += cost.decodeSeconds(ENCODING_NAMES[id as Encoding] ?? "raw", pageSize);
+        for (const id of encodings) cpu += cost.decodeSeconds(ENCODING_NAMES[id as Encoding] ?? "raw", held.pageSize);
         this.counters.destinationCpu += cpu;
         await this.charge(cpu);
       }
-      const frame = this.decoder.decode(bytes, this.memory);
+      const frame = held.decoder.decode(bytes, held.memory);
+      if (frame.type === "switch-over" && frame.disk) {
+        const record = decodeSwitchover(frame.state, held.pageCount);
+        held.setPending(record.pending, this.refetching);
+        this.diskSwitched = true;
+        continue;
+      }
       if (frame.type === "switch-over") {
         const record = decodeSwitchover(frame.state, this.settings.pageCount);
         this.channel.survive?.();
         // (No await without a prepare step: the simulation's event order stays as it was.)
         if (record.pending && this.shared.prepare) await this.shared.prepare(record);
-        this.resume(record);
+        // Pre-copy with references refused: the program resumes once their blocks are here.
+        if (!record.pending && this.refetching.size) this.deferred = record;
+        else this.resume(record);
         continue;
       }
       switch (frame.type) {
         case "pages":
-          this.arrived(frame.indices);
+          this.arrived(held, frame.indices);
+          break;
+        case "refs":
+          await this.applyRefs(frame.blockSize, frame.refs);
           break;
         case "round-start":
         case "round-end":
@@ -176,9 +285,10 @@ export class Destination {
           if (frame.digestName !== "none") this.sourceDigest = { name: frame.digestName, digest: frame.digest };
           // The source has sent every page it had: any still missing is lost.
           if (!this.complete) {
-            const missing: number[] = [];
-            for (let p = 0; p < this.settings.pageCount; p++) if (!(this.pageState[p]! & PageState.PRESENT)) missing.push(p);
-            throw new VerificationError(`the source finished, but ${missing.length} page(s) never arrived: ${missing.slice(0, 16).join(", ")}`, missing);
+            const missing = this.mem.missing();
+            if (missing.length) throw new VerificationError(`the source finished, but ${missing.length} page(s) never arrived: ${missing.slice(0, 16).join(", ")}`, missing);
+            const blocks = this.disk!.missing();
+            throw new VerificationError(`the source finished, but ${blocks.length} disk block(s) never arrived: ${blocks.slice(0, 16).join(", ")}`, blocks);
           }
           break;
         default:
@@ -198,50 +308,81 @@ export class Destination {
       // Post-copy follows: everything not pending is in place.
       if (!this.shared.workload) throw new PagemillError("a post-copy switch-over came, but this destination has no program to run");
       this.postcopy = true;
-      const bits = new Uint32Array(record.pending.buffer, record.pending.byteOffset, record.pending.length * 2);
-      this.present = 0;
-      for (let p = 0; p < n; p++) {
-        if ((bits[p >>> 5]! >>> (p & 31)) & 1) this.pageState[p] = 0;
-        else {
-          this.pageState[p] = PageState.PRESENT;
-          this.present++;
-        }
-      }
+      this.mem.setPending(record.pending, NONE);
       this.tasks.spawn(this.runProgram());
     } else {
-      this.pageState.fill(PageState.PRESENT);
-      this.present = n;
+      this.mem.pageState.fill(PageState.PRESENT);
+      this.mem.present = n;
     }
     this.resumedAt = this.clock.now();
     this.resumedWake();
-    if (this.present === n) this.finish();
+    if (this.holdsAll()) this.finish();
   }
 
-  /** Bookkeeping for pages just decoded into memory. */
-  private arrived(indices: Uint32Array): void {
-    if (this.resumedAt < 0) return; // pre-copy: the final state is checked at the end
-    const ps = this.settings.pageSize;
+  /**
+   * A REFS frame (disk dedup): each reference's content, where this end
+   * holds it, is written to its block only when its MD5 and XXH3-64 both
+   * match the frame's; refused blocks are asked for.
+   */
+  private async applyRefs(blockSize: number, refs: readonly BlockRef[]): Promise<void> {
+    const disk = this.disk!;
+    if (blockSize !== disk.pageSize) throw new CodecError("malformed", `refs frame for blocks of ${blockSize} B, the disk's are ${disk.pageSize} B`);
+    const refused: number[] = [];
+    for (const r of refs) {
+      const from = r.space === "memory" ? this.mem : disk;
+      if (r.block >= disk.pageCount) throw new CodecError("overrun", `refs frame: block ${r.block} is outside the disk (${disk.pageCount} blocks)`);
+      if (r.ref >= from.pageCount) throw new CodecError("overrun", `refs frame: block ${r.block} refers to ${r.space} ${r.ref}, outside it (${from.pageCount})`);
+      const content = from.pageSize === blockSize ? from.memory.subarray(r.ref * blockSize, (r.ref + 1) * blockSize) : undefined;
+      if (content && Buffer.from(md5(content)).equals(Buffer.from(r.md5)) && xxh3(content) === r.xxh3) {
+        disk.memory.set(content, r.block * blockSize);
+      } else refused.push(r.block);
+    }
+    if (refused.length === 0) return;
+    this.diskCounters.dedupRefused += refused.length;
+    for (const b of refused) this.refetching.add(b);
+    await this.requestPages(disk, refused);
+  }
+
+  /** Bookkeeping for pages (or disk blocks) just decoded into `held`'s memory. */
+  private arrived(held: Held, indices: Uint32Array): void {
+    if (held.disk && !this.diskSwitched) {
+      // Before the switch-over: the final state is checked at the end; a refused reference's block is here now.
+      for (const p of indices) this.refetching.delete(p);
+      return;
+    }
+    if (!held.disk && this.resumedAt < 0) return; // pre-copy: the final state is checked at the end
+    const ps = held.pageSize;
+    const program = held.disk ? this.sharedDisk!.workload : this.shared.workload;
     for (const p of indices) {
-      const state = this.pageState[p]!;
-      const expected = this.shared.original(p);
-      const got = this.memory.subarray(p * ps, (p + 1) * ps);
+      const state = held.pageState[p]!;
+      const expected = held.shared.original(p);
+      const got = held.memory.subarray(p * ps, (p + 1) * ps);
       if (!Buffer.from(got.buffer, got.byteOffset, ps).equals(Buffer.from(expected.buffer, expected.byteOffset, ps))) {
-        throw new VerificationError(`page ${p} arrived different from the source's copy at switch-over`, [p]);
+        throw new VerificationError(`${held.disk ? "disk block" : "page"} ${p} arrived different from the source's copy at switch-over`, [p]);
       }
-      this.shared.release(p);
+      held.shared.release(p);
       if (state & PageState.PRESENT) {
         // This end already holds the page (the program replaced it whole
         // while the source's copy was on the wire): the program's content wins.
-        got.set(this.shared.workload!.guest.page(p));
-        this.pageState[p] = state & ~PageState.OWNED;
+        got.set(program!.guest.page(p));
+        held.pageState[p] = state & ~PageState.OWNED;
         continue;
       }
-      this.pageState[p] = state | PageState.PRESENT;
-      this.present++;
-      if (this.waitingPages?.delete(p) && this.waitingPages.size === 0) this.waitingWake?.();
+      held.pageState[p] = state | PageState.PRESENT;
+      held.present++;
+      if (held.disk) this.refetching.delete(p);
+      if (held.waiting.delete(p) && this.waitsOver()) this.waitingWake?.();
     }
     this.report();
-    if (this.present === this.settings.pageCount) this.finish();
+    if (this.deferred && this.refetching.size === 0) {
+      const record = this.deferred;
+      this.deferred = undefined;
+      this.resume(record);
+    } else if (this.resumedAt >= 0 && this.holdsAll()) this.finish();
+  }
+
+  private waitsOver(): boolean {
+    return this.mem.waiting.size === 0 && (!this.disk || this.disk.waiting.size === 0);
   }
 
   /**
@@ -250,26 +391,27 @@ export class Destination {
    * XBZRLE delta in flight applies to); the program's content goes in on
    * arrival or at completion.
    */
-  private claim(p: number): void {
-    this.pageState[p] = this.pageState[p]! | PageState.PRESENT | PageState.OWNED | PageState.CHECKED;
-    this.present++;
-    this.waitingPages?.delete(p);
+  private claim(held: Held, p: number): void {
+    held.pageState[p] = held.pageState[p]! | PageState.PRESENT | PageState.OWNED | PageState.CHECKED;
+    held.present++;
+    held.waiting.delete(p);
   }
 
-  /** Resolves once every page of `pages` is present. */
-  private waitForPages(pages: Set<number>): Promise<void> {
-    for (const p of pages) if (this.pageState[p]! & PageState.PRESENT) pages.delete(p);
-    if (pages.size === 0) return Promise.resolve();
-    this.waitingPages = pages;
+  /** Resolves once every page (and block) the program waits for is present. */
+  private waitForPages(): Promise<void> {
+    for (const held of this.disk ? [this.mem, this.disk] : [this.mem]) {
+      for (const p of held.waiting) if (held.pageState[p]! & PageState.PRESENT) held.waiting.delete(p);
+    }
+    if (this.waitsOver()) return Promise.resolve();
     return new Promise((wake) => (this.waitingWake = wake));
   }
 
-  /** Sends page requests to the source. */
-  private async requestPages(pages: number[]): Promise<void> {
+  /** Sends page (or block) requests to the source. */
+  private async requestPages(held: Held, pages: number[]): Promise<void> {
     for (let i = 0; i < pages.length; i += MAX_REQUEST_PAGES) {
       const chunk = pages.slice(i, i + MAX_REQUEST_PAGES);
-      this.counters.postcopyRequests += chunk.length;
-      const frame = this.encoder.control({ type: "page-request", pages: chunk });
+      if (!held.disk) this.counters.postcopyRequests += chunk.length;
+      const frame = this.encoder.control({ type: "page-request", pages: chunk, ...(held.disk ? { disk: true } : {}) });
       countTraffic(this.traffic, "postcopy", frame.byteLength);
       await this.channel.send(frame);
     }
@@ -287,61 +429,112 @@ export class Destination {
     await this.resumed;
     const { clock, shared } = this;
     const workload = shared.workload!;
-    const guest = workload.guest;
-    const { pageSize: ps, faultQuantum } = this.settings;
+    const mem = this.mem;
+    const { faultQuantum } = this.settings;
     const c = this.counters;
-    const faults: number[] = [];
-    const waiting = new Set<number>();
-    const touched: number[] = [];
+    const dc = this.diskCounters;
+    const disk = this.disk;
+    const diskProgram = this.sharedDisk?.workload;
+    const helds = disk ? [mem, disk] : [mem];
     workload.throttle = 1;
-    guest.hook = (p: number, kind: AccessKind): void => {
-      const state = this.pageState[p]!;
-      if (state & PageState.PRESENT) {
-        if (kind === "read") return;
-        if (!(state & PageState.CHECKED)) {
-          // Before the program first changes a page it holds, the page must be the source's.
-          const mine = this.memory.subarray(p * ps, (p + 1) * ps);
-          if (!Buffer.from(mine.buffer, mine.byteOffset, ps).equals(Buffer.from(guest.memory.buffer, guest.memory.byteOffset + p * ps, ps))) {
-            throw new VerificationError(`page ${p} at the destination differs from the source's at switch-over`, [p]);
-          }
-          this.pageState[p] = state | PageState.CHECKED;
-        }
-        touched.push(p);
-        return;
-      }
-      // Missing: the source must still send what the page held at switch-over.
-      if (kind !== "read") shared.preserve(p);
-      if (kind === "overwrite") {
-        c.wholePageOverwrites++;
-        this.claim(p);
-        touched.push(p);
-        return;
-      }
-      c.faults++;
-      if (kind === "write") touched.push(p);
-      if (!(state & PageState.REQUESTED)) {
-        this.pageState[p] = state | PageState.REQUESTED;
-        faults.push(p);
-      }
-      waiting.add(p);
-    };
+    workload.guest.hook = this.accessHook(
+      mem,
+      workload,
+      () => c.faults++,
+      () => c.wholePageOverwrites++,
+    );
+    if (disk && diskProgram) {
+      diskProgram.throttle = 1;
+      diskProgram.guest.hook = this.accessHook(
+        disk,
+        diskProgram,
+        () => dc.blockMisses++,
+        () => dc.blockOverwrites++,
+      );
+    }
     try {
       while (!this.complete) {
         await clock.sleep(faultQuantum);
         if (this.complete) break;
         await clock.settle(workload.advance(workload.now + faultQuantum));
-        if (faults.length) await this.requestPages(faults.splice(0));
-        if (waiting.size) {
+        if (diskProgram) await clock.settle(diskProgram.advance(diskProgram.now + faultQuantum));
+        for (const held of helds) {
+          if (held.faults.length || held.prefetches.length) await this.requestPages(held, [...held.faults.splice(0), ...held.prefetches.splice(0)]);
+        }
+        if (!this.waitsOver()) {
           const stalled = clock.now();
-          await this.waitForPages(waiting);
+          await this.waitForPages();
           c.faultStall += clock.now() - stalled;
         }
-        for (const p of touched) if (!(this.pageState[p]! & PageState.OWNED)) this.memory.set(guest.page(p), p * ps);
-        touched.length = 0;
-        if (this.present === this.settings.pageCount) this.finish();
+        for (const held of helds) {
+          const program = held.disk ? diskProgram! : workload;
+          const ps = held.pageSize;
+          for (const p of held.touched) if (!(held.pageState[p]! & PageState.OWNED)) held.memory.set(program.guest.page(p), p * ps);
+          held.touched.length = 0;
+        }
+        if (this.holdsAll()) this.finish();
       }
     } finally {
-      guest.hook = undefined;
+      workload.guest.hook = undefined;
+      if (diskProgram) diskProgram.guest.hook = undefined;
+    }
+  }
+
+  /**
+   * The program's access hook for `held` (memory or the disk): a page it
+   * holds is used (checked against the source's before the first change); a
+   * missing one is claimed on a whole-page write, else a fault the quantum
+   * waits for. On the disk, reads also drive prefetching.
+   */
+  private accessHook(held: Held, program: Workload, onFault: () => void, onOverwrite: () => void): (p: number, kind: AccessKind) => void {
+    const ps = held.pageSize;
+    const guest = program.guest;
+    const prefetch = held.disk && this.settings.disk!.prefetch ? this.settings.disk!.prefetchWindow : 0;
+    return (p: number, kind: AccessKind): void => {
+      if (prefetch && kind === "read") this.prefetchAfter(held, p, prefetch);
+      const state = held.pageState[p]!;
+      if (state & PageState.PRESENT) {
+        if (kind === "read") return;
+        if (!(state & PageState.CHECKED)) {
+          // Before the program first changes a page it holds, the page must be the source's.
+          const mine = held.memory.subarray(p * ps, (p + 1) * ps);
+          if (!Buffer.from(mine.buffer, mine.byteOffset, ps).equals(Buffer.from(guest.memory.buffer, guest.memory.byteOffset + p * ps, ps))) {
+            throw new VerificationError(`${held.disk ? "disk block" : "page"} ${p} at the destination differs from the source's at switch-over`, [p]);
+          }
+          held.pageState[p] = state | PageState.CHECKED;
+        }
+        held.touched.push(p);
+        return;
+      }
+      // Missing: the source must still send what the page held at switch-over.
+      if (kind !== "read") held.shared.preserve(p);
+      if (kind === "overwrite") {
+        onOverwrite();
+        this.claim(held, p);
+        held.touched.push(p);
+        return;
+      }
+      onFault();
+      if (kind === "write") held.touched.push(p);
+      if (!(state & PageState.REQUESTED)) {
+        held.pageState[p] = state | PageState.REQUESTED;
+        held.faults.push(p);
+      }
+      held.waiting.add(p);
+    };
+  }
+
+  /** A read of block `b` right after one of b − 1 is a sequential stream: ask for the next `window` blocks this end lacks. */
+  private prefetchAfter(held: Held, b: number, window: number): void {
+    const sequential = b === this.lastRead + 1;
+    this.lastRead = b;
+    if (!sequential) return;
+    for (let q = b + 1; q <= b + window && q < held.pageCount; q++) {
+      const state = held.pageState[q]!;
+      if (state & (PageState.PRESENT | PageState.REQUESTED)) continue;
+      held.pageState[q] = state | PageState.REQUESTED;
+      held.prefetches.push(q);
+      this.diskCounters.prefetchedBlocks++;
     }
   }
 
@@ -352,14 +545,18 @@ export class Destination {
    */
   private finish(): void {
     if (this.complete) return;
-    if (this.postcopy) {
+    // The source waits for this after post-copy, and after a deduplicated disk's pre-copy (refused references).
+    if (this.postcopy || this.settings.disk?.dedup) {
       const frame = this.encoder.control({ type: "done", memoryBytes: this.memory.byteLength, digestName: "none", digest: new Uint8Array(0) });
       countTraffic(this.traffic, "postcopy", frame.byteLength);
       this.tasks.spawn(this.channel.send(frame));
     }
-    const ps = this.settings.pageSize;
-    for (let p = 0; p < this.settings.pageCount; p++) {
-      if (this.pageState[p]! & PageState.OWNED) this.memory.set(this.shared.workload!.guest.page(p), p * ps);
+    for (const held of this.disk ? [this.mem, this.disk] : [this.mem]) {
+      const program = held.disk ? this.sharedDisk!.workload : this.shared.workload;
+      const ps = held.pageSize;
+      for (let p = 0; p < held.pageCount; p++) {
+        if (held.pageState[p]! & PageState.OWNED) held.memory.set(program!.guest.page(p), p * ps);
+      }
     }
     this.completedAt = this.clock.now();
     this.report();
@@ -385,6 +582,8 @@ export class Destination {
   /** Releases WebAssembly memory and the access hook. */
   dispose(): void {
     if (this.shared.workload) this.shared.workload.guest.hook = undefined;
-    this.decoder.dispose();
+    if (this.sharedDisk) this.sharedDisk.workload.guest.hook = undefined;
+    this.mem.decoder.dispose();
+    this.disk?.decoder.dispose();
   }
 }

@@ -2,13 +2,15 @@
 // the pages once (the plan's M%, coldest by λ: src/adaptive/plan.ts), while
 // the guest runs; then stop, switch over and post-copy the rest: the pages
 // never pre-copied and those dirtied since they were sent. M = 0 is
-// post-copy; M = 100% is hybrid with one round.
+// post-copy; M = 100% is hybrid with one round. A disk is post-copied whole
+// (S = 0: the planner's S is not taken yet).
 
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
 import { postcopy, switchToPostcopy } from "./postcopy.js";
 import { runRounds } from "./precopy.js";
 import type { Source } from "./source.js";
+import { pendDisk } from "./storage.js";
 
 export async function fractional(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const pages = s.settings.precopyPages;
@@ -17,6 +19,7 @@ export async function fractional(s: Source): Promise<{ reason: StopReason; conve
   const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: 1, budget: Infinity, stopAtOnce: false, first: pages });
   const rest = new DirtyBitmap(s.settings.pageCount);
   try {
+    if (s.disk) await pendDisk(s);
     rest.setRange();
     for (const p of pages) rest.clear(p);
     left.or(rest);

@@ -7,6 +7,7 @@
 
 import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
 import type { PipelineReport } from "../wire/pipeline.js";
+import type { DiskStats } from "./storage.js";
 
 export type StrategyName = "precopy" | "postcopy" | "hybrid" | "fractional";
 
@@ -149,6 +150,11 @@ export interface MigrationStats {
   rtt: number;
   /** per-round rows (pre-copy rounds; hybrid's pre-copy part) */
   rounds: RoundRow[];
+  /**
+   * The disk's figures, when a disk was migrated with the memory (its bytes
+   * are in `transferred` too; the other fields above are memory's).
+   */
+  disk?: DiskStats;
 }
 
 

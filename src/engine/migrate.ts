@@ -38,8 +38,8 @@ const PROGRESS_PERIOD = 0.05;
 export async function migrate(strategy: StrategyName, options: MigrationOptions): Promise<MigrationStats> {
   const run = STRATEGIES[strategy];
   if (!run) throw new RangeError(`unknown strategy '${strategy}' (have: ${STRATEGY_NAMES.join(", ")})`);
-  const { workload, clock } = options;
-  const settings = normaliseOptions(options, workload.guest);
+  const { workload, clock, disk } = options;
+  const settings = normaliseOptions(options, workload.guest, disk?.guest);
   const tasks = new Tasks();
   let lastProgress = -Infinity;
   const report = (): void => {
@@ -60,7 +60,8 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
       time: source.elapsed(),
     });
   };
-  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report });
+  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk });
+  const sourceDisk = source.disk;
   const destination = new Destination({
     settings,
     clock,
@@ -73,6 +74,12 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
       original: (p) => source.switchover.page(p),
       preserve: (p) => source.switchover.preserve(p),
       release: (p) => source.switchover.release(p),
+    },
+    disk: sourceDisk && {
+      workload: sourceDisk.workload,
+      original: (b) => sourceDisk.switchover.page(b),
+      preserve: (b) => sourceDisk.switchover.preserve(b),
+      release: (b) => sourceDisk.switchover.release(b),
     },
   });
   try {
@@ -114,9 +121,15 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
       source.pipeline.report(settings.pageSize),
     );
     stats.verifiedPages = verifyMemory(workload.guest.memory, destination.memory, settings.pageSize);
+    if (sourceDisk) {
+      const { blockMisses, prefetchedBlocks, dedupRefused } = destination.diskCounters;
+      stats.disk = { ...sourceDisk.stats, blockMisses, prefetchedBlocks, dedupRefused };
+      stats.disk.verifiedBlocks = verifyMemory(sourceDisk.guest.memory, destination.diskMemory!, sourceDisk.settings.blockSize, "disk block");
+    }
     return stats;
   } finally {
     workload.throttle = 1;
+    if (disk) disk.throttle = 1;
     destination.dispose();
     source.dispose();
   }

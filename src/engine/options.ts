@@ -58,12 +58,31 @@ export interface EngineOptions {
   readonly faultQuantum?: number;
   /** Called as the migration goes (for progress bars). */
   readonly onProgress?: (progress: MigrationProgress) => void;
+  /** Disk (storage.ts): dedup of dirty blocks by MD5 (FlimCD; on by default). */
+  readonly diskDedup?: boolean;
+  /** Disk, post-copy: fetch ahead of sequential read streams (FlimCD; on by default). */
+  readonly prefetch?: boolean;
+  /** Disk, post-copy: blocks asked for ahead of a stream (32). */
+  readonly prefetchWindow?: number;
+  /** Disk: send each pass coldest block first (FlimCD's hot-area scheduling; on by default). */
+  readonly hotArea?: boolean;
+  /** Disk: each block's write rate, blocks/s (hot-area's order; without it, what the passes saw). */
+  readonly diskHeat?: ArrayLike<number>;
+  /** Disk: blocks per frame (256, or fewer to keep a frame at most 1 MiB). */
+  readonly batchBlocks?: number;
+  /**
+   * Test hook for dedup: a place the index answers for `block` whatever its
+   * content, with the MD5 it claims (as an MD5 collision would).
+   */
+  readonly dedupProbe?: (block: number) => { space: "disk" | "memory"; index: number; md5: string } | undefined;
 }
 
 /** A migration run in one process: both ends, the program, the clock and the channel between. */
 export interface MigrationOptions extends EngineOptions {
   /** The running program whose guest is migrated; its `guest` is the memory. */
   readonly workload: Workload;
+  /** The program's disk (its `guest` holds the blocks), migrated with the memory; none by default. */
+  readonly disk?: Workload;
   readonly clock: Clock;
   /** The source's end of the channel. */
   readonly source: Channel;
@@ -119,6 +138,20 @@ export interface EngineSettings {
   readonly prepageWindow: number;
   readonly faultQuantum: number;
   readonly precopyPages: Uint32Array | undefined;
+  readonly disk: DiskSettings | undefined;
+}
+
+/** The disk's part of EngineSettings. */
+export interface DiskSettings {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly batchBlocks: number;
+  readonly dedup: boolean;
+  readonly prefetch: boolean;
+  readonly prefetchWindow: number;
+  readonly hotArea: boolean;
+  readonly heat: Float64Array | undefined;
+  readonly dedupProbe: EngineOptions["dedupProbe"];
 }
 
 function positive(name: string, value: number): number {
@@ -145,8 +178,33 @@ function pageList(name: string, pages: ArrayLike<number>, pageCount: number): Ui
   return out;
 }
 
-/** Checks `options` for a guest of the given shape; a RangeError names the first bad option. */
-export function normaliseOptions(options: EngineOptions, guest: { readonly pageSize: number; readonly pageCount: number }): EngineSettings {
+type Shape = { readonly pageSize: number; readonly pageCount: number };
+
+function diskSettings(options: EngineOptions, disk: Shape): DiskSettings {
+  const { pageSize: blockSize, pageCount: blockCount } = disk;
+  let heat: Float64Array | undefined;
+  if (options.diskHeat !== undefined) {
+    if (options.diskHeat.length !== blockCount) throw new RangeError(`diskHeat has ${options.diskHeat.length} blocks, the disk ${blockCount}`);
+    heat = Float64Array.from(options.diskHeat, (rate, k) => nonNegative(`diskHeat[${k}]`, rate));
+  }
+  return {
+    blockSize,
+    blockCount,
+    batchBlocks: Math.min(integer("batchBlocks", options.batchBlocks ?? Math.max(1, Math.min(256, 2 ** 20 / blockSize)), 1, maxFramePages(blockSize)), blockCount),
+    dedup: options.diskDedup ?? true,
+    prefetch: options.prefetch ?? true,
+    prefetchWindow: integer("prefetchWindow", options.prefetchWindow ?? 32, 1, 16384),
+    hotArea: options.hotArea ?? true,
+    heat,
+    dedupProbe: options.dedupProbe,
+  };
+}
+
+/**
+ * Checks `options` for a guest of the given shape (and its disk's, when it
+ * has one); a RangeError names the first bad option.
+ */
+export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Shape): EngineSettings {
   const { pageSize, pageCount } = guest;
   if (pageCount === 0) throw new RangeError("the guest has no pages");
   const codec = options.codec ?? "raw";
@@ -176,5 +234,6 @@ export function normaliseOptions(options: EngineOptions, guest: { readonly pageS
     prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),
     faultQuantum: positive("faultQuantum", options.faultQuantum ?? 0.01),
     precopyPages: options.precopyPages === undefined ? undefined : pageList("precopyPages", options.precopyPages, pageCount),
+    disk: disk && diskSettings(options, disk),
   };
 }

@@ -17,6 +17,7 @@
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
 import type { Source } from "./source.js";
+import { pendDisk, serveUntilDone } from "./storage.js";
 
 /** Pages per frame of the background push: small, so a request is not stuck behind a long frame. */
 const PUSH_BATCH_PAGES = 32;
@@ -36,7 +37,20 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
       into.push(p);
     }
   };
-  while (!s.destinationDone && left > 0) {
+  // A disk's pending blocks (storage.ts): requested ones before anything, then a frame after each memory frame.
+  const d = s.disk;
+  let diskLeft = d?.pending?.count() ?? 0;
+  let diskCursor = 0;
+  while (!s.destinationDone && (left > 0 || diskLeft > 0)) {
+    if (d) {
+      const { blocks: asked, cleared } = d.takeAsked(d.settings.batchBlocks);
+      diskLeft -= cleared;
+      if (asked.length) {
+        await s.sendBlocks(asked, false);
+        s.samplePeriod();
+        continue;
+      }
+    }
     const batch: number[] = [];
     while (batch.length < batchPages) {
       const p = s.nextRequest();
@@ -63,10 +77,20 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
         if (batch.length) cursor = batch[batch.length - 1]! + 1;
       }
     }
-    if (batch.length === 0) break;
-    left -= batch.length;
-    await s.sendPages(batch);
-    s.samplePeriod();
+    if (batch.length) {
+      left -= batch.length;
+      await s.sendPages(batch);
+      s.samplePeriod();
+    }
+    if (d && diskLeft > 0) {
+      let blocks = d.pending!.extract(diskCursor, d.settings.batchBlocks);
+      if (blocks.length === 0) blocks = d.pending!.extract(0, d.settings.batchBlocks);
+      for (const b of blocks) d.pending!.clear(b);
+      diskLeft = blocks.length ? diskLeft - blocks.length : 0;
+      diskCursor = blocks.length ? blocks[blocks.length - 1]! + 1 : 0;
+      await s.sendBlocks(Array.from(blocks), false);
+      s.samplePeriod();
+    } else if (batch.length === 0) break;
   }
 }
 
@@ -82,8 +106,10 @@ export async function switchToPostcopy(s: Source, pending: DirtyBitmap): Promise
   await s.sendSwitchover(pending);
   s.startPostcopy();
   await push(s, pending);
-  // Everything pushed: tell the destination, which then holds every page or fails naming the missing.
-  if (!s.destinationDone) await s.sendControl({ type: "done", memoryBytes: s.settings.pageCount * s.settings.pageSize, digestName: "none", digest: new Uint8Array(0) });
+  // Everything pushed. With disk dedup, blocks of refused references may still be asked for: serve them until the destination holds everything.
+  if (s.disk?.settings.dedup) await serveUntilDone(s);
+  // Otherwise tell the destination, which then holds every page or fails naming the missing.
+  else if (!s.destinationDone) await s.sendControl({ type: "done", memoryBytes: s.settings.pageCount * s.settings.pageSize, digestName: "none", digest: new Uint8Array(0) });
 }
 
 /** Post-copy migration. */
@@ -91,11 +117,13 @@ export async function postcopy(s: Source): Promise<{ reason: StopReason; converg
   const pending = new DirtyBitmap(s.settings.pageCount);
   try {
     s.clearDirtyLog();
+    s.disk?.guest.dirtyLog.clearRange();
     await s.scanNonZero(pending);
     await s.runGuest();
     s.endSetup();
     await s.stopGuest();
     s.syncDirtyLog(pending);
+    if (s.disk) await pendDisk(s);
     await switchToPostcopy(s, pending);
   } finally {
     pending.dispose();

@@ -19,6 +19,7 @@
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
 import type { Source } from "./source.js";
+import { diskLeftBytes, diskStep, drainDisk, finishDiskPass, mirrorDisk, serveUntilDone } from "./storage.js";
 
 export interface RoundLimits {
   /** Stop when the bytes left fit the downtime limit (pre-copy); hybrid does not. */
@@ -70,7 +71,8 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   const fits = (leftPages: number, fallbackRate: number): boolean => {
     const rate = s.bandwidth || fallbackRate;
     if (rate <= 0) return false;
-    const left = leftPages * ps + s.bufferedBytes;
+    // With a disk, its blocks still to send count too (storage.ts, policy step 3).
+    const left = leftPages * ps + s.bufferedBytes + (s.disk ? diskLeftBytes(s) : 0);
     s.setExpectedDowntime(left / rate);
     return left <= rate * settings.downtimeLimit;
   };
@@ -97,6 +99,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       if (send.length) {
         zeroPages += await s.sendPages(send);
         pages += send.length;
+        if (s.disk) await diskStep(s);
       }
       s.setRemaining(s.remainingPages - candidates.length);
       await s.runGuest();
@@ -109,6 +112,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
         break;
       }
     }
+    if (s.disk) await finishDiskPass(s);
     await s.runGuest();
     const duration = s.clock.now() - start;
     const dirtied = s.syncDirtyLog(toSend);
@@ -159,14 +163,20 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   return { reason, converged: reason === "downtime-limit" || reason === "converged", left: toSend };
 }
 
-/** Pre-copy migration; returns once the switch-over record is sent. */
+/**
+ * Pre-copy migration; returns once the switch-over record is sent (with a
+ * disk deduplicated, once the destination holds every block).
+ */
 export async function precopy(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
+  if (s.disk) await mirrorDisk(s, { downtimeRule: true, maxPasses: s.settings.maxIterations });
   const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity, stopAtOnce: true });
   try {
     await s.sendAll(left);
+    if (s.disk) await drainDisk(s);
   } finally {
     left.dispose();
   }
   await s.sendSwitchover(undefined);
+  if (s.disk?.settings.dedup) await serveUntilDone(s);
   return { reason, converged };
 }

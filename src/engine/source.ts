@@ -14,11 +14,13 @@ import { Random } from "../random.js";
 import type { Clock } from "../clock.js";
 import { PageBatch } from "../wasm/arena.js";
 import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
+import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
 import { countTraffic, newSourceCounters, newTrafficCounters, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
+import { SourceDisk } from "./storage.js";
 import type { Tasks } from "./tasks.js";
 
 /** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
@@ -31,6 +33,8 @@ export interface SourceParts extends EndParts {
   readonly workload: Workload;
   /** The destination runs in another process: the switch-over record says where the guest stopped (its time, the wall clock). */
   readonly remote?: boolean;
+  /** The program's disk, migrated with the memory (settings.disk describes it). */
+  readonly disk?: Workload;
 }
 
 export class Source {
@@ -44,6 +48,8 @@ export class Source {
   readonly traffic: TrafficCounters = newTrafficCounters();
   /** The CPU and device state sent at switch-over. */
   readonly state: Uint8Array;
+  /** The disk and what its migration has done (storage.ts), when there is one. */
+  readonly disk: SourceDisk | undefined;
   /** Clock time the migration started. */
   readonly t0: number;
 
@@ -67,6 +73,8 @@ export class Source {
   private readonly requests: number[] = [];
   private requestsRead = 0;
   private peerDone = false;
+  /** Wakes a wait for the next request or the destination's "done". */
+  private wake: (() => void) | undefined;
   private readonly remote: boolean;
   /** The last INFO frame the destination sent (its report, from another process). */
   peerInfo: string | undefined;
@@ -95,6 +103,8 @@ export class Source {
     this.state = stateBlob(this.settings.stateBytes);
     this.pipeline = new Pipeline(this.settings.codec);
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
+    if (parts.disk && !this.settings.disk) throw new RangeError("a disk was given, but the settings describe none (normaliseOptions takes its shape)");
+    this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize);
     this.remaining = this.settings.pageCount;
     this.t0 = this.clock.now();
     this.periodStart = this.t0;
@@ -149,6 +159,8 @@ export class Source {
     if (this.stoppedAt >= 0) return;
     const to = this.clock.now() + this.guestOffset;
     if (to > this.workload.now) await this.clock.settle(this.workload.advance(to));
+    const disk = this.disk?.workload;
+    if (disk && to > disk.now) await this.clock.settle(disk.advance(to));
   }
 
   /** Stops the guest: it runs up to now, then no more here. */
@@ -165,6 +177,7 @@ export class Source {
     this.counters.cpuThrottlePercentage = percent;
     this.counters.throttleSteps.push({ at: this.elapsed(), percent });
     this.workload.throttle = 1 - percent / 100;
+    if (this.disk) this.disk.workload.throttle = 1 - percent / 100;
   }
 
   /** Starts (or restarts) the guest's dirty log. */
@@ -237,9 +250,8 @@ export class Source {
     const { cost, pageSize } = this.settings;
     const encoded = this.pipeline.encode(batch, pages, { bandwidth: this.linkBandwidth(), costs: cost });
     const zero = encoded.zeroPages;
-    const contentBytes = (n - zero) * pageSize;
-    let cpu = cost.zeroScanSeconds(n * pageSize);
-    for (const work of encoded.work) cpu += cost.encodeSeconds(work, contentBytes);
+    let cpu = this.encodeSeconds(encoded, n, pageSize);
+    if (this.disk?.indexesMemory) cpu += this.disk.indexMemory(batch, pages);
     const c = this.counters;
     c.sourceCpu += cpu;
     c.duplicate += zero;
@@ -249,6 +261,67 @@ export class Source {
     if (c.pagesTransferred === n && this.currentPhase === "precopy") c.setupTime = this.elapsed();
     await this.send(encoded.frame);
     return zero;
+  }
+
+  /** CPU seconds the pipeline's work on a frame of `n` pages took: the zero scan and each stage. */
+  private encodeSeconds(encoded: EncodedFrame, n: number, pageSize: number): number {
+    const { cost } = this.settings;
+    const contentBytes = (n - encoded.zeroPages) * pageSize;
+    let cpu = cost.zeroScanSeconds(n * pageSize);
+    for (const work of encoded.work) cpu += cost.encodeSeconds(work, contentBytes);
+    return cpu;
+  }
+
+  /**
+   * Sends disk blocks `blocks` (ascending, at most batchBlocks) as they were
+   * at switch-over: those the destination holds the content of as
+   * references (with `dedup`, before the switch-over), the rest through the disk's
+   * pipeline; charges the CPU.
+   */
+  async sendBlocks(blocks: number[], dedup: boolean): Promise<void> {
+    const d = this.disk!;
+    const { blockSize } = d.settings;
+    const { refs, batch, send, cpu: digests } = d.prepare(blocks, dedup);
+    let cpu = digests;
+    let frame: Uint8Array | undefined;
+    if (send.length) {
+      const started = performance.now();
+      const encoded = d.pipeline.encode(batch, send, { bandwidth: this.linkBandwidth(), costs: this.settings.cost });
+      d.stats.encodeWallSeconds += (performance.now() - started) / 1000;
+      cpu += this.encodeSeconds(encoded, send.length, blockSize);
+      d.stats.blocksSent += send.length;
+      d.stats.zeroBlocks += encoded.zeroPages;
+      frame = encoded.frame;
+    }
+    this.counters.sourceCpu += cpu;
+    await this.charge(cpu);
+    // References may name blocks of this very frame: they go after it.
+    if (frame) await this.sendDisk(frame);
+    if (refs.length) await this.sendDisk(d.pipeline.control({ type: "refs", blockSize, refs }));
+  }
+
+  private sendDisk(frame: Uint8Array): Promise<void> {
+    this.disk!.stats.bytes += frame.byteLength;
+    return this.send(frame);
+  }
+
+  /** Zero scan of the whole disk, range by range (post-copy's first pass): sets the non-zero blocks in `into`; charges the scan. */
+  async scanNonZeroBlocks(into: DirtyBitmap): Promise<void> {
+    const d = this.disk!;
+    const { blockSize: bs, blockCount, batchBlocks } = d.settings;
+    const scan = new PageBatch(batchBlocks, bs);
+    try {
+      for (let first = 0; first < blockCount; first += batchBlocks) {
+        const count = Math.min(batchBlocks, blockCount - first);
+        const { flags } = scanZeroPages(scan.set(d.guest.memory.subarray(first * bs, (first + count) * bs)));
+        for (let k = 0; k < count; k++) if (!flags[k]) into.set(first + k);
+      }
+    } finally {
+      scan.dispose();
+    }
+    const cpu = this.settings.cost.zeroScanSeconds(blockCount * bs);
+    this.counters.sourceCpu += cpu;
+    await this.charge(cpu);
   }
 
   /**
@@ -342,6 +415,11 @@ export class Source {
    * the destination must wait for.
    */
   async sendSwitchover(pending: DirtyBitmap | undefined): Promise<void> {
+    const d = this.disk;
+    if (d) {
+      const record = encodeSwitchover({ state: new Uint8Array(0), pending: d.pending?.toWords() }, d.settings.blockCount);
+      await this.sendDisk(d.pipeline.control({ type: "switch-over", state: record, disk: true }));
+    }
     const stop = this.remote ? { guestTime: this.workload.workTime, wallTime: Date.now() / 1000 } : undefined;
     const record = encodeSwitchover({ state: this.state, pending: pending?.toWords(), stop }, this.settings.pageCount);
     this.channel.survive?.();
@@ -354,6 +432,8 @@ export class Source {
    */
   startPostcopy(): void {
     this.pipeline.startPostcopy();
+    this.disk?.pipeline.startPostcopy();
+    this.disk?.stopDedup();
     this.currentPhase = "postcopy";
   }
 
@@ -378,6 +458,7 @@ export class Source {
       const frame = this.requestDecoder.decode(bytes);
       if (frame.type === "done") {
         this.peerDone = true;
+        this.wakeUp();
         continue;
       }
       if (frame.type === "info") {
@@ -385,8 +466,25 @@ export class Source {
         continue;
       }
       if (frame.type !== "page-request") throw new PagemillError(`source got an unexpected ${frame.type} frame`);
+      if (frame.disk) {
+        if (!this.disk) throw new PagemillError("source got a request for disk blocks, but migrates no disk");
+        for (const b of frame.pages) this.disk.requests.push(b);
+        this.wakeUp();
+        continue;
+      }
       for (const p of frame.pages) this.requests.push(p);
     }
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** Resolves at the next disk block request or the destination's "done". */
+  nextRequestOrDone(): Promise<void> {
+    return new Promise((wake) => (this.wake = wake));
   }
 
   /** Starts serving page requests on the side. */
@@ -397,6 +495,7 @@ export class Source {
   /** Releases WebAssembly memory. */
   dispose(): void {
     this.batch.dispose();
+    this.disk?.dispose();
     this.requestDecoder.dispose();
     this.pipeline.dispose();
   }

@@ -17,7 +17,7 @@ const NAMED_PAGES = 16;
  * Compares `actual` with `expected` page by page; returns the number of pages
  * compared. Throws VerificationError naming the pages that differ.
  */
-export function verifyMemory(expected: Uint8Array, actual: Uint8Array, pageSize: number): number {
+export function verifyMemory(expected: Uint8Array, actual: Uint8Array, pageSize: number, what = "page"): number {
   checkBytes("expected", expected);
   checkBytes("actual", actual);
   checkPageSize(pageSize);
@@ -52,7 +52,7 @@ export function verifyMemory(expected: Uint8Array, actual: Uint8Array, pageSize:
   if (differ.length) {
     const named = differ.slice(0, NAMED_PAGES).join(", ");
     const more = differ.length > NAMED_PAGES ? ` and ${differ.length - NAMED_PAGES} more` : "";
-    throw new VerificationError(`${differ.length} page(s) differ between source and destination: ${named}${more}`, differ);
+    throw new VerificationError(`${differ.length} ${what}(s) differ between source and destination: ${named}${more}`, differ);
   }
   return pageCount;
 }

@@ -308,14 +308,14 @@ export class BlockWorkload extends BaseWorkload {
   }
 }
 
-/** A disk model of `blockCount` blocks over a synthetic image whose first quarter holds data. */
-export function modelDisk(name: BlockModelName, blockCount: number, options: { blockSize?: number; seed?: number } = {}): BlockWorkload {
+/** A disk model of `blockCount` blocks over a synthetic image whose first `filled` share (a quarter) holds data. */
+export function modelDisk(name: BlockModelName | BlockModel, blockCount: number, options: { blockSize?: number; seed?: number; filled?: number } = {}): BlockWorkload {
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
   const seed = options.seed ?? 1;
   const disk = newDisk(blockCount, blockSize);
   // A filesystem with data in its first quarter (the rest never written): distinct, half-random blocks.
   const random = new Random(subSeed(seed, 43));
-  const filled = Math.floor(blockCount / 4);
+  const filled = Math.floor(blockCount * (options.filled ?? 0.25));
   const mem = disk.memory;
   for (let b = 0; b < filled; b++) {
     const at = b * blockSize;

@@ -22,7 +22,7 @@ import { CodecError, checkBytes } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
-import { CHECK_BYTES, FrameType, checkValue, frameTypeName, readControl, readFrameHeader, readPagesTable, type Frame, type FrameHeader, type PagesFrame, type PagesTable } from "./frame.js";
+import { CHECK_BYTES, FrameFlags, FrameType, checkValue, frameTypeName, readControl, readFrameHeader, readPagesTable, type Frame, type FrameHeader, type PagesFrame, type PagesTable } from "./frame.js";
 
 /** Where decoded pages go: guest memory, a batch (frame order), or nowhere (returned). */
 export type PageDestination = Uint8Array | PageBatch | undefined;
@@ -184,7 +184,7 @@ export class FrameDecoder extends Owned {
       }
     }
     if (destination instanceof PageBatch) destination.count = n;
-    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(pages ? { pages } : {}) };
+    return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(pages ? { pages } : {}), ...(header.flags & FrameFlags.DISK ? { disk: true as const } : {}) };
   }
 
   /**

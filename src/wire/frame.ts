@@ -52,11 +52,25 @@ export const FrameType = {
   PAGE_REQUEST: 5,
   DONE: 6,
   INFO: 7,
+  REFS: 8,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
+/**
+ * Header flags. DISK: the frame is about the disk's blocks, not memory's
+ * pages (PAGES, PAGE_REQUEST, SWITCHOVER and REFS frames; the others carry no
+ * flag). A disk is a second stream of pages on the same link.
+ */
+export const FrameFlags = { DISK: 1 } as const;
+/** Frame types that may carry the DISK flag. */
+const DISK_TYPES: readonly number[] = [1, 4, 5, 8];
+/** One REFS entry: block u32, ref u32, space u32 (0 disk, 1 memory), MD5 16 B, XXH3-64 8 B. */
+export const REF_BYTES = 36;
+
 export interface FrameHeader {
   readonly type: FrameType;
+  /** FrameFlags */
+  readonly flags: number;
   readonly sequence: number;
   readonly pageSize: number;
   readonly count: number;
@@ -65,15 +79,35 @@ export interface FrameHeader {
   readonly frameLength: number;
 }
 
+/**
+ * A block sent as a reference to content the destination holds (FlimCD's
+ * dedup): the block's MD5, which the source found among the digests of what
+ * it sent, and the block's own XXH3-64, a second, independent digest. The
+ * destination writes the referenced content only when both digests of it
+ * match (so an MD5 collision cannot corrupt the disk: it would need one of
+ * XXH3-64 on the same pair too) and asks for the block otherwise.
+ */
+export interface BlockRef {
+  readonly block: number;
+  /** where the content is: "disk" (a block) or "memory" (a page of the same size) */
+  readonly space: "disk" | "memory";
+  readonly ref: number;
+  readonly md5: Uint8Array;
+  readonly xxh3: bigint;
+}
+
 export type ControlMessage =
   | { readonly type: "round-start" | "round-end"; readonly round: number; readonly pages: number }
-  | { readonly type: "switch-over"; readonly state: Uint8Array }
-  | { readonly type: "page-request"; readonly pages: ArrayLike<number> }
+  | { readonly type: "switch-over"; readonly state: Uint8Array; readonly disk?: boolean }
+  | { readonly type: "page-request"; readonly pages: ArrayLike<number>; readonly disk?: boolean }
+  | { readonly type: "refs"; readonly blockSize: number; readonly refs: readonly BlockRef[] }
   | { readonly type: "done"; readonly memoryBytes: number; readonly digestName: string; readonly digest: Uint8Array }
   | { readonly type: "info"; readonly json: string };
 
 export interface PagesFrame {
   readonly type: "pages";
+  /** the pages are disk blocks (FrameFlags.DISK) */
+  readonly disk?: true;
   readonly sequence: number;
   readonly pageSize: number;
   readonly count: number;
@@ -90,8 +124,9 @@ export interface PagesFrame {
 export type Frame =
   | PagesFrame
   | { readonly type: "round-start" | "round-end"; readonly sequence: number; readonly round: number; readonly pages: number }
-  | { readonly type: "switch-over"; readonly sequence: number; readonly state: Uint8Array }
-  | { readonly type: "page-request"; readonly sequence: number; readonly pages: Uint32Array }
+  | { readonly type: "switch-over"; readonly sequence: number; readonly state: Uint8Array; readonly disk?: true }
+  | { readonly type: "page-request"; readonly sequence: number; readonly pages: Uint32Array; readonly disk?: true }
+  | { readonly type: "refs"; readonly sequence: number; readonly blockSize: number; readonly refs: BlockRef[] }
   | {
       readonly type: "done";
       readonly sequence: number;
@@ -109,6 +144,7 @@ const TYPE_NAMES: Record<FrameType, Frame["type"]> = {
   5: "page-request",
   6: "done",
   7: "info",
+  8: "refs",
 };
 
 /** The name of a frame type, as Frame["type"] spells it. */
@@ -133,12 +169,12 @@ export function checkValue(bytes: Uint8Array, at: number, len: number): number {
 }
 
 /** Writes the 28-byte header at `at` of `bytes`, with its check. */
-function writeHeader(bytes: Uint8Array, at: number, type: FrameType, sequence: number, pageSize: number, count: number, bodyLength: number): void {
+function writeHeader(bytes: Uint8Array, at: number, type: FrameType, sequence: number, pageSize: number, count: number, bodyLength: number, flags = 0): void {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   dv.setUint32(at, FRAME_MAGIC, true);
   dv.setUint8(at + 4, FRAME_VERSION);
   dv.setUint8(at + 5, type);
-  dv.setUint16(at + 6, 0, true);
+  dv.setUint16(at + 6, flags, true);
   dv.setUint32(at + 8, sequence, true);
   dv.setUint32(at + 12, pageSize, true);
   dv.setUint32(at + 16, count, true);
@@ -170,7 +206,7 @@ export interface FramePart {
  * output, or batch memory for raw pages) are copied as one run; empty ones
  * never break a run.
  */
-export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: number, parts: readonly FramePart[]): Uint8Array {
+export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: number, parts: readonly FramePart[], flags = 0): Uint8Array {
   const n = parts.length;
   let payloadBytes = 0;
   for (const part of parts) payloadBytes += part.length;
@@ -180,7 +216,7 @@ export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: nu
   const { heap } = wasm();
   const mem = heap.bytes();
   const dv = heap.view();
-  writeHeader(mem, at, FrameType.PAGES, sequence, pageSize, n, bodyLength);
+  writeHeader(mem, at, FrameType.PAGES, sequence, pageSize, n, bodyLength, flags);
   let entry = at + HEADER_BYTES;
   let payload = entry + n * ENTRY_BYTES;
   let source: Uint8Array | undefined;
@@ -297,6 +333,8 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
   let type: FrameType;
   let count = 0;
   let body: Uint8Array;
+  let pageSize = 0;
+  const flags = "disk" in message && message.disk ? FrameFlags.DISK : 0;
   switch (message.type) {
     case "round-start":
     case "round-end": {
@@ -347,6 +385,29 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
       body.set(message.digest, 10 + name.length);
       break;
     }
+    case "refs": {
+      checkPageSize(message.blockSize, "blockSize");
+      checkArrayLike("refs", message.refs);
+      count = message.refs.length;
+      checkInteger("refs.length", count, 0, MAX_REQUEST_PAGES);
+      type = FrameType.REFS;
+      pageSize = message.blockSize;
+      body = new Uint8Array(REF_BYTES * count);
+      const dv = new DataView(body.buffer);
+      message.refs.forEach((r, k) => {
+        const at = REF_BYTES * k;
+        checkInteger(`refs[${k}].block`, r.block, 0, 0xffffffff);
+        checkInteger(`refs[${k}].ref`, r.ref, 0, 0xffffffff);
+        if (r.space !== "disk" && r.space !== "memory") throw new RangeError(`refs[${k}].space must be "disk" or "memory", got ${JSON.stringify(r.space)}`);
+        if (!(r.md5 instanceof Uint8Array) || r.md5.byteLength !== 16) throw new RangeError(`refs[${k}].md5 must be 16 bytes`);
+        dv.setUint32(at, r.block, true);
+        dv.setUint32(at + 4, r.ref, true);
+        dv.setUint32(at + 8, r.space === "memory" ? 1 : 0, true);
+        body.set(r.md5, at + 12);
+        dv.setBigUint64(at + 28, r.xxh3, true);
+      });
+      return sealed(type, sequence, pageSize, count, body, FrameFlags.DISK);
+    }
     case "info": {
       if (typeof message.json !== "string") throw new TypeError("json must be a string");
       body = new TextEncoder().encode(message.json);
@@ -357,9 +418,13 @@ export function encodeControl(message: ControlMessage, sequence: number): Uint8A
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((message as { type: unknown }).type)}`);
   }
+  return sealed(type, sequence, pageSize, count, body, flags);
+}
+
+function sealed(type: FrameType, sequence: number, pageSize: number, count: number, body: Uint8Array, flags: number): Uint8Array {
   const total = HEADER_BYTES + body.byteLength + CHECK_BYTES;
   const frame = new Uint8Array(total);
-  writeHeader(frame, 0, type, sequence, 0, count, body.byteLength);
+  writeHeader(frame, 0, type, sequence, pageSize, count, body.byteLength, flags);
   frame.set(body, HEADER_BYTES);
   sealFrame(frame, 0, total);
   return frame;
@@ -383,9 +448,9 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
   const version = dv.getUint8(4);
   if (version !== FRAME_VERSION) throw new CodecError("malformed", `frame version ${version} is not ${FRAME_VERSION}`);
   const type = dv.getUint8(5);
-  if (type < FrameType.PAGES || type > FrameType.INFO) throw new CodecError("malformed", `unknown frame type ${type}`);
+  if (type < FrameType.PAGES || type > FrameType.REFS) throw new CodecError("malformed", `unknown frame type ${type}`);
   const flags = dv.getUint16(6, true);
-  if (flags !== 0) throw new CodecError("malformed", `reserved flags ${flags} are not 0`);
+  if (flags & ~FrameFlags.DISK || (flags && !DISK_TYPES.includes(type))) throw new CodecError("malformed", `flags ${flags} are not allowed on a frame of type ${type}`);
   const sequence = dv.getUint32(8, true);
   const pageSize = dv.getUint32(12, true);
   const count = dv.getUint32(16, true);
@@ -394,7 +459,12 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
   const fail = (what: string): never => {
     throw new CodecError("length", `${name} frame: ${what}`);
   };
-  if (type === FrameType.PAGES) {
+  if (type === FrameType.REFS) {
+    if (!(flags & FrameFlags.DISK)) fail("a refs frame must carry the disk flag");
+    if (pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) fail(`block size ${pageSize} is not a power of two 4096..65536`);
+    if (count > MAX_REQUEST_PAGES) fail(`${count} references pass the limit of ${MAX_REQUEST_PAGES}`);
+    if (bodyLength !== REF_BYTES * count) fail(`body length ${bodyLength} is not ${REF_BYTES} × ${count}`);
+  } else if (type === FrameType.PAGES) {
     if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) fail(`page size ${pageSize} is not a power of two 512..65536`);
     if (count > maxFramePages(pageSize)) fail(`${count} pages of ${pageSize} B pass the limit of ${maxFramePages(pageSize)}`);
     if (bodyLength < count * ENTRY_BYTES || bodyLength > count * (ENTRY_BYTES + pageSize)) {
@@ -415,7 +485,7 @@ export function readFrameHeader(bytes: Uint8Array): FrameHeader {
       fail(`body length ${bodyLength} is outside 11..${10 + MAX_DIGEST_NAME + MAX_DIGEST_BYTES}`);
     }
   }
-  return { type: type as FrameType, sequence, pageSize, count, bodyLength, frameLength: HEADER_BYTES + bodyLength + CHECK_BYTES };
+  return { type: type as FrameType, flags, sequence, pageSize, count, bodyLength, frameLength: HEADER_BYTES + bodyLength + CHECK_BYTES };
 }
 
 /**
@@ -438,16 +508,27 @@ export function readControl(bytes: Uint8Array, header: FrameHeader): Exclude<Fra
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const body = HEADER_BYTES;
   const sequence = header.sequence;
+  const disk = header.flags & FrameFlags.DISK ? ({ disk: true } as const) : {};
   switch (header.type) {
     case FrameType.ROUND_START:
     case FrameType.ROUND_END:
       return { type: TYPE_NAMES[header.type] as "round-start" | "round-end", sequence, round: dv.getUint32(body, true), pages: dv.getUint32(body + 4, true) };
     case FrameType.SWITCHOVER:
-      return { type: "switch-over", sequence, state: bytes.slice(body, body + header.bodyLength) };
+      return { type: "switch-over", sequence, state: bytes.slice(body, body + header.bodyLength), ...disk };
     case FrameType.PAGE_REQUEST: {
       const pages = new Uint32Array(header.count);
       for (let k = 0; k < header.count; k++) pages[k] = dv.getUint32(body + 4 * k, true);
-      return { type: "page-request", sequence, pages };
+      return { type: "page-request", sequence, pages, ...disk };
+    }
+    case FrameType.REFS: {
+      const refs: BlockRef[] = [];
+      for (let k = 0; k < header.count; k++) {
+        const at = body + REF_BYTES * k;
+        const space = dv.getUint32(at + 8, true);
+        if (space > 1) throw new CodecError("malformed", `refs frame ${sequence}, entry ${k}: space ${space} is not 0 (disk) or 1 (memory)`);
+        refs.push({ block: dv.getUint32(at, true), ref: dv.getUint32(at + 4, true), space: space ? "memory" : "disk", md5: bytes.slice(at + 12, at + 28), xxh3: dv.getBigUint64(at + 28, true) });
+      }
+      return { type: "refs", sequence, blockSize: header.pageSize, refs };
     }
     case FrameType.DONE:
       return readDone(bytes, dv, header);

@@ -158,7 +158,7 @@ function checkCodecs(codecs: PipelineCodecs): void {
 }
 
 /** Runs the batch's pages through the stages (see the module comment) and writes the frame. */
-function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: PipelineCodecs, scratch: EncoderScratch, sequence: number): FrameContent {
+function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: PipelineCodecs, scratch: EncoderScratch, sequence: number, flags = 0): FrameContent {
   checkInstance("batch", batch, PageBatch);
   checkCodecs(codecs);
   const n = batch.count;
@@ -247,7 +247,7 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
     parts[k] = { index: indices[k]!, encoding: Encoding.RAW, length: ps, data: undefined, from: holder.ptr + slot * ps };
   });
 
-  const frame = writePagesFrame(scratch.frame, sequence, ps, parts);
+  const frame = writePagesFrame(scratch.frame, sequence, ps, parts, flags);
   const encodings = new Uint8Array(n);
   const lengths = new Uint32Array(n);
   parts.forEach((p, k) => {
@@ -278,10 +278,13 @@ export function encodeFrame(batch: PageBatch, pageIndices: ArrayLike<number>, co
   return content.frame;
 }
 
-/** An encoder for one stream: numbers its frames and keeps its stats. */
+/** An encoder for one stream: numbers its frames and keeps its stats. `flags`: its PAGES frames' (FrameFlags). */
 export class FrameEncoder {
   readonly stats = newWireStats();
-  constructor(readonly codecs: PipelineCodecs = {}) {}
+  constructor(
+    readonly codecs: PipelineCodecs = {},
+    readonly flags = 0,
+  ) {}
   /** Next sequence number. */
   get sequence(): number {
     return this.stats.frames;
@@ -291,7 +294,7 @@ export class FrameEncoder {
   }
   /** One PAGES frame with what it holds. */
   content(batch: PageBatch, pageIndices: ArrayLike<number>): FrameContent {
-    const content = encodePages(batch, pageIndices, this.codecs, scratch(), this.stats.frames);
+    const content = encodePages(batch, pageIndices, this.codecs, scratch(), this.stats.frames, this.flags);
     countFrame(this.stats, content, batch.pageSize);
     return content;
   }
@@ -370,11 +373,12 @@ export class Pipeline {
   private readonly built: PageCodec[];
   private readonly encoder: FrameEncoder;
 
-  constructor(spec: string) {
+  /** `flags`: its PAGES frames' (FrameFlags.DISK for a disk's stream). */
+  constructor(spec: string, flags = 0) {
     this.spec = spec;
     this.stages = buildPipeline(spec);
     this.built = Object.values(this.stages).filter((c) => c !== undefined);
-    this.encoder = new FrameEncoder(this.stages);
+    this.encoder = new FrameEncoder(this.stages, flags);
   }
 
   /** Encodes the batch's loaded pages (guest pages `pages`) as one PAGES frame for a link in `link`'s state. */

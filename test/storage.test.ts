@@ -1,0 +1,251 @@
+import { describe, expect, it } from "vitest";
+import { fileURLToPath } from "node:url";
+import { createHash } from "node:crypto";
+import { BLOCK_MODELS, DiskTraceWorkload, modelDisk, newDisk } from "../src/guest/disk.js";
+import type { AccessHook, AccessKind, Workload } from "../src/guest/guest.js";
+import { IdleWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { simulate } from "../src/engine/migrate.js";
+import { SwitchoverView } from "../src/engine/frozen.js";
+import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
+import type { SimulationOptions } from "../src/engine/migrate.js";
+import { CodecError } from "../src/errors.js";
+import { FrameFlags, checkValue, encodeControl, readControl, readFrameHeader } from "../src/wire/frame.js";
+import { decodeFrame } from "../src/wire/decoder.js";
+import { md5 } from "../src/hash/md5.js";
+import { normaliseOptions } from "../src/engine/options.js";
+import { Source } from "../src/engine/source.js";
+import { Destination } from "../src/engine/destination.js";
+import { Tasks } from "../src/engine/tasks.js";
+import { VirtualClock } from "../src/clock.js";
+import { run as migrateRun } from "../src/cli/migrate.js";
+import { migrateCli } from "./helpers/migrate.js";
+
+const MEMORY_TRACE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+const DISK_TRACE = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
+const WAN = { bitsPerSecond: 40e6, rtt: 0.005 };
+const STRATEGIES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
+
+async function run(strategy: StrategyName, memory: () => Promise<Workload> | Workload, disk: () => Promise<Workload> | Workload, options: SimulationOptions = {}): Promise<MigrationStats> {
+  const workload = await memory();
+  const d = await disk();
+  try {
+    return await simulate(strategy, workload, WAN, { ...options, disk: d });
+  } finally {
+    await workload.close();
+    await d.close();
+    workload.guest.dispose();
+    d.guest.dispose();
+  }
+}
+
+const traceMemory = () => TraceReplay.open(MEMORY_TRACE);
+const traceDisk = () => DiskTraceWorkload.open(DISK_TRACE, undefined);
+const smallMemory = () => new IdleWorkload(syntheticGuest(256));
+
+describe("memory and disk in one migration", () => {
+  for (const strategy of STRATEGIES) {
+    for (const codec of ["raw", "mecom"]) {
+      it(`${strategy} (${codec}) of the bundled trace with the shipped disk trace ends with every page and block verified`, async () => {
+        const stats = await run(strategy, traceMemory, traceDisk, { codec });
+        expect(stats.verifiedPages).toBe(3072);
+        expect(stats.disk!.verifiedBlocks).toBe(stats.disk!.blockCount);
+        expect(stats.disk!.blocksSent + stats.disk!.dedupHits).toBeGreaterThanOrEqual(stats.disk!.blockCount - 1);
+        if (strategy !== "precopy") expect(stats.remoteUptime).toBeGreaterThan(0);
+      });
+    }
+  }
+
+  it("sends memory bytes + disk bytes + framing, nothing else", async () => {
+    // Pre-copy without dedup: the destination sends nothing back.
+    const plain = await run("precopy", traceMemory, traceDisk, { diskDedup: false });
+    expect(plain.transferred).toBe(plain.codecStats.frameBytes + plain.disk!.bytes);
+    // With dedup, the destination says "done" once it holds every block.
+    const dedup = await run("precopy", traceMemory, () => modelDisk("oltp", 2048), {});
+    const done = encodeControl({ type: "done", memoryBytes: 3072 * 4096, digestName: "none", digest: new Uint8Array(0) }, 0).byteLength;
+    expect(dedup.transferred).toBe(dedup.codecStats.frameBytes + dedup.disk!.bytes + done);
+    expect(dedup.disk!.dedupHits).toBeGreaterThan(0);
+  });
+
+  it("leaves memory's figures as they were when the disk is idle and tiny next to the link", async () => {
+    const alone = await simulate("precopy", await traceMemory(), WAN, {});
+    const withDisk = await run("precopy", traceMemory, () => new IdleWorkload(newDisk(1)), { diskDedup: false });
+    expect(withDisk.pagesTransferred).toBe(alone.pagesTransferred);
+    expect(withDisk.codecStats.frameBytes).toBe(alone.codecStats.frameBytes);
+  });
+});
+
+describe("dedup of dirty blocks", () => {
+  it("never writes a wrong block: collisions forced through the hook are refused and fetched", async () => {
+    for (const strategy of ["precopy", "hybrid"] as const) {
+      const memory = syntheticGuest(256);
+      const page0 = md5(memory.page(0));
+      let forced = 0;
+      const stats = await run(strategy, () => new IdleWorkload(memory), () => modelDisk("oltp", 1024, { seed: 9 }), {
+        // Every seventh block claims to be memory page 0, with page 0's MD5: an MD5 collision, as far as the digests go.
+        dedupProbe: (block) => {
+          if (block % 7 !== 3) return undefined;
+          forced++;
+          return { space: "memory", index: 0, md5: Buffer.from(page0).toString("hex") };
+        },
+      });
+      expect(forced).toBeGreaterThan(0);
+      expect(stats.disk!.dedupRefused).toBe(forced);
+      expect(stats.disk!.dedupFromMemory).toBe(forced);
+      expect(stats.disk!.verifiedBlocks).toBe(1024);
+    }
+  });
+
+  it("finds blocks equal to memory pages already sent; the destination rebuilds them", async () => {
+    const memory = syntheticGuest(64, { seed: 4 });
+    const disk = newDisk(128);
+    // Blocks 0..63 and 64..127: memory's pages (a page cache written out, twice).
+    disk.memory.set(memory.memory, 0);
+    disk.memory.set(memory.memory, 64 * 4096);
+    const frames: Uint8Array[] = [];
+    const channel = { send: async (f: Uint8Array) => void frames.push(f), receive: () => Promise.resolve(frames.shift()), rtt: 0, sentBytes: 0, close: () => {} };
+    const settings = normaliseOptions({ codec: "lz4" }, memory, disk);
+    const clock = new VirtualClock();
+    const tasks = new Tasks();
+    const source = new Source({ settings, workload: new IdleWorkload(memory), disk: new IdleWorkload(disk), clock, channel, tasks });
+    const pages = Array.from({ length: 64 }, (_, p) => p);
+    await clock.run(async () => {
+      await source.sendPages(pages);
+      await source.sendBlocks(pages, true);
+      await source.sendBlocks(pages.map((p) => p + 64), true);
+    });
+    const nonZero = pages.filter((p) => memory.page(p).some((x) => x !== 0));
+    const { dedupHits, dedupFromMemory } = source.disk!.stats;
+    // Every non-zero block is a reference, to the memory page first sent with its content.
+    expect(dedupHits).toBe(2 * nonZero.length);
+    expect(dedupFromMemory).toBe(dedupHits);
+    // A destination built from the frames alone holds the disk.
+    const destination = new Destination({ settings, clock, channel, tasks, shared: { original: (p) => memory.page(p), preserve: () => {}, release: () => {} }, disk: { workload: new IdleWorkload(disk), original: (b) => disk.page(b), preserve: () => {}, release: () => {} } });
+    await clock.run(() => Promise.race([destination.receive(), tasks.failed]));
+    expect(Buffer.from(destination.diskMemory!).equals(Buffer.from(disk.memory))).toBe(true);
+    source.dispose();
+    destination.dispose();
+    memory.dispose();
+    disk.dispose();
+  });
+});
+
+/** Logs every access of `w`'s guest, then calls the hook the engine sets. */
+function logAccesses(w: Workload, log: { at: number; kind: AccessKind | "arrive" }[]): void {
+  let inner: AccessHook | undefined;
+  Object.defineProperty(w.guest, "hook", {
+    configurable: true,
+    get: () => (inner ? (p: number, kind: AccessKind) => (log.push({ at: p, kind }), inner!(p, kind)) : undefined),
+    set: (hook: AccessHook | undefined) => (inner = hook),
+  });
+}
+
+describe("post-copy block misses", () => {
+  it("equal a brute-force count over the accesses and arrivals, in order", async () => {
+    for (const seed of [1, 2, 3]) {
+      const log: { at: number; kind: AccessKind | "arrive" }[] = [];
+      const disk = modelDisk("read-mostly", 256, { seed });
+      const release = SwitchoverView.prototype.release;
+      // A block's switch-over copy is released exactly when it arrives (becomes present) at the destination.
+      SwitchoverView.prototype.release = function (this: SwitchoverView, p: number) {
+        if ((this as unknown as { guest: unknown }).guest === disk.guest) log.push({ at: p, kind: "arrive" });
+        return release.call(this, p);
+      };
+      let stats: MigrationStats;
+      try {
+        logAccesses(disk, log);
+        stats = await run("postcopy", smallMemory, () => disk, { prefetch: false, diskDedup: false });
+      } finally {
+        SwitchoverView.prototype.release = release;
+      }
+      // Sent blocks are exactly the pending ones (each once): the others were present from the switch-over.
+      const present = new Set<number>(Array.from({ length: 256 }, (_, b) => b));
+      for (const e of log) if (e.kind === "arrive") present.delete(e.at);
+      let misses = 0;
+      for (const e of log) {
+        if (e.kind === "arrive" || e.kind === "overwrite") present.add(e.at);
+        else if (!present.has(e.at)) misses++;
+      }
+      expect(stats.disk!.blockMisses).toBe(misses);
+      expect(misses).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe("FlimCD's switches, measured on and off", () => {
+  it("prefetch lowers the block misses of sequential reads in post-copy", async () => {
+    const model = { ...BLOCK_MODELS["read-mostly"], reads: { ...BLOCK_MODELS["read-mostly"].reads, sequentialShare: 0.5 } };
+    const disk = () => modelDisk(model, 8192, { seed: 2, filled: 1 });
+    const off = await run("postcopy", smallMemory, disk, { prefetch: false });
+    const on = await run("postcopy", smallMemory, disk, { prefetch: true });
+    expect(on.disk!.prefetchedBlocks).toBeGreaterThan(0);
+    expect(off.disk!.prefetchedBlocks).toBe(0);
+    expect(on.disk!.blockMisses).toBeLessThan(off.disk!.blockMisses);
+    expect(on.disk!.verifiedBlocks).toBe(8192);
+  });
+
+  it("hot-area scheduling sends fewer blocks in pre-copy when the hot area is known", async () => {
+    const make = () => modelDisk("oltp", 16384, { seed: 5, filled: 1 });
+    const heat = make();
+    const rates = heat.blockRates();
+    heat.guest.dispose();
+    const off = await run("precopy", smallMemory, make, { hotArea: false, diskDedup: false });
+    const on = await run("precopy", smallMemory, make, { hotArea: true, diskHeat: rates, diskDedup: false });
+    expect(on.disk!.blocksSent).toBeLessThan(off.disk!.blocksSent);
+    expect(on.disk!.verifiedBlocks).toBe(16384);
+  });
+});
+
+describe("bad input", () => {
+  it("options naming the disk wrongly are refused before anything runs", async () => {
+    await expect(run("precopy", smallMemory, () => new IdleWorkload(newDisk(16)), { diskHeat: [1, 2] })).rejects.toThrow(/diskHeat has 2 blocks, the disk 16/);
+    await expect(run("precopy", smallMemory, () => new IdleWorkload(newDisk(16)), { diskHeat: new Array(16).fill(-1) })).rejects.toThrow(/diskHeat\[0\]/);
+    await expect(run("precopy", smallMemory, () => new IdleWorkload(newDisk(16)), { prefetchWindow: 0 })).rejects.toThrow(/prefetchWindow/);
+  });
+
+  it("the DISK flag is allowed on disk frames only, and REFS frames must carry it", () => {
+    const request = encodeControl({ type: "page-request", pages: [1, 5], disk: true }, 3);
+    const header = readFrameHeader(request);
+    expect(header.flags).toBe(FrameFlags.DISK);
+    expect(readControl(request, header)).toEqual({ type: "page-request", sequence: 3, pages: Uint32Array.from([1, 5]), disk: true });
+    const refs = encodeControl({ type: "refs", blockSize: 4096, refs: [{ block: 2, space: "memory", ref: 7, md5: new Uint8Array(16).fill(1), xxh3: 99n }] }, 4);
+    expect(decodeFrame(refs)).toEqual({ type: "refs", sequence: 4, blockSize: 4096, refs: [{ block: 2, space: "memory", ref: 7, md5: new Uint8Array(16).fill(1), xxh3: 99n }] });
+    // The flag on a frame type that cannot carry it, and a REFS frame without it: refused, naming the cause.
+    const done = encodeControl({ type: "done", memoryBytes: 0, digestName: "none", digest: new Uint8Array(0) }, 0);
+    expect(() => decodeFrame(reflag(done, FrameFlags.DISK))).toThrow(/flags 1 are not allowed on a frame of type 6/);
+    expect(() => decodeFrame(reflag(refs, 0))).toThrow(/refs frame must carry the disk flag/);
+    expect(() => decodeFrame(reflag(refs, 2 | FrameFlags.DISK))).toThrow(CodecError);
+  });
+});
+
+/** `frame` with other header flags, its checks recomputed as a writer would (so only the flags are wrong). */
+function reflag(frame: Uint8Array, flags: number): Uint8Array {
+  const copy = frame.slice();
+  const dv = new DataView(copy.buffer);
+  dv.setUint16(6, flags, true);
+  dv.setUint32(24, checkValue(copy, 0, 24), true);
+  dv.setUint32(copy.length - 4, checkValue(copy, 0, copy.length - 4), true);
+  return copy;
+}
+
+describe("pagemill migrate with a disk", () => {
+  it("migrates the bundled trace with the shipped disk trace, every page and block verified, disk figures in --json", async () => {
+    const out = JSON.parse(await migrateCli(["--disk", DISK_TRACE, "--strategy", "postcopy", "--json"]));
+    expect(out.verified).toBe(true);
+    expect(out.disk.verifiedBlocks).toBe(out.disk.blockCount);
+    expect(out.disk.blockMisses).toBeGreaterThan(0);
+    const table = await migrateCli(["--disk-workload", "oltp", "--disk-blocks", "2048", "--workload", "idle", "--pages", "1024", "--prefetch", "off", "--hot-area", "on"]);
+    expect(table).toMatch(/disk bytes +blocks +dedup +misses +prefetched +verified/);
+    expect(table).toMatch(/1024\+2048/);
+  });
+
+  it("refuses a disk at odds with the flags, and flags without a disk, before anything runs", async () => {
+    await expect(migrateRun(["--disk", DISK_TRACE, "--block-size", "8192"])).rejects.toThrow(/disk trace .*sqlite-disk.ptrace.gz: its blocks are 4096 B, the flags say 8192 B/);
+    await expect(migrateRun(["--disk", DISK_TRACE, "--disk-blocks", "5"])).rejects.toThrow(/sqlite-disk.ptrace.gz: it has \d+ blocks, the flags say 5/);
+    await expect(migrateRun(["--disk", "/nonexistent.ptrace.gz"])).rejects.toThrow(/--disk: \/nonexistent.ptrace.gz does not exist/);
+    await expect(migrateRun(["--disk-workload", "oltp", "--prefetch", "maybe"])).rejects.toThrow(/--prefetch: must be on or off/);
+    await expect(migrateRun(["--disk-workload", "tape"])).rejects.toThrow(/--disk-workload: unknown MODEL 'tape'/);
+    await expect(migrateRun(["--disk-workload", "oltp", "--disk-blocks", String(2 ** 21)])).rejects.toThrow(/--disk-blocks: blockCount/);
+    await expect(migrateRun(["--hot-area", "off"])).rejects.toThrow(/--hot-area: applies to a disk/);
+    await expect(migrateRun(["--disk-workload", "oltp", "--block-size", "2048"])).rejects.toThrow(/--block-size must be a power of two from 4096/);
+  });
+});
