@@ -1,16 +1,27 @@
-// Migration between two processes over loopback TCP, uncapped: `pagemill
-// receive` and `pagemill send` as separate processes, pre-copy of an idle
-// synthetic guest (the redis image profile: 45% zero pages), raw and MECOM.
-// Wire MB/s is bytes on the wire over the source's total time; guest MB/s is
-// guest memory over the same time. Medians of PAGEMILL_TCP_RUNS (3) runs.
+// Migration between two processes over loopback TCP (`pagemill receive` and
+// `pagemill send` as separate processes). Three figures, medians of
+// PAGEMILL_TCP_RUNS (3) runs:
 //
-// Target (issue 17): raw >= 500 MB/s on the wire between two processes here.
+// 1. Throughput, uncapped: pre-copy of an idle synthetic guest (the redis
+//    image profile: 45% zero pages), raw and MECOM. Wire MB/s is bytes on
+//    the wire over the source's total time; guest MB/s is guest memory over
+//    the same time. Target (issue 17): raw >= 500 MB/s on the wire.
+// 2. Real against virtual: the bundled trace, each strategy, capped at 100
+//    Mbit/s, between two processes on the real clock, and `pagemill migrate`
+//    of the same trace, strategy and link in virtual time: T and D, and the
+//    real run's error. Target: within 10%.
+// 3. Post-copy recovery: a proxy cuts the connection halfway through a
+//    post-copy migration (in this process, over loopback); the time from the
+//    cut to the new connection (the source's redial, backoff from 50 ms) and
+//    from the new connection to the first frame the destination gets on it
+//    (resumed transfer).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { check, save } from "./lib.js";
+import { CuttingProxy, PoissonWorkload, connectChannel, init, listenChannel, receiveMigration, sendMigration, syntheticGuest } from "../dist/index.js";
 
 const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url));
 const PAGES = Number(process.env.PAGEMILL_TCP_PAGES ?? 65536);
@@ -50,6 +61,59 @@ async function once(codec) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const results = {};
+const TRACE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+const SAME = ["--trace", TRACE, "--bandwidth", "100mbit", "--codec", "raw", "--downtime-limit", "300ms", "--state", "256KiB", "--batch", "256", "--json"];
+
+/** One real migration of the bundled trace with `strategy` at 100 Mbit/s, and its virtual-time twin. */
+async function realAndVirtual(strategy) {
+  let ready;
+  const port = new Promise((resolve) => (ready = resolve));
+  const receiver = run(["receive", "--listen", "127.0.0.1:0", "--key-file", key], (text) => {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
+    if (m) ready(Number(m[1]));
+  });
+  const sent = await run(["send", "--to", `127.0.0.1:${await port}`, "--key-file", key, "--strategy", strategy, ...SAME]);
+  const received = await receiver;
+  check(sent.code === 0 && received.code === 0, `send/receive ${strategy} exited ${sent.code}/${received.code}: ${sent.stderr}${received.stderr}`);
+  const real = JSON.parse(sent.stdout);
+  const emulated = await run(["migrate", "--strategy", strategy, "--rtt", `${Math.max(real.rtt * 1000, 0.01)}ms`, ...SAME]);
+  check(emulated.code === 0, `migrate ${strategy}: ${emulated.stderr}`);
+  const virtual = JSON.parse(emulated.stdout);
+  return { real: { T: real.totalTime, D: real.downtime }, virtual: { T: virtual.totalTime, D: virtual.downtime } };
+}
+
+/** A post-copy migration cut halfway by a proxy; the source's recovery. */
+async function recovery() {
+  await init();
+  const model = () => new PoissonWorkload(syntheticGuest(4096, { seed: 5 }), { rate: 50, seed: 1 });
+  const listener = await listenChannel("127.0.0.1", 0, { recoverTimeout: 5 });
+  // About half of what a 16 MiB post-copy moves.
+  const proxy = await CuttingProxy.start(listener.port, 8 * 2 ** 20);
+  const source = model();
+  const replica = model();
+  try {
+    let destination;
+    const receiving = listener.accept().then((channel) => {
+      destination = channel;
+      listener.refuseNew();
+      return receiveMigration(channel, { startProgram: async () => replica });
+    });
+    const channel = await connectChannel("127.0.0.1", proxy.port, { bitsPerSecond: 400e6, recoverTimeout: 5 });
+    await sendMigration("postcopy", source, channel, { codec: "raw", stateBytes: 16384 });
+    await receiving;
+    check(proxy.cuts === 1 && channel.recoveries.length === 1, `expected one cut and one recovery, got ${proxy.cuts} and ${channel.recoveries.length}`);
+    // The source's redial, and the first frame the destination got again on the new connection.
+    const [atSource] = channel.recoveries;
+    const [atDestination] = destination.recoveries;
+    return { reconnect: (atSource.reconnectedAt - atSource.cutAt) / 1000, resume: (atDestination.resumedAt - atDestination.reconnectedAt) / 1000 };
+  } finally {
+    listener.close();
+    await proxy.close();
+    source.guest.dispose();
+    replica.guest.dispose();
+  }
+}
+
 console.log(`pre-copy of an idle ${PAGES}-page guest between two processes over loopback TCP, uncapped (${RUNS} runs, median)`);
 try {
   for (const codec of ["raw", "mecom"]) {
@@ -60,6 +124,26 @@ try {
     const target = codec === "raw" ? ` (target >= 500: ${r.wireMBps >= 500 ? "met" : "not met"})` : "";
     console.log(`  ${codec.padEnd(6)} wire ${r.wireMBps.toFixed(0).padStart(5)} MB/s${target}, guest ${r.guestMBps.toFixed(0)} MB/s, total ${r.seconds.toFixed(3)} s`);
   }
+  console.log(`\nreal (two processes, real clock) against virtual time: bundled trace, 100 Mbit/s, raw (${RUNS} runs, median)`);
+  results.realVsVirtual = {};
+  for (const strategy of ["precopy", "postcopy", "hybrid"]) {
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await realAndVirtual(strategy));
+    const pick = (f) => median(runs.map(f));
+    const r = { realT: pick((x) => x.real.T), virtualT: pick((x) => x.virtual.T), realD: pick((x) => x.real.D), virtualD: pick((x) => x.virtual.D) };
+    r.errorT = (r.realT - r.virtualT) / r.virtualT;
+    r.errorD = (r.realD - r.virtualD) / r.virtualD;
+    results.realVsVirtual[strategy] = r;
+    const pct = (e) => `${e >= 0 ? "+" : ""}${(100 * e).toFixed(1)}%`;
+    console.log(
+      `  ${strategy.padEnd(9)} T real ${r.realT.toFixed(3)} s, virtual ${r.virtualT.toFixed(3)} s (${pct(r.errorT)}); D real ${(r.realD * 1000).toFixed(1)} ms, virtual ${(r.virtualD * 1000).toFixed(1)} ms (${pct(r.errorD)})`,
+    );
+  }
+  console.log(`\npost-copy recovery after a cut halfway (${RUNS} runs, median)`);
+  const recoveries = [];
+  for (let i = 0; i < RUNS; i++) recoveries.push(await recovery());
+  results.recovery = { reconnect: median(recoveries.map((x) => x.reconnect)), resume: median(recoveries.map((x) => x.resume)) };
+  console.log(`  cut to new connection ${(results.recovery.reconnect * 1000).toFixed(1)} ms; new connection to resumed transfer ${(results.recovery.resume * 1000).toFixed(2)} ms`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -119,6 +119,7 @@ export {
   type TcpOptions,
   type Recovery,
 } from "./net/tcp.js";
+export { CuttingProxy } from "./net/faults.js";
 export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, SourceCounters, DestinationCounters, TrafficCounters } from "./engine/metrics.js";
 export type { XbzrleStats } from "./codecs/codec.js";
 export { Random } from "./random.js";

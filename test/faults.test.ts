@@ -4,13 +4,13 @@
 // intact and the destination holding nothing; a cut after it pauses both
 // ends until the source dials again, and the migration ends verified.
 // Nothing is ever lost: no case ends with one end verified and the other not.
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { StrategyName } from "../src/engine/metrics.js";
 import { receiveMigration, sendMigration } from "../src/engine/remote.js";
 import { PagemillError } from "../src/errors.js";
 import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { Random } from "../src/random.js";
+import { CuttingProxy } from "../src/net/faults.js";
 import { NetworkError, connectChannel, listenChannel, type TcpChannel } from "../src/net/tcp.js";
 
 const KEY = new Uint8Array(32).fill(11);
@@ -18,69 +18,6 @@ const PAGES = 1024;
 
 function model(): PoissonWorkload {
   return new PoissonWorkload(syntheticGuest(PAGES, { seed: 5 }), { rate: 5, seed: 1 });
-}
-
-interface Proxy {
-  readonly port: number;
-  /** bytes that crossed, both ways, on every connection */
-  readonly bytes: () => number;
-  readonly cuts: () => number;
-  close(): Promise<void>;
-}
-
-/**
- * Passes bytes both ways (ends included) between clients and `target`, and
- * cuts its first connection, both sides at once, when `cutAfter` bytes have
- * crossed it. Later connections pass untouched.
- */
-async function cuttingProxy(target: number, cutAfter: number): Promise<Proxy> {
-  let total = 0;
-  let connections = 0;
-  let cuts = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true }, (inbound) => {
-    const first = connections++ === 0;
-    const outbound = createConnection({ host: "127.0.0.1", port: target, allowHalfOpen: true });
-    let crossed = 0;
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => sockets.delete(s));
-    }
-    const pipe = (from: Socket, to: Socket): void => {
-      from.on("data", (chunk: Buffer) => {
-        if (first && cuts === 0 && crossed + chunk.length > cutAfter) {
-          // The part before the cut point goes through; the rest is lost with the connection.
-          const part = chunk.subarray(0, cutAfter - crossed);
-          cuts++;
-          to.write(part, () => {
-            inbound.destroy();
-            outbound.destroy();
-          });
-          from.pause();
-          return;
-        }
-        crossed += chunk.length;
-        total += chunk.length;
-        to.write(chunk);
-      });
-      from.on("end", () => to.end());
-      from.on("close", () => to.destroy());
-    };
-    pipe(inbound, outbound);
-    pipe(outbound, inbound);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  return {
-    port: (server.address() as { port: number }).port,
-    bytes: () => total,
-    cuts: () => cuts,
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 interface Outcome {
@@ -96,7 +33,7 @@ interface Outcome {
 async function migrateThrough(strategy: StrategyName, cutAfter: number): Promise<Outcome> {
   const options = { key: KEY, timeout: 2, recoverTimeout: 3 };
   const listener = await listenChannel("127.0.0.1", 0, options);
-  const proxy = await cuttingProxy(listener.port, cutAfter);
+  const proxy = await CuttingProxy.start(listener.port, cutAfter);
   const source = model();
   const replicas: PoissonWorkload[] = [];
   let toDestination: TcpChannel | undefined;
@@ -132,7 +69,7 @@ async function migrateThrough(strategy: StrategyName, cutAfter: number): Promise
     } else if (received.status === "fulfilled" && strategy === "precopy") {
       expect(Buffer.from(received.value.memory).equals(Buffer.from(source.guest.memory))).toBe(true);
     }
-    return { strategy, sent, received, recoveries: toDestination?.recoveries.length ?? 0, bytes: proxy.bytes(), cut: proxy.cuts() > 0 };
+    return { strategy, sent, received, recoveries: toDestination?.recoveries.length ?? 0, bytes: proxy.bytes, cut: proxy.cuts > 0 };
   } finally {
     toDestination?.destroy();
     toSource?.destroy();
@@ -153,7 +90,7 @@ function frame(size: number, seed: number): Uint8Array {
 async function cutPair(cutAfter: number, survive: boolean) {
   const options = { key: KEY, timeout: 2, recoverTimeout: 2 };
   const listener = await listenChannel("127.0.0.1", 0, options);
-  const proxy = await cuttingProxy(listener.port, cutAfter);
+  const proxy = await CuttingProxy.start(listener.port, cutAfter);
   const [client, server] = await Promise.all([connectChannel("127.0.0.1", proxy.port, options), listener.accept()]);
   if (survive) {
     client.survive();
@@ -189,7 +126,7 @@ describe("a TCP session across a cut", () => {
       const pair = await cutPair(cutAfter, true);
       try {
         const { atServer, atClient } = await pair.exchange(100);
-        expect(pair.proxy.cuts()).toBe(1);
+        expect(pair.proxy.cuts).toBe(1);
         expect(atServer.length).toBe(100);
         expect(atClient.length).toBe(100);
         atServer.forEach((f, i) => expect(Buffer.from(f).equals(Buffer.from(frame(20_000, i))), `client frame ${i}`).toBe(true));

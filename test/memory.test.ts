@@ -12,6 +12,7 @@ import { HashTrackedWorkload } from "../src/guest/hashed.js";
 import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { Random } from "../src/random.js";
+import { FrameType, encodeControl, readFrameHeader } from "../src/wire/frame.js";
 import { init } from "../src/wasm/module.js";
 // @ts-expect-error: the example is plain JavaScript
 import { compile, newMemory, reach, start, steps } from "../examples/wasm-memory/program.mjs";
@@ -121,12 +122,14 @@ describe("sendMemory / receiveMemory", () => {
     let resumed = 0;
     try {
       const sending = (async () => {
-        const channel = await connectChannel("127.0.0.1", listener.port);
-        return sendMemory(memory, channel, { pause: () => {}, resume: () => void resumed++, stateBytes: 1 << 20 });
+        const channel = await connectChannel("127.0.0.1", listener.port, { recoverTimeout: 2 });
+        return sendMemory(memory, channel, { pause: () => {}, resume: () => void resumed++ });
       })();
       const channel = await listener.accept();
-      // The destination goes away mid-migration.
       await channel.receive();
+      await channel.send(encodeControl({ type: "info", json: JSON.stringify({ ready: true }) }, 0));
+      // The destination goes away once the program has paused at the source.
+      for (let frame = await channel.receive(); frame; frame = await channel.receive()) if (readFrameHeader(frame).type === FrameType.SWITCHOVER) break;
       channel.destroy();
       await expect(sending).rejects.toThrow(/cut|closed|failed/);
       expect(resumed).toBe(1);

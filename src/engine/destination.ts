@@ -255,6 +255,7 @@ export class Destination {
         await this.charge(cpu);
       }
       const frame = held.decoder.decode(bytes, held.memory);
+      if (frame.type === "switch-over") this.channel.survive?.();
       if (frame.type === "switch-over" && frame.disk) {
         const record = decodeSwitchover(frame.state, held.pageCount);
         held.setPending(record.pending, this.refetching);
@@ -263,7 +264,6 @@ export class Destination {
       }
       if (frame.type === "switch-over") {
         const record = decodeSwitchover(frame.state, this.settings.pageCount);
-        this.channel.survive?.();
         // (No await without a prepare step: the simulation's event order stays as it was.)
         if (record.pending && this.shared.prepare) await this.shared.prepare(record);
         // Pre-copy with references refused: the program resumes once their blocks are here.

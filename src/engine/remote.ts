@@ -121,7 +121,6 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
   const settings = normaliseOptions(options, workload.guest);
   const clock = new RealClock();
   const tasks = new Tasks();
-  const startWall = wallNow();
   const source = new Source({ settings, workload, clock, channel, tasks, remote: true });
   try {
     const shared: SharedOptions = Object.fromEntries(SHARED_OPTIONS.map((k) => [k, settings[k]]));
@@ -136,6 +135,11 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
       program: options.program,
     };
     await source.sendControl({ type: "info", json: JSON.stringify(info) });
+    // The destination answers once it can take the migration (its program started): the guest
+    // must not stop here while the destination is still getting ready.
+    await awaitReady(channel);
+    // The migration's time starts here, as QEMU's starts at `migrate` with the destination already listening.
+    const startWall = wallNow();
     // The destination's report ends the connection from its side; a failed one ends the migration at once.
     const reported = source.serveRequests().then(() => {
       if (source.peerInfo === undefined) throw new PagemillError("the destination closed the connection without reporting");
@@ -240,6 +244,27 @@ async function accept(first: Uint8Array, options: ReceiveOptions): Promise<{ inf
   return { info, settings, program };
 }
 
+/** The destination's first frame: ready, or why it refused. */
+async function awaitReady(channel: Channel): Promise<void> {
+  const bytes = await channel.receive();
+  if (!bytes) throw new PagemillError("the destination closed the connection without answering the migration's description");
+  const decoder = new FrameDecoder();
+  let answer: { ready?: boolean; error?: string };
+  try {
+    const frame = decoder.decode(bytes);
+    if (frame.type !== "info") throw new PagemillError(`the destination answered with a ${frame.type} frame, not whether it is ready`);
+    answer = JSON.parse(frame.json) as typeof answer;
+  } finally {
+    decoder.dispose();
+  }
+  if (answer.ready !== true) throw new VerificationError(`the destination did not verify the migration: ${answer.error ?? "it is not ready"}`, []);
+}
+
+/** Tells the source whether this end can take the migration. */
+async function answer(channel: Channel, json: object): Promise<void> {
+  await channel.send(encodeControl({ type: "info", json: JSON.stringify(json) }, 0));
+}
+
 /**
  * The destination end: receives one migration on `channel` (the source's
  * sendMigration), verifies it, reports to the source, and returns the memory.
@@ -255,12 +280,12 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   try {
     ({ info, settings, program } = await accept(first, options));
   } catch (error) {
-    // The source hears why, instead of waiting for a report that never comes.
-    const refusal = { verified: false, error: (error as Error).message };
-    await channel.send(encodeControl({ type: "info", json: JSON.stringify(refusal) }, 0)).catch(() => {});
+    // The source hears why, instead of waiting for an answer that never comes.
+    await answer(channel, { ready: false, error: (error as Error).message }).catch(() => {});
     channel.close();
     throw error;
   }
+  await answer(channel, { ready: true });
   const clock = new RealClock();
   // Times on this clock, as wall-clock times: the source's are wall-clock too.
   const wallOrigin = wallNow() - clock.now();

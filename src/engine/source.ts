@@ -63,6 +63,7 @@ export class Source {
   private currentRound = 0;
   private remaining: number;
   private stoppedAt = -1;
+  private stoppedWall = 0;
   /**
    * The switch-over content of pages the program changed after the stop:
    * one process holds one memory for both ends, and a real source keeps its
@@ -169,6 +170,7 @@ export class Source {
     // (No await for a workload without a stop step: the simulation's event order stays as it was.)
     if (this.workload.stop) await this.workload.stop();
     this.stoppedAt = this.clock.now();
+    this.stoppedWall = Date.now() / 1000;
     this.currentPhase = "downtime";
   }
 
@@ -415,14 +417,16 @@ export class Source {
    * the destination must wait for.
    */
   async sendSwitchover(pending: DirtyBitmap | undefined): Promise<void> {
+    // From the first switch-over record on, the guest exists only across both ends: a cut link must not lose it.
+    this.channel.survive?.();
     const d = this.disk;
     if (d) {
       const record = encodeSwitchover({ state: new Uint8Array(0), pending: d.pending?.toWords() }, d.settings.blockCount);
       await this.sendDisk(d.pipeline.control({ type: "switch-over", state: record, disk: true }));
     }
-    const stop = this.remote ? { guestTime: this.workload.workTime, wallTime: Date.now() / 1000 } : undefined;
+    // Downtime runs from the guest's stop (before the stop-and-copy), on the wall clock both ends share.
+    const stop = this.remote ? { guestTime: this.workload.workTime, wallTime: this.stoppedWall } : undefined;
     const record = encodeSwitchover({ state: this.state, pending: pending?.toWords(), stop }, this.settings.pageCount);
-    this.channel.survive?.();
     await this.sendControl({ type: "switch-over", state: record });
   }
 

@@ -559,10 +559,10 @@ export class TcpChannel implements Channel {
     checkBytes("frame", frame);
     if (frame.byteLength > MAX_FRAME_BYTES) throw new RangeError(`frame of ${frame.byteLength} B passes the ${MAX_FRAME_BYTES} B limit`);
     if (this.bitsPerSecond !== undefined) {
+      // A frame leaves once a link at the cap would have carried it, as it reaches the far end of a real one.
       const now = performance.now();
-      const start = Math.max(now, this.nextSend);
-      this.nextSend = start + ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
-      if (start > now) await sleep(start - now);
+      this.nextSend = Math.max(now, this.nextSend) + ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
+      await sleep(this.nextSend - now);
     }
     while (this.paused) await this.paused;
     if (this.failure) throw this.failure;
