@@ -18,7 +18,8 @@ import { Destination } from "../src/engine/destination.js";
 import { Tasks } from "../src/engine/tasks.js";
 import { VirtualClock } from "../src/clock.js";
 import { run as migrateRun } from "../src/cli/migrate.js";
-import { migrateCli } from "./helpers/migrate.js";
+import { commandOutput, migrateCli } from "./helpers/migrate.js";
+import { run as compareRun } from "../src/cli/compare.js";
 
 const MEMORY_TRACE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
 const DISK_TRACE = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
@@ -247,5 +248,18 @@ describe("pagemill migrate with a disk", () => {
     await expect(migrateRun(["--disk-workload", "oltp", "--disk-blocks", String(2 ** 21)])).rejects.toThrow(/--disk-blocks: blockCount/);
     await expect(migrateRun(["--hot-area", "off"])).rejects.toThrow(/--hot-area: applies to a disk/);
     await expect(migrateRun(["--disk-workload", "oltp", "--block-size", "2048"])).rejects.toThrow(/--block-size must be a power of two from 4096/);
+  });
+});
+
+describe("pagemill compare with a disk (npm start's default)", () => {
+  it("runs every row with the disk, each verified for pages and blocks; no prediction (the model is memory's)", async () => {
+    const out = JSON.parse(await commandOutput(compareRun, ["--disk", DISK_TRACE, "--codecs", "raw", "--json"]));
+    expect(out.guest).toMatch(/disk trace .*sqlite-disk/);
+    expect(out.rows.length).toBeGreaterThanOrEqual(4);
+    for (const row of out.rows) {
+      expect(row.verified, row.method).toBe(true);
+      expect(row.stats.disk.verifiedBlocks).toBe(row.stats.disk.blockCount);
+      expect(row.predicted).toBeUndefined();
+    }
   });
 });

@@ -15,13 +15,15 @@ import { predict, type PredictedStrategy, type PredictOptions } from "../adaptiv
 import { profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
 import { SIMULATION_OPTIONS, checkCodecOption, describeLink, fractionalPages, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
+import { DISK_ARGS, DISK_USAGE, diskColumns, diskSetup, type DiskSetup } from "./disk.js";
 
 export const summary = "Migrates one guest with every strategy × codec (raw, mecom, xbzrle, auto) and prints them side by side; --report writes an HTML report with charts.";
 export const usage = `usage: pagemill compare [--trace FILE | --workload MODEL ...] [--bandwidth 40mbit] [--rtt 5ms]
          [--codecs raw,mecom,xbzrle,auto] [--report OUT.html] [--json] [migrate's other options]
   Every strategy the engine has (${STRATEGY_NAMES.join(", ")}, precopy with auto-converge, and for a trace fractional at the plan's M)
   with each codec of --codecs; one row each. --report writes one self-contained HTML file with
-  charts (bytes and dirty pages per round, a timeline per method, bytes by encoding). Defaults as \`pagemill migrate\` (the bundled trace, 40 Mbit/s, 5 ms RTT).`;
+  charts (bytes and dirty pages per round, a timeline per method, bytes by encoding). Defaults as \`pagemill migrate\` (the bundled trace, 40 Mbit/s, 5 ms RTT).
+${DISK_USAGE}`;
 
 /** The codec choices that matter for a migration: none, the adaptive compressor, a delta, and per-batch auto. */
 export const COMPARE_CODECS = ["raw", "mecom", "xbzrle", "auto"];
@@ -115,8 +117,9 @@ export async function compare(
   setup: SimulationSetup,
   methods: Method[],
   codecs: string[],
-  { profile, onRow }: { profile?: Profile; onRow?: (done: number, total: number, row: CompareRow) => void } = {},
+  { profile, onRow, disk }: { profile?: Profile; onRow?: (done: number, total: number, row: CompareRow) => void; disk?: DiskSetup } = {},
 ): Promise<CompareRow[]> {
+  const diskOptions = disk ? await disk.options() : {};
   const rows: CompareRow[] = [];
   const total = methods.length * codecs.length;
   for (const method of methods) {
@@ -124,12 +127,16 @@ export async function compare(
       const started = performance.now();
       const row: CompareRow = { method: method.label, strategy: method.strategy, codec, verified: false, wallSeconds: 0 };
       let workload;
+      let diskWorkload;
       try {
-        const predicted = profile && prediction(profile.memory, setup, method, codec);
+        // The predictor models memory alone (S = 0): no prediction with a disk.
+        const predicted = !disk && profile && prediction(profile.memory, setup, method, codec);
         if (predicted) row.predicted = predicted;
         workload = await setup.guest.open();
-        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, codec });
-        row.verified = row.stats.verifiedPages === workload.guest.pageCount;
+        diskWorkload = await disk?.open();
+        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, ...diskOptions, codec, disk: diskWorkload });
+        const blocks = row.stats.disk;
+        row.verified = row.stats.verifiedPages === workload.guest.pageCount && (!blocks || blocks.verifiedBlocks === blocks.blockCount);
         row.agility = restorationAgility(row.stats);
       } catch (err) {
         row.error = err instanceof Error ? err.message : String(err);
@@ -137,6 +144,10 @@ export async function compare(
         if (workload) {
           await workload.close();
           workload.guest.dispose();
+        }
+        if (diskWorkload) {
+          await diskWorkload.close();
+          diskWorkload.guest.dispose();
         }
       }
       row.wallSeconds = (performance.now() - started) / 1000;
@@ -175,6 +186,7 @@ export function compareTable(rows: CompareRow[]): string {
     { label: "predicted D", show: (r) => predictedCell(r.predicted?.downtime, r.stats?.downtime) },
     { label: "verified", show: (r) => (r.stats ? (r.verified ? "yes" : "NO") : "") },
   ];
+  if (rows.some((r) => r.stats?.disk)) columns.splice(columns.length - 3, 0, ...diskColumns<CompareRow>((r) => r.stats));
   const lines = markedTable(columns, rows).split("\n");
   const failed = rows.flatMap((r) => (r.error ? [`${r.method} with ${r.codec} failed: ${r.error}`] : []));
   return [...lines, ...(failed.length ? ["", ...failed] : [])].join("\n");
@@ -193,14 +205,15 @@ function codecsOption(text: unknown): string[] {
 }
 
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...SIMULATION_OPTIONS, codecs: { type: "string" }, report: { type: "string" } });
+  const { values, positionals } = parse(args, { ...SIMULATION_OPTIONS, ...DISK_ARGS, codecs: { type: "string" }, report: { type: "string" } });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const setup = simulationSetup(values);
+  const disk = await diskSetup(values);
   const codecs = codecsOption(values.codecs);
   const report = values.report === undefined ? undefined : pathOption("--report OUT.html", values.report, undefined, "an HTML file");
   if (report !== undefined) {
     await checkOutput(report);
-    await checkDistinct(report, [...setup.guest.files, ...(typeof values.cost === "string" ? [values.cost] : [])]);
+    await checkDistinct(report, [...setup.guest.files, ...(disk?.files ?? []), ...(typeof values.cost === "string" ? [values.cost] : [])]);
   }
   const [trace] = setup.guest.files;
   const profile = trace === undefined ? undefined : await profileTrace(trace);
@@ -212,14 +225,15 @@ export async function run(args: string[]): Promise<number> {
     const elapsed = (performance.now() - started) / 1000;
     progress.update(done, `${done}/${total} rows, last ${row.method} ${row.codec}, ETA ${((elapsed / done) * (total - done)).toFixed(0)} s`);
   };
-  const rows = await compare(setup, methods, codecs, { ...(profile ? { profile } : {}), onRow });
+  const rows = await compare(setup, methods, codecs, { ...(profile ? { profile } : {}), onRow, ...(disk ? { disk } : {}) });
+  const guest = disk ? `${setup.guest.describe}; ${disk.describe}` : setup.guest.describe;
   progress.done();
   const wallSeconds = (performance.now() - started) / 1000;
 
   if (values.json) {
-    console.log(JSON.stringify({ guest: setup.guest.describe, link: setup.link, timeUnit: "s", wallSeconds, rows }, null, 2));
+    console.log(JSON.stringify({ guest, link: setup.link, timeUnit: "s", wallSeconds, rows }, null, 2));
   } else {
-    console.log(setup.guest.describe);
+    console.log(guest);
     console.log(`${describeLink(setup.link)}, downtime limit ${seconds(setup.options.downtimeLimit!)} (cost table: ${setup.cost.table.source})\n`);
     console.log(compareTable(rows));
     console.log("\n* best in its column (U among rows that post-copied). T total time, D downtime, U remote uptime: virtual seconds");
@@ -233,7 +247,7 @@ export async function run(args: string[]): Promise<number> {
     const [trace] = setup.guest.files;
     const downtime = setup.options.downtimeLimit!;
     const html = compareReport(rows, {
-      guest: setup.guest.describe,
+      guest,
       link: setup.link,
       downtimeLimit: downtime,
       wallSeconds,

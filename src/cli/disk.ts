@@ -40,8 +40,13 @@ export interface DiskSetup {
   options(): Promise<Pick<EngineOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat">>;
 }
 
-/** The disk the options name (checked whole, before anything runs), or undefined without --disk / --disk-workload. */
-export async function diskSetup(values: Record<string, OptionValue>, seed: number): Promise<DiskSetup | undefined> {
+/**
+ * The disk the options name (checked whole, before anything runs), or
+ * undefined without --disk / --disk-workload. A model takes the memory
+ * model's --seed (1 with a trace).
+ */
+export async function diskSetup(values: Record<string, OptionValue>): Promise<DiskSetup | undefined> {
+  const seed = values.workload !== undefined ? intOption("seed", values.seed, 1, 0, 2 ** 32 - 1) : 1;
   const switches = { diskDedup: onOff("disk-dedup", values["disk-dedup"]), prefetch: onOff("prefetch", values.prefetch), hotArea: onOff("hot-area", values["hot-area"]) };
   const { disk: path, "disk-workload": model } = values;
   if (path === undefined && model === undefined) {
@@ -114,8 +119,15 @@ export function diskRows(stats: MigrationStats): [string, string][] {
   ];
 }
 
-/** The disk's columns of the comparison table. */
-export const DISK_COLUMNS: Column<MigrationStats>[] = [
+/** The disk's columns of the comparison tables (of a row's stats, when it has them). */
+export function diskColumns<Row>(statsOf: (row: Row) => MigrationStats | undefined): Column<Row>[] {
+  return DISK_COLUMNS.map(({ label, show, value }): Column<Row> => {
+    const column: Column<Row> = { label, show: (r) => (statsOf(r) ? show(statsOf(r)!) : "") };
+    return value ? { ...column, value: (r) => (statsOf(r) ? value(statsOf(r)!) : undefined) } : column;
+  });
+}
+
+const DISK_COLUMNS: Column<MigrationStats>[] = [
   { label: "disk bytes", show: (s) => formatBytes(s.disk?.bytes ?? 0), value: (s) => s.disk?.bytes },
   { label: "blocks", show: (s) => String(s.disk?.blocksSent ?? 0), value: (s) => s.disk?.blocksSent },
   { label: "dedup", show: (s) => String(s.disk?.dedupHits ?? 0) },

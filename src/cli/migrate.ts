@@ -26,7 +26,7 @@ import {
 } from "../guest/workloads.js";
 import { Progress, UsageError, durationOption, formatBytes, intOption, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
 import { markedTable, type Column } from "./table.js";
-import { DISK_ARGS, DISK_COLUMNS, DISK_USAGE, diskRows, diskSetup } from "./disk.js";
+import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.js";
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
@@ -186,7 +186,7 @@ export function comparisonTable(results: MigrationStats[]): string {
     { label: "stop", show: (s) => s.stopReason },
     { label: "verified", show: (s) => (s.disk ? `${s.verifiedPages}+${s.disk.verifiedBlocks}` : String(s.verifiedPages)) },
   ];
-  if (results.some((s) => s.disk)) columns.splice(columns.length - 1, 0, ...DISK_COLUMNS);
+  if (results.some((s) => s.disk)) columns.splice(columns.length - 1, 0, ...diskColumns<MigrationStats>((s) => s));
   return markedTable(columns, results);
 }
 
@@ -307,7 +307,7 @@ export async function run(args: string[]): Promise<number> {
   if (fractional && values.workload !== undefined) fail("strategy", "fractional orders pages by the λ of a trace's profile: give --trace, not --workload");
   const setup = simulationSetup(values);
   const { guest, link, cost } = setup;
-  const disk = await diskSetup(values, values.workload !== undefined ? intOption("seed", values.seed, 1, 0, 2 ** 32 - 1) : 1);
+  const disk = await diskSetup(values);
   const diskOptions = disk ? await disk.options() : {};
   const options: Mutable<SimulationOptions> = {
     ...setup.options,

@@ -39,11 +39,13 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
   };
   // A disk's pending blocks (storage.ts): requested ones before anything, then a frame after each memory frame.
   const d = s.disk;
+  // Small frames for the same reason as memory's: a fault is not stuck behind a long one.
+  const pushBlocks = d ? Math.min(d.settings.batchBlocks, PUSH_BATCH_PAGES) : 0;
   let diskLeft = d?.pending?.count() ?? 0;
   let diskCursor = 0;
   while (!s.destinationDone && (left > 0 || diskLeft > 0)) {
     if (d) {
-      const { blocks: asked, cleared } = d.takeAsked(d.settings.batchBlocks);
+      const { blocks: asked, cleared } = d.takeAsked(pushBlocks);
       diskLeft -= cleared;
       if (asked.length) {
         await s.sendBlocks(asked, false);
@@ -83,8 +85,8 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
       s.samplePeriod();
     }
     if (d && diskLeft > 0) {
-      let blocks = d.pending!.extract(diskCursor, d.settings.batchBlocks);
-      if (blocks.length === 0) blocks = d.pending!.extract(0, d.settings.batchBlocks);
+      let blocks = d.pending!.extract(diskCursor, pushBlocks);
+      if (blocks.length === 0) blocks = d.pending!.extract(0, pushBlocks);
       for (const b of blocks) d.pending!.clear(b);
       diskLeft = blocks.length ? diskLeft - blocks.length : 0;
       diskCursor = blocks.length ? blocks[blocks.length - 1]! + 1 : 0;
@@ -107,7 +109,7 @@ export async function switchToPostcopy(s: Source, pending: DirtyBitmap): Promise
   s.startPostcopy();
   await push(s, pending);
   // Everything pushed. With disk dedup, blocks of refused references may still be asked for: serve them until the destination holds everything.
-  if (s.disk?.settings.dedup) await serveUntilDone(s);
+  if (s.disk?.referenced.size) await serveUntilDone(s);
   // Otherwise tell the destination, which then holds every page or fails naming the missing.
   else if (!s.destinationDone) await s.sendControl({ type: "done", memoryBytes: s.settings.pageCount * s.settings.pageSize, digestName: "none", digest: new Uint8Array(0) });
 }

@@ -164,8 +164,8 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
 }
 
 /**
- * Pre-copy migration; returns once the switch-over record is sent (with a
- * disk deduplicated, once the destination holds every block).
+ * Pre-copy migration; returns once the switch-over record is sent (when disk
+ * blocks went as references, once the destination holds every block).
  */
 export async function precopy(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   if (s.disk) await mirrorDisk(s, { downtimeRule: true, maxPasses: s.settings.maxIterations });
@@ -177,6 +177,7 @@ export async function precopy(s: Source): Promise<{ reason: StopReason; converge
     left.dispose();
   }
   await s.sendSwitchover(undefined);
-  if (s.disk?.settings.dedup) await serveUntilDone(s);
+  // A reference sent may yet be refused: serve its block until the destination holds everything.
+  if (s.disk?.referenced.size) await serveUntilDone(s);
   return { reason, converged };
 }

@@ -82,6 +82,8 @@ export interface DiskStats {
   prefetchedBlocks: number;
   /** blocks compared at the end */
   verifiedBlocks: number;
+  /** modelled CPU seconds charged for MD5 digests (MD5_BYTES_PER_SECOND; part of sourceCpu) */
+  md5Cpu: number;
   /** wall seconds the MD5 digests of blocks (and memory pages) took, and the rest of the disk's encoding */
   md5WallSeconds: number;
   encodeWallSeconds: number;
@@ -178,6 +180,7 @@ export class SourceDisk {
       blockMisses: 0,
       prefetchedBlocks: 0,
       verifiedBlocks: 0,
+      md5Cpu: 0,
       md5WallSeconds: 0,
       encodeWallSeconds: 0,
     };
@@ -198,7 +201,9 @@ export class SourceDisk {
     const digests = md5Batch(batch);
     for (let k = 0; k < batch.count; k++) this.index!.put("memory", pages[k]!, hex(digests, k));
     this.stats.md5WallSeconds += (performance.now() - started) / 1000;
-    return (batch.count * batch.pageSize) / MD5_BYTES_PER_SECOND;
+    const cpu = (batch.count * batch.pageSize) / MD5_BYTES_PER_SECOND;
+    this.stats.md5Cpu += cpu;
+    return cpu;
   }
 
   /**
@@ -242,6 +247,7 @@ export class SourceDisk {
       this.index!.put("disk", block, hex(digests, k));
     });
     const cpu = (blocks.length * this.settings.blockSize) / MD5_BYTES_PER_SECOND;
+    this.stats.md5Cpu += cpu;
     if (refs.length) this.stats.dedupHits += refs.length;
     return { refs, batch: refs.length ? this.load(send) : batch, send, cpu };
   }
