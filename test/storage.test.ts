@@ -3,7 +3,8 @@ import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { BLOCK_MODELS, DiskTraceWorkload, modelDisk, newDisk } from "../src/guest/disk.js";
 import type { AccessHook, AccessKind, Workload } from "../src/guest/guest.js";
-import { IdleWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { IdleWorkload, PoissonWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import fc from "fast-check";
 import { simulate } from "../src/engine/migrate.js";
 import { SwitchoverView } from "../src/engine/frozen.js";
 import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
@@ -24,6 +25,8 @@ import { run as compareRun } from "../src/cli/compare.js";
 const MEMORY_TRACE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
 const DISK_TRACE = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
 const WAN = { bitsPerSecond: 40e6, rtt: 0.005 };
+/** npm run fuzz scales the property test up. */
+const PAGEMILL_FUZZ = Boolean(process.env.PAGEMILL_FUZZ);
 const STRATEGIES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
 
 async function run(strategy: StrategyName, memory: () => Promise<Workload> | Workload, disk: () => Promise<Workload> | Workload, options: SimulationOptions = {}): Promise<MigrationStats> {
@@ -261,5 +264,33 @@ describe("pagemill compare with a disk (npm start's default)", () => {
       expect(row.stats.disk.verifiedBlocks).toBe(row.stats.disk.blockCount);
       expect(row.predicted).toBeUndefined();
     }
+  });
+});
+
+describe("any disk, any strategy (property)", () => {
+  it("ends with every page and block verified, whatever the model, seed, switches, codec and forced collisions", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<StrategyName>("precopy", "postcopy", "hybrid"),
+        fc.constantFrom(...(Object.keys(BLOCK_MODELS) as (keyof typeof BLOCK_MODELS)[])),
+        fc.integer({ min: 1, max: 1000 }),
+        fc.record({ diskDedup: fc.boolean(), prefetch: fc.boolean(), hotArea: fc.boolean(), codec: fc.constantFrom("raw", "lz4", "xbzrle+lz4", "dedup+mecom") }),
+        fc.boolean(),
+        async (strategy, model, seed, switches, collide) => {
+          const disk = modelDisk(model, 256 + (seed % 7) * 128, { seed, filled: (seed % 4) / 4 });
+          const blocks = disk.guest.pageCount;
+          const stats = await run(strategy, () => new PoissonWorkload(syntheticGuest(256, { seed }), { rate: 0.5, seed }), () => disk, {
+            ...switches,
+            diskHeat: disk.blockRates(),
+            ...(collide ? { dedupProbe: (b: number) => (b % 5 === 1 ? { space: "disk" as const, index: 0, md5: "00".repeat(16) } : undefined) } : {}),
+          });
+          expect(stats.verifiedPages).toBe(256);
+          expect(stats.disk!.verifiedBlocks).toBe(blocks);
+          if (!switches.diskDedup) expect(stats.disk!.dedupHits).toBe(0);
+          if (!switches.prefetch) expect(stats.disk!.prefetchedBlocks).toBe(0);
+        },
+      ),
+      { numRuns: PAGEMILL_FUZZ ? 200 : 12, seed: 11 },
+    );
   });
 });
