@@ -147,6 +147,19 @@ describe("TCP channel", () => {
     await expect(connectChannel("127.0.0.1", 1, { key: KEY, timeout: 0 })).rejects.toThrow(/timeout/);
   });
 
+  it("an urgent frame goes ahead of frames waiting for the cap", async () => {
+    const { client, server } = await pair({ bitsPerSecond: 20e6 });
+    // Ten 64 KiB frames take 0.26 s at 20 Mbit/s; the urgent one, sent after them, arrives first or second.
+    const queued = Array.from({ length: 10 }, (_, i) => client.send(frame(65536, i)));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const urgent = client.sendUrgent(frame(100, 99));
+    const order: number[] = [];
+    for (let i = 0; i < 11; i++) order.push((await server.receive())!.byteLength);
+    await Promise.all([...queued, urgent]);
+    expect(order.indexOf(100)).toBeLessThanOrEqual(1);
+    expect(order.filter((n) => n === 65536).length).toBe(10);
+  });
+
   it("paces sends to the cap", async () => {
     const { client, server } = await pair({ bitsPerSecond: 80e6 });
     const bytes = 2 * 2 ** 20;

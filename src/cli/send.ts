@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from "node:path";
 import { STRATEGY_NAMES } from "../engine/migrate.js";
 import type { StrategyName } from "../engine/metrics.js";
 import { sendMigration } from "../engine/remote.js";
+import { withoutPriorityLane } from "../net/channel.js";
 import { connectChannel, DEFAULT_RECOVER_TIMEOUT, DEFAULT_TIMEOUT, type TcpChannel } from "../net/tcp.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { UsageError, addressOption, durationOption, intOption, keyFileOption, parse, rateOption, sizeOption } from "./args.js";
@@ -13,10 +14,13 @@ import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from ".
 export const summary = "Migrates a running guest (trace or model) to `pagemill receive` in another process over TCP.";
 export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--trace FILE | --workload MODEL ...]
          [--strategy precopy|postcopy|hybrid] [--bandwidth CAP] [--codec raw] [--downtime-limit 300ms]
-         [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--recover-timeout 60s] [--json]
+         [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--recover-timeout 60s]
+         [--no-priority-lane] [--json]
   The guest runs here on the real clock until the switch-over. --bandwidth caps the sending rate
   (default: as fast as the connection takes). A connection cut after the switch-over is dialled
   again for up to --recover-timeout; one cut before it fails the migration, the guest intact here.
+  Post-copy sends a page the destination asks for at once, ahead of the push (the priority lane);
+  --no-priority-lane serves requests between push frames instead.
   MODEL options as for pagemill migrate.`;
 
 export async function run(args: string[]): Promise<number> {
@@ -33,6 +37,7 @@ export async function run(args: string[]): Promise<number> {
     rounds: { type: "string" },
     state: { type: "string" },
     batch: { type: "string" },
+    "no-priority-lane": { type: "boolean" },
     json: { type: "boolean" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -68,7 +73,7 @@ export async function run(args: string[]): Promise<number> {
     const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout, recoverTimeout });
     let stats;
     try {
-      stats = await sendMigration(strategy, workload, channel, options);
+      stats = await sendMigration(strategy, workload, values["no-priority-lane"] ? withoutPriorityLane(channel) : channel, options);
       // The receiver hears that its report arrived before this process goes.
       await channel.finished;
     } catch (err) {

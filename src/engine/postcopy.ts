@@ -22,15 +22,59 @@ import { pendDisk, serveUntilDone } from "./storage.js";
 /** Pages per frame of the background push: small, so a request is not stuck behind a long frame. */
 const PUSH_BATCH_PAGES = 32;
 
-/** The source's push: requested pages first, then the bubble around the last fault, then a linear sweep. */
+/** What the push and the server of urgent requests share. */
+interface PushState {
+  /** pages still pending */
+  left: number;
+  /** the last page asked for, and how far the bubble around it has grown */
+  pivot: number;
+  radius: number;
+  pushing: boolean;
+}
+
+/** Serves page requests the moment they arrive, on the channel's priority lane, beside the push. */
+async function serveUrgently(s: Source, pending: DirtyBitmap, state: PushState, batchPages: number): Promise<void> {
+  while (state.pushing && (await s.nextPageRequest())) {
+    const batch: number[] = [];
+    for (let p = s.nextRequest(); p !== undefined; p = s.nextRequest()) {
+      if (!pending.test(p)) continue;
+      pending.clear(p);
+      batch.push(p);
+      if (batch.length === batchPages) break;
+    }
+    if (!batch.length) continue;
+    state.left -= batch.length;
+    state.pivot = batch[batch.length - 1]!;
+    state.radius = 0;
+    await s.sendPages(batch, true);
+  }
+}
+
+/**
+ * The source's push: requested pages first (over a priority lane, at once,
+ * from their own task), then the bubble around the last fault, then a
+ * linear sweep.
+ */
 async function push(s: Source, pending: DirtyBitmap): Promise<void> {
   const n = s.settings.pageCount;
   const batchPages = Math.min(s.settings.batchPages, PUSH_BATCH_PAGES);
   const window = s.settings.prepageWindow;
-  let left = pending.count();
+  const state: PushState = { left: pending.count(), pivot: -1, radius: 0, pushing: true };
+  const urgent = s.urgentLane ? serveUrgently(s, pending, state, batchPages) : undefined;
+  // Its failure is thrown below, once the push stops; until then it must not count as unhandled.
+  urgent?.catch(() => {});
+  try {
+    await pushRest(s, pending, state, batchPages, window, urgent === undefined);
+  } finally {
+    state.pushing = false;
+    s.wakePageServer();
+    await urgent;
+  }
+}
+
+async function pushRest(s: Source, pending: DirtyBitmap, state: PushState, batchPages: number, window: number, serveRequests: boolean): Promise<void> {
+  const n = s.settings.pageCount;
   let cursor = 0;
-  let pivot = -1;
-  let radius = 0;
   const take = (p: number, into: number[]): void => {
     if (into.length < batchPages && p >= 0 && p < n && pending.test(p)) {
       pending.clear(p);
@@ -43,7 +87,7 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
   const pushBlocks = d ? Math.min(d.settings.batchBlocks, PUSH_BATCH_PAGES) : 0;
   let diskLeft = d?.pending?.count() ?? 0;
   let diskCursor = 0;
-  while (!s.destinationDone && (left > 0 || diskLeft > 0)) {
+  while (!s.destinationDone && (state.left > 0 || diskLeft > 0)) {
     if (d) {
       const { blocks: asked, cleared } = d.takeAsked(pushBlocks);
       diskLeft -= cleared;
@@ -54,19 +98,19 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
       }
     }
     const batch: number[] = [];
-    while (batch.length < batchPages) {
+    while (serveRequests && batch.length < batchPages) {
       const p = s.nextRequest();
       if (p === undefined) break;
       take(p, batch);
     }
     if (batch.length) {
-      pivot = batch[batch.length - 1]!;
-      radius = 0;
+      state.pivot = batch[batch.length - 1]!;
+      state.radius = 0;
     } else {
-      while (pivot >= 0 && radius < window && batch.length < batchPages) {
-        radius++;
-        take(pivot + radius, batch);
-        take(pivot - radius, batch);
+      while (state.pivot >= 0 && state.radius < window && batch.length < batchPages) {
+        state.radius++;
+        take(state.pivot + state.radius, batch);
+        take(state.pivot - state.radius, batch);
       }
       if (batch.length) s.countPrepaged(batch.length);
       else {
@@ -80,7 +124,7 @@ async function push(s: Source, pending: DirtyBitmap): Promise<void> {
       }
     }
     if (batch.length) {
-      left -= batch.length;
+      state.left -= batch.length;
       await s.sendPages(batch);
       s.samplePeriod();
     }

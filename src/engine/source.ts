@@ -76,6 +76,8 @@ export class Source {
   private peerDone = false;
   /** Wakes a wait for the next request or the destination's "done". */
   private wake: (() => void) | undefined;
+  private pageWake: (() => void) | undefined;
+  private requestsEnded = false;
   private readonly remote: boolean;
   /** The last INFO frame the destination sent (its report, from another process). */
   peerInfo: string | undefined;
@@ -240,7 +242,7 @@ export class Source {
    * end's memory, charges the CPU, and sends the frame. Returns the zero
    * pages among them.
    */
-  async sendPages(pages: ArrayLike<number>): Promise<number> {
+  async sendPages(pages: ArrayLike<number>, urgent = false): Promise<number> {
     const n = pages.length;
     const batch = this.batch.load(this.guest.memory, pages);
     if (this.switchover.size) {
@@ -261,7 +263,7 @@ export class Source {
     c.pagesTransferred += n;
     await this.charge(cpu);
     if (c.pagesTransferred === n && this.currentPhase === "precopy") c.setupTime = this.elapsed();
-    await this.send(encoded.frame);
+    await this.send(encoded.frame, urgent);
     return zero;
   }
 
@@ -363,11 +365,11 @@ export class Source {
     return this.send(this.pipeline.control(message));
   }
 
-  private async send(frame: Uint8Array): Promise<void> {
+  private async send(frame: Uint8Array, urgent = false): Promise<void> {
     const phase = this.currentPhase === "postcopy" || this.currentPhase === "downtime" ? this.currentPhase : "precopy";
     countTraffic(this.traffic, phase, frame.byteLength);
     this.currentRoundBytes += frame.byteLength;
-    await this.channel.send(frame);
+    await (urgent ? this.channel.sendUrgent!(frame) : this.channel.send(frame));
     // send() resolves when the channel takes the next frame, i.e. once the
     // one before has left: count that one as carried in this period.
     this.periodBytes += this.buffered;
@@ -458,11 +460,16 @@ export class Source {
   async serveRequests(): Promise<void> {
     for (;;) {
       const bytes = await this.channel.receive();
-      if (!bytes) return;
+      if (!bytes) {
+        this.requestsEnded = true;
+        this.wakePageServer();
+        return;
+      }
       const frame = this.requestDecoder.decode(bytes);
       if (frame.type === "done") {
         this.peerDone = true;
         this.wakeUp();
+        this.wakePageServer();
         continue;
       }
       if (frame.type === "info") {
@@ -477,7 +484,29 @@ export class Source {
         continue;
       }
       for (const p of frame.pages) this.requests.push(p);
+      this.wakePageServer();
     }
+  }
+
+  /** The channel has a priority lane (sendUrgent): a request can be served the moment it arrives. */
+  get urgentLane(): boolean {
+    return this.channel.sendUrgent !== undefined;
+  }
+
+  /**
+   * Resolves at the next page request, or when wakePageServer() is called
+   * (the push ended); false once no more requests can come (the
+   * destination is done or closed the connection).
+   */
+  async nextPageRequest(): Promise<boolean> {
+    if (this.requestsRead >= this.requests.length && !this.peerDone && !this.requestsEnded) await new Promise<void>((wake) => (this.pageWake = wake));
+    return this.requestsRead < this.requests.length || !(this.peerDone || this.requestsEnded);
+  }
+
+  wakePageServer(): void {
+    const wake = this.pageWake;
+    this.pageWake = undefined;
+    wake?.();
   }
 
   private wakeUp(): void {

@@ -12,6 +12,13 @@ export interface Channel {
    * ahead than the channel's buffer.
    */
   send(frame: Uint8Array): Promise<void>;
+  /**
+   * A priority lane, where the channel has one: sends `frame` ahead of
+   * frames still waiting for the link (a page a post-copy fault waits on).
+   * Engines serve requests through it the moment they arrive; without it
+   * they serve them between the frames of the background push.
+   */
+  sendUrgent?(frame: Uint8Array): Promise<void>;
   /** The next frame from the peer, in order; undefined once the peer closed. */
   receive(): Promise<Uint8Array | undefined>;
   /** Round-trip time in seconds (configured or last measured). */
@@ -29,6 +36,28 @@ export interface Channel {
    * ignores this (an in-process link is never cut).
    */
   survive?(): void;
+}
+
+/**
+ * `channel` without its priority lane: engines then serve page requests
+ * between the frames of the background push (to measure what the lane buys).
+ */
+export function withoutPriorityLane(channel: Channel): Channel {
+  return {
+    send: (frame) => channel.send(frame),
+    receive: () => channel.receive(),
+    close: () => channel.close(),
+    survive: () => channel.survive?.(),
+    get rtt() {
+      return channel.rtt;
+    },
+    get bitsPerSecond() {
+      return channel.bitsPerSecond;
+    },
+    get sentBytes() {
+      return channel.sentBytes;
+    },
+  };
 }
 
 /** A send on a closed channel. */

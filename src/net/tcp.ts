@@ -270,15 +270,27 @@ class Link {
     if (early.length) this.take(early);
   }
 
-  /** Writes one record; false when the socket wants a 'drain' first. */
-  write(kind: Kind, payload: Uint8Array): boolean {
+  /** Writes one record; false when the socket wants a 'drain' first. `flushed` runs once it has left for the kernel. */
+  write(kind: Kind, payload: Uint8Array, flushed?: () => void): boolean {
     const head = Buffer.alloc(HEAD_BYTES);
     head.writeUInt32LE(payload.byteLength, 0);
     head[4] = kind;
     const tag = this.tag(this.sendKey, this.sendCounter++, head.subarray(4), payload);
     this.socket.write(head);
     this.socket.write(payload);
-    return this.socket.write(tag);
+    return this.socket.write(tag, flushed && (() => flushed()));
+  }
+
+  /** Writes one record; resolves once it has left for the kernel, or the link failed. */
+  writeFlushed(kind: Kind, payload: Uint8Array): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("close", done);
+      this.write(kind, payload, done);
+    });
   }
 
   /** Resolves once the socket has room again, or the link failed. */
@@ -553,7 +565,22 @@ export class TcpChannel implements Channel {
     this.surviving = true;
   }
 
-  async send(frame: Uint8Array): Promise<void> {
+  send(frame: Uint8Array): Promise<void> {
+    return this.transmit(frame, false);
+  }
+
+  /**
+   * The priority lane: `frame` goes ahead of frames still waiting for the
+   * cap (a post-copy page a fault waits on, QEMU's postcopy-preempt). The
+   * cap's rate still holds: the frames behind wait its transmission time
+   * longer. After the switch-over the socket holds at most one frame, so
+   * nothing queues ahead of this one but what is on the wire.
+   */
+  sendUrgent(frame: Uint8Array): Promise<void> {
+    return this.transmit(frame, true);
+  }
+
+  private async transmit(frame: Uint8Array, urgent: boolean): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.closed) throw new ChannelClosedError("send on a closed TCP channel");
     checkBytes("frame", frame);
@@ -561,15 +588,19 @@ export class TcpChannel implements Channel {
     if (this.bitsPerSecond !== undefined) {
       // A frame leaves once a link at the cap would have carried it, as it reaches the far end of a real one.
       const now = performance.now();
-      this.nextSend = Math.max(now, this.nextSend) + ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
-      await sleep(this.nextSend - now);
+      const duration = ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
+      this.nextSend = Math.max(now, this.nextSend) + duration;
+      await sleep(urgent ? duration : this.nextSend - now);
     }
     while (this.paused) await this.paused;
     if (this.failure) throw this.failure;
     this.log.push(frame);
     this.framesSent++;
     this.sent += frame.byteLength;
-    if (!this.link!.write(Kind.FRAME, frame)) await this.link!.drained();
+    const link = this.link!;
+    // After the switch-over, wait until the frame has left for the kernel, so an urgent frame never queues behind several.
+    if (this.surviving) await link.writeFlushed(Kind.FRAME, frame);
+    else if (!link.write(Kind.FRAME, frame)) await link.drained();
     if (this.failure) throw this.failure;
   }
 
