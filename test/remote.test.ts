@@ -147,12 +147,12 @@ async function receiver(args: string[]): Promise<{ port: number; done: Promise<{
 }
 
 describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
-  it("post-copy of the bundled trace: both exit 0, the memory is written", async () => {
+  it("post-copy of the bundled trace, encrypted at the receiver's asking: both exit 0, the memory is written", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
     try {
       const key = join(dir, "key");
       writeFileSync(key, KEY);
-      const { port, done } = await receiver(["--key-file", key, "-o", join(dir, "out"), "--json"]);
+      const { port, done } = await receiver(["--key-file", key, "--encrypt", "-o", join(dir, "out"), "--json"]);
       const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--key-file", key, "--strategy", "postcopy", "--bandwidth", "200mbit", "--json"]);
       const received = await done;
       expect(sent.code, sent.stderr).toBe(0);
@@ -187,6 +187,7 @@ describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes
     expect((await cli(["send", "--to", "nowhere"])).stderr).toMatch(/--to must be HOST:PORT/);
     expect((await cli(["send", "--to", "127.0.0.1:1", "--strategy", "teleport"])).stderr).toMatch(/--strategy must be one of/);
     expect((await cli(["receive", "--listen", "0.0.0.0:0"])).stderr).toMatch(/needs a key/);
+    expect((await cli(["send", "--to", "127.0.0.1:1", "--encrypt"])).stderr).toMatch(/--encrypt needs --key-file/);
     const short = join(mkdtempSync(join(tmpdir(), "pagemill-key-")), "k");
     writeFileSync(short, "short");
     expect((await cli(["receive", "--listen", "127.0.0.1:0", "--key-file", short])).stderr).toMatch(/at least 16/);

@@ -86,32 +86,58 @@ describe("TCP channel", () => {
     const again = listener.accept();
     const old = createConnection({ host: "127.0.0.1", port: listener.port });
     old.on("error", () => {});
-    old.write(Buffer.concat([Buffer.from("PMTC"), Buffer.of(9), Buffer.alloc(32)]));
+    old.write(Buffer.concat([Buffer.from("PMTC"), Buffer.of(9, 0), Buffer.alloc(32)]));
     await expect(again).rejects.toThrow(/version 9/);
     old.destroy();
   });
 
-  it("a record changed on the way closes the connection and is never handed on", async () => {
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+  it("encrypts records when either end asks: frames arrive intact, and no frame's bytes cross in the clear", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY, encrypt: true });
     open.push(listener);
-    // Client bytes: 37 of hello, 32 of proof, its session record (5 + 24 + 16), then records (5 + frame + 16): flip a byte inside the second frame.
-    const flipAt = 37 + 32 + 45 + (5 + 1000 + 16) + 5 + 500;
-    const { port } = await proxy(listener.port, (chunk, offset) => {
-      if (flipAt >= offset && flipAt < offset + chunk.length) chunk[flipAt - offset]! ^= 0x01;
-    });
+    const seen: Buffer[] = [];
+    const { port } = await proxy(listener.port, (chunk) => void seen.push(Buffer.from(chunk)));
+    // The client does not ask; the listener does: encrypted.
     const [client, server] = await Promise.all([connectChannel("127.0.0.1", port, { key: KEY }), listener.accept()]);
     open.push(client, server);
-    await client.send(frame(1000, 1));
-    await client.send(frame(1000, 2));
-    expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(1000, 1)))).toBe(true);
-    await expect(server.receive()).rejects.toThrow(AuthenticationError);
-    await expect(server.receive()).rejects.toThrow(AuthenticationError);
+    const secret = Buffer.from("page content nobody on the path may read ".repeat(100));
+    await client.send(secret);
+    expect(Buffer.from((await server.receive())!).equals(secret)).toBe(true);
+    expect(Buffer.concat(seen).includes(secret.subarray(0, 40))).toBe(false);
+    // Authenticated only (no side asks), the same bytes do cross in the clear.
+    const plain = await pair();
+    seen.length = 0;
+    const { port: plainPort } = await proxy(plain.listener.port, (chunk) => void seen.push(Buffer.from(chunk)));
+    const [c2, s2] = await Promise.all([connectChannel("127.0.0.1", plainPort, { key: KEY }), plain.listener.accept()]);
+    open.push(c2, s2);
+    await c2.send(secret);
+    await s2.receive();
+    expect(Buffer.concat(seen).includes(secret.subarray(0, 40))).toBe(true);
+    await expect(connectChannel("127.0.0.1", 1, { encrypt: true })).rejects.toThrow(/encrypt needs a key/);
   });
+
+  for (const encrypt of [false, true]) {
+    it(`a record changed on the way closes the connection and is never handed on${encrypt ? " (encrypted)" : ""}`, async () => {
+      const listener = await listenChannel("127.0.0.1", 0, { key: KEY, encrypt });
+      open.push(listener);
+      // Client bytes: 38 of hello, 32 of proof, its session record (5 + 24 + 16), then records (5 + frame + 16): flip a byte inside the second frame.
+      const flipAt = 38 + 32 + 45 + (5 + 1000 + 16) + 5 + 500;
+      const { port } = await proxy(listener.port, (chunk, offset) => {
+        if (flipAt >= offset && flipAt < offset + chunk.length) chunk[flipAt - offset]! ^= 0x01;
+      });
+      const [client, server] = await Promise.all([connectChannel("127.0.0.1", port, { key: KEY }), listener.accept()]);
+      open.push(client, server);
+      await client.send(frame(1000, 1));
+      await client.send(frame(1000, 2));
+      expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(1000, 1)))).toBe(true);
+      await expect(server.receive()).rejects.toThrow(AuthenticationError);
+      await expect(server.receive()).rejects.toThrow(AuthenticationError);
+    });
+  }
 
   it("a record longer than any frame closes the connection", async () => {
     const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     open.push(listener);
-    const lengthAt = 37 + 32 + 45;
+    const lengthAt = 38 + 32 + 45;
     const { port } = await proxy(listener.port, (chunk, offset) => {
       if (lengthAt + 3 >= offset && lengthAt + 3 < offset + chunk.length) chunk[lengthAt + 3 - offset] = 0x7f;
     });

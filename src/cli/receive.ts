@@ -13,10 +13,11 @@ import { printRecoveries, recoveryTimes, waitOptions } from "./send.js";
 
 export const summary = "Receives one live migration from `pagemill send` over TCP, verifies it, and writes the memory.";
 export const usage = `usage: pagemill receive --listen HOST:PORT [--key-file FILE] [-o DIR] [--timeout 10s]
-         [--recover-timeout 60s] [--json]
+         [--recover-timeout 60s] [--encrypt] [--json]
   Waits for one source (without --key-file: loopback addresses only), runs the program here after a
   post-copy switch-over, and writes DIR/memory.bin once every page is verified (exit 0; 1 otherwise).
   After the switch-over a cut connection waits up to --recover-timeout for the source to come back.
+  --encrypt (needs --key-file) has the pages encrypted on the wire whatever the source asks.
   Port 0 picks a free port and prints it.`;
 
 /** The program the source names, started here as the migrate command would start it. */
@@ -36,6 +37,7 @@ export async function run(args: string[]): Promise<number> {
     "key-file": { type: "string" },
     timeout: { type: "string" },
     "recover-timeout": { type: "string" },
+    encrypt: { type: "boolean" },
     output: { type: "string", short: "o" },
     json: { type: "boolean" },
   });
@@ -44,9 +46,10 @@ export async function run(args: string[]): Promise<number> {
   const out = values.output === undefined ? undefined : pathOption("-o DIR", values.output, undefined, "a directory");
   const { timeout, recoverTimeout } = waitOptions(values);
   const key = await keyFileOption(values["key-file"]);
+  if (values.encrypt && key === undefined) throw new UsageError("--encrypt needs --key-file: the record keys come from the shared key");
   let listener;
   try {
-    listener = await listenChannel(host, port, { key, timeout, recoverTimeout });
+    listener = await listenChannel(host, port, { key, timeout, recoverTimeout, encrypt: values.encrypt === true });
   } catch (err) {
     if (err instanceof RangeError) throw new UsageError(`--listen: ${err.message}`);
     throw err;

@@ -15,12 +15,13 @@ export const summary = "Migrates a running guest (trace or model) to `pagemill r
 export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--trace FILE | --workload MODEL ...]
          [--strategy precopy|postcopy|hybrid] [--bandwidth CAP] [--codec raw] [--downtime-limit 300ms]
          [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--recover-timeout 60s]
-         [--no-priority-lane] [--json]
+         [--no-priority-lane] [--encrypt] [--json]
   The guest runs here on the real clock until the switch-over. --bandwidth caps the sending rate
   (default: as fast as the connection takes). A connection cut after the switch-over is dialled
   again for up to --recover-timeout; one cut before it fails the migration, the guest intact here.
   Post-copy sends a page the destination asks for at once, ahead of the push (the priority lane);
-  --no-priority-lane serves requests between push frames instead.
+  --no-priority-lane serves requests between push frames instead. --encrypt (needs --key-file)
+  encrypts the pages on the wire, not only authenticates them; either end may ask.
   MODEL options as for pagemill migrate.`;
 
 export async function run(args: string[]): Promise<number> {
@@ -38,6 +39,7 @@ export async function run(args: string[]): Promise<number> {
     state: { type: "string" },
     batch: { type: "string" },
     "no-priority-lane": { type: "boolean" },
+    encrypt: { type: "boolean" },
     json: { type: "boolean" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -68,9 +70,10 @@ export async function run(args: string[]): Promise<number> {
     program,
   };
   const key = await keyFileOption(values["key-file"]);
+  if (values.encrypt && key === undefined) throw new UsageError("--encrypt needs --key-file: the record keys come from the shared key");
   const workload = await factory.open();
   try {
-    const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout, recoverTimeout });
+    const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout, recoverTimeout, encrypt: values.encrypt === true });
     let stats;
     try {
       stats = await sendMigration(strategy, workload, values["no-priority-lane"] ? withoutPriorityLane(channel) : channel, options);

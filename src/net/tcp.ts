@@ -36,7 +36,7 @@
 // with no traffic either way for `timeout` seconds, and a paused session
 // (`recoverTimeout`) fail with a NetworkError naming the cause.
 
-import { createCipheriv, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createConnection, createServer, isIP, type Server, type Socket } from "node:net";
 import { PagemillError, checkBytes } from "../errors.js";
 import { MAX_FRAME_BYTES } from "../wire/frame.js";
@@ -54,7 +54,9 @@ export const TCP_PROTOCOL_VERSION = 2;
 const NONCE_BYTES = 32;
 const TAG_BYTES = 16;
 const HEAD_BYTES = 5;
-const HELLO_BYTES = MAGIC.length + 1 + NONCE_BYTES;
+const HELLO_BYTES = MAGIC.length + 2 + NONCE_BYTES;
+/** HELLO's flags: bit 0, this end asks for encrypted records. */
+const ENCRYPT = 1;
 const ANSWER_BYTES = HELLO_BYTES + 32;
 const PROOF_BYTES = 32;
 const SESSION_ID_BYTES = 16;
@@ -86,10 +88,13 @@ export interface TcpOptions {
   readonly timeout?: number;
   /** Seconds a session cut after survive() waits for a new connection before it fails (default 60). */
   readonly recoverTimeout?: number;
+  /** Encrypt records (AES-256-GCM; needs a key). A connection is encrypted when either end asks. */
+  readonly encrypt?: boolean;
 }
 
 interface Settings {
   readonly key: Uint8Array;
+  readonly encrypt: boolean;
   readonly timeout: number;
   readonly recoverTimeout: number;
   readonly cap: number | undefined;
@@ -127,7 +132,8 @@ function checkOptions(options: TcpOptions): Settings {
   if (bitsPerSecond !== undefined && !(typeof bitsPerSecond === "number" && bitsPerSecond > 0 && Number.isFinite(bitsPerSecond))) {
     throw new RangeError(`bitsPerSecond must be a positive finite number, got ${bitsPerSecond}`);
   }
-  return { key: key ?? NO_KEY, timeout, recoverTimeout, cap: bitsPerSecond };
+  if (options.encrypt && key === undefined) throw new RangeError("encrypt needs a key: without one, anyone could derive the record keys");
+  return { key: key ?? NO_KEY, encrypt: options.encrypt ?? false, timeout, recoverTimeout, cap: bitsPerSecond };
 }
 
 /** Reads exactly `n` bytes from a socket during the handshake, within `timeout` seconds. */
@@ -184,15 +190,40 @@ class HandshakeReader {
   }
 }
 
-function checkHello(bytes: Buffer, what: string): Buffer {
+function checkHello(bytes: Buffer, what: string): { nonce: Buffer; flags: number } {
   if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new ProtocolError(`the peer does not speak pagemill's migration protocol (its ${what} starts ${bytes.subarray(0, 4).toString("hex")})`);
   const version = bytes[MAGIC.length]!;
   if (version !== TCP_PROTOCOL_VERSION) throw new ProtocolError(`the peer speaks protocol version ${version}, this end ${TCP_PROTOCOL_VERSION}`);
-  return bytes.subarray(MAGIC.length + 1, MAGIC.length + 1 + NONCE_BYTES);
+  return { flags: bytes[MAGIC.length + 1]!, nonce: bytes.subarray(MAGIC.length + 2, MAGIC.length + 2 + NONCE_BYTES) };
 }
 
-function hello(nonce: Uint8Array): Buffer {
-  return Buffer.concat([MAGIC, Buffer.of(TCP_PROTOCOL_VERSION), nonce]);
+function hello(nonce: Uint8Array, settings: Settings): Buffer {
+  return Buffer.concat([MAGIC, Buffer.of(TCP_PROTOCOL_VERSION, settings.encrypt ? ENCRYPT : 0), nonce]);
+}
+
+/** Each side's proof covers both nonces and both sides' flags, so nobody on the path can strip a request for encryption. */
+function proof(key: Uint8Array, who: "server" | "client", client: { nonce: Uint8Array; flags: number }, server: { nonce: Uint8Array; flags: number }): Buffer {
+  const [first, second] = who === "server" ? [client.nonce, server.nonce] : [server.nonce, client.nonce];
+  return hmac(key, Buffer.from(`pagemill ${who}`), first, second, Buffer.of(client.flags, server.flags));
+}
+
+/** Whether a connection encrypts: either side asked. Without a key there is nothing secret to encrypt with. */
+function encrypted(key: Uint8Array, flags: number): boolean {
+  if (!(flags & ENCRYPT)) return false;
+  if (key === NO_KEY) throw new ProtocolError("the peer asks for encryption, and this end has no key");
+  return true;
+}
+
+/**
+ * A record's GCM nonce: its counter. Keys are fresh per connection and
+ * direction, so no nonce repeats under a key. (AES-256-GCM tags several
+ * times faster than HMAC-SHA256 where the CPU has AES and carry-less
+ * multiply.)
+ */
+function nonce(counter: bigint): Buffer {
+  const out = Buffer.alloc(12);
+  out.writeBigUInt64BE(counter, 4);
+  return out;
 }
 
 function sessionKeys(key: Uint8Array, client: Uint8Array, server: Uint8Array): { toServer: Buffer; toClient: Buffer } {
@@ -252,6 +283,8 @@ class Link {
     private readonly receiveKey: Uint8Array,
     readonly rtt: number,
     timeout: number,
+    /** records' payloads are encrypted, not only authenticated */
+    private readonly encrypt: boolean,
     early: Buffer,
   ) {
     socket.setNoDelay(true);
@@ -275,10 +308,16 @@ class Link {
     const head = Buffer.alloc(HEAD_BYTES);
     head.writeUInt32LE(payload.byteLength, 0);
     head[4] = kind;
-    const tag = this.tag(this.sendKey, this.sendCounter++, head.subarray(4), payload);
+    const gcm = createCipheriv("aes-256-gcm", this.sendKey, nonce(this.sendCounter++), { authTagLength: TAG_BYTES });
+    gcm.setAAD(head.subarray(4));
+    // Encrypted, the payload is GCM's plaintext; authenticated only, it is associated data (GMAC).
+    let body = payload;
+    if (this.encrypt) body = gcm.update(payload);
+    else gcm.setAAD(payload);
+    gcm.final();
     this.socket.write(head);
-    this.socket.write(payload);
-    return this.socket.write(tag, flushed && (() => flushed()));
+    this.socket.write(body);
+    return this.socket.write(gcm.getAuthTag(), flushed && (() => flushed()));
   }
 
   /** Writes one record; resolves once it has left for the kernel, or the link failed. */
@@ -332,20 +371,20 @@ class Link {
     this.socket.destroy();
   }
 
-  /**
-   * AES-256-GCM over nothing, with the record as associated data (GMAC):
-   * several times HMAC-SHA256's speed where the CPU has AES and carry-less
-   * multiply. The counter is the nonce; the key is fresh per connection and
-   * direction, so no nonce repeats under a key.
-   */
-  private tag(key: Uint8Array, counter: bigint, kind: Uint8Array, payload: Uint8Array): Buffer {
-    const nonce = Buffer.alloc(12);
-    nonce.writeBigUInt64BE(counter, 4);
-    const gmac = createCipheriv("aes-256-gcm", key, nonce, { authTagLength: TAG_BYTES });
-    gmac.setAAD(kind);
-    gmac.setAAD(payload);
-    gmac.final();
-    return gmac.getAuthTag();
+  /** The payload of a record as sent, or undefined when its tag does not match (see write()). */
+  private open(kind: Uint8Array, body: Uint8Array, tag: Uint8Array): Uint8Array | undefined {
+    const gcm = createDecipheriv("aes-256-gcm", this.receiveKey, nonce(this.receiveCounter++), { authTagLength: TAG_BYTES });
+    gcm.setAAD(kind);
+    let payload = body;
+    if (this.encrypt) payload = gcm.update(body);
+    else gcm.setAAD(body);
+    gcm.setAuthTag(tag);
+    try {
+      gcm.final();
+    } catch {
+      return undefined;
+    }
+    return payload;
   }
 
   private take(chunk: Buffer): void {
@@ -360,9 +399,8 @@ class Link {
       if (this.chunkBytes < total) break;
       const record = this.consume(total);
       const kind = record.subarray(4, HEAD_BYTES);
-      const payload = record.subarray(HEAD_BYTES, HEAD_BYTES + length);
-      const expected = this.tag(this.receiveKey, this.receiveCounter++, kind, payload);
-      if (!timingSafeEqual(expected, record.subarray(HEAD_BYTES + length))) {
+      const payload = this.open(kind, record.subarray(HEAD_BYTES, HEAD_BYTES + length), record.subarray(HEAD_BYTES + length));
+      if (!payload) {
         return this.fail(new AuthenticationError(`record ${this.receiveCounter - 1n} from the peer failed authentication (wrong key, or changed on the way)`));
       }
       if (kind[0]! > Kind.REFUSE) return this.fail(new ProtocolError(`the peer sent a record of unknown kind ${kind[0]}`));
@@ -460,17 +498,17 @@ async function dial(host: string, port: number, settings: Settings, session: Ses
   const reader = new HandshakeReader(socket);
   const link = await bounded(socket, reader, timeout, async () => {
     const started = performance.now();
-    const mine = randomBytes(NONCE_BYTES);
-    socket.write(hello(mine));
+    const mine = { nonce: randomBytes(NONCE_BYTES), flags: settings.encrypt ? ENCRYPT : 0 };
+    socket.write(hello(mine.nonce, settings));
     const answer = await reader.read(ANSWER_BYTES);
     const rtt = (performance.now() - started) / 1000;
     const theirs = checkHello(answer, "answer");
-    if (!timingSafeEqual(answer.subarray(HELLO_BYTES), hmac(key, Buffer.from("pagemill server"), mine, theirs))) {
+    if (!timingSafeEqual(answer.subarray(HELLO_BYTES), proof(key, "server", mine, theirs))) {
       throw new AuthenticationError("the listener does not hold the key (its proof does not match)");
     }
-    socket.write(hmac(key, Buffer.from("pagemill client"), theirs, mine));
-    const keys = sessionKeys(key, mine, theirs);
-    return new Link(socket, keys.toServer, keys.toClient, rtt, settings.timeout, reader.detach());
+    socket.write(proof(key, "client", mine, theirs));
+    const keys = sessionKeys(key, mine.nonce, theirs.nonce);
+    return new Link(socket, keys.toServer, keys.toClient, rtt, settings.timeout, encrypted(key, mine.flags | theirs.flags), reader.detach());
   });
   link.write(Kind.SESSION, sessionRecord(session));
   const peer = await peerSession(link, timeout);
@@ -877,15 +915,15 @@ export class TcpListener {
         const first = await reader.read(HELLO_BYTES);
         const theirs = checkHello(first, "hello");
         const started = performance.now();
-        const mine = randomBytes(NONCE_BYTES);
-        socket.write(Buffer.concat([hello(mine), hmac(key, Buffer.from("pagemill server"), theirs, mine)]));
-        const proof = await reader.read(PROOF_BYTES);
+        const mine = { nonce: randomBytes(NONCE_BYTES), flags: this.settings.encrypt ? ENCRYPT : 0 };
+        socket.write(Buffer.concat([hello(mine.nonce, this.settings), proof(key, "server", theirs, mine)]));
+        const answer = await reader.read(PROOF_BYTES);
         const rtt = (performance.now() - started) / 1000;
-        if (!timingSafeEqual(proof, hmac(key, Buffer.from("pagemill client"), mine, theirs))) {
+        if (!timingSafeEqual(answer, proof(key, "client", theirs, mine))) {
           throw new AuthenticationError("the connecting peer does not hold the key (its proof does not match)");
         }
-        const keys = sessionKeys(key, theirs, mine);
-        return new Link(socket, keys.toClient, keys.toServer, rtt, timeout, reader.detach());
+        const keys = sessionKeys(key, theirs.nonce, mine.nonce);
+        return new Link(socket, keys.toClient, keys.toServer, rtt, timeout, encrypted(key, mine.flags | theirs.flags), reader.detach());
       });
       const peer = await peerSession(link, timeout);
       const name = peer.id.toString("hex");
