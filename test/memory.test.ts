@@ -2,7 +2,6 @@
 // hashing (exactly the pages another thread changed), sendMemory /
 // receiveMemory over TCP with a WebAssembly program writing its shared
 // memory in a worker, the README's two-process example, and bad input.
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +13,7 @@ import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { Random } from "../src/random.js";
 import { FrameType, encodeControl, readFrameHeader } from "../src/wire/frame.js";
 import { init } from "../src/wasm/module.js";
+import { listening, runNode } from "./helpers/processes.js";
 // @ts-expect-error: the example is plain JavaScript
 import { compile, newMemory, reach, start, steps } from "../examples/wasm-memory/program.mjs";
 
@@ -163,31 +163,13 @@ describe("sendMemory / receiveMemory", () => {
   });
 });
 
-/** Runs a node script; resolves with its exit code and output. */
-function node(script: string, args: string[], onStderr?: (text: string) => void): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...args]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => {
-      stderr += d;
-      onStderr?.(stderr);
-    });
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const example = (name: string) => fileURLToPath(new URL(`../examples/wasm-memory/${name}`, import.meta.url));
 
 describe("the README's example: a WebAssembly program's memory between two processes", () => {
   it("the program resumes at the destination at the step it paused at the source", async () => {
-    let ready!: (port: string) => void;
-    const port = new Promise<string>((resolve) => (ready = resolve));
-    const destination = node("../examples/wasm-memory/destination.mjs", ["0"], (text) => {
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
-      if (m) ready(m[1]!);
-    });
-    const source = await node("../examples/wasm-memory/source.mjs", [`127.0.0.1:${await port}`]);
-    const received = await destination;
+    const destination = await listening(example("destination.mjs"), ["0"]);
+    const source = await runNode(example("source.mjs"), [`127.0.0.1:${destination.port}`]);
+    const received = await destination.done;
     expect(source.code, source.stderr).toBe(0);
     expect(received.code, received.stderr).toBe(0);
     const paused = /paused at step (\d+)/.exec(source.stdout)![1];

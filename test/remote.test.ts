@@ -3,7 +3,6 @@
 // through `pagemill send` / `pagemill receive`; a destination whose replayed
 // program differs from the source's, or a wrong key, ends in a clear failure
 // with nothing written.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +17,7 @@ import { xxh32 } from "../src/hash/xxhash.js";
 import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { decodeFrame } from "../src/wire/decoder.js";
+import { listening, runNode } from "./helpers/processes.js";
 import { MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover } from "../src/wire/frame.js";
 
 const KEY = new Uint8Array(32).fill(3);
@@ -121,30 +121,10 @@ describe("remote migration over TCP", () => {
 });
 
 /** Runs the CLI; resolves with its exit code and output. */
-function cli(args: string[], onStderr?: (text: string) => void): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => {
-      stderr += d;
-      onStderr?.(stderr);
-    });
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runNode(BIN, args);
 
 /** `pagemill receive` on a free port; resolves once it listens. */
-async function receiver(args: string[]): Promise<{ port: number; done: Promise<{ code: number; stdout: string; stderr: string }> }> {
-  let ready!: (port: number) => void;
-  const port = new Promise<number>((resolve) => (ready = resolve));
-  const done = cli(["receive", "--listen", "127.0.0.1:0", ...args], (text) => {
-    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
-    if (m) ready(Number(m[1]));
-  });
-  return { port: await Promise.race([port, done.then((r) => Promise.reject(new Error(`receiver exited ${r.code}: ${r.stderr}`)))]), done };
-}
+const receiver = (args: string[]) => listening(BIN, ["receive", "--listen", "127.0.0.1:0", ...args]);
 
 describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
   it("post-copy of the bundled trace, encrypted at the receiver's asking: both exit 0, the memory is written", async () => {
