@@ -315,9 +315,13 @@ class Link {
     if (this.encrypt) body = gcm.update(payload);
     else gcm.setAAD(payload);
     gcm.final();
+    // One writev for the three parts, not three writes.
+    this.socket.cork();
     this.socket.write(head);
     this.socket.write(body);
-    return this.socket.write(gcm.getAuthTag(), flushed && (() => flushed()));
+    const room = this.socket.write(gcm.getAuthTag(), flushed && (() => flushed()));
+    this.socket.uncork();
+    return room;
   }
 
   /** Writes one record; resolves once it has left for the kernel, or the link failed. */
