@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { STRATEGY_NAMES } from "../src/engine/migrate.js";
-import { memoryDigest, receiveMigration, sendMigration } from "../src/engine/remote.js";
+import { StopDigest, memoryDigest, receiveMigration, sendMigration } from "../src/engine/remote.js";
 import { Random } from "../src/random.js";
 import { init } from "../src/wasm/module.js";
 import { VerificationError } from "../src/errors.js";
@@ -93,6 +93,27 @@ describe("the end check's digest", () => {
     const changed = memory.slice();
     changed[299 * 4096 + 4095]! ^= 1;
     expect(Buffer.from(memoryDigest(changed, 4096, 77n)).equals(Buffer.from(digest))).toBe(false);
+  });
+});
+
+describe("the digest of a replica at the stop, taken while its program runs on", () => {
+  it("equals the digest of the memory at the stop when every change is announced first", async () => {
+    await init();
+    const guest = syntheticGuest(200, { seed: 9 });
+    try {
+      const atStop = memoryDigest(guest.memory.slice(), 4096, 5n);
+      const digest = new StopDigest(guest, 5n);
+      const random = new Random(2);
+      for (let i = 0; i < 500; i++) {
+        const p = random.int(200);
+        digest.take(p);
+        guest.page(p)[random.int(4096)] ^= 0xff;
+      }
+      expect(Buffer.from(digest.finish()).equals(Buffer.from(atStop))).toBe(true);
+      expect(Buffer.from(memoryDigest(guest.memory, 4096, 5n)).equals(Buffer.from(atStop))).toBe(false);
+    } finally {
+      guest.dispose();
+    }
   });
 });
 

@@ -71,6 +71,8 @@ export interface SharedGuest {
   preserve(p: number): void;
   /** Page `p` arrived as the source had it. */
   release(p: number): void;
+  /** The program is about to change page `p` for the first time since the stop (held here or not). */
+  firstChange?(p: number): void;
 }
 
 const NONE: ReadonlySet<number> = new Set();
@@ -496,6 +498,7 @@ export class Destination {
       if (state & PageState.PRESENT) {
         if (kind === "read") return;
         if (!(state & PageState.CHECKED)) {
+          if (!held.disk) this.shared.firstChange?.(p);
           // Before the program first changes a page it holds, the page must be the source's.
           const mine = held.memory.subarray(p * ps, (p + 1) * ps);
           if (!Buffer.from(mine.buffer, mine.byteOffset, ps).equals(Buffer.from(guest.memory.buffer, guest.memory.byteOffset + p * ps, ps))) {
@@ -507,7 +510,10 @@ export class Destination {
         return;
       }
       // Missing: the source must still send what the page held at switch-over.
-      if (kind !== "read") held.shared.preserve(p);
+      if (kind !== "read") {
+        if (!held.disk) this.shared.firstChange?.(p);
+        held.shared.preserve(p);
+      }
       if (kind === "overwrite") {
         onOverwrite();
         this.claim(held, p);

@@ -22,11 +22,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { RealClock } from "../clock.js";
 import { PagemillError, VerificationError } from "../errors.js";
-import type { Workload } from "../guest/guest.js";
+import type { Guest, Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { encodeControl } from "../wire/frame.js";
-import { xxh3Batch } from "../hash/xxhash.js";
+import { xxh3, xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Destination } from "./destination.js";
 import { SwitchoverView } from "./frozen.js";
@@ -86,6 +86,11 @@ const DIGEST_NAME = "xxh3pages+sha256";
  * hashing uses (0): a change that tracking missed is caught here.
  */
 export function memoryDigest(memory: Uint8Array, pageSize: number, seed: bigint): Uint8Array {
+  return combineDigests(pageDigests(memory, pageSize, seed));
+}
+
+/** Every page's XXH3-64 under `seed`. */
+function pageDigests(memory: Uint8Array, pageSize: number, seed: bigint): BigUint64Array {
   const pages = memory.byteLength / pageSize;
   const digests = new BigUint64Array(pages);
   const batch = new PageBatch(DIGEST_PAGES, pageSize);
@@ -98,9 +103,40 @@ export function memoryDigest(memory: Uint8Array, pageSize: number, seed: bigint)
   } finally {
     batch.dispose();
   }
-  return createHash("sha256").update(new Uint8Array(digests.buffer)).digest();
+  return digests;
 }
 const DIGEST_PAGES = 256;
+
+function combineDigests(digests: BigUint64Array): Uint8Array {
+  return createHash("sha256").update(new Uint8Array(digests.buffer, digests.byteOffset, digests.byteLength)).digest();
+}
+
+/**
+ * memoryDigest() of a guest as it was at the stop, taken while its program
+ * runs on: a page's digest just before the program first changes it
+ * (take), the rest at the end (they are unchanged). Hashing the whole
+ * memory at the switch-over would add its time to the downtime.
+ */
+export class StopDigest {
+  private readonly taken = new Map<number, bigint>();
+
+  constructor(
+    private readonly guest: Guest,
+    private readonly seed: bigint,
+  ) {}
+
+  /** The program is about to change page `p`. */
+  take(p: number): void {
+    if (!this.taken.has(p)) this.taken.set(p, xxh3(this.guest.page(p), this.seed));
+  }
+
+  /** The digest, once the program has stopped changing pages it was not about to (the end). */
+  finish(): Uint8Array {
+    const digests = pageDigests(this.guest.memory, this.guest.pageSize, this.seed);
+    for (const [p, digest] of this.taken) digests[p] = digest;
+    return combineDigests(digests);
+  }
+}
 
 const wallNow = (): number => Date.now() / 1000;
 
@@ -292,8 +328,8 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   const wallAt = (t: number): number => wallOrigin + t;
   const tasks = new Tasks();
   const view = program ? new SwitchoverView(program.guest) : undefined;
-  /** The digest of the replica's memory at the stop, taken before the program resumes. */
-  let switchoverDigest: Uint8Array | undefined;
+  /** The digest of the replica's memory at the stop. */
+  const stopDigest = program ? new StopDigest(program.guest, BigInt(info.digestSeed)) : undefined;
   const destination = new Destination({
     settings,
     clock,
@@ -304,11 +340,11 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
       original: (p) => view!.page(p),
       preserve: (p) => view!.preserve(p),
       release: (p) => view!.release(p),
+      firstChange: (p) => stopDigest!.take(p),
       prepare: async (record) => {
         if (!program || !record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
         // The replica runs up to where the source stopped: the same program, the same writes.
         if (record.stop.guestTime > program.workTime) await program.advance(program.now + (record.stop.guestTime - program.workTime));
-        switchoverDigest = memoryDigest(program.guest.memory, settings.pageSize, BigInt(info.digestSeed));
       },
     },
   });
@@ -344,7 +380,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     if (!destination.complete) return `the source closed the connection with ${destination.missingPages} page(s) not sent`;
     const digest = destination.sourceDigest;
     if (!digest || digest.name !== DIGEST_NAME) return `the source sent no digest of its memory (${DIGEST_NAME})`;
-    const ours = program ? switchoverDigest! : memoryDigest(destination.memory, settings.pageSize, BigInt(info.digestSeed));
+    const ours = stopDigest ? stopDigest.finish() : memoryDigest(destination.memory, settings.pageSize, BigInt(info.digestSeed));
     if (!Buffer.from(ours).equals(Buffer.from(digest.digest))) {
       return program ? "the program replayed here does not reach the source's memory at the stop" : "the memory received does not hash as the source's";
     }
