@@ -73,6 +73,8 @@ export interface SharedGuest {
   release(p: number): void;
   /** The program is about to change page `p` for the first time since the stop (held here or not). */
   firstChange?(p: number): void;
+  /** An INFO frame from the source during the migration (a source in another process says how far its guest ran). */
+  progress?(json: string): void;
 }
 
 const NONE: ReadonlySet<number> = new Set();
@@ -282,6 +284,9 @@ export class Destination {
           break;
         case "round-start":
         case "round-end":
+          break;
+        case "info":
+          this.shared.progress?.(frame.json);
           break;
         case "done":
           if (frame.digestName !== "none") this.sourceDigest = { name: frame.digestName, digest: frame.digest };

@@ -155,6 +155,8 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     }
     if (reason !== undefined && limits.stopAtOnce) await s.stopGuest();
     await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
+    const progress = s.sendProgress();
+    if (progress) await progress;
   }
   if (s.stopAt < 0) await s.stopGuest();
 

@@ -259,6 +259,11 @@ function readInfo(json: string, maxGuestBytes: number): MigrationInfo {
   return info;
 }
 
+/** Runs `program` until it has worked `guestTime` seconds (no further: the source's guest stopped there or later). */
+async function replayTo(program: Workload, guestTime: number): Promise<void> {
+  if (guestTime > program.workTime) await program.advance(program.now + (guestTime - program.workTime));
+}
+
 /** Reads the source's description and starts the program it names, when the strategy runs one here. */
 async function accept(first: Uint8Array, options: ReceiveOptions): Promise<{ info: MigrationInfo; settings: EngineSettings; program: Workload | undefined }> {
   const greeter = new FrameDecoder();
@@ -328,6 +333,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   const wallAt = (t: number): number => wallOrigin + t;
   const tasks = new Tasks();
   const view = program ? new SwitchoverView(program.guest) : undefined;
+  let replaying = Promise.resolve();
   /** The digest of the replica's memory at the stop. */
   const stopDigest = program ? new StopDigest(program.guest, BigInt(info.digestSeed)) : undefined;
   const destination = new Destination({
@@ -341,10 +347,16 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
       preserve: (p) => view!.preserve(p),
       release: (p) => view!.release(p),
       firstChange: (p) => stopDigest!.take(p),
+      progress: (json) => {
+        // The replica follows the source's guest while pre-copy runs, never past where it has been.
+        const { guestTime } = JSON.parse(json) as { guestTime?: unknown };
+        if (program && typeof guestTime === "number" && Number.isFinite(guestTime)) replaying = replaying.then(() => replayTo(program, guestTime));
+      },
       prepare: async (record) => {
         if (!program || !record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
         // The replica runs up to where the source stopped: the same program, the same writes.
-        if (record.stop.guestTime > program.workTime) await program.advance(program.now + (record.stop.guestTime - program.workTime));
+        await replaying;
+        await replayTo(program, record.stop.guestTime);
       },
     },
   });

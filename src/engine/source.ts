@@ -360,6 +360,16 @@ export class Source {
     await this.charge(cpu);
   }
 
+  /**
+   * Tells a destination in another process how far the guest has run, so it
+   * can replay its program that far while pre-copy goes on instead of inside
+   * the downtime. Nothing in one process (undefined: the simulation's bytes
+   * and event order stay as they were).
+   */
+  sendProgress(): Promise<void> | undefined {
+    return this.remote ? this.sendControl({ type: "info", json: JSON.stringify({ guestTime: this.workload.workTime }) }) : undefined;
+  }
+
   /** Sends a control frame. */
   sendControl(message: ControlMessage): Promise<void> {
     return this.send(this.pipeline.control(message));
