@@ -174,6 +174,9 @@ export class Source {
     this.stoppedAt = this.clock.now();
     this.stoppedWall = Date.now() / 1000;
     this.currentPhase = "downtime";
+    // Where the guest stopped, ahead of the switch-over record: a destination replaying the program gets there meanwhile.
+    const progress = this.sendProgress();
+    if (progress) await progress;
   }
 
   /** Sets the auto-converge throttle (percent) and records the step. */
