@@ -148,23 +148,25 @@ const cli = (args: string[]) => runNode(BIN, args);
 const receiver = (args: string[]) => listening(BIN, ["receive", "--listen", "127.0.0.1:0", ...args]);
 
 describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
-  it("post-copy of the bundled trace, encrypted at the receiver's asking: both exit 0, the memory is written", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
-    try {
-      const key = join(dir, "key");
-      writeFileSync(key, KEY);
-      const { port, done } = await receiver(["--key-file", key, "--encrypt", "-o", join(dir, "out"), "--json"]);
-      const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--key-file", key, "--strategy", "postcopy", "--bandwidth", "200mbit", "--json"]);
-      const received = await done;
-      expect(sent.code, sent.stderr).toBe(0);
-      expect(received.code, received.stderr).toBe(0);
-      expect(JSON.parse(sent.stdout).verifiedPages).toBe(3072);
-      expect(JSON.parse(received.stdout).verified).toBe(true);
-      expect(statSync(join(dir, "out", "memory.bin")).size).toBe(3072 * 4096);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  for (const strategy of STRATEGY_NAMES) {
+    it(`${strategy} of the bundled trace, encrypted at the receiver's asking: both exit 0, the memory is written`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
+      try {
+        const key = join(dir, "key");
+        writeFileSync(key, KEY);
+        const { port, done } = await receiver(["--key-file", key, "--encrypt", "-o", join(dir, "out"), "--json"]);
+        const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--key-file", key, "--strategy", strategy, "--bandwidth", "200mbit", "--json"]);
+        const received = await done;
+        expect(sent.code, sent.stderr).toBe(0);
+        expect(received.code, received.stderr).toBe(0);
+        expect(JSON.parse(sent.stdout).verifiedPages).toBe(3072);
+        expect(JSON.parse(received.stdout)).toMatchObject({ verified: true, strategy });
+        expect(statSync(join(dir, "out", "memory.bin")).size).toBe(3072 * 4096);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
+  }
 
   it("a wrong key: both exit 1 naming the cause, nothing written", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
