@@ -72,6 +72,11 @@ const MODEL_OPTIONS = ["pages", "profile", "rate", "seed"];
 
 /** Options that say which program runs: a trace, or a model and its parameters. */
 export const WORKLOAD_OPTIONS = ["trace", "workload", ...MODEL_OPTIONS];
+
+/** Opens the workload the options name (what a guest thread runs: `pagemill send`'s guest). */
+export function openWorkload(values: Record<string, OptionValue>): Promise<Workload> {
+  return workloadFactory(values).open();
+}
 /** Their parse configuration (every one takes a value). */
 export const WORKLOAD_ARGS = Object.fromEntries(WORKLOAD_OPTIONS.map((name) => [name, { type: "string" as const }]));
 

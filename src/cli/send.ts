@@ -7,6 +7,7 @@ import type { StrategyName } from "../engine/metrics.js";
 import { sendMigration } from "../engine/remote.js";
 import { withoutPriorityLane } from "../net/channel.js";
 import { connectChannel, DEFAULT_RECOVER_TIMEOUT, DEFAULT_TIMEOUT, type TcpChannel } from "../net/tcp.js";
+import { ThreadedWorkload } from "../guest/threaded.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { UsageError, addressOption, durationOption, intOption, keyFileOption, parse, rateOption, sizeOption } from "./args.js";
 import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from "./migrate.js";
@@ -16,7 +17,7 @@ export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--t
          [--strategy precopy|postcopy|hybrid] [--bandwidth CAP] [--codec raw] [--downtime-limit 300ms]
          [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--recover-timeout 60s]
          [--no-priority-lane] [--encrypt] [--json]
-  The guest runs here on the real clock until the switch-over. --bandwidth caps the sending rate
+  The guest runs here, in a thread of its own on the real clock, until the switch-over. --bandwidth caps the sending rate
   (default: as fast as the connection takes). A connection cut after the switch-over is dialled
   again for up to --recover-timeout; one cut before it fails the migration, the guest intact here.
   Post-copy sends a page the destination asks for at once, ahead of the push (the priority lane);
@@ -71,7 +72,13 @@ export async function run(args: string[]): Promise<number> {
   };
   const key = await keyFileOption(values["key-file"]);
   if (values.encrypt && key === undefined) throw new UsageError("--encrypt needs --key-file: the record keys come from the shared key");
-  const workload = await factory.open();
+  // Checked here (a bad trace fails before anything starts), then run in a thread of its own on the real clock.
+  await factory.open().then(async (w) => {
+    await w.close();
+    w.guest.dispose();
+  });
+  const spec = { module: new URL("./migrate.js", import.meta.url).href, name: "openWorkload", args: [program] };
+  const workload = await ThreadedWorkload.start(spec);
   try {
     const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout, recoverTimeout, encrypt: values.encrypt === true });
     let stats;
@@ -81,6 +88,8 @@ export async function run(args: string[]): Promise<number> {
       await channel.finished;
     } catch (err) {
       channel.destroy();
+      // The guest carries on here.
+      workload.resume();
       throw err;
     }
     if (values.json) console.log(JSON.stringify({ ...stats, verified: true, recoveries: recoveryTimes(channel), timeUnit: "s" }, null, 2));
@@ -92,7 +101,6 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   } finally {
     await workload.close();
-    workload.guest.dispose();
   }
 }
 

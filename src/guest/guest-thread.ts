@@ -1,0 +1,63 @@
+// The worker's end of a ThreadedWorkload (./threaded.ts): opens the
+// workload, then runs it on the real clock, publishing each step's writes.
+
+import { parentPort, workerData } from "node:worker_threads";
+import { init } from "../wasm/module.js";
+import type { Workload } from "./guest.js";
+import { NOW, PAUSE, STOP, THROTTLE, WORK, type ThreadShared, type WorkloadSpec } from "./threaded.js";
+
+const port = parentPort!;
+const spec = workerData as WorkloadSpec;
+await init();
+const open = (await import(spec.module))[spec.name] as (...args: unknown[]) => Promise<Workload>;
+const workload = await open(...spec.args);
+const { guest } = workload;
+const shared = await new Promise<ThreadShared>((resolve) => {
+  port.once("message", resolve);
+  port.postMessage({ name: workload.name, pageCount: guest.pageCount, pageSize: guest.pageSize });
+});
+const live = new Uint8Array(shared.memory);
+const dirty = new Int32Array(shared.dirty);
+const control = new Int32Array(shared.control);
+const clock = new Float64Array(shared.clock);
+live.set(guest.memory);
+
+// Pages the current step writes (marked before each write takes effect; copied once it has).
+const touched = new Uint8Array(guest.pageCount);
+const written: number[] = [];
+guest.hook = (page, kind) => {
+  if (kind === "read" || touched[page]) return;
+  touched[page] = 1;
+  written.push(page);
+};
+
+port.postMessage("running");
+const started = performance.now();
+let paused = 0;
+for (;;) {
+  const state = Atomics.load(control, 0);
+  if (state === STOP) break;
+  if (state === PAUSE) {
+    const since = performance.now();
+    Atomics.store(control, 1, 1);
+    Atomics.notify(control, 1);
+    Atomics.wait(control, 0, PAUSE);
+    Atomics.store(control, 1, 0);
+    paused += performance.now() - since;
+    continue;
+  }
+  workload.throttle = clock[THROTTLE]!;
+  await workload.advance(Math.max(workload.now, (performance.now() - started - paused) / 1000));
+  const ps = guest.pageSize;
+  for (const p of written) {
+    live.set(guest.memory.subarray(p * ps, (p + 1) * ps), p * ps);
+    Atomics.or(dirty, p >> 5, 1 << (p & 31));
+    touched[p] = 0;
+  }
+  written.length = 0;
+  clock[NOW] = workload.now;
+  clock[WORK] = workload.workTime;
+  // About a millisecond between steps, as a program between bursts of writes; a pause wakes it at once.
+  Atomics.wait(control, 0, state, 1);
+}
+await workload.close();

@@ -1,0 +1,154 @@
+// A guest whose program runs in a worker thread, on the real clock, writing
+// at its own rate while the engine copies its memory: the engine's end of
+// it (ThreadedWorkload) and the worker's (runThreaded, in ./guest-thread.ts).
+//
+// The worker opens the workload (any Workload a module's function opens),
+// and loops: advance to the time elapsed (less time paused), then copy the
+// pages the step wrote into the shared memory and set their bits in the
+// shared dirty log, in that order. The engine reads pages from the shared
+// memory and takes the dirty log word by word (Atomics.exchange); a page it
+// reads while the worker copies it is torn, but its bit is set after the
+// copy, so the next sync sends it again, and at the stop the worker has
+// finished its step and paused: nothing is lost.
+
+import { Worker } from "node:worker_threads";
+import { PagemillError } from "../errors.js";
+import { Guest, type AdvanceReport, type Workload } from "./guest.js";
+
+/** Where the worker finds the workload: `(await import(module))[name](...args)` opens it. */
+export interface WorkloadSpec {
+  readonly module: string;
+  readonly name: string;
+  readonly args: readonly unknown[];
+}
+
+/** control[0]: what the worker should do; control[1]: 1 while it is paused. */
+export const RUN = 0;
+export const PAUSE = 1;
+export const STOP = 2;
+/** Slots of the shared Float64Array: the workload's now and workTime (the worker's), the throttle (the engine's). */
+export const NOW = 0;
+export const WORK = 1;
+export const THROTTLE = 2;
+
+export interface ThreadShared {
+  readonly memory: SharedArrayBuffer;
+  readonly dirty: SharedArrayBuffer;
+  readonly control: SharedArrayBuffer;
+  readonly clock: SharedArrayBuffer;
+}
+
+/** The engine's end of a guest whose program runs in a worker thread (see the module comment). */
+export class ThreadedWorkload implements Workload {
+  readonly name: string;
+  readonly guest: Guest;
+  private readonly dirty: Int32Array;
+  private readonly control: Int32Array;
+  private readonly clock: Float64Array;
+  private lastNow = 0;
+  private failure: Error | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    shape: { name: string; pageCount: number; pageSize: number },
+    shared: ThreadShared,
+  ) {
+    this.name = `${shape.name} (in a worker thread)`;
+    this.guest = new Guest(shape.pageCount, shape.pageSize, new Uint8Array(shared.memory));
+    this.dirty = new Int32Array(shared.dirty);
+    this.control = new Int32Array(shared.control);
+    this.clock = new Float64Array(shared.clock);
+    worker.on("error", (error) => (this.failure = new PagemillError(`the guest's thread failed: ${error.message}`, { cause: error })));
+  }
+
+  /** Starts the workload `spec` opens in a worker thread; resolves once it runs there. */
+  static async start(spec: WorkloadSpec): Promise<ThreadedWorkload> {
+    const worker = new Worker(new URL("./guest-thread.js", import.meta.url), { workerData: spec });
+    const message = <T>(): Promise<T> =>
+      new Promise((resolve, reject) => {
+        const fail = (error: Error): void => reject(new PagemillError(`the guest's thread failed to start: ${error.message}`, { cause: error }));
+        worker.once("error", fail);
+        worker.once("message", (value: T) => {
+          worker.off("error", fail);
+          resolve(value);
+        });
+      });
+    const shape = await message<{ name: string; pageCount: number; pageSize: number }>();
+    const shared: ThreadShared = {
+      memory: new SharedArrayBuffer(shape.pageCount * shape.pageSize),
+      dirty: new SharedArrayBuffer(Math.ceil(shape.pageCount / 32) * 4),
+      control: new SharedArrayBuffer(8),
+      clock: new SharedArrayBuffer(3 * 8),
+    };
+    new Float64Array(shared.clock)[THROTTLE] = 1;
+    worker.postMessage(shared);
+    await message<"running">();
+    return new ThreadedWorkload(worker, shape, shared);
+  }
+
+  get now(): number {
+    return this.clock[NOW]!;
+  }
+
+  get workTime(): number {
+    return this.clock[WORK]!;
+  }
+
+  get throttle(): number {
+    return this.clock[THROTTLE]!;
+  }
+
+  set throttle(value: number) {
+    this.clock[THROTTLE] = value;
+  }
+
+  /** The program runs by itself: this takes what it wrote since the last call into the dirty log. */
+  async advance(): Promise<AdvanceReport> {
+    if (this.failure) throw this.failure;
+    const from = this.lastNow;
+    const to = (this.lastNow = this.now);
+    const writes = this.takeDirty();
+    return { from, to, ran: this.workTime, writes, overwrites: 0, reads: 0 };
+  }
+
+  /** Pauses the program (its current step finishes first) and takes its last writes. */
+  async stop(): Promise<void> {
+    Atomics.store(this.control, 0, PAUSE);
+    Atomics.notify(this.control, 0);
+    while (Atomics.load(this.control, 1) !== 1) {
+      if (this.failure) throw this.failure;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    this.lastNow = this.now;
+    this.takeDirty();
+  }
+
+  /** Lets a paused program run on (a migration that failed). */
+  resume(): void {
+    Atomics.store(this.control, 0, RUN);
+    Atomics.notify(this.control, 0);
+  }
+
+  async close(): Promise<void> {
+    Atomics.store(this.control, 0, STOP);
+    Atomics.notify(this.control, 0);
+    await this.worker.terminate();
+    this.guest.dispose();
+  }
+
+  private takeDirty(): number {
+    let pages = 0;
+    const log = this.guest.dirtyLog;
+    for (let w = 0; w < this.dirty.length; w++) {
+      if (this.dirty[w] === 0) continue;
+      let bits = Atomics.exchange(this.dirty, w, 0) >>> 0;
+      while (bits) {
+        const low = bits & -bits;
+        log.set(w * 32 + (31 - Math.clz32(low)));
+        bits = (bits ^ low) >>> 0;
+        pages++;
+      }
+    }
+    return pages;
+  }
+}

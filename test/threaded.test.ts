@@ -1,0 +1,64 @@
+// A guest whose program runs in a worker thread on the real clock: its
+// writes reach the shared memory and the dirty log, a stop leaves memory as
+// the program made it by then (the same as a replay to that point), and it
+// can run on after a stop. The worker runs compiled code, so this runs on
+// dist/ (built by `npm test`).
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+
+const DIST = fileURLToPath(new URL("../dist/guest/threaded.js", import.meta.url));
+const MIGRATE = new URL("../dist/cli/migrate.js", import.meta.url).href;
+const MODEL = { workload: "hot-cold", pages: "1024", rate: "20", seed: "3" };
+
+// All from dist/: one copy of the modules (and of their WebAssembly instance).
+let ThreadedWorkload: typeof import("../src/guest/threaded.js").ThreadedWorkload;
+let openWorkload: typeof import("../src/cli/migrate.js").openWorkload;
+beforeAll(async () => {
+  if (!existsSync(DIST)) return;
+  ({ ThreadedWorkload } = (await import(DIST)) as typeof import("../src/guest/threaded.js"));
+  ({ openWorkload } = (await import(MIGRATE)) as typeof import("../src/cli/migrate.js"));
+  await ((await import(fileURLToPath(new URL("../dist/index.js", import.meta.url)))) as typeof import("../src/index.js")).init();
+});
+
+describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
+  it("publishes every write: at a stop, memory and dirty log are what a replay to the same time gives", async () => {
+    const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] });
+    const replica = await openWorkload(MODEL);
+    try {
+      const initial = replica.guest.memory.slice();
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await guest.advance();
+      await guest.stop();
+      expect(guest.workTime).toBeGreaterThan(0.05);
+      await replica.advance(guest.workTime);
+      expect(Buffer.from(guest.guest.memory).equals(Buffer.from(replica.guest.memory))).toBe(true);
+      // Every page the program changed is in the dirty log.
+      const dirty = new Set(guest.guest.dirtyLog.extract());
+      let changed = 0;
+      for (let p = 0; p < 1024; p++) {
+        const a = initial.subarray(p * 4096, (p + 1) * 4096);
+        if (!Buffer.from(a).equals(Buffer.from(guest.guest.page(p)))) {
+          changed++;
+          expect(dirty.has(p), `page ${p}`).toBe(true);
+        }
+      }
+      expect(changed).toBeGreaterThan(0);
+      // Paused, it writes nothing; resumed, it runs on.
+      const at = guest.workTime;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(guest.workTime).toBe(at);
+      guest.resume();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(guest.workTime).toBeGreaterThan(at);
+    } finally {
+      await guest.close();
+      await replica.close();
+      replica.guest.dispose();
+    }
+  });
+
+  it("a workload that cannot open fails the start, naming why", async () => {
+    await expect(ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [{ trace: "/nonexistent.ptrace.gz" }] })).rejects.toThrow(/thread failed to start: .*does not exist/);
+  });
+});
