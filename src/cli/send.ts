@@ -18,8 +18,9 @@ export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--t
          [--rounds N] [--state SIZE] [--batch N] [--timeout 10s] [--recover-timeout 60s]
          [--no-priority-lane] [--encrypt] [--json]
   The guest runs here, in a thread of its own on the real clock, until the switch-over. --bandwidth
-  caps the sending rate (default: as fast as the connection takes). A connection cut after the switch-over is dialled
-  again for up to --recover-timeout; one cut before it fails the migration, the guest intact here.
+  caps the sending rate (default: as fast as the connection takes). A connection cut after the
+  switch-over is dialled again for up to --recover-timeout; one cut before it fails the migration,
+  the guest intact here.
   Post-copy sends a page the destination asks for at once, ahead of the push (the priority lane);
   --no-priority-lane serves requests between push frames instead. --encrypt (needs --key-file)
   encrypts the pages on the wire, not only authenticates them; either end may ask.
