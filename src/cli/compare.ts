@@ -10,6 +10,8 @@ import { writeFile } from "node:fs/promises";
 import { checkDistinct, checkOutput, writeAtomically } from "../files.js";
 import { Progress, UsageError, formatBytes, parse, pathOption } from "./args.js";
 import { compareReport } from "./report.js";
+import { predictedCell, type CompareRow } from "./rows.js";
+export type { CompareRow } from "./rows.js";
 import { inspectTrace } from "./inspect.js";
 import { predict, type PredictedStrategy, type PredictOptions } from "../adaptive/predict.js";
 import { profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
@@ -95,23 +97,6 @@ function prediction(memory: PageProfile, setup: SimulationSetup, method: Method,
   return { totalTime: p.totalTime, downtime: p.downtime, gamma: p.gamma };
 }
 
-export interface CompareRow {
-  method: string;
-  strategy: StrategyName;
-  codec: string;
-  /** the migration's figures; absent when it failed */
-  stats?: MigrationStats;
-  /** why the migration failed */
-  error?: string;
-  /** Γ of the migration (restorationAgility); absent when it failed */
-  agility?: number;
-  /** src/adaptive's prediction for a trace, where it models the row (raw codec, no auto-converge, a constant link) */
-  predicted?: { totalTime: number; downtime: number; gamma: number };
-  /** every page of the destination equals the source's */
-  verified: boolean;
-  wallSeconds: number;
-}
-
 /** Runs every method × codec in turn; a failed row records its reason and the rest still run. */
 export async function compare(
   setup: SimulationSetup,
@@ -160,13 +145,6 @@ export async function compare(
 
 const ok = (row: CompareRow): MigrationStats | undefined => row.stats;
 
-/** A predicted time and its error against the emulated one ("–" where the predictor does not model the row). */
-export function predictedCell(predicted: number | undefined, emulated: number | undefined): string {
-  if (predicted === undefined) return "–";
-  if (!emulated) return seconds(predicted);
-  const error = Math.round((1000 * (predicted - emulated)) / emulated) / 10;
-  return `${seconds(predicted)} ${error < 0 ? "−" : "+"}${Math.abs(error).toFixed(1)}%`;
-}
 
 /** The comparison as text: one line per row, `*` on the best of each column; failed rows give their reason. */
 export function compareTable(rows: CompareRow[]): string {

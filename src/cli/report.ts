@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { LinkSpec } from "../engine/migrate.js";
-import { predictedCell, type CompareRow } from "./compare.js";
+import { predictedCell, type CompareRow } from "./rows.js";
 import type { InspectReport } from "./inspect.js";
 
 export interface ReportContext {
