@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { STRATEGY_NAMES } from "../src/engine/migrate.js";
-import { StopDigest, memoryDigest, receiveMigration, sendMigration } from "../src/engine/remote.js";
+import { StopDigest, memoryDigest, receiveMigration, sendMigration, type ReceiveOptions } from "../src/engine/remote.js";
+import { modelDisk } from "../src/guest/disk.js";
+import type { Workload } from "../src/guest/guest.js";
 import { CuttingProxy } from "../src/net/faults.js";
 import { Random } from "../src/random.js";
 import { init } from "../src/wasm/module.js";
@@ -23,31 +25,44 @@ import { MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover } fro
 
 const KEY = new Uint8Array(32).fill(3);
 const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url));
+const DISK_TRACE = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
 
 function model(seed: number): PoissonWorkload {
   return new PoissonWorkload(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed });
 }
 
+const diskModel = (seed: number) => modelDisk("oltp", 2048, { seed });
+
+interface Ends {
+  /** the destination's program's seed (the source's is 1) */
+  readonly destinationSeed?: number;
+  /** migrate a disk too (the destination's program disk with this seed) */
+  readonly diskSeed?: number;
+  readonly receive?: Pick<ReceiveOptions, "maxDiskBytes">;
+}
+
 /** Runs a source and a destination over loopback TCP in this process. */
-async function both(strategy: (typeof STRATEGY_NAMES)[number], destinationSeed = 1) {
+async function both(strategy: (typeof STRATEGY_NAMES)[number], ends: Ends = {}) {
+  const { destinationSeed = 1, diskSeed } = ends;
   const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
   const source = model(1);
-  const replicas: PoissonWorkload[] = [];
+  const disk = diskSeed === undefined ? undefined : diskModel(1);
+  const replicas: Workload[] = [];
+  const started = <W extends Workload>(w: W): W => (replicas.push(w), w);
   try {
     const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
     const receiving = receiveMigration(toSource, {
-      startProgram: async () => {
-        const replica = model(destinationSeed);
-        replicas.push(replica);
-        return replica;
-      },
+      startProgram: async () => started(model(destinationSeed)),
+      startDisk: async () => started(diskModel(diskSeed!)),
+      ...ends.receive,
     });
-    const sending = sendMigration(strategy, source, toDestination, { codec: "lz4", batchPages: 64 });
+    const sending = sendMigration(strategy, source, toDestination, { codec: "lz4", batchPages: 64, disk });
     const [sent, received] = await Promise.allSettled([sending, receiving]);
-    return { sent, received, source, replica: replicas[0] };
+    return { sent, received, source, disk: disk && new Uint8Array(disk.guest.memory), replica: replicas[0] };
   } finally {
     listener.close();
     source.guest.dispose();
+    disk?.guest.dispose();
     for (const r of replicas) r.guest.dispose();
   }
 }
@@ -133,8 +148,36 @@ describe("remote migration over TCP", () => {
     }, 30_000);
   }
 
+  for (const strategy of STRATEGY_NAMES) {
+    it(`${strategy} with a disk ends verified at both ends, the disk as the source's at the stop`, async () => {
+      const { sent, received, disk } = await both(strategy, { diskSeed: 1 });
+      expect(sent.status, String((sent as PromiseRejectedResult).reason)).toBe("fulfilled");
+      expect(received.status, String((received as PromiseRejectedResult).reason)).toBe("fulfilled");
+      if (sent.status !== "fulfilled" || received.status !== "fulfilled") return;
+      expect(sent.value.disk).toMatchObject({ blockCount: 2048, verifiedBlocks: 2048 });
+      expect(sent.value.disk!.blocksSent).toBeGreaterThan(0);
+      expect(received.value.report.diskCounters).toBeDefined();
+      // Pre-copy: nothing ran here, so the disk is the source's as it stopped.
+      if (strategy === "precopy") expect(Buffer.from(received.value.disk!).equals(Buffer.from(disk!))).toBe(true);
+      else expect(received.value.disk!.byteLength).toBe(2048 * 4096);
+    }, 30_000);
+  }
+
+  it("a destination whose disk program differs from the source's refuses the migration, naming the disk", async () => {
+    const { sent, received } = await both("postcopy", { diskSeed: 2 });
+    expect(received.status).toBe("rejected");
+    expect(String((received as PromiseRejectedResult).reason)).toMatch(/disk/);
+    expect(String((sent as PromiseRejectedResult).reason)).toMatch(/did not verify.*disk/);
+  }, 30_000);
+
+  it("a receiver refuses a disk larger than it takes before anything moves", async () => {
+    const { sent, received } = await both("precopy", { diskSeed: 1, receive: { maxDiskBytes: 2 ** 20 } });
+    expect(String((received as PromiseRejectedResult).reason)).toMatch(/disk of 8388608 bytes is larger than this receiver takes \(1048576\)/);
+    expect(String((sent as PromiseRejectedResult).reason)).toMatch(/larger than this receiver takes/);
+  }, 30_000);
+
   it("a destination whose program differs from the source's refuses the migration", async () => {
-    const { sent, received } = await both("postcopy", 2);
+    const { sent, received } = await both("postcopy", { destinationSeed: 2 });
     expect(received.status).toBe("rejected");
     expect((received as PromiseRejectedResult).reason).toBeInstanceOf(VerificationError);
     expect(sent.status).toBe("rejected");
@@ -168,6 +211,22 @@ describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes
       }
     }, 60_000);
   }
+
+  it("post-copy with the bundled disk trace: both exit 0, the disk is written beside the memory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
+    try {
+      const { port, done } = await receiver(["-o", join(dir, "out"), "--json"]);
+      const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--strategy", "postcopy", "--bandwidth", "200mbit", "--disk", DISK_TRACE, "--json"]);
+      const received = await done;
+      expect(sent.code, sent.stderr).toBe(0);
+      expect(received.code, received.stderr).toBe(0);
+      expect(JSON.parse(sent.stdout).disk).toMatchObject({ blockCount: 881, verifiedBlocks: 881 });
+      expect(JSON.parse(received.stdout).diskCounters.blockMisses).toBeGreaterThanOrEqual(0);
+      expect(statSync(join(dir, "out", "disk.bin")).size).toBe(881 * 4096);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it("a link cut during post-copy: both processes resume on a new connection, exit 0 and list the recovery", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));

@@ -31,6 +31,9 @@ function onOff(name: string, text: OptionValue): boolean | undefined {
   return text === "on";
 }
 
+/** The options that say which disk a program has (what `pagemill receive` needs to start its own copy). */
+export const DISK_PROGRAM_OPTIONS = ["disk", "disk-workload", "disk-blocks", "block-size"] as const;
+
 /** A disk to migrate: fresh for each strategy, with the engine options it brings (hot-area's rates, the switches). */
 export interface DiskSetup {
   readonly describe: string;

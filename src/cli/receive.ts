@@ -9,26 +9,41 @@ import { listenChannel } from "../net/tcp.js";
 import { writeAtomically } from "../files.js";
 import { UsageError, addressOption, formatBytes, keyFileOption, parse, pathOption, type OptionValue } from "./args.js";
 import { WORKLOAD_OPTIONS, workloadFactory } from "./migrate.js";
+import { DISK_PROGRAM_OPTIONS, diskSetup } from "./disk.js";
+import type { Workload } from "../guest/guest.js";
 import { printRecoveries, recoveryTimes, waitOptions } from "./send.js";
 
 export const summary = "Receives one live migration from `pagemill send` over TCP, verifies it, and writes the memory.";
 export const usage = `usage: pagemill receive --listen HOST:PORT [--key-file FILE] [-o DIR] [--timeout 10s]
          [--recover-timeout 60s] [--encrypt] [--json]
   Waits for one source (without --key-file: loopback addresses only), runs the program here after a
-  post-copy switch-over, and writes DIR/memory.bin once every page is verified (exit 0; 1 otherwise).
+  post-copy switch-over, and writes DIR/memory.bin (and DIR/disk.bin when a disk came with it) once
+  every page and block is verified (exit 0; 1 otherwise).
   After the switch-over a cut connection waits up to --recover-timeout for the source to come back.
   --encrypt (needs --key-file) has the pages encrypted on the wire whatever the source asks.
   Port 0 picks a free port and prints it.`;
 
-/** The program the source names, started here as the migrate command would start it. */
-async function startProgram(program: unknown, info: MigrationInfo) {
+/** The options of the program the source names, as the migrate command takes them. */
+function programOptions(program: unknown, info: MigrationInfo): Record<string, OptionValue> {
   if (typeof program !== "object" || program === null) throw new UsageError(`the source runs ${info.strategy} but names no program to run here`);
   const values: Record<string, OptionValue> = {};
-  for (const name of WORKLOAD_OPTIONS) {
+  for (const name of [...WORKLOAD_OPTIONS, ...DISK_PROGRAM_OPTIONS]) {
     const value = (program as Record<string, unknown>)[name];
     if (typeof value === "string") values[name] = value;
   }
-  return workloadFactory(values).open();
+  return values;
+}
+
+/** The program the source names, started here as the migrate command would start it. */
+function startProgram(program: unknown, info: MigrationInfo): Promise<Workload> {
+  return workloadFactory(programOptions(program, info)).open();
+}
+
+/** The program's disk, likewise. */
+async function startDisk(program: unknown, info: MigrationInfo): Promise<Workload> {
+  const disk = await diskSetup(programOptions(program, info));
+  if (!disk) throw new UsageError(`the source migrates a disk with ${info.strategy} but names no disk to run here`);
+  return disk.open();
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -63,7 +78,7 @@ export async function run(args: string[]): Promise<number> {
     // Listening on, for this source only: it dials here again after a cut.
     listener.refuseNew();
     try {
-      result = await receiveMigration(channel, { startProgram });
+      result = await receiveMigration(channel, { startProgram, startDisk });
       // Verified; the source may still need the report again after a cut.
       await channel.finished.catch(() => {});
     } catch (err) {
@@ -73,17 +88,21 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     listener.close();
   }
-  const { info, report, memory } = result;
-  if (out !== undefined) await mkdir(out, { recursive: true });
-  if (out !== undefined) await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, memory));
+  const { info, report, memory, disk } = result;
+  if (out !== undefined) {
+    await mkdir(out, { recursive: true });
+    await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, memory));
+    if (disk) await writeAtomically(join(out, "disk.bin"), (temporary) => writeFile(temporary, disk));
+  }
   if (values.json) console.log(JSON.stringify({ ...report, strategy: info.strategy, pageSize: info.pageSize, pageCount: info.pageCount, recoveries: recoveryTimes(channel) }, null, 2));
   else {
     const downtime = report.resumeWallTime - report.stopWallTime;
     const uptime = report.completeWallTime - report.resumeWallTime;
     console.log(`received ${info.strategy}: ${report.pages} pages of ${info.pageSize} B verified (${formatBytes(memory.byteLength)})`);
+    if (info.disk) console.log(`disk: ${info.disk.blockCount} blocks of ${info.disk.blockSize} B verified, misses ${report.diskCounters?.blockMisses ?? 0}, prefetched ${report.diskCounters?.prefetchedBlocks ?? 0}`);
     console.log(`downtime ${(downtime * 1000).toFixed(1)} ms, remote uptime ${(uptime * 1000).toFixed(1)} ms, faults ${report.counters.faults}, requests ${report.counters.postcopyRequests}`);
     printRecoveries(channel);
-    if (out !== undefined) console.log(`memory written to ${join(out, "memory.bin")}`);
+    if (out !== undefined) console.log(`memory written to ${join(out, "memory.bin")}${disk ? `, disk to ${join(out, "disk.bin")}` : ""}`);
   }
   return 0;
 }

@@ -11,6 +11,7 @@ import { ThreadedWorkload } from "../guest/threaded.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { UsageError, addressOption, durationOption, intOption, keyFileOption, parse, rateOption, sizeOption } from "./args.js";
 import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from "./migrate.js";
+import { DISK_ARGS, DISK_PROGRAM_OPTIONS, DISK_USAGE, diskSetup } from "./disk.js";
 
 export const summary = "Migrates a running guest (trace or model) to `pagemill receive` in another process over TCP.";
 export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--trace FILE | --workload MODEL ...]
@@ -24,7 +25,9 @@ export const usage = `usage: pagemill send --to HOST:PORT [--key-file FILE] [--t
   Post-copy sends a page the destination asks for at once, ahead of the push (the priority lane);
   --no-priority-lane serves requests between push frames instead. --encrypt (needs --key-file)
   encrypts the pages on the wire, not only authenticates them; either end may ask.
-  MODEL options as for pagemill migrate.`;
+  MODEL options as for pagemill migrate. A disk goes with the memory as in pagemill migrate (its
+  program runs here in the main thread, beside the guest's):
+${DISK_USAGE}`;
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -33,6 +36,7 @@ export async function run(args: string[]): Promise<number> {
     timeout: { type: "string" },
     "recover-timeout": { type: "string" },
     ...WORKLOAD_ARGS,
+    ...DISK_ARGS,
     strategy: { type: "string" },
     bandwidth: { type: "string" },
     codec: { type: "string" },
@@ -60,9 +64,10 @@ export async function run(args: string[]): Promise<number> {
   const { timeout, recoverTimeout } = waitOptions(values);
   // The receiver starts the same program for post-copy: a trace by its absolute path, a model by its options.
   const program: Record<string, string> = {};
-  for (const name of WORKLOAD_OPTIONS) if (typeof values[name] === "string") program[name] = values[name] as string;
-  if (program.trace !== undefined && !isAbsolute(program.trace)) program.trace = resolve(program.trace);
+  for (const name of [...WORKLOAD_OPTIONS, ...DISK_PROGRAM_OPTIONS]) if (typeof values[name] === "string") program[name] = values[name] as string;
+  for (const name of ["trace", "disk"]) if (program[name] !== undefined && !isAbsolute(program[name])) program[name] = resolve(program[name]);
   const factory = workloadFactory(values);
+  const diskSpec = await diskSetup(values);
   const options = {
     codec,
     downtimeLimit: durationOption("downtime-limit", values["downtime-limit"], 0.3),
@@ -70,6 +75,7 @@ export async function run(args: string[]): Promise<number> {
     stateBytes: sizeOption("state", values.state, 256 * 1024),
     batchPages: intOption("batch", values.batch, 256, 1, 16384),
     program,
+    ...(diskSpec && (await diskSpec.options())),
   };
   const key = await keyFileOption(values["key-file"]);
   if (values.encrypt && key === undefined) throw new UsageError("--encrypt needs --key-file: the record keys come from the shared key");
@@ -80,11 +86,12 @@ export async function run(args: string[]): Promise<number> {
   });
   const spec = { module: new URL("./migrate.js", import.meta.url).href, name: "openWorkload", args: [program] };
   const workload = await ThreadedWorkload.start(spec);
+  const disk = await diskSpec?.open();
   try {
     const channel = await connectChannel(host, port, { key, bitsPerSecond: cap, timeout, recoverTimeout, encrypt: values.encrypt === true });
     let stats;
     try {
-      stats = await sendMigration(strategy, workload, values["no-priority-lane"] ? withoutPriorityLane(channel) : channel, options);
+      stats = await sendMigration(strategy, workload, values["no-priority-lane"] ? withoutPriorityLane(channel) : channel, { ...options, disk });
       // The receiver hears that its report arrived before this process goes.
       await channel.finished;
     } catch (err) {
@@ -95,13 +102,17 @@ export async function run(args: string[]): Promise<number> {
     }
     if (values.json) console.log(JSON.stringify({ ...stats, verified: true, recoveries: recoveryTimes(channel), timeUnit: "s" }, null, 2));
     else {
-      console.log(`${factory.describe} → ${host}:${port}, ${strategy}, codec ${codec}${cap ? `, capped at ${(cap / 1e6).toFixed(1)} Mbit/s` : ""}\n`);
+      console.log(`${factory.describe}${diskSpec ? ` with ${diskSpec.describe}` : ""} → ${host}:${port}, ${strategy}, codec ${codec}${cap ? `, capped at ${(cap / 1e6).toFixed(1)} Mbit/s` : ""}\n`);
       printDetail(stats);
       printRecoveries(channel);
     }
     return 0;
   } finally {
     await workload.close();
+    if (disk) {
+      await disk.close();
+      disk.guest.dispose();
+    }
   }
 }
 

@@ -85,8 +85,13 @@ export interface DestinationParts extends EndParts {
   readonly disk?: SharedDisk;
 }
 
-/** What the destination sees of the source's disk in one process (as SharedGuest for memory). */
-export type SharedDisk = Pick<SharedGuest, "original" | "preserve" | "release"> & { readonly workload: Workload };
+/**
+ * What the destination sees of the source's disk (as SharedGuest for
+ * memory): the program's disk, when the program runs here (post-copy; a
+ * destination in another process has none in pre-copy, and checks the disk
+ * whole at the end).
+ */
+export type SharedDisk = Pick<SharedGuest, "original" | "preserve" | "release" | "firstChange" | "prepare"> & { readonly workload?: Workload };
 
 /** The disk's counters at the destination (MigrationStats.disk). */
 export interface DestinationDiskCounters {
@@ -113,7 +118,7 @@ class Held {
   constructor(
     readonly pageSize: number,
     readonly pageCount: number,
-    readonly shared: Pick<SharedGuest, "original" | "preserve" | "release">,
+    readonly shared: Pick<SharedGuest, "original" | "preserve" | "release" | "firstChange">,
     readonly disk: boolean,
   ) {
     this.memory = new Uint8Array(pageCount * pageSize);
@@ -262,6 +267,7 @@ export class Destination {
       if (frame.type === "switch-over") this.channel.survive?.();
       if (frame.type === "switch-over" && frame.disk) {
         const record = decodeSwitchover(frame.state, held.pageCount);
+        if (record.pending && this.sharedDisk!.prepare) await this.sharedDisk!.prepare(record);
         held.setPending(record.pending, this.refetching);
         this.diskSwitched = true;
         continue;
@@ -352,8 +358,8 @@ export class Destination {
 
   /** Bookkeeping for pages (or disk blocks) just decoded into `held`'s memory. */
   private arrived(held: Held, indices: Uint32Array): void {
-    if (held.disk && !this.diskSwitched) {
-      // Before the switch-over: the final state is checked at the end; a refused reference's block is here now.
+    if (held.disk && (!this.diskSwitched || !this.sharedDisk!.workload)) {
+      // Before the switch-over, or with no program here: the final state is checked at the end; a refused reference's block is here now.
       for (const p of indices) this.refetching.delete(p);
       return;
     }
@@ -503,7 +509,7 @@ export class Destination {
       if (state & PageState.PRESENT) {
         if (kind === "read") return;
         if (!(state & PageState.CHECKED)) {
-          if (!held.disk) this.shared.firstChange?.(p);
+          held.shared.firstChange?.(p);
           // Before the program first changes a page it holds, the page must be the source's.
           const mine = held.memory.subarray(p * ps, (p + 1) * ps);
           if (!Buffer.from(mine.buffer, mine.byteOffset, ps).equals(Buffer.from(guest.memory.buffer, guest.memory.byteOffset + p * ps, ps))) {
@@ -516,7 +522,7 @@ export class Destination {
       }
       // Missing: the source must still send what the page held at switch-over.
       if (kind !== "read") {
-        if (!held.disk) this.shared.firstChange?.(p);
+        held.shared.firstChange?.(p);
         held.shared.preserve(p);
       }
       if (kind === "overwrite") {
@@ -593,7 +599,7 @@ export class Destination {
   /** Releases WebAssembly memory and the access hook. */
   dispose(): void {
     if (this.shared.workload) this.shared.workload.guest.hook = undefined;
-    if (this.sharedDisk) this.sharedDisk.workload.guest.hook = undefined;
+    if (this.sharedDisk?.workload) this.sharedDisk.workload.guest.hook = undefined;
     this.mem.decoder.dispose();
     this.disk?.decoder.dispose();
   }

@@ -16,6 +16,7 @@ import { normaliseOptions, type MigrationOptions, type Phase } from "./options.j
 import { postcopy } from "./postcopy.js";
 import { precopy } from "./precopy.js";
 import { Source } from "./source.js";
+import { diskStats } from "./storage.js";
 import { Tasks } from "./tasks.js";
 import { verifyMemory } from "./verify.js";
 import { PagemillError } from "../errors.js";
@@ -122,9 +123,8 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
     );
     stats.verifiedPages = verifyMemory(workload.guest.memory, destination.memory, settings.pageSize);
     if (sourceDisk) {
-      const { blockMisses, prefetchedBlocks, dedupRefused } = destination.diskCounters;
-      stats.disk = { ...sourceDisk.stats, blockMisses, prefetchedBlocks, dedupRefused };
-      stats.disk.verifiedBlocks = verifyMemory(sourceDisk.guest.memory, destination.diskMemory!, sourceDisk.settings.blockSize, "disk block");
+      const verifiedBlocks = verifyMemory(sourceDisk.guest.memory, destination.diskMemory!, sourceDisk.settings.blockSize, "disk block");
+      stats.disk = diskStats(sourceDisk.stats, destination.diskCounters, verifiedBlocks);
     }
     return stats;
   } finally {

@@ -16,6 +16,8 @@
 //   trace or a seeded model) before resuming it, hashes that replica's
 //   memory, which must match the source's digest, and checks every arriving
 //   page against the replica and its final memory against the program's.
+// - A disk migrated with the memory (storage.ts) is described in INFO too,
+//   and held, replayed and digested the same way, block for page.
 // - The destination answers with an INFO frame of its own (DestinationReport)
 //   and the source combines both ends' counters into the MigrationStats.
 
@@ -28,7 +30,9 @@ import { FrameDecoder } from "../wire/decoder.js";
 import { encodeControl } from "../wire/frame.js";
 import { xxh3, xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
-import { Destination } from "./destination.js";
+import { Destination, type DestinationDiskCounters, type SharedDisk, type SharedGuest } from "./destination.js";
+import { MAX_DISK_BYTES, checkDiskShape } from "../guest/disk.js";
+import { diskStats } from "./storage.js";
 import { SwitchoverView } from "./frozen.js";
 import { combineStats, type DestinationCounters, type MigrationStats, type StrategyName, type TrafficCounters } from "./metrics.js";
 import { STRATEGIES } from "./migrate.js";
@@ -43,7 +47,13 @@ export const DEFAULT_MAX_GUEST_BYTES = 4 * 2 ** 30;
 
 /** The options of a migration that the destination needs too. */
 const SHARED_OPTIONS = ["codec", "stateBytes", "batchPages", "prepageWindow", "faultQuantum"] as const;
-type SharedOptions = Pick<EngineOptions, (typeof SHARED_OPTIONS)[number]>;
+type SharedOptions = Pick<EngineOptions, (typeof SHARED_OPTIONS)[number] | "diskDedup" | "prefetch" | "prefetchWindow">;
+
+function sharedOptions(settings: EngineSettings): SharedOptions {
+  const memory = Object.fromEntries(SHARED_OPTIONS.map((k) => [k, settings[k]]));
+  const disk = settings.disk;
+  return disk ? { ...memory, diskDedup: disk.dedup, prefetch: disk.prefetch, prefetchWindow: disk.prefetchWindow } : memory;
+}
 
 /** The source's first frame. */
 export interface MigrationInfo {
@@ -56,6 +66,8 @@ export interface MigrationInfo {
   readonly options: SharedOptions;
   /** How the destination starts the program for post-copy (the CLI sends its workload options); opaque here. */
   readonly program?: unknown;
+  /** The disk migrated with the memory, when there is one. */
+  readonly disk?: { readonly blockSize: number; readonly blockCount: number };
 }
 
 /** The destination's last frame. */
@@ -71,10 +83,16 @@ export interface DestinationReport {
   readonly stopWallTime: number;
   readonly counters: DestinationCounters;
   readonly traffic: TrafficCounters;
+  /** with a disk: its counters here (MigrationStats.disk) */
+  readonly diskCounters?: DestinationDiskCounters;
 }
 
-/** How the done frame's digest of the memory is made (see memoryDigest). */
+/**
+ * How the done frame's digest is made: memoryDigest() of the memory, and
+ * with a disk that of the disk (its blocks for pages) after it.
+ */
 const DIGEST_NAME = "xxh3pages+sha256";
+const DIGEST_BYTES = 32;
 
 /**
  * The digest both ends compare: SHA-256 over every page's XXH3-64 under
@@ -141,8 +159,10 @@ export class StopDigest {
 const wallNow = (): number => Date.now() / 1000;
 
 export interface SendOptions extends EngineOptions {
-  /** How the destination starts the program, for strategies with a post-copy phase. */
+  /** How the destination starts the program (and its disk), for strategies with a post-copy phase. */
   readonly program?: unknown;
+  /** The program's disk, migrated with the memory. */
+  readonly disk?: Workload;
 }
 
 /**
@@ -154,12 +174,12 @@ export interface SendOptions extends EngineOptions {
 export async function sendMigration(strategy: StrategyName, workload: Workload, channel: Channel, options: SendOptions = {}): Promise<MigrationStats> {
   const run = STRATEGIES[strategy];
   if (!run) throw new RangeError(`unknown strategy '${strategy}' (have: ${Object.keys(STRATEGIES).join(", ")})`);
-  const settings = normaliseOptions(options, workload.guest);
+  const { disk } = options;
+  const settings = normaliseOptions(options, workload.guest, disk?.guest);
   const clock = new RealClock();
   const tasks = new Tasks();
-  const source = new Source({ settings, workload, clock, channel, tasks, remote: true });
+  const source = new Source({ settings, workload, clock, channel, tasks, remote: true, disk });
   try {
-    const shared: SharedOptions = Object.fromEntries(SHARED_OPTIONS.map((k) => [k, settings[k]]));
     const digestSeed = randomBytes(8).readBigUInt64LE();
     const info: MigrationInfo = {
       protocol: REMOTE_PROTOCOL,
@@ -167,8 +187,9 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
       pageSize: settings.pageSize,
       pageCount: settings.pageCount,
       digestSeed: digestSeed.toString(),
-      options: shared,
+      options: sharedOptions(settings),
       program: options.program,
+      ...(settings.disk && { disk: { blockSize: settings.disk.blockSize, blockCount: settings.disk.blockCount } }),
     };
     await source.sendControl({ type: "info", json: JSON.stringify(info) });
     // The destination answers once it can take the migration (its program started): the guest
@@ -185,8 +206,10 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
     });
     tasks.spawn(reported);
     const { reason, converged } = await Promise.race([run(source), tasks.failed]);
-    // Nothing writes the source's memory after the stop: this is the memory at switch-over.
-    await source.sendControl({ type: "done", memoryBytes: workload.guest.memory.byteLength, digestName: DIGEST_NAME, digest: memoryDigest(workload.guest.memory, settings.pageSize, digestSeed) });
+    // Nothing writes the source's memory (or disk) after the stop: this is it at switch-over.
+    const digests = [memoryDigest(workload.guest.memory, settings.pageSize, digestSeed)];
+    if (disk) digests.push(memoryDigest(disk.guest.memory, disk.guest.pageSize, digestSeed));
+    await source.sendControl({ type: "done", memoryBytes: workload.guest.memory.byteLength, digestName: DIGEST_NAME, digest: Buffer.concat(digests) });
     channel.close();
     const report = await Promise.race([reported, tasks.failed]);
     const end = Math.max(report.completeWallTime, wallNow());
@@ -211,10 +234,12 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
       source.pipeline.report(settings.pageSize),
     );
     stats.verifiedPages = report.pages;
+    if (source.disk) stats.disk = diskStats(source.disk.stats, report.diskCounters!, source.disk.settings.blockCount);
     stats.bandwidth = channel.bitsPerSecond ?? 0;
     return stats;
   } finally {
     workload.throttle = 1;
+    if (disk) disk.throttle = 1;
     source.dispose();
   }
 }
@@ -226,8 +251,12 @@ export interface ReceiveOptions {
    * is accepted.
    */
   readonly startProgram?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
+  /** Starts the program's disk as `program` names it (fresh, at its start), for a disk migrated with a post-copy phase. */
+  readonly startDisk?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
   /** Largest guest accepted, bytes (default 4 GiB). */
   readonly maxGuestBytes?: number;
+  /** Largest disk accepted, bytes (default and most: MAX_DISK_BYTES, 4 GiB; it is held whole). */
+  readonly maxDiskBytes?: number;
 }
 
 export interface ReceiveResult {
@@ -235,9 +264,12 @@ export interface ReceiveResult {
   readonly report: DestinationReport;
   /** the migrated memory, verified */
   readonly memory: Uint8Array;
+  /** the migrated disk, verified, when there was one */
+  readonly disk?: Uint8Array;
 }
 
-function readInfo(json: string, maxGuestBytes: number): MigrationInfo {
+function readInfo(json: string, options: ReceiveOptions): MigrationInfo {
+  const { maxGuestBytes = DEFAULT_MAX_GUEST_BYTES, maxDiskBytes = MAX_DISK_BYTES } = options;
   let info: MigrationInfo;
   try {
     info = JSON.parse(json) as MigrationInfo;
@@ -256,6 +288,16 @@ function readInfo(json: string, maxGuestBytes: number): MigrationInfo {
   if (pageSize * pageCount > maxGuestBytes) fail(`a guest of ${pageSize * pageCount} bytes is larger than this receiver takes (${maxGuestBytes})`);
   if (typeof info.options !== "object" || info.options === null) fail("options missing");
   if (!(typeof info.digestSeed === "string" && /^\d{1,20}$/.test(info.digestSeed) && BigInt(info.digestSeed) < 2n ** 64n)) fail(`digest seed ${JSON.stringify(info.digestSeed)} is not a u64 in decimal`);
+  if (info.disk !== undefined) {
+    if (typeof info.disk !== "object" || info.disk === null) fail("the disk's description is not an object");
+    const { blockSize, blockCount } = info.disk;
+    try {
+      checkDiskShape(blockCount, blockSize);
+    } catch (err) {
+      fail(`the disk: ${(err as Error).message}`);
+    }
+    if (blockSize * blockCount > maxDiskBytes) fail(`a disk of ${blockSize * blockCount} bytes is larger than this receiver takes (${maxDiskBytes})`);
+  }
   return info;
 }
 
@@ -264,25 +306,42 @@ async function replayTo(program: Workload, guestTime: number): Promise<void> {
   if (guestTime > program.workTime) await program.advance(program.now + (guestTime - program.workTime));
 }
 
+/** What the destination runs: the program (and its disk) for strategies with a post-copy phase. */
+interface Accepted {
+  readonly info: MigrationInfo;
+  readonly settings: EngineSettings;
+  readonly program: Workload | undefined;
+  readonly diskProgram: Workload | undefined;
+}
+
 /** Reads the source's description and starts the program it names, when the strategy runs one here. */
-async function accept(first: Uint8Array, options: ReceiveOptions): Promise<{ info: MigrationInfo; settings: EngineSettings; program: Workload | undefined }> {
+async function accept(first: Uint8Array, options: ReceiveOptions): Promise<Accepted> {
   const greeter = new FrameDecoder();
   let info: MigrationInfo;
   try {
     const frame = greeter.decode(first);
     if (frame.type !== "info") throw new PagemillError(`the source's first frame is a ${frame.type} frame, not its migration description`);
-    info = readInfo(frame.json, options.maxGuestBytes ?? DEFAULT_MAX_GUEST_BYTES);
+    info = readInfo(frame.json, options);
   } finally {
     greeter.dispose();
   }
-  const settings = normaliseOptions(info.options, info);
-  if (info.strategy === "precopy") return { info, settings, program: undefined };
+  const diskShape = info.disk && { pageSize: info.disk.blockSize, pageCount: info.disk.blockCount };
+  const settings = normaliseOptions(info.options, info, diskShape);
+  if (info.strategy === "precopy") return { info, settings, program: undefined, diskProgram: undefined };
   if (!options.startProgram) throw new PagemillError(`a ${info.strategy} migration runs the program here, and this receiver cannot start one`);
+  if (diskShape && !options.startDisk) throw new PagemillError(`a ${info.strategy} migration with a disk runs the program's disk here, and this receiver cannot start one`);
   const program = await options.startProgram(info.program, info);
-  if (program.guest.pageSize !== info.pageSize || program.guest.pageCount !== info.pageCount) {
-    throw new PagemillError(`the program started here has ${program.guest.pageCount} pages of ${program.guest.pageSize} B, the source's guest ${info.pageCount} of ${info.pageSize}`);
+  checkShape("program", program, info);
+  const diskProgram = diskShape && (await options.startDisk!(info.program, info));
+  if (diskProgram) checkShape("program's disk", diskProgram, diskShape);
+  return { info, settings, program, diskProgram };
+}
+
+function checkShape(what: string, started: Workload, expected: { pageSize: number; pageCount: number }): void {
+  const { pageSize, pageCount } = started.guest;
+  if (pageSize !== expected.pageSize || pageCount !== expected.pageCount) {
+    throw new PagemillError(`the ${what} started here has ${pageCount} pages of ${pageSize} B, the source's ${expected.pageCount} of ${expected.pageSize}`);
   }
-  return { info, settings, program };
 }
 
 /** The destination's first frame: ready, or why it refused. */
@@ -315,50 +374,40 @@ async function answer(channel: Channel, json: object): Promise<void> {
 export async function receiveMigration(channel: Channel, options: ReceiveOptions = {}): Promise<ReceiveResult> {
   const first = await channel.receive();
   if (!first) throw new PagemillError("the source closed the connection before describing the migration");
-  let info: MigrationInfo;
-  let settings: EngineSettings;
-  let program: Workload | undefined;
+  let accepted: Accepted;
   try {
-    ({ info, settings, program } = await accept(first, options));
+    accepted = await accept(first, options);
   } catch (error) {
     // The source hears why, instead of waiting for an answer that never comes.
     await answer(channel, { ready: false, error: (error as Error).message }).catch(() => {});
     channel.close();
     throw error;
   }
+  const { info, settings, program, diskProgram } = accepted;
   await answer(channel, { ready: true });
   const clock = new RealClock();
   // Times on this clock, as wall-clock times: the source's are wall-clock too.
   const wallOrigin = wallNow() - clock.now();
   const wallAt = (t: number): number => wallOrigin + t;
   const tasks = new Tasks();
-  const view = program ? new SwitchoverView(program.guest) : undefined;
-  let replaying = Promise.resolve();
-  /** The digest of the replica's memory at the stop. */
-  const stopDigest = program ? new StopDigest(program.guest, BigInt(info.digestSeed)) : undefined;
+  const seed = BigInt(info.digestSeed);
+  const memory = program && new Replica(program, seed);
+  const disk = diskProgram && new Replica(diskProgram, seed);
   const destination = new Destination({
     settings,
     clock,
     channel,
     tasks,
     shared: {
-      workload: program,
-      original: (p) => view!.page(p),
-      preserve: (p) => view!.preserve(p),
-      release: (p) => view!.release(p),
-      firstChange: (p) => stopDigest!.take(p),
+      ...(memory?.shared() ?? NO_PROGRAM),
       progress: (json) => {
-        // The replica follows the source's guest while pre-copy runs, never past where it has been.
-        const { guestTime } = JSON.parse(json) as { guestTime?: unknown };
-        if (program && typeof guestTime === "number" && Number.isFinite(guestTime)) replaying = replaying.then(() => replayTo(program, guestTime));
-      },
-      prepare: async (record) => {
-        if (!program || !record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
-        // The replica runs up to where the source stopped: the same program, the same writes.
-        await replaying;
-        await replayTo(program, record.stop.guestTime);
+        // The replicas follow the source's guest while pre-copy runs, never past where it has been.
+        const { guestTime, diskTime } = JSON.parse(json) as { guestTime?: unknown; diskTime?: unknown };
+        memory?.follow(guestTime);
+        disk?.follow(diskTime);
       },
     },
+    disk: info.disk && (disk?.shared() ?? NO_PROGRAM),
   });
   try {
     let error: string | undefined;
@@ -378,25 +427,88 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
       stopWallTime: destination.stop?.wallTime ?? wallAt(destination.resumeAt),
       counters: { ...destination.counters, workloadSlowdown: destination.slowdown(destination.completeAt) },
       traffic: destination.traffic,
+      ...(info.disk && { diskCounters: destination.diskCounters }),
     };
     await destination.sendInfo(JSON.stringify(report)).catch(() => {});
     channel.close();
     if (error !== undefined) throw new VerificationError(`the migration did not verify: ${error}`, []);
-    return { info, report, memory: destination.memory };
+    return { info, report, memory: destination.memory, ...(destination.diskMemory && { disk: destination.diskMemory }) };
   } finally {
     destination.dispose();
   }
 
-  /** Why the memory here is not the source's, or undefined when it is. */
+  /** Why the memory (or disk) here is not the source's, or undefined when it is. */
   function verify(): string | undefined {
     if (!destination.complete) return `the source closed the connection with ${destination.missingPages} page(s) not sent`;
     const digest = destination.sourceDigest;
-    if (!digest || digest.name !== DIGEST_NAME) return `the source sent no digest of its memory (${DIGEST_NAME})`;
-    const ours = stopDigest ? stopDigest.finish() : memoryDigest(destination.memory, settings.pageSize, BigInt(info.digestSeed));
-    if (!Buffer.from(ours).equals(Buffer.from(digest.digest))) {
+    const parts = info.disk ? 2 : 1;
+    if (!digest || digest.name !== DIGEST_NAME || digest.digest.byteLength !== parts * DIGEST_BYTES) return `the source sent no digest of its memory${info.disk ? " and disk" : ""} (${DIGEST_NAME})`;
+    const theirs = (k: number): Buffer => Buffer.from(digest.digest.buffer, digest.digest.byteOffset + k * DIGEST_BYTES, DIGEST_BYTES);
+    const ours = memory ? memory.stopDigest.finish() : memoryDigest(destination.memory, settings.pageSize, seed);
+    if (!theirs(0).equals(ours)) {
       return program ? "the program replayed here does not reach the source's memory at the stop" : "the memory received does not hash as the source's";
     }
+    if (info.disk) {
+      const oursDisk = disk ? disk.stopDigest.finish() : memoryDigest(destination.diskMemory!, info.disk.blockSize, seed);
+      if (!theirs(1).equals(oursDisk)) {
+        return disk ? "the program's disk replayed here does not reach the source's disk at the stop" : "the disk received does not hash as the source's";
+      }
+    }
     if (program) verifyMemory(program.guest.memory, destination.memory, settings.pageSize);
+    if (diskProgram) verifyMemory(diskProgram.guest.memory, destination.diskMemory!, info.disk!.blockSize, "disk block");
     return undefined;
+  }
+}
+
+/** Pre-copy runs no program here: nothing asks for the source's switch-over content. */
+const NO_PROGRAM: Pick<SharedGuest, "original" | "preserve" | "release"> = {
+  original: noProgram,
+  preserve: noProgram,
+  release: noProgram,
+};
+function noProgram(): never {
+  throw new PagemillError("a pre-copy destination has no program to check pages against");
+}
+
+/**
+ * The program's copy here (its memory, or its disk) for a strategy with a
+ * post-copy phase: replayed to where the source's stopped, the source's
+ * content at the switch-over kept for checks (view), and its digest at the
+ * stop taken as the program goes on changing it.
+ */
+class Replica {
+  readonly view: SwitchoverView;
+  readonly stopDigest: StopDigest;
+  private replaying = Promise.resolve();
+
+  constructor(
+    readonly program: Workload,
+    seed: bigint,
+  ) {
+    this.view = new SwitchoverView(program.guest);
+    this.stopDigest = new StopDigest(program.guest, seed);
+  }
+
+  /** Replays in the background up to `workTime` (a work time the source's program reached), when it is one. */
+  follow(workTime: unknown): void {
+    if (typeof workTime === "number" && Number.isFinite(workTime)) this.replaying = this.replaying.then(() => replayTo(this.program, workTime));
+  }
+
+  /** What the Destination sees of it (SharedGuest's part, SharedDisk). */
+  shared(): SharedDisk & { workload: Workload } {
+    const { view, program } = this;
+    return {
+      workload: program,
+      original: (p) => view.page(p),
+      preserve: (p) => view.preserve(p),
+      release: (p) => view.release(p),
+      firstChange: (p) => this.stopDigest.take(p),
+      prepare: async (record) => {
+        if (!record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
+        // The replica runs up to where the source stopped: the same program, the same writes.
+        await this.replaying;
+        await replayTo(program, record.stop.guestTime);
+      },
+    };
   }
 }

@@ -370,7 +370,9 @@ export class Source {
    * and event order stay as they were).
    */
   sendProgress(): Promise<void> | undefined {
-    return this.remote ? this.sendControl({ type: "info", json: JSON.stringify({ guestTime: this.workload.workTime }) }) : undefined;
+    if (!this.remote) return undefined;
+    const disk = this.disk?.workload;
+    return this.sendControl({ type: "info", json: JSON.stringify({ guestTime: this.workload.workTime, ...(disk && { diskTime: disk.workTime }) }) });
   }
 
   /** Sends a control frame. */
@@ -436,7 +438,9 @@ export class Source {
     this.channel.survive?.();
     const d = this.disk;
     if (d) {
-      const record = encodeSwitchover({ state: new Uint8Array(0), pending: d.pending?.toWords() }, d.settings.blockCount);
+      // The disk's program runs on its own steps: it stopped at a work time of its own.
+      const stop = this.remote ? { guestTime: d.workload.workTime, wallTime: this.stoppedWall } : undefined;
+      const record = encodeSwitchover({ state: new Uint8Array(0), pending: d.pending?.toWords(), stop }, d.settings.blockCount);
       await this.sendDisk(d.pipeline.control({ type: "switch-over", state: record, disk: true }));
     }
     // Downtime runs from the guest's stop (before the stop-and-copy), on the wall clock both ends share.

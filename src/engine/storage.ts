@@ -89,6 +89,12 @@ export interface DiskStats {
   encodeWallSeconds: number;
 }
 
+/** The disk's figures of a migration: the source's, the destination's counters, and the blocks the end check compared. */
+export function diskStats(source: DiskStats, destination: Pick<DiskStats, "blockMisses" | "prefetchedBlocks" | "dedupRefused">, verifiedBlocks: number): DiskStats {
+  const { blockMisses, prefetchedBlocks, dedupRefused } = destination;
+  return { ...source, blockMisses, prefetchedBlocks, dedupRefused, verifiedBlocks };
+}
+
 /** Where content the destination holds lies, and the MD5 it has there. */
 interface Location {
   readonly space: "disk" | "memory";
