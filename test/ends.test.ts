@@ -122,6 +122,22 @@ describe("Source and Destination", () => {
     }
   });
 
+  it("pages after a pre-copy switch-over are refused before they touch the memory", async () => {
+    const w = workload(1024, 5);
+    const clock = new VirtualClock();
+    const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
+    const frames: Uint8Array[] = [];
+    try {
+      await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec: "raw" });
+      // A page frame replayed after the switch-over record: the memory there is final (and hashed, between processes).
+      const late = frames.findLast((f) => f.byteLength > 4096 && f[5] === 1)!;
+      await expect(replayInto([...frames, late], w, "raw")).rejects.toThrow(/pages frame after the switch-over of a pre-copy migration/);
+    } finally {
+      await w.close();
+      w.guest.dispose();
+    }
+  });
+
   it("options are checked once, naming the option, before either end exists", async () => {
     const guest = { pageSize: 4096, pageCount: 16 };
     expect(() => normaliseOptions({ batchPages: 0 }, guest)).toThrow(/batchPages/);

@@ -26,7 +26,7 @@ import { PagemillError, VerificationError } from "../errors.js";
 import type { AccessKind, Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import type { Clock } from "../clock.js";
-import { FrameFlags, MAX_REQUEST_PAGES, readFrameHeader, readPageEncodings, decodeSwitchover, type BlockRef, type SwitchoverRecord } from "../wire/frame.js";
+import { FrameFlags, FrameType, MAX_REQUEST_PAGES, frameTypeName, readFrameHeader, readPageEncodings, decodeSwitchover, type BlockRef, type SwitchoverRecord } from "../wire/frame.js";
 import { md5 } from "../hash/md5.js";
 import { xxh3 } from "../hash/xxhash.js";
 import { CodecError } from "../errors.js";
@@ -254,8 +254,13 @@ export class Destination {
       // memory and updating their page states is then one step, with no wait
       // between: otherwise the program could run, or the migration end, while
       // memory holds the source's copy of a page the program has replaced.
-      const held = readFrameHeader(bytes).flags & FrameFlags.DISK ? this.disk : this.mem;
+      const header = readFrameHeader(bytes);
+      const held = header.flags & FrameFlags.DISK ? this.disk : this.mem;
       if (!held) throw new PagemillError("destination got a disk frame, but migrates no disk");
+      // After a pre-copy switch-over the memory here is final (and may be hashed already): nothing may change it.
+      if (this.resumedAt >= 0 && !this.postcopy && (header.type === FrameType.PAGES || header.type === FrameType.REFS)) {
+        throw new PagemillError(`destination got a ${frameTypeName(header.type)} frame after the switch-over of a pre-copy migration`);
+      }
       const encodings = readPageEncodings(bytes);
       if (encodings) {
         let cpu = 0;

@@ -409,11 +409,19 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     },
     disk: info.disk && (disk?.shared() ?? NO_PROGRAM),
   });
+  // Pre-copy: what is here is final once the guest would resume (the destination refuses pages after
+  // that), so it is hashed then, while the source hashes its own, not after the source's digest came.
+  const received = program
+    ? undefined
+    : destination.resumed.then(() => ({
+        memory: memoryDigest(destination.memory, settings.pageSize, seed),
+        disk: info.disk && memoryDigest(destination.diskMemory!, info.disk.blockSize, seed),
+      }));
   try {
     let error: string | undefined;
     try {
       await Promise.race([destination.receive(), tasks.failed]);
-      error = verify();
+      error = await verify();
     } catch (err) {
       // The source hears why before the connection closes.
       error = (err as Error).message;
@@ -438,18 +446,19 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   }
 
   /** Why the memory (or disk) here is not the source's, or undefined when it is. */
-  function verify(): string | undefined {
+  async function verify(): Promise<string | undefined> {
     if (!destination.complete) return `the source closed the connection with ${destination.missingPages} page(s) not sent`;
     const digest = destination.sourceDigest;
     const parts = info.disk ? 2 : 1;
     if (!digest || digest.name !== DIGEST_NAME || digest.digest.byteLength !== parts * DIGEST_BYTES) return `the source sent no digest of its memory${info.disk ? " and disk" : ""} (${DIGEST_NAME})`;
     const theirs = (k: number): Buffer => Buffer.from(digest.digest.buffer, digest.digest.byteOffset + k * DIGEST_BYTES, DIGEST_BYTES);
-    const ours = memory ? memory.stopDigest.finish() : memoryDigest(destination.memory, settings.pageSize, seed);
+    const here = await received;
+    const ours = memory ? memory.stopDigest.finish() : here!.memory;
     if (!theirs(0).equals(ours)) {
       return program ? "the program replayed here does not reach the source's memory at the stop" : "the memory received does not hash as the source's";
     }
     if (info.disk) {
-      const oursDisk = disk ? disk.stopDigest.finish() : memoryDigest(destination.diskMemory!, info.disk.blockSize, seed);
+      const oursDisk = disk ? disk.stopDigest.finish() : here!.disk!;
       if (!theirs(1).equals(oursDisk)) {
         return disk ? "the program's disk replayed here does not reach the source's disk at the stop" : "the disk received does not hash as the source's";
       }

@@ -165,11 +165,13 @@ export class FrameDecoder extends Owned {
       base = destination.ptr;
     } else target = destination;
     const mem = wasm().heap.bytes();
+    let whole: Buffer | undefined;
     for (let k = 0; k < n; k++) {
       const to = destination instanceof Uint8Array ? indices[k]! * ps : base + k * ps;
       switch (encodings[k]) {
         case Encoding.ZERO:
-          target.fill(0, to, to + ps);
+          // Memory never written reads as zero without being backed: looking costs less than writing it.
+          if (target !== destination || !isZeroAt((whole ??= Buffer.from(target.buffer, target.byteOffset, target.byteLength)), to, ps)) target.fill(0, to, to + ps);
           break;
         case Encoding.SAME_VALUE:
           fillSameValue(target, to, bytes.subarray(offsets[k]!, offsets[k]! + 4), ps);
@@ -278,4 +280,12 @@ export function decodeFrame(bytes: Uint8Array, destination?: PageDestination, de
     }
   }
   return (defaultDecoder ??= new FrameDecoder()).decode(bytes, destination);
+}
+
+const zeroPages = new Map<number, Buffer>();
+/** True when bytes [at, at + size) of `bytes` are all zero (one memcmp against a zero page). */
+function isZeroAt(bytes: Buffer, at: number, size: number): boolean {
+  let zero = zeroPages.get(size);
+  if (!zero) zeroPages.set(size, (zero = Buffer.alloc(size)));
+  return bytes.compare(zero, 0, size, at, at + size) === 0;
 }
