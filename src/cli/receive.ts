@@ -11,6 +11,7 @@ import { UsageError, addressOption, formatBytes, keyFileOption, parse, pathOptio
 import { WORKLOAD_OPTIONS, workloadFactory } from "./migrate.js";
 import { DISK_PROGRAM_OPTIONS, diskSetup } from "./disk.js";
 import type { Workload } from "../guest/guest.js";
+import type { WorkloadSpec } from "../guest/threaded.js";
 import { printRecoveries, recoveryTimes, waitOptions } from "./send.js";
 
 export const summary = "Receives one live migration from `pagemill send` over TCP, verifies it, and writes the memory.";
@@ -37,6 +38,11 @@ function programOptions(program: unknown, info: MigrationInfo): Record<string, O
 /** The program the source names, started here as the migrate command would start it. */
 function startProgram(program: unknown, info: MigrationInfo): Promise<Workload> {
   return workloadFactory(programOptions(program, info)).open();
+}
+
+/** The program the source names, opened in a thread of its own (demand paging). */
+function programThread(program: unknown, info: MigrationInfo): WorkloadSpec {
+  return { module: new URL("./migrate.js", import.meta.url).href, name: "openWorkload", args: [programOptions(program, info)] };
 }
 
 /** The program's disk, likewise. */
@@ -78,7 +84,7 @@ export async function run(args: string[]): Promise<number> {
     // Listening on, for this source only: it dials here again after a cut.
     listener.refuseNew();
     try {
-      result = await receiveMigration(channel, { startProgram, startDisk });
+      result = await receiveMigration(channel, { startProgram, startDisk, programThread });
       // Verified; the source may still need the report again after a cut.
       await channel.finished.catch(() => {});
     } catch (err) {

@@ -55,7 +55,7 @@ export const PageState = {
  * to check every arrival against.
  */
 export interface SharedGuest {
-  /** The program; it runs here after a post-copy switch-over (absent: only pre-copy can end here). */
+  /** The program; it runs here after a post-copy switch-over (absent, and no thread: only pre-copy can end here). */
   readonly workload?: Workload;
   /** The CPU and device state the source sends, to check it (absent: taken as it comes). */
   readonly state?: Uint8Array;
@@ -75,6 +75,26 @@ export interface SharedGuest {
   firstChange?(p: number): void;
   /** An INFO frame from the source during the migration (a source in another process says how far its guest ran). */
   progress?(json: string): void;
+  /** The program in a thread of its own with real demand paging, instead of `workload` in quanta here. */
+  thread?: ProgramThread;
+}
+
+/**
+ * A program that runs in a thread of its own after a post-copy switch-over
+ * and blocks on each access to a page this end does not hold (./demand.ts):
+ * the Destination keeps its memory and page states where the thread reads
+ * them, tells it when pages arrive, and asks the source for those it faults on.
+ */
+export interface ProgramThread {
+  /** The Destination's memory and page states (shared with the thread). */
+  readonly received: Uint8Array;
+  readonly pageState: Uint8Array;
+  /** Lets the program run; `onFault` hears each page it blocks on, `onFailure` why it stopped. */
+  resume(onFault: (page: number) => void, onFailure: (error: Error) => void): void;
+  /** Pages became present. */
+  arrived(): void;
+  /** Stops the program once this end holds every page; resolves with the seconds it spent blocked. */
+  finish(): Promise<{ faultStall: number }>;
 }
 
 const NONE: ReadonlySet<number> = new Set();
@@ -120,9 +140,11 @@ class Held {
     readonly pageCount: number,
     readonly shared: Pick<SharedGuest, "original" | "preserve" | "release" | "firstChange">,
     readonly disk: boolean,
+    /** where the memory and page states live, when a program thread reads them */
+    buffers?: Pick<ProgramThread, "received" | "pageState">,
   ) {
-    this.memory = new Uint8Array(pageCount * pageSize);
-    this.pageState = new Uint8Array(pageCount);
+    this.memory = buffers?.received ?? new Uint8Array(pageCount * pageSize);
+    this.pageState = buffers?.pageState ?? new Uint8Array(pageCount);
   }
 
   get complete(): boolean {
@@ -202,7 +224,7 @@ export class Destination {
     this.tasks = parts.tasks;
     this.shared = parts.shared;
     this.report = parts.report ?? (() => {});
-    this.mem = new Held(this.settings.pageSize, this.settings.pageCount, this.shared, false);
+    this.mem = new Held(this.settings.pageSize, this.settings.pageCount, this.shared, false, this.shared.thread);
     this.memory = this.mem.memory;
     const disk = this.settings.disk;
     if (disk && !parts.disk) throw new RangeError("the settings describe a disk, but no disk was given");
@@ -324,10 +346,11 @@ export class Destination {
     this.stop = record.stop;
     if (record.pending) {
       // Post-copy follows: everything not pending is in place.
-      if (!this.shared.workload) throw new PagemillError("a post-copy switch-over came, but this destination has no program to run");
+      const { workload, thread } = this.shared;
+      if (!workload && !thread) throw new PagemillError("a post-copy switch-over came, but this destination has no program to run");
       this.postcopy = true;
       this.mem.setPending(record.pending, NONE);
-      this.tasks.spawn(this.runProgram());
+      this.tasks.spawn(thread ? this.runThread(thread) : this.runProgram());
     } else {
       this.mem.pageState.fill(PageState.PRESENT);
       this.mem.present = n;
@@ -391,6 +414,7 @@ export class Destination {
       if (held.disk) this.refetching.delete(p);
       if (held.waiting.delete(p) && this.waitsOver()) this.waitingWake?.();
     }
+    if (!held.disk) this.shared.thread?.arrived();
     this.report();
     if (this.deferred && this.refetching.size === 0) {
       const record = this.deferred;
@@ -496,6 +520,26 @@ export class Destination {
       workload.guest.hook = undefined;
       if (diskProgram) diskProgram.guest.hook = undefined;
     }
+  }
+
+  /** The program in its own thread (ProgramThread), from resume until every page is here. */
+  private async runThread(thread: ProgramThread): Promise<void> {
+    const mem = this.mem;
+    let failed!: (error: Error) => void;
+    const failure = new Promise<never>((_, reject) => (failed = reject));
+    thread.resume(
+      (p) => {
+        this.counters.faults++;
+        const state = mem.pageState[p]!;
+        if (state & (PageState.PRESENT | PageState.REQUESTED)) return;
+        mem.pageState[p] = state | PageState.REQUESTED;
+        this.tasks.spawn(this.requestPages(mem, [p]));
+      },
+      (error) => failed(error),
+    );
+    await Promise.race([this.completed, failure]);
+    const { faultStall } = await thread.finish();
+    this.counters.faultStall = faultStall;
   }
 
   /**

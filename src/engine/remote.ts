@@ -31,6 +31,8 @@ import { encodeControl } from "../wire/frame.js";
 import { xxh3, xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Destination, type DestinationDiskCounters, type SharedDisk, type SharedGuest } from "./destination.js";
+import { DemandPagedProgram } from "./demand.js";
+import type { WorkloadSpec } from "../guest/threaded.js";
 import { MAX_DISK_BYTES, checkDiskShape } from "../guest/disk.js";
 import { diskStats } from "./storage.js";
 import { SwitchoverView } from "./frozen.js";
@@ -139,13 +141,19 @@ export class StopDigest {
   private readonly taken = new Map<number, bigint>();
 
   constructor(
-    private readonly guest: Guest,
+    private readonly guest: Pick<Guest, "memory" | "pageSize">,
     private readonly seed: bigint,
   ) {}
 
   /** The program is about to change page `p`. */
   take(p: number): void {
-    if (!this.taken.has(p)) this.taken.set(p, xxh3(this.guest.page(p), this.seed));
+    const ps = this.guest.pageSize;
+    if (!this.taken.has(p)) this.taken.set(p, xxh3(this.guest.memory.subarray(p * ps, (p + 1) * ps), this.seed));
+  }
+
+  /** Page `p`'s digest under the seed, taken elsewhere (a program thread) before the program changed it. */
+  took(p: number, digest: bigint): void {
+    if (!this.taken.has(p)) this.taken.set(p, digest);
   }
 
   /** The digest, once the program has stopped changing pages it was not about to (the end). */
@@ -251,6 +259,13 @@ export interface ReceiveOptions {
    * is accepted.
    */
   readonly startProgram?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
+  /**
+   * Runs the program in a worker thread with real demand paging instead
+   * (./demand.ts): where the thread finds the function that opens it, for
+   * the program `program` names. Taken over startProgram when given, except
+   * with a disk (its program runs here, with the memory's, in quanta).
+   */
+  readonly programThread?: (program: unknown, info: MigrationInfo) => WorkloadSpec;
   /** Starts the program's disk as `program` names it (fresh, at its start), for a disk migrated with a post-copy phase. */
   readonly startDisk?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
   /** Largest guest accepted, bytes (default 4 GiB). */
@@ -310,8 +325,9 @@ async function replayTo(program: Workload, guestTime: number): Promise<void> {
 interface Accepted {
   readonly info: MigrationInfo;
   readonly settings: EngineSettings;
-  readonly program: Workload | undefined;
-  readonly diskProgram: Workload | undefined;
+  readonly program?: Workload;
+  readonly thread?: DemandPagedProgram;
+  readonly diskProgram?: Workload;
 }
 
 /** Reads the source's description and starts the program it names, when the strategy runs one here. */
@@ -327,7 +343,10 @@ async function accept(first: Uint8Array, options: ReceiveOptions): Promise<Accep
   }
   const diskShape = info.disk && { pageSize: info.disk.blockSize, pageCount: info.disk.blockCount };
   const settings = normaliseOptions(info.options, info, diskShape);
-  if (info.strategy === "precopy") return { info, settings, program: undefined, diskProgram: undefined };
+  if (info.strategy === "precopy") return { info, settings };
+  if (options.programThread && !diskShape) {
+    return { info, settings, thread: await DemandPagedProgram.start(options.programThread(info.program, info), info, BigInt(info.digestSeed)) };
+  }
   if (!options.startProgram) throw new PagemillError(`a ${info.strategy} migration runs the program here, and this receiver cannot start one`);
   if (diskShape && !options.startDisk) throw new PagemillError(`a ${info.strategy} migration with a disk runs the program's disk here, and this receiver cannot start one`);
   const program = await options.startProgram(info.program, info);
@@ -383,7 +402,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     channel.close();
     throw error;
   }
-  const { info, settings, program, diskProgram } = accepted;
+  const { info, settings, program, thread, diskProgram } = accepted;
   await answer(channel, { ready: true });
   const clock = new RealClock();
   // Times on this clock, as wall-clock times: the source's are wall-clock too.
@@ -391,7 +410,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   const wallAt = (t: number): number => wallOrigin + t;
   const tasks = new Tasks();
   const seed = BigInt(info.digestSeed);
-  const memory = program && new Replica(program, seed);
+  const memory = program ? new Replica(program, seed) : thread && new ThreadReplica(thread, settings.pageSize, seed);
   const disk = diskProgram && new Replica(diskProgram, seed);
   const destination = new Destination({
     settings,
@@ -411,7 +430,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   });
   // Pre-copy: what is here is final once the guest would resume (the destination refuses pages after
   // that), so it is hashed then, while the source hashes its own, not after the source's digest came.
-  const received = program
+  const received = memory
     ? undefined
     : destination.resumed.then(() => ({
         memory: memoryDigest(destination.memory, settings.pageSize, seed),
@@ -440,9 +459,11 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     await destination.sendInfo(JSON.stringify(report)).catch(() => {});
     channel.close();
     if (error !== undefined) throw new VerificationError(`the migration did not verify: ${error}`, []);
-    return { info, report, memory: destination.memory, ...(destination.diskMemory && { disk: destination.diskMemory }) };
+    // With a program thread, what it ran on is the migrated memory (its pages were checked on arrival and first change).
+    return { info, report, memory: thread?.memory ?? destination.memory, ...(destination.diskMemory && { disk: destination.diskMemory }) };
   } finally {
     destination.dispose();
+    await thread?.close();
   }
 
   /** Why the memory (or disk) here is not the source's, or undefined when it is. */
@@ -453,12 +474,12 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     if (!digest || digest.name !== DIGEST_NAME || digest.digest.byteLength !== parts * DIGEST_BYTES) return `the source sent no digest of its memory${info.disk ? " and disk" : ""} (${DIGEST_NAME})`;
     const theirs = (k: number): Buffer => Buffer.from(digest.digest.buffer, digest.digest.byteOffset + k * DIGEST_BYTES, DIGEST_BYTES);
     const here = await received;
-    const ours = memory ? memory.stopDigest.finish() : here!.memory;
+    const ours = memory ? await memory.digest() : here!.memory;
     if (!theirs(0).equals(ours)) {
-      return program ? "the program replayed here does not reach the source's memory at the stop" : "the memory received does not hash as the source's";
+      return memory ? "the program replayed here does not reach the source's memory at the stop" : "the memory received does not hash as the source's";
     }
     if (info.disk) {
-      const oursDisk = disk ? disk.stopDigest.finish() : here!.disk!;
+      const oursDisk = disk ? await disk.digest() : here!.disk!;
       if (!theirs(1).equals(oursDisk)) {
         return disk ? "the program's disk replayed here does not reach the source's disk at the stop" : "the disk received does not hash as the source's";
       }
@@ -479,6 +500,46 @@ function noProgram(): never {
   throw new PagemillError("a pre-copy destination has no program to check pages against");
 }
 
+/** The program's copy in a thread of its own (DemandPagedProgram), as Replica is in this one. */
+class ThreadReplica {
+  private readonly stopDigest: StopDigest;
+
+  constructor(
+    private readonly thread: DemandPagedProgram,
+    private readonly pageSize: number,
+    seed: bigint,
+  ) {
+    this.stopDigest = new StopDigest({ memory: thread.memory, pageSize }, seed);
+  }
+
+  follow(workTime: unknown): void {
+    // A failed replay surfaces at the switch-over (prepare), which waits for it.
+    if (typeof workTime === "number" && Number.isFinite(workTime)) this.thread.replayTo(workTime).catch(() => {});
+  }
+
+  shared(): Omit<SharedGuest, "progress"> {
+    const { thread, pageSize: ps } = this;
+    return {
+      thread,
+      // The thread has not changed a page this end does not hold: its copy is the source's at the stop.
+      original: (p) => thread.memory.subarray(p * ps, (p + 1) * ps),
+      preserve: () => {},
+      release: () => {},
+      prepare: async (record) => {
+        if (!record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
+        await thread.replayTo(record.stop.guestTime);
+      },
+    };
+  }
+
+  /** The memory's digest at the stop, once the thread has finished. */
+  async digest(): Promise<Uint8Array> {
+    await this.thread.finished;
+    for (const [p, digest] of this.thread.taken) this.stopDigest.took(p, digest);
+    return this.stopDigest.finish();
+  }
+}
+
 /**
  * The program's copy here (its memory, or its disk) for a strategy with a
  * post-copy phase: replayed to where the source's stopped, the source's
@@ -487,7 +548,7 @@ function noProgram(): never {
  */
 class Replica {
   readonly view: SwitchoverView;
-  readonly stopDigest: StopDigest;
+  private readonly stopDigest: StopDigest;
   private replaying = Promise.resolve();
 
   constructor(
@@ -496,6 +557,11 @@ class Replica {
   ) {
     this.view = new SwitchoverView(program.guest);
     this.stopDigest = new StopDigest(program.guest, seed);
+  }
+
+  /** The digest of its memory at the stop, at the end. */
+  async digest(): Promise<Uint8Array> {
+    return this.stopDigest.finish();
   }
 
   /** Replays in the background up to `workTime` (a work time the source's program reached), when it is one. */
