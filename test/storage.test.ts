@@ -15,6 +15,7 @@ import { decodeFrame } from "../src/wire/decoder.js";
 import { md5 } from "../src/hash/md5.js";
 import { normaliseOptions } from "../src/engine/options.js";
 import { Source } from "../src/engine/source.js";
+import { MD5_BYTES_PER_SECOND, XXH3_BYTES_PER_SECOND } from "../src/engine/storage.js";
 import { Destination } from "../src/engine/destination.js";
 import { Tasks } from "../src/engine/tasks.js";
 import { VirtualClock } from "../src/clock.js";
@@ -122,6 +123,9 @@ describe("dedup of dirty blocks", () => {
     // Every non-zero block is a reference, to the memory page first sent with its content.
     expect(dedupHits).toBe(2 * nonZero.length);
     expect(dedupFromMemory).toBe(dedupHits);
+    // MD5 digests the candidates only (their references carry it); XXH3 every page and block sent.
+    expect(source.disk!.stats.md5Cpu).toBeCloseTo((dedupHits * 4096) / MD5_BYTES_PER_SECOND, 12);
+    expect(source.disk!.stats.xxh3Cpu).toBeCloseTo((3 * 64 * 4096) / XXH3_BYTES_PER_SECOND, 12);
     // A destination built from the frames alone holds the disk.
     const destination = new Destination({ settings, clock, channel, tasks, shared: { original: (p) => memory.page(p), preserve: () => {}, release: () => {} }, disk: { workload: new IdleWorkload(disk), original: (b) => disk.page(b), preserve: () => {}, release: () => {} } });
     await clock.run(() => Promise.race([destination.receive(), tasks.failed]));

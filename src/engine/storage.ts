@@ -27,15 +27,20 @@
 // disk's), then memory and disk frames in turn.
 //
 // FlimCD's three ideas, each switchable (EngineOptions):
-// - dedup (diskDedup): before the switch-over, every block sent is digested
-//   with MD5 (one kernel call per batch); a block whose digest is that of
-//   content the destination holds (a block or, with blocks of the page size,
-//   a memory page already sent, and not sent anew since) travels as a
-//   reference in a REFS frame with its own XXH3-64 as well; the destination
-//   writes it only when both digests of the content it holds match, and
-//   otherwise asks for the block (so an MD5 collision cannot corrupt the disk).
-//   After the switch-over the destination's program changes what it holds,
-//   so dedup stops (as the memory pipeline's does).
+// - dedup (diskDedup): before the switch-over, every block sent (and, with
+//   blocks of the page size, every memory page sent) is digested with XXH3-64
+//   (one kernel call per batch), the index's key; a block whose XXH3 is that
+//   of content the destination holds (a block or a memory page already sent,
+//   and not sent anew since) is a candidate, digested with MD5 too, and
+//   travels as a reference in a REFS frame with both digests; the
+//   destination writes it only when both digests of the content it holds
+//   match, and otherwise asks for the block (so neither an XXH3 nor an MD5
+//   collision can corrupt the disk). FlimCD digests every dirty block with
+//   MD5; here MD5 runs on the candidates only (a filter that never changes
+//   which blocks are deduplicated, short of an XXH3 collision, which the
+//   destination refuses), so it costs in proportion to the duplicates, not
+//   to the blocks sent. After the switch-over the destination's program
+//   changes what it holds, so dedup stops (as the memory pipeline's does).
 // - prefetch (destination.ts): a read following the read of the block just
 //   before it is a sequential stream; the destination asks for the next
 //   `prefetchWindow` blocks it lacks before the program reaches them.
@@ -46,8 +51,8 @@
 
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
-import { md5, md5Batch, MD5_BYTES } from "../hash/md5.js";
-import { xxh3Batch } from "../hash/xxhash.js";
+import { md5 } from "../hash/md5.js";
+import { xxh3, xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { FrameFlags, type BlockRef } from "../wire/frame.js";
 import { Pipeline } from "../wire/pipeline.js";
@@ -57,6 +62,8 @@ import type { Source } from "./source.js";
 
 /** MD5 throughput charged per byte digested, one core (native MD5 runs at about this; our kernel's own is measured in `bench storage`). */
 export const MD5_BYTES_PER_SECOND = 600e6;
+/** XXH3-64 throughput charged per byte digested, one core (native XXH3 on one core of this machine's kind; ours in `bench hash`). */
+export const XXH3_BYTES_PER_SECOND = 10e9;
 
 /** The disk's figures of a migration (MigrationStats.disk). */
 export interface DiskStats {
@@ -82,10 +89,13 @@ export interface DiskStats {
   prefetchedBlocks: number;
   /** blocks compared at the end */
   verifiedBlocks: number;
-  /** modelled CPU seconds charged for MD5 digests (MD5_BYTES_PER_SECOND; part of sourceCpu) */
+  /** modelled CPU seconds charged for MD5 digests of dedup candidates (MD5_BYTES_PER_SECOND; part of sourceCpu) */
   md5Cpu: number;
-  /** wall seconds the MD5 digests of blocks (and memory pages) took, and the rest of the disk's encoding */
+  /** modelled CPU seconds charged for the index's XXH3 digests of blocks and memory pages (XXH3_BYTES_PER_SECOND; part of sourceCpu) */
+  xxh3Cpu: number;
+  /** wall seconds the MD5 digests took, the XXH3 digests, and the rest of the disk's encoding */
   md5WallSeconds: number;
+  xxh3WallSeconds: number;
   encodeWallSeconds: number;
 }
 
@@ -95,42 +105,50 @@ export function diskStats(source: DiskStats, destination: Pick<DiskStats, "block
   return { ...source, blockMisses, prefetchedBlocks, dedupRefused, verifiedBlocks };
 }
 
-/** Where content the destination holds lies, and the MD5 it has there. */
+/** Where content the destination holds lies. */
 interface Location {
   readonly space: "disk" | "memory";
   readonly index: number;
 }
 
 /**
- * The dedup index: MD5 → a place at the destination holding that content,
- * kept exact while only the source writes there (before the switch-over): a
- * place sent anew loses its old entry.
+ * The dedup index: XXH3-64 → a place at the destination holding content of
+ * that digest, kept exact while only the source writes there (before the
+ * switch-over): a place sent anew loses its old entry.
  */
 class ContentIndex {
-  private readonly byDigest = new Map<string, Location>();
-  private readonly digestAt = new Map<string, string>();
+  private readonly byDigest = new Map<bigint, Location>();
+  /** each place's digest: disk blocks, then memory pages (index + diskBlocks) */
+  private readonly digestAt = new Map<number, bigint>();
 
-  find(md5: string): Location | undefined {
-    return this.byDigest.get(md5);
+  constructor(private readonly diskBlocks: number) {}
+
+  find(digest: bigint): Location | undefined {
+    return this.byDigest.get(digest);
   }
 
-  /** `space`'s `index` now holds content of digest `md5` at the destination. */
-  put(space: Location["space"], index: number, md5: string): void {
-    const key = space === "disk" ? `d${index}` : `m${index}`;
+  /** `space`'s `index` now holds content of XXH3 `digest` at the destination. */
+  put(space: Location["space"], index: number, digest: bigint): void {
+    const key = space === "disk" ? index : this.diskBlocks + index;
     const old = this.digestAt.get(key);
     if (old !== undefined) {
       const at = this.byDigest.get(old);
       if (at && at.space === space && at.index === index) this.byDigest.delete(old);
     }
-    this.digestAt.set(key, md5);
-    if (!this.byDigest.has(md5)) this.byDigest.set(md5, { space, index });
+    this.digestAt.set(key, digest);
+    if (!this.byDigest.has(digest)) this.byDigest.set(digest, { space, index });
   }
 }
 
-/** MD5 of an all-zero block, per block size. */
-let zeroDigest: Map<number, string> | undefined;
-
-const hex = (digests: Uint8Array, k: number): string => Buffer.from(digests.buffer, digests.byteOffset + k * MD5_BYTES, MD5_BYTES).toString("hex");
+/** XXH3-64 of an all-zero block, per block size. */
+const zeroDigests = new Map<number, bigint>();
+function zeroDigest(blockSize: number): bigint {
+  const known = zeroDigests.get(blockSize);
+  if (known !== undefined) return known;
+  const digest = xxh3(new Uint8Array(blockSize));
+  zeroDigests.set(blockSize, digest);
+  return digest;
+}
 
 /** The source's disk: its program, what it sends, and the mirror's state. */
 export class SourceDisk {
@@ -169,7 +187,7 @@ export class SourceDisk {
     this.switchover = new SwitchoverView(this.guest);
     this.batch = new PageBatch(settings.batchBlocks, settings.blockSize);
     this.next = new DirtyBitmap(settings.blockCount);
-    this.index = settings.dedup ? new ContentIndex() : undefined;
+    this.index = settings.dedup ? new ContentIndex(settings.blockCount) : undefined;
     this.dedupOn = settings.dedup;
     this.indexesMemory = settings.dedup && pageSize === settings.blockSize;
     this.dirtyPasses = settings.hotArea && !settings.heat ? new Uint16Array(settings.blockCount) : undefined;
@@ -187,7 +205,9 @@ export class SourceDisk {
       prefetchedBlocks: 0,
       verifiedBlocks: 0,
       md5Cpu: 0,
+      xxh3Cpu: 0,
       md5WallSeconds: 0,
+      xxh3WallSeconds: 0,
       encodeWallSeconds: 0,
     };
   }
@@ -201,14 +221,33 @@ export class SourceDisk {
     this.indexesMemory = false;
   }
 
-  /** Records the MD5 of memory pages loaded in `batch` (`pages[k]` in slot k), just sent. Returns the seconds of CPU charged. */
+  /** Indexes memory pages loaded in `batch` (`pages[k]` in slot k), just sent. Returns the seconds of CPU charged. */
   indexMemory(batch: PageBatch, pages: ArrayLike<number>): number {
+    const digests = this.digest(batch);
+    for (let k = 0; k < batch.count; k++) this.index!.put("memory", pages[k]!, digests[k]!);
+    return this.xxh3Charge(batch.count);
+  }
+
+  /** The XXH3-64 of every page in `batch`, timed. */
+  private digest(batch: PageBatch): BigUint64Array {
     const started = performance.now();
-    const digests = md5Batch(batch);
-    for (let k = 0; k < batch.count; k++) this.index!.put("memory", pages[k]!, hex(digests, k));
+    const digests = xxh3Batch(batch);
+    this.stats.xxh3WallSeconds += (performance.now() - started) / 1000;
+    return digests;
+  }
+
+  /** The MD5 of one block, timed. */
+  private md5(block: Uint8Array): Uint8Array {
+    const started = performance.now();
+    const digest = md5(block);
     this.stats.md5WallSeconds += (performance.now() - started) / 1000;
-    const cpu = (batch.count * batch.pageSize) / MD5_BYTES_PER_SECOND;
-    this.stats.md5Cpu += cpu;
+    return digest;
+  }
+
+  /** Charges the XXH3 digests of `count` blocks; returns the seconds. */
+  private xxh3Charge(count: number): number {
+    const cpu = (count * this.settings.blockSize) / XXH3_BYTES_PER_SECOND;
+    this.stats.xxh3Cpu += cpu;
     return cpu;
   }
 
@@ -221,40 +260,31 @@ export class SourceDisk {
     const batch = this.load(blocks);
     for (const b of blocks) this.referenced.delete(b);
     if (!this.dedupOn || !dedup) return { refs: [], batch, send: blocks.slice(), cpu: 0 };
-    const started = performance.now();
-    const digests = md5Batch(batch);
-    const own = xxh3Batch(batch);
-    this.stats.md5WallSeconds += (performance.now() - started) / 1000;
+    const own = this.digest(batch);
+    let cpu = this.xxh3Charge(blocks.length);
     const refs: BlockRef[] = [];
     const send: number[] = [];
     const probe = this.settings.dedupProbe;
-    const zero = (zeroDigest ??= new Map()).get(this.settings.blockSize) ?? hex(md5(new Uint8Array(this.settings.blockSize)), 0);
-    zeroDigest.set(this.settings.blockSize, zero);
+    const zero = zeroDigest(this.settings.blockSize);
     blocks.forEach((block, k) => {
-      let md5 = hex(digests, k);
+      const digest = own[k]!;
       // A zero block goes as a zero flag, smaller than a reference.
-      if (md5 === zero) {
-        send.push(block);
-        this.index!.put("disk", block, md5);
-        return;
-      }
-      let at = this.index!.find(md5);
-      const forced = probe?.(block);
-      if (forced) {
-        // The test hook: the index answers with another place, as if its MD5 were equal (a collision).
-        at = { space: forced.space, index: forced.index };
-        md5 = forced.md5;
-      }
+      const nonZero = digest !== zero;
+      // The test hook: the index answers with another place, as if the digests were equal (a collision).
+      const forced = nonZero ? probe?.(block) : undefined;
+      const at = nonZero ? (forced ?? this.index!.find(digest)) : undefined;
       if (at && !(at.space === "disk" && at.index === block)) {
-        refs.push({ block, space: at.space, ref: at.index, md5: Uint8Array.from(Buffer.from(md5, "hex")), xxh3: own[k]! });
+        // A candidate: its reference carries its MD5 too, digested for candidates only.
+        refs.push({ block, space: at.space, ref: at.index, md5: forced ? Uint8Array.from(Buffer.from(forced.md5, "hex")) : this.md5(batch.page(k)), xxh3: digest });
         this.referenced.add(block);
         if (at.space === "memory") this.stats.dedupFromMemory++;
       } else send.push(block);
-      this.index!.put("disk", block, hex(digests, k));
+      this.index!.put("disk", block, digest);
     });
-    const cpu = (blocks.length * this.settings.blockSize) / MD5_BYTES_PER_SECOND;
-    this.stats.md5Cpu += cpu;
-    if (refs.length) this.stats.dedupHits += refs.length;
+    const md5Cpu = (refs.length * this.settings.blockSize) / MD5_BYTES_PER_SECOND;
+    this.stats.md5Cpu += md5Cpu;
+    cpu += md5Cpu;
+    this.stats.dedupHits += refs.length;
     return { refs, batch: refs.length ? this.load(send) : batch, send, cpu };
   }
 
