@@ -15,6 +15,9 @@ import { Worker } from "node:worker_threads";
 import { PagemillError } from "../errors.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 
+/** Atomics.waitAsync (Node 16 on; not in this TypeScript's lib): `value` is a promise, or the outcome when there was no wait. */
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { value: Promise<string> | string } }).waitAsync;
+
 /** Where the worker finds the workload: `(await import(module))[name](...args)` opens it. */
 export interface WorkloadSpec {
   readonly module: string;
@@ -115,9 +118,10 @@ export class ThreadedWorkload implements Workload {
   async stop(): Promise<void> {
     Atomics.store(this.control, 0, PAUSE);
     Atomics.notify(this.control, 0);
+    // Woken the moment the worker says it paused (it finishes its step first), not on a timer's tick.
     while (Atomics.load(this.control, 1) !== 1) {
       if (this.failure) throw this.failure;
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await waitAsync(this.control, 1, 0, 5).value;
     }
     this.lastNow = this.now;
     this.takeDirty();

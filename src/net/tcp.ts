@@ -534,6 +534,8 @@ export interface Recovery {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Shortest wait the cap sleeps for (ms). */
+const MIN_SLEEP_MS = 1;
 
 /** A migration's channel over TCP: one session, over one connection or, after cuts, several. */
 export class TcpChannel implements Channel {
@@ -632,7 +634,10 @@ export class TcpChannel implements Channel {
       const now = performance.now();
       const duration = ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
       this.nextSend = Math.max(now, this.nextSend) + duration;
-      await sleep(urgent ? duration : this.nextSend - now);
+      // A timer fires a millisecond late at best: a frame due sooner goes now, and the schedule
+      // (nextSend) makes the frames behind it wait for its time as well, so the rate holds.
+      const wait = urgent ? duration : this.nextSend - now;
+      if (wait >= MIN_SLEEP_MS) await sleep(wait);
     }
     while (this.paused) await this.paused;
     if (this.failure) throw this.failure;
