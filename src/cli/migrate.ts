@@ -30,7 +30,7 @@ import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
-export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|all]
+export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|all]
          [--memory-precopy PERCENT] [--storage-precopy 0]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
@@ -130,6 +130,7 @@ function detailRows(stats: MigrationStats): [string, string][] {
   const rows: [string, string][] = [
     ["status", `${stats.status}, ${stats.verifiedPages} pages verified`],
     ["stop reason", `${stats.stopReason}${stats.converged ? "" : " (did not converge)"}`],
+    ...(stats.adaptive ? [["Ada-copy", `${stats.adaptive.method}: ${stats.adaptive.reason}`] as [string, string]] : []),
     ["total-time", seconds(stats.totalTime)],
     ["setup-time", seconds(stats.setupTime)],
     ["downtime", seconds(stats.downtime)],
@@ -173,12 +174,17 @@ export function printDetail(stats: MigrationStats): void {
   }
 }
 
+/** A strategy's name in a table; Ada-copy's with the method it chose. */
+export function strategyLabel(stats: MigrationStats): string {
+  return stats.adaptive ? `${stats.strategy}→${stats.adaptive.method}` : stats.strategy;
+}
+
 /** One row per strategy, one column per metric; `*` marks the best of each marked column. */
 export function comparisonTable(results: MigrationStats[]): string {
   // U and the destination slowdown only mean something for strategies that post-copied.
   const postcopied = (value: (s: MigrationStats) => number) => (s: MigrationStats) => (s.remoteUptime > 0 ? value(s) : undefined);
   const columns: Column<MigrationStats>[] = [
-    { label: "strategy", show: (s) => s.strategy },
+    { label: "strategy", show: strategyLabel },
     { label: "total-time", show: (s) => seconds(s.totalTime), value: (s) => s.totalTime },
     { label: "downtime", show: (s) => seconds(s.downtime), value: (s) => s.downtime },
     { label: "remote-uptime", show: (s) => seconds(s.remoteUptime), value: postcopied((s) => s.remoteUptime) },
@@ -302,8 +308,8 @@ export async function run(args: string[]): Promise<number> {
   const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
   let strategies: StrategyName[];
   if (strategyText === "all") strategies = STRATEGY_NAMES;
-  else if ((STRATEGY_NAMES as string[]).includes(strategyText) || strategyText === "fractional") strategies = [strategyText as StrategyName];
-  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")}, fractional or all, got '${strategyText}'`);
+  else if ((STRATEGY_NAMES as string[]).includes(strategyText) || strategyText === "fractional" || strategyText === "ada") strategies = [strategyText as StrategyName];
+  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")}, fractional, ada or all, got '${strategyText}'`);
   const fractional = strategyText === "fractional";
   if (!fractional) for (const name of ["memory-precopy", "storage-precopy"]) if (values[name] !== undefined) fail(name, "applies to --strategy fractional only");
   const memoryPercent = values["memory-precopy"] === undefined ? undefined : numberOption("memory-precopy", values["memory-precopy"], 0);

@@ -9,7 +9,7 @@ import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
 import type { PipelineReport } from "../wire/pipeline.js";
 import type { DiskStats } from "./storage.js";
 
-export type StrategyName = "precopy" | "postcopy" | "hybrid" | "fractional";
+export type StrategyName = "precopy" | "postcopy" | "hybrid" | "fractional" | "ada";
 
 /** Why pre-copy stopped iterating. */
 export type StopReason =
@@ -26,7 +26,24 @@ export type StopReason =
   /** hybrid: the configured pre-copy byte budget is spent */
   | "byte-budget"
   /** post-copy: switch-over at once */
-  | "immediate";
+  | "immediate"
+  /** Ada-copy: its rule switched to post-copy (MigrationStats.adaptive says why) */
+  | "adaptive";
+
+/** What Ada-copy chose (src/engine/ada.ts), and the figures it chose on. */
+export interface AdaDecision {
+  /** pre-copy to the end; post-copy from the first round; hybrid: post-copy after `round` rounds */
+  method: "precopy" | "postcopy" | "hybrid";
+  reason: string;
+  /** the round it decided in */
+  round: number;
+  /** dirty rate over send rate, and both (pages/s), when it decided */
+  rho: number;
+  dirtyRate: number;
+  sendRate: number;
+  /** coefficient of variation of the rounds' dirty rates so far */
+  cv: number;
+}
 
 /** One pre-copy round (Clark et al.'s iteration; QEMU's dirty sync period). */
 export interface RoundRow {
@@ -155,6 +172,8 @@ export interface MigrationStats {
    * are in `transferred` too; the other fields above are memory's).
    */
   disk?: DiskStats;
+  /** Ada-copy's decision (strategy "ada" only) */
+  adaptive?: AdaDecision;
 }
 
 
@@ -179,6 +198,7 @@ export type SourceCounters = Pick<
   | "prepagedPages"
   | "sourceCpu"
   | "rounds"
+  | "adaptive"
 >;
 
 /** The counters the destination keeps. */

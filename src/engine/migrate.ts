@@ -9,6 +9,7 @@ import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
 import { VirtualClock } from "../clock.js";
 import { Destination } from "./destination.js";
+import { ada } from "./ada.js";
 import { fractional } from "./fractional.js";
 import { hybrid } from "./hybrid.js";
 import { combineStats, type MigrationStats, type StopReason, type StrategyName } from "./metrics.js";
@@ -24,7 +25,7 @@ import { PagemillError } from "../errors.js";
 /** A strategy drives the source; it returns once the source has nothing more to send. */
 export type Strategy = (source: Source) => Promise<{ reason: StopReason; converged: boolean }>;
 
-export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid, fractional };
+export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid, fractional, ada };
 /** The strategies that run without a plan ("all"); fractional needs its pages (`precopyPages`). */
 export const STRATEGY_NAMES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
 

@@ -32,11 +32,33 @@ export interface RoundLimits {
    * Stop the guest the moment the decision is made (pre-copy: what it would
    * dirty while the channel drains must go in the downtime). False lets the
    * channel drain first (hybrid: what the guest dirties meanwhile is
-   * post-copied, and the downtime stays the switch-over alone).
+   * post-copied, and the downtime stays the switch-over alone). A function
+   * decides by the reason the rounds stopped (Ada-copy).
    */
-  readonly stopAtOnce: boolean;
+  readonly stopAtOnce: boolean | ((reason: StopReason) => boolean);
+  /**
+   * Asked at each bandwidth period and each round end, when no other rule
+   * stopped the rounds: a reason to stop them and switch to post-copy
+   * ("adaptive"), or undefined to go on (Ada-copy).
+   */
+  readonly switchWhen?: (check: RoundCheck) => string | undefined;
   /** The pages of round 1 (every page when absent: fractional hybrid-copy gives its share). */
   readonly first?: ArrayLike<number>;
+}
+
+/** What a switchWhen rule sees. */
+export interface RoundCheck {
+  readonly round: number;
+  /** at a round's end (false: at a bandwidth period within it) */
+  readonly roundEnd: boolean;
+  /** distinct pages dirtied per second since the last dirty-log sync (at a round end: over the round) */
+  readonly dirtyRate: number;
+  /** pages per second the link carries: the measured bandwidth over the wire bytes of a page sent with content */
+  readonly sendRate: number;
+  /** seconds the dirty rate was measured over */
+  readonly window: number;
+  /** pages still to send: the rest of this round's and those dirtied since the last sync */
+  readonly left: number;
 }
 
 export interface RoundsResult {
@@ -77,6 +99,13 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     return left <= rate * settings.downtimeLimit;
   };
 
+  /** Pages/s the link carries, by the wire bytes of the pages sent with content so far. */
+  const sendRate = (): number => (counters.normal > 0 && s.bandwidth > 0 ? s.bandwidth / (traffic.precopyBytes / counters.normal) : 0);
+  const check = (roundEnd: boolean, dirtied: number, left: number): string | undefined => {
+    const window = s.clock.now() - lastSync;
+    const dirtyRate = roundEnd ? counters.dirtyPagesRate : window > 0 ? dirtied / window : 0;
+    return limits.switchWhen?.({ round: s.round, roundEnd, dirtyRate, sendRate: sendRate(), window, left });
+  };
   while (reason === undefined) {
     const start = s.clock.now();
     await s.beginRound(toSend.count());
@@ -103,9 +132,16 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       }
       s.setRemaining(s.remainingPages - candidates.length);
       await s.runGuest();
-      if (s.samplePeriod() && limits.downtimeRule && fits(toSend.count() + guest.dirtyLog.count(), 0)) {
-        reason = "downtime-limit";
-        break;
+      if (s.samplePeriod()) {
+        if (limits.downtimeRule && fits(toSend.count() + guest.dirtyLog.count(), 0)) {
+          reason = "downtime-limit";
+          break;
+        }
+        // Once a whole period was logged: a shorter window says little about the rate.
+        if (limits.switchWhen && s.clock.now() - lastSync >= settings.bandwidthPeriod && check(false, guest.dirtyLog.count(), toSend.count() + guest.dirtyLog.count())) {
+          reason = "adaptive";
+          break;
+        }
       }
       if (traffic.precopyBytes >= limits.budget) {
         reason = "byte-budget";
@@ -152,8 +188,9 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       else if (traffic.precopyBytes >= limits.budget) reason = "byte-budget";
       else if (s.round >= settings.maxIterations) reason = "iteration-limit";
       else if (counters.pagesTransferred * ps > settings.maxSentFactor * settings.pageCount * ps) reason = "sent-limit";
+      else if (check(true, dirtied, left)) reason = "adaptive";
     }
-    if (reason !== undefined && limits.stopAtOnce) await s.stopGuest();
+    if (reason !== undefined && (typeof limits.stopAtOnce === "function" ? limits.stopAtOnce(reason) : limits.stopAtOnce)) await s.stopGuest();
     await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
     const progress = s.sendProgress();
     if (progress) await progress;
@@ -173,13 +210,22 @@ export async function precopy(s: Source): Promise<{ reason: StopReason; converge
   if (s.disk) await mirrorDisk(s, { downtimeRule: true, maxPasses: s.settings.maxIterations });
   const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity, stopAtOnce: true });
   try {
-    await s.sendAll(left);
-    if (s.disk) await drainDisk(s);
+    await stopAndCopy(s, left);
   } finally {
     left.dispose();
   }
+  return { reason, converged };
+}
+
+/**
+ * Pre-copy's end, the guest stopped: sends the pages `left` (and the disk's
+ * last blocks), then the switch-over record; with disk references sent,
+ * serves refused ones until the destination holds everything.
+ */
+export async function stopAndCopy(s: Source, left: DirtyBitmap): Promise<void> {
+  await s.sendAll(left);
+  if (s.disk) await drainDisk(s);
   await s.sendSwitchover(undefined);
   // A reference sent may yet be refused: serve its block until the destination holds everything.
   if (s.disk?.referenced.size) await serveUntilDone(s);
-  return { reason, converged };
 }

@@ -17,7 +17,7 @@ import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
 import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
-import { countTraffic, newSourceCounters, newTrafficCounters, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
+import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
 import { SourceDisk } from "./storage.js";
@@ -177,6 +177,11 @@ export class Source {
     // Where the guest stopped, ahead of the switch-over record: a destination replaying the program gets there meanwhile.
     const progress = this.sendProgress();
     if (progress) await progress;
+  }
+
+  /** Records Ada-copy's decision. */
+  setAdaptive(decision: AdaDecision): void {
+    this.counters.adaptive = decision;
   }
 
   /** Sets the auto-converge throttle (percent) and records the step. */

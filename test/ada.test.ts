@@ -1,0 +1,97 @@
+// Ada-copy (src/engine/ada.ts): its rule on hand-made figures, the method it
+// picks for a workload pre-copy handles and for one it cannot, and on every
+// shipped trace a verified migration never worse than the worse of pre-copy
+// and post-copy in total time or downtime.
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { ADA_MAX_CV, AdaRule } from "../src/engine/ada.js";
+import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
+import { simulate } from "../src/engine/migrate.js";
+import type { RoundCheck } from "../src/engine/precopy.js";
+import type { Workload } from "../src/guest/guest.js";
+import { PoissonWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { TRACE_NAMES, sharedAvailable, tracePath } from "./helpers/traces.js";
+
+const BUNDLED = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+const check = (c: Partial<RoundCheck>): RoundCheck => ({ round: 1, roundEnd: true, dirtyRate: 0, sendRate: 1000, window: 1, left: 0, ...c });
+
+describe("Ada-copy's rule", () => {
+  it("switches within the first round when memory is dirtied at half the rate it is sent or more; within later rounds, never", () => {
+    const rule = new AdaRule(0.3);
+    expect(rule.check(check({ roundEnd: false, dirtyRate: 490 }))).toBeUndefined();
+    expect(rule.check(check({ roundEnd: false, round: 2, dirtyRate: 5000 }))).toBeUndefined();
+    expect(rule.check(check({ roundEnd: false, dirtyRate: 500 }))).toMatch(/ρ 0\.50 ≥ 0\.5/);
+    expect(rule.decision).toMatchObject({ method: "postcopy", round: 1, rho: 0.5 });
+  });
+
+  it("at a round end, switches on the level of ρ, on the rounds pre-copy still needs, and on the rates' variation", () => {
+    // ρ 0.6: each round re-sends more than half the last.
+    expect(new AdaRule(0.3).check(check({ dirtyRate: 600, left: 100 }))).toMatch(/ρ 0\.60 ≥ 0\.5/);
+    // ρ 0.4 with 100000 pages left and 300 fitting the limit: ln(300/100000)/ln(0.4) ≈ 6.3 more rounds.
+    expect(new AdaRule(0.3).check(check({ dirtyRate: 400, left: 100000 }))).toMatch(/6\.3 more rounds/);
+    // ρ 0.4, 1000 left: 1.3 more rounds, steady rate: pre-copy goes on.
+    const steady = new AdaRule(0.3);
+    expect(steady.check(check({ dirtyRate: 400, left: 1000 }))).toBeUndefined();
+    expect(steady.check(check({ round: 2, dirtyRate: 380, left: 900 }))).toBeUndefined();
+    expect(steady.decision).toBeUndefined();
+    // The same level, but the rounds' rates swing: CV above the bound.
+    const swinging = new AdaRule(0.3);
+    expect(swinging.check(check({ dirtyRate: 400, left: 1000 }))).toBeUndefined();
+    expect(swinging.check(check({ round: 2, dirtyRate: 50, left: 200 }))).toMatch(/vary/);
+    expect(swinging.decision!.cv).toBeGreaterThan(ADA_MAX_CV);
+    expect(swinging.decision!.method).toBe("hybrid");
+  });
+
+  it("decides nothing before the send rate is known", () => {
+    expect(new AdaRule(0.3).check(check({ sendRate: 0, dirtyRate: 1e6 }))).toBeUndefined();
+  });
+});
+
+function model(rate: number, seed = 3): Workload {
+  return new PoissonWorkload(syntheticGuest(4096, { seed: 1 }), { rate, popularity: { kind: "hot-cold", hotPages: 0.1, hotWrites: 0.9 }, seed });
+}
+
+describe("Ada-copy's choice", () => {
+  it("stays with pre-copy when pre-copy converges: the same migration as pre-copy's", async () => {
+    const link = { bitsPerSecond: 1e9, rtt: 0.001 };
+    const ada = await simulate("ada", model(0.05), link);
+    const pre = await simulate("precopy", model(0.05), link);
+    expect(ada.adaptive!.method).toBe("precopy");
+    expect(ada.verifiedPages).toBe(4096);
+    expect([ada.totalTime, ada.downtime, ada.transferred, ada.pagesTransferred]).toEqual([pre.totalTime, pre.downtime, pre.transferred, pre.pagesTransferred]);
+  });
+
+  it("switches to post-copy when pre-copy cannot keep up, and ends verified sooner than pre-copy", async () => {
+    const link = { bitsPerSecond: 40e6, rtt: 0.005 };
+    const ada = await simulate("ada", model(2), link);
+    const pre = await simulate("precopy", model(2), link);
+    expect(ada.stopReason).toBe("adaptive");
+    expect(["postcopy", "hybrid"]).toContain(ada.adaptive!.method);
+    expect(ada.adaptive!.rho).toBeGreaterThanOrEqual(0.5);
+    expect(ada.verifiedPages).toBe(4096);
+    expect(ada.totalTime).toBeLessThan(pre.totalTime);
+    expect(ada.downtime).toBeLessThan(pre.downtime);
+  });
+});
+
+describe("Ada-copy on the shipped traces, 40 Mbit/s", () => {
+  const traces: [string, string][] = [["redis-sample (bundled)", BUNDLED], ...(sharedAvailable() ? TRACE_NAMES.map((n): [string, string] => [n, tracePath(n)]) : [])];
+  for (const [name, path] of traces) {
+    it(`${name}: verified, never worse than the worse of pre-copy and post-copy in T or D`, async () => {
+      const link = { bitsPerSecond: 40e6, rtt: 0.005 };
+      const run = async (strategy: StrategyName): Promise<MigrationStats> => {
+        const w = await TraceReplay.open(path);
+        try {
+          return await simulate(strategy, w, link);
+        } finally {
+          await w.close();
+          w.guest.dispose();
+        }
+      };
+      const [ada, pre, post] = [await run("ada"), await run("precopy"), await run("postcopy")];
+      expect(ada.verifiedPages).toBe(pre.verifiedPages);
+      expect(ada.totalTime).toBeLessThanOrEqual(Math.max(pre.totalTime, post.totalTime));
+      expect(ada.downtime).toBeLessThanOrEqual(Math.max(pre.downtime, post.downtime));
+    }, 120_000);
+  }
+});
