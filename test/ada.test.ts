@@ -1,7 +1,8 @@
 // Ada-copy (src/engine/ada.ts): its rule on hand-made figures, the method it
 // picks for a workload pre-copy handles and for one it cannot, and on every
 // shipped trace a verified migration never worse than the worse of pre-copy
-// and post-copy in total time or downtime.
+// and post-copy in total time or downtime. And pre-copy's cold-first page
+// order (EngineOptions.pageOrder), which Ada-copy and fractional use too.
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ADA_MAX_CV, AdaRule } from "../src/engine/ada.js";
@@ -11,6 +12,9 @@ import type { RoundCheck } from "../src/engine/precopy.js";
 import type { Workload } from "../src/guest/guest.js";
 import { PoissonWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
 import { TRACE_NAMES, sharedAvailable, tracePath } from "./helpers/traces.js";
+import { normaliseOptions } from "../src/engine/options.js";
+import { profileTrace } from "../src/adaptive/profile.js";
+import { coldestFirst } from "../src/adaptive/predict.js";
 
 const BUNDLED = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
 const check = (c: Partial<RoundCheck>): RoundCheck => ({ round: 1, roundEnd: true, dirtyRate: 0, sendRate: 1000, window: 1, left: 0, ...c });
@@ -94,4 +98,92 @@ describe("Ada-copy on the shipped traces, 40 Mbit/s", () => {
       expect(ada.downtime).toBeLessThanOrEqual(Math.max(pre.downtime, post.downtime));
     }, 120_000);
   }
+});
+
+describe("cold-first page order (--order cold-first)", () => {
+  const traces: [string, string][] = [["redis-sample (bundled)", BUNDLED], ...(sharedAvailable() ? TRACE_NAMES.map((n): [string, string] => [n, tracePath(n)]) : [])];
+  for (const [name, path] of traces) {
+    it(`${name}: pre-copy sending pages coldest first by λ re-sends no more pages than index order, verified`, async () => {
+      const order = coldestFirst((await profileTrace(path)).memory);
+      const run = async (pageOrder?: Uint32Array): Promise<MigrationStats> => {
+        const w = await TraceReplay.open(path);
+        try {
+          return await simulate("precopy", w, { bitsPerSecond: 40e6, rtt: 0.005 }, { pageOrder });
+        } finally {
+          await w.close();
+          w.guest.dispose();
+        }
+      };
+      const [index, coldFirst] = [await run(), await run(order)];
+      expect(coldFirst.verifiedPages).toBe(index.verifiedPages);
+      expect(coldFirst.pagesTransferred).toBeLessThanOrEqual(index.pagesTransferred);
+    }, 120_000);
+  }
+
+  it("takes an order naming every page once, and refuses others", () => {
+    const guest = { pageSize: 4096, pageCount: 4 };
+    expect(normaliseOptions({ pageOrder: [3, 1, 0, 2] }, guest).pageRank).toEqual(Uint32Array.from([2, 1, 3, 0]));
+    expect(() => normaliseOptions({ pageOrder: [0, 1, 2] }, guest)).toThrow(/pageOrder has 3 pages, the guest 4/);
+    expect(() => normaliseOptions({ pageOrder: [0, 1, 1, 2] }, guest)).toThrow(/names page 1 twice/);
+    expect(() => normaliseOptions({ pageOrder: [0, 1, 2, 4] }, guest)).toThrow(/pageOrder\[3\]/);
+  });
+});
+
+describe("a pre-copy deadline (--deadline)", () => {
+  const traces: [string, string][] = [["redis-sample (bundled)", BUNDLED], ...(sharedAvailable() ? TRACE_NAMES.map((n): [string, string] => [n, tracePath(n)]) : [])];
+  const DEADLINE = 20;
+  const run = async (path: string, options: { deadline: number; noPostcopy?: boolean }): Promise<MigrationStats> => {
+    const w = await TraceReplay.open(path);
+    try {
+      return await simulate("precopy", w, { bitsPerSecond: 40e6, rtt: 0.005 }, options);
+    } finally {
+      await w.close();
+      w.guest.dispose();
+    }
+  };
+  for (const [name, path] of traces) {
+    it(`${name} at 40 Mbit/s (pre-copy alone: 6.8-40 s): switches to post-copy and ends verified before ${DEADLINE} s`, async () => {
+      const stats = await run(path, { deadline: DEADLINE });
+      expect(stats.stopReason).toBe("deadline");
+      expect(stats.deadline!.reason).toMatch(/past the 20 s deadline/);
+      expect(stats.deadline!.switchedAt!).toBeLessThan(DEADLINE);
+      expect(stats.totalTime).toBeLessThan(DEADLINE);
+      expect(stats.remoteUptime).toBeGreaterThan(0);
+      expect(stats.verifiedPages).toBeGreaterThan(0);
+    }, 120_000);
+  }
+
+  it("without post-copy, raises the downtime limit step by step and ends before the deadline when the memory fits in it", async () => {
+    for (const path of [BUNDLED, ...(sharedAvailable() ? [tracePath("node-gc")] : [])]) {
+      const stats = await run(path, { deadline: DEADLINE, noPostcopy: true });
+      const { raised } = stats.deadline!;
+      expect(raised.length).toBeGreaterThan(0);
+      raised.forEach((step, k) => expect(step.downtimeLimit).toBeGreaterThan(k ? raised[k - 1]!.downtimeLimit : 0.3));
+      expect(stats.remoteUptime).toBe(0);
+      expect(stats.totalTime).toBeLessThan(DEADLINE);
+    }
+  }, 120_000);
+
+  it("must be a positive time", () => {
+    expect(() => normaliseOptions({ deadline: 0 }, { pageSize: 4096, pageCount: 4 })).toThrow(/deadline must be a positive/);
+  });
+});
+
+describe("the progress ETA", () => {
+  it("moves when the rates do, not each time a round starts over: it rises less than half as often as the pages left", async () => {
+    const w = await TraceReplay.open(BUNDLED);
+    const seen: { eta: number; left: number }[] = [];
+    try {
+      await simulate("precopy", w, { bitsPerSecond: 40e6, rtt: 0.005 }, { onProgress: (p) => seen.push({ eta: p.eta, left: p.remainingPages }) });
+    } finally {
+      await w.close();
+      w.guest.dispose();
+    }
+    const rises = (xs: number[]) => xs.slice(1).filter((x, i) => x > xs[i]! + 1e-9).length;
+    expect(Number.isNaN(seen[0]!.eta)).toBe(true);
+    const left = rises(seen.map((x) => x.left));
+    expect(left).toBeGreaterThan(4);
+    expect(rises(seen.map((x) => x.eta).filter((eta) => !Number.isNaN(eta)))).toBeLessThan(left / 2);
+    expect(seen.at(-1)!.eta).toBe(0);
+  });
 });

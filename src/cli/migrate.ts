@@ -4,7 +4,7 @@
 
 import { existsSync } from "node:fs";
 import { CostModel, DEFAULT_COSTS, loadCostTable } from "../codecs/cost.js";
-import type { MigrationStats, StrategyName } from "../engine/metrics.js";
+import type { DeadlineOutcome, MigrationStats, StrategyName } from "../engine/metrics.js";
 import { DEFAULT_MAX_TIME, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
 import type { MigrationOptions, MigrationProgress } from "../engine/options.js";
@@ -31,7 +31,7 @@ import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
 export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|all]
-         [--memory-precopy PERCENT] [--storage-precopy 0]
+         [--memory-precopy PERCENT] [--storage-precopy 0] [--order index|cold-first] [--deadline T [--no-postcopy]]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
@@ -42,6 +42,11 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
     zipf                page popularity 1/rank, R writes/s/page on average
     sweep               streams through memory overwriting pages at R bytes/s (default 64MiB)
 ${DISK_USAGE}
+  --deadline 60s (pre-copy): when pre-copy's projection passes it, switch to post-copy; with
+  --no-postcopy, double the downtime limit each time instead (reported).
+  --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
+  fewer times); index order by default. --strategy ada: Ada-copy (pre-copy, switching to post-copy when
+  the dirty rate says it will not converge soon).
   Default: the bundled trace ${"data/redis-sample.ptrace.gz"} over 40 Mbit/s with 5 ms RTT (seed 001's WAN link), every strategy.`;
 
 /** The bundled trace: the default guest. */
@@ -131,6 +136,7 @@ function detailRows(stats: MigrationStats): [string, string][] {
     ["status", `${stats.status}, ${stats.verifiedPages} pages verified`],
     ["stop reason", `${stats.stopReason}${stats.converged ? "" : " (did not converge)"}`],
     ...(stats.adaptive ? [["Ada-copy", `${stats.adaptive.method}: ${stats.adaptive.reason}`] as [string, string]] : []),
+    ...(stats.deadline ? [["deadline", deadlineText(stats.deadline)] as [string, string]] : []),
     ["total-time", seconds(stats.totalTime)],
     ["setup-time", seconds(stats.setupTime)],
     ["downtime", seconds(stats.downtime)],
@@ -172,6 +178,13 @@ export function printDetail(stats: MigrationStats): void {
       );
     }
   }
+}
+
+/** What a deadline did, in words. */
+function deadlineText(d: DeadlineOutcome): string {
+  if (d.reason !== undefined) return `${seconds(d.deadline)}: switched to post-copy at ${seconds(d.switchedAt!)} (${d.reason})`;
+  if (d.raised.length) return `${seconds(d.deadline)}: downtime limit raised ${d.raised.length}× to ${seconds(d.raised.at(-1)!.downtimeLimit)} (first at ${seconds(d.raised[0]!.at)})`;
+  return `${seconds(d.deadline)}: pre-copy projected to end in time`;
 }
 
 /** A strategy's name in a table; Ada-copy's with the method it chose. */
@@ -302,6 +315,9 @@ export async function run(args: string[]): Promise<number> {
     "auto-converge": { type: "boolean" },
     "memory-precopy": { type: "string" },
     "storage-precopy": { type: "string" },
+    order: { type: "string" },
+    deadline: { type: "string" },
+    "no-postcopy": { type: "boolean" },
     ...DISK_ARGS,
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -316,6 +332,13 @@ export async function run(args: string[]): Promise<number> {
   if (memoryPercent !== undefined && memoryPercent > 100) fail("memory-precopy", `must be a percent from 0 to 100, got ${memoryPercent}`);
   if (values["storage-precopy"] !== undefined && numberOption("storage-precopy", values["storage-precopy"], 0) !== 0) fail("storage-precopy", "must be 0: fractional post-copies a disk whole (the plan's S is not taken yet)");
   if (fractional && values.workload !== undefined) fail("strategy", "fractional orders pages by the λ of a trace's profile: give --trace, not --workload");
+  if ((values.deadline !== undefined || values["no-postcopy"]) && strategyText !== "precopy") fail("deadline", "--deadline and --no-postcopy apply to --strategy precopy");
+  if (values["no-postcopy"] && values.deadline === undefined) fail("no-postcopy", "applies with --deadline");
+  const deadline = values.deadline === undefined ? undefined : durationOption("deadline", values.deadline, 0);
+  if (deadline !== undefined && !(deadline > 0)) fail("deadline", "must be above 0");
+  const order = values.order ?? "index";
+  if (order !== "index" && order !== "cold-first") fail("order", `must be index or cold-first, got '${String(order)}'`);
+  if (order === "cold-first" && values.workload !== undefined) fail("order", "cold-first orders pages by the λ of a trace's profile: give --trace, not --workload");
   const setup = simulationSetup(values);
   const { guest, link, cost } = setup;
   const disk = await diskSetup(values);
@@ -324,12 +347,14 @@ export async function run(args: string[]): Promise<number> {
     ...setup.options,
     codec: typeof values.codec === "string" ? values.codec : "raw",
     autoConverge: values["auto-converge"] === true,
+    ...(deadline !== undefined && { deadline, noPostcopy: values["no-postcopy"] === true }),
   };
   checkCodecOption("--codec", options.codec!);
+  const profile = fractional || order === "cold-first" ? await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname) : undefined;
+  if (order === "cold-first") options.pageOrder = coldestFirst(profile!.memory);
   if (fractional) {
     // The coldest M% by λ; without --memory-precopy, M is the plan's (pagemill plan).
-    const profile = await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname);
-    const { percent, precopyPages } = fractionalPages(profile, link, options, memoryPercent);
+    const { percent, precopyPages } = fractionalPages(profile!, link, options, memoryPercent);
     options.precopyPages = precopyPages;
     if (!values.json) console.log(`fractional: pre-copy the ${percent}% coldest pages${memoryPercent === undefined ? " (the plan's)" : ""}, post-copy the rest`);
   }
@@ -344,7 +369,8 @@ export async function run(args: string[]): Promise<number> {
     let progress: Progress | undefined;
     const onProgress = (p: MigrationProgress): void => {
       progress ??= new Progress(strategy, p.pageCount);
-      const extra = `${p.phase} r${p.round} left ${p.remainingPages} ${(p.bitsPerSecond / 1e6).toFixed(1)} Mbit/s t=${p.time.toFixed(2)}s`;
+      const eta = Number.isNaN(p.eta) ? "" : ` eta ${p.eta.toFixed(1)}s`;
+      const extra = `${p.phase} r${p.round} left ${p.remainingPages} ${(p.bitsPerSecond / 1e6).toFixed(1)} Mbit/s t=${p.time.toFixed(2)}s${eta}`;
       progress.update(p.pageCount - p.remainingPages, extra);
     };
     const started = performance.now();

@@ -36,6 +36,7 @@
 import type { AdaDecision, StopReason } from "./metrics.js";
 import { switchToPostcopy } from "./postcopy.js";
 import { runRounds, stopAndCopy, type RoundCheck } from "./precopy.js";
+import { projectPrecopy } from "./projection.js";
 import type { Source } from "./source.js";
 import { mirrorDisk, pendDisk } from "./storage.js";
 
@@ -66,8 +67,7 @@ export class AdaRule {
     }
     this.rates.push(c.dirtyRate);
     if (rho >= ADA_SWITCH_RATIO) return this.decide("hybrid", `ρ ${rho.toFixed(2)} ≥ ${ADA_SWITCH_RATIO} after round ${c.round}`, at);
-    const target = c.sendRate * this.downtimeLimit;
-    const roundsLeft = c.left <= target ? 0 : rho <= 0 ? 1 : Math.log(target / c.left) / Math.log(rho);
+    const roundsLeft = projectPrecopy(c.left, c.dirtyRate, c.sendRate, this.downtimeLimit).rounds;
     if (roundsLeft > ADA_MAX_ROUNDS_LEFT) return this.decide("hybrid", `${roundsLeft.toFixed(1)} more rounds to fit the downtime limit at ρ ${rho.toFixed(2)} (> ${ADA_MAX_ROUNDS_LEFT})`, at);
     const cv = variation(this.rates);
     if (this.rates.length >= 2 && cv > ADA_MAX_CV) return this.decide("hybrid", `the rounds' dirty rates vary (CV ${cv.toFixed(2)} > ${ADA_MAX_CV}) after round ${c.round}`, at);

@@ -28,7 +28,20 @@ export type StopReason =
   /** post-copy: switch-over at once */
   | "immediate"
   /** Ada-copy: its rule switched to post-copy (MigrationStats.adaptive says why) */
-  | "adaptive";
+  | "adaptive"
+  /** pre-copy's projection passed the deadline: switched to post-copy (MigrationStats.deadline says when) */
+  | "deadline";
+
+/** What a pre-copy deadline did (src/engine/deadline.ts). */
+export interface DeadlineOutcome {
+  /** the deadline, seconds from the start */
+  deadline: number;
+  /** when pre-copy switched to post-copy, and why (absent: it did not) */
+  switchedAt?: number;
+  reason?: string;
+  /** with noPostcopy: each raise of the downtime limit (seconds from the start, the new limit) */
+  raised: { at: number; downtimeLimit: number }[];
+}
 
 /** What Ada-copy chose (src/engine/ada.ts), and the figures it chose on. */
 export interface AdaDecision {
@@ -174,6 +187,8 @@ export interface MigrationStats {
   disk?: DiskStats;
   /** Ada-copy's decision (strategy "ada" only) */
   adaptive?: AdaDecision;
+  /** what a pre-copy deadline did (with EngineOptions.deadline) */
+  deadline?: DeadlineOutcome;
 }
 
 
@@ -199,6 +214,7 @@ export type SourceCounters = Pick<
   | "sourceCpu"
   | "rounds"
   | "adaptive"
+  | "deadline"
 >;
 
 /** The counters the destination keeps. */

@@ -60,6 +60,7 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
       pageCount: settings.pageCount,
       bitsPerSecond: source.bandwidth * 8,
       time: source.elapsed(),
+      eta: done ? 0 : source.eta(),
     });
   };
   const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk });

@@ -33,6 +33,13 @@ export interface EngineOptions {
   readonly maxSentFactor?: number;
   /** Pre-copy: throttle the guest when it dirties faster than the link drains (QEMU auto-converge). */
   readonly autoConverge?: boolean;
+  /**
+   * Pre-copy: seconds from the start by which the migration should end
+   * (src/engine/deadline.ts). When pre-copy's projection passes it, switch
+   * to post-copy, or with `noPostcopy` raise the downtime limit step by step.
+   */
+  readonly deadline?: number;
+  readonly noPostcopy?: boolean;
   /** QEMU cpu-throttle-initial, percent (20). */
   readonly throttleInitial?: number;
   /** QEMU cpu-throttle-increment, percent (10). */
@@ -54,6 +61,13 @@ export interface EngineOptions {
    * switch-over (the plan's M% coldest by λ; src/adaptive/); the rest is post-copied.
    */
   readonly precopyPages?: ArrayLike<number>;
+  /**
+   * The order pre-copy's rounds send pages in: every page index once, first
+   * sent first (default: index order). `--order cold-first` gives the trace
+   * profile's pages by λ, coldest first, so the pages most likely to be
+   * written again go last in each round and are sent fewer times.
+   */
+  readonly pageOrder?: ArrayLike<number>;
   /** Post-copy: guest seconds the destination runs between fault services. */
   readonly faultQuantum?: number;
   /** Called as the migration goes (for progress bars). */
@@ -102,6 +116,8 @@ export interface MigrationProgress {
   /** measured wire rate, bit/s */
   readonly bitsPerSecond: number;
   readonly time: number;
+  /** seconds left by the source's last prediction, made at round ends and the switch-over (NaN before one) */
+  readonly eta: number;
 }
 
 /** What either end of a migration is built from. */
@@ -128,6 +144,8 @@ export interface EngineSettings {
   readonly maxIterations: number;
   readonly maxSentFactor: number;
   readonly autoConverge: boolean;
+  readonly deadline: number | undefined;
+  readonly noPostcopy: boolean;
   readonly throttleInitial: number;
   readonly throttleIncrement: number;
   readonly throttleMax: number;
@@ -138,6 +156,8 @@ export interface EngineSettings {
   readonly prepageWindow: number;
   readonly faultQuantum: number;
   readonly precopyPages: Uint32Array | undefined;
+  /** each page's place in pageOrder (undefined: index order) */
+  readonly pageRank: Uint32Array | undefined;
   readonly disk: DiskSettings | undefined;
 }
 
@@ -176,6 +196,19 @@ function pageList(name: string, pages: ArrayLike<number>, pageCount: number): Ui
     out[k] = pages[k]!;
   }
   return out;
+}
+
+/** Each page's place in `order`, which must hold every page index once. */
+function ranks(order: ArrayLike<number>, pageCount: number): Uint32Array {
+  if (order.length !== pageCount) throw new RangeError(`pageOrder has ${order.length} pages, the guest ${pageCount}`);
+  const rank = new Uint32Array(pageCount).fill(0xffffffff);
+  for (let k = 0; k < pageCount; k++) {
+    const p = order[k]!;
+    checkInteger(`pageOrder[${k}]`, p, 0, pageCount - 1);
+    if (rank[p] !== 0xffffffff) throw new RangeError(`pageOrder names page ${p} twice`);
+    rank[p] = k;
+  }
+  return rank;
 }
 
 type Shape = { readonly pageSize: number; readonly pageCount: number };
@@ -224,6 +257,8 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     maxIterations: integer("maxIterations", options.maxIterations ?? 30, 1, 1e6),
     maxSentFactor: positive("maxSentFactor", options.maxSentFactor ?? 3),
     autoConverge: options.autoConverge ?? false,
+    deadline: options.deadline === undefined ? undefined : positive("deadline", options.deadline),
+    noPostcopy: options.noPostcopy ?? false,
     throttleInitial,
     throttleIncrement,
     throttleMax,
@@ -234,6 +269,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),
     faultQuantum: positive("faultQuantum", options.faultQuantum ?? 0.01),
     precopyPages: options.precopyPages === undefined ? undefined : pageList("precopyPages", options.precopyPages, pageCount),
+    pageRank: options.pageOrder === undefined ? undefined : ranks(options.pageOrder, pageCount),
     disk: disk && diskSettings(options, disk),
   };
 }

@@ -147,6 +147,7 @@ async function pushRest(s: Source, pending: DirtyBitmap, state: PushState, batch
  */
 export async function switchToPostcopy(s: Source, pending: DirtyBitmap): Promise<void> {
   s.setRemaining(pending.count());
+  s.predictEnd(pending.count(), false);
   const rate = s.bandwidth || 0;
   if (rate > 0) s.setExpectedDowntime((s.state.byteLength + s.settings.pageCount / 8) / rate);
   await s.sendSwitchover(pending);

@@ -19,7 +19,9 @@
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
 import type { Source } from "./source.js";
-import { diskLeftBytes, diskStep, drainDisk, finishDiskPass, mirrorDisk, serveUntilDone } from "./storage.js";
+import { deadlineRule } from "./deadline.js";
+import { switchToPostcopy } from "./postcopy.js";
+import { diskLeftBytes, diskStep, drainDisk, finishDiskPass, mirrorDisk, pendDisk, serveUntilDone } from "./storage.js";
 
 export interface RoundLimits {
   /** Stop when the bytes left fit the downtime limit (pre-copy); hybrid does not. */
@@ -42,6 +44,8 @@ export interface RoundLimits {
    * ("adaptive"), or undefined to go on (Ada-copy).
    */
   readonly switchWhen?: (check: RoundCheck) => string | undefined;
+  /** The stop reason of such a switch ("adaptive" by default). */
+  readonly switchAs?: StopReason;
   /** The pages of round 1 (every page when absent: fractional hybrid-copy gives its share). */
   readonly first?: ArrayLike<number>;
 }
@@ -67,6 +71,32 @@ export interface RoundsResult {
   readonly converged: boolean;
   /** Pages the destination does not have current: to send in stop-and-copy or post-copy. Caller disposes. */
   readonly left: DirtyBitmap;
+}
+
+/**
+ * A round's batches of `toSend` (each taken out of it, ascending within a
+ * batch): in index order, or with `rank` (EngineOptions.pageOrder) lowest
+ * rank first.
+ */
+function roundOrder(toSend: DirtyBitmap, batchPages: number, rank: Uint32Array | undefined): () => Uint32Array {
+  if (!rank) {
+    let cursor = 0;
+    return () => {
+      const batch = toSend.extract(cursor, batchPages);
+      if (batch.length) {
+        toSend.clearRange(cursor, batch[batch.length - 1]! + 1);
+        cursor = batch[batch.length - 1]! + 1;
+      }
+      return batch;
+    };
+  }
+  const queue = toSend.extract().sort((a, b) => rank[a]! - rank[b]!);
+  let at = 0;
+  return () => {
+    const batch = queue.slice(at, (at += batchPages)).sort();
+    for (const p of batch) toSend.clear(p);
+    return batch;
+  };
 }
 
 /**
@@ -96,15 +126,13 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     // With a disk, its blocks still to send count too (storage.ts, policy step 3).
     const left = leftPages * ps + s.bufferedBytes + (s.disk ? diskLeftBytes(s) : 0);
     s.setExpectedDowntime(left / rate);
-    return left <= rate * settings.downtimeLimit;
+    return left <= rate * s.downtimeLimit;
   };
 
-  /** Pages/s the link carries, by the wire bytes of the pages sent with content so far. */
-  const sendRate = (): number => (counters.normal > 0 && s.bandwidth > 0 ? s.bandwidth / (traffic.precopyBytes / counters.normal) : 0);
   const check = (roundEnd: boolean, dirtied: number, left: number): string | undefined => {
     const window = s.clock.now() - lastSync;
     const dirtyRate = roundEnd ? counters.dirtyPagesRate : window > 0 ? dirtied / window : 0;
-    return limits.switchWhen?.({ round: s.round, roundEnd, dirtyRate, sendRate: sendRate(), window, left });
+    return limits.switchWhen?.({ round: s.round, roundEnd, dirtyRate, sendRate: s.pageSendRate(), window, left });
   };
   while (reason === undefined) {
     const start = s.clock.now();
@@ -112,13 +140,10 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     let pages = 0;
     let zeroPages = 0;
     let skipped = 0;
-    let cursor = 0;
+    const next = roundOrder(toSend, settings.batchPages, settings.pageRank);
     for (;;) {
-      const candidates = toSend.extract(cursor, settings.batchPages);
+      const candidates = next();
       if (candidates.length === 0) break;
-      const last = candidates[candidates.length - 1]!;
-      toSend.clearRange(cursor, last + 1);
-      cursor = last + 1;
       // Xen: a page dirtied again since the round began goes next round.
       const send: number[] = [];
       for (const p of candidates) {
@@ -139,7 +164,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
         }
         // Once a whole period was logged: a shorter window says little about the rate.
         if (limits.switchWhen && s.clock.now() - lastSync >= settings.bandwidthPeriod && check(false, guest.dirtyLog.count(), toSend.count() + guest.dirtyLog.count())) {
-          reason = "adaptive";
+          reason = limits.switchAs ?? "adaptive";
           break;
         }
       }
@@ -173,6 +198,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       dirtyRate: counters.dirtyPagesRate,
       throttle: counters.cpuThrottlePercentage,
     });
+    s.predictEnd(toSend.count() + guest.dirtyLog.count(), true);
 
     if (reason === undefined) {
       const left = toSend.count();
@@ -188,7 +214,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       else if (traffic.precopyBytes >= limits.budget) reason = "byte-budget";
       else if (s.round >= settings.maxIterations) reason = "iteration-limit";
       else if (counters.pagesTransferred * ps > settings.maxSentFactor * settings.pageCount * ps) reason = "sent-limit";
-      else if (check(true, dirtied, left)) reason = "adaptive";
+      else if (check(true, dirtied, left)) reason = limits.switchAs ?? "adaptive";
     }
     if (reason !== undefined && (typeof limits.stopAtOnce === "function" ? limits.stopAtOnce(reason) : limits.stopAtOnce)) await s.stopGuest();
     await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
@@ -208,13 +234,26 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
  */
 export async function precopy(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   if (s.disk) await mirrorDisk(s, { downtimeRule: true, maxPasses: s.settings.maxIterations });
-  const { reason, converged, left } = await runRounds(s, { downtimeRule: true, maxRounds: Infinity, budget: Infinity, stopAtOnce: true });
+  const deadline = s.settings.deadline === undefined ? undefined : deadlineRule(s, s.settings.deadline);
+  const { reason, converged, left } = await runRounds(s, {
+    downtimeRule: true,
+    maxRounds: Infinity,
+    budget: Infinity,
+    // A switch to post-copy lets the channel drain first, as hybrid does.
+    stopAtOnce: (why) => why !== "deadline",
+    switchWhen: deadline,
+    switchAs: "deadline",
+  });
   try {
-    await stopAndCopy(s, left);
+    if (reason !== "deadline") await stopAndCopy(s, left);
+    else {
+      if (s.disk) await pendDisk(s);
+      await switchToPostcopy(s, left);
+    }
   } finally {
     left.dispose();
   }
-  return { reason, converged };
+  return { reason, converged: converged || reason === "deadline" };
 }
 
 /**

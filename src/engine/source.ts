@@ -17,9 +17,10 @@ import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
 import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
-import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
+import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type DeadlineOutcome, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
+import { projectPrecopy } from "./projection.js";
 import { SourceDisk } from "./storage.js";
 import type { Tasks } from "./tasks.js";
 
@@ -64,6 +65,8 @@ export class Source {
   private remaining: number;
   private stoppedAt = -1;
   private stoppedWall = 0;
+  /** The migration's predicted end (clock seconds since the start; -1: not predicted yet). */
+  private predictedEnd = -1;
   /**
    * The switch-over content of pages the program changed after the stop:
    * one process holds one memory for both ends, and a real source keeps its
@@ -182,6 +185,42 @@ export class Source {
   /** Records Ada-copy's decision. */
   setAdaptive(decision: AdaDecision): void {
     this.counters.adaptive = decision;
+  }
+
+  /** Pages/s the link carries: the measured bandwidth over the wire bytes of a page sent with content so far (0 before both are known). */
+  pageSendRate(): number {
+    const { normal } = this.counters;
+    return normal > 0 && this.measured > 0 ? this.measured / (this.traffic.precopyBytes / normal) : 0;
+  }
+
+  /**
+   * Predicts when the migration ends, from `pages` left to send at the rates
+   * measured: with pre-copy's projection (`precopy`; bounded by the rounds
+   * Xen's iteration cap leaves, each sending about as many), else the pages
+   * at the send rate. Called at round ends and at the switch-over, so the
+   * ETA moves when the rates do, not each time a round starts over.
+   */
+  predictEnd(pages: number, precopy: boolean): void {
+    const rate = this.pageSendRate();
+    if (!(rate > 0)) return;
+    const capped = ((this.settings.maxIterations - this.currentRound + 1) * pages) / rate;
+    const left = precopy ? Math.min(projectPrecopy(pages, this.counters.dirtyPagesRate, rate, this.downtimeLimit).seconds, capped) : pages / rate;
+    this.predictedEnd = this.elapsed() + left;
+  }
+
+  /** Seconds left by the last prediction (NaN before the first). */
+  eta(): number {
+    return this.predictedEnd < 0 ? NaN : Math.max(0, this.predictedEnd - this.elapsed());
+  }
+
+  /** The downtime limit pre-copy's rule holds to now (settings.downtimeLimit, unless a deadline raised it). */
+  get downtimeLimit(): number {
+    return this.counters.deadline?.raised.at(-1)?.downtimeLimit ?? this.settings.downtimeLimit;
+  }
+
+  /** Records what a deadline did (raised limits, a switch). */
+  setDeadline(outcome: DeadlineOutcome): void {
+    this.counters.deadline = outcome;
   }
 
   /** Sets the auto-converge throttle (percent) and records the step. */
