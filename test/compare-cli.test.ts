@@ -19,7 +19,11 @@ describe("pagemill compare", () => {
     expect(out.link).toMatchObject({ bitsPerSecond: 40e6, rtt: 0.005 });
     const methods = [...STRATEGY_NAMES.flatMap((s) => (s === "precopy" ? [s, "precopy+auto-converge"] : [s]))];
     const planned = out.rows.filter((r) => r.strategy === "fractional");
-    expect(out.rows.slice(0, -planned.length).map((r) => `${r.method} ${r.codec}`)).toEqual(methods.flatMap((m) => COMPARE_CODECS.map((c) => `${m} ${c}`)));
+    const ada = out.rows.filter((r) => r.strategy === "ada");
+    expect(out.rows.slice(0, -planned.length - ada.length).map((r) => `${r.method} ${r.codec}`)).toEqual(methods.flatMap((m) => COMPARE_CODECS.map((c) => `${m} ${c}`)));
+    // Ada-copy, each row named with the method it chose
+    expect(ada.map((r) => r.codec)).toEqual(COMPARE_CODECS);
+    for (const row of ada) expect(row.method).toBe(`ada→${row.stats!.adaptive!.method}`);
     // a trace also gets fractional at the plan's M
     expect(planned.map((r) => r.codec)).toEqual(COMPARE_CODECS);
     for (const row of planned) expect(row.method).toMatch(/^fractional M=\d+%$/);
@@ -43,7 +47,7 @@ describe("pagemill compare", () => {
     expect(agility("postcopy", "mecom")).toBeGreaterThan(agility("precopy", "mecom"));
     // the predictor's T and D for the rows it models (raw, no auto-converge), within 5% of the emulation here; none elsewhere
     for (const row of out.rows) {
-      const modelled = row.codec === "raw" && !row.method.includes("auto-converge");
+      const modelled = row.codec === "raw" && !row.method.includes("auto-converge") && row.strategy !== "ada";
       expect(row.predicted !== undefined, `${row.method} ${row.codec}`).toBe(modelled);
       if (!row.predicted) continue;
       expect(Math.abs(row.predicted.totalTime / row.stats!.totalTime - 1), `${row.method} T`).toBeLessThan(0.05);

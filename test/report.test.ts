@@ -100,9 +100,9 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     // every method (fractional too: a trace) × codec
     expect(await page.$$eval("#results tr", (trs) => trs.length)).toBe(1 + (compareMethods().length + 1) * COMPARE_CODECS.length);
     expect(await page.$$eval("#results td.best", (tds) => tds.length)).toBeGreaterThanOrEqual(5);
-    // predicted T and D with their error on the rows the predictor models (raw, no auto-converge: one per strategy)
+    // predicted T and D with their error on the rows the predictor models (raw, no auto-converge: pre-copy, post-copy, hybrid, fractional)
     const predicted = await page.$$eval("#results td", (tds) => tds.filter((td) => /^[\d.]+ m?s [+−]\d+\.\d%$/.test(td.textContent ?? "")).length);
-    expect(predicted).toBe(disk ? 0 : 2 * compareMethods().length);
+    expect(predicted).toBe(disk ? 0 : 2 * 4);
     expect(await page.$eval("#summary", (el) => el.textContent)).toMatch(/40\.0 Mbit\/s, RTT 5\.0 ms/);
     // the link and the trace as inspect reads it
     const setup = Object.fromEntries(await page.$$eval("#setup tr", (trs) => trs.map((tr) => [tr.cells[0]!.textContent, tr.cells[1]!.textContent])));

@@ -15,7 +15,7 @@ export type { CompareRow } from "./rows.js";
 import { inspectTrace } from "./inspect.js";
 import { predict, type PredictedStrategy, type PredictOptions } from "../adaptive/predict.js";
 import { profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
-import { SIMULATION_OPTIONS, checkCodecOption, describeLink, fractionalPages, seconds, simulationSetup, type SimulationSetup } from "./migrate.js";
+import { SIMULATION_OPTIONS, checkCodecOption, describeLink, fractionalPages, seconds, simulationSetup, strategyLabel, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskSetup, type DiskSetup } from "./disk.js";
 
@@ -41,8 +41,9 @@ export interface Method {
 
 /**
  * Every strategy that runs without a plan, and pre-copy again with
- * auto-converge (a throttle, not a strategy of its own); with a trace's
- * profile, fractional too, at the plan's M.
+ * auto-converge (a throttle, not a strategy of its own), and Ada-copy (its
+ * row named with the method it chose); with a trace's profile, fractional
+ * too, at the plan's M.
  */
 export function compareMethods(setup?: SimulationSetup, profile?: Profile): Method[] {
   const methods: Method[] = [];
@@ -50,6 +51,7 @@ export function compareMethods(setup?: SimulationSetup, profile?: Profile): Meth
     methods.push({ label: strategy, strategy, options: {} });
     if (strategy === "precopy") methods.push({ label: "precopy+auto-converge", strategy, options: { autoConverge: true } });
   }
+  methods.push({ label: "ada", strategy: "ada", options: {} });
   if (setup && profile && Object.hasOwn(STRATEGIES, "fractional")) {
     const { percent, precopyPages } = fractionalPages(profile, setup.link, setup.options);
     methods.push({ label: `fractional M=${percent}%`, strategy: "fractional", options: { precopyPages }, memoryPrecopy: percent / 100 });
@@ -120,6 +122,7 @@ export async function compare(
         workload = await setup.guest.open();
         diskWorkload = await disk?.open();
         row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, ...diskOptions, codec, disk: diskWorkload });
+        if (row.stats.adaptive) row.method = strategyLabel(row.stats);
         const blocks = row.stats.disk;
         row.verified = row.stats.verifiedPages === workload.guest.pageCount && (!blocks || blocks.verifiedBlocks === blocks.blockCount);
         row.agility = restorationAgility(row.stats);
