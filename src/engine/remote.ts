@@ -28,7 +28,7 @@ import type { Guest, Workload } from "../guest/guest.js";
 import type { Channel } from "../net/channel.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { encodeControl } from "../wire/frame.js";
-import { xxh3, xxh3Batch } from "../hash/xxhash.js";
+import { xxh3, xxh3Pages } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Destination, type DestinationDiskCounters, type SharedDisk, type SharedGuest } from "./destination.js";
 import { DemandPagedProgram } from "./demand.js";
@@ -111,15 +111,10 @@ export function memoryDigest(memory: Uint8Array, pageSize: number, seed: bigint)
 
 /** Every page's XXH3-64 under `seed`. */
 function pageDigests(memory: Uint8Array, pageSize: number, seed: bigint): BigUint64Array {
-  const pages = memory.byteLength / pageSize;
-  const digests = new BigUint64Array(pages);
+  const digests = new BigUint64Array(memory.byteLength / pageSize);
   const batch = new PageBatch(DIGEST_PAGES, pageSize);
   try {
-    for (let from = 0; from < pages; from += DIGEST_PAGES) {
-      const to = Math.min(pages, from + DIGEST_PAGES);
-      batch.set(memory.subarray(from * pageSize, to * pageSize));
-      xxh3Batch(batch, { seed, out: digests.subarray(from, to) });
-    }
+    xxh3Pages(memory, batch, seed, (first, some) => digests.set(some, first));
   } finally {
     batch.dispose();
   }

@@ -16,7 +16,7 @@
 // migration, not pass it.
 
 import { PagemillError } from "../errors.js";
-import { xxh3Batch } from "../hash/xxhash.js";
+import { xxh3Pages } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 
@@ -128,14 +128,10 @@ export class HashTrackedWorkload implements Workload {
     const size = this.source instanceof WebAssembly.Memory ? this.source.buffer.byteLength : this.live.byteLength;
     if (size !== pageCount * pageSize) throw new PagemillError(`the program's memory changed size during the migration (${pageCount * pageSize} → ${size} bytes)`);
     const snapshot = this.guest.memory;
-    const digests = new BigUint64Array(SCAN_PAGES);
     let changed = 0;
-    for (let from = 0; from < pageCount; from += SCAN_PAGES) {
-      const n = Math.min(SCAN_PAGES, pageCount - from);
-      this.batch.set(this.live.subarray(from * pageSize, (from + n) * pageSize));
-      xxh3Batch(this.batch, { out: digests });
+    xxh3Pages(this.live, this.batch, 0n, (from, digests) => {
       const copies = this.batch.bytes();
-      for (let k = 0; k < n; k++) {
+      for (let k = 0; k < digests.length; k++) {
         const p = from + k;
         if (!first && digests[k] === this.digests[p]) continue;
         this.digests[p] = digests[k]!;
@@ -143,7 +139,7 @@ export class HashTrackedWorkload implements Workload {
         this.guest.dirtyLog.set(p);
         changed++;
       }
-    }
+    });
     this.scans++;
     if (!first) this.changedPages += changed;
     this.lastScanAt = performance.now() / 1000;

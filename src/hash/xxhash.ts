@@ -228,3 +228,20 @@ export function xxh3Batch(batch: PageBatch, options: BatchDigestOptions<BigUint6
   const seed = seed64(options.seed ?? 0n);
   return batchDigests(batch, options.out, (n) => new BigUint64Array(n), 8, (ptr) => wasm().kernels.xxh3Batch(batch.ptr, batch.pageSize, batch.count, seed, ptr));
 }
+
+/**
+ * XXH3-64 under `seed` of every page of `memory` (pages of `batch.pageSize`
+ * bytes), loaded through `batch` a batch at a time: `visit(first, digests)`
+ * sees each batch's digests (its pages still loaded in `batch`) before the
+ * next is loaded. `digests` is reused between calls.
+ */
+export function xxh3Pages(memory: Uint8Array, batch: PageBatch, seed: Seed64, visit: (first: number, digests: BigUint64Array) => void): void {
+  const { pageSize: ps, capacity } = batch;
+  const pages = memory.byteLength / ps;
+  const digests = new BigUint64Array(capacity);
+  for (let first = 0; first < pages; first += capacity) {
+    const n = Math.min(capacity, pages - first);
+    batch.set(memory.subarray(first * ps, (first + n) * ps));
+    visit(first, xxh3Batch(batch, { seed, out: digests.subarray(0, n) }));
+  }
+}
