@@ -154,7 +154,8 @@ describe("fractional hybrid-copy (engine)", () => {
     await expect(migrateRun(["--strategy", "precopy", "--memory-precopy", "50"])).rejects.toThrow(/--memory-precopy: applies to --strategy fractional/);
     await expect(migrateRun(["--strategy", "fractional", "--memory-precopy", "150"])).rejects.toThrow(/--memory-precopy: must be a percent/);
     await expect(migrateRun(["--strategy", "fractional", "--memory-precopy", "half"])).rejects.toThrow(/--memory-precopy/);
-    await expect(migrateRun(["--strategy", "fractional", "--storage-precopy", "10"])).rejects.toThrow(/--storage-precopy: must be 0/);
+    await expect(migrateRun(["--strategy", "fractional", "--storage-precopy", "10"])).rejects.toThrow(/--storage-precopy: applies to a disk/);
+    await expect(migrateRun(["--strategy", "fractional", "--storage-precopy", "101", "--disk-workload", "oltp"])).rejects.toThrow(/--storage-precopy: must be a percent/);
     await expect(migrateRun(["--strategy", "fractional", "--workload", "idle"])).rejects.toThrow(/--strategy: fractional/);
   });
 });

@@ -298,3 +298,27 @@ describe("any disk, any strategy (property)", () => {
     );
   });
 });
+
+describe("fractional hybrid-copy's storage share S", () => {
+  it("pre-copies the coldest S% of blocks once, so post-copy misses fewer; every block verified with M = 0 and M > 0", async () => {
+    const oltp = () => modelDisk("oltp", 2048, { seed: 5 });
+    const heat = oltp().blockRates();
+    const coldest = (percent: number) => Uint32Array.from({ length: 2048 }, (_, b) => b).sort((a, b) => heat[a]! - heat[b]! || a - b).subarray(0, (2048 * percent) / 100);
+    const misses: number[] = [];
+    for (const percent of [0, 50, 100]) {
+      for (const memoryShare of [[], Array.from({ length: 128 }, (_, p) => p)]) {
+        const stats = await run("fractional", smallMemory, oltp, { precopyPages: memoryShare, diskHeat: heat, diskPrecopyBlocks: coldest(percent) });
+        expect(stats.disk!.verifiedBlocks).toBe(2048);
+        expect(stats.verifiedPages).toBe(256);
+        if (memoryShare.length === 0) misses.push(stats.disk!.blockMisses);
+      }
+    }
+    // The more blocks are there at the switch-over, the fewer reads miss.
+    expect(misses[1]!).toBeLessThan(misses[0]!);
+    expect(misses[2]!).toBeLessThanOrEqual(misses[1]!);
+  });
+
+  it("refuses a block list naming a block outside the disk", async () => {
+    await expect(run("fractional", smallMemory, () => modelDisk("oltp", 64), { precopyPages: [], diskPrecopyBlocks: [64] })).rejects.toThrow(/diskPrecopyBlocks\[0\]/);
+  });
+});

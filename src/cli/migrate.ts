@@ -31,7 +31,7 @@ import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
 export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|all]
-         [--memory-precopy PERCENT] [--storage-precopy 0] [--order index|cold-first] [--deadline T [--no-postcopy]]
+         [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
@@ -178,6 +178,12 @@ export function printDetail(stats: MigrationStats): void {
       );
     }
   }
+}
+
+/** The `percent`% of blocks with the lowest write rate (ties in block order). */
+function coldestBlocks(heat: ArrayLike<number>, percent: number): Uint32Array {
+  const order = Uint32Array.from({ length: heat.length }, (_, b) => b).sort((a, b) => heat[a]! - heat[b]! || a - b);
+  return order.subarray(0, Math.round((percent / 100) * heat.length));
 }
 
 /** What a deadline did, in words. */
@@ -330,7 +336,8 @@ export async function run(args: string[]): Promise<number> {
   if (!fractional) for (const name of ["memory-precopy", "storage-precopy"]) if (values[name] !== undefined) fail(name, "applies to --strategy fractional only");
   const memoryPercent = values["memory-precopy"] === undefined ? undefined : numberOption("memory-precopy", values["memory-precopy"], 0);
   if (memoryPercent !== undefined && memoryPercent > 100) fail("memory-precopy", `must be a percent from 0 to 100, got ${memoryPercent}`);
-  if (values["storage-precopy"] !== undefined && numberOption("storage-precopy", values["storage-precopy"], 0) !== 0) fail("storage-precopy", "must be 0: fractional post-copies a disk whole (the plan's S is not taken yet)");
+  const storagePercent = values["storage-precopy"] === undefined ? undefined : numberOption("storage-precopy", values["storage-precopy"], 0);
+  if (storagePercent !== undefined && storagePercent > 100) fail("storage-precopy", `must be a percent from 0 to 100, got ${storagePercent}`);
   if (fractional && values.workload !== undefined) fail("strategy", "fractional orders pages by the λ of a trace's profile: give --trace, not --workload");
   if ((values.deadline !== undefined || values["no-postcopy"]) && strategyText !== "precopy") fail("deadline", "--deadline and --no-postcopy apply to --strategy precopy");
   if (values["no-postcopy"] && values.deadline === undefined) fail("no-postcopy", "applies with --deadline");
@@ -342,7 +349,10 @@ export async function run(args: string[]): Promise<number> {
   const setup = simulationSetup(values);
   const { guest, link, cost } = setup;
   const disk = await diskSetup(values);
-  const diskOptions = disk ? await disk.options() : {};
+  if (storagePercent && !disk) fail("storage-precopy", "applies to a disk (--disk FILE or --disk-workload MODEL)");
+  const diskOptions: Mutable<Pick<SimulationOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat" | "diskPrecopyBlocks">> = disk ? await disk.options() : {};
+  // Fractional's S%: the coldest blocks by write rate, as M% is the coldest pages.
+  if (storagePercent && diskOptions.diskHeat) diskOptions.diskPrecopyBlocks = coldestBlocks(diskOptions.diskHeat, storagePercent);
   const options: Mutable<SimulationOptions> = {
     ...setup.options,
     codec: typeof values.codec === "string" ? values.codec : "raw",

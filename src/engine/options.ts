@@ -80,6 +80,8 @@ export interface EngineOptions {
   readonly prefetchWindow?: number;
   /** Disk: send each pass coldest block first (FlimCD's hot-area scheduling; on by default). */
   readonly hotArea?: boolean;
+  /** Disk, fractional hybrid-copy (seed 001's S%): the blocks pre-copied once before the switch-over (coldest first); the rest is post-copied. */
+  readonly diskPrecopyBlocks?: ArrayLike<number>;
   /** Disk: each block's write rate, blocks/s (hot-area's order; without it, what the passes saw). */
   readonly diskHeat?: ArrayLike<number>;
   /** Disk: blocks per frame (256, or fewer to keep a frame at most 1 MiB). */
@@ -172,6 +174,7 @@ export interface DiskSettings {
   readonly hotArea: boolean;
   readonly heat: Float64Array | undefined;
   readonly dedupProbe: EngineOptions["dedupProbe"];
+  readonly precopyBlocks: Uint32Array | undefined;
 }
 
 function positive(name: string, value: number): number {
@@ -230,6 +233,7 @@ function diskSettings(options: EngineOptions, disk: Shape): DiskSettings {
     hotArea: options.hotArea ?? true,
     heat,
     dedupProbe: options.dedupProbe,
+    precopyBlocks: options.diskPrecopyBlocks === undefined ? undefined : pageList("diskPrecopyBlocks", options.diskPrecopyBlocks, blockCount),
   };
 }
 

@@ -164,7 +164,8 @@ export async function postcopy(s: Source): Promise<{ reason: StopReason; converg
   const pending = new DirtyBitmap(s.settings.pageCount);
   try {
     s.clearDirtyLog();
-    s.disk?.guest.dirtyLog.clearRange();
+    // (A disk fractional pre-copied in part keeps the log its share started.)
+    if (!s.disk?.precopied) s.disk?.guest.dirtyLog.clearRange();
     await s.scanNonZero(pending);
     await s.runGuest();
     s.endSetup();

@@ -162,6 +162,8 @@ export class SourceDisk {
   readonly referenced = new Set<number>();
   /** Post-copy: the blocks the destination still needs (set by the strategy before the switch-over). */
   pending: DirtyBitmap | undefined;
+  /** Fractional: the blocks sent once before the switch-over (precopyDiskShare). */
+  precopied: DirtyBitmap | undefined;
   /** The blocks of the mirror's next pass. */
   readonly next: DirtyBitmap;
   private readonly batch: PageBatch;
@@ -378,6 +380,7 @@ export class SourceDisk {
     this.batch.dispose();
     this.pipeline.dispose();
     this.pending?.dispose();
+    this.precopied?.dispose();
   }
 }
 
@@ -483,16 +486,38 @@ export async function serveUntilDone(s: Source): Promise<void> {
 }
 
 /**
+ * Fractional hybrid-copy's S% (settings.precopyBlocks): sends those blocks
+ * once, the guest running, with the disk's dirty log started first, so that
+ * pendDisk post-copies every other non-zero block and those written since.
+ */
+export async function precopyDiskShare(s: Source): Promise<void> {
+  const d = s.disk!;
+  const blocks = d.settings.precopyBlocks!;
+  d.guest.dirtyLog.clearRange();
+  d.precopied = new DirtyBitmap(d.settings.blockCount);
+  for (let at = 0; at < blocks.length; at += d.settings.batchBlocks) {
+    const batch = Array.from(blocks.subarray(at, at + d.settings.batchBlocks)).sort((a, b) => a - b);
+    for (const b of batch) d.precopied.set(b);
+    await s.sendBlocks(batch, true);
+    await s.runGuest();
+    s.samplePeriod();
+  }
+}
+
+/**
  * Before a post-copy switch-over (guest stopped): the blocks the destination
  * still needs. After a mirror: its pass's rest and the dirtied blocks;
- * without one (post-copy, fractional's S = 0): every non-zero block (a zero
- * scan) and the dirtied ones.
+ * without one (post-copy, fractional): every non-zero block (a zero scan)
+ * but those fractional pre-copied, and the dirtied ones.
  */
 export async function pendDisk(s: Source): Promise<void> {
   const d = s.disk!;
   const pending = (d.pending = new DirtyBitmap(d.settings.blockCount));
   if (d.mirroring) d.takeRestOfPass(pending);
-  else await s.scanNonZeroBlocks(pending);
+  else {
+    await s.scanNonZeroBlocks(pending);
+    if (d.precopied) for (const b of d.precopied.extract()) pending.clear(b);
+  }
   d.syncDirty(pending);
   // Refused references not served yet: owed like the rest.
   for (const b of d.takeAsked(Infinity).blocks) pending.set(b);
