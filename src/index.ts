@@ -22,6 +22,7 @@ export {
 } from "./codecs/xbzrle.js";
 export { DirtyBitmap, MAX_BITMAP_PAGES } from "./guest/bitmap.js";
 export { Guest, MAX_GUEST_BYTES, type AccessKind, type AccessHook, type AdvanceReport, type Workload } from "./guest/guest.js";
+export { ChunkedPages, MAX_CHUNKED_PAGES, DEFAULT_PAGES_PER_CHUNK, MemoryLimitError, checkFitsInMemory, memoryLimit } from "./guest/chunks.js";
 export {
   TraceReader,
   TraceWriter,

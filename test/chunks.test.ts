@@ -1,0 +1,153 @@
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { ChunkedPages, MemoryLimitError, checkFitsInMemory, memoryLimit } from "../src/index.js";
+import { mixedPages } from "./helpers/frames.js";
+import { sharedAvailable, sharedTraceImagePages } from "./helpers/traces.js";
+
+const PS = 4096;
+
+/** Every page of the store, back to back (read one by one). */
+function contents(store: ChunkedPages): Uint8Array {
+  const out = new Uint8Array(store.pageCount * store.pageSize);
+  for (let i = 0; i < store.pageCount; i++) store.read(i, out, i * store.pageSize);
+  return out;
+}
+
+/** Byte equality without vitest's element-by-element diff (the memories here are MiBs). */
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+function isZeroPage(bytes: Uint8Array, page: number, pageSize: number): boolean {
+  return bytes.subarray(page * pageSize, (page + 1) * pageSize).every((b) => b === 0);
+}
+
+describe("ChunkedPages", () => {
+  it.skipIf(!sharedAvailable())("holds a real guest image page for page, allocating only chunks with non-zero pages", async () => {
+    const image = await sharedTraceImagePages("redis", 4096);
+    const store = new ChunkedPages(image.count, image.pageSize, 16);
+    for (let i = 0; i < image.count; i++) store.write(i, image.pages, i * image.pageSize);
+    expect(same(contents(store), image.pages)).toBe(true);
+    let zeroChunks = 0;
+    for (let c = 0; c * 16 < image.count; c++) {
+      const pages = Array.from({ length: Math.min(16, image.count - c * 16) }, (_, k) => c * 16 + k);
+      if (pages.every((p) => isZeroPage(image.pages, p, image.pageSize))) zeroChunks++;
+    }
+    expect(zeroChunks).toBeGreaterThan(0); // the image has whole zero chunks: they must cost nothing
+    expect(store.chunks).toBe(Math.ceil(image.count / 16) - zeroChunks);
+    for (let i = 0; i < image.count; i++) expect(store.isZero(i)).toBe(isZeroPage(image.pages, i, image.pageSize));
+  });
+
+  it("a guest of 2^32 pages costs its bits, not its size, and reads zero everywhere", () => {
+    const store = new ChunkedPages(2 ** 32, PS, 256);
+    const last = 2 ** 32 - 1;
+    const out = new Uint8Array(PS).fill(9);
+    store.read(last, out);
+    expect(out.every((b) => b === 0)).toBe(true);
+    const page = mixedPages(PS, 4, 3).subarray(3 * PS, 4 * PS); // random bytes
+    store.write(last, page);
+    store.write(2 ** 31, page);
+    expect(store.chunks).toBe(2);
+    expect(store.allocatedBytes).toBe(2 * 256 * PS);
+    expect(store.isZero(last)).toBe(false);
+    expect(store.isZero(last - 1)).toBe(true);
+    store.read(last, out);
+    expect(same(out, page)).toBe(true);
+    expect(ChunkedPages.overheadBytes(2 ** 32)).toBeLessThan(2 ** 30);
+  });
+
+  it("matches a flat memory under any sequence of writes, zero writes and in-place changes (property)", () => {
+    const pageCount = 40;
+    const pool = mixedPages(PS, 10, 7);
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("write" as const), page: fc.nat({ max: pageCount - 1 }), content: fc.nat({ max: 9 }) }),
+      fc.record({ kind: fc.constant("zero" as const), page: fc.nat({ max: pageCount - 1 }) }),
+      fc.record({ kind: fc.constant("poke" as const), page: fc.nat({ max: pageCount - 1 }), at: fc.nat({ max: PS - 1 }), value: fc.nat({ max: 255 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), fc.constantFrom(1, 3, 8, 64), (ops, perChunk) => {
+        const store = new ChunkedPages(pageCount, PS, perChunk);
+        const flat = new Uint8Array(pageCount * PS);
+        for (const o of ops) {
+          if (o.kind === "write") {
+            store.write(o.page, pool, o.content * PS);
+            flat.set(pool.subarray(o.content * PS, (o.content + 1) * PS), o.page * PS);
+          } else if (o.kind === "zero") {
+            store.zero(o.page);
+            flat.fill(0, o.page * PS, (o.page + 1) * PS);
+          } else {
+            store.writable(o.page)[o.at] = o.value;
+            flat[o.page * PS + o.at] = o.value;
+          }
+        }
+        expect(same(contents(store), flat)).toBe(true);
+        // A zero bit is never wrong; a page only written with zeros keeps it.
+        for (let i = 0; i < pageCount; i++) if (store.isZero(i)) expect(isZeroPage(flat, i, PS)).toBe(true);
+        // Only chunks with a possibly non-zero page are held.
+        let needed = 0;
+        for (let c = 0; c * perChunk < pageCount; c++) {
+          const pages = Array.from({ length: Math.min(perChunk, pageCount - c * perChunk) }, (_, k) => c * perChunk + k);
+          if (pages.some((p) => !store.isZero(p))) needed++;
+          expect(store.view(c * perChunk) !== undefined).toBe(pages.some((p) => !store.isZero(p)));
+        }
+        expect(store.chunks).toBe(needed);
+        expect(store.allocatedBytes).toBe(needed * perChunk * PS);
+      }),
+    );
+  });
+
+  it("frees a chunk when its last non-zero page is written with zeros", () => {
+    const store = new ChunkedPages(8, PS, 4);
+    const page = mixedPages(PS, 2, 1).subarray(PS, 2 * PS);
+    store.write(1, page);
+    store.write(2, page);
+    expect(store.chunks).toBe(1);
+    store.write(1, new Uint8Array(PS));
+    expect(store.chunks).toBe(1);
+    store.zero(2);
+    expect(store.chunks).toBe(0);
+    expect(store.view(2)).toBeUndefined();
+  });
+
+  it("refuses bad input with a clear error", () => {
+    expect(() => new ChunkedPages(-1)).toThrow(/pageCount/);
+    expect(() => new ChunkedPages(2 ** 32 + 1)).toThrow(/pageCount/);
+    expect(() => new ChunkedPages(10, 1000)).toThrow(/pageSize/);
+    expect(() => new ChunkedPages(10, PS, 0)).toThrow(/pagesPerChunk/);
+    const store = new ChunkedPages(10, PS);
+    expect(() => store.write(10, new Uint8Array(PS))).toThrow(/page 10 is outside the store \(0\.\.9\)/);
+    expect(() => store.write(1.5, new Uint8Array(PS))).toThrow(/outside/);
+    expect(() => store.write(0, new Uint8Array(PS - 1))).toThrow(/from/);
+    expect(() => store.write(0, new Uint8Array(PS), 1)).toThrow(/from/);
+    expect(() => store.read(0, new Uint8Array(PS), 1)).toThrow(/at/);
+    expect(() => store.write(0, [1, 2] as unknown as Uint8Array)).toThrow(/content/);
+    expect(store.chunks).toBe(0);
+  });
+});
+
+describe("checkFitsInMemory", () => {
+  it("refuses a size above the limit naming the estimate and the limit", () => {
+    expect(() => checkFitsInMemory("a 64 GiB guest", 64 * 2 ** 30, 12 * 2 ** 30)).toThrow(MemoryLimitError);
+    expect(() => checkFitsInMemory("a 64 GiB guest", 64 * 2 ** 30, 12 * 2 ** 30)).toThrow(
+      "a 64 GiB guest needs an estimated 64.00 GiB of memory, more than the limit of 12.00 GiB on this machine",
+    );
+    expect(() => checkFitsInMemory("x", Number.NaN, 1)).toThrow(MemoryLimitError);
+    checkFitsInMemory("8 GiB populated", 8 * 2 ** 30, 12 * 2 ** 30);
+  });
+
+  it("takes its default limit from PAGEMILL_MEMORY_LIMIT, else three quarters of the machine", () => {
+    const saved = process.env.PAGEMILL_MEMORY_LIMIT;
+    try {
+      process.env.PAGEMILL_MEMORY_LIMIT = String(2 ** 20);
+      expect(memoryLimit()).toBe(2 ** 20);
+      expect(() => checkFitsInMemory("two MiB", 2 ** 21)).toThrow(/limit of 1\.0 MiB/);
+      process.env.PAGEMILL_MEMORY_LIMIT = "lots";
+      expect(() => memoryLimit()).toThrow(/PAGEMILL_MEMORY_LIMIT must be a positive whole number of bytes, got "lots"/);
+      delete process.env.PAGEMILL_MEMORY_LIMIT;
+      expect(memoryLimit()).toBeGreaterThan(0);
+    } finally {
+      if (saved === undefined) delete process.env.PAGEMILL_MEMORY_LIMIT;
+      else process.env.PAGEMILL_MEMORY_LIMIT = saved;
+    }
+  });
+});
