@@ -6,8 +6,8 @@ import { describe, expect, it } from "vitest";
 import { CodecError } from "../src/errors.js";
 import { RealClock, VirtualClock } from "../src/clock.js";
 import { CostModel, CostTableError, DEFAULT_COSTS, loadCostTable, parseCostTable } from "../src/codecs/cost.js";
-import type { MigrationStats, StrategyName } from "../src/engine/metrics.js";
-import { migrate, simulate, simulationCost, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../src/engine/migrate.js";
+import type { StrategyName } from "../src/engine/metrics.js";
+import { migrate, simulate, simulationCost, STRATEGY_NAMES, type LinkSpec } from "../src/engine/migrate.js";
 import { decodeSwitchover, encodeSwitchover } from "../src/wire/frame.js";
 import { VerificationError } from "../src/errors.js";
 import { verifyMemory } from "../src/engine/verify.js";
@@ -20,19 +20,7 @@ import { SimulatedLink } from "../src/net/link.js";
 import { LoopbackPair } from "../src/net/loopback.js";
 import type { Channel } from "../src/net/channel.js";
 import { TRACE_NAMES, sharedAvailable, tracePath, type TraceName } from "./helpers/traces.js";
-
-/** CPU so fast it never matters: for cases whose answer is link time alone. */
-const INSTANT = { encode: 1e18, decode: 1e18 };
-const FREE_CPU = new CostModel(
-  parseCostTable({
-    codecs: Object.fromEntries(Object.keys(DEFAULT_COSTS.codecs).map((name) => [name, INSTANT])),
-    zeroScan: 1e18,
-    hash: 1e18,
-    fallback: INSTANT,
-  }),
-);
-const LAN: LinkSpec = { bitsPerSecond: 1e9, rtt: 0.001 };
-const WAN: LinkSpec = { bitsPerSecond: 40e6, rtt: 0.005 };
+import { FREE_CPU, LAN, WAN, run } from "./helpers/simulate.js";
 
 function idle(pages: number, seed = 1): Workload {
   return new IdleWorkload(syntheticGuest(pages, { seed }));
@@ -40,15 +28,6 @@ function idle(pages: number, seed = 1): Workload {
 
 function poisson(pages: number, rate: number, seed = 1): Workload {
   return new PoissonWorkload(syntheticGuest(pages, { seed }), { rate, seed });
-}
-
-async function run(strategy: StrategyName, workload: Workload, link: LinkSpec, options: SimulationOptions = {}): Promise<MigrationStats> {
-  try {
-    return await simulate(strategy, workload, link, options);
-  } finally {
-    await workload.close();
-    workload.guest.dispose();
-  }
 }
 
 describe("pre-copy, analytic cases", () => {

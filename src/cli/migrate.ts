@@ -5,9 +5,9 @@
 import { existsSync } from "node:fs";
 import { CostModel, DEFAULT_COSTS, loadCostTable } from "../codecs/cost.js";
 import type { DeadlineOutcome, MigrationStats, StrategyName } from "../engine/metrics.js";
-import { DEFAULT_MAX_TIME, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
+import { DEFAULT_MAX_TIME, QEMU_STRATEGIES, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
-import type { MigrationOptions, MigrationProgress } from "../engine/options.js";
+import { FLAVORS, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { plan } from "../adaptive/plan.js";
 import { coldestFirst } from "../adaptive/predict.js";
@@ -33,7 +33,7 @@ export const summary =
 export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|all]
          [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
-         [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
+         [--flavor xen|qemu] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
   MODEL (with --pages N, --profile redis|node-gc|memstream, --rate R, --seed S):
     idle                no writes
@@ -134,6 +134,7 @@ export function workloadFactory(values: Record<string, OptionValue>): { describe
 function detailRows(stats: MigrationStats): [string, string][] {
   const rows: [string, string][] = [
     ["status", `${stats.status}, ${stats.verifiedPages} pages verified`],
+    ["flavor", stats.flavor ?? "xen"],
     ["stop reason", `${stats.stopReason}${stats.converged ? "" : " (did not converge)"}`],
     ...(stats.adaptive ? [["Ada-copy", `${stats.adaptive.method}: ${stats.adaptive.reason}`] as [string, string]] : []),
     ...(stats.deadline ? [["deadline", deadlineText(stats.deadline)] as [string, string]] : []),
@@ -319,6 +320,7 @@ export async function run(args: string[]): Promise<number> {
     strategy: { type: "string" },
     codec: { type: "string" },
     "auto-converge": { type: "boolean" },
+    flavor: { type: "string" },
     "memory-precopy": { type: "string" },
     "storage-precopy": { type: "string" },
     order: { type: "string" },
@@ -328,10 +330,13 @@ export async function run(args: string[]): Promise<number> {
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
+  const flavor = (values.flavor ?? "xen") as Flavor;
+  if (!FLAVORS.includes(flavor)) fail("flavor", `must be ${FLAVORS.join(" or ")}, got '${String(values.flavor)}'`);
   let strategies: StrategyName[];
-  if (strategyText === "all") strategies = STRATEGY_NAMES;
+  if (strategyText === "all") strategies = flavor === "qemu" ? QEMU_STRATEGIES : STRATEGY_NAMES;
   else if ((STRATEGY_NAMES as string[]).includes(strategyText) || strategyText === "fractional" || strategyText === "ada") strategies = [strategyText as StrategyName];
   else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")}, fractional, ada or all, got '${strategyText}'`);
+  if (flavor === "qemu" && !QEMU_STRATEGIES.includes(strategies[0]!)) fail("flavor", `qemu runs ${QEMU_STRATEGIES.join(", ")}, not ${strategyText}`);
   const fractional = strategyText === "fractional";
   if (!fractional) for (const name of ["memory-precopy", "storage-precopy"]) if (values[name] !== undefined) fail(name, "applies to --strategy fractional only");
   const memoryPercent = values["memory-precopy"] === undefined ? undefined : numberOption("memory-precopy", values["memory-precopy"], 0);
@@ -358,8 +363,11 @@ export async function run(args: string[]): Promise<number> {
     codec: typeof values.codec === "string" ? values.codec : "raw",
     autoConverge: values["auto-converge"] === true,
     ...(deadline !== undefined && { deadline, noPostcopy: values["no-postcopy"] === true }),
+    ...(flavor === "qemu" && { flavor }),
   };
   checkCodecOption("--codec", options.codec!);
+  if (flavor === "qemu" && options.codec !== "raw") fail("flavor", `qemu sends pages whole or as zero pages: give --codec raw, not '${options.codec}'`);
+  if (flavor === "qemu" && disk) fail("flavor", "qemu migrates memory only: no disk");
   const profile = fractional || order === "cold-first" ? await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname) : undefined;
   if (order === "cold-first") options.pageOrder = coldestFirst(profile!.memory);
   if (fractional) {
@@ -409,7 +417,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   console.log(`${guest.describe}${disk ? `; ${disk.describe}` : ""}`);
-  console.log(`${describeLink(link)}, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
+  console.log(`${describeLink(link)}, ${flavor} flavour, codec ${options.codec}, downtime limit ${seconds(options.downtimeLimit!)} (cost table: ${cost.table.source})\n`);
   if (results.length === 1) printDetail(results[0]!);
   else {
     console.log(comparisonTable(results));

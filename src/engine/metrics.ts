@@ -114,8 +114,16 @@ export interface MigrationStats {
   total: number;
   /** guest page size */
   pageSize: number;
-  /** QEMU ram.transferred: bytes put on the wire (every frame, both directions) */
+  /**
+   * QEMU ram.transferred: bytes put on the wire (every frame, both
+   * directions); with flavor qemu, QEMU 7.2's own count (qemu.ts): page
+   * headers, page bytes, zero-page bytes and end-of-section markers
+   */
   transferred: number;
+  /** "qemu" when QEMU's flavour of pre-copy ran (absent: Xen's, the default) */
+  flavor?: "qemu";
+  /** flavor qemu: bytes of pagemill's own frames, both directions (what the link carried) */
+  wireBytes?: number;
   /** QEMU ram.remaining: bytes still to send when the stats were taken (0 at the end) */
   remaining: number;
   /** QEMU ram.duplicate: pages sent as zero flags */
@@ -215,7 +223,10 @@ export type SourceCounters = Pick<
   | "rounds"
   | "adaptive"
   | "deadline"
->;
+> & {
+  /** flavor qemu: QEMU's ram.transferred (absent for xen) */
+  qemuTransferred?: number;
+};
 
 /** The counters the destination keeps. */
 export type DestinationCounters = Pick<MigrationStats, "postcopyRequests" | "faults" | "wholePageOverwrites" | "faultStall" | "workloadSlowdown" | "destinationCpu">;
@@ -273,10 +284,11 @@ export function combineStats(
 ): MigrationStats {
   const wire = newTrafficCounters();
   for (const t of traffic) for (const key of Object.keys(wire) as (keyof TrafficCounters)[]) wire[key] += t[key];
+  const { qemuTransferred, ...counters } = source;
   const stats: MigrationStats = {
     ...run,
     status: "completed",
-    ...source,
+    ...counters,
     ...destination,
     ...wire,
     ...pipeline,
@@ -284,6 +296,11 @@ export function combineStats(
     verifiedPages: 0,
     bandwidth: 0,
   };
+  if (qemuTransferred !== undefined) {
+    stats.flavor = "qemu";
+    stats.wireBytes = stats.transferred;
+    stats.transferred = qemuTransferred;
+  }
   // No full measurement period: report the average rate instead.
   if (stats.mbps === 0 && stats.totalTime > 0) stats.mbps = (stats.transferred * 8) / stats.totalTime / 1e6;
   return stats;

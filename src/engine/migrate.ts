@@ -29,6 +29,9 @@ export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, p
 /** The strategies that run without a plan ("all"); fractional needs its pages (`precopyPages`). */
 export const STRATEGY_NAMES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
 
+/** What flavor qemu runs (QEMU has no fractional hybrid-copy or Ada-copy). */
+export const QEMU_STRATEGIES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
+
 /** Progress reports at most this often (clock seconds), and always at the end. */
 const PROGRESS_PERIOD = 0.05;
 
@@ -38,10 +41,12 @@ const PROGRESS_PERIOD = 0.05;
  * The workload is left where the migration left it (advanced, unthrottled).
  */
 export async function migrate(strategy: StrategyName, options: MigrationOptions): Promise<MigrationStats> {
-  const run = STRATEGIES[strategy];
-  if (!run) throw new RangeError(`unknown strategy '${strategy}' (have: ${STRATEGY_NAMES.join(", ")})`);
+  if (!STRATEGIES[strategy]) throw new RangeError(`unknown strategy '${strategy}' (have: ${STRATEGY_NAMES.join(", ")})`);
   const { workload, clock, disk } = options;
   const settings = normaliseOptions(options, workload.guest, disk?.guest);
+  if (settings.flavor === "qemu" && !QEMU_STRATEGIES.includes(strategy)) throw new RangeError(`flavor qemu runs ${QEMU_STRATEGIES.join(", ")}, not ${strategy}`);
+  // QEMU's post-copy starts after the first pre-copy pass (migrate-start-postcopy once it ended): hybrid's one round.
+  const run = settings.flavor === "qemu" && strategy === "postcopy" ? hybrid : STRATEGIES[strategy];
   const tasks = new Tasks();
   let lastProgress = -Infinity;
   const report = (): void => {

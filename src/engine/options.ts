@@ -12,8 +12,17 @@ import { CostModel } from "../codecs/cost.js";
 import type { StrategyName } from "./metrics.js";
 import type { Tasks } from "./tasks.js";
 
+export type Flavor = "xen" | "qemu";
+export const FLAVORS: readonly Flavor[] = ["xen", "qemu"];
+
 /** The knobs of a migration, wherever its two ends run. */
 export interface EngineOptions {
+  /**
+   * Whose pre-copy this is: "xen" (default; Clark/Xen: a page re-dirtied
+   * during its round waits for the next, rounds are full passes, Xen's caps)
+   * or "qemu" (QEMU 7.2's migration/ram.c: qemu.ts).
+   */
+  readonly flavor?: Flavor;
   /**
    * Codec pipeline: a registered codec name, or several joined by "+"
    * (e.g. "xbzrle+lz4": delta first, then compression). "raw": zero flags only.
@@ -138,6 +147,7 @@ export interface EndParts {
 export interface EngineSettings {
   readonly pageSize: number;
   readonly pageCount: number;
+  readonly flavor: Flavor;
   readonly codec: string;
   readonly cost: CostModel;
   readonly downtimeLimit: number;
@@ -249,9 +259,17 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
   const throttleInitial = integer("throttleInitial", options.throttleInitial ?? 20, 1, 99);
   const throttleIncrement = integer("throttleIncrement", options.throttleIncrement ?? 10, 1, 99);
   const throttleMax = integer("throttleMax", options.throttleMax ?? 99, throttleInitial, 99);
+  const flavor = options.flavor ?? "xen";
+  if (!FLAVORS.includes(flavor)) throw new RangeError(`flavor must be ${FLAVORS.join(" or ")}, got '${flavor}'`);
+  if (flavor === "qemu" && codec !== "raw") throw new RangeError(`flavor qemu sends pages as QEMU does (zero pages flagged, the rest whole): codec must be raw, got '${codec}'`);
+  if (flavor === "qemu" && disk) throw new RangeError("flavor qemu migrates memory only: no disk");
+  // QEMU scans in address order and has no deadline rule.
+  if (flavor === "qemu" && options.pageOrder !== undefined) throw new RangeError("flavor qemu sends pages in address order: no pageOrder");
+  if (flavor === "qemu" && options.deadline !== undefined) throw new RangeError("flavor qemu has no deadline rule: no deadline");
   return {
     pageSize,
     pageCount,
+    flavor,
     codec,
     cost: options.cost ?? new CostModel(),
     downtimeLimit: nonNegative("downtimeLimit", options.downtimeLimit ?? 0.3),

@@ -15,9 +15,12 @@
 // round dirtied more bytes than `throttleTriggerThreshold`% of what it sent,
 // twice (QEMU's migration_trigger_throttle): first to throttleInitial%,
 // then +throttleIncrement% each time, up to throttleMax%.
+// That is the "xen" flavour; "qemu" (settings.flavor) follows QEMU's ram.c
+// instead where the two differ: qemu.ts says how.
 
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
+import { THROTTLE_PERIOD } from "./qemu.js";
 import type { Source } from "./source.js";
 import { deadlineRule } from "./deadline.js";
 import { switchToPostcopy } from "./postcopy.js";
@@ -109,7 +112,17 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   const toSend = new DirtyBitmap(settings.pageCount);
   if (limits.first) for (let k = 0; k < limits.first.length; k++) toSend.set(limits.first[k]!);
   else toSend.setRange();
+  const qemu = settings.flavor === "qemu";
   s.clearDirtyLog();
+  // QEMU syncs once at setup (ram_init_bitmaps): nothing is dirty yet, but it counts.
+  if (qemu) s.syncDirtyLog(toSend);
+  /** QEMU's auto-converge and dirty-rate period: since when, pages newly dirtied, transferred at its start. */
+  let throttleLook = { at: s.clock.now(), pages: 0, transferred: 0 };
+  /** QEMU: below this many bytes still to send, sync (bandwidth × downtime limit; 0 before a measurement). */
+  const threshold = (): number => s.bandwidth * s.downtimeLimit;
+  /** QEMU: rate-limit windows (one ram_save_iterate call each) since the rounds began, and how many were counted. */
+  const roundsStart = s.clock.now();
+  let windows = 0;
   let highDirtyRounds = 0;
   let reason: StopReason | undefined;
   /** When the dirty log was last synced (and so began its count). */
@@ -144,10 +157,10 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     for (;;) {
       const candidates = next();
       if (candidates.length === 0) break;
-      // Xen: a page dirtied again since the round began goes next round.
+      // Xen: a page dirtied again since the round began goes next round (QEMU sends it).
       const send: number[] = [];
       for (const p of candidates) {
-        if (guest.dirtyLog.test(p)) skipped++;
+        if (!qemu && guest.dirtyLog.test(p)) skipped++;
         else send.push(p);
       }
       if (send.length) {
@@ -157,7 +170,17 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       }
       s.setRemaining(s.remainingPages - candidates.length);
       await s.runGuest();
-      if (s.samplePeriod()) {
+      if (qemu) {
+        const now = Math.floor((s.clock.now() - roundsStart) / settings.bandwidthPeriod);
+        s.countIterates(now - windows);
+        windows = now;
+        if (s.samplePeriod()) {
+          // QEMU's expected-downtime, once it has sent something.
+          if (s.bandwidth > 0) s.setExpectedDowntime((toSend.count() * ps) / s.bandwidth);
+        }
+        // Sync once the bytes still to send fall below the threshold (ram_state_pending_exact).
+        if (toSend.count() * ps < threshold()) break;
+      } else if (s.samplePeriod()) {
         if (limits.downtimeRule && fits(toSend.count() + guest.dirtyLog.count(), 0)) {
           reason = "downtime-limit";
           break;
@@ -176,16 +199,34 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     if (s.disk) await finishDiskPass(s);
     await s.runGuest();
     const duration = s.clock.now() - start;
-    const dirtied = s.syncDirtyLog(toSend);
-    // Over the time the log counted, which includes the control frames between rounds.
-    const logged = s.clock.now() - lastSync;
-    lastSync = s.clock.now();
-    s.setDirtyRate(logged > 0 ? dirtied / logged : 0);
-
-    if (settings.autoConverge && dirtied * ps > (s.roundBytes * settings.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
-      highDirtyRounds = 0;
-      const now = counters.cpuThrottlePercentage;
-      s.setThrottle(now === 0 ? settings.throttleInitial : Math.min(settings.throttleMax, now + settings.throttleIncrement));
+    let dirtied = 0;
+    if (!qemu) {
+      dirtied = s.syncDirtyLog(toSend);
+      // Over the time the log counted, which includes the control frames between rounds.
+      const logged = s.clock.now() - lastSync;
+      lastSync = s.clock.now();
+      s.setDirtyRate(logged > 0 ? dirtied / logged : 0);
+      if (settings.autoConverge && dirtied * ps > (s.roundBytes * settings.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
+        highDirtyRounds = 0;
+        throttleStep(s);
+      }
+    } else if (reason === undefined && (toSend.count() > 0 || threshold() > 0)) {
+      // QEMU: pending fell below the threshold (or the pass ended): sync. With
+      // nothing pending and no bandwidth measured yet it completes without one.
+      const before = toSend.count();
+      dirtied = s.syncDirtyLog(toSend);
+      throttleLook.pages += toSend.count() - before;
+      const since = s.clock.now() - throttleLook.at;
+      if (since > THROTTLE_PERIOD) {
+        const transferred = counters.qemuTransferred!;
+        const sent = transferred - throttleLook.transferred;
+        if (settings.autoConverge && throttleLook.pages * ps > (sent * settings.throttleTriggerThreshold) / 100 && ++highDirtyRounds >= 2) {
+          highDirtyRounds = 0;
+          throttleStep(s);
+        }
+        s.setDirtyRate(throttleLook.pages / since);
+        throttleLook = { at: s.clock.now(), pages: 0, transferred };
+      }
     }
     s.addRound({
       round: s.round,
@@ -209,7 +250,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       // channel fits the downtime too: the stop-and-copy queues behind it.
       // Until then the guest runs while it drains, and the next round sends
       // what it dirtied meanwhile.
-      if (limits.downtimeRule ? fits(left, drained) : left === 0) reason = left === 0 ? "converged" : "downtime-limit";
+      if (qemu && limits.downtimeRule) {
+        // ram.c: pending still at or above the threshold means another iteration; no caps.
+        if (left === 0 || left * ps < threshold()) reason = left === 0 ? "converged" : "downtime-limit";
+        else if (s.round >= settings.maxIterations) reason = "iteration-limit";
+      } else if (limits.downtimeRule ? fits(left, drained) : left === 0) reason = left === 0 ? "converged" : "downtime-limit";
       else if (s.round >= limits.maxRounds) reason = "round-limit";
       else if (traffic.precopyBytes >= limits.budget) reason = "byte-budget";
       else if (s.round >= settings.maxIterations) reason = "iteration-limit";
@@ -223,9 +268,18 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   }
   if (s.stopAt < 0) await s.stopGuest();
 
-  s.takeDirty(toSend);
+  // QEMU syncs once more after the stop (ram_save_complete) and counts it.
+  if (qemu) s.syncDirtyLog(toSend);
+  else s.takeDirty(toSend);
   s.setRemaining(toSend.count());
   return { reason, converged: reason === "downtime-limit" || reason === "converged", left: toSend };
+}
+
+/** One auto-converge step: throttleInitial% first, then +throttleIncrement% up to throttleMax% (mig_throttle_guest_down). */
+function throttleStep(s: Source): void {
+  const { throttleInitial, throttleIncrement, throttleMax } = s.settings;
+  const now = s.counters.cpuThrottlePercentage;
+  s.setThrottle(now === 0 ? throttleInitial : Math.min(throttleMax, now + throttleIncrement));
 }
 
 /**

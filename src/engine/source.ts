@@ -21,6 +21,7 @@ import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, 
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
 import { projectPrecopy } from "./projection.js";
+import { EOS_BYTES, qemuPageBytes } from "./qemu.js";
 import { SourceDisk } from "./storage.js";
 import type { Tasks } from "./tasks.js";
 
@@ -93,6 +94,8 @@ export class Source {
   /** bytes/s over the last complete period (0 until one completed) */
   private measured = 0;
   private currentRoundBytes = 0;
+  /** Flavor qemu: a page of the guest's RAM block went already (the next ones carry no block id). */
+  private blockNamed = false;
   /** An adaptive compress stage's choices when the last round ended. */
   private choicesBefore: Record<string, number> = {};
 
@@ -115,6 +118,7 @@ export class Source {
     this.t0 = this.clock.now();
     this.periodStart = this.t0;
     this.guestOffset = this.workload.now - this.t0;
+    if (this.settings.flavor === "qemu") this.counters.qemuTransferred = 0;
   }
 
   get phase(): Phase {
@@ -308,6 +312,10 @@ export class Source {
     c.duplicate += zero;
     c.normal += n - zero;
     c.pagesTransferred += n;
+    if (c.qemuTransferred !== undefined) {
+      c.qemuTransferred += qemuPageBytes(n - zero, zero, pageSize, !this.blockNamed);
+      this.blockNamed = true;
+    }
     await this.charge(cpu);
     if (c.pagesTransferred === n && this.currentPhase === "precopy") c.setupTime = this.elapsed();
     await this.send(encoded.frame, urgent);
@@ -459,6 +467,11 @@ export class Source {
   linkBandwidth(): number {
     const bits = this.channel.bitsPerSecond;
     return bits !== undefined ? bits / 8 : this.measured;
+  }
+
+  /** Flavor qemu: the end-of-section markers `calls` ram_save_iterate calls end with. */
+  countIterates(calls: number): void {
+    if (this.counters.qemuTransferred !== undefined) this.counters.qemuTransferred += calls * EOS_BYTES;
   }
 
   /** Records a finished pre-copy round, with the pages per codec an adaptive codec chose in it. */

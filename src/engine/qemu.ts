@@ -1,0 +1,39 @@
+// QEMU's flavour of pre-copy, after migration/ram.c of QEMU 7.2 (the same
+// in 8.x and 9.x where noted in docs/engines.md): what differs from Xen's is
+// decided here and applied by runRounds (precopy.ts).
+//   - No skip: every page of the migration bitmap goes when the scan reaches
+//     it, even if dirtied again since the last sync.
+//   - The dirty bitmap is synced (dirty-sync-count) once at setup, whenever
+//     the bytes still to send fall below threshold = bandwidth measured over
+//     the last 100 ms × downtime-limit, and once more after the stop. After
+//     a sync, what is pending either still exceeds the threshold (another
+//     iteration) or does not (stop and copy). There are no caps.
+//   - auto-converge looks at most once a second, at a sync: the bytes
+//     dirtied since the last look against throttle-trigger-threshold % of
+//     the bytes transferred meanwhile, twice in a row
+//     (migration_trigger_throttle).
+//   - transferred counts what ram.c adds: per page an 8-byte offset+flags
+//     header (plus the block's id string, length-prefixed, on the first page
+//     sent from the block), then the page (normal) or one byte (zero page),
+//     and an 8-byte end-of-section marker per ram_save_iterate call (one
+//     each 100 ms rate-limit window).
+
+/** The id string of x86's main RAM block. */
+export const QEMU_BLOCK_ID = "pc.ram";
+/** be64 offset | flags before every page (save_page_header). */
+export const PAGE_HEADER_BYTES = 8;
+/** RAM_SAVE_FLAG_EOS at the end of each ram_save_iterate. */
+export const EOS_BYTES = 8;
+/** QEMU's dirty-rate and auto-converge period: at least a second between looks. */
+export const THROTTLE_PERIOD = 1;
+
+/**
+ * Bytes ram.c adds to transferred for `normal` pages sent whole and `zero`
+ * zero pages of `pageSize` B, when `nameBlock` the first of them carries the
+ * block's id string.
+ */
+export function qemuPageBytes(normal: number, zero: number, pageSize: number, nameBlock: boolean): number {
+  const pages = normal + zero;
+  if (pages === 0) return 0;
+  return pages * PAGE_HEADER_BYTES + normal * pageSize + zero + (nameBlock ? 1 + QEMU_BLOCK_ID.length : 0);
+}
