@@ -1,16 +1,16 @@
 // The end-of-migration check: the destination's memory must equal the
 // source's (for pre-copy, the source's at switch-over; after post-copy, the
 // source's at switch-over with the destination's own writes since, which is
-// what the simulated program's memory holds). Page digests (XXH3-64, one
-// kernel call per batch) are compared first; pages whose digests differ are
-// compared byte for byte, and any that differ are named in the error.
+// what the simulated program's memory holds). Spans of pages are compared
+// byte for byte in place (memcmp: no copy into WebAssembly memory and no
+// hashing, which cost a third of a raw pre-copy's wall time); the pages of a
+// span that differs are compared one by one, and any that differ are named in
+// the error.
 
 import { checkBytes, checkPageSize } from "../errors.js";
-import { xxh3Batch } from "../hash/xxhash.js";
-import { PageBatch } from "../wasm/arena.js";
 import { VerificationError } from "../errors.js";
 
-const VERIFY_BATCH_PAGES = 1024;
+const VERIFY_SPAN_PAGES = 1024;
 const NAMED_PAGES = 16;
 
 /**
@@ -25,29 +25,14 @@ export function verifyMemory(expected: Uint8Array, actual: Uint8Array, pageSize:
     throw new VerificationError(`destination memory has ${actual.byteLength} bytes, the source ${expected.byteLength}`, []);
   }
   const pageCount = Math.floor(expected.byteLength / pageSize);
-  const a = new PageBatch(Math.min(VERIFY_BATCH_PAGES, Math.max(1, pageCount)), pageSize);
-  const b = new PageBatch(a.capacity, pageSize);
-  const da = new BigUint64Array(a.capacity);
-  const db = new BigUint64Array(a.capacity);
+  const bytes = (memory: Uint8Array, page: number, count: number) => Buffer.from(memory.buffer, memory.byteOffset + page * pageSize, count * pageSize);
   const differ: number[] = [];
-  try {
-    for (let first = 0; first < pageCount; first += a.capacity) {
-      const count = Math.min(a.capacity, pageCount - first);
-      const from = first * pageSize;
-      const to = from + count * pageSize;
-      xxh3Batch(a.set(expected.subarray(from, to)), { out: da });
-      xxh3Batch(b.set(actual.subarray(from, to)), { out: db });
-      for (let k = 0; k < count; k++) {
-        if (da[k] === db[k]) continue;
-        const at = from + k * pageSize;
-        const x = Buffer.from(expected.buffer, expected.byteOffset + at, pageSize);
-        const y = Buffer.from(actual.buffer, actual.byteOffset + at, pageSize);
-        if (!x.equals(y)) differ.push(first + k);
-      }
+  for (let first = 0; first < pageCount; first += VERIFY_SPAN_PAGES) {
+    const count = Math.min(VERIFY_SPAN_PAGES, pageCount - first);
+    if (bytes(expected, first, count).equals(bytes(actual, first, count))) continue;
+    for (let page = first; page < first + count; page++) {
+      if (!bytes(expected, page, 1).equals(bytes(actual, page, 1))) differ.push(page);
     }
-  } finally {
-    a.dispose();
-    b.dispose();
   }
   if (differ.length) {
     const named = differ.slice(0, NAMED_PAGES).join(", ");
