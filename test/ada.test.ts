@@ -17,7 +17,7 @@ import { profileTrace } from "../src/adaptive/profile.js";
 import { coldestFirst } from "../src/adaptive/predict.js";
 
 const BUNDLED = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
-const check = (c: Partial<RoundCheck>): RoundCheck => ({ round: 1, roundEnd: true, dirtyRate: 0, sendRate: 1000, window: 1, left: 0, ...c });
+const check = (c: Partial<RoundCheck>): RoundCheck => ({ round: 1, roundEnd: true, dirtyRate: 0, sendRate: 1000, left: 0, ...c });
 
 describe("Ada-copy's rule", () => {
   it("switches within the first round when memory is dirtied at half the rate it is sent or more; within later rounds, never", () => {

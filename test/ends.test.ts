@@ -105,38 +105,37 @@ describe("Source and Destination", () => {
     });
   }
 
-  it("a frame lost on the way is caught: the destination does not rebuild the guest", async () => {
-    const w = workload(1024, 3);
+  /** A raw pre-copy of a 1024-page model over a simulated link, with every frame the source sent; then `check` on them. */
+  async function recordedPrecopy(seed: number, check: (w: Workload, frames: Uint8Array[]) => Promise<void>): Promise<void> {
+    const w = workload(1024, seed);
     const clock = new VirtualClock();
     const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
     const frames: Uint8Array[] = [];
     try {
       await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec: "raw" });
+      await check(w, frames);
+    } finally {
+      await w.close();
+      w.guest.dispose();
+    }
+  }
+  /** The last frame with page content. */
+  const lastPagesFrame = (frames: Uint8Array[]) => frames.findLastIndex((f) => f.byteLength > 4096 && f[5] === 1);
+
+  it("a frame lost on the way is caught: the destination does not rebuild the guest", () =>
+    recordedPrecopy(3, async (w, frames) => {
       // Drop the last frame with page content: nothing is sent after it to make up for it.
-      const lost = frames.findLastIndex((f) => f.byteLength > 4096 && f[5] === 1);
+      const lost = lastPagesFrame(frames);
       const replayed = await replayInto(frames.filter((_, i) => i !== lost), w, "raw");
       expect(() => verifyMemory(w.guest.memory, replayed.memory, replayed.pageSize)).toThrow(/differ/);
-    } finally {
-      await w.close();
-      w.guest.dispose();
-    }
-  });
+    }));
 
-  it("pages after a pre-copy switch-over are refused before they touch the memory", async () => {
-    const w = workload(1024, 5);
-    const clock = new VirtualClock();
-    const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
-    const frames: Uint8Array[] = [];
-    try {
-      await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec: "raw" });
+  it("pages after a pre-copy switch-over are refused before they touch the memory", () =>
+    recordedPrecopy(5, async (w, frames) => {
       // A page frame replayed after the switch-over record: the memory there is final (and hashed, between processes).
-      const late = frames.findLast((f) => f.byteLength > 4096 && f[5] === 1)!;
+      const late = frames[lastPagesFrame(frames)]!;
       await expect(replayInto([...frames, late], w, "raw")).rejects.toThrow(/pages frame after the switch-over of a pre-copy migration/);
-    } finally {
-      await w.close();
-      w.guest.dispose();
-    }
-  });
+    }));
 
   it("options are checked once, naming the option, before either end exists", async () => {
     const guest = { pageSize: 4096, pageCount: 16 };

@@ -451,6 +451,10 @@ class RecentWrites {
 
 /** Page indices by λ, coldest first (ties in index order). */
 export function coldestFirst(m: PageProfile): Uint32Array {
-  const order = Uint32Array.from({ length: m.pageCount }, (_, p) => p);
-  return order.sort((a, b) => m.writtenEpochs[a]! - m.writtenEpochs[b]! || a - b);
+  return ascendingBy(m.writtenEpochs);
+}
+
+/** Indices 0..n−1 ordered by `keys` ascending (a write rate: coldest first), ties in index order. */
+export function ascendingBy(keys: ArrayLike<number>): Uint32Array {
+  return Uint32Array.from({ length: keys.length }, (_, k) => k).sort((a, b) => keys[a]! - keys[b]! || a - b);
 }

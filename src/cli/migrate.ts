@@ -10,7 +10,7 @@ import type { RateStep } from "../net/link.js";
 import { FLAVORS, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { plan } from "../adaptive/plan.js";
-import { coldestFirst } from "../adaptive/predict.js";
+import { ascendingBy, coldestFirst } from "../adaptive/predict.js";
 import { profileTrace, type Profile } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
@@ -179,12 +179,6 @@ export function printDetail(stats: MigrationStats): void {
       );
     }
   }
-}
-
-/** The `percent`% of blocks with the lowest write rate (ties in block order). */
-function coldestBlocks(heat: ArrayLike<number>, percent: number): Uint32Array {
-  const order = Uint32Array.from({ length: heat.length }, (_, b) => b).sort((a, b) => heat[a]! - heat[b]! || a - b);
-  return order.subarray(0, Math.round((percent / 100) * heat.length));
 }
 
 /** What a deadline did, in words. */
@@ -357,7 +351,7 @@ export async function run(args: string[]): Promise<number> {
   if (storagePercent && !disk) fail("storage-precopy", "applies to a disk (--disk FILE or --disk-workload MODEL)");
   const diskOptions: Mutable<Pick<SimulationOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat" | "diskPrecopyBlocks">> = disk ? await disk.options() : {};
   // Fractional's S%: the coldest blocks by write rate, as M% is the coldest pages.
-  if (storagePercent && diskOptions.diskHeat) diskOptions.diskPrecopyBlocks = coldestBlocks(diskOptions.diskHeat, storagePercent);
+  if (storagePercent && diskOptions.diskHeat) diskOptions.diskPrecopyBlocks = ascendingBy(diskOptions.diskHeat).subarray(0, Math.round((storagePercent / 100) * diskOptions.diskHeat.length));
   const options: Mutable<SimulationOptions> = {
     ...setup.options,
     codec: typeof values.codec === "string" ? values.codec : "raw",

@@ -62,8 +62,6 @@ export interface RoundCheck {
   readonly dirtyRate: number;
   /** pages per second the link carries: the measured bandwidth over the wire bytes of a page sent with content */
   readonly sendRate: number;
-  /** seconds the dirty rate was measured over */
-  readonly window: number;
   /** pages still to send: the rest of this round's and those dirtied since the last sync */
   readonly left: number;
 }
@@ -142,10 +140,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     return left <= rate * s.downtimeLimit;
   };
 
-  const check = (roundEnd: boolean, dirtied: number, left: number): string | undefined => {
+  /** Asks the switchWhen rule; within a round the dirty rate is the log's so far, at its end the round's. */
+  const check = (roundEnd: boolean, left: number): string | undefined => {
     const window = s.clock.now() - lastSync;
-    const dirtyRate = roundEnd ? counters.dirtyPagesRate : window > 0 ? dirtied / window : 0;
-    return limits.switchWhen?.({ round: s.round, roundEnd, dirtyRate, sendRate: s.pageSendRate(), window, left });
+    const dirtyRate = roundEnd ? counters.dirtyPagesRate : window > 0 ? guest.dirtyLog.count() / window : 0;
+    return limits.switchWhen?.({ round: s.round, roundEnd, dirtyRate, sendRate: s.pageSendRate(), left });
   };
   while (reason === undefined) {
     const start = s.clock.now();
@@ -186,7 +185,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
           break;
         }
         // Once a whole period was logged: a shorter window says little about the rate.
-        if (limits.switchWhen && s.clock.now() - lastSync >= settings.bandwidthPeriod && check(false, guest.dirtyLog.count(), toSend.count() + guest.dirtyLog.count())) {
+        if (limits.switchWhen && s.clock.now() - lastSync >= settings.bandwidthPeriod && check(false, toSend.count() + guest.dirtyLog.count())) {
           reason = limits.switchAs ?? "adaptive";
           break;
         }
@@ -199,9 +198,8 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     if (s.disk) await finishDiskPass(s);
     await s.runGuest();
     const duration = s.clock.now() - start;
-    let dirtied = 0;
     if (!qemu) {
-      dirtied = s.syncDirtyLog(toSend);
+      const dirtied = s.syncDirtyLog(toSend);
       // Over the time the log counted, which includes the control frames between rounds.
       const logged = s.clock.now() - lastSync;
       lastSync = s.clock.now();
@@ -214,7 +212,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       // QEMU: pending fell below the threshold (or the pass ended): sync. With
       // nothing pending and no bandwidth measured yet it completes without one.
       const before = toSend.count();
-      dirtied = s.syncDirtyLog(toSend);
+      s.syncDirtyLog(toSend);
       throttleLook.pages += toSend.count() - before;
       const since = s.clock.now() - throttleLook.at;
       if (since > THROTTLE_PERIOD) {
@@ -259,7 +257,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       else if (traffic.precopyBytes >= limits.budget) reason = "byte-budget";
       else if (s.round >= settings.maxIterations) reason = "iteration-limit";
       else if (counters.pagesTransferred * ps > settings.maxSentFactor * settings.pageCount * ps) reason = "sent-limit";
-      else if (check(true, dirtied, left)) reason = limits.switchAs ?? "adaptive";
+      else if (check(true, left)) reason = limits.switchAs ?? "adaptive";
     }
     if (reason !== undefined && (typeof limits.stopAtOnce === "function" ? limits.stopAtOnce(reason) : limits.stopAtOnce)) await s.stopGuest();
     await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
