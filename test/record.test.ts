@@ -292,11 +292,65 @@ for line in sys.stdin:
     }
   });
 
+  it("records one mapping alone with --mapping (a VM's guest RAM), and names the pid and the pattern when none matches", async () => {
+    // A memfd "guest RAM" of 8 pages next to private memory of the same size; "w N V" fills memfd page N with byte V.
+    const child = spawn("python3", ["-c", `
+import ctypes, mmap, os, sys
+fd = os.memfd_create("ram")
+os.ftruncate(fd, 8 * 4096)
+ram = mmap.mmap(fd, 8 * 4096)
+heap = mmap.mmap(-1, 8 * 4096, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+ram[0] = 1
+heap[0] = 2
+print(hex(ctypes.addressof(ctypes.c_char.from_buffer(ram))), flush=True)
+for line in sys.stdin:
+    cmd, *args = line.split()
+    if cmd == "x":
+        sys.exit(0)
+    n, v = map(int, args)
+    ram[n * 4096:(n + 1) * 4096] = bytes([v]) * 4096
+    print("ok", flush=True)
+`]);
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const address = BigInt((await lines.next()).value as string);
+    try {
+      const out = join(dir, "mapping.ptrace.gz");
+      const result = await recordProcess(child.pid!, {
+        interval: 0.1,
+        duration: 0.1,
+        out,
+        mapping: "memfd:ram",
+        onPass: async ({ epoch }) => {
+          if (epoch !== 0) return;
+          child.stdin.write("w 5 77\n");
+          expect((await lines.next()).value).toBe("ok");
+        },
+      });
+      expect(result).toMatchObject({ pages: 8, epochs: 1 });
+      const reader = await TraceReader.open(out);
+      expect(reader.header.meta.regions).toEqual([{ start: `0x${address.toString(16)}`, pages: 8, perms: "rw-s", name: "/memfd:ram (deleted)", kind: "shmem" }]);
+      expect(reader.image[0]).toBe(1);
+      const epochs = [];
+      for await (const epoch of reader.epochs()) epochs.push(Array.from(epoch.pages));
+      expect(epochs).toEqual([[5]]);
+
+      const none = recordProcess(child.pid!, { interval: 0.1, duration: 0.1, out: join(dir, "none.gz"), mapping: "memfd:nothing" });
+      await expect(none).rejects.toMatchObject({ code: "no-mapping" });
+      await expect(none).rejects.toThrow(new RegExp(`process ${child.pid}.*'memfd:nothing'.*/memfd:ram`));
+      await expect(recordProcess(child.pid!, { interval: 0.1, duration: 0.1, out: join(dir, "none.gz"), mapping: "" })).rejects.toThrow(RangeError);
+    } finally {
+      child.stdin.write("x\n");
+      child.kill();
+    }
+  });
+
   it("reports command-line mistakes as usage errors", async () => {
     await expect(run(["-o", join(dir, "x.gz")])).rejects.toThrow(UsageError);
     await expect(run(["--pid", "1", "--file", "x", "-o", "y"])).rejects.toThrow(/either --pid/);
     await expect(run(["--pid", "1"])).rejects.toThrow(/missing -o/);
     await expect(run(["--pid", "abc", "-o", "y"])).rejects.toThrow(/--pid/);
     await expect(run(["--pid", "1", "--interval", "fast", "-o", "y"])).rejects.toThrow(/--interval/);
+    await expect(run(["--file", "x", "--mapping", "ram", "-o", "y"])).rejects.toThrow(/--mapping is for --pid/);
+    await expect(run(["--pid", "1", "--mapping", "", "-o", "y"])).rejects.toThrow(/--mapping needs/);
   });
 });

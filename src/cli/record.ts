@@ -6,11 +6,13 @@ import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, par
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
 export const usage = `usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]
-         [--include-file-mappings]
+         [--include-file-mappings] [--mapping NAME]
 
   Records the process's private writable memory and its shared memory (anonymous, SysV, memfd,
   /dev/shm); shared mappings of files on disk only with --include-file-mappings. The trace's
   meta lists every region with its kind.
+  --mapping    only the mappings whose /proc/PID/maps name contains NAME: a VM's guest RAM alone,
+               e.g. 'memfd:memory-backend-memfd' for QEMU's guest RAM as -object memory-backend-memfd,share=on
   --interval   time between two snapshots (epochs), ${MIN_INTERVAL_MICROS / 1000}ms at least: trace readers refuse shorter ones`;
 
 export async function run(args: string[]): Promise<number> {
@@ -24,6 +26,7 @@ export async function run(args: string[]): Promise<number> {
     level: { type: "string" },
     spool: { type: "string" },
     "include-file-mappings": { type: "boolean" },
+    mapping: { type: "string" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
@@ -43,7 +46,10 @@ export async function run(args: string[]): Promise<number> {
   const spoolDir = values.spool === undefined ? undefined : pathOption("--spool DIR", values.spool, undefined, "a directory");
   const includeFileMappings = values["include-file-mappings"] === true;
   if (includeFileMappings && values.pid === undefined) throw new UsageError("--include-file-mappings is for --pid (a process's shared file mappings)");
-  const options: RecordOptions = { interval, duration, out, pageSize, level, spoolDir, includeFileMappings, onPass: process.stderr.isTTY ? onPass : undefined };
+  const mapping = values.mapping as string | undefined;
+  if (mapping !== undefined && values.pid === undefined) throw new UsageError("--mapping is for --pid (one of a process's mappings)");
+  if (mapping === "") throw new UsageError("--mapping needs part of a mapping's name, got an empty string");
+  const options: RecordOptions = { interval, duration, out, pageSize, level, spoolDir, includeFileMappings, mapping, onPass: process.stderr.isTTY ? onPass : undefined };
   const result =
     values.pid !== undefined
       ? await recordProcess(intOption("pid", values.pid, 0, 1, 2 ** 22), options)

@@ -20,7 +20,7 @@ import { checkDistinct } from "../files.js";
 /** Bytes read from the target per read call. */
 const CHUNK_BYTES = 8 << 20;
 
-export type RecordErrorCode = "no-process" | "permission" | "no-memory" | "too-large" | "not-a-file";
+export type RecordErrorCode = "no-process" | "permission" | "no-memory" | "no-mapping" | "too-large" | "not-a-file";
 
 /** The target cannot be recorded; names it and why. */
 export class RecordError extends PagemillError {
@@ -48,6 +48,12 @@ export interface RecordOptions {
   interval: number;
   /** Also record shared mappings of files on disk (--include-file-mappings); process targets only. */
   includeFileMappings?: boolean;
+  /**
+   * Only the mappings whose /proc/PID/maps name contains this (--mapping):
+   * a VM's guest RAM alone (QEMU's memory-backend-memfd shows as
+   * "/memfd:memory-backend-memfd (deleted)"), not the emulator's heap.
+   */
+  mapping?: string;
   /** Seconds to record after the image (epochs = floor(duration / interval)). */
   duration: number;
   /** The pagetrace to write. */
@@ -216,8 +222,18 @@ async function fileTarget(path: string, pageSize: number): Promise<Target> {
 export async function recordProcess(pid: number, options: RecordOptions): Promise<RecordResult> {
   const pageSize = options.pageSize ?? 4096;
   checkPageSize(pageSize);
+  if (options.mapping === "") throw new RangeError("mapping must name part of a mapping's name, got an empty string");
   const target = await processTarget(pid);
-  const regions = writableMappings(target.maps, pageSize, options.includeFileMappings);
+  const writable = writableMappings(target.maps, pageSize, options.includeFileMappings);
+  const regions = options.mapping === undefined ? writable : writable.filter((r) => (r.name ?? "").includes(options.mapping!));
+  if (regions.length === 0 && writable.length > 0 && options.mapping !== undefined) {
+    await target.close();
+    const names = [...new Set(writable.map((r) => r.name || "(anonymous)"))];
+    throw new RecordError(
+      "no-mapping",
+      `no writable mapping of process ${pid} has '${options.mapping}' in its name (its ${names.length} names: ${names.slice(0, 8).join(", ")}${names.length > 8 ? ", ..." : ""})`,
+    );
+  }
   if (regions.length === 0) {
     await target.close();
     throw new RecordError((await target.gone()) ? "no-process" : "no-memory", `process ${pid} has no writable memory to record${(await target.gone()) ? " (it exited)" : ""}`);
