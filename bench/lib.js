@@ -15,13 +15,19 @@ export const TRACES = ["redis", "node-gc", "memstream"];
 /** Traces recorded on this machine (../traces beside the clone; never committed). */
 export const LOCAL_TRACES = fileURLToPath(new URL("../../traces/", import.meta.url));
 
+/** Traces recorded for Ada-copy's held-out check (../traces/ada-heldout; scripts/record-workloads.sh redis-hash memcached-get pgbench). */
+export const ADA_HELD_OUT = `${LOCAL_TRACES}ada-heldout/`;
+
+/** Every *.ptrace.gz in `dir` (none when it is absent): [{ name, path }]. */
+export function tracesIn(dir) {
+  return existsSync(dir)
+    ? readdirSync(dir).filter((f) => f.endsWith(".ptrace.gz")).sort().map((f) => ({ name: f.replace(/\.ptrace\.gz$/, ""), path: dir + f }))
+    : [];
+}
+
 /** The shared traces, then every *.ptrace.gz in ../traces: [{ name, path }]. */
 export function allTraces() {
-  const shared = TRACES.map((name) => ({ name, path: `${SHARED}traces/${name}.ptrace.gz` }));
-  const local = existsSync(LOCAL_TRACES)
-    ? readdirSync(LOCAL_TRACES).filter((f) => f.endsWith(".ptrace.gz")).sort().map((f) => ({ name: f.replace(/\.ptrace\.gz$/, ""), path: LOCAL_TRACES + f }))
-    : [];
-  return [...shared, ...local];
+  return [...TRACES.map((name) => ({ name, path: `${SHARED}traces/${name}.ptrace.gz` })), ...tracesIn(LOCAL_TRACES)];
 }
 
 /**

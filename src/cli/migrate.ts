@@ -4,7 +4,7 @@
 
 import { existsSync } from "node:fs";
 import { CostModel, DEFAULT_COSTS, loadCostTable } from "../codecs/cost.js";
-import type { DeadlineOutcome, MigrationStats, StrategyName } from "../engine/metrics.js";
+import type { CrtrOutcome, DeadlineOutcome, MigrationStats, StrategyName } from "../engine/metrics.js";
 import { DEFAULT_MAX_TIME, QEMU_STRATEGIES, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
 import { FLAVORS, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
@@ -30,8 +30,9 @@ import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
-export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|all]
+export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|crtr|all]
          [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
+         [--log-rate 16KiB] [--replay-speed 2]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--flavor xen|qemu] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
@@ -46,7 +47,9 @@ ${DISK_USAGE}
   --no-postcopy, double the downtime limit each time instead (reported).
   --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
   fewer times); index order by default. --strategy ada: Ada-copy (pre-copy, switching to post-copy when
-  the dirty rate says it will not converge soon).
+  the dirty rate says it will not converge soon). --strategy crtr: checkpoint + trace/replay, a MODEL
+  (the checkpoint is real; the event log, --log-rate bytes per second of execution, and its replay at the
+  destination, --replay-speed times as fast as the source ran, are modelled: docs/engines.md).
   Default: the bundled trace ${"data/redis-sample.ptrace.gz"} over 40 Mbit/s with 5 ms RTT (seed 001's WAN link), every strategy.`;
 
 /** The bundled trace: the default guest. */
@@ -138,6 +141,7 @@ function detailRows(stats: MigrationStats): [string, string][] {
     ["stop reason", `${stats.stopReason}${stats.converged ? "" : " (did not converge)"}`],
     ...(stats.adaptive ? [["Ada-copy", `${stats.adaptive.method}: ${stats.adaptive.reason}`] as [string, string]] : []),
     ...(stats.deadline ? [["deadline", deadlineText(stats.deadline)] as [string, string]] : []),
+    ...(stats.crtr ? [["CR/TR (model)", crtrText(stats.crtr)] as [string, string]] : []),
     ["total-time", seconds(stats.totalTime)],
     ["setup-time", seconds(stats.setupTime)],
     ["downtime", seconds(stats.downtime)],
@@ -188,8 +192,14 @@ function deadlineText(d: DeadlineOutcome): string {
   return `${seconds(d.deadline)}: pre-copy projected to end in time`;
 }
 
-/** A strategy's name in a table; Ada-copy's with the method it chose. */
+/** What CR/TR's model did, in words. */
+function crtrText(c: CrtrOutcome): string {
+  return `checkpoint ${formatBytes(c.checkpointBytes)} in ${seconds(c.checkpointSeconds)}, then ${c.iterations} log(s) of ${formatBytes(c.logBytes)} in all (modelled: ${formatBytes(c.logRate)}/s of execution), ${seconds(c.replayedSeconds)} of execution replayed at ${c.replaySpeed}× (modelled), ${c.replayedPages} pages written by it`;
+}
+
+/** A strategy's name in a table; Ada-copy's with the method it chose; a model's says so. */
 export function strategyLabel(stats: MigrationStats): string {
+  if (stats.crtr) return `${stats.strategy} (model)`;
   return stats.adaptive ? `${stats.strategy}→${stats.adaptive.method}` : stats.strategy;
 }
 
@@ -320,6 +330,8 @@ export async function run(args: string[]): Promise<number> {
     order: { type: "string" },
     deadline: { type: "string" },
     "no-postcopy": { type: "boolean" },
+    "log-rate": { type: "string" },
+    "replay-speed": { type: "string" },
     ...DISK_ARGS,
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -328,8 +340,8 @@ export async function run(args: string[]): Promise<number> {
   if (!FLAVORS.includes(flavor)) fail("flavor", `must be ${FLAVORS.join(" or ")}, got '${String(values.flavor)}'`);
   let strategies: StrategyName[];
   if (strategyText === "all") strategies = flavor === "qemu" ? QEMU_STRATEGIES : STRATEGY_NAMES;
-  else if ((STRATEGY_NAMES as string[]).includes(strategyText) || strategyText === "fractional" || strategyText === "ada") strategies = [strategyText as StrategyName];
-  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")}, fractional, ada or all, got '${strategyText}'`);
+  else if ((STRATEGY_NAMES as string[]).includes(strategyText) || ["fractional", "ada", "crtr"].includes(strategyText)) strategies = [strategyText as StrategyName];
+  else fail("strategy", `must be ${STRATEGY_NAMES.join(", ")}, fractional, ada, crtr or all, got '${strategyText}'`);
   if (flavor === "qemu" && !QEMU_STRATEGIES.includes(strategies[0]!)) fail("flavor", `qemu runs ${QEMU_STRATEGIES.join(", ")}, not ${strategyText}`);
   const fractional = strategyText === "fractional";
   if (!fractional) for (const name of ["memory-precopy", "storage-precopy"]) if (values[name] !== undefined) fail(name, "applies to --strategy fractional only");
@@ -342,6 +354,10 @@ export async function run(args: string[]): Promise<number> {
   if (values["no-postcopy"] && values.deadline === undefined) fail("no-postcopy", "applies with --deadline");
   const deadline = values.deadline === undefined ? undefined : durationOption("deadline", values.deadline, 0);
   if (deadline !== undefined && !(deadline > 0)) fail("deadline", "must be above 0");
+  if (strategyText !== "crtr") for (const name of ["log-rate", "replay-speed"]) if (values[name] !== undefined) fail(name, "applies to --strategy crtr only");
+  const logRate = values["log-rate"] === undefined ? undefined : sizeOption("log-rate", values["log-rate"], 0);
+  const replaySpeed = values["replay-speed"] === undefined ? undefined : numberOption("replay-speed", values["replay-speed"], 0);
+  if (replaySpeed !== undefined && !(replaySpeed > 0)) fail("replay-speed", "must be above 0");
   const order = values.order ?? "index";
   if (order !== "index" && order !== "cold-first") fail("order", `must be index or cold-first, got '${String(order)}'`);
   if (order === "cold-first" && values.workload !== undefined) fail("order", "cold-first orders pages by the λ of a trace's profile: give --trace, not --workload");
@@ -349,6 +365,7 @@ export async function run(args: string[]): Promise<number> {
   const { guest, link, cost } = setup;
   const disk = await diskSetup(values);
   if (storagePercent && !disk) fail("storage-precopy", "applies to a disk (--disk FILE or --disk-workload MODEL)");
+  if (strategyText === "crtr" && disk) fail("strategy", "crtr (a model) migrates memory only: no disk");
   const diskOptions: Mutable<Pick<SimulationOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat" | "diskPrecopyBlocks">> = disk ? await disk.options() : {};
   // Fractional's S%: the coldest blocks by write rate, as M% is the coldest pages.
   if (storagePercent && diskOptions.diskHeat) diskOptions.diskPrecopyBlocks = ascendingBy(diskOptions.diskHeat).subarray(0, Math.round((storagePercent / 100) * diskOptions.diskHeat.length));
@@ -358,6 +375,8 @@ export async function run(args: string[]): Promise<number> {
     autoConverge: values["auto-converge"] === true,
     ...(deadline !== undefined && { deadline, noPostcopy: values["no-postcopy"] === true }),
     ...(flavor === "qemu" && { flavor }),
+    ...(logRate !== undefined && { logRate }),
+    ...(replaySpeed !== undefined && { replaySpeed }),
   };
   checkCodecOption("--codec", options.codec!);
   if (flavor === "qemu" && options.codec !== "raw") fail("flavor", `qemu sends pages whole or as zero pages: give --codec raw, not '${options.codec}'`);

@@ -30,6 +30,11 @@ export class SwitchoverView {
     return this.saved.get(p);
   }
 
+  /** The pages changed since (whose earlier content is kept). */
+  pages(): IterableIterator<number> {
+    return this.saved.keys();
+  }
+
   get size(): number {
     return this.saved.size;
   }

@@ -9,7 +9,7 @@ import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
 import type { PipelineReport } from "../wire/pipeline.js";
 import type { DiskStats } from "./storage.js";
 
-export type StrategyName = "precopy" | "postcopy" | "hybrid" | "fractional" | "ada";
+export type StrategyName = "precopy" | "postcopy" | "hybrid" | "fractional" | "ada" | "crtr";
 
 /** Why pre-copy stopped iterating. */
 export type StopReason =
@@ -30,7 +30,9 @@ export type StopReason =
   /** Ada-copy: its rule switched to post-copy (MigrationStats.adaptive says why) */
   | "adaptive"
   /** pre-copy's projection passed the deadline: switched to post-copy (MigrationStats.deadline says when) */
-  | "deadline";
+  | "deadline"
+  /** CR/TR (a model): the destination's replay does not gain on the source (replay speed ≤ 1, or a log rate the link cannot carry); stopped with the lag as downtime */
+  | "replay-lag";
 
 /** What a pre-copy deadline did (src/engine/deadline.ts). */
 export interface DeadlineOutcome {
@@ -56,6 +58,32 @@ export interface AdaDecision {
   sendRate: number;
   /** coefficient of variation of the rounds' dirty rates so far */
   cv: number;
+}
+
+/**
+ * What checkpoint + trace/replay did (src/engine/crtr.ts). A model: the
+ * checkpoint is real (every page encoded, sent and checked), the log of
+ * non-deterministic events and its replay are not (pagemill records none):
+ * the log's bytes are its rate times the execution it covers, its replay
+ * takes that execution over the replay speed.
+ */
+export interface CrtrOutcome {
+  /** always true: the log and the replay are modelled, not recorded */
+  model: true;
+  /** the log's growth, bytes per second of the source's execution */
+  logRate: number;
+  /** execution seconds the destination replays per second */
+  replaySpeed: number;
+  /** wire bytes of the checkpoint (the memory once, with the codec) and the seconds it took to send */
+  checkpointBytes: number;
+  checkpointSeconds: number;
+  /** modelled log bytes sent after it, in how many iterations (the last in the downtime) */
+  logBytes: number;
+  iterations: number;
+  /** seconds of the source's execution the destination replayed */
+  replayedSeconds: number;
+  /** pages the execution wrote after the checkpoint: what the replay re-creates (taken from the source in this process) */
+  replayedPages: number;
 }
 
 /** One pre-copy round (Clark et al.'s iteration; QEMU's dirty sync period). */
@@ -197,6 +225,8 @@ export interface MigrationStats {
   adaptive?: AdaDecision;
   /** what a pre-copy deadline did (with EngineOptions.deadline) */
   deadline?: DeadlineOutcome;
+  /** checkpoint + trace/replay's figures (strategy "crtr" only; a model) */
+  crtr?: CrtrOutcome;
 }
 
 
@@ -223,6 +253,7 @@ export type SourceCounters = Pick<
   | "rounds"
   | "adaptive"
   | "deadline"
+  | "crtr"
 > & {
   /** flavor qemu: QEMU's ram.transferred (absent for xen) */
   qemuTransferred?: number;

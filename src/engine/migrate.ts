@@ -10,6 +10,7 @@ import { LoopbackPair } from "../net/loopback.js";
 import { VirtualClock } from "../clock.js";
 import { Destination } from "./destination.js";
 import { ada } from "./ada.js";
+import { crtr, replayFromSource } from "./crtr.js";
 import { fractional } from "./fractional.js";
 import { hybrid } from "./hybrid.js";
 import { combineStats, type MigrationStats, type StopReason, type StrategyName } from "./metrics.js";
@@ -25,11 +26,11 @@ import { PagemillError } from "../errors.js";
 /** A strategy drives the source; it returns once the source has nothing more to send. */
 export type Strategy = (source: Source) => Promise<{ reason: StopReason; converged: boolean }>;
 
-export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid, fractional, ada };
+export const STRATEGIES: Readonly<Record<StrategyName, Strategy>> = { precopy, postcopy, hybrid, fractional, ada, crtr };
 /** The strategies that run without a plan ("all"); fractional needs its pages (`precopyPages`). */
 export const STRATEGY_NAMES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
 
-/** What flavor qemu runs (QEMU has no fractional hybrid-copy or Ada-copy). */
+/** What flavor qemu runs (QEMU has no fractional hybrid-copy, Ada-copy or CR/TR). */
 export const QEMU_STRATEGIES: StrategyName[] = ["precopy", "postcopy", "hybrid"];
 
 /** Progress reports at most this often (clock seconds), and always at the end. */
@@ -68,7 +69,9 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
       eta: done ? 0 : source.eta(),
     });
   };
-  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk });
+  // CR/TR's replay is a model that reaches across both ends (crtr.ts).
+  const modelReplay = (): number => replayFromSource(destination.memory, workload.guest.memory, source.switchover, settings.pageSize);
+  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk, modelReplay });
   const sourceDisk = source.disk;
   const destination = new Destination({
     settings,

@@ -10,6 +10,7 @@ import { MAX_STATE_BYTES, maxFramePages } from "../wire/frame.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { CostModel } from "../codecs/cost.js";
 import type { StrategyName } from "./metrics.js";
+import { DEFAULT_LOG_RATE, DEFAULT_REPLAY_SPEED } from "./crtr.js";
 import type { Tasks } from "./tasks.js";
 
 export type Flavor = "xen" | "qemu";
@@ -77,6 +78,13 @@ export interface EngineOptions {
    * written again go last in each round and are sent fewer times.
    */
   readonly pageOrder?: ArrayLike<number>;
+  /**
+   * Checkpoint + trace/replay (a model, src/engine/crtr.ts): the log's
+   * growth in bytes per second of execution (16 KiB/s by default), and the
+   * execution seconds the destination replays per second (2 by default).
+   */
+  readonly logRate?: number;
+  readonly replaySpeed?: number;
   /** Post-copy: guest seconds the destination runs between fault services. */
   readonly faultQuantum?: number;
   /** Called as the migration goes (for progress bars). */
@@ -167,6 +175,8 @@ export interface EngineSettings {
   readonly precopyBudget: number;
   readonly prepageWindow: number;
   readonly faultQuantum: number;
+  readonly logRate: number;
+  readonly replaySpeed: number;
   readonly precopyPages: Uint32Array | undefined;
   /** each page's place in pageOrder (undefined: index order) */
   readonly pageRank: Uint32Array | undefined;
@@ -290,6 +300,8 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     precopyBudget: options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget),
     prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),
     faultQuantum: positive("faultQuantum", options.faultQuantum ?? 0.01),
+    logRate: options.logRate === 0 ? 0 : positive("logRate", options.logRate ?? DEFAULT_LOG_RATE),
+    replaySpeed: positive("replaySpeed", options.replaySpeed ?? DEFAULT_REPLAY_SPEED),
     precopyPages: options.precopyPages === undefined ? undefined : pageList("precopyPages", options.precopyPages, pageCount),
     pageRank: options.pageOrder === undefined ? undefined : ranks(options.pageOrder, pageCount),
     disk: disk && diskSettings(options, disk),

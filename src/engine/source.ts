@@ -17,7 +17,7 @@ import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
 import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
-import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type DeadlineOutcome, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
+import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type CrtrOutcome, type DeadlineOutcome, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
 import { projectPrecopy } from "./projection.js";
@@ -37,6 +37,12 @@ export interface SourceParts extends EndParts {
   readonly remote?: boolean;
   /** The program's disk, migrated with the memory (settings.disk describes it). */
   readonly disk?: Workload;
+  /**
+   * CR/TR's modelled replay (crtr.ts), which only one process holding both
+   * ends can do: brings the destination's memory from the checkpoint to the
+   * source's now; returns the pages it wrote.
+   */
+  readonly modelReplay?: () => number;
 }
 
 export class Source {
@@ -85,6 +91,8 @@ export class Source {
   private readonly remote: boolean;
   /** The last INFO frame the destination sent (its report, from another process). */
   peerInfo: string | undefined;
+  /** SourceParts.modelReplay (undefined: the destination is in another process). */
+  readonly modelReplay: (() => number) | undefined;
 
   /** Wire bytes and clock time of the current measurement period (QEMU's bandwidth sampling). */
   private periodStart: number;
@@ -108,6 +116,7 @@ export class Source {
     this.tasks = parts.tasks;
     this.report = parts.report ?? (() => {});
     this.remote = parts.remote ?? false;
+    this.modelReplay = parts.modelReplay;
     this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
     this.pipeline = new Pipeline(this.settings.codec);
@@ -220,6 +229,11 @@ export class Source {
   /** The downtime limit pre-copy's rule holds to now (settings.downtimeLimit, unless a deadline raised it). */
   get downtimeLimit(): number {
     return this.counters.deadline?.raised.at(-1)?.downtimeLimit ?? this.settings.downtimeLimit;
+  }
+
+  /** Records what checkpoint + trace/replay did (the outcome is filled in as it runs). */
+  setCrtr(outcome: CrtrOutcome): void {
+    this.counters.crtr = outcome;
   }
 
   /** Records what a deadline did (raised limits, a switch). */
