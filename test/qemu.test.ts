@@ -5,9 +5,9 @@
 import { describe, expect, it } from "vitest";
 import type { MigrationStats } from "../src/engine/metrics.js";
 import type { LinkSpec } from "../src/engine/migrate.js";
-import { EOS_BYTES, PAGE_HEADER_BYTES, QEMU_BLOCK_ID, qemuPageBytes } from "../src/engine/qemu.js";
+import { EOS_BYTES, PAGE_HEADER_BYTES, QEMU_BLOCK_ID, XBZRLE_HEADER_BYTES, qemuDeltaBytes, qemuPageBytes } from "../src/engine/qemu.js";
 import { Guest, type Workload } from "../src/guest/guest.js";
-import { IdleWorkload, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
+import { BaseWorkload, IdleWorkload, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
 import { migrateCli } from "./helpers/migrate.js";
 import { FREE_CPU, LAN, WAN, run } from "./helpers/simulate.js";
 import { TRACE_NAMES, sharedAvailable, tracePath } from "./helpers/traces.js";
@@ -123,9 +123,43 @@ describe("flavor qemu against xen on the same guest", () => {
     markers(stats);
   });
 
+  it("XBZRLE: off in the first pass, then a miss sent whole and cached, then each hit as 8 + 3 + delta bytes, the stop-and-copy's too", async () => {
+    // Page 2's bytes 100..107 get a new value every millisecond: dirty at every sync, one 10-byte delta per send.
+    class HotWord extends BaseWorkload {
+      readonly name = "hot-word";
+      private written = 0;
+      protected run(_from: number, to: number): void {
+        for (; this.written < Math.floor(to * 1000); this.written++) {
+          const at = this.guest.beginWrite(2, false);
+          this.guest.memory.fill((this.written % 200) + 1, at + 100, at + 108);
+        }
+      }
+    }
+    // 12.5 kB/s: a round of one delta outlasts a millisecond; threshold 3750 B < a page, so it iterates to the cap.
+    const slow: LinkSpec = { bitsPerSecond: 100e3, rtt: 0.005 };
+    const guest = mixedGuest(16, 0);
+    const stats = await run("precopy", new HotWord(guest.guest), slow, { flavor: "qemu", codec: "xbzrle", cost: FREE_CPU, stateBytes: 4096, maxIterations: 5, batchPages: 1 });
+    expect(stats.stopReason).toBe("iteration-limit");
+    expect(stats.verifiedPages).toBe(16);
+    // Round 1: 16 pages whole (no XBZRLE yet); round 2: page 2 misses, whole; rounds 3-5 and the stop-and-copy: 4 hits.
+    expect(stats.normal).toBe(17);
+    expect(stats.duplicate).toBe(0);
+    expect(stats.xbzrleCache).toMatchObject({ pages: 4, bytes: 4 * 10, cacheMiss: 1, overflow: 0 });
+    expect(qemuDeltaBytes(10)).toBe(PAGE_HEADER_BYTES + XBZRLE_HEADER_BYTES + 10);
+    const rest = stats.transferred - qemuPageBytes(17, 0, PAGE, true) - 4 * qemuDeltaBytes(10);
+    // What remains is whole end-of-section markers (21-byte deltas miscounted would leave a remainder).
+    expect(rest % EOS_BYTES).toBe(0);
+    expect(rest / EOS_BYTES).toBeGreaterThan(0);
+    expect(rest / EOS_BYTES).toBeLessThanOrEqual(Math.ceil(stats.totalTime / 0.1) + 1);
+    // Setup, one per round, the stop.
+    expect(stats.dirtySyncCount).toBe(7);
+  });
+
   it("refuses what QEMU's flavour does not model, naming it", async () => {
     await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "kvm" as "qemu" })).rejects.toThrow(/flavor must be xen or qemu, got 'kvm'/);
-    await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "qemu", codec: "xbzrle" })).rejects.toThrow(/codec must be raw, got 'xbzrle'/);
+    await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "qemu", codec: "lz4" })).rejects.toThrow(/codec must be raw or xbzrle, got 'lz4'/);
+    await expect(run("precopy", mixedGuest(4, 4), WAN, { maxBandwidth: 1e6 })).rejects.toThrow(/maxBandwidth is QEMU's rate limit: it needs flavor qemu/);
+    await expect(migrateCli(["--workload", "idle", "--pages", "16", "--max-bandwidth", "10mbit"])).rejects.toThrow(/--max-bandwidth: is QEMU's rate limit/);
     await expect(run("ada", mixedGuest(4, 4), WAN, { flavor: "qemu" })).rejects.toThrow(/flavor qemu runs precopy, postcopy, hybrid, not ada/);
     await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "qemu", deadline: 10 })).rejects.toThrow(/no deadline rule/);
     await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "qemu", pageOrder: [7, 6, 5, 4, 3, 2, 1, 0] })).rejects.toThrow(/address order/);

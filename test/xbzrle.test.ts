@@ -434,3 +434,78 @@ describe("xbzrle decoder rejects what QEMU's rejects", () => {
     }
   });
 });
+
+describe("XBZRLE with QEMU's cache (policy qemu, for --flavor qemu)", () => {
+  const P = 4096;
+  /** A page filled with `fill`, bytes 100..107 set to `word` when given. */
+  const page = (fill: number, word?: number): Uint8Array => {
+    const bytes = new Uint8Array(P).fill(fill);
+    if (word !== undefined) bytes.fill(word, 100, 108);
+    return bytes;
+  };
+
+  it("is direct-mapped over pow2floor(size / page) slots, keeps a slot used within 2 syncs, encodes hits as QEMU sizes them", () => {
+    // 5 pages of room: QEMU takes 4 slots; pages 0 and 4 share slot 0.
+    const codec = new XbzrleCodec({ policy: "qemu", cacheSize: 5 * P });
+    const batch = new PageBatch(2, P);
+    const send = (pages: number[], contents: Uint8Array[]) => {
+      const encoded = codec.encodeBatch(batch.set(concat(contents)), pages);
+      return Array.from(encoded.encodings, (e, k) => `${e === Encoding.XBZRLE ? "xbzrle" : e === Encoding.RAW ? "raw" : e}:${encoded.lengths[k]}`);
+    };
+    try {
+      expect(codec.cache.slots).toBe(4);
+      codec.cache.age = 1;
+      expect(send([0, 1], [page(1), page(2)])).toEqual(["raw:4096", "raw:4096"]);
+      // One changed 8-byte word at offset 100: zero run 100 (1 byte), run 8 (1 byte), 8 bytes.
+      expect(send([0], [page(1, 9)])).toEqual(["xbzrle:10"]);
+      // Unchanged since cached: nothing to send.
+      expect(send([0], [page(1, 9)])).toEqual(["xbzrle:0"]);
+      // Page 4 collides with page 0, used at age 1: at age 2 the slot stays page 0's, page 4 goes whole uncached.
+      codec.cache.age = 2;
+      expect(send([4], [page(4)])).toEqual(["raw:4096"]);
+      expect([codec.cache.has(0), codec.cache.has(4)]).toEqual([true, false]);
+      // At age 3 page 0's slot is stale (1 + 2 <= 3): page 4 takes it.
+      codec.cache.age = 3;
+      expect(send([4], [page(4)])).toEqual(["raw:4096"]);
+      expect([codec.cache.has(0), codec.cache.has(4)]).toEqual([false, true]);
+      // A delta longer than a page overflows: whole page, cache updated to it.
+      const noisy = new Uint8Array(P).map((_, i) => (i % 2 ? 0x55 : 0xaa));
+      expect(send([1], [noisy])).toEqual(["raw:4096"]);
+      expect(codec.cache.get(1)).toEqual(noisy);
+      expect(codec.counters).toMatchObject({ pages: 3, cacheMiss: 4, overflow: 1 });
+      // Last stage: a hit is encoded against the cache, which keeps its copy; a miss is not cached.
+      codec.mode = "final";
+      expect(send([4, 2], [page(4, 7), page(3)])).toEqual(["xbzrle:10", "raw:4096"]);
+      expect(codec.cache.get(4)).toEqual(page(4));
+      expect(codec.cache.has(2)).toBe(false);
+      // Off (the first pass, post-copy): whole pages, the cache and its counters untouched.
+      codec.mode = "off";
+      const before = codec.counters;
+      expect(send([4], [page(4, 8)])).toEqual(["raw:4096"]);
+      expect(codec.counters).toEqual(before);
+      expect(codec.cache.get(4)).toEqual(page(4));
+      // A zero page sent by the zero stage is cached (xbzrle_cache_zero_page) when on, even if it was not before.
+      codec.mode = "on";
+      codec.sentElsewhere(batch.set(page(0)), [3], [0]);
+      expect(codec.cache.get(3)).toEqual(page(0));
+    } finally {
+      batch.dispose();
+      codec.dispose();
+    }
+  });
+
+  it("refuses ways with policy qemu and an unknown policy", () => {
+    expect(() => new XbzrleCache({ policy: "qemu", ways: 4 })).toThrow(/direct-mapped: no ways/);
+    expect(() => new XbzrleCache({ policy: "fifo" as "lru" })).toThrow(/policy must be lru or qemu, got 'fifo'/);
+  });
+});
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

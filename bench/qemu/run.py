@@ -4,6 +4,12 @@ and saves query-migrate's final counters (run by hand; build.sh first).
 
   run.py NAME [--mode precopy|xbzrle|auto-converge|postcopy] [--mbit 40]
          [--downtime-ms 300] [--accel kvm|tcg] [--writer 64,8,2000] [--boot 15]
+  run.py NAME --mode record [--duration 60] [--interval-ms 200]
+
+--mode record boots the source alone and, from the same moment a migration
+would start (--boot seconds after boot), records its guest RAM (the memfd
+mapping only) with `pagemill record` into build/NAME.ptrace.gz: the trace
+bench/qemu/compare.py replays through `pagemill migrate --flavor qemu`.
 
 Guest RAM is 393224 KiB (not a multiple of 256 KiB: QEMU 7.2's TCG dirty
 bitmap loses writes on such sizes), a memory-backend-memfd with share=on so
@@ -17,6 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
 RESULTS = os.path.join(HERE, "..", "results", "qemu")
 RAM_KIB = 393224
+PAGEMILL = os.path.join(HERE, "..", "..", "dist", "cli", "bin.js")
+# How /proc/PID/maps names the guest RAM of -object memory-backend-memfd.
+RAM_MAPPING = "memfd:memory-backend-memfd"
 
 
 class Qmp:
@@ -72,10 +81,39 @@ def heartbeats(log):
         return 0
 
 
+def result_path(path):
+    """`path` as the results name it: relative to the repository."""
+    return os.path.relpath(path, os.path.join(HERE, "..", ".."))
+
+
+def record(a, tmp, procs):
+    """Boots the source alone and records its guest RAM from --boot seconds on."""
+    src, _, slog = boot(tmp, "src", a.accel, a.writer)
+    procs.append(src)
+    time.sleep(a.boot)
+    os.makedirs(BUILD, exist_ok=True)
+    out = os.path.join(BUILD, f"{a.name}.ptrace.gz")
+    argv = ["node", PAGEMILL, "record", "--pid", str(src.pid), "--mapping", RAM_MAPPING,
+            "--interval", f"{a.interval_ms}ms", "--duration", f"{a.duration}s", "-o", out]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pagemill record failed: {done.stderr.strip()}")
+    result = {
+        "name": a.name, "mode": "record", "accel": a.accel, "ramKiB": RAM_KIB, "writer": a.writer, "bootSeconds": a.boot,
+        "durationSeconds": a.duration, "intervalMs": a.interval_ms, "mapping": RAM_MAPPING, "trace": result_path(out),
+        "qemu": subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+        "record": done.stdout.strip().replace(out, result_path(out)), "heartbeats": heartbeats(slog),
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{a.name}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(done.stdout.strip())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("name")
-    ap.add_argument("--mode", default="precopy", choices=["precopy", "xbzrle", "auto-converge", "postcopy"])
+    ap.add_argument("--mode", default="precopy", choices=["precopy", "xbzrle", "auto-converge", "postcopy", "record"])
     ap.add_argument("--mbit", type=float, default=40)
     ap.add_argument("--downtime-ms", type=int, default=300)
     # TCG by default: the issue's reference, and on this workplace a KVM guest opens /dev/kvm but never boots.
@@ -83,12 +121,16 @@ def main():
     ap.add_argument("--writer", default="64,8,2000", help="WORK_MIB,HOT_MIB,PAGES_PER_S")
     ap.add_argument("--boot", type=float, default=15, help="seconds the guest runs before the migration")
     ap.add_argument("--timeout", type=float, default=180)
+    ap.add_argument("--duration", type=float, default=60, help="--mode record: seconds to record")
+    ap.add_argument("--interval-ms", type=int, default=200, help="--mode record: time between two snapshots")
     a = ap.parse_args()
     caps = {"xbzrle": ["xbzrle"], "auto-converge": ["auto-converge"], "postcopy": ["postcopy-ram"]}.get(a.mode, [])
     port = 4444 + os.getpid() % 1000
     tmp = tempfile.mkdtemp(prefix="pagemill-qemu-")
     procs = []
     try:
+        if a.mode == "record":
+            return record(a, tmp, procs)
         src, sq, slog = boot(tmp, "src", a.accel, a.writer)
         procs.append(src)
         dst, dq, dlog = boot(tmp, "dst", a.accel, a.writer, incoming=True)

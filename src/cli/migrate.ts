@@ -34,7 +34,7 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
          [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
          [--log-rate 16KiB] [--replay-speed 2]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
-         [--flavor xen|qemu] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
+         [--flavor xen|qemu [--max-bandwidth RATE]] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
   MODEL (with --pages N, --profile redis|node-gc|memstream, --rate R, --seed S):
     idle                no writes
@@ -45,6 +45,8 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
 ${DISK_USAGE}
   --deadline 60s (pre-copy): when pre-copy's projection passes it, switch to post-copy; with
   --no-postcopy, double the downtime limit each time instead (reported).
+  --max-bandwidth 40mbit (--flavor qemu): QEMU's max-bandwidth, a rate limit on pre-copy iterations below the
+  link's --bandwidth; the stop-and-copy and post-copy go at the link's rate, as QEMU's do.
   --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
   fewer times); index order by default. --strategy ada: Ada-copy (pre-copy, switching to post-copy when
   the dirty rate says it will not converge soon). --strategy crtr: checkpoint + trace/replay, a MODEL
@@ -325,6 +327,7 @@ export async function run(args: string[]): Promise<number> {
     codec: { type: "string" },
     "auto-converge": { type: "boolean" },
     flavor: { type: "string" },
+    "max-bandwidth": { type: "string" },
     "memory-precopy": { type: "string" },
     "storage-precopy": { type: "string" },
     order: { type: "string" },
@@ -377,9 +380,12 @@ export async function run(args: string[]): Promise<number> {
     ...(flavor === "qemu" && { flavor }),
     ...(logRate !== undefined && { logRate }),
     ...(replaySpeed !== undefined && { replaySpeed }),
+    ...(values["max-bandwidth"] !== undefined && { maxBandwidth: rateOption("max-bandwidth", values["max-bandwidth"], 0) / 8 }),
   };
+  if (options.maxBandwidth !== undefined && flavor !== "qemu") fail("max-bandwidth", "is QEMU's rate limit: give --flavor qemu");
+  if (options.maxBandwidth !== undefined && !(options.maxBandwidth > 0)) fail("max-bandwidth", "must be above 0");
   checkCodecOption("--codec", options.codec!);
-  if (flavor === "qemu" && options.codec !== "raw") fail("flavor", `qemu sends pages whole or as zero pages: give --codec raw, not '${options.codec}'`);
+  if (flavor === "qemu" && options.codec !== "raw" && options.codec !== "xbzrle") fail("flavor", `qemu sends pages whole, as zero pages or as XBZRLE deltas: give --codec raw or xbzrle, not '${options.codec}'`);
   if (flavor === "qemu" && disk) fail("flavor", "qemu migrates memory only: no disk");
   const profile = fractional || order === "cold-first" ? await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname) : undefined;
   if (order === "cold-first") options.pageOrder = coldestFirst(profile!.memory);

@@ -8,7 +8,7 @@ import { Encoding, type PageCodec } from "./codec.js";
 import { Lz4Codec } from "./lz4.js";
 import { MecomCodec } from "./mecom.js";
 import { WkdmCodec } from "./wkdm.js";
-import { XbzrleCodec } from "./xbzrle.js";
+import { XbzrleCodec, type XbzrleCacheOptions } from "./xbzrle.js";
 
 export interface CodecEntry {
   /** as the CLI spells it */
@@ -21,7 +21,8 @@ export interface CodecEntry {
   readonly summary: string;
   /** true when the codec also decodes pages of `encoding` (so a frame decoder may use it) */
   readonly decodes: boolean;
-  create(): PageCodec;
+  /** `xbzrle`: the cache's options (the delta codec's; others ignore them). */
+  create(xbzrle?: XbzrleCacheOptions): PageCodec;
 }
 
 const ENTRIES: CodecEntry[] = [
@@ -29,7 +30,7 @@ const ENTRIES: CodecEntry[] = [
   { name: "lz4", encoding: Encoding.LZ4, role: "compress", summary: "LZ4 block per page (general purpose)", decodes: true, create: () => new Lz4Codec() },
   { name: "auto", encoding: Encoding.LZ4, role: "compress", summary: "per batch raw, LZ4 or MECOM: whichever gets across this link first", decodes: false, create: () => new AutoCodec() },
   { name: "wkdm", encoding: Encoding.WKDM, role: "compress", summary: "WKdm 16-word dictionary (4 KiB pages only)", decodes: true, create: () => new WkdmCodec() },
-  { name: "xbzrle", encoding: Encoding.XBZRLE, role: "delta", summary: "QEMU XBZRLE delta against a 64 MiB cache of pages sent", decodes: true, create: () => new XbzrleCodec() },
+  { name: "xbzrle", encoding: Encoding.XBZRLE, role: "delta", summary: "QEMU XBZRLE delta against a 64 MiB cache of pages sent", decodes: true, create: (xbzrle) => new XbzrleCodec(xbzrle) },
   { name: "dedup", encoding: Encoding.DEDUP, role: "dedup", summary: "references to pages the destination already holds", decodes: true, create: () => new DedupCodec() },
 ];
 

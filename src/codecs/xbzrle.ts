@@ -27,6 +27,12 @@
 // four ways remove most of those conflict misses for four compares per
 // lookup, and plain LRU needs no notion of migration rounds from the caller.
 //
+// Policy "qemu" is QEMU's own (migration/page_cache.c, for --flavor qemu):
+// pow2floor(cacheSize / pageSize) slots, slot = page mod slots, each with the
+// age (the caller's dirty-sync-count, `age`) of its last use; a miss takes
+// the slot unless another page used it within the last CACHED_PAGE_LIFETIME
+// (2) syncs, and then the page is not cached at all.
+//
 // ## The codec contract (XbzrleCodec)
 //
 // encodeBatch(batch, pageIndices): pageIndices give the guest page of each
@@ -134,7 +140,13 @@ export interface XbzrleCacheOptions {
   pageSize?: number;
   /** Slots per set, 1..16 (default 4; 1 is a direct-mapped cache like QEMU's). */
   ways?: number;
+  /** "lru" (default) or "qemu": QEMU's direct-mapped cache with ages (see the module comment); ways must then be absent. */
+  policy?: XbzrlePolicy;
 }
+
+export type XbzrlePolicy = "lru" | "qemu";
+/** page_cache.c: a slot used within this many dirty syncs is not taken by another page. */
+export const CACHED_PAGE_LIFETIME = 2;
 
 /**
  * The last sent version of recently sent pages, in WebAssembly memory,
@@ -142,6 +154,9 @@ export interface XbzrleCacheOptions {
  */
 export class XbzrleCache extends Owned {
   readonly pageSize: number;
+  readonly policy: XbzrlePolicy;
+  /** Policy "qemu": the dirty-sync-count now, which a use stamps on its slot. */
+  age = 0;
   readonly ways: number;
   readonly sets: number;
   /** Page slots: sets × ways. */
@@ -151,7 +166,7 @@ export class XbzrleCache extends Owned {
   private readonly owner: Wasm;
   /** Guest page held by each slot, -1 when empty. */
   private readonly tags: Float64Array;
-  /** When each slot was last used, for LRU. */
+  /** When each slot was last used: LRU's use counter, or policy "qemu"'s age. */
   private readonly stamps: Float64Array;
   private clock = 0;
   private storage = 0;
@@ -162,9 +177,14 @@ export class XbzrleCache extends Owned {
     checkPageSize(pageSize);
     const cacheSize = options.cacheSize ?? XBZRLE_DEFAULT_CACHE_SIZE;
     checkInteger("cacheSize", cacheSize, pageSize, 2 ** 31);
-    const ways = options.ways ?? 4;
+    const policy = options.policy ?? "lru";
+    if (policy !== "lru" && policy !== "qemu") throw new RangeError(`policy must be lru or qemu, got '${String(policy)}'`);
+    if (policy === "qemu" && options.ways !== undefined) throw new RangeError("policy qemu is direct-mapped: no ways");
+    const ways = options.ways ?? (policy === "qemu" ? 1 : 4);
     checkInteger("ways", ways, 1, 16);
-    const pages = Math.floor(cacheSize / pageSize);
+    // QEMU's slot count is a power of two (pow2floor).
+    const pages = policy === "qemu" ? 2 ** Math.floor(Math.log2(cacheSize / pageSize)) : Math.floor(cacheSize / pageSize);
+    this.policy = policy;
     this.pageSize = pageSize;
     this.ways = Math.min(ways, pages);
     this.sets = Math.floor(pages / this.ways);
@@ -197,31 +217,43 @@ export class XbzrleCache extends Owned {
     return this.owner.heap.bytes().slice(at, at + this.pageSize);
   }
 
-  /** Stores `content` as the last sent version of `page` (e.g. to prime the cache). */
-  put(page: number, content: Uint8Array): void {
+  /**
+   * Stores `content` as the last sent version of `page` (e.g. to prime the
+   * cache). Returns false when policy "qemu" keeps another page's fresh slot.
+   */
+  put(page: number, content: Uint8Array): boolean {
     this.live();
     checkBytes("content", content);
     if (content.length !== this.pageSize) throw new RangeError(`content.length ${content.length} != pageSize ${this.pageSize}`);
     content = this.owner.heap.outside(content);
     const entry = this.entry(page, "page");
+    if (entry === 0) return false;
     // Entries are 64-aligned addresses plus flag bits.
     this.owner.heap.bytes().set(content, entry - (entry % 64));
+    return true;
   }
 
   /**
    * Looks up pageIndices[0..count) in order and writes the encode kernel's
    * old-page table at u32 index `at` of `table`: a hit points at the cached
-   * version (HAS_OLD | UPDATE), a miss at the slot it now takes (UPDATE).
-   * Returns the number of misses. Allocates the storage on first use, so
-   * take views of memory after calling it.
+   * version (HAS_OLD | UPDATE), a miss at the slot it now takes (UPDATE), or
+   * at nothing (0: sent whole, not cached) when policy "qemu" keeps the slot.
+   * `final` (QEMU's last stage, the stop-and-copy): hits are encoded but not
+   * kept, misses take no slot. Returns the number of misses. Allocates the
+   * storage on first use, so take views of memory after calling it.
    */
-  plan(pageIndices: ArrayLike<number>, count: number, tableAt: number): number {
+  plan(pageIndices: ArrayLike<number>, count: number, tableAt: number, final = false): number {
     this.live();
     this.reserve();
     const table = this.owner.heap.u32();
     let misses = 0;
     for (let k = 0; k < count; k++) {
-      const entry = this.entry(pageIndices[k]!, `pageIndices[${k}]`);
+      const page = pageIndices[k]!;
+      let entry: number;
+      if (final) {
+        const slot = this.find(page);
+        entry = slot < 0 ? 0 : this.address(slot) + HAS_OLD;
+      } else entry = this.entry(page, `pageIndices[${k}]`);
       table[tableAt + k] = entry;
       if ((entry & HAS_OLD) === 0) misses++;
     }
@@ -261,15 +293,24 @@ export class XbzrleCache extends Owned {
 
   private find(page: number): number {
     if (!Number.isSafeInteger(page) || page < 0) return -1;
+    if (this.policy === "qemu") return this.tags[page % this.sets] === page ? page % this.sets : -1;
     const first = (page % this.sets) * this.ways;
     for (let s = first; s < first + this.ways; s++) if (this.tags[s] === page) return s;
     return -1;
   }
 
-  /** The kernel table entry for `page`, taking (and marking used) its slot. */
+  /** The kernel table entry for `page`, taking (and marking used) its slot; 0 when policy "qemu" keeps it from another page. */
   private entry(page: number, name: string): number {
     if (!Number.isSafeInteger(page) || page < 0) throw new RangeError(`${name} = ${page} is not a page index`);
     this.reserve();
+    if (this.policy === "qemu") {
+      const slot = page % this.sets;
+      const held = this.tags[slot]!;
+      if (held !== page && held !== -1 && this.stamps[slot]! + CACHED_PAGE_LIFETIME > this.age) return 0;
+      this.tags[slot] = page;
+      this.stamps[slot] = this.age;
+      return this.address(slot) + (held === page ? HAS_OLD : 0) + UPDATE;
+    }
     const first = (page % this.sets) * this.ways;
     const end = first + this.ways;
     const stamp = ++this.clock;
@@ -306,6 +347,14 @@ export interface XbzrleCounters {
   encodingRate: number;
 }
 
+/**
+ * When the codec encodes (QEMU's ram.c, for --flavor qemu): "on"; "off":
+ * every page goes RAW and the cache is left alone (before the first full
+ * pass ends, and in post-copy); "final": the stop-and-copy (last_stage): hits
+ * are encoded, nothing is cached or updated.
+ */
+export type XbzrleMode = "on" | "off" | "final";
+
 /** XBZRLE over whole batches, with its cache; see the module comment for the contract. */
 export class XbzrleCodec extends Owned implements PageCodec {
   readonly name = "xbzrle";
@@ -314,6 +363,7 @@ export class XbzrleCodec extends Owned implements PageCodec {
   readonly emptyPayloads = true;
   readonly stats: CodecStats = newCodecStats();
   readonly cache: XbzrleCache;
+  mode: XbzrleMode = "on";
   private readonly tables = new KernelTables("xbzrle", XBZRLE_ENCODINGS);
   private hitPages = 0;
   private hitBytes = 0;
@@ -363,7 +413,9 @@ export class XbzrleCodec extends Owned implements PageCodec {
     const count = batch.count;
     if (pageIndices.length < count) throw new RangeError(`pageIndices.length ${pageIndices.length} < batch count ${count}`);
     const oldTable = this.tables.reserve(count, count * ps, 4 * count);
-    const misses = this.cache.plan(pageIndices, count, oldTable >>> 2);
+    let misses = 0;
+    if (this.mode === "off") wasm().heap.u32().fill(0, oldTable >>> 2, (oldTable >>> 2) + count);
+    else misses = this.cache.plan(pageIndices, count, oldTable >>> 2, this.mode === "final");
     const used = wasm().kernels.xbzrleEncodeBatch(oldTable, batch.ptr, ps, count, ps, this.tables.out, this.tables.table);
     const encoded = this.tables.encoded(ps, count, used, this.stats);
     const olds = wasm().heap.u32();
@@ -380,17 +432,19 @@ export class XbzrleCodec extends Owned implements PageCodec {
   /**
    * Pages sent by another stage (zero, dedup): like QEMU's
    * xbzrle_cache_zero_page, a cached page is updated to what was sent, so the
-   * next delta is taken against what the destination holds.
+   * next delta is taken against what the destination holds. Policy "qemu"
+   * caches the page even when it was not (if its slot is free), as QEMU does.
    */
   sentElsewhere(batch: PageBatch, pageIndices: ArrayLike<number>, slots: ArrayLike<number>): void {
     this.live();
     checkInstance("batch", batch, PageBatch);
     checkArrayLike("pageIndices", pageIndices);
     checkArrayLike("slots", slots);
+    if (this.mode !== "on") return;
     for (let i = 0; i < slots.length; i++) {
       const k = slots[i]!;
       const page = pageIndices[k]!;
-      if (this.cache.has(page)) this.cache.put(page, batch.page(k).slice());
+      if (this.cache.policy === "qemu" || this.cache.has(page)) this.cache.put(page, batch.page(k).slice());
     }
   }
 

@@ -60,6 +60,15 @@ export interface EngineOptions {
   readonly throttleTriggerThreshold?: number;
   /** Seconds over which bandwidth and dirty rate are measured (QEMU: 100 ms). */
   readonly bandwidthPeriod?: number;
+  /**
+   * Flavor qemu: QEMU's max-bandwidth, bytes/s, a rate limit below the
+   * link's rate. Pre-copy iterations send at most this much per
+   * bandwidthPeriod window (migration_rate_limit); the stop-and-copy and
+   * post-copy go at the link's rate, as QEMU lifts the limit at completion
+   * and max-postcopy-bandwidth is 0 (unlimited) by default. Absent: the
+   * link's rate is the only limit.
+   */
+  readonly maxBandwidth?: number;
   /** Hybrid: pre-copy rounds before switching to post-copy. */
   readonly precopyRounds?: number;
   /** Hybrid: switch to post-copy once this many bytes were sent in pre-copy. */
@@ -171,6 +180,7 @@ export interface EngineSettings {
   readonly throttleMax: number;
   readonly throttleTriggerThreshold: number;
   readonly bandwidthPeriod: number;
+  readonly maxBandwidth: number | undefined;
   readonly precopyRounds: number;
   readonly precopyBudget: number;
   readonly prepageWindow: number;
@@ -271,11 +281,14 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
   const throttleMax = integer("throttleMax", options.throttleMax ?? 99, throttleInitial, 99);
   const flavor = options.flavor ?? "xen";
   if (!FLAVORS.includes(flavor)) throw new RangeError(`flavor must be ${FLAVORS.join(" or ")}, got '${flavor}'`);
-  if (flavor === "qemu" && codec !== "raw") throw new RangeError(`flavor qemu sends pages as QEMU does (zero pages flagged, the rest whole): codec must be raw, got '${codec}'`);
+  if (flavor === "qemu" && codec !== "raw" && codec !== "xbzrle") {
+    throw new RangeError(`flavor qemu sends pages as QEMU does (zero pages flagged, the rest whole or as XBZRLE deltas): codec must be raw or xbzrle, got '${codec}'`);
+  }
   if (flavor === "qemu" && disk) throw new RangeError("flavor qemu migrates memory only: no disk");
   // QEMU scans in address order and has no deadline rule.
   if (flavor === "qemu" && options.pageOrder !== undefined) throw new RangeError("flavor qemu sends pages in address order: no pageOrder");
   if (flavor === "qemu" && options.deadline !== undefined) throw new RangeError("flavor qemu has no deadline rule: no deadline");
+  if (flavor !== "qemu" && options.maxBandwidth !== undefined) throw new RangeError("maxBandwidth is QEMU's rate limit: it needs flavor qemu");
   return {
     pageSize,
     pageCount,
@@ -296,6 +309,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     throttleMax,
     throttleTriggerThreshold: integer("throttleTriggerThreshold", options.throttleTriggerThreshold ?? 50, 1, 100),
     bandwidthPeriod: positive("bandwidthPeriod", options.bandwidthPeriod ?? 0.1),
+    maxBandwidth: options.maxBandwidth === undefined ? undefined : positive("maxBandwidth", options.maxBandwidth),
     precopyRounds: integer("precopyRounds", options.precopyRounds ?? 1, 1, 1e6),
     precopyBudget: options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget),
     prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),

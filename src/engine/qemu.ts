@@ -17,6 +17,19 @@
 //     sent from the block), then the page (normal) or one byte (zero page),
 //     and an 8-byte end-of-section marker per ram_save_iterate call (one
 //     each 100 ms rate-limit window).
+//   - XBZRLE (codec "xbzrle"): off until the first pass is over (in ram.c
+//     until the scan first wraps; here from round 2 on), then a page sent
+//     is looked up in QEMU's direct-mapped cache (policy "qemu" of
+//     XbzrleCache: xbzrle-cache-size / page size slots, ages in dirty syncs):
+//     a miss goes whole and is cached if its slot is free or stale; a hit is
+//     encoded against the cached copy and goes as 8 + 1 + 2 + delta bytes,
+//     as a whole page when the delta passes a page (overflow), or not at all
+//     when unchanged. Zero pages replace their cached copy. In the
+//     stop-and-copy (last_stage) hits are encoded, nothing is cached; in
+//     post-copy XBZRLE is off.
+//   - maxBandwidth (QEMU's max-bandwidth) limits pre-copy iterations only:
+//     QEMU lifts the limit for the stop-and-copy, and post-copy runs at
+//     max-postcopy-bandwidth, unlimited by default.
 
 /** The id string of x86's main RAM block. */
 export const QEMU_BLOCK_ID = "pc.ram";
@@ -24,6 +37,8 @@ export const QEMU_BLOCK_ID = "pc.ram";
 export const PAGE_HEADER_BYTES = 8;
 /** RAM_SAVE_FLAG_EOS at the end of each ram_save_iterate. */
 export const EOS_BYTES = 8;
+/** ENCODING_FLAG_XBZRLE and the be16 delta length after an XBZRLE page's header. */
+export const XBZRLE_HEADER_BYTES = 3;
 /** QEMU's dirty-rate and auto-converge period: at least a second between looks. */
 export const THROTTLE_PERIOD = 1;
 
@@ -36,4 +51,9 @@ export function qemuPageBytes(normal: number, zero: number, pageSize: number, na
   const pages = normal + zero;
   if (pages === 0) return 0;
   return pages * PAGE_HEADER_BYTES + normal * pageSize + zero + (nameBlock ? 1 + QEMU_BLOCK_ID.length : 0);
+}
+
+/** Bytes ram.c adds for an XBZRLE delta of `length` bytes (save_xbzrle_page); an unchanged page (0) sends nothing. */
+export function qemuDeltaBytes(length: number): number {
+  return length === 0 ? 0 : PAGE_HEADER_BYTES + XBZRLE_HEADER_BYTES + length;
 }

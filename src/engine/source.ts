@@ -21,7 +21,9 @@ import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, 
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
 import { projectPrecopy } from "./projection.js";
-import { EOS_BYTES, qemuPageBytes } from "./qemu.js";
+import { EOS_BYTES, qemuDeltaBytes, qemuPageBytes } from "./qemu.js";
+import { XbzrleCodec } from "../codecs/xbzrle.js";
+import { Encoding } from "../codecs/codec.js";
 import { SourceDisk } from "./storage.js";
 import type { Tasks } from "./tasks.js";
 
@@ -102,6 +104,11 @@ export class Source {
   /** bytes/s over the last complete period (0 until one completed) */
   private measured = 0;
   private currentRoundBytes = 0;
+  /** Flavor qemu with maxBandwidth: the current rate-limit window's start and the bytes sent in it. */
+  private limitStart = 0;
+  private limitBytes = 0;
+  /** Flavor qemu with codec xbzrle: the codec, whose mode follows ram.c's stages. */
+  private readonly qemuXbzrle: XbzrleCodec | undefined;
   /** Flavor qemu: a page of the guest's RAM block went already (the next ones carry no block id). */
   private blockNamed = false;
   /** An adaptive compress stage's choices when the last round ended. */
@@ -119,13 +126,18 @@ export class Source {
     this.modelReplay = parts.modelReplay;
     this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
-    this.pipeline = new Pipeline(this.settings.codec);
+    const qemu = this.settings.flavor === "qemu";
+    this.pipeline = new Pipeline(this.settings.codec, 0, qemu ? { policy: "qemu" } : undefined);
+    // ram.c: XBZRLE stays off until the first pass is over.
+    this.qemuXbzrle = qemu && this.pipeline.delta instanceof XbzrleCodec ? this.pipeline.delta : undefined;
+    if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
     if (parts.disk && !this.settings.disk) throw new RangeError("a disk was given, but the settings describe none (normaliseOptions takes its shape)");
     this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize);
     this.remaining = this.settings.pageCount;
     this.t0 = this.clock.now();
     this.periodStart = this.t0;
+    this.limitStart = this.t0;
     this.guestOffset = this.workload.now - this.t0;
     if (this.settings.flavor === "qemu") this.counters.qemuTransferred = 0;
   }
@@ -190,6 +202,7 @@ export class Source {
     this.stoppedAt = this.clock.now();
     this.stoppedWall = Date.now() / 1000;
     this.currentPhase = "downtime";
+    if (this.qemuXbzrle) this.qemuXbzrle.mode = "final";
     // Where the guest stopped, ahead of the switch-over record: a destination replaying the program gets there meanwhile.
     const progress = this.sendProgress();
     if (progress) await progress;
@@ -261,6 +274,7 @@ export class Source {
   syncDirtyLog(into: DirtyBitmap): number {
     const dirtied = this.takeDirty(into);
     this.counters.dirtySyncCount++;
+    if (this.qemuXbzrle) this.qemuXbzrle.cache.age = this.counters.dirtySyncCount;
     return dirtied;
   }
 
@@ -294,6 +308,7 @@ export class Source {
     this.currentRound++;
     this.currentRoundBytes = 0;
     this.remaining = pages;
+    if (this.qemuXbzrle) this.qemuXbzrle.mode = this.currentRound > 1 ? "on" : "off";
     await this.sendControl({ type: "round-start", round: this.currentRound, pages });
   }
 
@@ -324,10 +339,17 @@ export class Source {
     const c = this.counters;
     c.sourceCpu += cpu;
     c.duplicate += zero;
-    c.normal += n - zero;
     c.pagesTransferred += n;
-    if (c.qemuTransferred !== undefined) {
-      c.qemuTransferred += qemuPageBytes(n - zero, zero, pageSize, !this.blockNamed);
+    if (c.qemuTransferred === undefined) c.normal += n - zero;
+    else {
+      // QEMU's normal pages are those sent whole; its XBZRLE pages count apart.
+      let whole = 0;
+      for (let k = 0; k < n; k++) {
+        if (encoded.encodings[k] === Encoding.XBZRLE) c.qemuTransferred += qemuDeltaBytes(encoded.lengths[k]!);
+        else if (encoded.encodings[k] !== Encoding.ZERO) whole++;
+      }
+      c.normal += whole;
+      c.qemuTransferred += qemuPageBytes(whole, zero, pageSize, !this.blockNamed);
       this.blockNamed = true;
     }
     await this.charge(cpu);
@@ -455,6 +477,31 @@ export class Source {
     // one before has left: count that one as carried in this period.
     this.periodBytes += this.buffered;
     this.buffered = frame.byteLength;
+    if (this.currentPhase === "precopy" && this.settings.maxBandwidth !== undefined) await this.rateLimit(frame.byteLength);
+  }
+
+  /**
+   * QEMU's migration_rate_limit: once a window's bytes reach maxBandwidth ×
+   * window, wait for the window's end. What a frame sent beyond the allowance
+   * is carried into the next window, so frames larger than QEMU's single
+   * pages still average maxBandwidth.
+   */
+  private async rateLimit(bytes: number): Promise<void> {
+    const period = this.settings.bandwidthPeriod;
+    const allowance = this.settings.maxBandwidth! * period;
+    const now = this.clock.now();
+    const windows = Math.floor((now - this.limitStart) / period);
+    if (windows > 0) {
+      this.limitStart += windows * period;
+      this.limitBytes = Math.max(0, this.limitBytes - windows * allowance);
+    }
+    this.limitBytes += bytes;
+    if (this.limitBytes < allowance) return;
+    while (this.limitBytes >= allowance) {
+      this.limitStart += period;
+      this.limitBytes -= allowance;
+    }
+    await this.clock.waitUntil(this.limitStart);
   }
 
   /**
@@ -529,6 +576,7 @@ export class Source {
     this.disk?.pipeline.startPostcopy();
     this.disk?.stopDedup();
     this.currentPhase = "postcopy";
+    if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";
   }
 
   /** Counts `pages` pushed because they neighbour a fault (post-copy's pre-paging). */

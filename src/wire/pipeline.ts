@@ -23,6 +23,7 @@
 //       what its encoding cost; .report() at the end.
 
 import { addCodecStats, countEncoded, Encoding, newCodecStats, type CodecStats, type EncodedBatch, type EncodedInPlace, type LinkConditions, type PageCodec, type XbzrleStats } from "../codecs/codec.js";
+import type { XbzrleCacheOptions } from "../codecs/xbzrle.js";
 import { codecEntry, codecNames, type CodecEntry } from "../codecs/registry.js";
 import { scanZeroPages } from "../codecs/zero.js";
 import { checkArrayLike, checkInstance, checkInteger, checkObject } from "../errors.js";
@@ -331,9 +332,9 @@ export function pipelineEntries(spec: string): CodecEntry[] {
 }
 
 /** Fresh codecs for the stages `spec` names (see pipelineEntries), told about the link when one is given. */
-export function buildPipeline(spec: string, link?: LinkConditions): PipelineStages {
+export function buildPipeline(spec: string, link?: LinkConditions, xbzrle?: XbzrleCacheOptions): PipelineStages {
   const stages: PipelineStages = {};
-  for (const entry of pipelineEntries(spec)) stages[entry.role] = entry.create();
+  for (const entry of pipelineEntries(spec)) stages[entry.role] = entry.create(xbzrle);
   if (link) for (const codec of Object.values(stages)) codec?.setLink?.(link);
   return stages;
 }
@@ -350,6 +351,9 @@ export interface EncodedFrame {
   readonly zeroPages: number;
   /** the codecs whose CPU time encoding it took (each stage's `work`, "raw" left out) */
   readonly work: readonly string[];
+  /** how each page went (wire id) and its payload bytes, in the order of the pages given */
+  readonly encodings: Uint8Array;
+  readonly lengths: Uint32Array;
 }
 
 /** What a pipeline reports at the end of a stream. */
@@ -373,10 +377,10 @@ export class Pipeline {
   private readonly built: PageCodec[];
   private readonly encoder: FrameEncoder;
 
-  /** `flags`: its PAGES frames' (FrameFlags.DISK for a disk's stream). */
-  constructor(spec: string, flags = 0) {
+  /** `flags`: its PAGES frames' (FrameFlags.DISK for a disk's stream); `xbzrle`: the delta stage's cache. */
+  constructor(spec: string, flags = 0, xbzrle?: XbzrleCacheOptions) {
     this.spec = spec;
-    this.stages = buildPipeline(spec);
+    this.stages = buildPipeline(spec, undefined, xbzrle);
     this.built = Object.values(this.stages).filter((c) => c !== undefined);
     this.encoder = new FrameEncoder(this.stages, flags);
   }
@@ -384,7 +388,7 @@ export class Pipeline {
   /** Encodes the batch's loaded pages (guest pages `pages`) as one PAGES frame for a link in `link`'s state. */
   encode(batch: PageBatch, pages: ArrayLike<number>, link: LinkConditions): EncodedFrame {
     for (const codec of this.built) codec.setLink?.(link);
-    const { frame, encodings } = this.encoder.content(batch, pages);
+    const { frame, encodings, lengths } = this.encoder.content(batch, pages);
     let zeroPages = 0;
     for (const id of encodings) if (id === Encoding.ZERO) zeroPages++;
     const work: string[] = [];
@@ -392,7 +396,12 @@ export class Pipeline {
       // An adaptive codec is charged for the codecs it ran; raw is no encoding work.
       for (const name of codec ? (codec.work ?? codec.name).split("+") : []) if (name !== "raw") work.push(name);
     }
-    return { frame, zeroPages, work };
+    return { frame, zeroPages, work, encodings, lengths };
+  }
+
+  /** The delta stage's codec (XBZRLE), if the spec has one. */
+  get delta(): PageCodec | undefined {
+    return this.stages.delta;
   }
 
   /** A control frame, numbered in this stream. */

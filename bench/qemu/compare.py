@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Replays the recorded guest through `pagemill migrate --flavor qemu` with the
+settings of each real QEMU run and prints both side by side (run by hand,
+after run.py; `npm run build` first).
+
+  compare.py [--trace bench/qemu/build/guest-ram.ptrace.gz] [--link 10gbit]
+
+The trace is the source guest's RAM recorded by `run.py guest-ram --mode
+record` (the same writer, from the same moment after boot as the migrations).
+Each run's max-bandwidth becomes --max-bandwidth and the link is the loopback
+(--link): QEMU rate-limits only its pre-copy iterations, so its stop-and-copy
+and post-copy went at loopback speed (precopy-1gbit sent its last 5.8 MB in
+4 ms, over 11 Gbit/s). Writes bench/results/qemu/compare.json and
+compare.md; the target is issue 14's: total time and transferred within 10%,
+downtime within an order of magnitude.
+"""
+import argparse, json, os, subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+RESULTS = os.path.join(ROOT, "bench", "results", "qemu")
+PAGEMILL = os.path.join(ROOT, "dist", "cli", "bin.js")
+
+# name, mode, Mbit/s: the runs of bench/qemu/README.md (precopy-40mbit has no
+# result file: QEMU did not complete it in 180 s).
+RUNS = [
+    ("precopy-40mbit", "precopy", 40),
+    ("xbzrle-40mbit", "xbzrle", 40),
+    ("auto-converge-40mbit", "auto-converge", 40),
+    ("postcopy-40mbit", "postcopy", 40),
+    ("precopy-1gbit", "precopy", 1000),
+]
+METRICS = [
+    # label, QEMU's value from query-migrate, pagemill's from --json, checked against
+    ("total-time ms", lambda q: q["total-time"], lambda p: p["totalTime"] * 1000, "10%"),
+    ("downtime ms", lambda q: q["downtime"], lambda p: p["downtime"] * 1000, "10x"),
+    ("transferred B", lambda q: q["ram"]["transferred"], lambda p: p["transferred"], "10%"),
+    ("normal", lambda q: q["ram"]["normal"], lambda p: p["normal"], ""),
+    ("duplicate", lambda q: q["ram"]["duplicate"], lambda p: p["duplicate"], ""),
+    ("dirty-sync-count", lambda q: q["ram"]["dirty-sync-count"], lambda p: p["dirtySyncCount"], ""),
+]
+
+
+def pagemill(trace, link, mode, mbit, downtime_ms):
+    argv = ["node", PAGEMILL, "migrate", "--trace", trace, "--flavor", "qemu", "--json",
+            "--strategy", "postcopy" if mode == "postcopy" else "precopy",
+            "--bandwidth", link, "--max-bandwidth", f"{mbit}mbit", "--rtt", "0ms",
+            "--downtime-limit", f"{downtime_ms}ms", "--codec", "xbzrle" if mode == "xbzrle" else "raw",
+            # QEMU has no iteration cap.
+            "--max-iterations", "1000000"]
+    if mode == "auto-converge":
+        argv.append("--auto-converge")
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)}: {done.stderr.strip()}")
+    return json.loads(done.stdout), argv
+
+
+def verdict(check, ratio):
+    if ratio is None or not check:
+        return ""
+    if check == "10%":
+        return "ok" if abs(ratio - 1) <= 0.10 else "MISS"
+    return "ok" if 0.1 <= ratio <= 10 else "MISS"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trace", default=os.path.join(HERE, "build", "guest-ram.ptrace.gz"))
+    ap.add_argument("--link", default="10gbit", help="the loopback's rate (QEMU's stop-and-copy and post-copy are not rate-limited)")
+    a = ap.parse_args()
+    rows, lines = [], []
+    lines.append(f"trace {os.path.relpath(a.trace, ROOT)}, link {a.link}, flavor qemu; ratio = pagemill / QEMU\n")
+    lines.append("| run | metric | QEMU 7.2 | pagemill | ratio | target |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for name, mode, mbit in RUNS:
+        path = os.path.join(RESULTS, f"{name}.json")
+        qemu = json.load(open(path)) if os.path.exists(path) else None
+        downtime_ms = qemu["downtimeLimitMs"] if qemu else 300
+        stats, argv = pagemill(a.trace, a.link, mode, mbit, downtime_ms)
+        row = {"name": name, "mode": mode, "mbit": mbit, "pagemillArgs": [os.path.relpath(x, ROOT) if x == a.trace else x for x in argv[2:]], "qemu": {}, "pagemill": {}, "ratio": {}}
+        for label, q_of, p_of, check in METRICS:
+            p = p_of(stats)
+            q = q_of(qemu["queryMigrate"]) if qemu else None
+            ratio = p / q if q else None
+            row["pagemill"][label] = p
+            row["qemu"][label] = q
+            row["ratio"][label] = ratio
+            shown_q = "did not complete in 180 s" if qemu is None and label == "total-time ms" else ("" if q is None else f"{q:.0f}")
+            lines.append(f"| {name} | {label} | {shown_q} | {p:.0f} | {'' if ratio is None else f'{ratio:.3f}'} | {check} {verdict(check, ratio)} |".replace("  ", " "))
+        row["pagemill"]["stopReason"] = stats.get("stopReason")
+        if stats.get("xbzrleCache"):
+            row["pagemill"]["xbzrleCache"] = stats["xbzrleCache"]
+            if qemu:
+                row["qemu"]["xbzrleCache"] = qemu["queryMigrate"].get("xbzrle-cache")
+        rows.append(row)
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "compare.json"), "w") as f:
+        json.dump({"trace": os.path.relpath(a.trace, ROOT), "link": a.link, "runs": rows}, f, indent=2)
+    with open(os.path.join(RESULTS, "compare.md"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
