@@ -21,6 +21,27 @@ function mixedGuest(normal: number, zero: number): Workload {
   return new IdleWorkload(guest);
 }
 
+/** Every `period` s of work time, bytes 100..107 of each page of `pages` take a new value. */
+class HotWords extends BaseWorkload {
+  readonly name = "hot-words";
+  private ticks = 0;
+  constructor(
+    guest: Guest,
+    private readonly pages: number[],
+    private readonly period: number,
+  ) {
+    super(guest);
+  }
+  protected run(_from: number, to: number): void {
+    for (; this.ticks < Math.floor(to / this.period + 1e-9); this.ticks++) {
+      for (const page of this.pages) {
+        const at = this.guest.beginWrite(page, false);
+        this.guest.memory.fill((this.ticks % 200) + 1, at + 100, at + 108);
+      }
+    }
+  }
+}
+
 /**
  * transferred less what ram.c counts for the pages themselves: the
  * end-of-section markers, which must be whole 8-byte markers.
@@ -125,20 +146,10 @@ describe("flavor qemu against xen on the same guest", () => {
 
   it("XBZRLE: off in the first pass, then a miss sent whole and cached, then each hit as 8 + 3 + delta bytes, the stop-and-copy's too", async () => {
     // Page 2's bytes 100..107 get a new value every millisecond: dirty at every sync, one 10-byte delta per send.
-    class HotWord extends BaseWorkload {
-      readonly name = "hot-word";
-      private written = 0;
-      protected run(_from: number, to: number): void {
-        for (; this.written < Math.floor(to * 1000); this.written++) {
-          const at = this.guest.beginWrite(2, false);
-          this.guest.memory.fill((this.written % 200) + 1, at + 100, at + 108);
-        }
-      }
-    }
     // 12.5 kB/s: a round of one delta outlasts a millisecond; threshold 3750 B < a page, so it iterates to the cap.
     const slow: LinkSpec = { bitsPerSecond: 100e3, rtt: 0.005 };
     const guest = mixedGuest(16, 0);
-    const stats = await run("precopy", new HotWord(guest.guest), slow, { flavor: "qemu", codec: "xbzrle", cost: FREE_CPU, stateBytes: 4096, maxIterations: 5, batchPages: 1 });
+    const stats = await run("precopy", new HotWords(guest.guest, [2], 0.001), slow, { flavor: "qemu", codec: "xbzrle", cost: FREE_CPU, stateBytes: 4096, maxIterations: 5, batchPages: 1 });
     expect(stats.stopReason).toBe("iteration-limit");
     expect(stats.verifiedPages).toBe(16);
     // Round 1: 16 pages whole (no XBZRLE yet); round 2: page 2 misses, whole; rounds 3-5 and the stop-and-copy: 4 hits.
@@ -153,6 +164,44 @@ describe("flavor qemu against xen on the same guest", () => {
     expect(rest / EOS_BYTES).toBeLessThanOrEqual(Math.ceil(stats.totalTime / 0.1) + 1);
     // Setup, one per round, the stop.
     expect(stats.dirtySyncCount).toBe(7);
+  });
+
+  it("the scan resumes where it was after a sync, and XBZRLE starts when it first wraps: pages left from the first pass go uncached", async () => {
+    // 1024 pages; pages 0..499 rewritten every 10 ms (2 MB, above the 1.5 MB threshold at 40 Mbit/s).
+    // Round 1 stops at the threshold with 768..1023 left; round 2 sends them first (XBZRLE still off), wraps, then
+    // misses and caches 0..255; round 3 resumes at 256 and caches 256..499; then deltas, until what is pending (pages,
+    // whatever their encoding) fits. Every hot page misses once, no other page.
+    const guest = mixedGuest(1024, 0);
+    const hot = Array.from({ length: 500 }, (_, p) => p);
+    const stats = await run("precopy", new HotWords(guest.guest, hot, 0.01), WAN, { flavor: "qemu", codec: "xbzrle", cost: FREE_CPU, maxIterations: 6 });
+    expect(stats.stopReason).toBe("downtime-limit");
+    expect(stats.verifiedPages).toBe(1024);
+    expect(stats.rounds[0]!.pages).toBe(768);
+    expect(stats.rounds[1]!.pages).toBe(512);
+    expect(stats.xbzrleCache?.cacheMiss).toBe(500);
+    expect(stats.normal).toBe(1024 + 500);
+  });
+
+  it("max-bandwidth limits pre-copy iterations only: the stop-and-copy goes at the link's rate", async () => {
+    // 2048 pages of content (8.4 MB with headers) under a 40 Mbit/s limit on a 1 Gbit/s link: what is left once it
+    // fits the downtime (under 5 MB/s × 300 ms) goes at 1 Gbit/s, the rest at 5 MB/s, the first window's at once.
+    const limited = await run("precopy", mixedGuest(2048, 0), LAN, { flavor: "qemu", cost: FREE_CPU, maxBandwidth: 5e6 });
+    const seconds = limited.transferred / 5e6;
+    expect(limited.totalTime).toBeGreaterThan(seconds - (5e6 * 0.3 + 5e6 * 0.1) / 5e6);
+    expect(limited.totalTime).toBeLessThan(seconds);
+    expect(limited.verifiedPages).toBe(2048);
+    // 200 pages rewritten every 10 ms: pending 0.8 MB fits 40 Mbit/s × 300 ms, so they go in the stop-and-copy,
+    // at 1 Gbit/s (~7 ms) with the limit, at 40 Mbit/s (~170 ms) when the link itself is 40 Mbit/s.
+    const hot = Array.from({ length: 200 }, (_, p) => p);
+    const stop = (link: LinkSpec, maxBandwidth?: number) =>
+      run("precopy", new HotWords(mixedGuest(2048, 0).guest, hot, 0.01), link, { flavor: "qemu", cost: FREE_CPU, ...(maxBandwidth && { maxBandwidth }) });
+    const fast = await stop(LAN, 5e6);
+    const slow = await stop(WAN);
+    expect(fast.stopReason).toBe("downtime-limit");
+    expect(slow.stopReason).toBe("downtime-limit");
+    expect(fast.downtime).toBeLessThan(0.02);
+    expect(slow.downtime).toBeGreaterThan(0.15);
+    expect(fast.totalTime).toBeGreaterThan(seconds - 0.4);
   });
 
   it("refuses what QEMU's flavour does not model, naming it", async () => {

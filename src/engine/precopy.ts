@@ -74,20 +74,35 @@ export interface RoundsResult {
   readonly left: DirtyBitmap;
 }
 
+/** QEMU's scan position, kept across syncs (ram.c's last_seen_block and last_page). */
+interface Scan {
+  at: number;
+  /** the scan passed the end of memory once (ram.c turns XBZRLE on then) */
+  wrapped: boolean;
+}
+
 /**
  * A round's batches of `toSend` (each taken out of it, ascending within a
  * batch): in index order, or with `rank` (EngineOptions.pageOrder) lowest
- * rank first.
+ * rank first. With `scan` (flavor qemu) the round starts where the last one
+ * stopped and wraps to page 0 at the end, as QEMU's scan does.
  */
-function roundOrder(toSend: DirtyBitmap, batchPages: number, rank: Uint32Array | undefined): () => Uint32Array {
+function roundOrder(toSend: DirtyBitmap, batchPages: number, rank: Uint32Array | undefined, scan?: Scan): () => Uint32Array {
   if (!rank) {
-    let cursor = 0;
+    let cursor = scan?.at ?? 0;
+    let wrapped = false;
     return () => {
-      const batch = toSend.extract(cursor, batchPages);
+      let batch = toSend.extract(cursor, batchPages);
+      if (batch.length === 0 && scan && !wrapped) {
+        wrapped = scan.wrapped = true;
+        cursor = 0;
+        batch = toSend.extract(cursor, batchPages);
+      }
       if (batch.length) {
         toSend.clearRange(cursor, batch[batch.length - 1]! + 1);
         cursor = batch[batch.length - 1]! + 1;
       }
+      if (scan) scan.at = cursor;
       return batch;
     };
   }
@@ -111,6 +126,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   if (limits.first) for (let k = 0; k < limits.first.length; k++) toSend.set(limits.first[k]!);
   else toSend.setRange();
   const qemu = settings.flavor === "qemu";
+  const scan: Scan | undefined = qemu ? { at: 0, wrapped: false } : undefined;
   s.clearDirtyLog();
   // QEMU syncs once at setup (ram_init_bitmaps): nothing is dirty yet, but it counts.
   if (qemu) s.syncDirtyLog(toSend);
@@ -152,9 +168,10 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     let pages = 0;
     let zeroPages = 0;
     let skipped = 0;
-    const next = roundOrder(toSend, settings.batchPages, settings.pageRank);
+    const next = roundOrder(toSend, settings.batchPages, settings.pageRank, scan);
     for (;;) {
       const candidates = next();
+      if (scan?.wrapped) s.firstPassOver();
       if (candidates.length === 0) break;
       // Xen: a page dirtied again since the round began goes next round (QEMU sends it).
       const send: number[] = [];

@@ -17,8 +17,10 @@
 //     sent from the block), then the page (normal) or one byte (zero page),
 //     and an 8-byte end-of-section marker per ram_save_iterate call (one
 //     each 100 ms rate-limit window).
-//   - XBZRLE (codec "xbzrle"): off until the first pass is over (in ram.c
-//     until the scan first wraps; here from round 2 on), then a page sent
+//   - The scan resumes where it was after a sync and wraps to page 0 at the
+//     end (ram.c's last_seen_block/last_page), instead of a fresh pass.
+//   - XBZRLE (codec "xbzrle"): off until the scan first wraps (the first
+//     pass is over), then a page sent
 //     is looked up in QEMU's direct-mapped cache (policy "qemu" of
 //     XbzrleCache: xbzrle-cache-size / page size slots, ages in dirty syncs):
 //     a miss goes whole and is cached if its slot is free or stale; a hit is
@@ -27,9 +29,10 @@
 //     when unchanged. Zero pages replace their cached copy. In the
 //     stop-and-copy (last_stage) hits are encoded, nothing is cached; in
 //     post-copy XBZRLE is off.
-//   - maxBandwidth (QEMU's max-bandwidth) limits pre-copy iterations only:
-//     QEMU lifts the limit for the stop-and-copy, and post-copy runs at
-//     max-postcopy-bandwidth, unlimited by default.
+//   - maxBandwidth (QEMU's max-bandwidth) limits pre-copy iterations only,
+//     per bandwidth measurement period as QEMU's: QEMU lifts the limit for
+//     the stop-and-copy, and post-copy runs at max-postcopy-bandwidth,
+//     unlimited by default.
 
 /** The id string of x86's main RAM block. */
 export const QEMU_BLOCK_ID = "pc.ram";

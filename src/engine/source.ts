@@ -104,8 +104,7 @@ export class Source {
   /** bytes/s over the last complete period (0 until one completed) */
   private measured = 0;
   private currentRoundBytes = 0;
-  /** Flavor qemu with maxBandwidth: the current rate-limit window's start and the bytes sent in it. */
-  private limitStart = 0;
+  /** Flavor qemu with maxBandwidth: bytes sent in the current measurement period, the rate limit's window. */
   private limitBytes = 0;
   /** Flavor qemu with codec xbzrle: the codec, whose mode follows ram.c's stages. */
   private readonly qemuXbzrle: XbzrleCodec | undefined;
@@ -137,7 +136,6 @@ export class Source {
     this.remaining = this.settings.pageCount;
     this.t0 = this.clock.now();
     this.periodStart = this.t0;
-    this.limitStart = this.t0;
     this.guestOffset = this.workload.now - this.t0;
     if (this.settings.flavor === "qemu") this.counters.qemuTransferred = 0;
   }
@@ -308,8 +306,12 @@ export class Source {
     this.currentRound++;
     this.currentRoundBytes = 0;
     this.remaining = pages;
-    if (this.qemuXbzrle) this.qemuXbzrle.mode = this.currentRound > 1 ? "on" : "off";
     await this.sendControl({ type: "round-start", round: this.currentRound, pages });
+  }
+
+  /** Flavor qemu: the scan passed the end of memory once; ram.c turns XBZRLE on from here. */
+  firstPassOver(): void {
+    if (this.qemuXbzrle && this.currentPhase === "precopy" && this.qemuXbzrle.mode === "off") this.qemuXbzrle.mode = "on";
   }
 
   /** Sets the pages still to send (an estimate for progress). */
@@ -481,27 +483,21 @@ export class Source {
   }
 
   /**
-   * QEMU's migration_rate_limit: once a window's bytes reach maxBandwidth ×
-   * window, wait for the window's end. What a frame sent beyond the allowance
-   * is carried into the next window, so frames larger than QEMU's single
-   * pages still average maxBandwidth.
+   * QEMU's migration_rate_limit: once the bytes of a window reach
+   * maxBandwidth × window, wait for the window's end. QEMU's window is its
+   * bandwidth measurement period (migration_update_counters resets both), so
+   * the bandwidth it measures, and the threshold made of it, never pass the
+   * limit; here too the window is the period samplePeriod measures. A frame
+   * larger than QEMU's single pages carries its excess into the windows
+   * after, so the average is still maxBandwidth.
    */
   private async rateLimit(bytes: number): Promise<void> {
-    const period = this.settings.bandwidthPeriod;
-    const allowance = this.settings.maxBandwidth! * period;
-    const now = this.clock.now();
-    const windows = Math.floor((now - this.limitStart) / period);
-    if (windows > 0) {
-      this.limitStart += windows * period;
-      this.limitBytes = Math.max(0, this.limitBytes - windows * allowance);
-    }
+    const allowance = this.settings.maxBandwidth! * this.settings.bandwidthPeriod;
     this.limitBytes += bytes;
     if (this.limitBytes < allowance) return;
-    while (this.limitBytes >= allowance) {
-      this.limitStart += period;
-      this.limitBytes -= allowance;
-    }
-    await this.clock.waitUntil(this.limitStart);
+    const windows = Math.floor(this.limitBytes / allowance);
+    this.limitBytes -= windows * allowance;
+    await this.clock.waitUntil(this.periodStart + windows * this.settings.bandwidthPeriod);
   }
 
   /**
