@@ -9,9 +9,12 @@
 // ../traces) are counted apart from those recorded for the held-out check
 // after it was written (../traces/ada-heldout: ADA_HELD_OUT).
 // PAGEMILL_ADA_SKIP leaves traces out by name (jvm-churn by default: minutes).
+// Ada-copy gets each trace's mean dirty rate as measured before the start
+// (its rule 0), as pagemill migrate gives it.
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { TraceReplay, init, simulate } from "../dist/index.js";
+import { meanDirtyRate, profileTrace } from "../dist/adaptive/profile.js";
 import { ADA_HELD_OUT, allTraces, check, save, tracesIn } from "./lib.js";
 
 await init();
@@ -26,10 +29,10 @@ const LINKS = { "40 Mbit/s": { bitsPerSecond: 40e6, rtt: 0.005 }, "1 Gbit/s": { 
 const FIXED = ["precopy", "postcopy", "hybrid"];
 const METRICS = { T: (s) => s.totalTime, D: (s) => s.downtime, pages: (s) => s.pagesTransferred };
 
-async function run(strategy, path, link) {
+async function run(strategy, path, link, options = {}) {
   const w = await TraceReplay.open(path);
   try {
-    const stats = await simulate(strategy, w, link);
+    const stats = await simulate(strategy, w, link, options);
     check(stats.verifiedPages === w.guest.pageCount, `${strategy} on ${path}: ${stats.verifiedPages} of ${w.guest.pageCount} verified`);
     return stats;
   } finally {
@@ -45,7 +48,8 @@ for (const [linkName, link] of Object.entries(LINKS)) {
   console.log(`\n${linkName}, 5 ms RTT, raw: T s / D ms / pages; Ada-copy's ratio to the best and worst fixed method`);
   for (const { name, path, heldOut } of traces) {
     const stats = {};
-    for (const strategy of [...FIXED, "ada"]) stats[strategy] = await run(strategy, path, link);
+    for (const strategy of FIXED) stats[strategy] = await run(strategy, path, link);
+    stats.ada = await run("ada", path, link, { dirtyRateBefore: meanDirtyRate((await profileTrace(path)).memory) });
     const ada = stats.ada;
     const row = { decision: `${ada.adaptive.method}: ${ada.adaptive.reason}` };
     const cells = [];

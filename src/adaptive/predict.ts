@@ -372,9 +372,16 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     const missingBefore = missing;
     let written = 0;
     const before = recent.snapshot();
+    // The reads of the epoch's first writes find the ring's pages as they were before the epoch:
+    // a page the epoch writes again later is still missing for the reads before that write.
+    const ringMissing = new Map<number, number>();
+    before.forEach((p) => ringMissing.set(p, 1 - present[p]!));
+    /** where the epoch writes each page (writes before it), its chance of doing so, and the share of that write that replaces the page whole */
+    const rewrites = new Map<number, { at: number; x: number; whole: number }>();
     writes.apply((p, x, whole, z) => {
+      rewrites.set(p, { at: written, x, whole });
       written += x;
-      recent.add(p, x);
+      recent.add(p, x, false);
       const gone = x * (1 - present[p]!);
       if (gone > 0) {
         present[p] = present[p]! + gone;
@@ -389,17 +396,33 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     // The reads follow the writes through the epoch: on average, half-way between the shares missing before and after.
     const uniformFaults = (reads.perWrite * written * reads.uniformShare * (missingBefore + missing)) / (2 * n);
     let readFaults = uniformFaults;
-    // The other reads pick one of the last `window` pages written; the epoch's
-    // own writes push the older ones out as it goes (read k of the epoch still
-    // sees 1 − k/window of them).
-    const seen = Math.min(written, reads.window);
-    const olderReads = reads.perWrite * (1 - reads.uniformShare) * (seen - (seen * seen) / (2 * reads.window));
-    if (before.weight > 0 && olderReads > 0) {
-      const each = olderReads / before.weight;
-      before.forEach((p, w) => {
-        const gone = (1 - Math.exp(-each * w)) * (1 - present[p]!);
+    // The other reads pick one of the last `window` pages written, each read
+    // after a write. The epoch's own writes push the older entries out, oldest
+    // first: the entry `c` writes from the ring's old end is seen by the
+    // epoch's first c reads (and by none once the ring was short of full by
+    // less). A page the epoch also writes is missing only for the reads
+    // before that write; past it, the write claimed or fetched it.
+    /** read faults on pages still missing after the epoch's writes (these change `missing`) */
+    let unwritten = 0;
+    if (before.weight > 0) {
+      const perRead = (reads.perWrite * (1 - reads.uniformShare)) / reads.window;
+      const room = Math.max(0, reads.window - before.weight);
+      let c = 0;
+      before.forEach((p, w, atSource) => {
+        c += w;
+        // A page the program wrote here is here (the Poisson model's weights would say only likely).
+        if (!atSource) return;
+        const seen = Math.min(c + room, written);
+        // Missing after the writes: missing for every read that sees the entry.
+        const left = (1 - Math.exp(-perRead * w * seen)) * (1 - present[p]!);
+        // Written in the epoch but missing before: missing for the reads before the write.
+        // (A read before a partial write fetches what that write would have; only a claim is lost.)
+        const rewrite = rewrites.get(p);
+        const early = rewrite ? (1 - Math.exp(-perRead * w * Math.min(seen, rewrite.at))) * rewrite.x * ringMissing.get(p)! * rewrite.whole : 0;
+        const gone = left + early;
         if (gone <= 0) return;
-        present[p] = present[p]! + gone;
+        present[p] = present[p]! + left;
+        unwritten += left;
         srcPending[p] = Math.max(0, srcPending[p]! - gone);
         readFaults += gone;
         faultBytes += gone * pushTime(p) * B;
@@ -408,7 +431,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     faults += readFaults;
     // uniform reads land on pages of the average pending size
     faultBytes += uniformFaults * pushBytesPerPage;
-    missing -= readFaults;
+    missing -= uniformFaults + unwritten;
     if (faults > 0) {
       const wait = (1 - Math.exp(-faults)) * (rtt + 1.5 * frameTime) + faultBytes / B;
       pushed += faultBytes / B;
@@ -424,28 +447,32 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
 class RecentWrites {
   private pages: number[] = [];
   private weights: number[] = [];
+  /** written at the source (false: by the program at the destination, which then holds the page) */
+  private atSource: boolean[] = [];
   private head = 0;
   weight = 0;
 
   constructor(private readonly window: number) {}
 
-  add(p: number, x: number): void {
+  add(p: number, x: number, atSource = true): void {
     this.pages.push(p);
     this.weights.push(x);
+    this.atSource.push(atSource);
     this.weight += x;
     while (this.weight - this.weights[this.head]! >= this.window) this.weight -= this.weights[this.head++]!;
     if (this.head > 65536 && this.head * 2 > this.pages.length) {
       this.pages = this.pages.slice(this.head);
       this.weights = this.weights.slice(this.head);
+      this.atSource = this.atSource.slice(this.head);
       this.head = 0;
     }
   }
 
   /** The entries now, to visit after more are added. */
-  snapshot(): { weight: number; forEach(visit: (p: number, w: number) => void): void } {
-    const { pages, weights, head, weight } = this;
+  snapshot(): { weight: number; forEach(visit: (p: number, w: number, atSource: boolean) => void): void } {
+    const { pages, weights, atSource, head, weight } = this;
     const end = pages.length;
-    return { weight, forEach: (visit) => { for (let k = head; k < end; k++) visit(pages[k]!, weights[k]!); } };
+    return { weight, forEach: (visit) => { for (let k = head; k < end; k++) visit(pages[k]!, weights[k]!, atSource[k]!); } };
   }
 }
 

@@ -202,6 +202,14 @@ export function workingSet(profile: PageProfile, seconds: number): number {
   return pages;
 }
 
+/** Pages written per second, the mean over the epochs (0 for a trace without epochs). */
+export function meanDirtyRate(m: PageProfile): number {
+  const E = m.dirtySeries.length;
+  let pages = 0;
+  for (let e = 0; e < E; e++) pages += m.dirtySeries[e]!;
+  return E ? pages / E / m.interval : 0;
+}
+
 export function summarise(profile: Profile, windowSeconds = 1): ProfileSummary {
   const m = profile.memory;
   const rates = writeRates(m);
@@ -214,7 +222,7 @@ export function summarise(profile: Profile, windowSeconds = 1): ProfileSummary {
     return v === undefined || !Number.isFinite(v) ? null : v;
   };
   const perSecond = Array.from(m.dirtySeries, (pages) => pages / m.interval);
-  const mean = perSecond.length ? perSecond.reduce((a, b) => a + b, 0) / perSecond.length : 0;
+  const mean = meanDirtyRate(m);
   const sd = perSecond.length ? Math.sqrt(perSecond.reduce((a, b) => a + (b - mean) ** 2, 0) / perSecond.length) : 0;
   let writes = 0;
   let whole = 0;

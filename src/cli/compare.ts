@@ -14,7 +14,7 @@ import { predictedCell, type CompareRow } from "./rows.js";
 export type { CompareRow } from "./rows.js";
 import { inspectTrace } from "./inspect.js";
 import { predict, type PredictedStrategy, type PredictOptions } from "../adaptive/predict.js";
-import { profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
+import { meanDirtyRate, profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
 import { SIMULATION_OPTIONS, checkCodecOption, describeLink, fractionalPages, seconds, simulationSetup, strategyLabel, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskSetup, type DiskSetup } from "./disk.js";
@@ -51,7 +51,8 @@ export function compareMethods(setup?: SimulationSetup, profile?: Profile): Meth
     methods.push({ label: strategy, strategy, options: {} });
     if (strategy === "precopy") methods.push({ label: "precopy+auto-converge", strategy, options: { autoConverge: true } });
   }
-  methods.push({ label: "ada", strategy: "ada", options: {} });
+  // With a trace's profile, Ada-copy knows the dirty rate before the start (its rule 0), as migrate gives it.
+  methods.push({ label: "ada", strategy: "ada", options: profile ? { dirtyRateBefore: meanDirtyRate(profile.memory) } : {} });
   if (setup && profile && Object.hasOwn(STRATEGIES, "fractional")) {
     const { percent, precopyPages } = fractionalPages(profile, setup.link, setup.options);
     methods.push({ label: `fractional M=${percent}%`, strategy: "fractional", options: { precopyPages }, memoryPrecopy: percent / 100 });

@@ -11,7 +11,7 @@ import { FLAVORS, type Flavor, type MigrationOptions, type MigrationProgress } f
 import { pipelineEntries } from "../wire/pipeline.js";
 import { plan } from "../adaptive/plan.js";
 import { ascendingBy, coldestFirst } from "../adaptive/predict.js";
-import { profileTrace, type Profile } from "../adaptive/profile.js";
+import { meanDirtyRate, profileTrace, type Profile } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
 import {
@@ -49,7 +49,8 @@ ${DISK_USAGE}
   link's --bandwidth; the stop-and-copy and post-copy go at the link's rate, as QEMU's do.
   --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
   fewer times); index order by default. --strategy ada: Ada-copy (pre-copy, switching to post-copy when
-  the dirty rate says it will not converge soon). --strategy crtr: checkpoint + trace/replay, a MODEL
+  the dirty rate says it will not converge soon; on a trace, post-copy at once when the trace's dirty rate
+  already says so). --strategy crtr: checkpoint + trace/replay, a MODEL
   (the checkpoint is real; the event log, --log-rate bytes per second of execution, and its replay at the
   destination, --replay-speed times as fast as the source ran, are modelled: docs/engines.md).
   Default: the bundled trace ${"data/redis-sample.ptrace.gz"} over 40 Mbit/s with 5 ms RTT (seed 001's WAN link), every strategy.`;
@@ -387,8 +388,11 @@ export async function run(args: string[]): Promise<number> {
   checkCodecOption("--codec", options.codec!);
   if (flavor === "qemu" && options.codec !== "raw" && options.codec !== "xbzrle") fail("flavor", `qemu sends pages whole, as zero pages or as XBZRLE deltas: give --codec raw or xbzrle, not '${options.codec}'`);
   if (flavor === "qemu" && disk) fail("flavor", "qemu migrates memory only: no disk");
-  const profile = fractional || order === "cold-first" ? await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname) : undefined;
+  // Ada-copy on a trace takes the trace's dirty rate as measured before the start (its rule 0).
+  const ada = strategyText === "ada" && values.workload === undefined;
+  const profile = fractional || ada || order === "cold-first" ? await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname) : undefined;
   if (order === "cold-first") options.pageOrder = coldestFirst(profile!.memory);
+  if (ada) options.dirtyRateBefore = meanDirtyRate(profile!.memory);
   if (fractional) {
     // The coldest M% by λ; without --memory-precopy, M is the plan's (pagemill plan).
     const { percent, precopyPages } = fractionalPages(profile!, link, options, memoryPercent);

@@ -7,6 +7,17 @@
 // shrinks what is left by ρ = d/R, and after the first round what is left
 // must shrink to what the downtime limit carries (R·limit) before the stop.
 //
+//   0. Before anything is sent, when the dirty rate was measured before the
+//      migration (EngineOptions.dirtyRateBefore: QEMU's calc-dirty-rate; the
+//      CLI's is the trace profile's mean) and the link's rate is known, R
+//      being that rate over a page's wire bytes: ρ ≥ 0.5 → post-copy at once,
+//      exactly the post-copy strategy ("postcopy", round 0). Rule 1 below
+//      can decide only once the guest has written and a frame has left (at
+//      40 Mbit/s a 256-page frame takes 0.2 s), and a program that writes
+//      fast makes every page sent before that a page sent twice, and the
+//      pages it wrote last at the source (which its reads then touch) faults.
+//      Without a measurement, or below 0.5, rules 1-3 decide as the
+//      migration goes.
 //   1. During the first round, at each bandwidth period: ρ ≥ 0.5 means each
 //      round would re-send at least half of the one before, so pre-copy's
 //      rounds cost more than post-copying what is left once, and the sooner
@@ -34,7 +45,8 @@
 // (MigrationStats.adaptive) and the tables.
 
 import type { AdaDecision, StopReason } from "./metrics.js";
-import { switchToPostcopy } from "./postcopy.js";
+import { ENTRY_BYTES } from "../wire/frame.js";
+import { postcopy, switchToPostcopy } from "./postcopy.js";
 import { runRounds, stopAndCopy, type RoundCheck } from "./precopy.js";
 import { projectPrecopy } from "./projection.js";
 import type { Source } from "./source.js";
@@ -55,6 +67,18 @@ export class AdaRule {
   decision: AdaDecision | undefined;
 
   constructor(private readonly downtimeLimit: number) {}
+
+  /**
+   * Rule 0: with `dirtyRate` pages/s measured before the start and the link
+   * carrying `sendRate` pages/s, whether to post-copy at once.
+   */
+  before(dirtyRate: number, sendRate: number): boolean {
+    if (!(sendRate > 0)) return false;
+    const rho = dirtyRate / sendRate;
+    if (rho < ADA_ABORT_RATIO) return false;
+    this.decide("postcopy", `dirtied ${fmt(dirtyRate)} pages/s before the start against ${fmt(sendRate)} the link carries (ρ ${rho.toFixed(2)} ≥ ${ADA_ABORT_RATIO})`, { round: 0, rho, dirtyRate, sendRate });
+    return true;
+  }
 
   /** Whether to switch to post-copy now, and why (undefined: go on with pre-copy). */
   check(c: RoundCheck): string | undefined {
@@ -94,6 +118,12 @@ function variation(xs: readonly number[]): number {
 /** Ada-copy migration (see the module comment). */
 export async function ada(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const rule = new AdaRule(s.settings.downtimeLimit);
+  const { dirtyRateBefore, pageSize } = s.settings;
+  if (dirtyRateBefore !== undefined && rule.before(dirtyRateBefore, s.linkBandwidth() / (pageSize + ENTRY_BYTES))) {
+    s.setAdaptive(rule.decision!);
+    await postcopy(s);
+    return { reason: "adaptive", converged: true };
+  }
   if (s.disk) await mirrorDisk(s, { downtimeRule: true, maxPasses: s.settings.maxIterations });
   const { reason, converged, left } = await runRounds(s, {
     downtimeRule: true,

@@ -50,7 +50,7 @@ export interface AdaDecision {
   /** pre-copy to the end; post-copy from the first round; hybrid: post-copy after `round` rounds */
   method: "precopy" | "postcopy" | "hybrid";
   reason: string;
-  /** the round it decided in */
+  /** the round it decided in (0: before the start, on the dirty rate measured before it) */
   round: number;
   /** dirty rate over send rate, and both (pages/s), when it decided */
   rho: number;

@@ -50,6 +50,12 @@ export interface EngineOptions {
    */
   readonly deadline?: number;
   readonly noPostcopy?: boolean;
+  /**
+   * Ada-copy: pages per second the guest dirtied before the migration began,
+   * when it was measured (QEMU's calc-dirty-rate does; the CLI takes a trace
+   * profile's mean). Ada-copy decides on it before sending anything.
+   */
+  readonly dirtyRateBefore?: number;
   /** QEMU cpu-throttle-initial, percent (20). */
   readonly throttleInitial?: number;
   /** QEMU cpu-throttle-increment, percent (10). */
@@ -175,6 +181,7 @@ export interface EngineSettings {
   readonly autoConverge: boolean;
   readonly deadline: number | undefined;
   readonly noPostcopy: boolean;
+  readonly dirtyRateBefore: number | undefined;
   readonly throttleInitial: number;
   readonly throttleIncrement: number;
   readonly throttleMax: number;
@@ -304,6 +311,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     autoConverge: options.autoConverge ?? false,
     deadline: options.deadline === undefined ? undefined : positive("deadline", options.deadline),
     noPostcopy: options.noPostcopy ?? false,
+    dirtyRateBefore: options.dirtyRateBefore === undefined || options.dirtyRateBefore === 0 ? options.dirtyRateBefore : positive("dirtyRateBefore", options.dirtyRateBefore),
     throttleInitial,
     throttleIncrement,
     throttleMax,
