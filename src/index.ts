@@ -21,8 +21,10 @@ export {
   type XbzrleCounters,
 } from "./codecs/xbzrle.js";
 export { DirtyBitmap, MAX_BITMAP_PAGES } from "./guest/bitmap.js";
-export { Guest, MAX_GUEST_BYTES, type AccessKind, type AccessHook, type AdvanceReport, type Workload } from "./guest/guest.js";
-export { ChunkedPages, MAX_CHUNKED_PAGES, DEFAULT_PAGES_PER_CHUNK, MemoryLimitError, checkFitsInMemory, memoryLimit } from "./guest/chunks.js";
+export { Guest, type AccessKind, type AccessHook, type AdvanceReport, type Workload } from "./guest/guest.js";
+export { ChunkedPages, MAX_CHUNKED_PAGES, MAX_DEFAULT_CHUNKS, defaultPagesPerChunk, MemoryLimitError, checkFitsInMemory, memoryLimit } from "./guest/chunks.js";
+export { FlatPages, zeroPage, asPageMemory, differingPages, flatBytes, sameBytes, type PageMemory } from "./guest/pages.js";
+export { fillSynthetic, POPULATED_REGION_PAGES } from "./guest/workloads.js";
 export {
   TraceReader,
   TraceWriter,

@@ -6,16 +6,29 @@ import { sharedAvailable, sharedTraceImagePages } from "./helpers/traces.js";
 
 const PS = 4096;
 
-/** Every page of the store, back to back (read one by one). */
+/** Every page of the store, back to back, read one by one; checked against one readRange of all. */
 function contents(store: ChunkedPages): Uint8Array {
   const out = new Uint8Array(store.pageCount * store.pageSize);
-  for (let i = 0; i < store.pageCount; i++) store.read(i, out, i * store.pageSize);
+  for (let i = 0; i < store.pageCount; i++) out.set(store.page(i), i * store.pageSize);
+  const ranged = new Uint8Array(out.byteLength + 3 * store.pageSize).fill(7);
+  store.readRange(0, store.pageCount, ranged, store.pageSize);
+  expect(same(ranged.subarray(store.pageSize, store.pageSize + out.byteLength), out)).toBe(true);
   return out;
 }
 
 /** Byte equality without vitest's element-by-element diff (the memories here are MiBs). */
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+/** Bytes of the chunks `store` must hold: each with a possibly non-zero page, the last one cut to the store's end. */
+function held(store: ChunkedPages, perChunk: number): number {
+  let bytes = 0;
+  for (let first = 0; first < store.pageCount; first += perChunk) {
+    const pages = Math.min(perChunk, store.pageCount - first);
+    if (Array.from({ length: pages }, (_, k) => first + k).some((p) => !store.isZero(p))) bytes += pages * store.pageSize;
+  }
+  return bytes;
 }
 
 function isZeroPage(bytes: Uint8Array, page: number, pageSize: number): boolean {
@@ -42,18 +55,23 @@ describe("ChunkedPages", () => {
     const store = new ChunkedPages(2 ** 32, PS, 256);
     const last = 2 ** 32 - 1;
     const out = new Uint8Array(PS).fill(9);
-    store.read(last, out);
+    store.readRange(last, 1, out, 0);
     expect(out.every((b) => b === 0)).toBe(true);
+    store.page(last).fill(1); // a new zero page: writing to it changes nothing
+    expect(store.page(last).every((b) => b === 0)).toBe(true);
+    expect(store.chunks).toBe(0);
     const page = mixedPages(PS, 4, 3).subarray(3 * PS, 4 * PS); // random bytes
     store.write(last, page);
     store.write(2 ** 31, page);
     expect(store.chunks).toBe(2);
-    expect(store.allocatedBytes).toBe(2 * 256 * PS);
+    expect(store.heldBytes).toBe(2 * 256 * PS);
     expect(store.isZero(last)).toBe(false);
     expect(store.isZero(last - 1)).toBe(true);
-    store.read(last, out);
-    expect(same(out, page)).toBe(true);
+    expect(same(store.page(last), page)).toBe(true);
     expect(ChunkedPages.overheadBytes(2 ** 32)).toBeLessThan(2 ** 30);
+    // By default a page per chunk (only non-zero pages held), coarser where the table would pass 2^24 chunks.
+    expect([new ChunkedPages(2 ** 20).pagesPerChunk, new ChunkedPages(2 ** 24).pagesPerChunk, store.pagesPerChunk]).toEqual([1, 1, 256]);
+    expect(new ChunkedPages(2 ** 32).pagesPerChunk).toBe(256);
   });
 
   it("matches a flat memory under any sequence of writes, zero writes and in-place changes (property)", () => {
@@ -88,10 +106,10 @@ describe("ChunkedPages", () => {
         for (let c = 0; c * perChunk < pageCount; c++) {
           const pages = Array.from({ length: Math.min(perChunk, pageCount - c * perChunk) }, (_, k) => c * perChunk + k);
           if (pages.some((p) => !store.isZero(p))) needed++;
-          expect(store.view(c * perChunk) !== undefined).toBe(pages.some((p) => !store.isZero(p)));
+          expect(store.page(c * perChunk).buffer === store.page(c * perChunk).buffer) // views of one chunk, or a new zero page each time.toBe(pages.some((p) => !store.isZero(p)));
         }
         expect(store.chunks).toBe(needed);
-        expect(store.allocatedBytes).toBe(needed * perChunk * PS);
+        expect(store.heldBytes).toBe(held(store, perChunk));
       }),
     );
   });
@@ -106,7 +124,7 @@ describe("ChunkedPages", () => {
     expect(store.chunks).toBe(1);
     store.zero(2);
     expect(store.chunks).toBe(0);
-    expect(store.view(2)).toBeUndefined();
+    expect(store.page(2).buffer).not.toBe(store.page(2).buffer); // a new zero page each time: no chunk
   });
 
   it("refuses bad input with a clear error", () => {
@@ -119,7 +137,8 @@ describe("ChunkedPages", () => {
     expect(() => store.write(1.5, new Uint8Array(PS))).toThrow(/outside/);
     expect(() => store.write(0, new Uint8Array(PS - 1))).toThrow(/from/);
     expect(() => store.write(0, new Uint8Array(PS), 1)).toThrow(/from/);
-    expect(() => store.read(0, new Uint8Array(PS), 1)).toThrow(/at/);
+    expect(() => store.readRange(0, 1, new Uint8Array(PS), 1)).toThrow(/at/);
+    expect(() => store.readRange(5, 6, new Uint8Array(6 * PS), 0)).toThrow(/count/);
     expect(() => store.write(0, [1, 2] as unknown as Uint8Array)).toThrow(/content/);
     expect(store.chunks).toBe(0);
   });

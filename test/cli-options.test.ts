@@ -49,6 +49,26 @@ describe("migrate", () => {
     }
   });
 
+  it("--guest-size and --populated: a guest larger than this machine runs sparse; one that cannot fit is refused before it starts", async () => {
+    await expect(migrate(["--workload", "idle", "--guest-size", "64g", "--pages", "3"])).rejects.toThrow(/give --pages or --guest-size, not both/);
+    await expect(migrate(["--workload", "idle", "--guest-size", "5000"])).rejects.toThrow(/^--guest-size: must be a whole number of 4 KiB pages from 4k to 1\.0 TiB, got '5000'/);
+    await expect(migrate(["--workload", "idle", "--guest-size", "2048g"])).rejects.toThrow(/^--guest-size: must be a whole number.*got '2048g'/);
+    await expect(migrate(["--workload", "idle", "--guest-size", "1g", "--populated", "2g"])).rejects.toThrow(/^--populated: must be a whole number of 4 KiB pages, at most the guest's size \(1\.0 GiB\)/);
+    const limit = process.env.PAGEMILL_MEMORY_LIMIT;
+    process.env.PAGEMILL_MEMORY_LIMIT = String(2 ** 30);
+    try {
+      await expect(migrate(["--workload", "idle", "--guest-size", "64g", "--populated", "2g"])).rejects.toThrow(
+        /^--populated: a guest of 64\.0 GiB with 2\.0 GiB populated needs an estimated 2\.\d\d GiB of memory, more than the limit of 1\.00 GiB on this machine/,
+      );
+    } finally {
+      if (limit === undefined) delete process.env.PAGEMILL_MEMORY_LIMIT;
+      else process.env.PAGEMILL_MEMORY_LIMIT = limit;
+    }
+    for (const name of ["guest-size", "populated"]) {
+      await expect(migrate([`--${name}`, "1g", "--strategy", "precopy"]), name).rejects.toThrow(new RegExp(`--${name}: applies to --workload models only`));
+    }
+  });
+
   it("a missing trace names --trace", async () => {
     await expect(migrate(["--trace", join(dir, "absent.ptrace.gz")])).rejects.toThrow(/^--trace: .*absent\.ptrace\.gz does not exist/);
   });

@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Workload } from "../src/guest/guest.js";
+import { flatBytes } from "../src/index.js";
 
 const DIST = fileURLToPath(new URL("../dist/engine/demand.js", import.meta.url));
 const MIGRATE = new URL("../dist/cli/migrate.js", import.meta.url).href;
@@ -37,7 +38,7 @@ async function atStop(stop: number) {
   const replica: Workload = await openWorkload(MODEL);
   await program.replayTo(stop);
   await replica.advance(stop);
-  return { program, replica, stopped: replica.guest.memory.slice() };
+  return { program, replica, stopped: flatBytes(replica.guest.memory).slice() };
 }
 
 describe.skipIf(!existsSync(DIST))("a destination's program in a thread of its own", () => {

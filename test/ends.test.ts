@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { VirtualClock } from "../src/clock.js";
 import { Destination } from "../src/engine/destination.js";
+import type { PageMemory } from "../src/guest/pages.js";
 import { migrate, simulate } from "../src/engine/migrate.js";
 import { normaliseOptions } from "../src/engine/options.js";
 import { stateBlob } from "../src/engine/source.js";
@@ -51,7 +52,7 @@ function replaying(frames: readonly Uint8Array[]): Channel {
  * A fresh Destination, built from the settings and `frames` only, run until
  * the frames end; returns its memory.
  */
-async function replayInto(frames: readonly Uint8Array[], w: Workload, codec: string): Promise<{ memory: Uint8Array; complete: boolean; pageSize: number }> {
+async function replayInto(frames: readonly Uint8Array[], w: Workload, codec: string): Promise<{ memory: PageMemory; complete: boolean; pageSize: number }> {
   const settings = normaliseOptions({ codec }, w.guest);
   const tasks = new Tasks();
   const clock = new VirtualClock();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DirtyBitmap } from "../src/index.js";
+import { DirtyBitmap, FlatPages } from "../src/index.js";
 import { Guest, type AccessKind } from "../src/guest/guest.js";
 
 describe("Guest", () => {
@@ -8,21 +8,28 @@ describe("Guest", () => {
     expect(guest.memory.byteLength).toBe(10 * 1024);
     expect(guest.bytes).toBe(10 * 1024);
     expect(guest.dirtyLog.count()).toBe(0);
-    guest.page(3).fill(7);
-    expect(guest.memory[3 * 1024]).toBe(7);
-    expect(guest.memory[4 * 1024]).toBe(0);
+    guest.memory.writable(3).fill(7);
+    expect(guest.page(3)[0]).toBe(7);
+    expect(guest.page(4)[0]).toBe(0);
     guest.dispose();
+    const large = new Guest(4096, 1024);
+    large.write(1000, new Uint8Array(1024).fill(1));
+    large.write(1001, new Uint8Array(1024)); // zero content holds nothing
+    expect(large.memory.heldBytes).toBe(1024); // the one non-zero page: the rest is never allocated
+    large.dispose();
   });
 
   it("adopts given memory without copying, and checks its size", () => {
     const memory = new Uint8Array(4 * 4096).fill(9);
     const guest = new Guest(4, 4096, memory);
-    expect(guest.memory).toBe(memory);
+    expect((guest.memory as FlatPages).bytes).toBe(memory);
+    guest.page(1)[0] = 3;
+    expect(memory[4096]).toBe(3);
     guest.dispose();
     expect(() => new Guest(5, 4096, memory)).toThrow(/memory has 16384 bytes/);
     expect(() => new Guest(4, 3000)).toThrow(/pageSize/);
     expect(() => new Guest(-1)).toThrow(/pageCount/);
-    expect(() => new Guest(2 ** 21)).toThrow(/pageCount/);
+    expect(() => new Guest(2 ** 28 + 1)).toThrow(/pageCount/);
   });
 
   it("marks written pages in the dirty log, which an engine syncs and clears each round", () => {
@@ -32,7 +39,7 @@ describe("Guest", () => {
     guest.write(5, content);
     guest.beginWrite(130, false);
     guest.read(7);
-    expect(guest.memory[5 * 4096 + 100]).toBe(0xab);
+    expect(guest.page(5)[100]).toBe(0xab);
     expect(Array.from(guest.dirtyLog.extract())).toEqual([5, 130]);
     expect(engine.syncFrom(guest.dirtyLog)).toBe(2);
     expect(guest.dirtyLog.count()).toBe(0);
@@ -49,11 +56,10 @@ describe("Guest", () => {
     const guest = new Guest(4, 512);
     const seen: [number, AccessKind, number][] = [];
     // The hook sees the old content: what a post-copy destination fetches.
-    guest.hook = (page, kind) => seen.push([page, kind, guest.memory[page * 512]!]);
+    guest.hook = (page, kind) => seen.push([page, kind, guest.page(page)[0]!]);
     guest.write(1, new Uint8Array(512).fill(3));
     guest.write(1, new Uint8Array(512).fill(4));
-    const at = guest.beginWrite(2, false);
-    guest.memory[at] = 1;
+    guest.beginWrite(2, false)[0] = 1;
     guest.read(2);
     expect(seen).toEqual([
       [1, "overwrite", 0],

@@ -17,7 +17,7 @@ const PAGE = 4096;
 /** An idle guest whose first `normal` pages hold bytes and whose other `zero` pages are zero. */
 function mixedGuest(normal: number, zero: number): Workload {
   const guest = new Guest(normal + zero, PAGE);
-  for (let p = 0; p < normal; p++) guest.memory.fill((p % 251) + 1, p * PAGE, (p + 1) * PAGE);
+  for (let p = 0; p < normal; p++) guest.memory.writable(p).fill((p % 251) + 1);
   return new IdleWorkload(guest);
 }
 

@@ -22,6 +22,7 @@ import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
 import { MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover } from "../src/wire/frame.js";
+import { flatBytes } from "../src/index.js";
 
 const KEY = new Uint8Array(32).fill(3);
 const BIN = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url));
@@ -58,7 +59,7 @@ async function both(strategy: (typeof STRATEGY_NAMES)[number], ends: Ends = {}) 
     });
     const sending = sendMigration(strategy, source, toDestination, { codec: "lz4", batchPages: 64, disk });
     const [sent, received] = await Promise.allSettled([sending, receiving]);
-    return { sent, received, source, disk: disk && new Uint8Array(disk.guest.memory), replica: replicas[0] };
+    return { sent, received, source, disk: disk && flatBytes(disk.guest.memory).slice(), replica: replicas[0] };
   } finally {
     listener.close();
     source.guest.dispose();
@@ -117,7 +118,7 @@ describe("the digest of a replica at the stop, taken while its program runs on",
     await init();
     const guest = syntheticGuest(200, { seed: 9 });
     try {
-      const atStop = memoryDigest(guest.memory.slice(), 4096, 5n);
+      const atStop = memoryDigest(flatBytes(guest.memory).slice(), 4096, 5n);
       const digest = new StopDigest(guest, 5n);
       const random = new Random(2);
       for (let i = 0; i < 500; i++) {

@@ -25,6 +25,7 @@ import {
 } from "../src/guest/workloads.js";
 import { Random } from "../src/random.js";
 import { SHARED } from "./helpers/traces.js";
+import { flatBytes } from "../src/index.js";
 
 const SAMPLE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
 
@@ -140,7 +141,7 @@ describe("Poisson writes", () => {
             guest.hook = (page, kind) => log.push(`${kind}${page}`);
             const workload = new PoissonWorkload(guest, { rate: 4, seed, popularity, content: "node-gc" });
             for (const t of points) await workload.advance(t);
-            const out = { memory: sha(guest.memory), log: log.join(","), dirty: guest.dirtyLog.count() };
+            const out = { memory: sha(flatBytes(guest.memory)), log: log.join(","), dirty: guest.dirtyLog.count() };
             guest.dispose();
             return out;
           };
@@ -162,7 +163,7 @@ describe("Poisson writes", () => {
     const report = await slow.advance(4);
     expect(report.ran).toBeCloseTo(1, 12);
     expect(slow.workTime).toBeCloseTo(1, 12);
-    expect(sha(b.memory)).toBe(sha(a.memory));
+    expect(sha(flatBytes(b.memory))).toBe(sha(flatBytes(a.memory)));
     slow.throttle = 0;
     const idle = await slow.advance(10);
     expect(idle.writes + idle.overwrites + idle.reads).toBe(0);
@@ -221,15 +222,16 @@ describe("content models", () => {
       // A low rate, so that a page is rarely written twice between two snapshots.
       const workload = new PoissonWorkload(guest, { rate: 0.02, seed: 8, content: name, image: name, reads: NO_READS });
       const stats = new ContentStats();
-      const before = guest.memory.slice();
+      const before = flatBytes(guest.memory).slice();
       const delta = new Uint8Array(4096);
       for (let round = 1; round <= 40; round++) {
         await workload.advance(round);
         for (const p of guest.dirtyLog.extract()) {
           const at = p * 4096;
-          for (let i = 0; i < 4096; i++) delta[i] = before[at + i]! ^ guest.memory[at + i]!;
+          const now = guest.page(p);
+          for (let i = 0; i < 4096; i++) delta[i] = before[at + i]! ^ now[i]!;
           if (delta.some((x) => x !== 0)) stats.add(before.subarray(at, at + 4096), delta);
-          before.set(guest.memory.subarray(at, at + 4096), at);
+          before.set(now, at);
         }
         guest.dirtyLog.clearRange();
       }
@@ -288,7 +290,7 @@ describe("sweep and idle", () => {
     const pagesPerSecond = 10;
     const sweep = new SweepWorkload(guest, { rate: pagesPerSecond * 4096, first: 20, pages: 30, seed: 3 });
     const seen: number[] = [];
-    const before = guest.memory.slice();
+    const before = flatBytes(guest.memory).slice();
     guest.hook = (page, kind) => {
       expect(kind).toBe("overwrite");
       seen.push(page);
@@ -297,9 +299,10 @@ describe("sweep and idle", () => {
     expect(seen).toEqual(Array.from({ length: 25 }, (_, k) => 20 + k));
     // Each delta is one 8-byte value repeated, every word changed.
     const p = 21 * 4096;
-    const word = Array.from({ length: 8 }, (_, i) => before[p + i]! ^ guest.memory[p + i]!);
+    const now = guest.page(21);
+    const word = Array.from({ length: 8 }, (_, i) => before[p + i]! ^ now[i]!);
     expect(word.every((x) => x !== 0)).toBe(true);
-    for (let i = 0; i < 4096; i++) expect(before[p + i]! ^ guest.memory[p + i]!).toBe(word[i % 8]);
+    for (let i = 0; i < 4096; i++) expect(before[p + i]! ^ now[i]!).toBe(word[i % 8]);
     await sweep.advance(7);
     expect(seen.length).toBe(70);
     expect(seen[30]).toBe(20);
@@ -346,15 +349,15 @@ describe("trace replay", () => {
     const guest = replay.guest;
     const seen: string[] = [];
     guest.hook = (page, kind) => seen.push(`${kind[0]}${page}`);
-    expect(sha(guest.memory)).toBe(sha(image));
+    expect(sha(flatBytes(guest.memory))).toBe(sha(image));
     await replay.advance(0.0999);
     expect(seen).toEqual([]);
     await replay.advance(0.1);
     expect(seen).toEqual(["w1", "w3"]);
-    expect(sha(guest.memory)).toBe(sha(states[0]!));
+    expect(sha(flatBytes(guest.memory))).toBe(sha(states[0]!));
     await replay.advance(0.3);
     expect(seen.slice(2)).toEqual(["w0", "w3", "o7", "w5"]);
-    expect(sha(guest.memory)).toBe(sha(states[2]!));
+    expect(sha(flatBytes(guest.memory))).toBe(sha(states[2]!));
     expect(Array.from(guest.dirtyLog.extract())).toEqual([0, 1, 3, 5, 7]);
     // Pass 2 starts one interval after the last epoch: epochs at 0.5, 0.6, 0.7.
     seen.length = 0;
@@ -364,9 +367,9 @@ describe("trace replay", () => {
     expect(replay.pass).toBe(2);
     expect(seen).toEqual(["w1", "w3", "w0", "w3", "o7", "w5"]);
     // Two passes of the same deltas: XOR twice is the time-0 image.
-    expect(sha(guest.memory)).toBe(sha(image));
+    expect(sha(flatBytes(guest.memory))).toBe(sha(image));
     await replay.advance(0.9);
-    expect(sha(guest.memory)).toBe(sha(states[0]!));
+    expect(sha(flatBytes(guest.memory))).toBe(sha(states[0]!));
     expect(replay.epochsApplied).toBe(7);
     await replay.close();
     guest.dispose();
@@ -382,7 +385,7 @@ describe("trace replay", () => {
     replay.throttle = 1;
     await replay.advance(10);
     expect(replay.epochsApplied).toBe(3);
-    expect(sha(replay.guest.memory)).toBe(sha(states[2]!));
+    expect(sha(flatBytes(replay.guest.memory))).toBe(sha(states[2]!));
     await replay.close();
     replay.guest.dispose();
   });
@@ -403,7 +406,7 @@ describe("trace replay", () => {
       replay.guest.dirtyLog.clearRange();
       dirty += value!.pages.length;
     }
-    expect(sha(replay.guest.memory)).toBe(sha(readFileSync(final)));
+    expect(sha(flatBytes(replay.guest.memory))).toBe(sha(readFileSync(final)));
     expect(kinds.write + kinds.overwrite).toBe(dirty);
     // Overwrites: pages rewritten whole, and some of those zeroed (from
     // content with no zero word); redis's shares are 2.6% and 4.2%.

@@ -14,6 +14,8 @@ import { ascendingBy, coldestFirst } from "../adaptive/predict.js";
 import { meanDirtyRate, profileTrace, type Profile } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
+import { MAX_BITMAP_PAGES } from "../guest/bitmap.js";
+import { ChunkedPages, MemoryLimitError, checkFitsInMemory } from "../guest/chunks.js";
 import {
   IMAGE_PROFILES,
   IdleWorkload,
@@ -36,12 +38,16 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--flavor xen|qemu [--max-bandwidth RATE]] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
-  MODEL (with --pages N, --profile redis|node-gc|memstream, --rate R, --seed S):
+  MODEL (with --pages N or --guest-size SIZE, --populated SIZE, --profile redis|node-gc|memstream,
+         --rate R, --seed S):
     idle                no writes
     poisson             every page written at R writes/s (default 0.05)
     hot-cold            10% of pages take 90% of the writes, R writes/s/page on average
     zipf                page popularity 1/rank, R writes/s/page on average
     sweep               streams through memory overwriting pages at R bytes/s (default 64MiB)
+  --guest-size 64g --populated 8g: a guest far larger than this machine's memory; only the populated
+  bytes (touched 1 MiB regions, the profile's content) are held, and a guest that would not fit in
+  memory is refused before it starts.
 ${DISK_USAGE}
   --deadline 60s (pre-copy): when pre-copy's projection passes it, switch to post-copy; with
   --no-postcopy, double the downtime limit each time instead (reported).
@@ -79,7 +85,7 @@ function numberOption(name: string, text: OptionValue, fallback: number): number
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Options of the workload models, which a trace has no use for. */
-const MODEL_OPTIONS = ["pages", "profile", "rate", "seed"];
+const MODEL_OPTIONS = ["pages", "guest-size", "populated", "profile", "rate", "seed"];
 
 /** Options that say which program runs: a trace, or a model and its parameters. */
 export const WORKLOAD_OPTIONS = ["trace", "workload", ...MODEL_OPTIONS];
@@ -90,6 +96,34 @@ export function openWorkload(values: Record<string, OptionValue>): Promise<Workl
 }
 /** Their parse configuration (every one takes a value). */
 export const WORKLOAD_ARGS = Object.fromEntries(WORKLOAD_OPTIONS.map((name) => [name, { type: "string" as const }]));
+
+/** A model guest's pages: --pages N or --guest-size SIZE (64 Ki pages, 256 MiB, by default). */
+function modelPages(values: Record<string, OptionValue>): number {
+  if (values["guest-size"] === undefined) return intOption("pages", values.pages, 65536, 1, MAX_BITMAP_PAGES);
+  if (values.pages !== undefined) throw new UsageError("give --pages or --guest-size, not both");
+  const bytes = sizeOption("guest-size", values["guest-size"], 0);
+  if (!(bytes >= 4096 && bytes % 4096 === 0 && bytes / 4096 <= MAX_BITMAP_PAGES)) {
+    fail("guest-size", `must be a whole number of 4 KiB pages from 4k to ${formatBytes(MAX_BITMAP_PAGES * 4096)}, got '${values["guest-size"]}'`);
+  }
+  return bytes / 4096;
+}
+
+/**
+ * Refuses, before anything is built, a model guest this machine cannot
+ * hold: the source holds the populated pages (the profile's zero pages
+ * within them cost nothing, which the estimate leaves as headroom for the
+ * pages the program populates and the destination's copies of pages that
+ * differ); every page costs its bits and chunk slot besides.
+ */
+function checkModelFits(pages: number, populated = pages): void {
+  const estimate = populated * 4096 + ChunkedPages.overheadBytes(pages) + 2 * (pages / 8);
+  try {
+    checkFitsInMemory(`a guest of ${formatBytes(pages * 4096)} with ${formatBytes(populated * 4096)} populated`, estimate);
+  } catch (error) {
+    if (error instanceof MemoryLimitError) throw new UsageError(`--${pages === populated ? "guest-size" : "populated"}: ${error.message}`);
+    throw error;
+  }
+}
 
 /** Builds a fresh workload (each strategy migrates its own copy of the same guest). */
 export function workloadFactory(values: Record<string, OptionValue>): { describe: string; open: () => Promise<Workload>; files: string[] } {
@@ -111,15 +145,18 @@ export function workloadFactory(values: Record<string, OptionValue>): { describe
     };
   }
   if (typeof model !== "string") fail("workload", "takes a MODEL");
-  const pages = intOption("pages", values.pages, 65536, 1, 2 ** 20);
+  const pages = modelPages(values);
+  const populated = values.populated === undefined ? undefined : sizeOption("populated", values.populated, 0) / 4096;
+  if (populated !== undefined && !(Number.isInteger(populated) && populated <= pages)) fail("populated", `must be a whole number of 4 KiB pages, at most the guest's size (${formatBytes(pages * 4096)}), got '${values.populated}'`);
+  checkModelFits(pages, populated);
   const seed = intOption("seed", values.seed, 1, 0, 2 ** 32 - 1);
   const profile = (values.profile ?? "redis") as ProfileName;
   if (!Object.hasOwn(IMAGE_PROFILES, profile)) fail("profile", `must be one of ${Object.keys(IMAGE_PROFILES).join(", ")}, got '${profile}'`);
-  const guest = () => syntheticGuest(pages, { profile, seed });
+  const guest = () => syntheticGuest(pages, { profile, seed, populated });
   const rate = model === "sweep" ? sizeOption("rate", values.rate, 64 * 2 ** 20) : numberOption("rate", values.rate, 0.05);
   const poisson = (popularity: Popularity) => async () =>
     new PoissonWorkload(guest(), { rate, popularity, content: profile, image: profile, seed }) as Workload;
-  const describe = `${model} model, ${pages} pages (${formatBytes(pages * 4096)}), ${profile} profile, seed ${seed}`;
+  const describe = `${model} model, ${pages} pages (${formatBytes(pages * 4096)}${populated === undefined ? "" : `, ${formatBytes(populated * 4096)} populated`}), ${profile} profile, seed ${seed}`;
   switch (model) {
     case "idle":
       return { describe, files: [], open: async () => new IdleWorkload(guest()) };

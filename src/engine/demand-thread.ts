@@ -31,7 +31,7 @@ const pageState = new Uint8Array(data.pageState);
 const control = new Int32Array(data.control);
 const seed = BigInt(data.seed);
 post({ type: "opened", pageCount: guest.pageCount, pageSize: ps });
-if (shared.byteLength === guest.memory.byteLength) shared.set(guest.memory);
+if (shared.byteLength === guest.memory.byteLength) guest.memory.readRange(0, guest.pageCount, shared, 0);
 
 // Pages a step wrote, copied into the shared memory after it.
 const touched = new Uint8Array(guest.pageCount);
@@ -43,7 +43,7 @@ const note = (p: number): void => {
 };
 const publish = (): void => {
   for (const p of written) {
-    shared.set(guest.memory.subarray(p * ps, (p + 1) * ps), p * ps);
+    shared.set(guest.page(p), p * ps);
     touched[p] = 0;
   }
   written.length = 0;
@@ -76,7 +76,7 @@ function demandHook(p: number, kind: "read" | "write" | "overwrite"): void {
   if (changed[p]) return;
   changed[p] = 1;
   // Before the program first changes a page here, the page must be the source's at the stop.
-  const mine = guest.memory.subarray(p * ps, (p + 1) * ps);
+  const mine = guest.page(p);
   if (!Buffer.from(mine.buffer, mine.byteOffset, ps).equals(Buffer.from(received.buffer, received.byteOffset + p * ps, ps))) {
     throw new VerificationError(`page ${p} at the destination differs from the source's at switch-over`, [p]);
   }

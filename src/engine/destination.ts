@@ -24,6 +24,8 @@
 
 import { PagemillError, VerificationError } from "../errors.js";
 import type { AccessKind, Workload } from "../guest/guest.js";
+import { ChunkedPages } from "../guest/chunks.js";
+import { FlatPages, sameBytes, type PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import type { Clock } from "../clock.js";
 import { FrameFlags, FrameType, MAX_REQUEST_PAGES, frameTypeName, readFrameHeader, readPageEncodings, decodeSwitchover, type BlockRef, type SwitchoverRecord } from "../wire/frame.js";
@@ -101,6 +103,10 @@ const NONE: ReadonlySet<number> = new Set();
 
 export interface DestinationParts extends EndParts {
   readonly shared: SharedGuest;
+  /** Where the pages land (default: sparse memory of its own; a program thread's shared memory when there is one). */
+  readonly memory?: PageMemory;
+  /** Where the disk's blocks land (default: sparse memory of its own). */
+  readonly diskMemory?: PageMemory;
   /** The disk, when one is migrated (settings.disk describes it): its program and the source's switch-over content of its blocks. */
   readonly disk?: SharedDisk;
 }
@@ -123,7 +129,7 @@ export interface DestinationDiskCounters {
 
 /** What this end holds of one memory-like object (memory, or the disk): its bytes and each page's PageState. */
 class Held {
-  readonly memory: Uint8Array;
+  readonly memory: PageMemory;
   readonly pageState: Uint8Array;
   readonly decoder = new FrameDecoder();
   present = 0;
@@ -142,8 +148,13 @@ class Held {
     readonly disk: boolean,
     /** where the memory and page states live, when a program thread reads them */
     buffers?: Pick<ProgramThread, "received" | "pageState">,
+    memory?: PageMemory,
   ) {
-    this.memory = buffers?.received ?? new Uint8Array(pageCount * pageSize);
+    if (memory && (memory.pageCount !== pageCount || memory.pageSize !== pageSize)) {
+      throw new RangeError(`destination memory has ${memory.pageCount} pages of ${memory.pageSize} B, the migration ${pageCount} of ${pageSize} B`);
+    }
+    if (memory && buffers) throw new RangeError("a destination with a program thread lands pages in the thread's memory: give no memory");
+    this.memory = memory ?? (buffers ? new FlatPages(buffers.received, pageSize) : new ChunkedPages(pageCount, pageSize));
     this.pageState = buffers?.pageState ?? new Uint8Array(pageCount);
   }
 
@@ -179,10 +190,10 @@ export class Destination {
   readonly channel: Channel;
   readonly counters: DestinationCounters = newDestinationCounters();
   readonly traffic: TrafficCounters = newTrafficCounters();
-  /** The destination's memory (zero at the start, as a fresh VM's). */
-  readonly memory: Uint8Array;
+  /** The destination's memory (zero at the start, as a fresh VM's; sparse unless a program thread shares it). */
+  readonly memory: PageMemory;
   /** The destination's disk (zero at the start, as a fresh volume's), when one is migrated. */
-  readonly diskMemory: Uint8Array | undefined;
+  readonly diskMemory: PageMemory | undefined;
   readonly diskCounters: DestinationDiskCounters = { blockMisses: 0, blockOverwrites: 0, prefetchedBlocks: 0, dedupRefused: 0 };
   /** Resolves when the program resumes here. */
   readonly resumed: Promise<void>;
@@ -224,12 +235,12 @@ export class Destination {
     this.tasks = parts.tasks;
     this.shared = parts.shared;
     this.report = parts.report ?? (() => {});
-    this.mem = new Held(this.settings.pageSize, this.settings.pageCount, this.shared, false, this.shared.thread);
+    this.mem = new Held(this.settings.pageSize, this.settings.pageCount, this.shared, false, this.shared.thread, parts.memory);
     this.memory = this.mem.memory;
     const disk = this.settings.disk;
     if (disk && !parts.disk) throw new RangeError("the settings describe a disk, but no disk was given");
     this.sharedDisk = parts.disk;
-    this.disk = disk && new Held(disk.blockSize, disk.blockCount, parts.disk!, true);
+    this.disk = disk && new Held(disk.blockSize, disk.blockCount, parts.disk!, true, undefined, parts.diskMemory);
     this.diskMemory = this.disk?.memory;
     this.resumed = new Promise((wake) => (this.resumedWake = wake));
     this.completed = new Promise((wake) => (this.completeWake = wake));
@@ -373,9 +384,9 @@ export class Destination {
       const from = r.space === "memory" ? this.mem : disk;
       if (r.block >= disk.pageCount) throw new CodecError("overrun", `refs frame: block ${r.block} is outside the disk (${disk.pageCount} blocks)`);
       if (r.ref >= from.pageCount) throw new CodecError("overrun", `refs frame: block ${r.block} refers to ${r.space} ${r.ref}, outside it (${from.pageCount})`);
-      const content = from.pageSize === blockSize ? from.memory.subarray(r.ref * blockSize, (r.ref + 1) * blockSize) : undefined;
+      const content = from.pageSize === blockSize ? from.memory.page(r.ref) : undefined;
       if (content && Buffer.from(md5(content)).equals(Buffer.from(r.md5)) && xxh3(content) === r.xxh3) {
-        disk.memory.set(content, r.block * blockSize);
+        disk.memory.write(r.block, content);
       } else refused.push(r.block);
     }
     if (refused.length === 0) return;
@@ -392,20 +403,17 @@ export class Destination {
       return;
     }
     if (!held.disk && this.resumedAt < 0) return; // pre-copy: the final state is checked at the end
-    const ps = held.pageSize;
     const program = held.disk ? this.sharedDisk!.workload : this.shared.workload;
     for (const p of indices) {
       const state = held.pageState[p]!;
-      const expected = held.shared.original(p);
-      const got = held.memory.subarray(p * ps, (p + 1) * ps);
-      if (!Buffer.from(got.buffer, got.byteOffset, ps).equals(Buffer.from(expected.buffer, expected.byteOffset, ps))) {
+      if (!sameBytes(held.memory.page(p), held.shared.original(p))) {
         throw new VerificationError(`${held.disk ? "disk block" : "page"} ${p} arrived different from the source's copy at switch-over`, [p]);
       }
       held.shared.release(p);
       if (state & PageState.PRESENT) {
         // This end already holds the page (the program replaced it whole
         // while the source's copy was on the wire): the program's content wins.
-        got.set(program!.guest.page(p));
+        held.memory.write(p, program!.guest.page(p));
         held.pageState[p] = state & ~PageState.OWNED;
         continue;
       }
@@ -511,7 +519,7 @@ export class Destination {
         for (const held of helds) {
           const program = held.disk ? diskProgram! : workload;
           const ps = held.pageSize;
-          for (const p of held.touched) if (!(held.pageState[p]! & PageState.OWNED)) held.memory.set(program.guest.page(p), p * ps);
+          for (const p of held.touched) if (!(held.pageState[p]! & PageState.OWNED)) held.memory.write(p, program.guest.page(p));
           held.touched.length = 0;
         }
         if (this.holdsAll()) this.finish();
@@ -560,8 +568,7 @@ export class Destination {
         if (!(state & PageState.CHECKED)) {
           held.shared.firstChange?.(p);
           // Before the program first changes a page it holds, the page must be the source's.
-          const mine = held.memory.subarray(p * ps, (p + 1) * ps);
-          if (!Buffer.from(mine.buffer, mine.byteOffset, ps).equals(Buffer.from(guest.memory.buffer, guest.memory.byteOffset + p * ps, ps))) {
+          if (!sameBytes(held.memory.page(p), guest.page(p))) {
             throw new VerificationError(`${held.disk ? "disk block" : "page"} ${p} at the destination differs from the source's at switch-over`, [p]);
           }
           held.pageState[p] = state | PageState.CHECKED;
@@ -621,7 +628,7 @@ export class Destination {
       const program = held.disk ? this.sharedDisk!.workload : this.shared.workload;
       const ps = held.pageSize;
       for (let p = 0; p < held.pageCount; p++) {
-        if (held.pageState[p]! & PageState.OWNED) held.memory.set(program!.guest.page(p), p * ps);
+        if (held.pageState[p]! & PageState.OWNED) held.memory.write(p, program!.guest.page(p));
       }
     }
     this.completedAt = this.clock.now();

@@ -4,7 +4,8 @@
 // simulations: a fresh VirtualClock and a simulated link (or the loopback
 // channel) between the two ends.
 
-import type { Workload } from "../guest/guest.js";
+import type { Guest, Workload } from "../guest/guest.js";
+import { MirrorPages } from "./mirror.js";
 import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
 import { VirtualClock } from "../clock.js";
@@ -73,7 +74,12 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
   const modelReplay = (): number => replayFromSource(destination.memory, workload.guest.memory, source.switchover, settings.pageSize);
   const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk, modelReplay });
   const sourceDisk = source.disk;
+  // Both ends in one process: the destination holds only the pages that differ from the source's (mirror.ts).
+  const memory = mirrorOf(workload.guest);
+  const diskMemory = disk && mirrorOf(disk.guest);
   const destination = new Destination({
+    memory,
+    diskMemory,
     settings,
     clock,
     channel: options.destination,
@@ -139,10 +145,22 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
     return stats;
   } finally {
     workload.throttle = 1;
-    if (disk) disk.throttle = 1;
+    workload.guest.beforeChange = undefined;
+    if (disk) {
+      disk.throttle = 1;
+      disk.guest.beforeChange = undefined;
+    }
     destination.dispose();
     source.dispose();
   }
+}
+
+/** A destination memory reading through to `guest`'s, kept by copy-on-write as the guest changes. */
+function mirrorOf(guest: Guest): MirrorPages {
+  if (guest.beforeChange) throw new PagemillError("the guest is being migrated already (one migration per guest at a time)");
+  const mirror = new MirrorPages(guest.memory);
+  guest.beforeChange = (page) => mirror.detach(page);
+  return mirror;
 }
 
 /** A link for a simulated migration. */

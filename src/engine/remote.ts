@@ -24,7 +24,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { RealClock } from "../clock.js";
 import { PagemillError, VerificationError } from "../errors.js";
-import type { Guest, Workload } from "../guest/guest.js";
+import type { Workload } from "../guest/guest.js";
+import { FlatPages, flatBytes, type PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { encodeControl } from "../wire/frame.js";
@@ -105,12 +106,12 @@ const DIGEST_BYTES = 32;
  * 64-bit XXH3 under that seed, which is not the seed dirty tracking by
  * hashing uses (0): a change that tracking missed is caught here.
  */
-export function memoryDigest(memory: Uint8Array, pageSize: number, seed: bigint): Uint8Array {
+export function memoryDigest(memory: Uint8Array | PageMemory, pageSize: number, seed: bigint): Uint8Array {
   return combineDigests(pageDigests(memory, pageSize, seed));
 }
 
 /** Every page's XXH3-64 under `seed`. */
-function pageDigests(memory: Uint8Array, pageSize: number, seed: bigint): BigUint64Array {
+function pageDigests(memory: Uint8Array | PageMemory, pageSize: number, seed: bigint): BigUint64Array {
   const digests = new BigUint64Array(memory.byteLength / pageSize);
   const batch = new PageBatch(DIGEST_PAGES, pageSize);
   try {
@@ -136,14 +137,13 @@ export class StopDigest {
   private readonly taken = new Map<number, bigint>();
 
   constructor(
-    private readonly guest: Pick<Guest, "memory" | "pageSize">,
+    private readonly guest: { readonly memory: PageMemory; readonly pageSize: number },
     private readonly seed: bigint,
   ) {}
 
   /** The program is about to change page `p`. */
   take(p: number): void {
-    const ps = this.guest.pageSize;
-    if (!this.taken.has(p)) this.taken.set(p, xxh3(this.guest.memory.subarray(p * ps, (p + 1) * ps), this.seed));
+    if (!this.taken.has(p)) this.taken.set(p, xxh3(this.guest.memory.page(p), this.seed));
   }
 
   /** Page `p`'s digest under the seed, taken elsewhere (a program thread) before the program changed it. */
@@ -455,7 +455,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     channel.close();
     if (error !== undefined) throw new VerificationError(`the migration did not verify: ${error}`, []);
     // With a program thread, what it ran on is the migrated memory (its pages were checked on arrival and first change).
-    return { info, report, memory: thread?.memory ?? destination.memory, ...(destination.diskMemory && { disk: destination.diskMemory }) };
+    return { info, report, memory: thread?.memory ?? flatBytes(destination.memory), ...(destination.diskMemory && { disk: flatBytes(destination.diskMemory) }) };
   } finally {
     destination.dispose();
     await thread?.close();
@@ -504,7 +504,7 @@ class ThreadReplica {
     private readonly pageSize: number,
     seed: bigint,
   ) {
-    this.stopDigest = new StopDigest({ memory: thread.memory, pageSize }, seed);
+    this.stopDigest = new StopDigest({ memory: new FlatPages(thread.memory, pageSize), pageSize }, seed);
   }
 
   follow(workTime: unknown): void {

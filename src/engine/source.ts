@@ -9,6 +9,7 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
+import type { PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { Random } from "../random.js";
 import type { Clock } from "../clock.js";
@@ -405,20 +406,12 @@ export class Source {
   /** Zero scan of the whole disk, range by range (post-copy's first pass): sets the non-zero blocks in `into`; charges the scan. */
   async scanNonZeroBlocks(into: DirtyBitmap): Promise<void> {
     const d = this.disk!;
-    const { blockSize: bs, blockCount, batchBlocks } = d.settings;
-    const scan = new PageBatch(batchBlocks, bs);
+    const scan = new PageBatch(d.settings.batchBlocks, d.settings.blockSize);
     try {
-      for (let first = 0; first < blockCount; first += batchBlocks) {
-        const count = Math.min(batchBlocks, blockCount - first);
-        const { flags } = scanZeroPages(scan.set(d.guest.memory.subarray(first * bs, (first + count) * bs)));
-        for (let k = 0; k < count; k++) if (!flags[k]) into.set(first + k);
-      }
+      await this.scanNonZeroOf(d.guest.memory, scan, into);
     } finally {
       scan.dispose();
     }
-    const cpu = this.settings.cost.zeroScanSeconds(blockCount * bs);
-    this.counters.sourceCpu += cpu;
-    await this.charge(cpu);
   }
 
   /**
@@ -441,14 +434,22 @@ export class Source {
    * destination treat zero pages as present): sets the non-zero pages in
    * `into` and charges the scan.
    */
-  async scanNonZero(into: DirtyBitmap): Promise<void> {
-    const { pageSize: ps, pageCount, batchPages, cost } = this.settings;
-    for (let first = 0; first < pageCount; first += batchPages) {
-      const count = Math.min(batchPages, pageCount - first);
-      const { flags } = scanZeroPages(this.batch.set(this.guest.memory.subarray(first * ps, (first + count) * ps)));
+  scanNonZero(into: DirtyBitmap): Promise<void> {
+    return this.scanNonZeroOf(this.guest.memory, this.batch, into);
+  }
+
+  /** The zero scan of `memory` through `batch`, range by range; ranges a sparse memory knows are zero are not read (the charge is the whole scan's). */
+  private async scanNonZeroOf(memory: PageMemory, batch: PageBatch, into: DirtyBitmap): Promise<void> {
+    const { pageSize: ps, pageCount } = memory;
+    for (let first = 0; first < pageCount; first += batch.capacity) {
+      const count = Math.min(batch.capacity, pageCount - first);
+      let known = 0;
+      while (known < count && memory.isZero(first + known)) known++;
+      if (known === count) continue;
+      const { flags } = scanZeroPages(batch.loadRange(memory, first, count));
       for (let k = 0; k < count; k++) if (!flags[k]) into.set(first + k);
     }
-    const cpu = cost.zeroScanSeconds(pageCount * ps);
+    const cpu = this.settings.cost.zeroScanSeconds(pageCount * ps);
     this.counters.sourceCpu += cpu;
     await this.charge(cpu);
   }

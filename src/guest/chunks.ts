@@ -1,38 +1,40 @@
 // Sparse chunked pages: memory far larger than the machine's, where a page
 // that was never given non-zero content costs one bit (issue 13). Guests and
-// disks (blocks are pages here) of up to 2^32 pages.
+// disks (blocks are pages here) of up to 2^32 pages. A PageMemory (./pages.ts):
 //
-//   const store = new ChunkedPages(pageCount, pageSize = 4096, pagesPerChunk = 256)
-//     store.isZero(i)          true: page i is all zero for sure (a bit test).
-//                              false: it may hold non-zero bytes.
-//     store.read(i, into, at)  copies page i into `into` at byte `at` (zeros
-//                              for a page in no chunk).
-//     store.write(i, content, from = 0)
-//                              page i ← content[from, from + pageSize). Zero
+//   const store = new ChunkedPages(pageCount, pageSize = 4096, pagesPerChunk = defaultPagesPerChunk(pageCount))
+//     store.isZero(i)          a bit test: the page's chunk was never given
+//                              non-zero content for it.
+//     store.page(i)            a view of page i, or a new zero page where no
+//                              chunk holds it.
+//     store.write / zero / writable / readRange as PageMemory says; zero
 //                              content allocates nothing and frees the chunk
 //                              when its last possibly non-zero page goes.
-//     store.writable(i)        a view of page i in its chunk (allocated now),
-//                              to change in place: the page counts as
-//                              possibly non-zero from then on.
-//     store.view(i)            a view of page i, or undefined when its chunk
-//                              was never allocated (the page is zero).
-//     store.allocatedBytes     bytes of chunks held; store.chunks their count.
+//     store.heldBytes          bytes of chunks held; store.chunks their count.
 //
 //   checkFitsInMemory(what, bytes, limit = memoryLimit())
 //     Refuses, before anything is allocated, a size that cannot fit in this
 //     machine's memory, naming the estimate and the limit (MemoryLimitError).
-//
-// A chunk is allocated on the first write that may leave one of its pages
-// non-zero, and freed when the last such page is written with zeros, so
-// memory follows the populated bytes, not the size.
 
 import { totalmem } from "node:os";
 import { PagemillError, checkBytes, checkInteger, checkPageSize } from "../errors.js";
+import { zeroPage, type PageMemory } from "./pages.js";
 
 /** Most pages a store addresses: the trace format's limit. */
 export const MAX_CHUNKED_PAGES = 2 ** 32;
-/** Pages per chunk by default: 1 MiB chunks of 4 KiB pages. */
-export const DEFAULT_PAGES_PER_CHUNK = 256;
+/** Most chunks a store has by default: the chunk table's size bound (2^24 entries, 192 MiB with the counts). */
+export const MAX_DEFAULT_CHUNKS = 2 ** 24;
+
+/**
+ * Pages per chunk by default: one (a store holds exactly its non-zero pages,
+ * which a synthetic guest image scatters one by one; measured on a 4 GiB
+ * redis-profile image, as fast to fill and read as 256-page chunks and 0.8
+ * GiB smaller), and coarser only when that would take more than
+ * MAX_DEFAULT_CHUNKS chunks (a guest above 64 GiB of 4 KiB pages).
+ */
+export function defaultPagesPerChunk(pageCount: number): number {
+  return Math.max(1, 2 ** Math.ceil(Math.log2(pageCount / MAX_DEFAULT_CHUNKS)));
+}
 
 /** A size refused because it cannot fit in this machine's memory. */
 export class MemoryLimitError extends PagemillError {
@@ -68,7 +70,12 @@ function formatBytes(bytes: number): string {
   return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
-export class ChunkedPages {
+/** Bytes of one slab: chunks are carved out of slabs of about this size (whole chunks, at least one). */
+const SLAB_BYTES = 4 * 2 ** 20;
+/** Most chunks one store addresses (its slot table is an Int32Array). */
+const MAX_CHUNKS = 2 ** 28;
+
+export class ChunkedPages implements PageMemory {
   readonly pageCount: number;
   readonly pageSize: number;
   readonly pagesPerChunk: number;
@@ -76,27 +83,47 @@ export class ChunkedPages {
   private readonly zeroBits: Uint32Array;
   /** Per chunk: its pages whose zero bit is clear (the chunk is freed at 0). */
   private readonly live: Uint32Array;
-  private readonly table: (Uint8Array | undefined)[];
-  private readonly zeroPage: Buffer;
+  /**
+   * Per chunk: its slot, or -1. Chunks live in slots carved out of a few
+   * large slabs, not in an ArrayBuffer each: allocating and collecting
+   * millions of 4 KiB buffers cost more than the migration (measured: 4 µs
+   * a page and a garbage collector busy for a fifth of a run).
+   */
+  private readonly slotOf: Int32Array;
+  private readonly slabs: Uint8Array[] = [];
+  private readonly slotsPerSlab: number;
+  private readonly chunkBytes: number;
+  /** Slots given back, to reuse (zeroed) before carving new ones. */
+  private readonly freeSlots: number[] = [];
+  private slotCount = 0;
+  private readonly zeroes: Buffer;
   private held = 0;
+  private heldPages = 0;
 
-  constructor(pageCount: number, pageSize = 4096, pagesPerChunk = DEFAULT_PAGES_PER_CHUNK) {
+  constructor(pageCount: number, pageSize = 4096, pagesPerChunk = defaultPagesPerChunk(pageCount)) {
     checkPageSize(pageSize);
     checkInteger("pageCount", pageCount, 0, MAX_CHUNKED_PAGES);
     checkInteger("pagesPerChunk", pagesPerChunk, 1, 2 ** 16);
+    const chunkCount = Math.ceil(pageCount / pagesPerChunk);
+    if (chunkCount > MAX_CHUNKS) throw new RangeError(`pageCount ${pageCount} in chunks of ${pagesPerChunk} pages makes ${chunkCount} chunks, more than ${MAX_CHUNKS}: give larger chunks`);
     this.pageCount = pageCount;
     this.pageSize = pageSize;
     this.pagesPerChunk = pagesPerChunk;
     this.zeroBits = new Uint32Array(Math.ceil(pageCount / 32)).fill(0xffffffff);
-    const chunkCount = Math.ceil(pageCount / pagesPerChunk);
     this.live = new Uint32Array(chunkCount);
-    this.table = new Array<Uint8Array | undefined>(chunkCount);
-    this.zeroPage = Buffer.alloc(pageSize);
+    this.slotOf = new Int32Array(chunkCount).fill(-1);
+    this.chunkBytes = pagesPerChunk * pageSize;
+    this.slotsPerSlab = Math.max(1, Math.floor(SLAB_BYTES / this.chunkBytes));
+    this.zeroes = zeroPage(pageSize);
+  }
+
+  get byteLength(): number {
+    return this.pageCount * this.pageSize;
   }
 
   /** Bytes of chunks held now. */
-  get allocatedBytes(): number {
-    return this.held * this.pagesPerChunk * this.pageSize;
+  get heldBytes(): number {
+    return this.heldPages * this.pageSize;
   }
 
   /** Chunks held now. */
@@ -104,9 +131,9 @@ export class ChunkedPages {
     return this.held;
   }
 
-  /** Memory the store itself needs before any chunk: the zero bits and the chunk table. */
-  static overheadBytes(pageCount: number, pagesPerChunk = DEFAULT_PAGES_PER_CHUNK): number {
-    return Math.ceil(pageCount / 32) * 4 + Math.ceil(pageCount / pagesPerChunk) * 12;
+  /** Memory the store itself needs before any chunk: the zero bits, the per-chunk counts and slots. */
+  static overheadBytes(pageCount: number, pagesPerChunk = defaultPagesPerChunk(pageCount)): number {
+    return Math.ceil(pageCount / 32) * 4 + Math.ceil(pageCount / pagesPerChunk) * 8;
   }
 
   isZero(page: number): boolean {
@@ -114,27 +141,42 @@ export class ChunkedPages {
     return ((this.zeroBits[page >>> 5]! >>> (page & 31)) & 1) === 1;
   }
 
-  read(page: number, into: Uint8Array, at = 0): void {
-    checkBytes("into", into);
-    checkInteger("at", at, 0, into.byteLength - this.pageSize);
-    const view = this.view(page);
-    if (view === undefined) into.fill(0, at, at + this.pageSize);
-    else into.set(view, at);
+  page(page: number): Uint8Array {
+    this.checkPage(page);
+    const index = Math.floor(page / this.pagesPerChunk);
+    const slot = this.slotOf[index]!;
+    if (slot < 0) return new Uint8Array(this.pageSize); // its own: a caller that writes to it changes nothing shared
+    const at = this.slotStart(slot) + (page - index * this.pagesPerChunk) * this.pageSize;
+    return this.slabs[Math.floor(slot / this.slotsPerSlab)]!.subarray(at, at + this.pageSize);
   }
 
-  view(page: number): Uint8Array | undefined {
-    this.checkPage(page);
-    const chunk = this.table[Math.floor(page / this.pagesPerChunk)];
-    if (chunk === undefined) return undefined;
-    const at = (page % this.pagesPerChunk) * this.pageSize;
-    return chunk.subarray(at, at + this.pageSize);
+  readRange(first: number, count: number, into: Uint8Array, at: number): void {
+    checkBytes("into", into);
+    checkInteger("count", count, 0, this.pageCount - first);
+    checkInteger("at", at, 0, into.byteLength - count * this.pageSize);
+    const { pagesPerChunk: per, pageSize: ps } = this;
+    // One copy (or fill) per run of chunks in consecutive slots of one slab (or of chunks not held).
+    for (let page = first, end = first + count; page < end; ) {
+      const index = Math.floor(page / per);
+      const slot = this.slotOf[index]!;
+      let next = index + 1;
+      while (next * per < end && (slot < 0 ? this.slotOf[next]! < 0 : this.slotOf[next] === slot + (next - index) && (slot + next - index) % this.slotsPerSlab !== 0)) next++;
+      const upTo = Math.min(end, next * per);
+      const to = at + (page - first) * ps;
+      if (slot < 0) into.fill(0, to, to + (upTo - page) * ps);
+      else {
+        const from = this.slotStart(slot) + (page - index * per) * ps;
+        into.set(this.slabs[Math.floor(slot / this.slotsPerSlab)]!.subarray(from, from + (upTo - page) * ps), to);
+      }
+      page = upTo;
+    }
   }
 
   write(page: number, content: Uint8Array, from = 0): void {
     checkBytes("content", content);
     checkInteger("from", from, 0, content.byteLength - this.pageSize);
     const source = content.subarray(from, from + this.pageSize);
-    if (this.zeroPage.equals(source)) this.zero(page);
+    if (this.zeroes.equals(source)) this.zero(page);
     else this.writable(page).set(source);
   }
 
@@ -144,23 +186,47 @@ export class ChunkedPages {
     const index = Math.floor(page / this.pagesPerChunk);
     this.zeroBits[page >>> 5]! |= 1 << (page & 31);
     if (--this.live[index]! === 0) {
-      this.table[index] = undefined;
+      this.heldPages -= this.chunkPages(index);
+      this.freeSlots.push(this.slotOf[index]!);
+      this.slotOf[index] = -1;
       this.held--;
-    } else this.view(page)!.fill(0);
+    } else this.page(page).fill(0);
   }
 
   writable(page: number): Uint8Array {
     this.checkPage(page);
     const index = Math.floor(page / this.pagesPerChunk);
-    if (this.table[index] === undefined) {
-      this.table[index] = new Uint8Array(this.pagesPerChunk * this.pageSize);
+    if (this.slotOf[index]! < 0) {
+      this.slotOf[index] = this.takeSlot();
       this.held++;
+      this.heldPages += this.chunkPages(index);
     }
     if (this.isZero(page)) {
       this.zeroBits[page >>> 5]! &= ~(1 << (page & 31));
       this.live[index]!++;
     }
-    return this.view(page)!;
+    return this.page(page);
+  }
+
+  /** A zeroed slot: a freed one, else the next of the last slab (a new slab when it is full). */
+  private takeSlot(): number {
+    const reused = this.freeSlots.pop();
+    if (reused !== undefined) {
+      const at = this.slotStart(reused);
+      this.slabs[Math.floor(reused / this.slotsPerSlab)]!.fill(0, at, at + this.chunkBytes);
+      return reused;
+    }
+    if (this.slotCount === this.slabs.length * this.slotsPerSlab) this.slabs.push(new Uint8Array(this.slotsPerSlab * this.chunkBytes));
+    return this.slotCount++;
+  }
+
+  private slotStart(slot: number): number {
+    return (slot % this.slotsPerSlab) * this.chunkBytes;
+  }
+
+  /** Pages of chunk `index` (the last one ends with the store). */
+  private chunkPages(index: number): number {
+    return Math.min(this.pagesPerChunk, this.pageCount - index * this.pagesPerChunk);
   }
 
   private checkPage(page: number): void {

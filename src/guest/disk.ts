@@ -286,25 +286,17 @@ export class BlockWorkload extends BaseWorkload {
       }
     }
     const bs = disk.pageSize;
-    const mem = disk.memory;
     if (whole && random.float() < model.duplicateShare) {
       const from = random.int(disk.pageCount);
       if (from !== block) {
-        const at = disk.beginWrite(block, true);
-        mem.copyWithin(at, from * bs, (from + 1) * bs);
+        disk.write(block, disk.page(from));
         return;
       }
     }
-    const at = disk.beginWrite(block, whole);
+    const view = disk.beginWrite(block, whole);
     // New data: random words in half the block (file data compresses about 2:1), the rest zero.
     const [start, bytes] = whole ? [0, bs] : [SECTOR * random.int(bs / SECTOR), SECTOR];
-    for (let i = start; i < start + bytes; i += 4) {
-      const word = i - start < bytes / 2 ? random.u32() : 0;
-      mem[at + i] = word;
-      mem[at + i + 1] = word >>> 8;
-      mem[at + i + 2] = word >>> 16;
-      mem[at + i + 3] = word >>> 24;
-    }
+    putWords(view, start, bytes, bytes / 2, random);
   }
 }
 
@@ -316,18 +308,19 @@ export function modelDisk(name: BlockModelName | BlockModel, blockCount: number,
   // A filesystem with data in its first quarter (the rest never written): distinct, half-random blocks.
   const random = new Random(subSeed(seed, 43));
   const filled = Math.floor(blockCount * (options.filled ?? 0.25));
-  const mem = disk.memory;
-  for (let b = 0; b < filled; b++) {
-    const at = b * blockSize;
-    for (let i = 0; i < blockSize / 2; i += 4) {
-      const word = random.u32();
-      mem[at + i] = word;
-      mem[at + i + 1] = word >>> 8;
-      mem[at + i + 2] = word >>> 16;
-      mem[at + i + 3] = word >>> 24;
-    }
-  }
+  for (let b = 0; b < filled; b++) putWords(disk.memory.writable(b), 0, blockSize, blockSize / 2, random);
   return new BlockWorkload(disk, name, seed);
+}
+
+/** Bytes [start, start + bytes) of `block` ← random little-endian words for the first `random` bytes, zeros after. */
+function putWords(block: Uint8Array, start: number, bytes: number, randomBytes: number, random: Random): void {
+  for (let i = start; i < start + bytes; i += 4) {
+    const word = i - start < randomBytes ? random.u32() : 0;
+    block[i] = word;
+    block[i + 1] = word >>> 8;
+    block[i + 2] = word >>> 16;
+    block[i + 3] = word >>> 24;
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ const live = new Uint8Array(shared.memory);
 const dirty = new Int32Array(shared.dirty);
 const control = new Int32Array(shared.control);
 const clock = new Float64Array(shared.clock);
-live.set(guest.memory);
+guest.memory.readRange(0, guest.pageCount, live, 0);
 
 // Pages the current step writes (marked before each write takes effect; copied once it has).
 const touched = new Uint8Array(guest.pageCount);
@@ -50,7 +50,7 @@ for (;;) {
   await workload.advance(Math.max(workload.now, (performance.now() - started - paused) / 1000));
   const ps = guest.pageSize;
   for (const p of written) {
-    live.set(guest.memory.subarray(p * ps, (p + 1) * ps), p * ps);
+    live.set(guest.page(p), p * ps);
     Atomics.or(dirty, p >> 5, 1 << (p & 31));
     touched[p] = 0;
   }

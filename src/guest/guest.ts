@@ -4,11 +4,14 @@
 // ## API (stable: the engines are written against it)
 //
 //   const guest = new Guest(pageCount, pageSize = 4096, memory?)
-//     guest.memory    Uint8Array of pageCount·pageSize bytes, page i at byte
-//                     i·pageSize. Plain JavaScript memory, not WebAssembly
-//                     memory (guests can be GiBs); load pages into a PageBatch
-//                     with `batch.load(guest.memory, indices)`.
-//     guest.page(i)   a view of page i (no copy).
+//     guest.memory    the pages, a PageMemory (./pages.ts): sparse chunks
+//                     (ChunkedPages) by default, so a guest costs the pages it
+//                     holds; a Uint8Array given (page i at byte i·pageSize,
+//                     e.g. over a SharedArrayBuffer) is used in place. Plain
+//                     JavaScript memory, not WebAssembly memory (guests can be
+//                     GiBs); load pages into a PageBatch with
+//                     `batch.load(guest.memory, indices)`.
+//     guest.page(i)   a view of page i to read (no copy).
 //     guest.dirtyLog  DirtyBitmap: bit i is set when page i was written since
 //                     the engine last synced. Each round the engine calls
 //                     `bitmap.syncFrom(guest.dirtyLog)`, which ORs the log into
@@ -20,7 +23,8 @@
 //                     first), "overwrite" (replaces every word: no fetch needed,
 //                     the "whole-page overwrite" of fractional hybrid-copy).
 //                     Once the workload's access is done, guest.memory holds
-//                     the page's new content.
+//                     the page's new content. A workload writes through the
+//                     view `guest.beginWrite(page, whole)` returns.
 //     guest.writes / guest.overwrites / guest.reads   running totals.
 //     guest.dispose() frees the dirty log.
 //
@@ -51,6 +55,8 @@
 
 import { checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { DirtyBitmap, MAX_BITMAP_PAGES } from "./bitmap.js";
+import { ChunkedPages } from "./chunks.js";
+import { FlatPages, type PageMemory } from "./pages.js";
 import { Owned } from "../wasm/owned.js";
 
 /** What an access does to a page; see the module comment. */
@@ -59,18 +65,23 @@ export type AccessKind = "read" | "write" | "overwrite";
 /** Called before each access takes effect (page index, kind). */
 export type AccessHook = (page: number, kind: AccessKind) => void;
 
-/** Largest guest one Uint8Array can hold (4 GiB). */
-export const MAX_GUEST_BYTES = 2 ** 32;
 
 export class Guest extends Owned {
   readonly pageSize: number;
   readonly pageCount: number;
-  /** Every page, back to back. */
-  readonly memory: Uint8Array;
+  /** Every page. */
+  readonly memory: PageMemory;
   /** Pages written since the last `syncFrom` by an engine. */
   readonly dirtyLog: DirtyBitmap;
   /** Optional observer of every access, called before it takes effect. */
   hook: AccessHook | undefined;
+  /**
+   * Called before a write changes page `page` (after the hook): an
+   * in-process destination that reads pages through to this memory keeps
+   * the page's content first (src/engine/mirror.ts). Every change to the
+   * memory goes through beginWrite, write or clear for this reason.
+   */
+  beforeChange: ((page: number) => void) | undefined;
   /** Write accesses that needed the old content, since creation. */
   writes = 0;
   /** Write accesses that replaced the whole page. */
@@ -79,20 +90,24 @@ export class Guest extends Owned {
   reads = 0;
 
   /**
-   * A guest of `pageCount` pages. `memory` (pageCount·pageSize bytes) is
-   * adopted without a copy; by default the guest starts all zero.
+   * A guest of `pageCount` pages. `memory` (a PageMemory of that shape, or
+   * pageCount·pageSize bytes) is adopted without a copy; by default the
+   * guest starts all zero in sparse chunks.
    * `init()` must have completed (the dirty log lives in WebAssembly memory).
    */
-  constructor(pageCount: number, pageSize = 4096, memory?: Uint8Array) {
+  constructor(pageCount: number, pageSize = 4096, memory?: Uint8Array | PageMemory) {
     super();
     checkPageSize(pageSize);
-    checkInteger("pageCount", pageCount, 0, Math.min(MAX_BITMAP_PAGES, MAX_GUEST_BYTES / pageSize));
+    checkInteger("pageCount", pageCount, 0, MAX_BITMAP_PAGES);
     if (memory !== undefined && memory.byteLength !== pageCount * pageSize) {
       throw new RangeError(`memory has ${memory.byteLength} bytes, expected pageCount·pageSize = ${pageCount * pageSize}`);
     }
+    if (memory !== undefined && !(memory instanceof Uint8Array) && memory.pageSize !== pageSize) {
+      throw new RangeError(`memory has ${memory.pageSize} B pages, the guest ${pageSize} B`);
+    }
     this.pageSize = pageSize;
     this.pageCount = pageCount;
-    this.memory = memory ?? new Uint8Array(pageCount * pageSize);
+    this.memory = memory instanceof Uint8Array ? new FlatPages(memory, pageSize) : (memory ?? new ChunkedPages(pageCount, pageSize));
     this.dirtyLog = new DirtyBitmap(pageCount);
   }
 
@@ -101,26 +116,36 @@ export class Guest extends Owned {
     return this.memory.byteLength;
   }
 
-  /** A view of page `index`. */
+  /** A view of page `index` to read (a write through it bypasses the hook and the dirty log, and may change nothing: see PageMemory.page). */
   page(index: number): Uint8Array {
     this.live();
-    this.checkPage(index);
-    return this.memory.subarray(index * this.pageSize, (index + 1) * this.pageSize);
+    return this.memory.page(index);
   }
 
   /**
    * Starts a write to `page`: calls the hook ("overwrite" when `whole`, else
-   * "write"), marks the page dirty and returns its byte offset in `memory`,
-   * where the caller then puts the new content.
+   * "write"), marks the page dirty and returns a view of the page, where the
+   * caller then puts the new content.
    */
-  beginWrite(page: number, whole: boolean): number {
+  beginWrite(page: number, whole: boolean): Uint8Array {
+    this.noteWrite(page, whole);
+    return this.memory.writable(page);
+  }
+
+  /** Replaces page `page` with zeros: an overwrite (a sparse memory holds nothing more for it). */
+  clear(page: number): void {
+    this.noteWrite(page, true);
+    this.memory.zero(page);
+  }
+
+  private noteWrite(page: number, whole: boolean): void {
     this.live();
     this.checkPage(page);
     if (whole) this.overwrites++;
     else this.writes++;
     this.hook?.(page, whole ? "overwrite" : "write");
     this.dirtyLog.set(page);
-    return page * this.pageSize;
+    this.beforeChange?.(page);
   }
 
   /** Records a read of `page` (memory does not change). */
@@ -138,7 +163,8 @@ export class Guest extends Owned {
     if (content.byteLength !== this.pageSize) {
       throw new RangeError(`content has ${content.byteLength} bytes, pageSize is ${this.pageSize}`);
     }
-    this.memory.set(content, this.beginWrite(page, true));
+    this.noteWrite(page, true);
+    this.memory.write(page, content);
   }
 
   protected release(): void {

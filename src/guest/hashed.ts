@@ -135,7 +135,7 @@ export class HashTrackedWorkload implements Workload {
         const p = from + k;
         if (!first && digests[k] === this.digests[p]) continue;
         this.digests[p] = digests[k]!;
-        snapshot.set(copies.subarray(k * pageSize, (k + 1) * pageSize), p * pageSize);
+        snapshot.write(p, copies, k * pageSize);
         this.guest.dirtyLog.set(p);
         changed++;
       }

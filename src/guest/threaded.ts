@@ -14,6 +14,7 @@
 import { Worker } from "node:worker_threads";
 import { PagemillError } from "../errors.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
+import { checkFitsInMemory } from "./chunks.js";
 
 /** Atomics.waitAsync (Node 16 on; not in this TypeScript's lib): `value` is a promise, or the outcome when there was no wait. */
 const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { value: Promise<string> | string } }).waitAsync;
@@ -77,6 +78,13 @@ export class ThreadedWorkload implements Workload {
         });
       });
     const shape = await message<{ name: string; pageCount: number; pageSize: number }>();
+    try {
+      // A thread shares its guest flat (every page backed): refused here rather than halfway through allocating it.
+      checkFitsInMemory(`a guest thread's shared memory (${shape.pageCount} pages, every one held)`, shape.pageCount * shape.pageSize);
+    } catch (error) {
+      await worker.terminate();
+      throw error;
+    }
     const shared: ThreadShared = {
       memory: new SharedArrayBuffer(shape.pageCount * shape.pageSize),
       dirty: new SharedArrayBuffer(Math.ceil(shape.pageCount / 32) * 4),

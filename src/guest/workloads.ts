@@ -31,6 +31,7 @@
 import { isZeroPage } from "../codecs/zero.js";
 import { PagemillError, checkInteger } from "../errors.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
+import { FlatPages, type PageMemory } from "./pages.js";
 import { TraceReader, xorWords, type TraceEpoch, type TraceHeader } from "./pagetrace.js";
 import { Random } from "../random.js";
 
@@ -113,24 +114,21 @@ export class ContentWriter {
   /** Writes page `page` of `guest` once (hook, dirty log, new content). */
   write(guest: Guest, page: number): void {
     const r = this.random.float();
-    const mem = guest.memory;
     const ps = guest.pageSize;
     // Zeroing a page that is already zero changes nothing; the traces' zeroed
     // share counts pages that changed, so such a write reuses the page instead.
-    if (r < this.model.zeroed && !isZeroPage(mem.subarray(page * ps, (page + 1) * ps))) {
-      const at = guest.beginWrite(page, true);
-      mem.fill(0, at, at + ps);
+    if (r < this.model.zeroed && !guest.memory.isZero(page) && !isZeroPage(guest.page(page))) {
+      guest.clear(page);
     } else if (r < this.model.zeroed + this.model.whole) {
-      const at = guest.beginWrite(page, true);
-      this.bank.copy(this.random.int(this.bank.size), mem, at);
-      stampWord(mem, at + 8 * this.random.int(ps / 8), this.random);
+      const view = guest.beginWrite(page, true);
+      this.bank.copy(this.random.int(this.bank.size), view, 0);
+      stampWord(view, 8 * this.random.int(ps / 8), this.random);
     } else {
-      const at = guest.beginWrite(page, false);
-      this.partial(mem, at, ps);
+      this.partial(guest.beginWrite(page, false), ps);
     }
   }
 
-  private partial(mem: Uint8Array, at: number, ps: number): void {
+  private partial(mem: Uint8Array, ps: number): void {
     const random = this.random;
     const wordsInPage = ps / 8;
     const runs = 1 + random.poisson(this.model.partialRuns - 1);
@@ -139,7 +137,7 @@ export class ContentWriter {
       const length = Math.min(wordsInPage, 1 + Math.floor(random.exp() * (this.wordsPerRun - 0.5)));
       const first = random.int(wordsInPage - length + 1);
       for (let w = first; w < first + length; w++) {
-        const base = at + 8 * w;
+        const base = 8 * w;
         let changed = false;
         for (let b = 0; b < 8; b++) {
           if (random.float() < this.byteChance) {
@@ -335,47 +333,79 @@ export interface SyntheticImageOptions {
   profile?: ProfileName | ImageProfile;
   seed?: number;
   pageSize?: number;
+  /**
+   * Pages that hold data, about (default: the profile's share of all). The
+   * rest stay zero and cost nothing in a sparse memory: the guest touches
+   * whole regions of POPULATED_REGION_PAGES, as its allocations do, each
+   * with the probability that gives `populated` non-zero pages; inside a
+   * touched region the profile holds (its zero share included).
+   */
+  populated?: number;
 }
+
+/** Pages per region a synthetic guest touches or leaves (1 MiB of 4 KiB pages: one sparse chunk). */
+export const POPULATED_REGION_PAGES = 256;
 
 /**
  * A synthetic guest image of `pageCount` pages with a trace's zero share,
- * duplicate share and compressibility. Fast enough for multi-GiB guests:
- * zero pages are never touched, other pages are copies of a bank of 256
- * templates; unless drawn as a duplicate (a copy of one of 16 templates),
- * each copy gets one random 64-bit word so that it is unique (dedup sees the
- * profile's duplicate share).
+ * duplicate share and compressibility, as flat bytes; see fillSynthetic.
  */
 export function syntheticImage(pageCount: number, options: SyntheticImageOptions = {}): Uint8Array {
   const pageSize = options.pageSize ?? 4096;
+  checkInteger("pageCount", pageCount, 0, Math.floor(2 ** 32 / pageSize));
+  const memory = new FlatPages(new Uint8Array(pageCount * pageSize), pageSize);
+  fillSynthetic(memory, options);
+  return memory.bytes;
+}
+
+/**
+ * Fills an all-zero `memory` with a synthetic image. Fast enough for
+ * multi-GiB guests: zero pages are never touched, other pages are copies of
+ * a bank of 256 templates; unless drawn as a duplicate (a copy of one of 16
+ * templates), each copy gets one random 64-bit word so that it is unique
+ * (dedup sees the profile's duplicate share).
+ */
+export function fillSynthetic(memory: PageMemory, options: SyntheticImageOptions = {}): void {
+  const { pageSize, pageCount } = memory;
   const profile = resolveProfile(options.profile);
   const seed = options.seed ?? 1;
-  checkInteger("pageCount", pageCount, 0, Math.floor(2 ** 32 / pageSize));
-  const image = new Uint8Array(pageCount * pageSize);
+  const touched = options.populated === undefined ? 1 : options.populated / (pageCount * (1 - profile.zeroShare));
+  if (options.populated !== undefined) checkInteger("populated", options.populated, 0, pageCount);
   const bank = new PageBank(profile, pageSize, subSeed(seed, 1), 256);
   const random = new Random(subSeed(seed, 2));
+  const regions = new Random(subSeed(seed, 3));
   const words = pageSize / 8;
   for (let p = 0; p < pageCount; p++) {
+    if (touched < 1 && p % POPULATED_REGION_PAGES === 0 && !(regions.float() < touched)) {
+      p += POPULATED_REGION_PAGES - 1;
+      continue;
+    }
     if (random.float() < profile.zeroShare) continue;
-    const at = p * pageSize;
+    const page = memory.writable(p);
     if (random.float() < profile.duplicateShare) {
       // Duplicates come from a few templates (spread over the bank's range of
       // compressibility), as redis's pages of equal values do.
-      bank.copy(random.int(DUPLICATE_TEMPLATES) * (bank.size / DUPLICATE_TEMPLATES), image, at);
+      bank.copy(random.int(DUPLICATE_TEMPLATES) * (bank.size / DUPLICATE_TEMPLATES), page, 0);
     } else {
-      bank.copy(random.int(bank.size), image, at);
-      stampWord(image, at + 8 * random.int(words), random);
+      bank.copy(random.int(bank.size), page, 0);
+      stampWord(page, 8 * random.int(words), random);
     }
   }
-  return image;
 }
 
 /** Templates the duplicate pages of a synthetic image are copies of. */
 const DUPLICATE_TEMPLATES = 16;
 
-/** A Guest holding a synthetic image (see syntheticImage). */
+/** A Guest holding a synthetic image (see fillSynthetic) in sparse memory. */
 export function syntheticGuest(pageCount: number, options: SyntheticImageOptions = {}): Guest {
-  const pageSize = options.pageSize ?? 4096;
-  return new Guest(pageCount, pageSize, syntheticImage(pageCount, options));
+  const guest = new Guest(pageCount, options.pageSize ?? 4096);
+  try {
+    fillSynthetic(guest.memory, options);
+  } catch (error) {
+    guest.dispose();
+    throw error;
+  }
+  return guest;
 }
 
 function resolveProfile(profile: ProfileName | ImageProfile | undefined): ImageProfile {
@@ -688,14 +718,13 @@ export class SweepWorkload extends BaseWorkload {
   protected run(_from: number, to: number): void {
     const ps = this.guest.pageSize;
     const target = Math.floor((to * this.rate) / ps);
-    const mem = this.guest.memory;
     for (; this.done < target; this.done++) {
       const pass = Math.floor(this.done / this.pages);
       if (pass !== this.maskPass) this.newMask(pass);
       const page = this.first + (this.done % this.pages);
-      const at = this.guest.beginWrite(page, true);
+      const view = this.guest.beginWrite(page, true);
       const m = this.mask;
-      for (let i = 0; i < ps; i++) mem[at + i]! ^= m[i & 7]!;
+      for (let i = 0; i < ps; i++) view[i]! ^= m[i & 7]!;
       this.reads.afterWrite(this.guest, page);
     }
   }
@@ -813,10 +842,8 @@ export class TraceReplay extends BaseWorkload {
 
   private apply(epoch: TraceEpoch): void {
     const ps = this.guest.pageSize;
-    const mem = this.guest.memory;
     const { pages, deltas } = epoch;
     const dw = new Int32Array(deltas.buffer, deltas.byteOffset, deltas.byteLength >>> 2);
-    const mw = new Int32Array(mem.buffer, mem.byteOffset, mem.byteLength >>> 2);
     for (let k = 0; k < pages.length; k++) {
       const d = (k * ps) >>> 2;
       let whole = true;
@@ -826,7 +853,8 @@ export class TraceReplay extends BaseWorkload {
           break;
         }
       }
-      xorWords(mw, this.guest.beginWrite(pages[k]!, whole) >>> 2, dw, d, ps >>> 2);
+      const view = this.guest.beginWrite(pages[k]!, whole);
+      xorWords(new Int32Array(view.buffer, view.byteOffset, ps >>> 2), 0, dw, d, ps >>> 2);
       this.reads.afterWrite(this.guest, pages[k]!);
     }
   }

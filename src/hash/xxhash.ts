@@ -5,6 +5,7 @@
 // ./digest.ts.
 
 import { checkBytes, checkInstance, checkInteger } from "../errors.js";
+import { asPageMemory, type PageMemory } from "../guest/pages.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
@@ -235,13 +236,13 @@ export function xxh3Batch(batch: PageBatch, options: BatchDigestOptions<BigUint6
  * sees each batch's digests (its pages still loaded in `batch`) before the
  * next is loaded. `digests` is reused between calls.
  */
-export function xxh3Pages(memory: Uint8Array, batch: PageBatch, seed: Seed64, visit: (first: number, digests: BigUint64Array) => void): void {
+export function xxh3Pages(memory: Uint8Array | PageMemory, batch: PageBatch, seed: Seed64, visit: (first: number, digests: BigUint64Array) => void): void {
   const { pageSize: ps, capacity } = batch;
-  const pages = memory.byteLength / ps;
+  const pages = asPageMemory(memory, ps);
   const digests = new BigUint64Array(capacity);
-  for (let first = 0; first < pages; first += capacity) {
-    const n = Math.min(capacity, pages - first);
-    batch.set(memory.subarray(first * ps, (first + n) * ps));
+  for (let first = 0; first < pages.pageCount; first += capacity) {
+    const n = Math.min(capacity, pages.pageCount - first);
+    batch.loadRange(pages, first, n);
     visit(first, xxh3Batch(batch, { seed, out: digests.subarray(0, n) }));
   }
 }

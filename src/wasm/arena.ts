@@ -3,6 +3,7 @@
 // call over all of it, read back a small table.
 
 import { checkArrayLike, checkBytes, checkInteger, checkPageSize } from "../errors.js";
+import { FlatPages, isPageMemory, type PageMemory } from "../guest/pages.js";
 import { wasm, type Wasm } from "./module.js";
 import { Owned } from "./owned.js";
 
@@ -41,15 +42,17 @@ export class PageBatch extends Owned {
     return this.at;
   }
 
-  /** Copies pages `indices` of `source` (page i at byte i·pageSize) into slots 0.. of the batch. */
-  load(source: PageSource, indices: ArrayLike<number>): this {
+  /** Copies pages `indices` of `source` (a PageMemory, or bytes with page i at byte i·pageSize) into slots 0.. of the batch. */
+  load(source: PageSource | PageMemory, indices: ArrayLike<number>): this {
     this.live();
-    const src = asBytes(source, "source");
+    const memory = isPageMemory(source) ? source : undefined;
+    if (memory && memory.pageSize !== this.pageSize) throw new RangeError(`source has ${memory.pageSize} B pages, the batch ${this.pageSize} B`);
+    const src = memory ? undefined : asBytes(source as PageSource, "source");
     checkArrayLike("indices", indices);
     const n = indices.length;
     checkInteger("indices.length", n, 0, this.capacity);
     const ps = this.pageSize;
-    const limit = Math.floor(src.byteLength / ps);
+    const limit = memory ? memory.pageCount : Math.floor(src!.byteLength / ps);
     for (let k = 0; k < n; k++) {
       const p = indices[k]!;
       if (!Number.isInteger(p) || p < 0 || p >= limit) {
@@ -62,10 +65,21 @@ export class PageBatch extends Owned {
       const first = indices[k]!;
       let run = 1;
       while (k + run < n && indices[k + run] === first + run) run++;
-      mem.set(src.subarray(first * ps, (first + run) * ps), this.ptr + k * ps);
+      if (memory) memory.readRange(first, run, mem, this.ptr + k * ps);
+      else mem.set(src!.subarray(first * ps, (first + run) * ps), this.ptr + k * ps);
       k += run;
     }
     this.count = n;
+    return this;
+  }
+
+  /** Copies pages [first, first + count) of `memory` into slots 0.. of the batch. */
+  loadRange(memory: PageMemory, first: number, count: number): this {
+    this.live();
+    if (memory.pageSize !== this.pageSize) throw new RangeError(`source has ${memory.pageSize} B pages, the batch ${this.pageSize} B`);
+    checkInteger("count", count, 0, this.capacity);
+    memory.readRange(first, count, this.owner.heap.bytes(), this.ptr);
+    this.count = count;
     return this;
   }
 
@@ -83,19 +97,19 @@ export class PageBatch extends Owned {
     return this;
   }
 
-  /** Copies slot k to page `indices[k]` of `destination`, for every loaded slot. */
-  store(destination: Uint8Array, indices: ArrayLike<number>): void {
+  /** Copies slot k to page `indices[k]` of `destination` (a PageMemory, or bytes with page i at byte i·pageSize), for every loaded slot. */
+  store(destination: Uint8Array | PageMemory, indices: ArrayLike<number>): void {
     this.live();
-    checkBytes("destination", destination);
+    if (!isPageMemory(destination)) checkBytes("destination", destination);
     checkArrayLike("indices", indices);
     const ps = this.pageSize;
     if (indices.length !== this.count) throw new RangeError(`indices.length ${indices.length} != batch count ${this.count}`);
-    const limit = Math.floor(destination.byteLength / ps);
+    const memory = isPageMemory(destination) ? destination : new FlatPages(destination.subarray(0, Math.floor(destination.byteLength / ps) * ps), ps);
     const mem = this.owner.heap.bytes();
     for (let k = 0; k < this.count; k++) {
       const p = indices[k]!;
-      if (!Number.isInteger(p) || p < 0 || p >= limit) throw new RangeError(`indices[${k}] = ${p} is not a page of destination`);
-      destination.set(mem.subarray(this.ptr + k * ps, this.ptr + (k + 1) * ps), p * ps);
+      if (!Number.isInteger(p) || p < 0 || p >= memory.pageCount) throw new RangeError(`indices[${k}] = ${p} is not a page of destination`);
+      memory.write(p, mem, this.ptr + k * ps);
     }
   }
 

@@ -19,13 +19,14 @@
 import { Encoding, ENCODING_NAMES, type EncodedBatch, type PageCodec } from "../codecs/codec.js";
 import { decoderFor } from "../codecs/registry.js";
 import { CodecError, checkBytes } from "../errors.js";
+import { FlatPages, isPageMemory, type PageMemory } from "../guest/pages.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
 import { Owned } from "../wasm/owned.js";
 import { CHECK_BYTES, FrameFlags, FrameType, checkValue, frameTypeName, readControl, readFrameHeader, readPagesTable, type Frame, type FrameHeader, type PagesFrame, type PagesTable } from "./frame.js";
 
-/** Where decoded pages go: guest memory, a batch (frame order), or nowhere (returned). */
-export type PageDestination = Uint8Array | PageBatch | undefined;
+/** Where decoded pages go: guest memory (a PageMemory, or a Uint8Array of whole pages), a batch (frame order), or nowhere (returned). */
+export type PageDestination = PageMemory | Uint8Array | PageBatch | undefined;
 
 /** The codec that decodes each wire id that needs one (wkdm, lz4, xbzrle, dedup). */
 export type FrameDecoders = Partial<Record<Encoding, PageCodec>>;
@@ -84,18 +85,25 @@ export class FrameDecoder extends Owned {
     return header.type === FrameType.PAGES ? this.decodePages(bytes, header, destination) : readControl(bytes, header);
   }
 
-  private decodePages(bytes: Uint8Array, header: FrameHeader, destination: PageDestination): PagesFrame {
+  private decodePages(bytes: Uint8Array, header: FrameHeader, into: PageDestination): PagesFrame {
     const { count: n, pageSize: ps, sequence } = header;
     let pageLimit: number;
-    if (destination === undefined) pageLimit = Infinity;
-    else if (destination instanceof PageBatch) {
-      if (destination.pageSize !== ps) throw new RangeError(`destination batch has ${destination.pageSize} B pages, the frame ${ps} B`);
-      if (destination.capacity < n) throw new RangeError(`destination batch holds ${destination.capacity} pages, the frame has ${n}`);
+    let destination: PageMemory | PageBatch | undefined;
+    if (into === undefined) pageLimit = Infinity;
+    else if (into instanceof PageBatch) {
+      if (into.pageSize !== ps) throw new RangeError(`destination batch has ${into.pageSize} B pages, the frame ${ps} B`);
+      if (into.capacity < n) throw new RangeError(`destination batch holds ${into.capacity} pages, the frame has ${n}`);
       pageLimit = Infinity;
-    } else if (destination instanceof Uint8Array) {
-      wasm().heap.checkOutside("destination", destination);
-      pageLimit = Math.floor(destination.byteLength / ps);
-    } else throw new TypeError("destination must be a Uint8Array, a PageBatch or undefined");
+      destination = into;
+    } else if (into instanceof Uint8Array) {
+      wasm().heap.checkOutside("destination", into);
+      pageLimit = Math.floor(into.byteLength / ps);
+      destination = new FlatPages(into.subarray(0, pageLimit * ps), ps);
+    } else if (isPageMemory(into)) {
+      if (into.pageSize !== ps) throw new RangeError(`destination memory has ${into.pageSize} B pages, the frame ${ps} B`);
+      pageLimit = into.pageCount;
+      destination = into;
+    } else throw new TypeError("destination must be a PageMemory, a Uint8Array, a PageBatch or undefined");
 
     const table = readPagesTable(bytes, header, (encoding) => this.decoderOf(encoding), pageLimit);
     const { indices, encodings, offsets, lengths } = table;
@@ -156,36 +164,48 @@ export class FrameDecoder extends Owned {
     }
 
     // Every page decoded: write them.
-    let pages: Uint8Array | undefined;
-    let target: Uint8Array;
-    let base = 0;
-    if (destination === undefined) target = pages = new Uint8Array(n * ps);
-    else if (destination instanceof PageBatch) {
-      target = wasm().heap.bytes();
-      base = destination.ptr;
-    } else target = destination;
     const mem = wasm().heap.bytes();
-    let whole: Buffer | undefined;
-    for (let k = 0; k < n; k++) {
-      const to = destination instanceof Uint8Array ? indices[k]! * ps : base + k * ps;
-      switch (encodings[k]) {
-        case Encoding.ZERO:
-          // Memory never written reads as zero without being backed: looking costs less than writing it.
-          if (target !== destination || !isZeroAt((whole ??= Buffer.from(target.buffer, target.byteOffset, target.byteLength)), to, ps)) target.fill(0, to, to + ps);
-          break;
-        case Encoding.SAME_VALUE:
-          fillSameValue(target, to, bytes.subarray(offsets[k]!, offsets[k]! + 4), ps);
-          break;
-        case Encoding.RAW:
-          target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
-          break;
-        default: {
-          const from = staged.get(k)!;
-          target.set(mem.subarray(from, from + ps), to);
+    let pages: Uint8Array | undefined;
+    if (destination === undefined || destination instanceof PageBatch) {
+      const base = destination === undefined ? 0 : destination.ptr;
+      const target = destination === undefined ? (pages = new Uint8Array(n * ps)) : mem;
+      for (let k = 0; k < n; k++) {
+        const to = base + k * ps;
+        switch (encodings[k]) {
+          case Encoding.ZERO:
+            target.fill(0, to, to + ps);
+            break;
+          case Encoding.SAME_VALUE:
+            fillSameValue(target, to, bytes.subarray(offsets[k]!, offsets[k]! + 4), ps);
+            break;
+          case Encoding.RAW:
+            target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
+            break;
+          default: {
+            const from = staged.get(k)!;
+            target.set(mem.subarray(from, from + ps), to);
+          }
+        }
+      }
+      if (destination) destination.count = n;
+    } else {
+      for (let k = 0; k < n; k++) {
+        const page = indices[k]!;
+        switch (encodings[k]) {
+          case Encoding.ZERO:
+            destination.zero(page);
+            break;
+          case Encoding.SAME_VALUE:
+            fillSameValue(destination.writable(page), 0, bytes.subarray(offsets[k]!, offsets[k]! + 4), ps);
+            break;
+          case Encoding.RAW:
+            destination.write(page, bytes, offsets[k]!);
+            break;
+          default:
+            destination.write(page, mem, staged.get(k)!);
         }
       }
     }
-    if (destination instanceof PageBatch) destination.count = n;
     return { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(pages ? { pages } : {}), ...(header.flags & FrameFlags.DISK ? { disk: true as const } : {}) };
   }
 
@@ -200,7 +220,7 @@ export class FrameDecoder extends Owned {
     table: PagesTable,
     members: readonly number[],
     staged: ReadonlyMap<number, number>,
-    destination: PageDestination,
+    destination: PageMemory | PageBatch | undefined,
     ps: number,
     sequence: number,
   ): (page: number, slot: number) => Uint8Array {
@@ -225,27 +245,27 @@ export class FrameDecoder extends Owned {
           }
         }
       }
-      if (!(destination instanceof Uint8Array)) {
+      if (destination === undefined || destination instanceof PageBatch) {
         throw new CodecError("malformed", `pages frame ${sequence}, entry ${k}: dedup reference to page ${page}, which is not earlier in the frame (no guest memory given)`);
       }
-      if (page >= Math.floor(destination.byteLength / ps)) {
-        throw new CodecError("overrun", `pages frame ${sequence}, entry ${k}: dedup reference to page ${page}, outside the destination (${Math.floor(destination.byteLength / ps)} pages)`);
+      if (page >= destination.pageCount) {
+        throw new CodecError("overrun", `pages frame ${sequence}, entry ${k}: dedup reference to page ${page}, outside the destination (${destination.pageCount} pages)`);
       }
-      return destination.subarray(page * ps, (page + 1) * ps);
+      return destination.page(page);
     };
   }
 
   /** A delta codec applies to the page the destination holds: put it in the staging slots. */
-  private preload(batch: PageBatch, members: number[], groupIndices: Uint32Array, destination: PageDestination): void {
-    if (destination instanceof Uint8Array) {
-      batch.load(destination, groupIndices);
+  private preload(batch: PageBatch, members: number[], groupIndices: Uint32Array, destination: PageMemory | PageBatch | undefined): void {
+    if (destination === undefined) {
+      throw new CodecError("malformed", "xbzrle pages need the destination's current pages: give a destination");
     } else if (destination instanceof PageBatch) {
       const mem = wasm().heap.bytes();
       const ps = batch.pageSize;
       members.forEach((k, i) => mem.copyWithin(batch.ptr + i * ps, destination.ptr + k * ps, destination.ptr + (k + 1) * ps));
       batch.count = members.length;
     } else {
-      throw new CodecError("malformed", "xbzrle pages need the destination's current pages: give a destination");
+      batch.load(destination, groupIndices);
     }
   }
 
@@ -282,10 +302,4 @@ export function decodeFrame(bytes: Uint8Array, destination?: PageDestination, de
   return (defaultDecoder ??= new FrameDecoder()).decode(bytes, destination);
 }
 
-const zeroPages = new Map<number, Buffer>();
 /** True when bytes [at, at + size) of `bytes` are all zero (one memcmp against a zero page). */
-function isZeroAt(bytes: Buffer, at: number, size: number): boolean {
-  let zero = zeroPages.get(size);
-  if (!zero) zeroPages.set(size, (zero = Buffer.alloc(size)));
-  return bytes.compare(zero, 0, size, at, at + size) === 0;
-}

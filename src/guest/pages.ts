@@ -1,0 +1,190 @@
+// Page memory: what a guest's (or a destination's, or a disk's) pages live
+// in. Two kinds serve one interface:
+//
+//   FlatPages(bytes, pageSize)   every page back to back in one Uint8Array
+//                                (page i at byte i·pageSize): what threads
+//                                share (a SharedArrayBuffer) and what a
+//                                caller hands in.
+//   ChunkedPages (./chunks.ts)   sparse: pages in chunks allocated on the
+//                                first non-zero write, so a guest far larger
+//                                than this machine's memory costs what it
+//                                holds (issue 13).
+//
+//   memory.page(i)        a view of page i to read. Where nothing is held it
+//                         is a new zero page: writing to it changes nothing.
+//   memory.writable(i)    a view of page i to change in place.
+//   memory.write(i, content, from = 0)   page i ← content[from, from + pageSize).
+//   memory.zero(i)        page i ← zeros (holds nothing more for a sparse memory).
+//   memory.isZero(i)      true: all zero for sure, known without looking at
+//                         the bytes; false: it may hold non-zero bytes.
+//   memory.readRange(first, count, into, at)
+//                         pages [first, first + count) into `into` at byte `at`.
+//   memory.heldBytes      bytes of pages held now (a flat memory holds all).
+//
+// Helpers: differingPages (an end check's comparison of two memories),
+// sameBytes (of two pages), zeroPage, asPageMemory.
+
+import { checkBytes, checkInteger, checkPageSize } from "../errors.js";
+
+export interface PageMemory {
+  readonly pageCount: number;
+  readonly pageSize: number;
+  /** pageCount · pageSize */
+  readonly byteLength: number;
+  /** Bytes of pages held now. */
+  readonly heldBytes: number;
+  page(index: number): Uint8Array;
+  writable(index: number): Uint8Array;
+  write(index: number, content: Uint8Array, from?: number): void;
+  zero(index: number): void;
+  isZero(index: number): boolean;
+  readRange(first: number, count: number, into: Uint8Array, at: number): void;
+  /** True when page `index` is known, without looking, to equal `other`'s page `index` (a memory that reads through to `other`). */
+  knownSame?(other: PageMemory, index: number): boolean;
+}
+
+export class FlatPages implements PageMemory {
+  readonly pageCount: number;
+  readonly pageSize: number;
+  /** Every page back to back. */
+  readonly bytes: Uint8Array;
+  private readonly whole: Buffer;
+
+  /** Pages over `bytes` (adopted, not copied); its length must be a whole number of pages. */
+  constructor(bytes: Uint8Array, pageSize = 4096) {
+    checkBytes("bytes", bytes);
+    checkPageSize(pageSize);
+    if (bytes.byteLength % pageSize !== 0) throw new RangeError(`memory has ${bytes.byteLength} bytes, not a whole number of ${pageSize} B pages`);
+    this.bytes = bytes;
+    this.pageSize = pageSize;
+    this.pageCount = bytes.byteLength / pageSize;
+    this.whole = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get byteLength(): number {
+    return this.bytes.byteLength;
+  }
+
+  get heldBytes(): number {
+    return this.bytes.byteLength;
+  }
+
+  page(index: number): Uint8Array {
+    this.checkPage(index);
+    return this.bytes.subarray(index * this.pageSize, (index + 1) * this.pageSize);
+  }
+
+  writable(index: number): Uint8Array {
+    return this.page(index);
+  }
+
+  write(index: number, content: Uint8Array, from = 0): void {
+    this.checkPage(index);
+    this.bytes.set(content.subarray(from, from + this.pageSize), index * this.pageSize);
+  }
+
+  zero(index: number): void {
+    this.checkPage(index);
+    const at = index * this.pageSize;
+    // Memory never written reads as zero without being backed: looking costs less than writing it.
+    if (!isZeroAt(this.whole, at, this.pageSize)) this.bytes.fill(0, at, at + this.pageSize);
+  }
+
+  isZero(): boolean {
+    return false;
+  }
+
+  readRange(first: number, count: number, into: Uint8Array, at: number): void {
+    checkInteger("count", count, 0, this.pageCount - first);
+    this.checkPage(first);
+    into.set(this.bytes.subarray(first * this.pageSize, (first + count) * this.pageSize), at);
+  }
+
+  private checkPage(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.pageCount) {
+      throw new RangeError(`page ${index} is outside the memory (0..${this.pageCount - 1})`);
+    }
+  }
+}
+
+const ZERO_PAGES = new Map<number, Buffer>();
+
+/** One shared zero page of `pageSize` bytes: only ever read. */
+export function zeroPage(pageSize: number): Buffer {
+  let page = ZERO_PAGES.get(pageSize);
+  if (!page) ZERO_PAGES.set(pageSize, (page = Buffer.alloc(pageSize)));
+  return page;
+}
+
+/** True when `length` bytes of `bytes` at `at` are all zero. */
+export function isZeroAt(bytes: Buffer, at: number, length: number): boolean {
+  return bytes.compare(zeroPage(length), 0, length, at, at + length) === 0;
+}
+
+/** True when two pages (or any two byte ranges) hold the same bytes (one memcmp). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+/** Every page back to back: a flat memory's own bytes, a copy of a sparse one's. */
+export function flatBytes(memory: PageMemory): Uint8Array {
+  if (memory instanceof FlatPages) return memory.bytes;
+  const bytes = new Uint8Array(memory.byteLength);
+  memory.readRange(0, memory.pageCount, bytes, 0);
+  return bytes;
+}
+
+/** True for a PageMemory of either kind. */
+export function isPageMemory(value: unknown): value is PageMemory {
+  return typeof value === "object" && value !== null && typeof (value as PageMemory).readRange === "function" && typeof (value as PageMemory).pageCount === "number";
+}
+
+/** A Uint8Array of whole pages as a memory; a memory as it is. */
+export function asPageMemory(memory: Uint8Array | PageMemory, pageSize: number, name = "memory"): PageMemory {
+  if (memory instanceof Uint8Array) return new FlatPages(memory, pageSize);
+  if (!isPageMemory(memory)) throw new TypeError(`${name} must be a Uint8Array or a PageMemory`);
+  if (memory.pageSize !== pageSize) throw new RangeError(`${name} has ${memory.pageSize} B pages, not ${pageSize} B`);
+  return memory;
+}
+
+/**
+ * Pages whose content differs between two memories of one shape, ascending.
+ * Spans whose pages are all known zero on both sides, or known the same
+ * (knownSame), are not looked at.
+ */
+export function differingPages(expected: PageMemory, actual: PageMemory, spanPages = 1024): number[] {
+  const differ: number[] = [];
+  const ps = expected.pageSize;
+  const spanA = Buffer.alloc(spanPages * ps);
+  const spanB = Buffer.alloc(spanPages * ps);
+  for (let first = 0; first < expected.pageCount; first += spanPages) {
+    const count = Math.min(spanPages, expected.pageCount - first);
+    if (knownEqual(expected, actual, first, count)) continue;
+    const a = viewOf(expected, first, count) ?? copyOf(expected, first, count, spanA);
+    const b = viewOf(actual, first, count) ?? copyOf(actual, first, count, spanB);
+    if (a.equals(b)) continue;
+    for (let k = 0; k < count; k++) {
+      if (a.compare(b, k * ps, (k + 1) * ps, k * ps, (k + 1) * ps) !== 0) differ.push(first + k);
+    }
+  }
+  return differ;
+}
+
+function knownEqual(a: PageMemory, b: PageMemory, first: number, count: number): boolean {
+  for (let p = first; p < first + count; p++) {
+    if (!(a.isZero(p) && b.isZero(p)) && !b.knownSame?.(a, p) && !a.knownSame?.(b, p)) return false;
+  }
+  return true;
+}
+
+/** A flat memory's span in place (no copy). */
+function viewOf(memory: PageMemory, first: number, count: number): Buffer | undefined {
+  if (!(memory instanceof FlatPages)) return undefined;
+  const ps = memory.pageSize;
+  return Buffer.from(memory.bytes.buffer, memory.bytes.byteOffset + first * ps, count * ps);
+}
+
+function copyOf(memory: PageMemory, first: number, count: number, into: Buffer): Buffer {
+  memory.readRange(first, count, into, 0);
+  return into.subarray(0, count * memory.pageSize);
+}
