@@ -34,7 +34,7 @@ import { PageBatch } from "../wasm/arena.js";
 import { Destination, type DestinationDiskCounters, type SharedDisk, type SharedGuest } from "./destination.js";
 import { DemandPagedProgram } from "./demand.js";
 import type { WorkloadSpec } from "../guest/threaded.js";
-import { MAX_DISK_BYTES, checkDiskShape } from "../guest/disk.js";
+import { checkDiskShape } from "../guest/disk.js";
 import { diskStats } from "./storage.js";
 import { SwitchoverView } from "./frozen.js";
 import { combineStats, type DestinationCounters, type MigrationStats, type StrategyName, type TrafficCounters } from "./metrics.js";
@@ -47,6 +47,8 @@ import { verifyMemory } from "./verify.js";
 export const REMOTE_PROTOCOL = 2;
 /** Largest guest a receiver takes unless told otherwise (it holds the memory whole). */
 export const DEFAULT_MAX_GUEST_BYTES = 4 * 2 ** 30;
+/** Largest disk a receiver takes unless told otherwise. */
+export const DEFAULT_MAX_DISK_BYTES = 4 * 2 ** 30;
 
 /** The options of a migration that the destination needs too. */
 const SHARED_OPTIONS = ["codec", "stateBytes", "batchPages", "prepageWindow", "faultQuantum"] as const;
@@ -265,7 +267,7 @@ export interface ReceiveOptions {
   readonly startDisk?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
   /** Largest guest accepted, bytes (default 4 GiB). */
   readonly maxGuestBytes?: number;
-  /** Largest disk accepted, bytes (default and most: MAX_DISK_BYTES, 4 GiB; it is held whole). */
+  /** Largest disk accepted, bytes (default 4 GiB, the most DEFAULT_MAX_DISK_BYTES: a receiver holds it whole to write it out). */
   readonly maxDiskBytes?: number;
 }
 
@@ -279,7 +281,7 @@ export interface ReceiveResult {
 }
 
 function readInfo(json: string, options: ReceiveOptions): MigrationInfo {
-  const { maxGuestBytes = DEFAULT_MAX_GUEST_BYTES, maxDiskBytes = MAX_DISK_BYTES } = options;
+  const { maxGuestBytes = DEFAULT_MAX_GUEST_BYTES, maxDiskBytes = DEFAULT_MAX_DISK_BYTES } = options;
   let info: MigrationInfo;
   try {
     info = JSON.parse(json) as MigrationInfo;

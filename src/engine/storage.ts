@@ -114,14 +114,19 @@ interface Location {
 /**
  * The dedup index: XXH3-64 → a place at the destination holding content of
  * that digest, kept exact while only the source writes there (before the
- * switch-over): a place sent anew loses its old entry.
+ * switch-over): a place sent anew loses its old entry. Zero content is not
+ * indexed (a zero block goes as a zero flag), so the index grows with the
+ * data sent, not with the disk's size.
  */
 class ContentIndex {
   private readonly byDigest = new Map<bigint, Location>();
-  /** each place's digest: disk blocks, then memory pages (index + diskBlocks) */
+  /** each place holding non-zero content: its digest (disk blocks, then memory pages at index + diskBlocks) */
   private readonly digestAt = new Map<number, bigint>();
 
-  constructor(private readonly diskBlocks: number) {}
+  constructor(
+    private readonly diskBlocks: number,
+    private readonly zero: bigint,
+  ) {}
 
   find(digest: bigint): Location | undefined {
     return this.byDigest.get(digest);
@@ -134,6 +139,10 @@ class ContentIndex {
     if (old !== undefined) {
       const at = this.byDigest.get(old);
       if (at && at.space === space && at.index === index) this.byDigest.delete(old);
+    }
+    if (digest === this.zero) {
+      this.digestAt.delete(key);
+      return;
     }
     this.digestAt.set(key, digest);
     if (!this.byDigest.has(digest)) this.byDigest.set(digest, { space, index });
@@ -189,7 +198,7 @@ export class SourceDisk {
     this.switchover = new SwitchoverView(this.guest);
     this.batch = new PageBatch(settings.batchBlocks, settings.blockSize);
     this.next = new DirtyBitmap(settings.blockCount);
-    this.index = settings.dedup ? new ContentIndex(settings.blockCount) : undefined;
+    this.index = settings.dedup ? new ContentIndex(settings.blockCount, zeroDigest(settings.blockSize)) : undefined;
     this.dedupOn = settings.dedup;
     this.indexesMemory = settings.dedup && pageSize === settings.blockSize;
     this.dirtyPasses = settings.hotArea && !settings.heat ? new Uint16Array(settings.blockCount) : undefined;

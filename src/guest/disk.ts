@@ -37,8 +37,8 @@ import { BaseWorkload, NO_READS, TraceReplay, subSeed } from "./workloads.js";
 export const DEFAULT_BLOCK_SIZE = 4096;
 export const MIN_BLOCK_SIZE = 4096;
 export const MAX_BLOCK_SIZE = 65536;
-/** Largest disk one Guest holds (its blocks are one Uint8Array). */
-export const MAX_DISK_BYTES = 2 ** 32;
+/** Largest disk: 1 TiB (held sparse, only blocks ever written with data cost memory). */
+export const MAX_DISK_BYTES = 2 ** 40;
 
 /** A disk (trace or flags) that cannot be used: names the file when there is one, and the cause. */
 export class DiskError extends PagemillError {}
