@@ -9,6 +9,7 @@ import { DEFAULT_MAX_TIME, QEMU_STRATEGIES, simulate, STRATEGY_NAMES, type LinkS
 import type { RateStep } from "../net/link.js";
 import { FLAVORS, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
+import { MAX_CHANNELS } from "../wire/channels.js";
 import { plan } from "../adaptive/plan.js";
 import { ascendingBy, coldestFirst } from "../adaptive/predict.js";
 import { meanDirtyRate, profileTrace, type Profile } from "../adaptive/profile.js";
@@ -37,7 +38,7 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
          [--log-rate 16KiB] [--replay-speed 2]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--flavor xen|qemu [--max-bandwidth RATE]] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
-         [--batch N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
+         [--batch N] [--channels N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
   MODEL (with --pages N or --guest-size SIZE, --populated SIZE, --profile redis|node-gc|memstream,
          --rate R, --seed S):
     idle                no writes
@@ -53,6 +54,8 @@ ${DISK_USAGE}
   --no-postcopy, double the downtime limit each time instead (reported).
   --max-bandwidth 40mbit (--flavor qemu): QEMU's max-bandwidth, a rate limit on pre-copy iterations below the
   link's --bandwidth; the stop-and-copy and post-copy go at the link's rate, as QEMU's do.
+  --channels 2: encode memory's pages on 2 threads at once (QEMU's multifd; raw or a compress codec):
+  each batch goes as one frame per channel, and takes the longest channel's CPU time.
   --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
   fewer times); index order by default. --strategy ada: Ada-copy (pre-copy, switching to post-copy when
   the dirty rate says it will not converge soon; on a trace, post-copy at once when the trace's dirty rate
@@ -293,6 +296,7 @@ export const SIMULATION_OPTIONS = {
   budget: { type: "string" },
   state: { type: "string" },
   batch: { type: "string" },
+  channels: { type: "string" },
   cost: { type: "string" },
   channel: { type: "string" },
   schedule: { type: "string" },
@@ -332,6 +336,7 @@ export function simulationSetup(values: Record<string, OptionValue>): Simulation
     ...(budget === undefined ? {} : { precopyBudget: budget }),
     stateBytes: sizeOption("state", values.state, 256 * 1024),
     batchPages: intOption("batch", values.batch, 256, 1, 16384),
+    channels: intOption("channels", values.channels, 1, 1, MAX_CHANNELS),
   };
   if (options.stateBytes! > 32 * 2 ** 20) fail("state", `must be at most 32MiB, got ${formatBytes(options.stateBytes!)}`);
   return { guest: workloadFactory(values), link, options, cost };

@@ -9,6 +9,8 @@ import type { Clock } from "../clock.js";
 import { MAX_STATE_BYTES, maxFramePages } from "../wire/frame.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { CostModel } from "../codecs/cost.js";
+import { codecEntry, codecNamesFor } from "../codecs/registry.js";
+import { MAX_CHANNELS } from "../wire/channels.js";
 import type { StrategyName } from "./metrics.js";
 import { DEFAULT_LOG_RATE, DEFAULT_REPLAY_SPEED } from "./crtr.js";
 import type { Tasks } from "./tasks.js";
@@ -37,6 +39,13 @@ export interface EngineOptions {
   readonly stateBytes?: number;
   /** Pages per frame. */
   readonly batchPages?: number;
+  /**
+   * Parallel channels encoding memory's pages (QEMU's multifd; 1 by
+   * default): each batch is split into this many frames, encoded at once on
+   * worker threads, and its CPU time is the longest channel's. A compress
+   * codec or raw only (a delta or dedup stage remembers pages across frames).
+   */
+  readonly channels?: number;
   /** Pre-copy: most rounds before stop-and-copy (Xen caps at 30). */
   readonly maxIterations?: number;
   /** Pre-copy: stop once more than this × guest memory has been sent (Xen: 3). */
@@ -176,6 +185,7 @@ export interface EngineSettings {
   readonly downtimeLimit: number;
   readonly stateBytes: number;
   readonly batchPages: number;
+  readonly channels: number;
   readonly maxIterations: number;
   readonly maxSentFactor: number;
   readonly autoConverge: boolean;
@@ -295,6 +305,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
   // QEMU scans in address order and has no deadline rule.
   if (flavor === "qemu" && options.pageOrder !== undefined) throw new RangeError("flavor qemu sends pages in address order: no pageOrder");
   if (flavor === "qemu" && options.deadline !== undefined) throw new RangeError("flavor qemu has no deadline rule: no deadline");
+  if (flavor === "qemu" && (options.channels ?? 1) > 1) throw new RangeError("flavor qemu models QEMU's one migration thread (its counters are not multifd's): no channels");
   if (flavor !== "qemu" && options.maxBandwidth !== undefined) throw new RangeError("maxBandwidth is QEMU's rate limit: it needs flavor qemu");
   return {
     pageSize,
@@ -306,6 +317,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     // The switch-over frame carries the state, the record's head and the pending map.
     stateBytes: integer("stateBytes", options.stateBytes ?? 256 * 1024, 0, MAX_STATE_BYTES - 12 - 8 * Math.ceil(pageCount / 64)),
     batchPages: Math.min(integer("batchPages", options.batchPages ?? 256, 1, maxFramePages(pageSize)), pageCount),
+    channels: channelCount(options.channels, codec),
     maxIterations: integer("maxIterations", options.maxIterations ?? 30, 1, 1e6),
     maxSentFactor: positive("maxSentFactor", options.maxSentFactor ?? 3),
     autoConverge: options.autoConverge ?? false,
@@ -328,4 +340,13 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     pageRank: options.pageOrder === undefined ? undefined : ranks(options.pageOrder, pageCount),
     disk: disk && diskSettings(options, disk),
   };
+}
+
+/** Checks `channels` (1..MAX_CHANNELS, 1 by default) against the codec: more than one needs a codec the channels can run. */
+function channelCount(channels: number | undefined, codec: string): number {
+  const count = integer("channels", channels ?? 1, 1, MAX_CHANNELS);
+  if (count > 1 && codec !== "raw" && codecEntry(codec)?.role !== "compress") {
+    throw new RangeError(`channels: codec '${codec}' cannot run on parallel channels (a delta or dedup stage remembers pages across frames); give raw or one of ${codecNamesFor("compress").join(", ")}`);
+  }
+  return count;
 }

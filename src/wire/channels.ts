@@ -96,6 +96,15 @@ export class ParallelEncoder {
    * is detached here afterwards); otherwise the pages are copied.
    */
   encode(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean } = {}): Promise<Uint8Array> {
+    return this.encodeWithWork(pages, indices, options).then((encoded) => encoded.frame);
+  }
+
+  /**
+   * encode(), with what the frame's encoding took (its zero pages and the
+   * codecs that worked: what an engine charges CPU time for). `bandwidth`:
+   * the link's bytes/s now, for an adaptive codec (default: the pool's).
+   */
+  encodeWithWork(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean; bandwidth?: number } = {}): Promise<EncodeResult> {
     const count = indices.length;
     checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
     if (!(pages instanceof Uint8Array) || pages.byteLength !== count * this.pageSize) {
@@ -109,7 +118,7 @@ export class ParallelEncoder {
     } else {
       moved = pages.slice();
     }
-    return this.submit(moved, false, indices, [moved.buffer as ArrayBuffer]);
+    return this.submit(moved, false, indices, [moved.buffer as ArrayBuffer], options.bandwidth);
   }
 
   /**
@@ -130,22 +139,22 @@ export class ParallelEncoder {
       const p = indices[k]!;
       if (!Number.isInteger(p) || p < 0 || p >= limit) throw new RangeError(`indices[${k}] = ${p} is not a page of memory (${limit} pages)`);
     }
-    return this.submit(memory, true, indices, []);
+    return this.submit(memory, true, indices, []).then((encoded) => encoded.frame);
   }
 
-  private submit(pages: Uint8Array, fromMemory: boolean, indices: ArrayLike<number>, transfer: ArrayBuffer[]): Promise<Uint8Array> {
+  private submit(pages: Uint8Array, fromMemory: boolean, indices: ArrayLike<number>, transfer: ArrayBuffer[], bandwidth = this.bandwidth): Promise<EncodeResult> {
     const task: EncodeTask = {
       pages,
       fromMemory,
       indices: Uint32Array.from(indices),
       pageSize: this.pageSize,
       codec: this.codec,
-      bandwidth: this.bandwidth,
+      bandwidth,
       sequence: this.sequence++,
     };
     const run = (this.pool.run(task, { transferList: [...transfer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then((result) => {
       addWireStats(this.stats, result.stats);
-      return result.frame;
+      return result;
     });
     return this.deliver(run);
   }
@@ -159,7 +168,7 @@ export class ParallelEncoder {
     return this.deliver(Promise.resolve(frame));
   }
 
-  private deliver(frame: Promise<Uint8Array>): Promise<Uint8Array> {
+  private deliver<T>(frame: Promise<T>): Promise<T> {
     this.pending++;
     let delivered = frame;
     if (this.ordered) {

@@ -141,7 +141,7 @@ function slotsNotIn(remaining: number[], n: number): number[] {
 }
 
 /** One frame's pages as encoded: the per-frame result every caller reads (nobody diffs counters). */
-interface FrameContent {
+export interface FrameContent {
   readonly frame: Uint8Array;
   /** wire id of the frame's k-th page */
   readonly encodings: Uint8Array;
@@ -274,9 +274,14 @@ const scratch = (): EncoderScratch => (threadScratch ??= new EncoderScratch());
  * comment). Returns the frame; `stats` counts it.
  */
 export function encodeFrame(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: PipelineCodecs, stats: WireStats, sequence: number = stats.frames): Uint8Array {
+  return encodeFrameContent(batch, pageIndices, codecs, stats, sequence).frame;
+}
+
+/** encodeFrame(), with how each page went: the frame, its pages' wire ids and payload bytes. */
+export function encodeFrameContent(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: PipelineCodecs, stats: WireStats, sequence: number = stats.frames): FrameContent {
   const content = encodePages(batch, pageIndices, codecs, scratch(), sequence);
   countFrame(stats, content, batch.pageSize);
-  return content.frame;
+  return content;
 }
 
 /** An encoder for one stream: numbers its frames and keeps its stats. `flags`: its PAGES frames' (FrameFlags). */
@@ -356,6 +361,18 @@ export interface EncodedFrame {
   readonly lengths: Uint32Array;
 }
 
+/** What encoding a frame with `codecs` took, just after: its zero pages (from its `encodings`) and each stage's work. */
+export function frameWork(codecs: PipelineCodecs, encodings: ArrayLike<number>): Pick<EncodedFrame, "zeroPages" | "work"> {
+  let zeroPages = 0;
+  for (let k = 0; k < encodings.length; k++) if (encodings[k] === Encoding.ZERO) zeroPages++;
+  const work: string[] = [];
+  for (const codec of [codecs.dedup, codecs.delta, codecs.compress]) {
+    // An adaptive codec is charged for the codecs it ran; raw is no encoding work.
+    for (const name of codec ? (codec.work ?? codec.name).split("+") : []) if (name !== "raw") work.push(name);
+  }
+  return { zeroPages, work };
+}
+
 /** What a pipeline reports at the end of a stream. */
 export interface PipelineReport {
   /** every page sent, per wire id, and the frames around them */
@@ -376,6 +393,8 @@ export class Pipeline {
   /** every codec built, including stages dropped since */
   private readonly built: PageCodec[];
   private readonly encoder: FrameEncoder;
+  /** Frames encoded on parallel channels were counted in (absorb). */
+  private absorbed = false;
 
   /** `flags`: its PAGES frames' (FrameFlags.DISK for a disk's stream); `xbzrle`: the delta stage's cache. */
   constructor(spec: string, flags = 0, xbzrle?: XbzrleCacheOptions) {
@@ -389,14 +408,7 @@ export class Pipeline {
   encode(batch: PageBatch, pages: ArrayLike<number>, link: LinkConditions): EncodedFrame {
     for (const codec of this.built) codec.setLink?.(link);
     const { frame, encodings, lengths } = this.encoder.content(batch, pages);
-    let zeroPages = 0;
-    for (const id of encodings) if (id === Encoding.ZERO) zeroPages++;
-    const work: string[] = [];
-    for (const codec of [this.stages.dedup, this.stages.delta, this.stages.compress]) {
-      // An adaptive codec is charged for the codecs it ran; raw is no encoding work.
-      for (const name of codec ? (codec.work ?? codec.name).split("+") : []) if (name !== "raw") work.push(name);
-    }
-    return { frame, zeroPages, work, encodings, lengths };
+    return { frame, ...frameWork(this.stages, encodings), encodings, lengths };
   }
 
   /** The delta stage's codec (XBZRLE), if the spec has one. */
@@ -409,9 +421,15 @@ export class Pipeline {
     return this.encoder.control(message);
   }
 
-  /** An adaptive compress stage's running count of pages per codec it chose. */
+  /** An adaptive compress stage's running count of pages per codec it chose (on the channels too, once frames were absorbed). */
   choices(): Readonly<Record<string, number>> | undefined {
-    return this.stages.compress?.stats.choices;
+    return this.absorbed ? this.encoder.stats.choices : this.stages.compress?.stats.choices;
+  }
+
+  /** Counts a PAGES frame of this stream that parallel channels encoded (src/wire/channels.ts), with its counters. */
+  absorb(stats: WireStats): void {
+    addWireStats(this.encoder.stats, stats);
+    this.absorbed = true;
   }
 
   /**

@@ -6,7 +6,7 @@ import { Piscina } from "piscina";
 import { CostModel } from "../codecs/cost.js";
 import { PageBatch } from "../wasm/arena.js";
 import { init } from "../wasm/module.js";
-import { buildPipeline, encodeFrame, newWireStats, type PipelineCodecs, type WireStats } from "./pipeline.js";
+import { buildPipeline, encodeFrameContent, frameWork, newWireStats, type EncodedFrame, type PipelineCodecs, type WireStats } from "./pipeline.js";
 
 // No top-level await: piscina first tries require() on the file, and Node 20
 // cannot require a module graph that awaits at top level (it then trips an
@@ -30,8 +30,7 @@ export interface EncodeTask {
   readonly sequence: number;
 }
 
-export interface EncodeResult {
-  readonly frame: Uint8Array;
+export interface EncodeResult extends EncodedFrame {
   /** this frame's counters, to be added to the pool's */
   readonly stats: WireStats;
 }
@@ -39,6 +38,8 @@ export interface EncodeResult {
 let batch: PageBatch | undefined;
 let costs: CostModel | undefined;
 const pipelines = new Map<string, PipelineCodecs>();
+/** Per pipeline: its adaptive codec's choices after the last task. */
+const chosen = new Map<string, Record<string, number>>();
 
 /** Hands the result back with the frame's buffer transferred, not copied. */
 class Transferred {
@@ -67,6 +68,13 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
   const stats = newWireStats();
   if (task.fromMemory) batch.load(task.pages, task.indices);
   else batch.set(task.pages);
-  const frame = encodeFrame(batch, task.indices, codecs, stats, task.sequence);
-  return Piscina.move(new Transferred({ frame, stats }) as never);
+  const { frame, encodings, lengths } = encodeFrameContent(batch, task.indices, codecs, stats, task.sequence);
+  const choices = codecs.compress?.stats.choices;
+  if (choices) {
+    // An adaptive codec counts its choices itself, over every task: this frame's are the difference.
+    const before = chosen.get(task.codec) ?? {};
+    stats.choices = Object.fromEntries(Object.entries(choices).map(([codec, pages]) => [codec, pages - (before[codec] ?? 0)]));
+    chosen.set(task.codec, { ...choices });
+  }
+  return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() }) as never);
 }
