@@ -6,6 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { replayFromSource } from "../src/engine/crtr.js";
+import { FlatPages, flatBytes } from "../src/guest/pages.js";
 import { SwitchoverView } from "../src/engine/frozen.js";
 import type { MigrationStats } from "../src/engine/metrics.js";
 import { VerificationError } from "../src/errors.js";
@@ -86,25 +87,26 @@ describe("checkpoint + trace/replay (model)", () => {
 
 describe("the modelled replay", () => {
   it("writes the pages written since the checkpoint and refuses a destination whose checkpoint differs from the snapshot", () => {
-    const guest = new Guest(4, PAGE);
+    // The guest flat (as a program thread's), the destinations too: the replay reads and writes any PageMemory.
+    const guest = new Guest(4, PAGE, new Uint8Array(4 * PAGE).fill(1));
+    const flat = (bytes: Uint8Array) => new FlatPages(bytes, PAGE);
     try {
-      guest.memory.fill(1);
       const snapshot = new SwitchoverView(guest);
       // Page 2 is written after the checkpoint began: its checkpoint content is kept.
       snapshot.preserve(2);
-      guest.memory.fill(7, 2 * PAGE, 3 * PAGE);
+      guest.memory.writable(2).fill(7);
       const destination = new Uint8Array(4 * PAGE).fill(1);
-      expect(replayFromSource(destination, guest.memory, snapshot, PAGE)).toBe(1);
-      expect(destination).toEqual(guest.memory);
+      expect(replayFromSource(flat(destination), guest.memory, snapshot)).toBe(1);
+      expect(destination).toEqual(flatBytes(guest.memory));
       // A destination that lost page 1 of the checkpoint is refused, naming it.
       const lost = new Uint8Array(4 * PAGE).fill(1);
       lost[PAGE + 5] = 0;
-      expect(() => replayFromSource(lost, guest.memory, snapshot, PAGE)).toThrow(VerificationError);
-      expect(() => replayFromSource(lost, guest.memory, snapshot, PAGE)).toThrow(/differ from the checkpoint before the replay: 1$/);
+      expect(() => replayFromSource(flat(lost), guest.memory, snapshot)).toThrow(VerificationError);
+      expect(() => replayFromSource(flat(lost), guest.memory, snapshot)).toThrow(/differ from the checkpoint before the replay: 1$/);
       // One holding page 2 as written later, not as at the checkpoint, is refused too.
       const late = new Uint8Array(4 * PAGE).fill(1);
       late.fill(7, 2 * PAGE, 3 * PAGE);
-      expect(() => replayFromSource(late, guest.memory, snapshot, PAGE)).toThrow(/: 2$/);
+      expect(() => replayFromSource(flat(late), guest.memory, snapshot)).toThrow(/: 2$/);
     } finally {
       guest.dispose();
     }

@@ -27,7 +27,7 @@ describe("block size and shape", () => {
   it("takes powers of two from 4 to 64 KiB only", () => {
     for (const ok of [4096, 8192, 65536]) expect(() => checkBlockSize(ok)).not.toThrow();
     for (const bad of [512, 2048, 6144, 131072, 4096.5, NaN]) expect(() => checkBlockSize(bad)).toThrow(RangeError);
-    expect(() => newDisk(2 ** 21, 4096)).toThrow(/blockCount/); // 8 GiB: past what one disk holds
+    expect(() => newDisk(2 ** 28 + 1, 4096)).toThrow(/blockCount/); // past the 1 TiB (and 2^28 blocks) one disk holds
     expect(() => newDisk(0)).toThrow(/blockCount/);
   });
 });

@@ -124,7 +124,7 @@ describe("the digest of a replica at the stop, taken while its program runs on",
       for (let i = 0; i < 500; i++) {
         const p = random.int(200);
         digest.take(p);
-        guest.page(p)[random.int(4096)] ^= 0xff;
+        guest.memory.writable(p)[random.int(4096)] ^= 0xff;
       }
       expect(Buffer.from(digest.finish()).equals(Buffer.from(atStop))).toBe(true);
       expect(Buffer.from(memoryDigest(guest.memory, 4096, 5n)).equals(Buffer.from(atStop))).toBe(false);

@@ -255,7 +255,8 @@ describe("pagemill migrate with a disk", () => {
     await expect(migrateRun(["--disk", "/nonexistent.ptrace.gz"])).rejects.toThrow(/--disk: \/nonexistent.ptrace.gz does not exist/);
     await expect(migrateRun(["--disk-workload", "oltp", "--prefetch", "maybe"])).rejects.toThrow(/--prefetch: must be on or off/);
     await expect(migrateRun(["--disk-workload", "tape"])).rejects.toThrow(/--disk-workload: unknown MODEL 'tape'/);
-    await expect(migrateRun(["--disk-workload", "oltp", "--disk-blocks", String(2 ** 21)])).rejects.toThrow(/--disk-blocks: blockCount/);
+    await expect(migrateRun(["--disk-workload", "oltp", "--block-size", "65536", "--disk-blocks", String(2 ** 24 + 1)])).rejects.toThrow(/--disk-blocks: blockCount/);
+    await expect(migrateRun(["--disk-workload", "oltp", "--disk-blocks", String(2 ** 28)])).rejects.toThrow(/--disk-blocks: a oltp disk of 1\.0 TiB \(a quarter of it filled\) needs an estimated .* more than the limit/);
     await expect(migrateRun(["--hot-area", "off"])).rejects.toThrow(/--hot-area: applies to a disk/);
     await expect(migrateRun(["--disk-workload", "oltp", "--block-size", "2048"])).rejects.toThrow(/--block-size must be a power of two from 4096/);
   });

@@ -47,6 +47,7 @@
 // 2 is our assumption (docs/engines.md shows 1.25 and 4 beside it).
 
 import { VerificationError } from "../errors.js";
+import { sameBytes, type PageMemory } from "../guest/pages.js";
 import type { SwitchoverView } from "./frozen.js";
 import type { CrtrOutcome, StopReason } from "./metrics.js";
 import type { Source } from "./source.js";
@@ -93,17 +94,15 @@ async function sendLog(s: Source, bytes: number, outcome: CrtrOutcome, bytesPerS
  * writes into it the pages the execution changed since, from `source`.
  * Returns how many it wrote.
  */
-export function replayFromSource(destination: Uint8Array, source: Uint8Array, snapshot: SwitchoverView, pageSize: number): number {
-  const pageCount = destination.byteLength / pageSize;
-  const held = (p: number) => Buffer.from(destination.buffer, destination.byteOffset + p * pageSize, pageSize);
+export function replayFromSource(destination: PageMemory, source: PageMemory, snapshot: SwitchoverView): number {
   const differ: number[] = [];
-  for (let p = 0; p < pageCount; p++) if (!held(p).equals(snapshot.page(p))) differ.push(p);
+  for (let p = 0; p < destination.pageCount; p++) if (!sameBytes(destination.page(p), snapshot.page(p))) differ.push(p);
   if (differ.length) {
     throw new VerificationError(`${differ.length} page(s) at the destination differ from the checkpoint before the replay: ${differ.slice(0, 16).join(", ")}`, differ);
   }
   let written = 0;
   for (const p of snapshot.pages()) {
-    destination.set(source.subarray(p * pageSize, (p + 1) * pageSize), p * pageSize);
+    destination.write(p, source.page(p));
     written++;
   }
   return written;

@@ -31,6 +31,7 @@ import { PagemillError, checkInteger } from "../errors.js";
 import { Random } from "../random.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 import { MAX_BITMAP_PAGES } from "./bitmap.js";
+import { ChunkedPages, checkFitsInMemory } from "./chunks.js";
 import { checkTrace } from "./pagetrace.js";
 import { BaseWorkload, NO_READS, TraceReplay, subSeed } from "./workloads.js";
 
@@ -304,10 +305,12 @@ export class BlockWorkload extends BaseWorkload {
 export function modelDisk(name: BlockModelName | BlockModel, blockCount: number, options: { blockSize?: number; seed?: number; filled?: number } = {}): BlockWorkload {
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
   const seed = options.seed ?? 1;
-  const disk = newDisk(blockCount, blockSize);
+  checkDiskShape(blockCount, blockSize);
   // A filesystem with data in its first quarter (the rest never written): distinct, half-random blocks.
-  const random = new Random(subSeed(seed, 43));
   const filled = Math.floor(blockCount * (options.filled ?? 0.25));
+  checkFitsInMemory(`a ${typeof name === "string" ? name : "model"} disk of ${blockCount} blocks with ${filled} filled`, filled * blockSize + ChunkedPages.overheadBytes(blockCount));
+  const disk = newDisk(blockCount, blockSize);
+  const random = new Random(subSeed(seed, 43));
   for (let b = 0; b < filled; b++) putWords(disk.memory.writable(b), 0, blockSize, blockSize / 2, random);
   return new BlockWorkload(disk, name, seed);
 }
