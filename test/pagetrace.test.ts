@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { TraceError, TraceReader, TraceWriter, applyEpoch, replayTrace, type TraceErrorCode } from "../src/guest/pagetrace.js";
 import { CONTENT_MODELS, ContentStats, IMAGE_PROFILES, TRACE_CHANGED_BYTES } from "../src/guest/workloads.js";
+import { ChunkedPages } from "../src/guest/chunks.js";
+import { flatBytes } from "../src/guest/pages.js";
 import { SHARED, TRACE_NAMES, tracePath } from "./helpers/traces.js";
 
 const FUZZ = process.env.PAGEMILL_FUZZ ? 20 : 1;
@@ -369,5 +371,30 @@ describe("corrupt traces", () => {
     await writer.epochDeltas(200_000, [0, 2, 5], reader0.subarray(layout.deltas2!, layout.end!));
     await writer.close();
     expectSameBytes(new Uint8Array(gunzipSync(readFileSync(path))), raw, "raw stream");
+  });
+});
+
+describe("reading an image into sparse memory", () => {
+  const bundled = new URL("../data/redis-sample.ptrace.gz", import.meta.url).pathname;
+
+  it("holds the same pages as the flat image, and only the non-zero ones", async () => {
+    const flat = await TraceReader.open(bundled);
+    const sparse = await TraceReader.open(bundled, { into: ({ pageCount, pageSize }) => new ChunkedPages(pageCount, pageSize) });
+    try {
+      const { pageCount, pageSize } = flat.header;
+      expect(sparse.image.byteLength).toBe(0);
+      expect(Buffer.from(flatBytes(sparse.memory!)).equals(Buffer.from(flat.image))).toBe(true);
+      let nonZero = 0;
+      for (let p = 0; p < pageCount; p++) if (flat.image.subarray(p * pageSize, (p + 1) * pageSize).some((b) => b !== 0)) nonZero++;
+      expect(nonZero).toBeLessThan(pageCount);
+      expect(sparse.memory!.heldBytes).toBe(nonZero * pageSize);
+    } finally {
+      flat.close();
+      sparse.close();
+    }
+  });
+
+  it("refuses a memory of another shape", async () => {
+    await expect(TraceReader.open(bundled, { into: () => new ChunkedPages(5, 4096) })).rejects.toThrow(/options.into gave 5 pages of 4096 B, the image has \d+ of 4096 B/);
   });
 });

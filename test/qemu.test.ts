@@ -35,8 +35,7 @@ class HotWords extends BaseWorkload {
   protected run(_from: number, to: number): void {
     for (; this.ticks < Math.floor(to / this.period + 1e-9); this.ticks++) {
       for (const page of this.pages) {
-        const at = this.guest.beginWrite(page, false);
-        this.guest.memory.fill((this.ticks % 200) + 1, at + 100, at + 108);
+        this.guest.beginWrite(page, false).fill((this.ticks % 200) + 1, 100, 108);
       }
     }
   }

@@ -24,6 +24,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import { PagemillError, checkInteger, checkPageSize } from "../errors.js";
 import { writeAtomically } from "../files.js";
+import type { PageMemory } from "./pages.js";
 
 export const TRACE_MAGIC = "PTRACE1\0";
 /** Bytes of the fixed header before the meta JSON. */
@@ -259,6 +260,12 @@ export interface OpenTraceOptions {
   image?: (header: TraceHeader) => Uint8Array;
   /** Read past the image without keeping it (`reader.image` is then empty): to stream the epochs again. */
   skipImage?: boolean;
+  /**
+   * Stream the image into this memory instead, 4 MiB at a time, leaving its
+   * zero pages unwritten (a sparse memory holds only the image's data;
+   * `reader.image` is then empty). Its shape must be the trace's.
+   */
+  into?: (header: TraceHeader) => PageMemory;
 }
 
 /**
@@ -275,6 +282,8 @@ export class TraceReader {
     readonly header: TraceHeader,
     image: Uint8Array,
     private readonly source: InflatedSource,
+    /** The memory options.into gave, holding the image. */
+    readonly memory?: PageMemory,
   ) {
     this.image = image;
   }
@@ -313,12 +322,21 @@ export class TraceReader {
       const meta = parseMeta(metaBytes, pageCount, pageSize, path, metaOffset);
       const header: TraceHeader = { pageSize, pageCount, epochCount, intervalMicros, meta };
       const imageBytes = pageCount * pageSize;
-      if (options.skipImage) {
-        const scratch = new Uint8Array(Math.min(imageBytes, 4 << 20));
-        for (let left = imageBytes; left > 0; left -= scratch.byteLength) {
-          await source.read(scratch, Math.min(left, scratch.byteLength), "image");
+      if (options.skipImage || options.into) {
+        const memory = options.skipImage ? undefined : options.into!(header);
+        if (memory && (memory.pageCount !== pageCount || memory.pageSize !== pageSize)) {
+          throw new RangeError(`options.into gave ${memory.pageCount} pages of ${memory.pageSize} B, the image has ${pageCount} of ${pageSize} B`);
         }
-        return new TraceReader(path, header, new Uint8Array(0), source);
+        // 4 MiB is a whole number of pages of any page size.
+        const scratch = new Uint8Array(Math.min(imageBytes, 4 << 20));
+        let page = 0;
+        for (let left = imageBytes; left > 0; left -= scratch.byteLength) {
+          const bytes = Math.min(left, scratch.byteLength);
+          await source.read(scratch, bytes, "image");
+          // A zero page written to a sparse memory holds nothing.
+          if (memory) for (let at = 0; at < bytes; at += pageSize, page++) memory.write(page, scratch, at);
+        }
+        return new TraceReader(path, header, new Uint8Array(0), source, memory);
       }
       const image = options.image?.(header) ?? new Uint8Array(imageBytes);
       if (image.byteLength !== imageBytes) {

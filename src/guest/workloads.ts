@@ -32,6 +32,7 @@ import { isZeroPage } from "../codecs/zero.js";
 import { PagemillError, checkInteger } from "../errors.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 import { FlatPages, type PageMemory } from "./pages.js";
+import { ChunkedPages } from "./chunks.js";
 import { TraceReader, xorWords, type TraceEpoch, type TraceHeader } from "./pagetrace.js";
 import { Random } from "../random.js";
 
@@ -802,9 +803,9 @@ export class TraceReplay extends BaseWorkload {
 
   /** Opens `path`; the guest (trace.guest) holds the trace's image. `init()` must have completed. */
   static async open(path: string, options: TraceReplayOptions = {}): Promise<TraceReplay> {
-    const reader = await TraceReader.open(path);
+    const reader = await TraceReader.open(path, { into: ({ pageCount, pageSize }) => new ChunkedPages(pageCount, pageSize) });
     const { pageCount, pageSize } = reader.header;
-    const guest = new Guest(pageCount, pageSize, reader.image);
+    const guest = new Guest(pageCount, pageSize, reader.memory!);
     return new TraceReplay(guest, path, reader.header, reader, options);
   }
 
