@@ -22,7 +22,7 @@ const LINK = { bitsPerSecond: 40e6, rtt: 0.005 };
 const STRATEGIES: PredictedStrategy[] = ["precopy", "postcopy", "hybrid"];
 
 /** docs/adaptive.md: within 5% except these (trace strategy metric → bound). */
-const KNOWN_MISSES: Record<string, number> = { "redis precopy downtime": 0.11, "memstream postcopy totalTime": 0.1, "memstream hybrid totalTime": 0.07 };
+const KNOWN_MISSES: Record<string, number> = { "memstream postcopy totalTime": 0.1, "memstream hybrid totalTime": 0.07 };
 
 function relative(predicted: number, emulated: number): number {
   return Math.abs(predicted - emulated) / emulated;

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { profileTrace, summarise, writePrediction, writeRate, workingSet } from "../src/adaptive/profile.js";
+import { LEFT_ZERO, LEFT_ZERO_EVEN, profileTrace, summarise, writePrediction, writeRate, workingSet } from "../src/adaptive/profile.js";
+import { NO_READS, TraceReplay } from "../src/guest/workloads.js";
 import { run } from "../src/cli/profile.js";
 import { UsageError } from "../src/cli/args.js";
 import { TraceWriter } from "../src/guest/pagetrace.js";
@@ -51,6 +52,33 @@ describe("profiler", () => {
     expect(writeRate(0, 6, 0.1)).toBe(0);
     // One epoch: page 5 surely, pages 0, 6, 7 with 1/3, 1/2, 1/2.
     expect(workingSet(m, 0.1)).toBeCloseTo(1 + 1 / 3 + 1 / 2 + 1 / 2, 12);
+  });
+
+  it("flags the writes that leave a page zero in the replay's even passes as the replay's second pass finds them", async () => {
+    for (const path of [await knownTrace(), SAMPLE]) {
+      const { memory: m } = await profileTrace(path);
+      const replay = await TraceReplay.open(path, { reads: NO_READS });
+      try {
+        const E = m.epochTimes.length;
+        const period = m.epochTimes[E - 1]! + m.interval;
+        let differ = 0;
+        for (let e = 0; e < 2 * E; e++) {
+          await replay.advance(Math.floor(e / E) * period + m.epochTimes[e % E]!);
+          const { pages, flags } = m.epochs[e % E]!;
+          const flag = e < E ? LEFT_ZERO : LEFT_ZERO_EVEN;
+          pages.forEach((p, k) => {
+            const zero = replay.guest.page(p).every((byte) => byte === 0);
+            expect(zero, `epoch ${e}, page ${p}`).toBe((flags[k]! & flag) !== 0);
+            if (((flags[k]! & LEFT_ZERO) !== 0) !== zero) differ++;
+          });
+        }
+        // The two passes' zero pages do differ: the first pass's flags do not serve for the second.
+        expect(differ).toBeGreaterThan(0);
+      } finally {
+        await replay.close();
+        replay.guest.dispose();
+      }
+    }
   });
 
   it("scores the next-epoch write prediction on held-out epochs only", async () => {

@@ -25,7 +25,7 @@
 import { DEFAULT_READS } from "../guest/workloads.js";
 import { CostModel } from "../codecs/cost.js";
 import { CHECK_BYTES, ENTRY_BYTES, HEADER_BYTES } from "../wire/frame.js";
-import { LEFT_ZERO, WHOLE_WRITE, type PageProfile } from "./profile.js";
+import { LEFT_ZERO, LEFT_ZERO_EVEN, WHOLE_WRITE, type PageProfile } from "./profile.js";
 
 export type PredictedStrategy = "precopy" | "postcopy" | "hybrid" | "fractional";
 
@@ -112,10 +112,12 @@ class Writes {
   /** Writes of the next epoch: visit(page, chance, whole share, zero share); the expected count returned. */
   apply(visit: (p: number, x: number, whole: number, zero: number) => void): number {
     const E = this.m.epochTimes.length;
+    // The replay's even passes go through other contents (LEFT_ZERO_EVEN).
+    const leftZero = Math.floor(this.next / E) % 2 ? LEFT_ZERO_EVEN : LEFT_ZERO;
     const e = this.next++ % E;
     if (this.replay) {
       const { pages, flags } = this.m.epochs[e]!;
-      for (let k = 0; k < pages.length; k++) visit(pages[k]!, 1, flags[k]! & WHOLE_WRITE ? 1 : 0, flags[k]! & LEFT_ZERO ? 1 : 0);
+      for (let k = 0; k < pages.length; k++) visit(pages[k]!, 1, flags[k]! & WHOLE_WRITE ? 1 : 0, flags[k]! & leftZero ? 1 : 0);
       return pages.length;
     }
     let total = 0;

@@ -33,8 +33,9 @@ export interface PageProfile {
   readonly dirtySeries: Uint32Array;
   /**
    * The recorded history: each epoch's written pages, ascending, with a
-   * parallel flag per page (bit 0 whole-page write, bit 1 left zero). Kept
-   * for the held-out evaluation and for the predictor's replay model.
+   * parallel flag per page (bit 0 whole-page write, bit 1 left zero, bit 2
+   * left zero in the replay's even passes). Kept for the held-out evaluation
+   * and for the predictor's replay model.
    */
   readonly epochs: readonly { readonly pages: Uint32Array; readonly flags: Uint8Array }[];
 }
@@ -48,6 +49,13 @@ export interface Profile {
 
 export const WHOLE_WRITE = 1;
 export const LEFT_ZERO = 2;
+/**
+ * Left zero when the replay applies the epoch in an even pass: a looping
+ * replay XORs the same deltas again from the final image, so its even passes
+ * hold each recorded state XOR the trace's net change (TraceReplay), and a
+ * page is zero there when its recorded state equals that change.
+ */
+export const LEFT_ZERO_EVEN = 4;
 
 function allZero(words: Int32Array, from: number, count: number): boolean {
   for (let i = from, end = from + count; i < end; i++) if (words[i] !== 0) return false;
@@ -97,6 +105,17 @@ export async function profileTrace(path: string): Promise<Profile> {
     epochTimes[e] = epoch.elapsedMicros / 1e6;
     epochs.push({ pages: pages.slice(), flags });
     e++;
+  }
+  // The replay's second pass, from the final image: which writes leave a page zero there.
+  e = 0;
+  for await (const epoch of (await TraceReader.open(path, { skipImage: true })).epochs()) {
+    const delta = new Int32Array(epoch.deltas.buffer, epoch.deltas.byteOffset, epoch.deltas.byteLength >>> 2);
+    const { pages, flags } = epochs[e++]!;
+    for (let k = 0; k < pages.length; k++) {
+      const at = pages[k]! * wordsPerPage;
+      for (let i = 0; i < wordsPerPage; i++) words[at + i]! ^= delta[k * wordsPerPage + i]!;
+      if (allZero(words, at, wordsPerPage)) flags[k]! |= LEFT_ZERO_EVEN;
+    }
   }
   return {
     source: path,
