@@ -134,7 +134,8 @@ export class Source {
     // ram.c: XBZRLE stays off until the first pass is over.
     this.qemuXbzrle = qemu && this.pipeline.delta instanceof XbzrleCodec ? this.pipeline.delta : undefined;
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";
-    if (this.settings.channels > 1) this.channels = new ParallelEncoder({ channels: this.settings.channels, codec: this.settings.codec, pageSize: this.settings.pageSize });
+    // This thread encodes one channel's share itself.
+    if (this.settings.channels > 1) this.channels = new ParallelEncoder({ channels: this.settings.channels - 1, codec: this.settings.codec, pageSize: this.settings.pageSize });
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
     if (parts.disk && !this.settings.disk) throw new RangeError("a disk was given, but the settings describe none (normaliseOptions takes its shape)");
     this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize);
@@ -380,17 +381,19 @@ export class Source {
   }
 
   /**
-   * The batch's pages split into one frame per channel, encoded at once on
-   * the channels' threads (each gets its pages' bytes, moved), in page order.
+   * The batch's pages split into one frame per channel, in page order, all
+   * encoded at once: the first by this thread's pipeline, the others on the
+   * channels' threads (each gets its pages' bytes, moved). This thread is a
+   * channel rather than waiting idle for the others.
    */
   private async encodeOnChannels(batch: PageBatch, pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
     const channels = this.channels!;
     const ps = this.settings.pageSize;
     const n = pages.length;
-    const per = Math.ceil(n / channels.channels);
+    const per = Math.ceil(n / this.settings.channels);
     const bandwidth = this.linkBandwidth();
     const parts: Promise<EncodedFrame & { pages: number }>[] = [];
-    for (let first = 0; first < n; first += per) {
+    for (let first = per; first < n; first += per) {
       const count = Math.min(per, n - first);
       const bytes = batch.bytes().slice(first * ps, (first + count) * ps);
       const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
@@ -401,8 +404,12 @@ export class Source {
         }),
       );
     }
+    const all = batch.count;
+    batch.count = Math.min(per, n);
+    const own = { ...this.pipeline.encode(batch, Array.from({ length: batch.count }, (_, k) => pages[k]!), { bandwidth, costs: this.settings.cost }), pages: batch.count };
+    batch.count = all;
     // Real threads, no time on this clock: a virtual clock waits for them without moving.
-    return this.clock.settle(Promise.all(parts));
+    return [own, ...(await this.clock.settle(Promise.all(parts)))];
   }
 
   /** CPU seconds the pipeline's work on a frame of `n` pages took: the zero scan and each stage. */

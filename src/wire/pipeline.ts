@@ -423,7 +423,11 @@ export class Pipeline {
 
   /** An adaptive compress stage's running count of pages per codec it chose (on the channels too, once frames were absorbed). */
   choices(): Readonly<Record<string, number>> | undefined {
-    return this.absorbed ? this.encoder.stats.choices : this.stages.compress?.stats.choices;
+    const own = this.stages.compress?.stats.choices;
+    if (!this.absorbed) return own;
+    const all = { ...this.encoder.stats.choices };
+    for (const [codec, pages] of Object.entries(own ?? {})) all[codec] = (all[codec] ?? 0) + pages;
+    return all;
   }
 
   /** Counts a PAGES frame of this stream that parallel channels encoded (src/wire/channels.ts), with its counters. */
@@ -446,7 +450,7 @@ export class Pipeline {
 
   /** The stream's figures so far. */
   report(pageSize: number): PipelineReport {
-    const codecStats = this.encoder.stats;
+    const codecStats = { ...this.encoder.stats };
     const contentIn = (codecStats.pages - (codecStats.byEncoding.zero ?? 0)) * pageSize;
     const choices = this.choices();
     if (choices) codecStats.choices = { ...choices };
