@@ -3,6 +3,7 @@
 // closing the connection before anything is handed on, and bounded waits.
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { Random } from "../src/random.js";
 import { AuthenticationError, NetworkError, ProtocolError, connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
 
 const KEY = new Uint8Array(32).fill(7);
@@ -63,6 +64,83 @@ describe("TCP channel", () => {
     expect(client.sentBytes).toBe(sizes.reduce((a, b) => a + b, 0));
     await server.send(frame(100, 9));
     expect(Buffer.from((await client.receive())!).equals(Buffer.from(frame(100, 9)))).toBe(true);
+  });
+
+  it("records cut at any byte, the head included, arrive whole: each 'data' chunk of one byte to 64 KiB", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    open.push(listener);
+    // A proxy that passes the client's bytes on in pieces of random sizes, one write per turn of the loop.
+    const rng = new Random(5);
+    const random = (): number => rng.float();
+    const server = createServer((inbound: Socket) => {
+      const outbound = createConnection({ host: "127.0.0.1", port: listener.port });
+      outbound.setNoDelay(true);
+      let queue = Promise.resolve();
+      inbound.on("data", (chunk: Buffer) => {
+        queue = queue.then(async () => {
+          for (let at = 0; at < chunk.length; ) {
+            const n = Math.min(chunk.length - at, random() < 0.5 ? 1 + Math.floor(random() * 8) : 1 + Math.floor(random() * 65536));
+            outbound.write(chunk.subarray(at, (at += n)));
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        });
+      });
+      outbound.on("data", (chunk) => inbound.write(chunk));
+      for (const [a, b] of [[inbound, outbound], [outbound, inbound]] as const) {
+        a.on("error", () => b.destroy());
+        a.on("close", () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    open.push({ close: () => new Promise((resolve) => server.close(resolve)) });
+    const [client, accepted] = await Promise.all([connectChannel("127.0.0.1", (server.address() as { port: number }).port, { key: KEY }), listener.accept()]);
+    open.push(client, accepted);
+    const sizes = Array.from({ length: 40 }, () => Math.floor(random() * (random() < 0.3 ? 300_000 : 40)));
+    const sending = (async () => {
+      for (const [i, size] of sizes.entries()) await client.send(frame(size, i));
+    })();
+    for (const [i, size] of sizes.entries()) {
+      const got = (await accepted.receive())!;
+      expect(Buffer.from(got).equals(Buffer.from(frame(size, i)))).toBe(true);
+      accepted.release(got);
+    }
+    await sending;
+  });
+
+  it("reuses a sent frame's memory only once the peer acknowledged it, and a received one's once released", async () => {
+    const { client, server } = await pair();
+    const size = 100_000;
+    const first = client.frameBuffer(size);
+    first.set(frame(size, 0));
+    await client.send(first);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Not acknowledged yet (the receiver acknowledges every 16 frames): its memory is not handed out again.
+    const sent = [first.buffer];
+    for (let i = 1; i < 16; i++) {
+      const next = client.frameBuffer(size);
+      expect(sent).not.toContain(next.buffer);
+      sent.push(next.buffer);
+      next.set(frame(size, i));
+      await client.send(next);
+    }
+    const received: Uint8Array[] = [];
+    for (let i = 0; i < 16; i++) {
+      received.push((await server.receive())!);
+      expect(Buffer.from(received[i]!).equals(Buffer.from(frame(size, i)))).toBe(true);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Acknowledged: the sixteen buffers go out again.
+    expect(sent).toContain(client.frameBuffer(size).buffer);
+    // A frame received and not released keeps its memory; a released one's carries the next record.
+    const kept = received[0]!.buffer;
+    for (const got of received.slice(1)) server.release(got);
+    const echo = frame(size, 99);
+    await client.send(echo);
+    const next = (await server.receive())!;
+    expect(next.buffer).not.toBe(kept);
+    expect(received.slice(1).map((r) => r.buffer)).toContain(next.buffer);
+    expect(Buffer.from(next).equals(Buffer.from(echo))).toBe(true);
+    expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
   });
 
   it("refuses a peer without the key, on both sides, before any frame", async () => {

@@ -130,7 +130,8 @@ export class Source {
     this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
     const qemu = this.settings.flavor === "qemu";
-    this.pipeline = new Pipeline(this.settings.codec, 0, qemu ? { policy: "qemu" } : undefined);
+    // Frames in the channel's own memory where it reuses it (a TCP channel's pool).
+    this.pipeline = new Pipeline(this.settings.codec, 0, qemu ? { policy: "qemu" } : undefined, this.channel.frameBuffer && ((bytes) => this.channel.frameBuffer!(bytes)));
     // ram.c: XBZRLE stays off until the first pass is over.
     this.qemuXbzrle = qemu && this.pipeline.delta instanceof XbzrleCodec ? this.pipeline.delta : undefined;
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";

@@ -19,6 +19,14 @@ export interface Channel {
    * they serve them between the frames of the background push.
    */
   sendUrgent?(frame: Uint8Array): Promise<void>;
+  /**
+   * Memory for a frame of `bytes` bytes that this end will send, where the
+   * channel reuses memory: the channel takes it back once the peer has the
+   * frame, so the caller fills it, sends it once and keeps no view of it.
+   */
+  frameBuffer?(bytes: number): Uint8Array;
+  /** The receiver is done with `frame` (from receive()) and keeps no view of it: the channel may reuse its memory. */
+  release?(frame: Uint8Array): void;
   /** The next frame from the peer, in order; undefined once the peer closed. */
   receive(): Promise<Uint8Array | undefined>;
   /** Round-trip time in seconds (configured or last measured). */
@@ -46,6 +54,8 @@ export function withoutPriorityLane(channel: Channel): Channel {
   return {
     send: (frame) => channel.send(frame),
     receive: () => channel.receive(),
+    ...(channel.frameBuffer && { frameBuffer: (bytes: number) => channel.frameBuffer!(bytes) }),
+    ...(channel.release && { release: (frame: Uint8Array) => channel.release!(frame) }),
     close: () => channel.close(),
     survive: () => channel.survive?.(),
     get rtt() {

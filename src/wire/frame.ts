@@ -8,8 +8,9 @@
 //       A control frame: { type: "round-start" | "round-end", round, pages },
 //       { type: "switch-over", state }, { type: "page-request", pages },
 //       { type: "done", memoryBytes, digestName, digest }.
-//   writePagesFrame(scratch, sequence, pageSize, parts): Uint8Array
-//       A PAGES frame from its entries and where each payload lies.
+//   writePagesFrame(scratch, sequence, pageSize, parts, flags?, allocate?): Uint8Array
+//       A PAGES frame from its entries and where each payload lies (in
+//       memory from `allocate` when given).
 //   readFrameHeader(bytes): FrameHeader
 //       Checks and reads the 28-byte header alone (stream splitters use it
 //       to learn a frame's length before buffering it).
@@ -206,7 +207,10 @@ export interface FramePart {
  * output, or batch memory for raw pages) are copied as one run; empty ones
  * never break a run.
  */
-export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: number, parts: readonly FramePart[], flags = 0): Uint8Array {
+/** Memory for a frame of `bytes` bytes, which the writer fills whole (a channel's pooled buffers, say). */
+export type FrameAllocator = (bytes: number) => Uint8Array;
+
+export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: number, parts: readonly FramePart[], flags = 0, allocate?: FrameAllocator): Uint8Array {
   const n = parts.length;
   let payloadBytes = 0;
   for (const part of parts) payloadBytes += part.length;
@@ -244,7 +248,11 @@ export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: nu
   }
   flush();
   sealFrame(mem, at, total);
-  return mem.slice(at, at + total);
+  if (!allocate) return mem.slice(at, at + total);
+  const out = allocate(total);
+  if (!(out instanceof Uint8Array) || out.byteLength !== total) throw new RangeError(`the frame allocator gave ${out instanceof Uint8Array ? `${out.byteLength} B` : "no Uint8Array"} for a ${total} B frame`);
+  out.set(mem.subarray(at, at + total));
+  return out;
 }
 
 /** What the grammar allows a codec-decoded wire id's payloads (the codec declares it). */

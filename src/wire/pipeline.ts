@@ -29,7 +29,7 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { checkArrayLike, checkInstance, checkInteger, checkObject } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { encodeControl, maxFramePages, writePagesFrame, type ControlMessage, type FramePart } from "./frame.js";
+import { encodeControl, maxFramePages, writePagesFrame, type ControlMessage, type FrameAllocator, type FramePart } from "./frame.js";
 
 /** The codecs of the pipeline's stages; any may be absent (then pages go on to the next). */
 export interface PipelineCodecs {
@@ -159,7 +159,7 @@ function checkCodecs(codecs: PipelineCodecs): void {
 }
 
 /** Runs the batch's pages through the stages (see the module comment) and writes the frame. */
-function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: PipelineCodecs, scratch: EncoderScratch, sequence: number, flags = 0): FrameContent {
+function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: PipelineCodecs, scratch: EncoderScratch, sequence: number, flags = 0, allocate?: FrameAllocator): FrameContent {
   checkInstance("batch", batch, PageBatch);
   checkCodecs(codecs);
   const n = batch.count;
@@ -248,7 +248,7 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
     parts[k] = { index: indices[k]!, encoding: Encoding.RAW, length: ps, data: undefined, from: holder.ptr + slot * ps };
   });
 
-  const frame = writePagesFrame(scratch.frame, sequence, ps, parts, flags);
+  const frame = writePagesFrame(scratch.frame, sequence, ps, parts, flags, allocate);
   const encodings = new Uint8Array(n);
   const lengths = new Uint32Array(n);
   parts.forEach((p, k) => {
@@ -284,12 +284,16 @@ export function encodeFrameContent(batch: PageBatch, pageIndices: ArrayLike<numb
   return content;
 }
 
-/** An encoder for one stream: numbers its frames and keeps its stats. `flags`: its PAGES frames' (FrameFlags). */
+/**
+ * An encoder for one stream: numbers its frames and keeps its stats. `flags`: its PAGES frames' (FrameFlags);
+ * `allocate`: where its PAGES frames are written (default: a fresh buffer each).
+ */
 export class FrameEncoder {
   readonly stats = newWireStats();
   constructor(
     readonly codecs: PipelineCodecs = {},
     readonly flags = 0,
+    private readonly allocate?: FrameAllocator,
   ) {}
   /** Next sequence number. */
   get sequence(): number {
@@ -300,7 +304,7 @@ export class FrameEncoder {
   }
   /** One PAGES frame with what it holds. */
   content(batch: PageBatch, pageIndices: ArrayLike<number>): FrameContent {
-    const content = encodePages(batch, pageIndices, this.codecs, scratch(), this.stats.frames, this.flags);
+    const content = encodePages(batch, pageIndices, this.codecs, scratch(), this.stats.frames, this.flags, this.allocate);
     countFrame(this.stats, content, batch.pageSize);
     return content;
   }
@@ -396,12 +400,15 @@ export class Pipeline {
   /** Frames encoded on parallel channels were counted in (absorb). */
   private absorbed = false;
 
-  /** `flags`: its PAGES frames' (FrameFlags.DISK for a disk's stream); `xbzrle`: the delta stage's cache. */
-  constructor(spec: string, flags = 0, xbzrle?: XbzrleCacheOptions) {
+  /**
+   * `flags`: its PAGES frames' (FrameFlags.DISK for a disk's stream); `xbzrle`: the delta stage's cache;
+   * `allocate`: memory for its PAGES frames (a channel's frameBuffer).
+   */
+  constructor(spec: string, flags = 0, xbzrle?: XbzrleCacheOptions, allocate?: FrameAllocator) {
     this.spec = spec;
     this.stages = buildPipeline(spec, undefined, xbzrle);
     this.built = Object.values(this.stages).filter((c) => c !== undefined);
-    this.encoder = new FrameEncoder(this.stages, flags);
+    this.encoder = new FrameEncoder(this.stages, flags, allocate);
   }
 
   /** Encodes the batch's loaded pages (guest pages `pages`) as one PAGES frame for a link in `link`'s state. */
