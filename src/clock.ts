@@ -173,6 +173,16 @@ export class VirtualClock implements Clock {
 }
 
 /** Wall-clock time (performance.now), for migrations between real processes. */
+/**
+ * Seconds since the epoch to the microsecond, for times two processes on one
+ * machine compare (a downtime measured from the source's stop to the
+ * destination's resume). Date.now() counts whole milliseconds: up to 2 ms
+ * off on a downtime of 20-30 ms.
+ */
+export function wallTime(): number {
+  return (performance.timeOrigin + performance.now()) / 1000;
+}
+
 export class RealClock implements Clock {
   readonly virtual = false;
   private readonly origin = performance.now();

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DeadlockError, RealClock, VirtualClock } from "../src/clock.js";
+import { execFileSync } from "node:child_process";
+import { DeadlockError, RealClock, VirtualClock, wallTime } from "../src/clock.js";
 import { SimulatedLink, RateSchedule } from "../src/net/link.js";
 import { LoopbackPair } from "../src/net/loopback.js";
 import { ChannelClosedError, type Channel } from "../src/net/channel.js";
@@ -79,6 +80,18 @@ describe("VirtualClock", () => {
     expect(() => clock.sleep(-1)).toThrow(/seconds/);
     expect(() => clock.sleep(Number.NaN)).toThrow(/seconds/);
     expect(() => clock.waitUntil(Number.NaN)).toThrow(/t must/);
+  });
+
+  it("wallTime: the epoch in seconds finer than a millisecond, the same in another process", async () => {
+    const ms = Array.from({ length: 50 }, () => wallTime() * 1000);
+    expect(ms.some((t) => t !== Math.round(t))).toBe(true);
+    expect(Math.abs(ms[0]! - Date.now())).toBeLessThan(5);
+    const before = wallTime();
+    const theirs = Number(execFileSync(process.execPath, ["-e", "console.log((performance.timeOrigin + performance.now()) / 1000)"], { encoding: "utf8" }));
+    const after = wallTime();
+    // Taken between our two readings (a margin for clocks read a microsecond apart).
+    expect(theirs).toBeGreaterThanOrEqual(before - 1e-4);
+    expect(theirs).toBeLessThanOrEqual(after + 1e-4);
   });
 
   it("RealClock runs on wall time", async () => {

@@ -264,6 +264,22 @@ describe("TCP channel", () => {
     expect(order.filter((n) => n === 65536).length).toBe(10);
   });
 
+  it("under a cap, a frame is on the line as soon as the line is free, and reaches the peer once its last bit would have left", async () => {
+    const { client, server } = await pair({ bitsPerSecond: 20e6 });
+    // 256 KiB at 20 Mbit/s: 105 ms on the line.
+    const onLine = (((256 * 1024 + 21) * 8) / 20e6) * 1000;
+    const started = performance.now();
+    const arrival = server.receive().then(() => performance.now() - started);
+    await client.send(frame(256 * 1024, 1));
+    // The line was free: send() resolves at once, as the simulated link's does (the sender prepares the next frame meanwhile).
+    expect(performance.now() - started).toBeLessThan(onLine / 2);
+    await client.send(frame(100, 2));
+    // The next frame waited for the line: until the first had left.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(onLine - 2);
+    expect(await arrival).toBeGreaterThanOrEqual(onLine - 2);
+    expect((await server.receive())!.byteLength).toBe(100);
+  });
+
   it("paces sends to the cap", async () => {
     const { client, server } = await pair({ bitsPerSecond: 80e6 });
     const bytes = 2 * 2 ** 20;

@@ -12,7 +12,7 @@ import { WORKLOAD_OPTIONS, workloadFactory } from "./migrate.js";
 import { DISK_PROGRAM_OPTIONS, diskSetup } from "./disk.js";
 import type { Workload } from "../guest/guest.js";
 import type { WorkloadSpec } from "../guest/threaded.js";
-import { printRecoveries, recoveryTimes, waitOptions } from "./send.js";
+import { cpuSeconds, printRecoveries, recoveryTimes, waitOptions } from "./send.js";
 
 export const summary = "Receives one live migration from `pagemill send` over TCP, verifies it, and writes the memory.";
 export const usage = `usage: pagemill receive --listen HOST:PORT [--key-file FILE] [-o DIR] [--timeout 10s]
@@ -79,12 +79,15 @@ export async function run(args: string[]): Promise<number> {
   console.error(`listening on ${host}:${listener.port}`);
   let result;
   let channel;
+  let cpu: NodeJS.CpuUsage | undefined;
   try {
     channel = await listener.accept();
+    cpu = process.cpuUsage();
     // Listening on, for this source only: it dials here again after a cut.
     listener.refuseNew();
     try {
       result = await receiveMigration(channel, { startProgram, startDisk, programThread });
+      cpu = process.cpuUsage(cpu);
       // Verified; the source may still need the report again after a cut.
       await channel.finished.catch(() => {});
     } catch (err) {
@@ -100,7 +103,10 @@ export async function run(args: string[]): Promise<number> {
     await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, memory));
     if (disk) await writeAtomically(join(out, "disk.bin"), (temporary) => writeFile(temporary, disk));
   }
-  if (values.json) console.log(JSON.stringify({ ...report, strategy: info.strategy, pageSize: info.pageSize, pageCount: info.pageCount, recoveries: recoveryTimes(channel) }, null, 2));
+  if (values.json) {
+    const fields = { strategy: info.strategy, pageSize: info.pageSize, pageCount: info.pageCount, cpuSeconds: cpuSeconds(cpu!), recoveries: recoveryTimes(channel) };
+    console.log(JSON.stringify({ ...report, ...fields }, null, 2));
+  }
   else {
     const downtime = report.resumeWallTime - report.stopWallTime;
     const uptime = report.completeWallTime - report.resumeWallTime;

@@ -22,7 +22,7 @@
 //   and the source combines both ends' counters into the MigrationStats.
 
 import { createHash, randomBytes } from "node:crypto";
-import { RealClock } from "../clock.js";
+import { RealClock, wallTime } from "../clock.js";
 import { PagemillError, VerificationError } from "../errors.js";
 import type { Workload } from "../guest/guest.js";
 import { FlatPages, flatBytes, type PageMemory } from "../guest/pages.js";
@@ -161,7 +161,6 @@ export class StopDigest {
   }
 }
 
-const wallNow = (): number => Date.now() / 1000;
 
 export interface SendOptions extends EngineOptions {
   /** How the destination starts the program (and its disk), for strategies with a post-copy phase. */
@@ -200,8 +199,10 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
     // The destination answers once it can take the migration (its program started): the guest
     // must not stop here while the destination is still getting ready.
     await awaitReady(channel);
+    // The guest has run since before the connection: the destination replays that far while the migration starts.
+    await source.sendProgress();
     // The migration's time starts here, as QEMU's starts at `migrate` with the destination already listening.
-    const startWall = wallNow();
+    const startWall = wallTime();
     // The destination's report ends the connection from its side; a failed one ends the migration at once.
     const reported = source.serveRequests().then(() => {
       if (source.peerInfo === undefined) throw new PagemillError("the destination closed the connection without reporting");
@@ -217,7 +218,7 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
     await source.sendControl({ type: "done", memoryBytes: workload.guest.memory.byteLength, digestName: DIGEST_NAME, digest: Buffer.concat(digests) });
     channel.close();
     const report = await Promise.race([reported, tasks.failed]);
-    const end = Math.max(report.completeWallTime, wallNow());
+    const end = Math.max(report.completeWallTime, wallTime());
     const stats = combineStats(
       {
         strategy,
@@ -403,7 +404,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
   await answer(channel, { ready: true });
   const clock = new RealClock();
   // Times on this clock, as wall-clock times: the source's are wall-clock too.
-  const wallOrigin = wallNow() - clock.now();
+  const wallOrigin = wallTime() - clock.now();
   const wallAt = (t: number): number => wallOrigin + t;
   const tasks = new Tasks();
   const seed = BigInt(info.digestSeed);

@@ -12,7 +12,7 @@ import type { Guest, Workload } from "../guest/guest.js";
 import type { PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { Random } from "../random.js";
-import type { Clock } from "../clock.js";
+import { wallTime, type Clock } from "../clock.js";
 import { PageBatch } from "../wasm/arena.js";
 import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
 import type { EncodedFrame } from "../wire/pipeline.js";
@@ -80,6 +80,8 @@ export class Source {
   private stoppedWall = 0;
   /** The migration's predicted end (clock seconds since the start; -1: not predicted yet). */
   private predictedEnd = -1;
+  /** When the destination last heard how far the guest ran (sendProgress; another process only). */
+  private progressAt = 0;
   /**
    * The switch-over content of pages the program changed after the stop:
    * one process holds one memory for both ends, and a real source keeps its
@@ -205,7 +207,7 @@ export class Source {
     // (No await for a workload without a stop step: the simulation's event order stays as it was.)
     if (this.workload.stop) await this.workload.stop();
     this.stoppedAt = this.clock.now();
-    this.stoppedWall = Date.now() / 1000;
+    this.stoppedWall = wallTime();
     this.currentPhase = "downtime";
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "final";
     // Where the guest stopped, ahead of the switch-over record: a destination replaying the program gets there meanwhile.
@@ -378,6 +380,9 @@ export class Source {
     await this.charge(cpu);
     if (c.pagesTransferred === n && this.currentPhase === "precopy") c.setupTime = this.elapsed();
     for (const encoded of frames) await this.send(encoded.frame, urgent);
+    // While the guest runs here, a destination in another process hears its time every period, so
+    // its replay of the program keeps up (at a round's end alone, a round's replay fell in the downtime).
+    if (this.remote && this.currentPhase === "precopy" && this.clock.now() - this.progressAt >= this.settings.bandwidthPeriod) await this.sendProgress();
     return zero;
   }
 
@@ -514,6 +519,7 @@ export class Source {
    */
   sendProgress(): Promise<void> | undefined {
     if (!this.remote) return undefined;
+    this.progressAt = this.clock.now();
     const disk = this.disk?.workload;
     return this.sendControl({ type: "info", json: JSON.stringify({ guestTime: this.workload.workTime, ...(disk && { diskTime: disk.workTime }) }) });
   }

@@ -31,7 +31,10 @@
 // holds the whole guest). docs/tcp.md has the protocol and the threat model.
 //
 // Back-pressure: send() resolves when the socket has taken the record
-// (immediately, or on 'drain'). An optional cap paces sends to a bit rate.
+// (immediately, or on 'drain'). An optional cap makes the channel a line of
+// that bit rate holding one frame at a time, as the simulation's link: send()
+// resolves when the frame starts on it, and the frame reaches the socket when
+// its last bit would have left.
 // Every wait on the peer is bounded: connecting, the handshake, a connection
 // with no traffic either way for `timeout` seconds, and a paused session
 // (`recoverTimeout`) fail with a NetworkError naming the cause.
@@ -584,8 +587,19 @@ export interface Recovery {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** Shortest wait the cap sleeps for (ms). */
-const MIN_SLEEP_MS = 1;
+/**
+ * Waits until performance.now() reaches `at` (ms). A timer fires a
+ * millisecond late or more, which on a frame of a capped link is a
+ * twentieth of a post-copy downtime: the timer covers all but the last
+ * stretch, and turns of the event loop (I/O still runs) the rest.
+ */
+async function sleepUntil(at: number): Promise<void> {
+  const timed = at - performance.now() - TIMER_SLACK_MS;
+  if (timed > 0) await sleep(timed);
+  while (performance.now() < at) await new Promise((resolve) => setImmediate(resolve));
+}
+/** How early the timer of sleepUntil() is set to fire (ms). */
+const TIMER_SLACK_MS = 1.5;
 
 /** A migration's channel over TCP: one session, over one connection or, after cuts, several. */
 export class TcpChannel implements Channel {
@@ -608,7 +622,12 @@ export class TcpChannel implements Channel {
   private failure: Error | undefined;
   private surviving = false;
   private paused: Promise<void> | undefined;
-  private nextSend = 0;
+  /** When the capped line is free for the next frame (performance.now() ms). */
+  private lineFreeAt = 0;
+  /** The frame on the capped line leaving (settles once it reached the socket, or could not). */
+  private onLine: Promise<void> = Promise.resolve();
+  /** END was written, or is due on the next connection (close() came and the line is clear). */
+  private ending = false;
   private over = false;
   private readonly events: LinkEvents;
   private settle!: { resolve: () => void; reject: (error: Error) => void };
@@ -688,21 +707,40 @@ export class TcpChannel implements Channel {
     if (this.closed) throw new ChannelClosedError("send on a closed TCP channel");
     checkBytes("frame", frame);
     if (frame.byteLength > MAX_FRAME_BYTES) throw new RangeError(`frame of ${frame.byteLength} B passes the ${MAX_FRAME_BYTES} B limit`);
-    if (this.bitsPerSecond !== undefined) {
-      // A frame leaves once a link at the cap would have carried it, as it reaches the far end of a real one.
-      const now = performance.now();
-      const duration = ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
-      this.nextSend = Math.max(now, this.nextSend) + duration;
-      // A timer fires a millisecond late at best: a frame due sooner goes now, and the schedule
-      // (nextSend) makes the frames behind it wait for its time as well, so the rate holds.
-      const wait = urgent ? duration : this.nextSend - now;
-      if (wait >= MIN_SLEEP_MS) await sleep(wait);
+    this.sent += frame.byteLength;
+    if (this.bitsPerSecond === undefined) return this.leave(frame);
+    // The cap is a line that carries one frame at a time, as SimulatedLink's: a frame starts once the
+    // one before has left, send() resolves then (the sender prepares the next meanwhile: one frame of
+    // buffering), and the frame reaches the socket once its last bit would have left, as it reaches
+    // the far end of a real line. So a stop-and-copy queues behind the frame on the line, as in the
+    // simulation (resolving only once a frame had left made a real pre-copy's downtime shorter).
+    const now = performance.now();
+    const duration = ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
+    if (urgent) {
+      // The priority lane: the frame goes now, ahead of the line; the frames behind wait its time longer.
+      this.lineFreeAt = Math.max(now, this.lineFreeAt) + duration;
+      await sleepUntil(now + duration);
+      return this.leave(frame);
     }
+    const start = Math.max(now, this.lineFreeAt);
+    const finish = (this.lineFreeAt = start + duration);
+    const before = this.onLine;
+    await sleepUntil(start);
+    // The frame before may leave late on a busy machine: never more than one frame on the line.
+    await before;
+    const leaving = sleepUntil(finish).then(() => this.leave(frame));
+    // Its failure is this channel's, which the next send or receive reports.
+    this.onLine = leaving.catch(() => {});
+    // After the switch-over nothing waits on the line: a page a fault waits for never queues behind a frame.
+    if (this.surviving) await leaving;
+  }
+
+  /** Hands a frame to the connection (once it is back, after a cut) and keeps it until the peer acknowledges it. */
+  private async leave(frame: Uint8Array): Promise<void> {
     while (this.paused) await this.paused;
     if (this.failure) throw this.failure;
     this.log.push(frame);
     this.framesSent++;
-    this.sent += frame.byteLength;
     const link = this.link!;
     // After the switch-over, wait until the frame has left for the kernel, so an urgent frame never queues behind several.
     if (this.surviving) await link.writeFlushed(Kind.FRAME, frame);
@@ -722,7 +760,11 @@ export class TcpChannel implements Channel {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.link && !this.paused) this.link.write(Kind.END, new Uint8Array(0));
+    // END goes behind the frame still on the line.
+    void this.onLine.then(() => {
+      this.ending = true;
+      if (this.link && !this.paused) this.link.write(Kind.END, new Uint8Array(0));
+    });
   }
 
   /** Drops the connection at once (a failed migration); the session cannot resume. */
@@ -780,7 +822,7 @@ export class TcpChannel implements Channel {
 
   /** Both ends sent END and the peer has every frame: the socket can go. */
   private checkFinished(): void {
-    if (this.over || this.failure || !(this.closed && this.peerEnded && this.log.length === 0)) return;
+    if (this.over || this.failure || !(this.ending && this.peerEnded && this.log.length === 0)) return;
     this.over = true;
     this.link?.end();
     this.onFinished();
@@ -817,7 +859,7 @@ export class TcpChannel implements Channel {
       this.framesAcked = this.framesReceived;
       link.attach(this.events);
       for (const frame of this.log) link.write(Kind.FRAME, frame);
-      if (this.closed) link.write(Kind.END, new Uint8Array(0));
+      if (this.ending) link.write(Kind.END, new Uint8Array(0));
       this.checkFinished();
     } catch (failure) {
       this.fail(new NetworkError(`the connection was cut (${error.message}) and could not be resumed: ${(failure as Error).message}`, { cause: failure }));
