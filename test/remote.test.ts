@@ -216,6 +216,34 @@ describe("remote migration over TCP", () => {
     }
   }, 30_000);
 
+  it("a replay that lags at the switch-over is reported apart, not counted in the downtime", async () => {
+    /** The model, each replay step 300 ms late (a busy destination). */
+    class SlowReplay extends PoissonWorkload {
+      override async advance(to: number): ReturnType<PoissonWorkload["advance"]> {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return super.advance(to);
+      }
+    }
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    const source = model(1);
+    const replica = new SlowReplay(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+    try {
+      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const receiving = receiveMigration(toSource, { startProgram: async () => replica });
+      const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
+      const { report } = await receiving;
+      expect(report.verified).toBe(true);
+      expect(report.replayWait).toBeGreaterThanOrEqual(0.1);
+      // From the stop to the resume less that wait: the switch-over record's time on the line and what it takes here.
+      expect(sent.downtime).toBeCloseTo(report.resumeWallTime - report.stopWallTime - report.replayWait, 9);
+      expect(sent.downtime).toBeLessThan(report.replayWait);
+    } finally {
+      listener.close();
+      source.guest.dispose();
+      replica.guest.dispose();
+    }
+  }, 30_000);
+
   it("a destination whose disk program differs from the source's refuses the migration, naming the disk", async () => {
     const { sent, received } = await both("postcopy", { diskSeed: 2 });
     expect(received.status).toBe("rejected");

@@ -4,7 +4,7 @@
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { receiveMigration, type MigrationInfo } from "../engine/remote.js";
+import { downtimeOf, receiveMigration, type MigrationInfo } from "../engine/remote.js";
 import { listenChannel } from "../net/tcp.js";
 import { writeAtomically } from "../files.js";
 import { UsageError, addressOption, formatBytes, keyFileOption, parse, pathOption, type OptionValue } from "./args.js";
@@ -108,11 +108,11 @@ export async function run(args: string[]): Promise<number> {
     console.log(JSON.stringify({ ...report, ...fields }, null, 2));
   }
   else {
-    const downtime = report.resumeWallTime - report.stopWallTime;
+    const downtime = downtimeOf(report);
     const uptime = report.completeWallTime - report.resumeWallTime;
     console.log(`received ${info.strategy}: ${report.pages} pages of ${info.pageSize} B verified (${formatBytes(memory.byteLength)})`);
     if (info.disk) console.log(`disk: ${info.disk.blockCount} blocks of ${info.disk.blockSize} B verified, misses ${report.diskCounters?.blockMisses ?? 0}, prefetched ${report.diskCounters?.prefetchedBlocks ?? 0}`);
-    console.log(`downtime ${(downtime * 1000).toFixed(1)} ms, remote uptime ${(uptime * 1000).toFixed(1)} ms, faults ${report.counters.faults}, requests ${report.counters.postcopyRequests}`);
+    console.log(`downtime ${(downtime * 1000).toFixed(1)} ms (and ${(report.replayWait * 1000).toFixed(1)} ms replaying the program to the stop), remote uptime ${(uptime * 1000).toFixed(1)} ms, faults ${report.counters.faults}, requests ${report.counters.postcopyRequests}`);
     printRecoveries(channel);
     if (out !== undefined) console.log(`memory written to ${join(out, "memory.bin")}${disk ? `, disk to ${join(out, "disk.bin")}` : ""}`);
   }

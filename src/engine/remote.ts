@@ -86,10 +86,23 @@ export interface DestinationReport {
   readonly completeWallTime: number;
   /** wall clock when the source stopped the guest (from the switch-over record) */
   readonly stopWallTime: number;
+  /**
+   * Seconds the switch-over waited here for the program's replay (memory's
+   * and the disk's) to reach the stop: how pagemill recreates the guest's
+   * state at the destination, where a hypervisor loads the CPU and device
+   * state (which the state bytes sent stand for). Left out of the downtime,
+   * reported apart.
+   */
+  readonly replayWait: number;
   readonly counters: DestinationCounters;
   readonly traffic: TrafficCounters;
   /** with a disk: its counters here (MigrationStats.disk) */
   readonly diskCounters?: DestinationDiskCounters;
+}
+
+/** The guest's stop to its resume, on the wall clock both ends share, less the replay's wait (DestinationReport.replayWait). */
+export function downtimeOf(report: DestinationReport): number {
+  return report.resumeWallTime - report.stopWallTime - report.replayWait;
 }
 
 /**
@@ -226,7 +239,7 @@ export async function sendMigration(strategy: StrategyName, workload: Workload, 
         converged,
         stopReason: reason,
         totalTime: end - startWall,
-        downtime: report.resumeWallTime - report.stopWallTime,
+        downtime: downtimeOf(report),
         remoteUptime: strategy === "precopy" ? 0 : report.completeWallTime - report.resumeWallTime,
         total: settings.pageCount * settings.pageSize,
         pageSize: settings.pageSize,
@@ -450,6 +463,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
       resumeWallTime: wallAt(destination.resumeAt),
       completeWallTime: wallAt(destination.completeAt),
       stopWallTime: destination.stop?.wallTime ?? wallAt(destination.resumeAt),
+      replayWait: (memory?.replayWait ?? 0) + (disk?.replayWait ?? 0),
       counters: { ...destination.counters, workloadSlowdown: destination.slowdown(destination.completeAt) },
       traffic: destination.traffic,
       ...(info.disk && { diskCounters: destination.diskCounters }),
@@ -501,6 +515,8 @@ function noProgram(): never {
 /** The program's copy in a thread of its own (DemandPagedProgram), as Replica is in this one. */
 class ThreadReplica {
   private readonly stopDigest: StopDigest;
+  /** seconds the switch-over waited for the replay (DestinationReport.replayWait) */
+  replayWait = 0;
 
   constructor(
     private readonly thread: DemandPagedProgram,
@@ -525,7 +541,9 @@ class ThreadReplica {
       release: () => {},
       prepare: async (record) => {
         if (!record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
+        const started = performance.now();
         await thread.replayTo(record.stop.guestTime);
+        this.replayWait += (performance.now() - started) / 1000;
       },
     };
   }
@@ -548,6 +566,8 @@ class Replica {
   readonly view: SwitchoverView;
   private readonly stopDigest: StopDigest;
   private replaying = Promise.resolve();
+  /** seconds the switch-over waited for the replay (DestinationReport.replayWait) */
+  replayWait = 0;
 
   constructor(
     readonly program: Workload,
@@ -579,8 +599,10 @@ class Replica {
       prepare: async (record) => {
         if (!record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
         // The replica runs up to where the source stopped: the same program, the same writes.
+        const started = performance.now();
         await this.replaying;
         await replayTo(program, record.stop.guestTime);
+        this.replayWait += (performance.now() - started) / 1000;
       },
     };
   }
