@@ -591,15 +591,15 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * Waits until performance.now() reaches `at` (ms). A timer fires a
  * millisecond late or more, which on a frame of a capped link is a
  * twentieth of a post-copy downtime: the timer covers all but the last
- * stretch, and turns of the event loop (I/O still runs) the rest.
+ * millisecond, and turns of the event loop (I/O still runs) the rest.
  */
 async function sleepUntil(at: number): Promise<void> {
   const timed = at - performance.now() - TIMER_SLACK_MS;
   if (timed > 0) await sleep(timed);
   while (performance.now() < at) await new Promise((resolve) => setImmediate(resolve));
 }
-/** How early the timer of sleepUntil() is set to fire (ms). */
-const TIMER_SLACK_MS = 1.5;
+/** How early the timer of sleepUntil() is set to fire (ms): libuv's clock counts whole milliseconds. */
+const TIMER_SLACK_MS = 1;
 
 /** A migration's channel over TCP: one session, over one connection or, after cuts, several. */
 export class TcpChannel implements Channel {
@@ -724,10 +724,10 @@ export class TcpChannel implements Channel {
     }
     const start = Math.max(now, this.lineFreeAt);
     const finish = (this.lineFreeAt = start + duration);
-    const before = this.onLine;
-    await sleepUntil(start);
-    // The frame before may leave late on a busy machine: never more than one frame on the line.
-    await before;
+    // The frame before leaves when this one starts (on a busy machine, later): never more than one frame on the line.
+    await this.onLine;
+    // (An urgent frame may have pushed the start further.)
+    if (start > performance.now()) await sleepUntil(start);
     const leaving = sleepUntil(finish).then(() => this.leave(frame));
     // Its failure is this channel's, which the next send or receive reports.
     this.onLine = leaving.catch(() => {});
