@@ -188,7 +188,6 @@ describe("remote migration over TCP", () => {
           }
           return frame;
         },
-        release: (frame) => toSource.release(frame),
         close: () => toSource.close(),
         survive: () => toSource.survive(),
         get rtt() {

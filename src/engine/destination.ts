@@ -321,8 +321,6 @@ export class Destination {
       }
       switch (frame.type) {
         case "pages":
-          // Its pages are in memory now: the channel may reuse the frame's.
-          this.channel.release?.(bytes);
           this.arrived(held, frame.indices);
           break;
         case "refs":
