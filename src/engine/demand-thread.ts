@@ -21,7 +21,11 @@ try {
   workload = await ((await import(data.spec.module))[data.spec.name] as (...args: unknown[]) => Promise<Workload>)(...data.spec.args);
 } catch (error) {
   post({ type: "failed", message: `cannot open the program: ${(error as Error).message}`, verification: false });
-  throw error;
+  // The main thread ends this thread once it reads the failure. Throwing here would race that message with an
+  // "error" event, which may arrive first and lose the reason's wording; so wait to be terminated.
+  setInterval(() => {}, 2 ** 30);
+  await new Promise<never>(() => {});
+  throw error; // not reached; ends this path for the compiler
 }
 const { guest } = workload;
 const ps = guest.pageSize;
