@@ -6,9 +6,9 @@ import { existsSync } from "node:fs";
 import { profileTrace, writeRates } from "../adaptive/profile.js";
 import type { EngineOptions } from "../engine/options.js";
 import type { MigrationStats } from "../engine/metrics.js";
-import { BLOCK_MODELS, DiskTraceWorkload, checkBlockSize, checkDiskShape, modelDisk, type BlockModelName } from "../guest/disk.js";
+import { BLOCK_MODELS, DiskTraceWorkload, checkBlockSize, checkDiskShape, modelDisk, modelDiskBytes, type BlockModelName } from "../guest/disk.js";
 import type { Workload } from "../guest/guest.js";
-import { ChunkedPages, checkFitsInMemory } from "../guest/chunks.js";
+import { checkFitsInMemory } from "../guest/chunks.js";
 import { UsageError, formatBytes, intOption, sizeOption, type OptionValue } from "./args.js";
 import type { Column } from "./table.js";
 
@@ -94,7 +94,7 @@ export async function diskSetup(values: Record<string, OptionValue>): Promise<Di
   try {
     checkDiskShape(blocks, size);
     // The model fills a quarter of the disk: refused here, before anything runs, when that cannot fit.
-    checkFitsInMemory(`a ${model} disk of ${formatBytes(blocks * size)} (a quarter of it filled)`, (blocks * size) / 4 + ChunkedPages.overheadBytes(blocks));
+    checkFitsInMemory(`a ${model} disk of ${formatBytes(blocks * size)} (a quarter of it filled)`, modelDiskBytes(blocks, size));
   } catch (err) {
     throw new UsageError(`--disk-blocks: ${(err as Error).message}`);
   }

@@ -301,14 +301,23 @@ export class BlockWorkload extends BaseWorkload {
   }
 }
 
+/** The share of a model disk's blocks that hold data by default (its first quarter). */
+export const MODEL_DISK_FILLED = 0.25;
+
+/** Memory a model disk needs: its filled blocks and the sparse store's per-block overhead. */
+export function modelDiskBytes(blockCount: number, blockSize: number, filled = MODEL_DISK_FILLED): number {
+  return Math.floor(blockCount * filled) * blockSize + ChunkedPages.overheadBytes(blockCount);
+}
+
 /** A disk model of `blockCount` blocks over a synthetic image whose first `filled` share (a quarter) holds data. */
 export function modelDisk(name: BlockModelName | BlockModel, blockCount: number, options: { blockSize?: number; seed?: number; filled?: number } = {}): BlockWorkload {
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
   const seed = options.seed ?? 1;
   checkDiskShape(blockCount, blockSize);
   // A filesystem with data in its first quarter (the rest never written): distinct, half-random blocks.
-  const filled = Math.floor(blockCount * (options.filled ?? 0.25));
-  checkFitsInMemory(`a ${typeof name === "string" ? name : "model"} disk of ${blockCount} blocks with ${filled} filled`, filled * blockSize + ChunkedPages.overheadBytes(blockCount));
+  const share = options.filled ?? MODEL_DISK_FILLED;
+  const filled = Math.floor(blockCount * share);
+  checkFitsInMemory(`a ${typeof name === "string" ? name : "model"} disk of ${blockCount} blocks with ${filled} filled`, modelDiskBytes(blockCount, blockSize, share));
   const disk = newDisk(blockCount, blockSize);
   const random = new Random(subSeed(seed, 43));
   for (let b = 0; b < filled; b++) putWords(disk.memory.writable(b), 0, blockSize, blockSize / 2, random);
