@@ -344,6 +344,113 @@ for line in sys.stdin:
     }
   });
 
+  /** A child whose memfd "ram" of `pages` pages (each first byte 1) is the mapping recorded; `write(n, v)` fills page n with v. */
+  async function memfdChild(pages: number) {
+    const child = spawn("python3", ["-c", `
+import ctypes, mmap, os, sys
+fd = os.memfd_create("ram")
+os.ftruncate(fd, ${pages} * 4096)
+ram = mmap.mmap(fd, ${pages} * 4096)
+for i in range(${pages}):
+    ram[i * 4096] = 1
+print("ready", flush=True)
+for line in sys.stdin:
+    n, v = map(int, line.split())
+    ram[n * 4096:(n + 1) * 4096] = bytes([v]) * 4096
+    print("ok", flush=True)
+`]);
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    expect((await lines.next()).value).toBe("ready");
+    return {
+      child,
+      async write(n: number, v: number) {
+        child.stdin.write(`${n} ${v}\n`);
+        expect((await lines.next()).value).toBe("ok");
+      },
+    };
+  }
+
+  it("with a sweep of K, reads a K-th of the pages in turn and every page that changed lately, each pass", async () => {
+    const { child, write } = await memfdChild(64);
+    const out = join(dir, "sweep.ptrace.gz");
+    try {
+      // 4 slices of 16 pages: pass e reads slice (e - 1) mod 4. Page 40 (slice 2) is cold until pass 3
+      // sees it change, then read every pass; page 5 (slice 0), cold, waits for pass 5.
+      const result = await recordProcess(child.pid!, {
+        interval: 0.1,
+        duration: 0.5,
+        sweep: 4,
+        mapping: "memfd:ram",
+        out,
+        onPass: async ({ epoch }) => {
+          if (epoch === 0) await write(40, 7);
+          if (epoch === 3) {
+            await write(40, 8);
+            await write(5, 9);
+          }
+        },
+      });
+      // The image and the full pass settling it (nothing changed), 3 slices, slice 3 with page 40 joined
+      // to it (pages 40-63), slice 0 and page 40.
+      expect(result).toMatchObject({ epochs: 5, pagesHashed: 64 * 2 + 16 * 3 + 24 + 17 });
+    } finally {
+      child.kill();
+    }
+    const reader = await TraceReader.open(out);
+    expect(reader.header.meta.recorder).toMatchObject({ sweep: 4 });
+    const epochs = [];
+    for await (const epoch of reader.epochs()) epochs.push(Array.from(epoch.pages));
+    expect(epochs).toEqual([[], [], [40], [40], [5]]);
+  });
+
+  it("with a sweep, reads the pages that changed during the image pass again before time 0, and every pass after", async () => {
+    // 32768 pages (128 MiB, slices of 8192 with a sweep of 4); page 30000, in the last slice, changes every millisecond.
+    const child = spawn("python3", ["-c", `
+import mmap, os, time
+fd = os.memfd_create("ram")
+os.ftruncate(fd, 32768 * 4096)
+ram = mmap.mmap(fd, 32768 * 4096)
+for i in range(32768):
+    ram[i * 4096] = 1
+print("ready", flush=True)
+k = 0
+while True:
+    k = k % 250 + 1
+    ram[30000 * 4096 + 8] = k
+    time.sleep(0.001)
+`]);
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    expect((await lines.next()).value).toBe("ready");
+    const out = join(dir, "settled.ptrace.gz");
+    try {
+      await recordProcess(child.pid!, { interval: 0.1, duration: 0.3, sweep: 4, mapping: "memfd:ram", out });
+    } finally {
+      child.kill();
+    }
+    const reader = await TraceReader.open(out);
+    expect((reader.header.meta.recorder!.settleSeconds as number[]).length).toBe(2);
+    const epochs = [];
+    for await (const epoch of reader.epochs()) epochs.push(Array.from(epoch.pages));
+    // Without the settling, page 30000 would wait for pass 4, its slice's turn, to be seen changing.
+    expect(epochs).toEqual([[30000], [30000], [30000]]);
+  });
+
+  it("starts the first pass after the image on time, while the image is still being spooled", async () => {
+    // 32768 pages (128 MiB): spooling the image takes longer than the interval.
+    const { child } = await memfdChild(32768);
+    const out = join(dir, "on-time.ptrace.gz");
+    try {
+      await recordProcess(child.pid!, { interval: 0.1, duration: 0.2, mapping: "memfd:ram", out });
+    } finally {
+      child.kill();
+    }
+    const reader = await TraceReader.open(out);
+    const passSeconds = reader.header.meta.recorder!.passSeconds as number[];
+    const first = (await reader.epochs().next()).value!;
+    // On the grid, or right after the image pass when that took longer (with room for a busy machine).
+    expect(first.elapsedMicros / 1e6).toBeLessThan(Math.max(0.1, passSeconds[0]!) + 0.2);
+  });
+
   it("reports command-line mistakes as usage errors", async () => {
     await expect(run(["-o", join(dir, "x.gz")])).rejects.toThrow(UsageError);
     await expect(run(["--pid", "1", "--file", "x", "-o", "y"])).rejects.toThrow(/either --pid/);
@@ -352,5 +459,8 @@ for line in sys.stdin:
     await expect(run(["--pid", "1", "--interval", "fast", "-o", "y"])).rejects.toThrow(/--interval/);
     await expect(run(["--file", "x", "--mapping", "ram", "-o", "y"])).rejects.toThrow(/--mapping is for --pid/);
     await expect(run(["--pid", "1", "--mapping", "", "-o", "y"])).rejects.toThrow(/--mapping needs/);
+    await expect(run(["--pid", "1", "--sweep", "0", "-o", "y"])).rejects.toThrow(/--sweep must be an integer from 1/);
+    writeFileSync(join(dir, "swept.bin"), new Uint8Array(4096));
+    await expect(recordFile(join(dir, "swept.bin"), { interval: 0.1, duration: 0.1, sweep: 1.5, out: join(dir, "y.gz") })).rejects.toThrow(/sweep a whole number/);
   });
 });

@@ -4,7 +4,7 @@ and saves query-migrate's final counters (run by hand; build.sh first).
 
   run.py NAME [--mode precopy|xbzrle|auto-converge|postcopy] [--mbit 40]
          [--downtime-ms 300] [--accel kvm|tcg] [--writer 64,8,2000] [--boot 15]
-  run.py NAME --mode record [--duration 60] [--interval-ms 200]
+  run.py NAME --mode record [--duration 60] [--interval-ms 200] [--sweep 1]
 
 --mode record boots the source alone and, from the same moment a migration
 would start (--boot seconds after boot), records its guest RAM (the memfd
@@ -94,13 +94,13 @@ def record(a, tmp, procs):
     os.makedirs(BUILD, exist_ok=True)
     out = os.path.join(BUILD, f"{a.name}.ptrace.gz")
     argv = ["node", PAGEMILL, "record", "--pid", str(src.pid), "--mapping", RAM_MAPPING,
-            "--interval", f"{a.interval_ms}ms", "--duration", f"{a.duration}s", "-o", out]
+            "--interval", f"{a.interval_ms}ms", "--duration", f"{a.duration}s", "--sweep", str(a.sweep), "-o", out]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"pagemill record failed: {done.stderr.strip()}")
     result = {
         "name": a.name, "mode": "record", "accel": a.accel, "ramKiB": RAM_KIB, "writer": a.writer, "bootSeconds": a.boot,
-        "durationSeconds": a.duration, "intervalMs": a.interval_ms, "mapping": RAM_MAPPING, "trace": result_path(out),
+        "durationSeconds": a.duration, "intervalMs": a.interval_ms, "sweep": a.sweep, "mapping": RAM_MAPPING, "trace": result_path(out),
         "qemu": subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         "record": done.stdout.strip().replace(out, result_path(out)), "heartbeats": heartbeats(slog),
     }
@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=180)
     ap.add_argument("--duration", type=float, default=60, help="--mode record: seconds to record")
     ap.add_argument("--interval-ms", type=int, default=200, help="--mode record: time between two snapshots")
+    ap.add_argument("--sweep", type=int, default=1, help="--mode record: each snapshot reads a K-th of the RAM in turn and the pages that changed lately")
     a = ap.parse_args()
     caps = {"xbzrle": ["xbzrle"], "auto-converge": ["auto-converge"], "postcopy": ["postcopy-ram"]}.get(a.mode, [])
     port = 4444 + os.getpid() % 1000

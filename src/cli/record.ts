@@ -1,19 +1,22 @@
 // pagemill record: a running process's memory (or a file) as a pagetrace.
 
 import { MIN_INTERVAL_MICROS } from "../guest/pagetrace.js";
-import { recordFile, recordProcess, type PassInfo, type RecordOptions } from "../guest/recorder.js";
+import { WARM_SECONDS, recordFile, recordProcess, type PassInfo, type RecordOptions } from "../guest/recorder.js";
 import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, parse, pathOption } from "./args.js";
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
 export const usage = `usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]
-         [--include-file-mappings] [--mapping NAME]
+         [--include-file-mappings] [--mapping NAME] [--sweep K]
 
   Records the process's private writable memory and its shared memory (anonymous, SysV, memfd,
   /dev/shm); shared mappings of files on disk only with --include-file-mappings. The trace's
   meta lists every region with its kind.
   --mapping    only the mappings whose /proc/PID/maps name contains NAME: a VM's guest RAM alone,
                e.g. 'memfd:memory-backend-memfd' for QEMU's guest RAM as -object memory-backend-memfd,share=on
-  --interval   time between two snapshots (epochs), ${MIN_INTERVAL_MICROS / 1000}ms at least: trace readers refuse shorter ones`;
+  --interval   time between two snapshots (epochs), ${MIN_INTERVAL_MICROS / 1000}ms at least: trace readers refuse shorter ones
+  --sweep      each snapshot after the image reads a K-th of the pages in turn, and every page that changed in the
+               last ${WARM_SECONDS} s (1, every page, by default): a snapshot costs about that fraction of a full one, so the
+               interval can be that much shorter; a page that changes after ${WARM_SECONDS} s unchanged is seen within K snapshots`;
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -27,6 +30,7 @@ export async function run(args: string[]): Promise<number> {
     spool: { type: "string" },
     "include-file-mappings": { type: "boolean" },
     mapping: { type: "string" },
+    sweep: { type: "string" },
   });
   if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
@@ -38,6 +42,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const pageSize = pageSizeOption(values["page-size"]);
   const level = intOption("level", values.level, 6, 1, 9);
+  const sweep = intOption("sweep", values.sweep, 1, 1, 2 ** 20);
   const epochs = Math.floor(duration / interval + 1e-9);
   const onPass = (info: PassInfo): void => {
     const what = info.epoch === 0 ? "image" : `epoch ${info.epoch}/${epochs}: ${info.dirty} dirty pages`;
@@ -49,7 +54,7 @@ export async function run(args: string[]): Promise<number> {
   const mapping = values.mapping as string | undefined;
   if (mapping !== undefined && values.pid === undefined) throw new UsageError("--mapping is for --pid (one of a process's mappings)");
   if (mapping === "") throw new UsageError("--mapping needs part of a mapping's name, got an empty string");
-  const options: RecordOptions = { interval, duration, out, pageSize, level, spoolDir, includeFileMappings, mapping, onPass: process.stderr.isTTY ? onPass : undefined };
+  const options: RecordOptions = { interval, duration, out, pageSize, level, sweep, spoolDir, includeFileMappings, mapping, onPass: process.stderr.isTTY ? onPass : undefined };
   const result =
     values.pid !== undefined
       ? await recordProcess(intOption("pid", values.pid, 0, 1, 2 ** 22), options)

@@ -1,6 +1,11 @@
 // Recording a running process (or a file) as a pagetrace, on Linux kernels
 // without soft-dirty tracking: the pages are read again every interval and
 // hashed, and the pages whose hash changed are written as XOR deltas.
+// With a sweep of K, a pass reads a K-th of the pages in turn plus those that
+// changed lately, so that a pass costs a fraction of a full one and the
+// interval can be that much shorter: a hot page is seen at the interval, a
+// cold page that changes within K passes. The image pass is then settled: the
+// pages that changed while it ran are read again, and time 0 is then.
 //
 // A process: its writable private mappings from /proc/PID/maps ([vvar],
 // [vsyscall] and the like skipped), fixed at the start and concatenated in
@@ -19,6 +24,14 @@ import { checkDistinct } from "../files.js";
 
 /** Bytes read from the target per read call. */
 const CHUNK_BYTES = 8 << 20;
+/**
+ * With a sweep, a page that changed is read every pass for this long after:
+ * a hot set written about once a second stays read at the interval, a page
+ * written once goes back to the sweep's turn.
+ */
+export const WARM_SECONDS = 10;
+/** Pages read between two wanted ones rather than a second read call (a call costs more than a few pages' copy). */
+const COALESCE_PAGES = 8;
 
 export type RecordErrorCode = "no-process" | "permission" | "no-memory" | "no-mapping" | "too-large" | "not-a-file";
 
@@ -54,6 +67,12 @@ export interface RecordOptions {
    * "/memfd:memory-backend-memfd (deleted)"), not the emulator's heap.
    */
   mapping?: string;
+  /**
+   * Each pass after the image reads one K-th of the pages in turn plus every
+   * page that changed in the last WARM_SECONDS (--sweep K; 1, every page each
+   * pass, by default).
+   */
+  sweep?: number;
   /** Seconds to record after the image (epochs = floor(duration / interval)). */
   duration: number;
   /** The pagetrace to write. */
@@ -252,9 +271,10 @@ export async function recordFile(path: string, options: RecordOptions): Promise<
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function record(target: Target, options: RecordOptions, pageSize: number): Promise<RecordResult> {
-  if (!(options.interval > 0) || !(options.duration >= 0)) {
+  const sweep = options.sweep ?? 1;
+  if (!(options.interval > 0) || !(options.duration >= 0) || !Number.isInteger(sweep) || sweep < 1) {
     await target.close();
-    throw new RangeError(`interval must be > 0 and duration >= 0, got ${options.interval} and ${options.duration}`);
+    throw new RangeError(`interval must be > 0, duration >= 0 and sweep a whole number >= 1, got ${options.interval}, ${options.duration} and ${sweep}`);
   }
   const pageCount = target.regions.reduce((sum, r) => sum + r.pages, 0);
   if (pageCount * pageSize > 2 ** 32) {
@@ -270,6 +290,13 @@ async function record(target: Target, options: RecordOptions, pageSize: number):
   const fresh = new BigUint64Array(chunkPages);
   const freshWords = new Uint32Array(fresh.buffer);
   const image = new Uint8Array(pageCount * pageSize);
+  /** Trace index of each region's first page. */
+  const regionFirst: number[] = [];
+  for (let first = 0, r = 0; r < target.regions.length; first += target.regions[r]!.pages, r++) regionFirst.push(first);
+  /** With a sweep: the last pass that reads each page whatever its turn (it changed in the WARM_SECONDS before). */
+  const warmUntil = sweep > 1 ? new Uint32Array(pageCount) : undefined;
+  const warmPasses = Math.ceil(WARM_SECONDS / options.interval);
+  const slicePages = Math.ceil(pageCount / sweep);
   let contents = new Uint8Array(0);
   let changed: number[] = [];
   const passTimes: number[] = [];
@@ -294,66 +321,118 @@ async function record(target: Target, options: RecordOptions, pageSize: number):
     return missing;
   }
 
-  /** One pass over every page: hashes it and, after the image, keeps the pages whose hash changed. */
-  async function pass(first: boolean): Promise<void> {
-    changed = [];
-    let page = 0;
-    let kept = 0;
-    for (const region of target.regions) {
-      const base = parseInt(region.start, 16);
-      for (let done = 0; done < region.pages; ) {
-        const n = Math.min(chunkPages, region.pages - done);
-        const into = first ? image.subarray(page * pageSize, (page + n) * pageSize) : chunk;
-        unreadable += await readRange(into, base + done * pageSize, n);
-        xxh3Batch(batch.set(into.subarray(0, n * pageSize)), { out: fresh });
-        for (let k = 0; k < n; k++) {
-          const w = 2 * (page + k);
-          if (first || digestWords[w] !== freshWords[2 * k] || digestWords[w + 1] !== freshWords[2 * k + 1]) {
-            digestWords[w] = freshWords[2 * k]!;
-            digestWords[w + 1] = freshWords[2 * k + 1]!;
-            if (first) continue;
-            if (contents.byteLength < (kept + 1) * pageSize) {
-              const grown = new Uint8Array(Math.max((kept + 1) * pageSize, contents.byteLength * 2));
-              grown.set(contents.subarray(0, kept * pageSize));
-              contents = grown;
-            }
-            contents.set(chunk.subarray(k * pageSize, (k + 1) * pageSize), kept * pageSize);
-            changed.push(page + k);
-            kept++;
+  /**
+   * Reads and hashes pages [first, first + count), in chunks within one
+   * region: into the image (its pass and the settling), otherwise keeping
+   * the pages whose hash changed (in ascending order when runs are).
+   */
+  async function scan(first: number, count: number, isImage: boolean, pass: number): Promise<void> {
+    let r = 0;
+    while (regionFirst[r]! + target.regions[r]!.pages <= first) r++;
+    for (let page = first, end = first + count; page < end; ) {
+      if (page >= regionFirst[r]! + target.regions[r]!.pages) r++;
+      const region = target.regions[r]!;
+      const n = Math.min(chunkPages, end - page, regionFirst[r]! + region.pages - page);
+      const into = isImage ? image.subarray(page * pageSize, (page + n) * pageSize) : chunk;
+      unreadable += await readRange(into, parseInt(region.start, 16) + (page - regionFirst[r]!) * pageSize, n);
+      xxh3Batch(batch.set(into.subarray(0, n * pageSize)), { out: fresh });
+      for (let k = 0; k < n; k++) {
+        const w = 2 * (page + k);
+        if (isImage || digestWords[w] !== freshWords[2 * k] || digestWords[w + 1] !== freshWords[2 * k + 1]) {
+          digestWords[w] = freshWords[2 * k]!;
+          digestWords[w + 1] = freshWords[2 * k + 1]!;
+          if (isImage) continue;
+          const kept = changed.length;
+          if (contents.byteLength < (kept + 1) * pageSize) {
+            const grown = new Uint8Array(Math.max((kept + 1) * pageSize, contents.byteLength * 2));
+            grown.set(contents.subarray(0, kept * pageSize));
+            contents = grown;
           }
+          contents.set(chunk.subarray(k * pageSize, (k + 1) * pageSize), kept * pageSize);
+          changed.push(page + k);
+          if (warmUntil) warmUntil[page + k] = pass + warmPasses;
         }
-        pagesHashed += n;
-        page += n;
-        done += n;
       }
+      pagesHashed += n;
+      page += n;
+    }
+  }
+
+  /** Ascending page ranges [start, end) as runs [first, count] to read, those closer than COALESCE_PAGES joined. */
+  function joined(ranges: Iterable<[number, number]>): [number, number][] {
+    const runs: [number, number][] = [];
+    for (const [start, end] of ranges) {
+      const last = runs[runs.length - 1];
+      if (last && start <= last[0] + last[1] + COALESCE_PAGES) last[1] = Math.max(last[1], end - last[0]);
+      else runs.push([start, end - start]);
+    }
+    return runs;
+  }
+
+  /** Pass `pass`'s ranges with a sweep: slice (pass - 1) mod K, and the warm pages. */
+  function* swept(pass: number): Generator<[number, number]> {
+    const from = ((pass - 1) % sweep) * slicePages;
+    const to = Math.min(pageCount, from + slicePages);
+    for (let p = 0; p < pageCount; p++) {
+      if (p === from) {
+        yield [from, to];
+        p = to - 1;
+      } else if (warmUntil![p]! >= pass) yield [p, p + 1];
     }
   }
 
   let writer: TraceWriter | undefined;
+  let creating: Promise<TraceWriter> | undefined;
   let endedEarly: string | undefined;
   let written = 0;
   try {
-    const start = performance.now();
-    await pass(true);
+    let start = performance.now();
+    await scan(0, pageCount, true, 0);
     passTimes.push((performance.now() - start) / 1000);
     busy += passTimes[0]!;
+    const settleSeconds: number[] = [];
+    if (warmUntil) {
+      // The image pass is slow (~1 s for 384 MiB on a busy machine): the pages
+      // that changed meanwhile, found by a second full pass, are read again
+      // at once and the trace starts then, so the image is close to one
+      // moment's memory and those pages are warm from the first pass on.
+      let began = performance.now();
+      changed = [];
+      await scan(0, pageCount, false, 0);
+      const moving = changed;
+      settleSeconds.push((performance.now() - began) / 1000);
+      began = start = performance.now();
+      for (const [first, count] of joined(moving.map((p) => [p, p + 1]))) await scan(first, count, true, 0);
+      settleSeconds.push((performance.now() - began) / 1000);
+      busy += settleSeconds[0]! + settleSeconds[1]!;
+    }
     if (await target.gone()) throw new RecordError("no-process", `${target.label} exited before its memory could be read`);
     const meta: TraceMeta = {
       program: options.program ?? target.program,
       captured: new Date().toISOString().slice(0, 10),
-      method: target.method,
+      method: sweep > 1 ? `${target.method}, a ${sweep}th of the pages in turn and those changed in the last ${WARM_SECONDS} s each pass` : target.method,
       regions: target.regions,
     };
-    writer = await TraceWriter.create(options.out, image, { pageSize, intervalMicros: Math.round(options.interval * 1e6), meta, level: options.level, spoolDir: options.spoolDir });
+    // Spooling the image takes a while (1.4 s for 384 MiB): the passes keep
+    // their times meanwhile, their epochs wait here, not the first pass.
+    creating = TraceWriter.create(options.out, image, { pageSize, intervalMicros: Math.round(options.interval * 1e6), meta, level: options.level, spoolDir: options.spoolDir });
+    let failed: unknown;
+    creating.then(
+      (made) => (writer = made),
+      (err: unknown) => (failed = err),
+    );
+    const waiting: { elapsedMicros: number; pages: number[]; contents: Uint8Array }[] = [];
     await options.onPass?.({ epoch: 0, elapsedMicros: 0, dirty: 0, seconds: passTimes[0]! });
     for (let e = 1; e <= epochs; e++) {
       const due = start + e * options.interval * 1000;
       const wait = due - performance.now();
       if (wait > 0) await sleep(wait);
       const began = performance.now();
-      await pass(false);
+      changed = [];
+      for (const [first, count] of warmUntil ? joined(swept(e)) : [[0, pageCount]]) await scan(first!, count!, false, e);
       const seconds = (performance.now() - began) / 1000;
       busy += seconds;
+      if (failed) throw failed;
       // A pass that raced the target's exit read zeros, not memory: drop it.
       const why = await target.gone();
       if (why) {
@@ -361,16 +440,22 @@ async function record(target: Target, options: RecordOptions, pageSize: number):
         break;
       }
       const elapsedMicros = Math.round((began - start) * 1000);
-      const dirty = await writer.epoch(elapsedMicros, changed, contents.subarray(0, changed.length * pageSize));
+      let dirty = changed.length;
+      if (writer) {
+        for (const w of waiting.splice(0)) await writer.epoch(w.elapsedMicros, w.pages, w.contents);
+        dirty = await writer.epoch(elapsedMicros, changed, contents.subarray(0, changed.length * pageSize));
+      } else waiting.push({ elapsedMicros, pages: changed, contents: contents.slice(0, changed.length * pageSize) });
       written = e;
       passTimes.push(seconds);
       await options.onPass?.({ epoch: e, elapsedMicros, dirty, seconds });
     }
-    meta.recorder = { passSeconds: passTimes.map((t) => Number(t.toFixed(4))), unreadablePages: unreadable, endedEarly: endedEarly ?? null };
+    writer = await creating;
+    for (const w of waiting.splice(0)) await writer.epoch(w.elapsedMicros, w.pages, w.contents);
+    meta.recorder = { passSeconds: passTimes.map((t) => Number(t.toFixed(4))), sweep, settleSeconds, unreadablePages: unreadable, endedEarly: endedEarly ?? null };
     const { bytes } = await writer.close();
     return { out: options.out, pages: pageCount, epochs: written, bytes, pagesHashed, busySeconds: busy, unreadablePages: unreadable, endedEarly };
   } catch (err) {
-    await writer?.abort();
+    await (writer ?? (await creating?.catch(() => undefined)))?.abort();
     throw err;
   } finally {
     batch.dispose();
