@@ -54,7 +54,8 @@ export class AuthenticationError extends PagemillError {}
 export class ProtocolError extends PagemillError {}
 
 const MAGIC = Buffer.from("PMTC", "latin1");
-export const TCP_PROTOCOL_VERSION = 2;
+/** 3: frames of wire format version 2 (docs/wire-format.md). */
+export const TCP_PROTOCOL_VERSION = 3;
 const NONCE_BYTES = 32;
 const TAG_BYTES = 16;
 const HEAD_BYTES = 5;

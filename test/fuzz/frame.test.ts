@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { CodecError } from "../../src/index.js";
 import { createCodec } from "../../src/codecs/registry.js";
 import { wasm } from "../../src/wasm/module.js";
-import { HEADER_BYTES, MAX_FRAME_BYTES, encodeControl, readFrameHeader } from "../../src/wire/frame.js";
+import { FRAME_VERSION, HEADER_BYTES, MAX_FRAME_BYTES, encodeControl, readFrameHeader } from "../../src/wire/frame.js";
 import { FrameDecoder } from "../../src/wire/decoder.js";
 import { FrameSplitter } from "../../src/wire/stream.js";
 import { CHOICES, dispose, encodeAll, mixedPages, pipeline, reseal } from "../helpers/frames.js";
@@ -50,7 +50,7 @@ describe("frames fuzzed", () => {
       // (some a valid frame check too), so they reach the later checks.
       if (i % 4 !== 0 && length >= HEADER_BYTES) {
         const dv = new DataView(bytes.buffer);
-        bytes.set([0x50, 0x4d, 0x46, 0x52, 1, 1 + (next() % 6), 0, 0]);
+        bytes.set([0x50, 0x4d, 0x46, 0x52, FRAME_VERSION, 1 + (next() % 6), 0, 0]);
         if (next() & 1) dv.setUint32(12, next() & 1 ? 0 : 512 << (next() % 8), true);
         if (next() & 1) dv.setUint32(16, next() % 8, true);
         if (next() & 1) dv.setUint32(20, length - 32, true);

@@ -1,14 +1,16 @@
 // Shared by the wire tests: sending pages as frames, editing frames, and
 // synthetic pages of every kind.
 
-import xxhash from "xxhash-wasm";
+import { createXXHash3 } from "hash-wasm";
 import { PageBatch } from "../../src/index.js";
 import type { PageCodec } from "../../src/codecs/codec.js";
 import { codecNamesFor, createCodec } from "../../src/codecs/registry.js";
 import { FrameEncoder, type PipelineCodecs } from "../../src/wire/pipeline.js";
 import { u32Stream } from "./random.js";
 
-const { h32Raw } = await xxhash();
+// An implementation of the frame check apart from pagemill's: hash-wasm's XXH3-64, low 32 bits.
+const xxh3 = await createXXHash3();
+const check = (bytes: Uint8Array): number => new DataView(xxh3.init().update(bytes).digest("binary").buffer).getUint32(4, false);
 
 /** Every compression choice: "raw" (no compressor) and each registered compress codec. */
 export const CHOICES = ["raw", ...codecNamesFor("compress")];
@@ -41,8 +43,8 @@ export function encodeAll(pages: Uint8Array, indices: ArrayLike<number>, pageSiz
 /** Recomputes the header check (and the frame check unless `headerOnly`) after a test has edited a frame. */
 export function reseal(frame: Uint8Array, headerOnly = false): Uint8Array {
   const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  dv.setUint32(24, h32Raw(frame.subarray(0, 24), 0) >>> 0, true);
-  if (!headerOnly && frame.byteLength >= 32) dv.setUint32(frame.byteLength - 4, h32Raw(frame.subarray(0, frame.byteLength - 4), 0) >>> 0, true);
+  dv.setUint32(24, check(frame.subarray(0, 24)), true);
+  if (!headerOnly && frame.byteLength >= 32) dv.setUint32(frame.byteLength - 4, check(frame.subarray(0, frame.byteLength - 4)), true);
   return frame;
 }
 
