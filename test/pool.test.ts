@@ -3,6 +3,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FramePool, MIN_POOLED_BYTES, sizeClass } from "../src/net/pool.js";
+import { SimulatedLink } from "../src/net/link.js";
+import { VirtualClock } from "../src/clock.js";
 
 describe("FramePool", () => {
   it("hands a buffer given back out again, and never one still out", () => {
@@ -58,5 +60,21 @@ describe("FramePool", () => {
         if (x <= y) expect(c).toBeLessThanOrEqual(sizeClass(y));
       }),
     );
+  });
+
+  it("an in-process link reuses a frame's memory once the receiver releases it, and not before", async () => {
+    const clock = new VirtualClock();
+    const link = new SimulatedLink(clock, { bitsPerSecond: 1e9, rtt: 0.001 });
+    const frame = link.a.frameBuffer!(300_000).fill(5);
+    const got = (await clock.run(async () => {
+      await link.a.send(frame);
+      return link.b.receive();
+    }))!;
+    expect(got).toBe(frame);
+    // Not released yet: a new frame gets other memory, and the one received keeps its bytes.
+    link.a.frameBuffer!(300_000).fill(6);
+    expect(got.every((b) => b === 5)).toBe(true);
+    link.b.release!(got);
+    expect(link.a.frameBuffer!(300_000).buffer).toBe(frame.buffer);
   });
 });

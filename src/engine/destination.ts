@@ -322,6 +322,8 @@ export class Destination {
       switch (frame.type) {
         case "pages":
           this.arrived(held, frame.indices);
+          // Its pages are in memory now: an in-process channel may reuse the frame's bytes.
+          this.channel.release?.(bytes);
           break;
         case "refs":
           await this.applyRefs(frame.blockSize, frame.refs);

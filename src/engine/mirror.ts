@@ -70,7 +70,8 @@ export class MirrorPages implements PageMemory {
   }
 
   zero(index: number): void {
-    if (sameBytes(zeroPage(this.pageSize), this.sourcePage(index))) this.mirror(index);
+    // A page the source does not hold is zero without looking.
+    if (this.source.isZero(index) || sameBytes(zeroPage(this.pageSize), this.source.page(index))) this.mirror(index);
     else {
       this.setMirrored(index, false);
       this.own.zero(index);

@@ -25,6 +25,12 @@ export interface Channel {
    * frame, so the caller fills it, sends it once and keeps no view of it.
    */
   frameBuffer?(bytes: number): Uint8Array;
+  /**
+   * The receiver is done with `frame` (from receive()) and keeps no view of
+   * it: a channel whose peer wrote it into reused memory (frameBuffer) may
+   * hand that memory out again.
+   */
+  release?(frame: Uint8Array): void;
   /** The next frame from the peer, in order; undefined once the peer closed. */
   receive(): Promise<Uint8Array | undefined>;
   /** Round-trip time in seconds (configured or last measured). */
@@ -53,6 +59,7 @@ export function withoutPriorityLane(channel: Channel): Channel {
     send: (frame) => channel.send(frame),
     receive: () => channel.receive(),
     ...(channel.frameBuffer && { frameBuffer: (bytes: number) => channel.frameBuffer!(bytes) }),
+    ...(channel.release && { release: (frame: Uint8Array) => channel.release!(frame) }),
     close: () => channel.close(),
     survive: () => channel.survive?.(),
     get rtt() {

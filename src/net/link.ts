@@ -8,6 +8,7 @@
 
 import type { Clock } from "../clock.js";
 import { ChannelClosedError, Inbox, type Channel } from "./channel.js";
+import { FramePool } from "./pool.js";
 
 /** From `at` seconds on, the link runs at `bitsPerSecond`. */
 export interface RateStep {
@@ -92,7 +93,16 @@ class LinkEnd implements Channel {
     private readonly peerInbox: Inbox,
     readonly inbox: Inbox,
     readonly rtt: number,
+    private readonly pool: FramePool,
   ) {}
+
+  frameBuffer(bytes: number): Uint8Array {
+    return this.pool.take(bytes);
+  }
+
+  release(frame: Uint8Array): void {
+    this.pool.give(frame);
+  }
 
   get bitsPerSecond(): number {
     return this.rate.rateAt(this.clock.now());
@@ -136,7 +146,9 @@ export class SimulatedLink {
     const toA = new Inbox();
     const toB = new Inbox();
     const latency = options.rtt / 2;
-    this.a = new LinkEnd(clock, this.rate, latency, toB, toA, options.rtt);
-    this.b = new LinkEnd(clock, this.rate, latency, toA, toB, options.rtt);
+    // One pool for both directions: a frame one end writes, the other releases.
+    const pool = new FramePool();
+    this.a = new LinkEnd(clock, this.rate, latency, toB, toA, options.rtt, pool);
+    this.b = new LinkEnd(clock, this.rate, latency, toA, toB, options.rtt, pool);
   }
 }
