@@ -256,7 +256,15 @@ describe("pagemill migrate with a disk", () => {
     await expect(migrateRun(["--disk-workload", "oltp", "--prefetch", "maybe"])).rejects.toThrow(/--prefetch: must be on or off/);
     await expect(migrateRun(["--disk-workload", "tape"])).rejects.toThrow(/--disk-workload: unknown MODEL 'tape'/);
     await expect(migrateRun(["--disk-workload", "oltp", "--block-size", "65536", "--disk-blocks", String(2 ** 24 + 1)])).rejects.toThrow(/--disk-blocks: blockCount/);
-    await expect(migrateRun(["--disk-workload", "oltp", "--disk-blocks", String(2 ** 28)])).rejects.toThrow(/--disk-blocks: a oltp disk of 1\.0 TiB \(a quarter of it filled\) needs an estimated .* more than the limit/);
+    // A 1 TiB model disk holds only its tables (192 MiB): refused under a smaller limit.
+    const saved = process.env.PAGEMILL_MEMORY_LIMIT;
+    process.env.PAGEMILL_MEMORY_LIMIT = String(64 * 2 ** 20);
+    try {
+      await expect(migrateRun(["--disk-workload", "oltp", "--disk-blocks", String(2 ** 28)])).rejects.toThrow(/--disk-blocks: a oltp disk of 1\.0 TiB needs an estimated .* more than the limit of 64\.0 MiB/);
+    } finally {
+      if (saved === undefined) delete process.env.PAGEMILL_MEMORY_LIMIT;
+      else process.env.PAGEMILL_MEMORY_LIMIT = saved;
+    }
     await expect(migrateRun(["--hot-area", "off"])).rejects.toThrow(/--hot-area: applies to a disk/);
     await expect(migrateRun(["--disk-workload", "oltp", "--block-size", "2048"])).rejects.toThrow(/--block-size must be a power of two from 4096/);
   });

@@ -93,8 +93,8 @@ export async function diskSetup(values: Record<string, OptionValue>): Promise<Di
   const blocks = intOption("disk-blocks", values["disk-blocks"], 16384, 1, 2 ** 28);
   try {
     checkDiskShape(blocks, size);
-    // The model fills a quarter of the disk: refused here, before anything runs, when that cannot fit.
-    checkFitsInMemory(`a ${model} disk of ${formatBytes(blocks * size)} (a quarter of it filled)`, modelDiskBytes(blocks, size));
+    // Refused here, before anything runs, when even its tables cannot fit (its data is computed when read).
+    checkFitsInMemory(`a ${model} disk of ${formatBytes(blocks * size)}`, modelDiskBytes(blocks));
   } catch (err) {
     throw new UsageError(`--disk-blocks: ${(err as Error).message}`);
   }

@@ -32,6 +32,7 @@ import { Random } from "../random.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 import { MAX_BITMAP_PAGES } from "./bitmap.js";
 import { ChunkedPages, checkFitsInMemory } from "./chunks.js";
+import { GeneratedPages } from "./generated.js";
 import { checkTrace } from "./pagetrace.js";
 import { BaseWorkload, NO_READS, TraceReplay, subSeed } from "./workloads.js";
 
@@ -304,9 +305,13 @@ export class BlockWorkload extends BaseWorkload {
 /** The share of a model disk's blocks that hold data by default (its first quarter). */
 export const MODEL_DISK_FILLED = 0.25;
 
-/** Memory a model disk needs: its filled blocks and the sparse store's per-block overhead. */
-export function modelDiskBytes(blockCount: number, blockSize: number, filled = MODEL_DISK_FILLED): number {
-  return Math.floor(blockCount * filled) * blockSize + ChunkedPages.overheadBytes(blockCount);
+/**
+ * Memory a model disk needs before it runs: its tables only. Its filled
+ * blocks are computed when read (GeneratedPages); a block costs its bytes
+ * once the workload writes it.
+ */
+export function modelDiskBytes(blockCount: number): number {
+  return GeneratedPages.overheadBytes(blockCount);
 }
 
 /** A disk model of `blockCount` blocks over a synthetic image whose first `filled` share (a quarter) holds data. */
@@ -316,12 +321,13 @@ export function modelDisk(name: BlockModelName | BlockModel, blockCount: number,
   checkDiskShape(blockCount, blockSize);
   // A filesystem with data in its first quarter (the rest never written): distinct, half-random blocks.
   const share = options.filled ?? MODEL_DISK_FILLED;
+  if (!(share >= 0 && share <= 1)) throw new RangeError(`filled must be a share of the disk's blocks in [0, 1], got ${share}`);
   const filled = Math.floor(blockCount * share);
-  checkFitsInMemory(`a ${typeof name === "string" ? name : "model"} disk of ${blockCount} blocks with ${filled} filled`, modelDiskBytes(blockCount, blockSize, share));
-  const disk = newDisk(blockCount, blockSize);
-  const random = new Random(subSeed(seed, 43));
-  for (let b = 0; b < filled; b++) putWords(disk.memory.writable(b), 0, blockSize, blockSize / 2, random);
-  return new BlockWorkload(disk, name, seed);
+  checkFitsInMemory(`a ${typeof name === "string" ? name : "model"} disk of ${blockCount} blocks`, modelDiskBytes(blockCount));
+  // Each filled block's data comes from its own stream, so it can be computed again whenever it is read.
+  const image = subSeed(seed, 43);
+  const content = new GeneratedPages(blockCount, blockSize, filled, (block, into, at) => putWords(into, at, blockSize, blockSize / 2, new Random(subSeed(image, block))));
+  return new BlockWorkload(new Guest(blockCount, blockSize, content), name, seed);
 }
 
 /** Bytes [start, start + bytes) of `block` ← random little-endian words for the first `random` bytes, zeros after. */
