@@ -23,6 +23,7 @@ import { decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
 import { FrameType, MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
 import { flatBytes } from "../src/index.js";
+import { ChunkedPages } from "../src/guest/chunks.js";
 import type { Channel } from "../src/net/channel.js";
 
 const KEY = new Uint8Array(32).fill(3);
@@ -60,7 +61,7 @@ async function both(strategy: (typeof STRATEGY_NAMES)[number], ends: Ends = {}) 
     });
     const sending = sendMigration(strategy, source, toDestination, { codec: "lz4", batchPages: 64, disk });
     const [sent, received] = await Promise.allSettled([sending, receiving]);
-    return { sent, received, source, disk: disk && flatBytes(disk.guest.memory).slice(), replica: replicas[0] };
+    return { sent, received, source, sourceMemory: flatBytes(source.guest.memory).slice(), disk: disk && flatBytes(disk.guest.memory).slice(), replica: replicas[0] };
   } finally {
     listener.close();
     source.guest.dispose();
@@ -110,6 +111,21 @@ describe("the end check's digest", () => {
     changed[299 * 4096 + 4095]! ^= 1;
     expect(Buffer.from(memoryDigest(changed, 4096, 77n)).equals(Buffer.from(digest))).toBe(false);
   });
+
+  it("of a sparse memory (zero pages not hashed) equals that of its flat copy, across chunks held and not, all-zero pages in held chunks too", async () => {
+    await init();
+    const random = new Random(6);
+    const sparse = new ChunkedPages(3000, 4096, 64);
+    for (let i = 0; i < 200; i++) sparse.write(random.int(3000), random.bytes(4096));
+    // Zero by content in a held chunk, its zero bit clear: it is hashed, and hashes as the zero page.
+    const held = [...Array(3000).keys()].find((p) => !sparse.isZero(p))!;
+    sparse.writable(held).fill(0);
+    expect(sparse.isZero(held)).toBe(false);
+    const flat = flatBytes(sparse).slice();
+    for (const seed of [0n, 77n, 2n ** 64n - 1n]) expect(Buffer.from(memoryDigest(sparse, 4096, seed)).equals(Buffer.from(memoryDigest(flat, 4096, seed)))).toBe(true);
+    sparse.writable(3000 - 1)[7] = 1;
+    expect(Buffer.from(memoryDigest(sparse, 4096, 77n)).equals(Buffer.from(memoryDigest(flat, 4096, 77n)))).toBe(false);
+  });
 });
 
 describe("the digest of a replica at the stop, taken while its program runs on", () => {
@@ -136,12 +152,16 @@ describe("the digest of a replica at the stop, taken while its program runs on",
 describe("remote migration over TCP", () => {
   for (const strategy of STRATEGY_NAMES) {
     it(`${strategy} ends verified at both ends`, async () => {
-      const { sent, received } = await both(strategy);
+      const { sent, received, sourceMemory } = await both(strategy);
       expect(sent.status, String((sent as PromiseRejectedResult).reason)).toBe("fulfilled");
       expect(received.status, String((received as PromiseRejectedResult).reason)).toBe("fulfilled");
       if (sent.status !== "fulfilled" || received.status !== "fulfilled") return;
       expect(sent.value.verifiedPages).toBe(1024);
       expect(received.value.report.verified).toBe(true);
+      // The received pages, and the same flat, are the source's memory (pre-copy) or the program's at the end.
+      expect(received.value.pages.pageCount).toBe(1024);
+      expect(Buffer.from(received.value.memory).equals(Buffer.from(flatBytes(received.value.pages)))).toBe(true);
+      if (strategy === "precopy") expect(Buffer.from(received.value.memory).equals(Buffer.from(sourceMemory))).toBe(true);
       expect(sent.value.downtime).toBeGreaterThan(0);
       expect(sent.value.transferred).toBeGreaterThan(0);
       if (strategy !== "precopy") expect(sent.value.remoteUptime).toBeGreaterThan(0);
@@ -186,6 +206,7 @@ describe("remote migration over TCP", () => {
           }
           return frame;
         },
+        release: (frame) => toSource.release(frame),
         close: () => toSource.close(),
         survive: () => toSource.survive(),
         get rtt() {

@@ -66,7 +66,7 @@ describe("TCP channel", () => {
     expect(Buffer.from((await client.receive())!).equals(Buffer.from(frame(100, 9)))).toBe(true);
   });
 
-  it("records cut at any byte, the head included, arrive whole: 'data' chunks of one byte to 64 KiB", async () => {
+  it("records cut at any byte, the head included, arrive whole: each 'data' chunk of one byte to 64 KiB", async () => {
     const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     open.push(listener);
     // A proxy that passes the client's bytes on in pieces of random sizes, one write per turn of the loop.
@@ -102,11 +102,12 @@ describe("TCP channel", () => {
     for (const [i, size] of sizes.entries()) {
       const got = (await accepted.receive())!;
       expect(Buffer.from(got).equals(Buffer.from(frame(size, i)))).toBe(true);
+      accepted.release(got);
     }
     await sending;
   });
 
-  it("reuses a sent frame's memory only once the peer acknowledged it", async () => {
+  it("reuses a sent frame's memory only once the peer acknowledged it, and a received one's once released", async () => {
     const { client, server } = await pair();
     const size = 100_000;
     const first = client.frameBuffer(size);
@@ -130,6 +131,16 @@ describe("TCP channel", () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     // Acknowledged: the sixteen buffers go out again.
     expect(sent).toContain(client.frameBuffer(size).buffer);
+    // A frame received and not released keeps its memory; a released one's carries the next record.
+    const kept = received[0]!.buffer;
+    for (const got of received.slice(1)) server.release(got);
+    const echo = frame(size, 99);
+    await client.send(echo);
+    const next = (await server.receive())!;
+    expect(next.buffer).not.toBe(kept);
+    expect(received.slice(1).map((r) => r.buffer)).toContain(next.buffer);
+    expect(Buffer.from(next).equals(Buffer.from(echo))).toBe(true);
+    expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
   });
 
   it("refuses a peer without the key, on both sides, before any frame", async () => {

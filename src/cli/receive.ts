@@ -97,10 +97,10 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     listener.close();
   }
-  const { info, report, memory, disk } = result;
+  const { info, report, pages, disk } = result;
   if (out !== undefined) {
     await mkdir(out, { recursive: true });
-    await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, memory));
+    await writeAtomically(join(out, "memory.bin"), (temporary) => writeFile(temporary, result.memory));
     if (disk) await writeAtomically(join(out, "disk.bin"), (temporary) => writeFile(temporary, disk));
   }
   if (values.json) {
@@ -110,7 +110,7 @@ export async function run(args: string[]): Promise<number> {
   else {
     const downtime = downtimeOf(report);
     const uptime = report.completeWallTime - report.resumeWallTime;
-    console.log(`received ${info.strategy}: ${report.pages} pages of ${info.pageSize} B verified (${formatBytes(memory.byteLength)})`);
+    console.log(`received ${info.strategy}: ${report.pages} pages of ${info.pageSize} B verified (${formatBytes(pages.byteLength)})`);
     if (info.disk) console.log(`disk: ${info.disk.blockCount} blocks of ${info.disk.blockSize} B verified, misses ${report.diskCounters?.blockMisses ?? 0}, prefetched ${report.diskCounters?.prefetchedBlocks ?? 0}`);
     console.log(`downtime ${(downtime * 1000).toFixed(1)} ms (and ${(report.replayWait * 1000).toFixed(1)} ms replaying the program to the stop), remote uptime ${(uptime * 1000).toFixed(1)} ms, faults ${report.counters.faults}, requests ${report.counters.postcopyRequests}`);
     printRecoveries(channel);

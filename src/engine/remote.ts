@@ -25,11 +25,11 @@ import { createHash, randomBytes } from "node:crypto";
 import { RealClock, wallTime } from "../clock.js";
 import { PagemillError, VerificationError } from "../errors.js";
 import type { Workload } from "../guest/guest.js";
-import { FlatPages, flatBytes, type PageMemory } from "../guest/pages.js";
+import { FlatPages, asPageMemory, flatBytes, zeroPage, type PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { encodeControl } from "../wire/frame.js";
-import { xxh3, xxh3Pages } from "../hash/xxhash.js";
+import { xxh3, xxh3Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
 import { Destination, type DestinationDiskCounters, type SharedDisk, type SharedGuest } from "./destination.js";
 import { DemandPagedProgram } from "./demand.js";
@@ -125,12 +125,33 @@ export function memoryDigest(memory: Uint8Array | PageMemory, pageSize: number, 
   return combineDigests(pageDigests(memory, pageSize, seed));
 }
 
-/** Every page's XXH3-64 under `seed`. */
+/**
+ * Every page's XXH3-64 under `seed`. A page the memory knows is all zero (a
+ * sparse memory's unwritten pages) takes the zero page's digest without
+ * being copied into WebAssembly memory and hashed: 30 -> 20 ms of CPU for
+ * the receiver of the idle benchmark guest (256 MiB, 45% zero pages).
+ * (Looking for zero pages in flat memory, a compare per page, cost more
+ * than it saved: 30 -> 40 ms.)
+ */
 function pageDigests(memory: Uint8Array | PageMemory, pageSize: number, seed: bigint): BigUint64Array {
-  const digests = new BigUint64Array(memory.byteLength / pageSize);
+  const pages = asPageMemory(memory, pageSize);
+  const zero = xxh3(zeroPage(pageSize), seed);
+  const digests = new BigUint64Array(pages.pageCount);
   const batch = new PageBatch(DIGEST_PAGES, pageSize);
+  const hashed = new Uint32Array(DIGEST_PAGES);
+  const some = new BigUint64Array(DIGEST_PAGES);
   try {
-    xxh3Pages(memory, batch, seed, (first, some) => digests.set(some, first));
+    for (let first = 0; first < pages.pageCount; first += DIGEST_PAGES) {
+      let n = 0;
+      for (let p = first, end = Math.min(first + DIGEST_PAGES, pages.pageCount); p < end; p++) {
+        if (pages.isZero(p)) digests[p] = zero;
+        else hashed[n++] = p;
+      }
+      if (n === 0) continue;
+      const indices = hashed.subarray(0, n);
+      xxh3Batch(batch.load(pages, indices), { seed, out: some.subarray(0, n) });
+      for (let k = 0; k < n; k++) digests[indices[k]!] = some[k]!;
+    }
   } finally {
     batch.dispose();
   }
@@ -288,7 +309,13 @@ export interface ReceiveOptions {
 export interface ReceiveResult {
   readonly info: MigrationInfo;
   readonly report: DestinationReport;
-  /** the migrated memory, verified */
+  /** the migrated memory, verified, as the destination holds it (sparse: zero pages take no memory) */
+  readonly pages: PageMemory;
+  /**
+   * The same memory flat, copied out of `pages` on first read: a receiver
+   * that keeps the pages does not pay for the copy (for a 256 MiB guest it
+   * was a third of the receiving process's CPU over an uncapped migration).
+   */
   readonly memory: Uint8Array;
   /** the migrated disk, verified, when there was one */
   readonly disk?: Uint8Array;
@@ -472,7 +499,17 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     channel.close();
     if (error !== undefined) throw new VerificationError(`the migration did not verify: ${error}`, []);
     // With a program thread, what it ran on is the migrated memory (its pages were checked on arrival and first change).
-    return { info, report, memory: thread?.memory ?? flatBytes(destination.memory), ...(destination.diskMemory && { disk: flatBytes(destination.diskMemory) }) };
+    const pages = thread ? new FlatPages(thread.memory, settings.pageSize) : destination.memory;
+    let flat: Uint8Array | undefined;
+    return {
+      info,
+      report,
+      pages,
+      get memory() {
+        return (flat ??= flatBytes(pages));
+      },
+      ...(destination.diskMemory && { disk: flatBytes(destination.diskMemory) }),
+    };
   } finally {
     destination.dispose();
     await thread?.close();

@@ -27,8 +27,8 @@ export interface Channel {
   frameBuffer?(bytes: number): Uint8Array;
   /**
    * The receiver is done with `frame` (from receive()) and keeps no view of
-   * it: a channel whose peer wrote it into reused memory (frameBuffer) may
-   * hand that memory out again.
+   * it: a channel that reuses memory (an in-process peer's frameBuffer, a
+   * TCP channel's gathered records) may hand it out again.
    */
   release?(frame: Uint8Array): void;
   /** The next frame from the peer, in order; undefined once the peer closed. */

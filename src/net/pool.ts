@@ -1,9 +1,9 @@
-// Reusable memory for frames a channel sends. A fresh megabyte per frame
+// Reusable memory for frames a channel carries. A fresh megabyte per frame
 // costs more than copying the frame into it: its pages are new to the
 // process and each one faults on first touch (a profile of an uncapped
-// loopback migration had the sender's frame copy among its largest costs,
-// mostly page faults). A buffer handed back is handed out again, its pages
-// already mapped.
+// loopback migration had the sender's frame copy and the receiver's record
+// assembly among the largest costs, mostly page faults). A buffer handed
+// back is handed out again, its pages already mapped.
 
 /** Frames below this are not pooled (a fresh small buffer costs little). */
 export const MIN_POOLED_BYTES = 16 * 1024;
