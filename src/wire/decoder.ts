@@ -124,7 +124,7 @@ export class FrameDecoder extends Owned {
     // Decode each group into its staging batch: nothing is written to the
     // destination yet. Codecs that read other pages go last, so every page
     // they may name is decoded.
-    const staged = new Map<number, number>(); // frame entry → linear-memory offset of its decoded page
+    const staged = new Uint32Array(n); // frame entry → linear-memory offset of its decoded page (codec-decoded entries)
     const order = [...groups.keys()].sort((a, b) => Number(this.decoderOf(a)!.referencesOtherPages ?? false) - Number(this.decoderOf(b)!.referencesOtherPages ?? false));
     for (const encoding of order) {
       const members = groups.get(encoding)!;
@@ -160,7 +160,7 @@ export class FrameDecoder extends Owned {
       } finally {
         if (codec.referencesOtherPages) codec.destination = undefined;
       }
-      members.forEach((k, i) => staged.set(k, batch.ptr + i * ps));
+      for (let i = 0; i < members.length; i++) staged[members[i]!] = batch.ptr + i * ps;
     }
 
     // Every page decoded: write them.
@@ -182,7 +182,7 @@ export class FrameDecoder extends Owned {
             target.set(bytes.subarray(offsets[k]!, offsets[k]! + ps), to);
             break;
           default: {
-            const from = staged.get(k)!;
+            const from = staged[k]!;
             target.set(mem.subarray(from, from + ps), to);
           }
         }
@@ -202,7 +202,7 @@ export class FrameDecoder extends Owned {
             destination.write(page, bytes, offsets[k]!);
             break;
           default:
-            destination.write(page, mem, staged.get(k)!);
+            destination.write(page, mem, staged[k]!);
         }
       }
     }
@@ -219,7 +219,7 @@ export class FrameDecoder extends Owned {
     bytes: Uint8Array,
     table: PagesTable,
     members: readonly number[],
-    staged: ReadonlyMap<number, number>,
+    staged: Uint32Array,
     destination: PageMemory | PageBatch | undefined,
     ps: number,
     sequence: number,
@@ -240,7 +240,7 @@ export class FrameDecoder extends Owned {
             return bytes.subarray(offset, offset + ps);
           default: {
             // Codec-decoded entries are staged by now (the referencing codec resolves its own group's).
-            const at = staged.get(e)!;
+            const at = staged[e]!;
             return wasm().heap.bytes().subarray(at, at + ps);
           }
         }
