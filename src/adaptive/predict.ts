@@ -41,6 +41,8 @@ export interface PredictOptions {
   readonly maxSentFactor?: number;
   /** hybrid: pre-copy rounds before the switch */
   readonly precopyRounds?: number;
+  /** post-copy: pages each side of the last fault the push sends next (the engine's prepageWindow; default 64) */
+  readonly prepageWindow?: number;
   /** fractional: share of pages (0..1), coldest by λ, pre-copied once before the switch */
   readonly memoryPrecopy?: number;
   /**
@@ -143,6 +145,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   const maxSent = (options.maxSentFactor ?? 3) * n;
   const cost = options.cost ?? new CostModel();
   const deltaT = options.deltaT ?? 20;
+  const prepageWindow = options.prepageWindow ?? Math.min(64, n);
   const writes = new Writes(m, options.model !== "poisson");
 
   const zero = new Float64Array(n);
@@ -323,13 +326,14 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   for (let p = 0; p < n; p++) pushCost[p] = (pageBytes(p) + frame(0) / POSTCOPY_BATCH) / B;
   const pushTime = (p: number): number => pushCost[p]!;
   const pushStart = lineFree;
-  const present = new Float64Array(n);
+  /** the chance each page is still missing at the destination */
+  const absent = new Absent(pending);
   let missing = 0;
-  for (let p = 0; p < n; p++) {
-    present[p] = 1 - pending[p]!;
-    missing += pending[p]!;
-  }
-  const srcPending = pending;
+  for (let p = 0; p < n; p++) missing += pending[p]!;
+  /** the chance the source still has each page queued though the destination holds it (claimed by a whole write) */
+  const claimedQueued = new Float64Array(n);
+  /** the chance the source still has the page to send */
+  const queued = (p: number): number => absent.get(p) + claimedQueued[p]!;
   /** line seconds the push has used since it started */
   let pushed = 0;
   let sweep = 0;
@@ -338,14 +342,14 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   const sweepTo = (time: number): void => {
     const budget = time - pushStart;
     while (pushed < budget && sweep < n) {
-      const c = srcPending[sweep]!;
+      const c = queued(sweep);
       if (c > 0) {
         const cost = c * pushTime(sweep);
         if (pushed + cost > budget) break;
         pushed += cost;
-        srcPending[sweep] = 0;
-        missing -= 1 - present[sweep]!;
-        present[sweep] = 1;
+        claimedQueued[sweep] = 0;
+        missing -= absent.get(sweep);
+        absent.set(sweep, 0);
       }
       sweep++;
       if (missing < 0.5 && end < 0) end = pushStart + pushed + rtt / 2;
@@ -368,36 +372,57 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     if (end >= 0 && end <= at) break;
     clock = at;
     guest = due;
-    let faults = 0;
-    /** bytes of the faulted pages, which go first */
-    let faultBytes = 0;
-    const missingBefore = missing;
+    // A quantum's faults are requested together and the program waits until
+    // the pages it needs are here. A page read while missing and then
+    // overwritten whole later in the same quantum is requested (the source
+    // sends it) but claimed by the write, so it is not waited for
+    // (destination.ts: claim). The wait is for the waited pages, and for the
+    // claimed ones' bytes only when there is a wait at all.
+    /** pages the program waits for, and their bytes */
+    let waited = 0;
+    let waitedBytes = 0;
+    /** bytes of pages requested and then claimed */
+    let claimedBytes = 0;
     let written = 0;
     const before = recent.snapshot();
     // The reads of the epoch's first writes find the ring's pages as they were before the epoch:
     // a page the epoch writes again later is still missing for the reads before that write.
     const ringMissing = new Map<number, number>();
-    before.forEach((p) => ringMissing.set(p, 1 - present[p]!));
+    before.forEach((p) => ringMissing.set(p, absent.get(p)));
     /** where the epoch writes each page (writes before it), its chance of doing so, and the share of that write that replaces the page whole */
     const rewrites = new Map<number, { at: number; x: number; whole: number }>();
+    /** the last page the epoch's writes fault on: where the push's pre-paging starts once the requests are served */
+    let pivot = -1;
+    /** uniform reads per write per page */
+    const uniformRate = (reads.perWrite * reads.uniformShare) / n;
     writes.apply((p, x, whole, z) => {
       rewrites.set(p, { at: written, x, whole });
-      written += x;
-      recent.add(p, x, false);
-      const gone = x * (1 - present[p]!);
+      const gone = x * absent.get(p);
       if (gone > 0) {
-        present[p] = present[p]! + gone;
+        absent.set(p, absent.get(p) - gone);
         missing -= gone;
         const fetched = gone * (1 - whole);
-        faults += fetched;
-        faultBytes += fetched * pushTime(p) * B;
-        srcPending[p] = Math.max(0, srcPending[p]! - fetched);
+        if (fetched >= 0.5) pivot = p;
+        waited += fetched;
+        waitedBytes += fetched * pushTime(p) * B;
+        // The uniform reads after the epoch's first `written` writes found it missing; a partial write fetches it anyway.
+        const requested = uniformRate * written * gone * whole;
+        claimedBytes += requested * pushTime(p) * B;
+        claimedQueued[p] = Math.max(0, claimedQueued[p]! + gone * whole - requested);
       }
+      written += x;
+      recent.add(p, x, false);
       zero[p] = (1 - x) * zero[p]! + x * z;
     });
-    // The reads follow the writes through the epoch: on average, half-way between the shares missing before and after.
-    const uniformFaults = (reads.perWrite * written * reads.uniformShare * (missingBefore + missing)) / (2 * n);
-    let readFaults = uniformFaults;
+    // Uniform reads of pages the epoch does not write find them missing all
+    // through it: each such page is fetched with the same chance (applied to
+    // every page at once; the source's sweep still counts them, as it counts
+    // pages it sends twice), and is of the average pending size.
+    const uniformKept = Math.exp(-uniformRate * written);
+    const uniformFaults = (1 - uniformKept) * missing;
+    absent.scale(uniformKept);
+    waited += uniformFaults;
+    waitedBytes += uniformFaults * pushBytesPerPage;
     // The other reads pick one of the last `window` pages written, each read
     // after a write. The epoch's own writes push the older entries out, oldest
     // first: the entry `c` writes from the ring's old end is seen by the
@@ -416,33 +441,73 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         if (!atSource) return;
         const seen = Math.min(c + room, written);
         // Missing after the writes: missing for every read that sees the entry.
-        const left = (1 - Math.exp(-perRead * w * seen)) * (1 - present[p]!);
-        // Written in the epoch but missing before: missing for the reads before the write.
-        // (A read before a partial write fetches what that write would have; only a claim is lost.)
+        const left = (1 - Math.exp(-perRead * w * seen)) * absent.get(p);
+        // Written whole in the epoch but missing before: requested by the reads before the write, then claimed.
+        // (A read before a partial write fetches what that write would have.)
         const rewrite = rewrites.get(p);
         const early = rewrite ? (1 - Math.exp(-perRead * w * Math.min(seen, rewrite.at))) * rewrite.x * ringMissing.get(p)! * rewrite.whole : 0;
-        const gone = left + early;
-        if (gone <= 0) return;
-        present[p] = present[p]! + left;
+        if (left + early <= 0) return;
+        absent.set(p, absent.get(p) - left);
         unwritten += left;
-        srcPending[p] = Math.max(0, srcPending[p]! - gone);
-        readFaults += gone;
-        faultBytes += gone * pushTime(p) * B;
+        claimedQueued[p] = Math.max(0, claimedQueued[p]! - early);
+        waited += left;
+        waitedBytes += left * pushTime(p) * B;
+        claimedBytes += early * pushTime(p) * B;
       });
     }
-    faults += readFaults;
-    // uniform reads land on pages of the average pending size
-    faultBytes += uniformFaults * pushBytesPerPage;
     missing -= uniformFaults + unwritten;
-    if (faults > 0) {
-      const wait = (1 - Math.exp(-faults)) * (rtt + 1.5 * frameTime) + faultBytes / B;
-      pushed += faultBytes / B;
-      stall += wait;
-      clock += wait;
+    // Every requested page takes the line; the program waits, when it waits at all, until the last one it needs is here.
+    pushed += (waitedBytes + claimedBytes) / B;
+    const wait = (1 - Math.exp(-waited)) * (rtt + 1.5 * frameTime + claimedBytes / B) + waitedBytes / B;
+    stall += wait;
+    clock += wait;
+    // Pre-paging: the push sends the pages the source still holds around the last fault, nearest first (postcopy.ts: bubbling).
+    /** when the last page the program still lacked arrives by pre-paging */
+    let prepaged = clock;
+    if (pivot >= 0) {
+      for (let r = 1; r <= prepageWindow; r++) {
+        for (const p of [pivot + r, pivot - r]) {
+          if (p < 0 || p >= n || !(queued(p) > 0)) continue;
+          pushed += queued(p) * pushTime(p);
+          claimedQueued[p] = 0;
+          if (absent.get(p) > 0) prepaged = Math.max(prepaged, pushStart + pushed);
+          missing -= absent.get(p);
+          absent.set(p, 0);
+        }
+      }
     }
-    if (missing < 0.5) end = clock + rtt / 2;
+    if (missing < 0.5) end = prepaged + rtt / 2;
   }
   return finish(downtime, Math.max(end, resumeAt), stall);
+}
+
+/**
+ * Per-page chances kept with one factor shared by all, so that scaling every
+ * page (the uniform reads' fetches) costs O(1) and not O(pages) per epoch.
+ */
+class Absent {
+  private factor = 1;
+  private readonly scaled: Float64Array;
+
+  constructor(initial: Float64Array) {
+    this.scaled = Float64Array.from(initial);
+  }
+
+  get(p: number): number {
+    return this.scaled[p]! * this.factor;
+  }
+
+  set(p: number, chance: number): void {
+    this.scaled[p] = chance / this.factor;
+  }
+
+  /** Every page's chance times `keep` (0 < keep ≤ 1). */
+  scale(keep: number): void {
+    this.factor *= keep;
+    if (this.factor > 1e-200) return;
+    for (let p = 0; p < this.scaled.length; p++) this.scaled[p] = this.scaled[p]! * this.factor;
+    this.factor = 1;
+  }
 }
 
 /** The last `window` pages written, by weight (the replay's read model picks reads among them). */

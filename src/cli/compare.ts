@@ -94,6 +94,7 @@ function prediction(memory: PageProfile, setup: SimulationSetup, method: Method,
     ...(o.batchPages === undefined ? {} : { batchPages: o.batchPages }),
     ...(o.maxIterations === undefined ? {} : { maxIterations: o.maxIterations }),
     ...(o.precopyRounds === undefined ? {} : { precopyRounds: o.precopyRounds }),
+    ...(o.prepageWindow === undefined ? {} : { prepageWindow: o.prepageWindow }),
     ...(method.memoryPrecopy === undefined ? {} : { memoryPrecopy: method.memoryPrecopy }),
   };
   const p = predict(memory, method.strategy as PredictedStrategy, options);
