@@ -10,11 +10,14 @@
 // after it was written (../traces/ada-heldout: ADA_HELD_OUT).
 // PAGEMILL_ADA_SKIP leaves traces out by name (jvm-churn by default: minutes).
 // Ada-copy gets each trace's mean dirty rate as measured before the start
-// (its rule 0), as pagemill migrate gives it.
+// and the predictor's forecast of each fixed method (its rules 0 and 0f), as
+// pagemill migrate gives them; PAGEMILL_ADA_FORECAST=0 leaves the forecast out
+// (rules 0-3 alone).
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { TraceReplay, init, simulate } from "../dist/index.js";
 import { meanDirtyRate, profileTrace } from "../dist/adaptive/profile.js";
+import { forecastFixed } from "../dist/adaptive/predict.js";
 import { ADA_HELD_OUT, allTraces, check, save, tracesIn } from "./lib.js";
 
 await init();
@@ -49,7 +52,9 @@ for (const [linkName, link] of Object.entries(LINKS)) {
   for (const { name, path, heldOut } of traces) {
     const stats = {};
     for (const strategy of FIXED) stats[strategy] = await run(strategy, path, link);
-    stats.ada = await run("ada", path, link, { dirtyRateBefore: meanDirtyRate((await profileTrace(path)).memory) });
+    const { memory } = await profileTrace(path);
+    const forecast = process.env.PAGEMILL_ADA_FORECAST === "0" ? {} : { forecast: forecastFixed(memory, link) };
+    stats.ada = await run("ada", path, link, { dirtyRateBefore: meanDirtyRate(memory), ...forecast });
     const ada = stats.ada;
     const row = { decision: `${ada.adaptive.method}: ${ada.adaptive.reason}` };
     const cells = [];

@@ -25,6 +25,7 @@
 import { DEFAULT_READS } from "../guest/workloads.js";
 import { CostModel } from "../codecs/cost.js";
 import { CHECK_BYTES, ENTRY_BYTES, HEADER_BYTES } from "../wire/frame.js";
+import type { AdaForecast } from "../engine/options.js";
 import { LEFT_ZERO, LEFT_ZERO_EVEN, WHOLE_WRITE, type PageProfile } from "./profile.js";
 
 export type PredictedStrategy = "precopy" | "postcopy" | "hybrid" | "fractional";
@@ -130,6 +131,14 @@ class Writes {
     }
     return total;
   }
+}
+
+/** Each fixed method's predicted T and D: Ada-copy's forecast (EngineOptions.forecast, rule 0f in ada.ts). */
+export function forecastFixed(m: PageProfile, options: PredictOptions): AdaForecast[] {
+  return (["precopy", "postcopy", "hybrid"] as const).map((strategy) => {
+    const p = predict(m, strategy, options);
+    return { strategy, totalTime: p.totalTime, downtime: p.downtime };
+  });
 }
 
 /** Predicts one migration of the profiled memory. */

@@ -13,9 +13,9 @@ import { compareReport } from "./report.js";
 import { predictedCell, type CompareRow } from "./rows.js";
 export type { CompareRow } from "./rows.js";
 import { inspectTrace } from "./inspect.js";
-import { predict, type PredictedStrategy, type PredictOptions } from "../adaptive/predict.js";
+import { predict, type PredictedStrategy } from "../adaptive/predict.js";
 import { meanDirtyRate, profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
-import { SIMULATION_OPTIONS, checkCodecOption, describeLink, fractionalPages, seconds, simulationSetup, strategyLabel, type SimulationSetup } from "./migrate.js";
+import { SIMULATION_OPTIONS, adaForecast, checkCodecOption, describeLink, fractionalPages, predictOptions, seconds, simulationSetup, strategyLabel, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskSetup, type DiskSetup } from "./disk.js";
 
@@ -80,24 +80,13 @@ const PREDICTED: readonly string[] = ["precopy", "postcopy", "hybrid", "fraction
 
 /** What the predictor says of one row, or undefined for a row it does not model. */
 function prediction(memory: PageProfile, setup: SimulationSetup, method: Method, codec: string): CompareRow["predicted"] {
-  const o = setup.options;
-  const modelled =
-    codec === "raw" && !method.options.autoConverge && PREDICTED.includes(method.strategy) && !setup.link.schedule?.length && (setup.link.channel ?? "link") === "link";
-  if (!modelled) return undefined;
-  const options: PredictOptions = {
-    bitsPerSecond: setup.link.bitsPerSecond,
-    rtt: setup.link.rtt,
+  const options = PREDICTED.includes(method.strategy) ? predictOptions(setup, codec, method.options.autoConverge) : undefined;
+  if (!options) return undefined;
+  const p = predict(memory, method.strategy as PredictedStrategy, {
+    ...options,
     deltaT: AGILITY_WINDOW,
-    cost: setup.cost,
-    ...(o.downtimeLimit === undefined ? {} : { downtimeLimit: o.downtimeLimit }),
-    ...(o.stateBytes === undefined ? {} : { stateBytes: o.stateBytes }),
-    ...(o.batchPages === undefined ? {} : { batchPages: o.batchPages }),
-    ...(o.maxIterations === undefined ? {} : { maxIterations: o.maxIterations }),
-    ...(o.precopyRounds === undefined ? {} : { precopyRounds: o.precopyRounds }),
-    ...(o.prepageWindow === undefined ? {} : { prepageWindow: o.prepageWindow }),
     ...(method.memoryPrecopy === undefined ? {} : { memoryPrecopy: method.memoryPrecopy }),
-  };
-  const p = predict(memory, method.strategy as PredictedStrategy, options);
+  });
   return { totalTime: p.totalTime, downtime: p.downtime, gamma: p.gamma };
 }
 
@@ -123,7 +112,9 @@ export async function compare(
         if (predicted) row.predicted = predicted;
         workload = await setup.guest.open();
         diskWorkload = await disk?.open();
-        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, ...diskOptions, codec, disk: diskWorkload });
+        // Ada-copy on a trace runs the fixed method predicted fastest, where the predictor models the run (its rule 0f).
+        const forecast = method.strategy === "ada" && !disk && profile ? adaForecast(profile.memory, setup, codec, method.options.autoConverge) : undefined;
+        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, ...diskOptions, codec, disk: diskWorkload, ...(forecast && { forecast }) });
         if (row.stats.adaptive) row.method = strategyLabel(row.stats);
         const blocks = row.stats.disk;
         row.verified = row.stats.verifiedPages === workload.guest.pageCount && (!blocks || blocks.verifiedBlocks === blocks.blockCount);

@@ -7,12 +7,12 @@ import { CostModel, DEFAULT_COSTS, loadCostTable } from "../codecs/cost.js";
 import type { CrtrOutcome, DeadlineOutcome, MigrationStats, StrategyName } from "../engine/metrics.js";
 import { DEFAULT_MAX_TIME, QEMU_STRATEGIES, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
-import { FLAVORS, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
+import { FLAVORS, type AdaForecast, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { MAX_CHANNELS } from "../wire/channels.js";
 import { plan } from "../adaptive/plan.js";
-import { ascendingBy, coldestFirst } from "../adaptive/predict.js";
-import { meanDirtyRate, profileTrace, type Profile } from "../adaptive/profile.js";
+import { ascendingBy, coldestFirst, forecastFixed, type PredictOptions } from "../adaptive/predict.js";
+import { meanDirtyRate, profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
 import { MAX_BITMAP_PAGES } from "../guest/bitmap.js";
@@ -58,8 +58,9 @@ ${DISK_USAGE}
   each batch goes as one frame per channel, and takes the longest channel's CPU time.
   --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
   fewer times); index order by default. --strategy ada: Ada-copy (pre-copy, switching to post-copy when
-  the dirty rate says it will not converge soon; on a trace, post-copy at once when the trace's dirty rate
-  already says so). --strategy crtr: checkpoint + trace/replay, a MODEL
+  the dirty rate says it will not converge soon; on a trace, the fixed method the predictor says is fastest,
+  or post-copy at once when the trace's dirty rate says so where the predictor does not model the run).
+  --strategy crtr: checkpoint + trace/replay, a MODEL
   (the checkpoint is real; the event log, --log-rate bytes per second of execution, and its replay at the
   destination, --replay-speed times as fast as the source ran, are modelled: docs/engines.md).
   Default: the bundled trace ${"data/redis-sample.ptrace.gz"} over 40 Mbit/s with 5 ms RTT (seed 001's WAN link), every strategy.`;
@@ -348,6 +349,30 @@ export function fractionalPages(profile: Profile, link: LinkSpec, options: Simul
   return { percent: m, precopyPages: coldestFirst(profile.memory).subarray(0, Math.round((m / 100) * profile.memory.pageCount)) };
 }
 
+/** The predictor's options for a run with `codec`, or undefined where it does not model the run (docs/adaptive.md). */
+export function predictOptions(setup: SimulationSetup, codec: string, autoConverge = false): PredictOptions | undefined {
+  const o = setup.options;
+  const modelled = codec === "raw" && !autoConverge && !setup.link.schedule?.length && (setup.link.channel ?? "link") === "link";
+  if (!modelled) return undefined;
+  return {
+    bitsPerSecond: setup.link.bitsPerSecond,
+    rtt: setup.link.rtt,
+    cost: setup.cost,
+    ...(o.downtimeLimit === undefined ? {} : { downtimeLimit: o.downtimeLimit }),
+    ...(o.stateBytes === undefined ? {} : { stateBytes: o.stateBytes }),
+    ...(o.batchPages === undefined ? {} : { batchPages: o.batchPages }),
+    ...(o.maxIterations === undefined ? {} : { maxIterations: o.maxIterations }),
+    ...(o.precopyRounds === undefined ? {} : { precopyRounds: o.precopyRounds }),
+    ...(o.prepageWindow === undefined ? {} : { prepageWindow: o.prepageWindow }),
+  };
+}
+
+/** Ada-copy's forecast of a trace's run (its rule 0f), or undefined where the predictor does not model it. */
+export function adaForecast(memory: PageProfile, setup: SimulationSetup, codec: string, autoConverge = false): AdaForecast[] | undefined {
+  const options = predictOptions(setup, codec, autoConverge);
+  return options && forecastFixed(memory, options);
+}
+
 /** Refuses a codec spec the pipeline cannot build (as a usage error of `flag`). */
 export function checkCodecOption(flag: string, codec: string): void {
   try {
@@ -434,7 +459,12 @@ export async function run(args: string[]): Promise<number> {
   const ada = strategyText === "ada" && values.workload === undefined;
   const profile = fractional || ada || order === "cold-first" ? await profileTrace(typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname) : undefined;
   if (order === "cold-first") options.pageOrder = coldestFirst(profile!.memory);
-  if (ada) options.dirtyRateBefore = meanDirtyRate(profile!.memory);
+  if (ada) {
+    options.dirtyRateBefore = meanDirtyRate(profile!.memory);
+    // The predictor models memory alone, as Xen's flavor runs it.
+    const forecast = !disk && flavor === "xen" ? adaForecast(profile!.memory, setup, options.codec!, options.autoConverge) : undefined;
+    if (forecast) options.forecast = forecast;
+  }
   if (fractional) {
     // The coldest M% by λ; without --memory-precopy, M is the plan's (pagemill plan).
     const { percent, precopyPages } = fractionalPages(profile!, link, options, memoryPercent);

@@ -7,6 +7,13 @@
 // shrinks what is left by ρ = d/R, and after the first round what is left
 // must shrink to what the downtime limit carries (R·limit) before the stop.
 //
+//   0f. Before anything is sent, when each fixed method's T and D were
+//      predicted before the migration (EngineOptions.forecast: the CLI's
+//      come from src/adaptive's predictor on the trace's profile, within 1%
+//      of the emulation on every trace, docs/adaptive.md): run the method
+//      predicted fastest, or, of those within ADA_FORECAST_TIE of its T (the
+//      predictor's error), the one with the least predicted D, exactly as
+//      that strategy runs (round 0). Rules 0-3 decide without a forecast.
 //   0. Before anything is sent, when the dirty rate was measured before the
 //      migration (EngineOptions.dirtyRateBefore: QEMU's calc-dirty-rate; the
 //      CLI's is the trace profile's mean) and the link's rate is known, R
@@ -45,9 +52,11 @@
 // (MigrationStats.adaptive) and the tables.
 
 import type { AdaDecision, StopReason } from "./metrics.js";
+import type { AdaForecast } from "./options.js";
+import { hybrid } from "./hybrid.js";
 import { ENTRY_BYTES } from "../wire/frame.js";
 import { postcopy, switchToPostcopy } from "./postcopy.js";
-import { runRounds, stopAndCopy, type RoundCheck } from "./precopy.js";
+import { precopy, runRounds, stopAndCopy, type RoundCheck } from "./precopy.js";
 import { projectPrecopy } from "./projection.js";
 import type { Source } from "./source.js";
 import { mirrorDisk, pendDisk } from "./storage.js";
@@ -60,6 +69,9 @@ export const ADA_SWITCH_RATIO = 0.5;
 export const ADA_MAX_ROUNDS_LEFT = 3;
 /** Switch when the rounds' dirty rates vary more than this (coefficient of variation). */
 export const ADA_MAX_CV = 0.5;
+
+/** Rule 0f: predicted times this close (a share of the least) count as a tie, broken by the least predicted downtime. */
+export const ADA_FORECAST_TIE = 0.01;
 
 /** The rule above, fed the migration's figures as it runs. */
 export class AdaRule {
@@ -78,6 +90,17 @@ export class AdaRule {
     if (rho < ADA_ABORT_RATIO) return false;
     this.decide("postcopy", `dirtied ${fmt(dirtyRate)} pages/s before the start against ${fmt(sendRate)} the link carries (ρ ${rho.toFixed(2)} ≥ ${ADA_ABORT_RATIO})`, { round: 0, rho, dirtyRate, sendRate });
     return true;
+  }
+
+  /** Rule 0f: the fixed method to run, from each one's predicted T and D. */
+  choose(forecast: readonly AdaForecast[], dirtyRate: number, sendRate: number): AdaDecision["method"] {
+    const fastest = Math.min(...forecast.map((f) => f.totalTime));
+    const near = forecast.filter((f) => f.totalTime <= fastest * (1 + ADA_FORECAST_TIE));
+    const pick = near.reduce((a, b) => (b.downtime < a.downtime ? b : a));
+    const listed = forecast.map((f) => `${f.strategy} ${f.totalTime.toFixed(2)} s / ${(f.downtime * 1000).toFixed(0)} ms`).join(", ");
+    const why = near.length > 1 ? `the least D of those within ${ADA_FORECAST_TIE * 100}% of the least T` : "the least T";
+    this.decide(pick.strategy, `predicted T / D before the start: ${listed}; ${why}`, { round: 0, rho: sendRate > 0 ? dirtyRate / sendRate : 0, dirtyRate, sendRate });
+    return pick.strategy;
   }
 
   /** Whether to switch to post-copy now, and why (undefined: go on with pre-copy). */
@@ -115,11 +138,21 @@ function variation(xs: readonly number[]): number {
   return Math.sqrt(variance) / mean;
 }
 
+/** The fixed methods rule 0f runs, each exactly as its own strategy. */
+const FIXED = { precopy, postcopy, hybrid } as const;
+
 /** Ada-copy migration (see the module comment). */
 export async function ada(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const rule = new AdaRule(s.settings.downtimeLimit);
-  const { dirtyRateBefore, pageSize } = s.settings;
-  if (dirtyRateBefore !== undefined && rule.before(dirtyRateBefore, s.linkBandwidth() / (pageSize + ENTRY_BYTES))) {
+  const { dirtyRateBefore, pageSize, forecast } = s.settings;
+  const sendRate = s.linkBandwidth() / (pageSize + ENTRY_BYTES);
+  if (forecast?.length) {
+    const method = rule.choose(forecast, dirtyRateBefore ?? 0, sendRate);
+    s.setAdaptive(rule.decision!);
+    const run = await FIXED[method](s);
+    return method === "precopy" ? run : { reason: "adaptive", converged: true };
+  }
+  if (dirtyRateBefore !== undefined && rule.before(dirtyRateBefore, sendRate)) {
     s.setAdaptive(rule.decision!);
     await postcopy(s);
     return { reason: "adaptive", converged: true };

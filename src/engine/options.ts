@@ -65,6 +65,12 @@ export interface EngineOptions {
    * profile's mean). Ada-copy decides on it before sending anything.
    */
   readonly dirtyRateBefore?: number;
+  /**
+   * Ada-copy: each fixed method's total time and downtime as predicted before
+   * the migration began (src/adaptive's predictor, on a trace's profile).
+   * Ada-copy then runs the one predicted fastest (ada.ts, rule 0).
+   */
+  readonly forecast?: readonly AdaForecast[];
   /** QEMU cpu-throttle-initial, percent (20). */
   readonly throttleInitial?: number;
   /** QEMU cpu-throttle-increment, percent (10). */
@@ -192,6 +198,7 @@ export interface EngineSettings {
   readonly deadline: number | undefined;
   readonly noPostcopy: boolean;
   readonly dirtyRateBefore: number | undefined;
+  readonly forecast: readonly AdaForecast[] | undefined;
   readonly throttleInitial: number;
   readonly throttleIncrement: number;
   readonly throttleMax: number;
@@ -227,6 +234,19 @@ export interface DiskSettings {
 function positive(name: string, value: number): number {
   if (!(typeof value === "number" && value > 0 && Number.isFinite(value))) throw new RangeError(`${name} must be a positive finite number, got ${value}`);
   return value;
+}
+
+/** One fixed method's predicted figures for Ada-copy's rule 0. */
+export interface AdaForecast {
+  readonly strategy: "precopy" | "postcopy" | "hybrid";
+  /** seconds */
+  readonly totalTime: number;
+  readonly downtime: number;
+}
+
+function forecastEntry(name: string, f: AdaForecast): AdaForecast {
+  if (!["precopy", "postcopy", "hybrid"].includes(f?.strategy)) throw new RangeError(`${name}.strategy must be precopy, postcopy or hybrid, got ${String(f?.strategy)}`);
+  return { strategy: f.strategy, totalTime: positive(`${name}.totalTime`, f.totalTime), downtime: positive(`${name}.downtime`, f.downtime) };
 }
 
 function nonNegative(name: string, value: number): number {
@@ -324,6 +344,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     deadline: options.deadline === undefined ? undefined : positive("deadline", options.deadline),
     noPostcopy: options.noPostcopy ?? false,
     dirtyRateBefore: options.dirtyRateBefore === undefined || options.dirtyRateBefore === 0 ? options.dirtyRateBefore : positive("dirtyRateBefore", options.dirtyRateBefore),
+    forecast: options.forecast?.map((f, i) => forecastEntry(`forecast[${i}]`, f)),
     throttleInitial,
     throttleIncrement,
     throttleMax,
