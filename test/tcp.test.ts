@@ -3,6 +3,7 @@
 // closing the connection before anything is handed on, and bounded waits.
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { CuttingProxy } from "../src/net/faults.js";
 import { Random } from "../src/random.js";
 import { AuthenticationError, NetworkError, ProtocolError, connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
 
@@ -278,6 +279,31 @@ describe("TCP channel", () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(onLine - 2);
     expect(await arrival).toBeGreaterThanOrEqual(onLine - 2);
     expect((await server.receive())!.byteLength).toBe(100);
+  });
+
+  it("under a cap, a frame's bytes reach the peer as the line carries them, its last 16 KiB once its time on the line is over", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    open.push(listener);
+    const proxy = await CuttingProxy.start(listener.port, Infinity);
+    try {
+      const [client, server] = await Promise.all([connectChannel("127.0.0.1", proxy.port, { key: KEY, bitsPerSecond: 20e6 }), listener.accept()]);
+      open.push(client, server);
+      const size = 256 * 1024;
+      // 105 ms on the line.
+      const onLine = (((size + 21) * 8) / 20e6) * 1000;
+      const before = proxy.bytes;
+      const started = performance.now();
+      const arrival = server.receive().then(() => performance.now() - started);
+      await client.send(frame(size, 3));
+      await new Promise((resolve) => setTimeout(resolve, onLine / 2 - (performance.now() - started)));
+      const halfway = proxy.bytes - before;
+      // Half the line time in, about half the frame has crossed (handing it over whole at the end, none had), never its tail.
+      expect(halfway).toBeGreaterThan(size * 0.1);
+      expect(halfway).toBeLessThanOrEqual(size + 21 - 16 * 1024);
+      expect(await arrival).toBeGreaterThanOrEqual(onLine - 2);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("paces sends to the cap", async () => {

@@ -33,8 +33,8 @@
 // Back-pressure: send() resolves when the socket has taken the record
 // (immediately, or on 'drain'). An optional cap makes the channel a line of
 // that bit rate holding one frame at a time, as the simulation's link: send()
-// resolves when the frame starts on it, and the frame reaches the socket when
-// its last bit would have left.
+// resolves when the frame starts on it, and its bytes reach the socket as they
+// would leave the line, the last of them when its last bit would have.
 // Every wait on the peer is bounded: connecting, the handshake, a connection
 // with no traffic either way for `timeout` seconds, and a paused session
 // (`recoverTimeout`) fail with a NetworkError naming the cause.
@@ -277,8 +277,22 @@ interface LinkEvents {
  * One authenticated connection: writes and reads records. Until a session
  * takes it (attach), records wait in a queue for `next()`.
  */
+/** A record being written a part at a time (Link.writePaced). */
+interface Paced {
+  readonly parts: readonly Uint8Array[];
+  readonly total: number;
+  /** bytes handed to the socket so far */
+  written: number;
+  readonly done: () => void;
+}
+/** Bytes of a paced record held back until the line would have delivered it whole. */
+const PACED_TAIL_BYTES = 16 * 1024;
+/** How often a paced record's due bytes go to the socket (ms): on a plain timer, its lateness harmless. */
+const PACED_STEP_MS = 2;
+
 class Link {
   private sendCounter = 0n;
+  private paced: Paced | undefined;
   private receiveCounter = 0n;
   /** the record being gathered (one that spans 'data' chunks), and how much of it arrived */
   private record: Uint8Array | undefined;
@@ -324,6 +338,83 @@ class Link {
 
   /** Writes one record; false when the socket wants a 'drain' first. `flushed` runs once it has left for the kernel. */
   write(kind: Kind, payload: Uint8Array, flushed?: () => void): boolean {
+    // Records never interleave: the rest of one being paced out goes first.
+    this.finishPaced();
+    const parts = this.seal(kind, payload);
+    // One writev for the three parts, not three writes.
+    this.socket.cork();
+    this.socket.write(parts[0]);
+    this.socket.write(parts[1]);
+    const room = this.socket.write(parts[2], flushed && (() => flushed()));
+    this.socket.uncork();
+    return room;
+  }
+
+  /**
+   * Writes one record as a line of a lower rate would carry it: starting at
+   * `start` and ending at `finish` (performance.now() ms), its bytes handed
+   * to the socket as they would have left the line, the last
+   * PACED_TAIL_BYTES at `finish`. So the peer has all but the tail when the
+   * line would have delivered the record, as the far end of a real line
+   * does; handing the whole record over at `finish` left its transfer and
+   * reading (a millisecond or more for a 256 KiB switch-over record) after
+   * it. Resolves once the last byte has left for the kernel, or the link
+   * failed. Another write meanwhile sends the rest at once, ahead of itself.
+   */
+  writePaced(kind: Kind, payload: Uint8Array, start: number, finish: number): Promise<void> {
+    // One record paced at a time: the rest of one still going (sends not awaited in turn) goes first.
+    this.finishPaced();
+    return new Promise((resolve) => {
+      const parts = this.seal(kind, payload);
+      const total = parts[0].byteLength + parts[1].byteLength + parts[2].byteLength;
+      // Done once the last byte has left for the kernel, or the connection closed (its writes may never be).
+      const done = (): void => {
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("close", done);
+      const paced = { parts, total, written: 0, done };
+      this.paced = paced;
+      const tailFrom = Math.max(0, total - PACED_TAIL_BYTES);
+      void (async () => {
+        while (this.paced === paced && paced.written < tailFrom) {
+          await sleep(PACED_STEP_MS);
+          const due = Math.min(tailFrom, Math.floor((total * (performance.now() - start)) / (finish - start)));
+          if (this.paced === paced && due > paced.written) this.writePart(paced, due);
+        }
+        if (this.paced === paced) await sleepUntil(finish);
+        this.finishPaced(paced);
+      })();
+    });
+  }
+
+  /** Sends at once what is left of the record being paced (`only`: that one), and resolves its writePaced(). */
+  private finishPaced(only?: Paced): void {
+    const paced = this.paced;
+    if (!paced || (only && only !== paced)) return;
+    this.paced = undefined;
+    if (this.done || this.failure || this.socket.destroyed) return paced.done();
+    this.writePart(paced, paced.total, paced.done);
+  }
+
+  /** Writes bytes [written, to) of a paced record. */
+  private writePart(paced: Paced, to: number, flushed?: () => void): void {
+    const pieces: Uint8Array[] = [];
+    let at = 0;
+    for (const part of paced.parts) {
+      const from = Math.max(paced.written - at, 0);
+      const end = Math.min(to - at, part.byteLength);
+      if (end > from) pieces.push(part.subarray(from, end));
+      at += part.byteLength;
+    }
+    paced.written = to;
+    this.socket.cork();
+    pieces.forEach((piece, k) => this.socket.write(piece, k === pieces.length - 1 && flushed ? () => flushed() : undefined));
+    this.socket.uncork();
+  }
+
+  /** A record's three parts: head, body (the payload, or its ciphertext) and tag. */
+  private seal(kind: Kind, payload: Uint8Array): [Uint8Array, Uint8Array, Uint8Array] {
     const head = Buffer.alloc(HEAD_BYTES);
     head.writeUInt32LE(payload.byteLength, 0);
     head[4] = kind;
@@ -334,13 +425,7 @@ class Link {
     if (this.encrypt) body = gcm.update(payload);
     else gcm.setAAD(payload);
     gcm.final();
-    // One writev for the three parts, not three writes.
-    this.socket.cork();
-    this.socket.write(head);
-    this.socket.write(body);
-    const room = this.socket.write(gcm.getAuthTag(), flushed && (() => flushed()));
-    this.socket.uncork();
-    return room;
+    return [head, body, gcm.getAuthTag()];
   }
 
   /** Writes one record; resolves once it has left for the kernel, or the link failed. */
@@ -385,6 +470,7 @@ class Link {
   }
 
   end(): void {
+    this.finishPaced();
     this.socket.end();
   }
 
@@ -632,7 +718,6 @@ export class TcpChannel implements Channel {
   /** A frame is on the capped line, not yet handed to the socket. */
   private lineBusy = false;
   private over = false;
-  private readonly events: LinkEvents;
   private settle!: { resolve: () => void; reject: (error: Error) => void };
   /**
    * Settles when the session is over: both ends sent END and every frame
@@ -651,17 +736,32 @@ export class TcpChannel implements Channel {
   ) {
     this.rttNow = link.rtt;
     this.bitsPerSecond = settings.cap;
-    this.events = {
-      record: (kind, payload) => this.record(kind, payload),
-      // The peer closes the socket only once the session is over, so this end is finished by then too.
-      ended: () => this.cut(new NetworkError("the peer closed the connection before the end of the session")),
-      failed: (error) => this.cut(error),
-    };
     this.finished = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     // Nobody need wait for the end; a failure is also reported by send() and receive().
     this.finished.catch(() => {});
     this.link = link;
-    link.attach(this.events);
+    link.attach(this.eventsOf(link));
+  }
+
+  /**
+   * What `link` tells the session, while it is the session's connection:
+   * a connection already given up (cut, replaced) may still report its end
+   * or an error (a write to it failing later), which must not cut the one
+   * that replaced it.
+   */
+  private eventsOf(link: Link): LinkEvents {
+    return {
+      record: (kind, payload) => {
+        if (this.link === link) this.record(kind, payload);
+      },
+      // The peer closes the socket only once the session is over, so this end is finished by then too.
+      ended: () => {
+        if (this.link === link) this.cut(new NetworkError("the peer closed the connection before the end of the session"));
+      },
+      failed: (error) => {
+        if (this.link === link) this.cut(error);
+      },
+    };
   }
 
   get rtt(): number {
@@ -714,9 +814,10 @@ export class TcpChannel implements Channel {
     if (this.bitsPerSecond === undefined) return this.leave(frame);
     // The cap is a line that carries one frame at a time, as SimulatedLink's: a frame starts once the
     // one before has left, send() resolves then (the sender prepares the next meanwhile: one frame of
-    // buffering), and the frame reaches the socket once its last bit would have left, as it reaches
-    // the far end of a real line. So a stop-and-copy queues behind the frame on the line, as in the
-    // simulation (resolving only once a frame had left made a real pre-copy's downtime shorter).
+    // buffering), and its bytes reach the socket as they would leave the line (Link.writePaced), the
+    // last once its last bit would have, as at the far end of a real line. So a stop-and-copy queues
+    // behind the frame on the line, as in the simulation (resolving only once a frame had left made a
+    // real pre-copy's downtime shorter).
     const now = performance.now();
     const duration = ((frame.byteLength + HEAD_BYTES + TAG_BYTES) * 8 * 1000) / this.bitsPerSecond;
     if (urgent) {
@@ -731,7 +832,7 @@ export class TcpChannel implements Channel {
     await this.onLine;
     // (An urgent frame may have pushed the start further.)
     if (start > performance.now()) await sleepUntil(start);
-    const leaving = sleepUntil(finish).then(() => this.leave(frame));
+    const leaving = this.leave(frame, { start, finish });
     // Its failure is this channel's, which the next send or receive reports.
     const onLine = (this.onLine = leaving.catch(() => {}));
     this.lineBusy = true;
@@ -743,14 +844,16 @@ export class TcpChannel implements Channel {
   }
 
   /** Hands a frame to the connection (once it is back, after a cut) and keeps it until the peer acknowledges it. */
-  private async leave(frame: Uint8Array): Promise<void> {
+  private async leave(frame: Uint8Array, line?: { start: number; finish: number }): Promise<void> {
     while (this.paused) await this.paused;
     if (this.failure) throw this.failure;
     this.log.push(frame);
     this.framesSent++;
     const link = this.link!;
+    // On a capped line the frame goes out as the line carries it, done once its last byte has.
+    if (line) await link.writePaced(Kind.FRAME, frame, line.start, line.finish);
     // After the switch-over, wait until the frame has left for the kernel, so an urgent frame never queues behind several.
-    if (this.surviving) await link.writeFlushed(Kind.FRAME, frame);
+    else if (this.surviving) await link.writeFlushed(Kind.FRAME, frame);
     else if (!link.write(Kind.FRAME, frame)) await link.drained();
     if (this.failure) throw this.failure;
   }
@@ -867,7 +970,7 @@ export class TcpChannel implements Channel {
       this.link = link;
       // The peer acknowledged through peer.received; it learns ours from our SESSION record.
       this.framesAcked = this.framesReceived;
-      link.attach(this.events);
+      link.attach(this.eventsOf(link));
       for (const frame of this.log) link.write(Kind.FRAME, frame);
       if (this.ending) link.write(Kind.END, new Uint8Array(0));
       this.checkFinished();
