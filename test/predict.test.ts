@@ -123,6 +123,17 @@ describe("planner", () => {
     expect(found.storagePrecopy).toBe(0);
   });
 
+  // Γ is flat in M over wide ranges, so the search may stop at another M of nearly the same Γ; memstream's
+  // Γ falls from M = 0 (post-copy) and is not unimodal there, which the check of the ends catches.
+  it.skipIf(!sharedAvailable())("plans each shared trace within 0.005 of the 5%-grid's Γ", async () => {
+    for (const name of TRACE_NAMES) {
+      const profile = await sharedProfile(name);
+      const found = plan(profile, LINK);
+      const grid = gridSearch(profile, LINK, 5);
+      expect(found.prediction.gamma, `${name}: M ${found.memoryPrecopy}% against the grid's ${grid.memoryPrecopy}%`).toBeGreaterThan(grid.prediction.gamma - 0.005);
+    }
+  });
+
   it("pagemill plan: JSON with every strategy and the plan; bad input named", async () => {
     const lines: string[] = [];
     const log = vi.spyOn(console, "log").mockImplementation((...parts: unknown[]) => void lines.push(parts.join(" ")));

@@ -48,7 +48,8 @@ export function plan(profile: Profile, options: PredictOptions): Plan {
   // Step 1 (S with memory instant) has nothing to search without a disk.
   const storagePrecopy = profile.disk ? Number.NaN : 0;
   if (Number.isNaN(storagePrecopy)) throw new RangeError("disk profiles are not planned yet");
-  const m = ternaryMax(0, 100, (x) => at(x).gamma);
+  // The ends are the fixed methods (post-copy; every page pre-copied once), where Γ need not be unimodal: checked too.
+  const m = [ternaryMax(0, 100, (x) => at(x).gamma), 0, 100].reduce((a, b) => (at(b).gamma > at(a).gamma ? b : a));
   return { memoryPrecopy: m, storagePrecopy, prediction: at(m), evaluations: cache.size };
 }
 
