@@ -14,7 +14,7 @@ import { run } from "../src/cli/plan.js";
 import { run as migrateRun } from "../src/cli/migrate.js";
 import { simulate } from "../src/engine/migrate.js";
 import { TraceReplay } from "../src/guest/workloads.js";
-import { migrateCli } from "./helpers/migrate.js";
+import { commandOutput, migrateCli } from "./helpers/migrate.js";
 import { SHARED, TRACE_NAMES, sharedAvailable } from "./helpers/traces.js";
 
 const SAMPLE = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
@@ -151,6 +151,36 @@ describe("planner", () => {
     await expect(run([SAMPLE, "--bandwidth", "0mbit"])).rejects.toThrow(/--bandwidth/);
     await expect(run([SAMPLE, "--delta-t", "0s"])).rejects.toThrow(/--delta-t/);
     await expect(run(["/nonexistent.ptrace.gz"])).rejects.toThrow(/does not exist/);
+  });
+});
+
+describe("planner with a disk", () => {
+  const DISK = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
+
+  it("plans (M, S) within 0.005 of the 5%-grid's Γ, and predicts its migration's T, D and U within 5%; migrate runs the plan", async () => {
+    const profile = { ...(await profileTrace(SAMPLE)), disk: (await profileTrace(DISK)).memory };
+    const found = plan(profile, LINK);
+    const grid = gridSearch(profile, LINK, 5);
+    expect(grid.evaluations).toBe(21 * 21);
+    expect(found.prediction.gamma).toBeGreaterThan(grid.prediction.gamma - 0.005);
+    expect(found.evaluations).toBeLessThan(grid.evaluations / 5);
+    // Without --memory-precopy and --storage-precopy, migrate runs the plan's (M, S).
+    const e = JSON.parse(await migrateCli(["--strategy", "fractional", "--disk", DISK, "--json"])) as { totalTime: number; downtime: number; remoteUptime: number; verified: boolean; pagesTransferred: number };
+    const given = JSON.parse(await migrateCli(["--strategy", "fractional", "--disk", DISK, "--memory-precopy", String(found.memoryPrecopy), "--storage-precopy", String(found.storagePrecopy), "--json"]));
+    expect([e.totalTime, e.pagesTransferred]).toEqual([given.totalTime, given.pagesTransferred]);
+    expect(e.verified).toBe(true);
+    for (const metric of ["totalTime", "downtime", "remoteUptime"] as const) expect(relative(found.prediction[metric], e[metric]), metric).toBeLessThan(0.05);
+  });
+
+  it("pagemill plan --disk: the plan's S in the JSON; a missing disk named; other strategies refused with a disk", async () => {
+    const out = JSON.parse(await commandOutput(run, [SAMPLE, "--disk", DISK, "--json"]));
+    expect(out.disk).toBe(DISK);
+    expect(out.strategies).toEqual([]);
+    expect(out.plan.storagePrecopy).toBeGreaterThanOrEqual(0);
+    expect(out.plan.storagePrecopy).toBeLessThanOrEqual(100);
+    await expect(run([SAMPLE, "--disk", "/nonexistent.ptrace.gz"])).rejects.toThrow(/--disk: .* does not exist/);
+    const { memory } = await profileTrace(SAMPLE);
+    expect(() => predict(memory, "postcopy", { ...LINK, disk: { profile: memory, precopy: 0 } })).toThrow(/fractional strategy only/);
   });
 });
 

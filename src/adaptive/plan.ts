@@ -3,8 +3,8 @@
 // pre-copied, with memory taken as copied instantly; then M, the share of
 // memory pre-copied (coldest pages by λ first), with that S. Each step is a
 // ternary search over whole percent, which assumes Γ is unimodal in the
-// share; `gridSearch` is the brute force it is checked against. Until
-// storage lands a profile has no disk and S is 0.
+// share (the two ends, the fixed methods, are checked too); `gridSearch` is
+// the brute force it is checked against. Without a disk S is 0.
 
 import { predict, type Prediction, type PredictOptions } from "./predict.js";
 import type { Profile } from "./profile.js";
@@ -19,9 +19,9 @@ export interface Plan {
   readonly evaluations: number;
 }
 
-/** The fractional strategy's prediction at M percent. */
-function atPercent(profile: Profile, m: number, options: PredictOptions): Prediction {
-  return predict(profile.memory, "fractional", { ...options, memoryPrecopy: m / 100 });
+/** The fractional strategy's prediction at M and S percent (S applies to a disk). */
+function atPercent(profile: Profile, m: number, options: PredictOptions, s = 0): Prediction {
+  return predict(profile.memory, "fractional", { ...options, memoryPrecopy: m / 100, ...(profile.disk && { disk: { profile: profile.disk, precopy: s / 100 } }) });
 }
 
 /** Ternary search of an integer x in [lo, hi] maximising f (unimodal); ties go to the lower x. */
@@ -37,30 +37,44 @@ export function ternaryMax(lo: number, hi: number, f: (x: number) => number): nu
   return best;
 }
 
-/** Two-step ternary search of (M, S) on the predictor. */
-export function plan(profile: Profile, options: PredictOptions): Plan {
-  const cache = new Map<number, Prediction>();
-  const at = (m: number): Prediction => {
-    let p = cache.get(m);
-    if (!p) cache.set(m, (p = atPercent(profile, m, options)));
-    return p;
-  };
-  // Step 1 (S with memory instant) has nothing to search without a disk.
-  const storagePrecopy = profile.disk ? Number.NaN : 0;
-  if (Number.isNaN(storagePrecopy)) throw new RangeError("disk profiles are not planned yet");
-  // The ends are the fixed methods (post-copy; every page pre-copied once), where Γ need not be unimodal: checked too.
-  const m = [ternaryMax(0, 100, (x) => at(x).gamma), 0, 100].reduce((a, b) => (at(b).gamma > at(a).gamma ? b : a));
-  return { memoryPrecopy: m, storagePrecopy, prediction: at(m), evaluations: cache.size };
+/** Whole percent in [0, 100] maximising f: the ternary search, and the ends (where f need not be unimodal). */
+function bestPercent(f: (x: number) => number): number {
+  return [ternaryMax(0, 100, f), 0, 100].reduce((a, b) => (f(b) > f(a) ? b : a));
 }
 
-/** Every M at `step` percent: the brute force the search is checked against. */
+/** Two-step ternary search of (M, S) on the predictor; a given `storagePrecopy` skips the first step. */
+export function plan(profile: Profile, options: PredictOptions, fixedStorage?: number): Plan {
+  const cache = new Map<string, Prediction>();
+  const at = (m: number, s: number): Prediction => {
+    const key = `${m} ${s}`;
+    let p = cache.get(key);
+    if (!p) cache.set(key, (p = atPercent(profile, m, options, s)));
+    return p;
+  };
+  // Step 1: S with memory taken as copied at once, i.e. the disk migrated alone (the predictor's model of a memory, reads and all).
+  const disk = profile.disk;
+  const alone = new Map<number, number>();
+  const storagePrecopy = fixedStorage ?? (disk
+    ? bestPercent((s) => {
+        if (!alone.has(s)) alone.set(s, predict(disk, "fractional", { ...options, memoryPrecopy: s / 100 }).gamma);
+        return alone.get(s)!;
+      })
+    : 0);
+  // Step 2: M with that S.
+  const m = bestPercent((x) => at(x, storagePrecopy).gamma);
+  return { memoryPrecopy: m, storagePrecopy, prediction: at(m, storagePrecopy), evaluations: cache.size + alone.size };
+}
+
+/** Every M (and, with a disk, every S) at `step` percent: the brute force the search is checked against. */
 export function gridSearch(profile: Profile, options: PredictOptions, step = 5): Plan {
   let best: Plan | undefined;
   let evaluations = 0;
-  for (let m = 0; m <= 100; m += step) {
-    const prediction = atPercent(profile, m, options);
-    evaluations++;
-    if (!best || prediction.gamma > best.prediction.gamma) best = { memoryPrecopy: m, storagePrecopy: 0, prediction, evaluations: 0 };
+  for (let s = 0; s <= (profile.disk ? 100 : 0); s += step) {
+    for (let m = 0; m <= 100; m += step) {
+      const prediction = atPercent(profile, m, options, s);
+      evaluations++;
+      if (!best || prediction.gamma > best.prediction.gamma) best = { memoryPrecopy: m, storagePrecopy: s, prediction, evaluations: 0 };
+    }
   }
   return { ...best!, evaluations };
 }

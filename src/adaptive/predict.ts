@@ -52,6 +52,16 @@ export interface PredictOptions {
    * chance: seed 001's model, for a profile without history)
    */
   readonly model?: "poisson" | "replay";
+  /**
+   * A disk migrated with the memory (fractional only): its profile, and S,
+   * the share of its blocks (coldest by λ) sent once before memory's pass.
+   * Modelled as the engine runs it without dedup (`--disk-dedup off`): the
+   * share's blocks first, the blocks written since and those never sent
+   * post-copied, a frame of up to 32 blocks after each memory frame of the
+   * push. Not modelled: the disk program's reads and writes at the
+   * destination (its misses and claims), dedup, prefetching, hot-area.
+   */
+  readonly disk?: { readonly profile: PageProfile; readonly precopy: number };
   /** Γ's δT, seconds (seed 001: 20) */
   readonly deltaT?: number;
   readonly cost?: CostModel;
@@ -178,8 +188,11 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     zero[p] = (1 - x) * zero[p]! + x * z;
   };
   /** The guest runs at the source up to clock `to`. */
+  const disk = options.disk && new DiskModel(options.disk.profile, options.model !== "poisson");
+  if (disk && strategy !== "fractional") throw new RangeError(`the predictor models a disk with the fractional strategy only, not ${strategy}`);
   const runGuest = (to: number): void => {
     while (writes.due <= to) writes.apply(onSourceWrite);
+    disk?.run(to);
   };
   const send = (bytes: number, cpu: number): void => {
     t += cpu;
@@ -196,7 +209,13 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   /** Pre-copy rounds over `q` (chance each page is to send); returns when the guest stops. */
   /** When the guest stopped at the source. */
   let stopAt = 0;
+  /** The dirty log starts now (what a disk's share wrote before memory's pass does not count). */
+  const clearDirty = (): void => {
+    dirty.fill(0);
+    dirtyMass = 0;
+  };
   const runRounds = (q: Float64Array, downtimeRule: boolean, maxRounds: number): { converged: boolean } => {
+    clearDirty();
     let lastPeriod = 0;
     for (;;) {
       rounds++;
@@ -298,8 +317,16 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   // Post-copy, hybrid and fractional: what is pending at the switch-over.
   const pending = new Float64Array(n);
   const cold = strategy === "fractional" ? Math.round((options.memoryPrecopy ?? 0) * n) : strategy === "hybrid" ? n : 0;
+  if (disk) {
+    // The disk's share goes first, in batches, while both programs run (storage.ts: precopyDiskShare).
+    for (const blocks of disk.share(options.disk!.precopy)) {
+      send(frame(disk.bytes(blocks)), cost.zeroScanSeconds(blocks.length * disk.blockSize));
+      runGuest(t);
+    }
+  }
   if (cold === 0) {
     // Post-copy: a zero scan, then stop; zero pages are never sent.
+    clearDirty();
     for (let p = 0; p < n; p++) pending[p] = 1 - zero[p]!;
     t += cost.zeroScanSeconds(n * ps);
     runGuest(t);
@@ -317,7 +344,13 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     runRounds(q, false, 1);
     for (let p = 0; p < n; p++) pending[p] = 1 - (1 - pending[p]!) * (1 - q[p]!);
   }
+  if (disk) {
+    // After the stop: the disk's zero scan, and its own switch-over with its block map.
+    t += cost.zeroScanSeconds(disk.blockCount * disk.blockSize);
+    disk.pend();
+  }
   send(frame(12 + stateBytes + 8 * Math.ceil(n / 64)), 0);
+  if (disk) send(frame(12 + 8 * Math.ceil(disk.blockCount / 64)), 0);
   resumeAt = lineFree + rtt / 2;
   const downtime = resumeAt - stopAt;
 
@@ -347,6 +380,14 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   let pushed = 0;
   let sweep = 0;
   let end = -1;
+  /** memory pages pushed since the last disk frame (postcopy.ts: a disk frame after each memory frame) */
+  let framePages = 0;
+  /** when the last disk frame left the line (−1 while blocks are queued) */
+  let diskDone = disk?.queued ? -1 : 0;
+  const pushDisk = (bytes: number): void => {
+    pushed += disk!.take(bytes) / B;
+    if (!disk!.queued && diskDone < 0) diskDone = pushStart + pushed;
+  };
   /** Advances the linear sweep until the push reaches clock `time`; sets `end` when nothing is missing. */
   const sweepTo = (time: number): void => {
     const budget = time - pushStart;
@@ -359,11 +400,18 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         claimedQueued[sweep] = 0;
         missing -= absent.get(sweep);
         absent.set(sweep, 0);
+        framePages += c;
+        if (disk?.queued && framePages >= POSTCOPY_BATCH) {
+          framePages -= POSTCOPY_BATCH;
+          pushDisk(disk.frameBytes);
+        }
       }
       sweep++;
       if (missing < 0.5 && end < 0) end = pushStart + pushed + rtt / 2;
     }
     if (sweep >= n && end < 0) end = pushStart + pushed + rtt / 2;
+    // Memory all pushed: the disk's frames go on alone.
+    if (sweep >= n && disk?.queued) pushDisk(Infinity);
   };
 
   // The program at the destination: guest time goes on from the stop, stalled by faults.
@@ -487,7 +535,84 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     }
     if (missing < 0.5) end = prepaged + rtt / 2;
   }
-  return finish(downtime, Math.max(end, resumeAt), stall);
+  if (disk && diskDone < 0) {
+    // The source pushes on, memory and disk frames in turn, until the destination holds both.
+    sweepTo(Infinity);
+  }
+  return finish(downtime, Math.max(end, diskDone + rtt / 2, resumeAt), stall);
+}
+
+/** The disk beside the memory (PredictOptions.disk): its writes at the source, its share, what is queued for the push. */
+class DiskModel {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  private readonly writes: Writes;
+  private readonly zero: Float64Array;
+  private readonly dirty: Float64Array;
+  private readonly precopied: Uint8Array;
+  /** bytes queued for the push */
+  queued = 0;
+  /** bytes of a push frame of 32 blocks */
+  frameBytes = 0;
+
+  constructor(
+    private readonly profile: PageProfile,
+    replay: boolean,
+  ) {
+    this.blockSize = profile.pageSize;
+    this.blockCount = profile.pageCount;
+    this.writes = new Writes(profile, replay);
+    this.zero = Float64Array.from(profile.imageZero);
+    this.dirty = new Float64Array(this.blockCount);
+    this.precopied = new Uint8Array(this.blockCount);
+  }
+
+  /** The disk's program writes up to clock `to`. */
+  run(to: number): void {
+    while (this.writes.due <= to) {
+      this.writes.apply((b, x, _whole, z) => {
+        this.dirty[b] = this.dirty[b]! + (1 - this.dirty[b]!) * x;
+        this.zero[b] = (1 - x) * this.zero[b]! + x * z;
+      });
+    }
+  }
+
+  /** The `share` coldest blocks, in the engine's batches (ascending within each); the dirty log starts here. */
+  share(share: number): number[][] {
+    this.dirty.fill(0);
+    const order = coldestFirst(this.profile).subarray(0, Math.round(share * this.blockCount));
+    const batch = Math.min(256, Math.max(1, 2 ** 20 / this.blockSize), this.blockCount);
+    const batches: number[][] = [];
+    for (let at = 0; at < order.length; at += batch) batches.push(Array.from(order.subarray(at, at + batch)).sort((a, b) => a - b));
+    for (const b of order) this.precopied[b] = 1;
+    return batches;
+  }
+
+  /** Wire bytes of `blocks` sent now. */
+  bytes(blocks: readonly number[]): number {
+    let bytes = 0;
+    for (const b of blocks) bytes += ENTRY_BYTES + this.blockSize * (1 - this.zero[b]!);
+    return bytes;
+  }
+
+  /** At the switch-over: the blocks never sent and not zero, and those written since they were sent. */
+  pend(): void {
+    let blocks = 0;
+    for (let b = 0; b < this.blockCount; b++) {
+      const pending = this.precopied[b] ? this.dirty[b]! : 1 - this.zero[b]!;
+      blocks += pending;
+      this.queued += pending * (ENTRY_BYTES + this.blockSize);
+    }
+    this.queued += Math.ceil(blocks / POSTCOPY_BATCH) * (HEADER_BYTES + CHECK_BYTES);
+    this.frameBytes = HEADER_BYTES + CHECK_BYTES + POSTCOPY_BATCH * (ENTRY_BYTES + this.blockSize);
+  }
+
+  /** Takes up to `bytes` off the queue; what was taken. */
+  take(bytes: number): number {
+    const taken = Math.min(bytes, this.queued);
+    this.queued -= taken;
+    return taken;
+  }
 }
 
 /**

@@ -343,10 +343,15 @@ export function simulationSetup(values: Record<string, OptionValue>): Simulation
   return { guest: workloadFactory(values), link, options, cost };
 }
 
-/** Fractional's pages to pre-copy: the `percent` (default: the plan's M) coldest by the profile's λ. */
-export function fractionalPages(profile: Profile, link: LinkSpec, options: SimulationOptions, percent?: number): { percent: number; precopyPages: Uint32Array } {
-  const m = percent ?? plan(profile, { bitsPerSecond: link.bitsPerSecond, rtt: link.rtt, downtimeLimit: options.downtimeLimit, stateBytes: options.stateBytes }).memoryPrecopy;
-  return { percent: m, precopyPages: coldestFirst(profile.memory).subarray(0, Math.round((m / 100) * profile.memory.pageCount)) };
+/**
+ * Fractional's pages to pre-copy: the `percent` (default: the plan's M)
+ * coldest by the profile's λ; and, with a disk in the profile, S (default:
+ * the plan's), the share of its blocks.
+ */
+export function fractionalPages(profile: Profile, link: LinkSpec, options: SimulationOptions, percent?: number, storage?: number): { percent: number; storage: number; precopyPages: Uint32Array } {
+  const planned = percent === undefined || (profile.disk && storage === undefined) ? plan(profile, { bitsPerSecond: link.bitsPerSecond, rtt: link.rtt, downtimeLimit: options.downtimeLimit, stateBytes: options.stateBytes }, storage) : undefined;
+  const m = percent ?? planned!.memoryPrecopy;
+  return { percent: m, storage: storage ?? planned?.storagePrecopy ?? 0, precopyPages: coldestFirst(profile.memory).subarray(0, Math.round((m / 100) * profile.memory.pageCount)) };
 }
 
 /** The predictor's options for a run with `codec`, or undefined where it does not model the run (docs/adaptive.md). */
@@ -438,8 +443,6 @@ export async function run(args: string[]): Promise<number> {
   if (storagePercent && !disk) fail("storage-precopy", "applies to a disk (--disk FILE or --disk-workload MODEL)");
   if (strategyText === "crtr" && disk) fail("strategy", "crtr (a model) migrates memory only: no disk");
   const diskOptions: Mutable<Pick<SimulationOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat" | "diskPrecopyBlocks">> = disk ? await disk.options() : {};
-  // Fractional's S%: the coldest blocks by write rate, as M% is the coldest pages.
-  if (storagePercent && diskOptions.diskHeat) diskOptions.diskPrecopyBlocks = ascendingBy(diskOptions.diskHeat).subarray(0, Math.round((storagePercent / 100) * diskOptions.diskHeat.length));
   const options: Mutable<SimulationOptions> = {
     ...setup.options,
     codec: typeof values.codec === "string" ? values.codec : "raw",
@@ -466,10 +469,14 @@ export async function run(args: string[]): Promise<number> {
     if (forecast) options.forecast = forecast;
   }
   if (fractional) {
-    // The coldest M% by λ; without --memory-precopy, M is the plan's (pagemill plan).
-    const { percent, precopyPages } = fractionalPages(profile!, link, options, memoryPercent);
+    // The coldest M% by λ, and S% of a disk's blocks by write rate; without --memory-precopy (or, with a disk trace, --storage-precopy), the plan's (pagemill plan).
+    const diskTrace = typeof values.disk === "string" ? values.disk : undefined;
+    const planned: Profile = diskTrace ? { ...profile!, disk: (await profileTrace(diskTrace)).memory } : profile!;
+    const { percent, storage, precopyPages } = fractionalPages(planned, link, options, memoryPercent, storagePercent);
     options.precopyPages = precopyPages;
-    if (!values.json) console.log(`fractional: pre-copy the ${percent}% coldest pages${memoryPercent === undefined ? " (the plan's)" : ""}, post-copy the rest`);
+    if (storage && diskOptions.diskHeat) diskOptions.diskPrecopyBlocks = ascendingBy(diskOptions.diskHeat).subarray(0, Math.round((storage / 100) * diskOptions.diskHeat.length));
+    const plans = memoryPercent === undefined || (diskTrace !== undefined && storagePercent === undefined) ? " (the plan's)" : "";
+    if (!values.json) console.log(`fractional: pre-copy ${disk ? `the ${storage}% coldest disk blocks and ` : ""}the ${percent}% coldest pages${plans}, post-copy the rest`);
   }
 
   const results: MigrationStats[] = [];

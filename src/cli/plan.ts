@@ -6,12 +6,14 @@
 import { existsSync } from "node:fs";
 import { plan, type Plan } from "../adaptive/plan.js";
 import { predict, type Prediction, type PredictOptions } from "../adaptive/predict.js";
-import { profileTrace } from "../adaptive/profile.js";
+import { profileTrace, type Profile } from "../adaptive/profile.js";
 import { UsageError, durationOption, intOption, parse, rateOption, sizeOption } from "./args.js";
 
 export const summary = "Predicts T, U, D and Γ of each strategy for a pagetrace over a link, and plans the fractional hybrid-copy's (M, S).";
-export const usage = `usage: pagemill plan TRACE [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--state 256KiB]
-         [--rounds 1] [--model replay|poisson] [--delta-t 20s] [--json]`;
+export const usage = `usage: pagemill plan TRACE [--disk DISK.ptrace.gz] [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms]
+         [--state 256KiB] [--rounds 1] [--model replay|poisson] [--delta-t 20s] [--json]
+  --disk: a disk trace migrated with the memory; the plan then has S, the disk's share pre-copied (the
+  predictor models a disk with the fractional strategy only, so only the plan's row is predicted).`;
 
 const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
 
@@ -29,6 +31,7 @@ export async function run(args: string[]): Promise<number> {
     rounds: { type: "string" },
     model: { type: "string" },
     "delta-t": { type: "string" },
+    disk: { type: "string" },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one TRACE" : "missing TRACE");
   const path = positionals[0]!;
@@ -48,16 +51,19 @@ export async function run(args: string[]): Promise<number> {
     deltaT,
   };
   if (!existsSync(path)) throw new UsageError(`TRACE: ${path} does not exist`);
-  const profile = await profileTrace(path);
+  const diskPath = values.disk;
+  if (diskPath !== undefined && (typeof diskPath !== "string" || !existsSync(diskPath))) throw new UsageError(`--disk: ${String(diskPath)} does not exist`);
+  const profile: Profile = { ...(await profileTrace(path)), ...(diskPath !== undefined && { disk: (await profileTrace(diskPath)).memory }) };
   const started = performance.now();
-  const strategies: Prediction[] = STRATEGIES.map((s) => predict(profile.memory, s, options));
+  const strategies: Prediction[] = profile.disk ? [] : STRATEGIES.map((s) => predict(profile.memory, s, options));
   const best: Plan = plan(profile, options);
   const seconds = (performance.now() - started) / 1000;
   if (values.json) {
-    console.log(JSON.stringify({ trace: path, link: { bitsPerSecond: options.bitsPerSecond, rtt: options.rtt }, model, strategies, plan: best, timeUnit: "s", wallSeconds: seconds }, null, 2));
+    console.log(JSON.stringify({ trace: path, ...(diskPath !== undefined && { disk: diskPath }), link: { bitsPerSecond: options.bitsPerSecond, rtt: options.rtt }, model, strategies, plan: best, timeUnit: "s", wallSeconds: seconds }, null, 2));
     return 0;
   }
-  console.log(`${path}: ${profile.memory.pageCount} pages, link ${(options.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, RTT ${ms(options.rtt)}, model ${model}, δT ${deltaT} s`);
+  const diskLine = profile.disk ? `, disk ${diskPath} (${profile.disk.pageCount} blocks)` : "";
+  console.log(`${path}: ${profile.memory.pageCount} pages${diskLine}, link ${(options.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, RTT ${ms(options.rtt)}, model ${model}, δT ${deltaT} s`);
   const rows = [...strategies, best.prediction].map((p) => [
     p.strategy === "fractional" ? `fractional M=${best.memoryPrecopy}% S=${best.storagePrecopy}%` : p.strategy,
     ms(p.totalTime),
@@ -71,6 +77,7 @@ export async function run(args: string[]): Promise<number> {
   const line = (r: string[]) => r.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
   console.log(line(head));
   for (const r of rows) console.log(line(r));
-  console.log(`\nplan: pre-copy the ${best.memoryPrecopy}% coldest pages, then post-copy the rest (S = 0: no disk); ${best.evaluations} predictions, ${seconds.toFixed(2)} s`);
+  const storage = profile.disk ? `the ${best.storagePrecopy}% coldest disk blocks first, then` : "(S = 0: no disk)";
+  console.log(`\nplan: pre-copy ${profile.disk ? storage + " " : ""}the ${best.memoryPrecopy}% coldest pages, then post-copy the rest${profile.disk ? "" : " " + storage}; ${best.evaluations} predictions, ${seconds.toFixed(2)} s`);
   return 0;
 }
