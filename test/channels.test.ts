@@ -146,6 +146,14 @@ describe("parallel channels", () => {
     expect(decodeFrame(await frame).type).toBe("pages");
     expect(() => pool.encode(new Uint8Array(4096), [1, 2])).toThrow(RangeError);
     expect(() => pool.encode(new Uint8Array(8192).subarray(4096), [1], { transfer: true })).toThrow(/whole ArrayBuffer/);
+    // Pages in shared memory are read where they lie, any part of it: nothing is detached.
+    const shared = new Uint8Array(new SharedArrayBuffer(3 * 4096)).fill(3);
+    const sharedFrame = await pool.encode(shared.subarray(4096), [5, 6], { transfer: true });
+    expect(shared.byteLength).toBe(3 * 4096);
+    const [fromShared, fromMoved] = [decodeFrame(sharedFrame), decodeFrame(await frame)];
+    if (fromShared.type !== "pages" || fromMoved.type !== "pages") throw new Error("expected pages frames");
+    expect(Array.from(fromShared.indices)).toEqual([5, 6]);
+    expect(Buffer.compare(fromShared.pages!, fromMoved.pages!)).toBe(0);
     await pool.close();
     expect(() => new ParallelEncoder({ channels: 0 })).toThrow(/channels/);
     expect(() => new ParallelEncoder({ channels: 1, codec: "gzip" })).toThrow(/gzip/);

@@ -69,6 +69,8 @@ export class Source {
   private readonly report: () => void;
   /** Memory's parallel channels (settings.channels > 1). */
   private readonly channels: ParallelEncoder | undefined;
+  /** Where the other channels read their share of a batch (shared memory, made on first use). */
+  private channelPages: Uint8Array | undefined;
   private readonly batch: PageBatch;
   private readonly requestDecoder = new FrameDecoder();
   /** guest time = clock time + guestOffset while the guest runs here */
@@ -389,8 +391,8 @@ export class Source {
   /**
    * The batch's pages split into one frame per channel, in page order, all
    * encoded at once: the first by this thread's pipeline, the others on the
-   * channels' threads (each gets its pages' bytes, moved). This thread is a
-   * channel rather than waiting idle for the others.
+   * channels' threads (each reads its pages from channelPages). This thread
+   * is a channel rather than waiting idle for the others.
    */
   private async encodeOnChannels(batch: PageBatch, pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
     const channels = this.channels!;
@@ -399,12 +401,15 @@ export class Source {
     const per = Math.ceil(n / this.settings.channels);
     const bandwidth = this.linkBandwidth();
     const parts: Promise<EncodedFrame & { pages: number }>[] = [];
+    // The other channels' pages go through shared memory, reused batch after batch (all are back before this returns).
+    this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
     for (let first = per; first < n; first += per) {
       const count = Math.min(per, n - first);
-      const bytes = batch.bytes().slice(first * ps, (first + count) * ps);
+      const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);
+      bytes.set(batch.bytes().subarray(first * ps, (first + count) * ps));
       const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
       parts.push(
-        channels.encodeWithWork(bytes, indices, { transfer: true, bandwidth }).then(({ stats, ...encoded }) => {
+        channels.encodeWithWork(bytes, indices, { bandwidth }).then(({ stats, ...encoded }) => {
           this.pipeline.absorb(stats);
           return { ...encoded, pages: count };
         }),
