@@ -238,7 +238,7 @@ function deadlineText(d: DeadlineOutcome): string {
 
 /** What CR/TR's model did, in words. */
 function crtrText(c: CrtrOutcome): string {
-  return `checkpoint ${formatBytes(c.checkpointBytes)} in ${seconds(c.checkpointSeconds)}, then ${c.iterations} log(s) of ${formatBytes(c.logBytes)} in all (modelled: ${formatBytes(c.logRate)}/s of execution), ${seconds(c.replayedSeconds)} of execution replayed at ${c.replaySpeed}× (modelled), ${c.replayedPages} pages written by it`;
+  return `checkpoint ${formatBytes(c.checkpointBytes)} in ${seconds(c.checkpointSeconds)}, then ${c.iterations} log(s) of ${formatBytes(c.logBytes)} in all (modelled: ${formatBytes(c.logRate)}/s of execution), ${seconds(c.replayedSeconds)} of execution replayed at ${c.replaySpeed}× (modelled), ${c.replayedPages} pages${c.replayedBlocks === undefined ? "" : ` and ${c.replayedBlocks} disk blocks`} written by it`;
 }
 
 /** A strategy's name in a table; Ada-copy's with the method it chose; a model's says so. */
@@ -441,7 +441,6 @@ export async function run(args: string[]): Promise<number> {
   const { guest, link, cost } = setup;
   const disk = await diskSetup(values);
   if (storagePercent && !disk) fail("storage-precopy", "applies to a disk (--disk FILE or --disk-workload MODEL)");
-  if (strategyText === "crtr" && disk) fail("strategy", "crtr (a model) migrates memory only: no disk");
   const diskOptions: Mutable<Pick<SimulationOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat" | "diskPrecopyBlocks">> = disk ? await disk.options() : {};
   const options: Mutable<SimulationOptions> = {
     ...setup.options,

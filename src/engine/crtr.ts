@@ -32,10 +32,14 @@
 // "only when the log generation rate is less than the log replay rate").
 // It stops when sending the log of the stretch since the last cut and
 // replaying it would fit the downtime limit; when a stretch is no shorter
-// than the one before ("replay-lag"); or at the iteration cap. Not
-// modelled: the logging's slowdown of the source (ReVirt: 0–8%; CR/TR-Motion:
-// under 8.54% on average), the replay's CPU at the destination, a log that
-// depends on the workload (every trace gets the same rate), disks.
+// than the one before ("replay-lag"); or at the iteration cap. A disk goes
+// the same way: its blocks in the checkpoint after memory's (copy-on-write
+// too, without dedup), its writes since re-created by the replay (the log
+// carries the I/O events; the same modelled rate covers both), its end
+// check beside memory's. Not modelled: the logging's slowdown of the source
+// (ReVirt: 0–8%; CR/TR-Motion: under 8.54% on average), the replay's CPU at
+// the destination, a log that depends on the workload (every trace gets the
+// same rate).
 //
 // Defaults (EngineOptions.logRate, replaySpeed), from what could be read of
 // the literature here: ReVirt (OSDI'02) says its workloads' logs fit one disk
@@ -111,7 +115,6 @@ export function replayFromSource(destination: PageMemory, source: PageMemory, sn
 /** CR/TR migration (a model; see the module comment). */
 export async function crtr(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   if (!s.modelReplay) throw new RangeError("crtr is a model whose replay needs both ends in one process: it cannot run between two processes");
-  if (s.disk) throw new RangeError("crtr models memory only: no disk");
   const bytesPerSecond = s.linkBandwidth();
   if (!(bytesPerSecond > 0)) throw new RangeError("crtr times its modelled log on the link's rate: give it a channel with a known rate");
   const { logRate, replaySpeed, pageCount, batchPages, maxIterations, stateBytes } = s.settings;
@@ -119,10 +122,16 @@ export async function crtr(s: Source): Promise<{ reason: StopReason; converged: 
   const outcome: CrtrOutcome = { model: true, logRate, replaySpeed, checkpointBytes: 0, checkpointSeconds: 0, logBytes: 0, iterations: 0, replayedSeconds: 0, replayedPages: 0 };
   s.setCrtr(outcome);
   const start = s.clock.now();
-  // The checkpoint is the memory as at `start`: a page written from now on is kept as it was (copy-on-write).
+  // The checkpoint is the memory (and disk) as at `start`: a page written from now on is kept as it was (copy-on-write).
   s.guest.hook = (p, kind) => {
     if (kind !== "read") s.switchover.preserve(p);
   };
+  const disk = s.disk;
+  if (disk) {
+    disk.guest.hook = (b, kind) => {
+      if (kind !== "read") disk.switchover.preserve(b);
+    };
+  }
   try {
     await s.beginRound(pageCount);
     let zeroPages = 0;
@@ -135,6 +144,7 @@ export async function crtr(s: Source): Promise<{ reason: StopReason; converged: 
     }
     outcome.checkpointBytes = s.roundBytes;
     s.addRound({ round: 1, start: start - s.t0, duration: s.clock.now() - start, pages: pageCount - zeroPages, zeroPages, skipped: 0, bytes: s.roundBytes, dirtyRate: 0, throttle: 0 });
+    if (disk) outcome.checkpointBytes += await checkpointDisk(s);
     // The destination starts replaying once the checkpoint's last frame is there.
     let replayEnd = s.clock.now() + s.bufferedBytes / bytesPerSecond + latency;
     outcome.checkpointSeconds = replayEnd - start;
@@ -171,10 +181,26 @@ export async function crtr(s: Source): Promise<{ reason: StopReason; converged: 
     outcome.replayedSeconds = s.stopAt - start;
     // The state travels while the replay ends: sent so that it arrives as the replay does.
     await runUntil(s, replayEnd - (stateBytes / bytesPerSecond + latency));
-    outcome.replayedPages = s.modelReplay();
+    const replayed = s.modelReplay();
+    outcome.replayedPages = replayed.pages;
+    if (disk) outcome.replayedBlocks = replayed.blocks;
     await s.sendSwitchover(undefined);
     return { reason, converged: reason === "downtime-limit" };
   } finally {
     s.guest.hook = undefined;
+    if (disk) disk.guest.hook = undefined;
   }
+}
+
+/** The disk's part of the checkpoint: every block once, in batches; returns its wire bytes. */
+async function checkpointDisk(s: Source): Promise<number> {
+  const d = s.disk!;
+  const { blockCount, batchBlocks } = d.settings;
+  const before = d.stats.bytes;
+  for (let first = 0; first < blockCount; first += batchBlocks) {
+    await s.sendBlocks(Array.from({ length: Math.min(batchBlocks, blockCount - first) }, (_, k) => first + k), false);
+    await s.runGuest();
+    s.samplePeriod();
+  }
+  return d.stats.bytes - before;
 }

@@ -74,7 +74,7 @@ export interface CrtrOutcome {
   logRate: number;
   /** execution seconds the destination replays per second */
   replaySpeed: number;
-  /** wire bytes of the checkpoint (the memory once, with the codec) and the seconds it took to send */
+  /** wire bytes of the checkpoint (the memory once, with the codec, and a disk's blocks) and the seconds it took to send */
   checkpointBytes: number;
   checkpointSeconds: number;
   /** modelled log bytes sent after it, in how many iterations (the last in the downtime) */
@@ -84,6 +84,8 @@ export interface CrtrOutcome {
   replayedSeconds: number;
   /** pages the execution wrote after the checkpoint: what the replay re-creates (taken from the source in this process) */
   replayedPages: number;
+  /** with a disk: the blocks it wrote after the checkpoint, re-created the same way */
+  replayedBlocks?: number;
 }
 
 /** One pre-copy round (Clark et al.'s iteration; QEMU's dirty sync period). */

@@ -71,7 +71,10 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
     });
   };
   // CR/TR's replay is a model that reaches across both ends (crtr.ts).
-  const modelReplay = (): number => replayFromSource(destination.memory, workload.guest.memory, source.switchover);
+  const modelReplay = (): { pages: number; blocks: number } => ({
+    pages: replayFromSource(destination.memory, workload.guest.memory, source.switchover),
+    blocks: disk ? replayFromSource(destination.diskMemory!, disk.guest.memory, source.disk!.switchover) : 0,
+  });
   const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk, modelReplay });
   const sourceDisk = source.disk;
   // Both ends in one process: the destination holds only the pages that differ from the source's (mirror.ts).

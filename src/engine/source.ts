@@ -44,9 +44,9 @@ export interface SourceParts extends EndParts {
   /**
    * CR/TR's modelled replay (crtr.ts), which only one process holding both
    * ends can do: brings the destination's memory from the checkpoint to the
-   * source's now; returns the pages it wrote.
+   * source's now (and its disk's); returns the pages and blocks it wrote.
    */
-  readonly modelReplay?: () => number;
+  readonly modelReplay?: () => { pages: number; blocks: number };
 }
 
 export class Source {
@@ -102,7 +102,7 @@ export class Source {
   /** The last INFO frame the destination sent (its report, from another process). */
   peerInfo: string | undefined;
   /** SourceParts.modelReplay (undefined: the destination is in another process). */
-  readonly modelReplay: (() => number) | undefined;
+  readonly modelReplay: (() => { pages: number; blocks: number }) | undefined;
 
   /** Wire bytes and clock time of the current measurement period (QEMU's bandwidth sampling). */
   private periodStart: number;
