@@ -24,6 +24,11 @@ import { listening, runNode } from "./helpers/processes.js";
 import { FrameType, MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
 import { flatBytes } from "../src/index.js";
 import { ChunkedPages } from "../src/guest/chunks.js";
+import { RealClock } from "../src/clock.js";
+import { LoopbackPair } from "../src/net/loopback.js";
+import { Source } from "../src/engine/source.js";
+import { normaliseOptions } from "../src/engine/options.js";
+import { Tasks } from "../src/engine/tasks.js";
 import type { Channel } from "../src/net/channel.js";
 
 const KEY = new Uint8Array(32).fill(3);
@@ -125,6 +130,46 @@ describe("the end check's digest", () => {
     for (const seed of [0n, 77n, 2n ** 64n - 1n]) expect(Buffer.from(memoryDigest(sparse, 4096, seed)).equals(Buffer.from(memoryDigest(flat, 4096, seed)))).toBe(true);
     sparse.writable(3000 - 1)[7] = 1;
     expect(Buffer.from(memoryDigest(sparse, 4096, 77n)).equals(Buffer.from(memoryDigest(flat, 4096, 77n)))).toBe(false);
+  });
+});
+
+describe("a guest whose program runs by itself", () => {
+  it("has what it wrote taken into the dirty log each time the engine lets it run, its clock ahead of the engine's or not", async () => {
+    await init();
+    const clock = new RealClock();
+    const guest = syntheticGuest(64, { seed: 2 });
+    let advances = 0;
+    // A thread's program keeps its own clock: here it runs a second ahead of the engine's once the migration started.
+    let ahead = 0;
+    const program: Workload = {
+      name: "ahead",
+      guest,
+      get now() {
+        return clock.now() + ahead;
+      },
+      get workTime() {
+        return clock.now() + ahead;
+      },
+      throttle: 1,
+      advance: async (to) => {
+        advances++;
+        guest.dirtyLog.set(advances);
+        return { from: to, to, ran: 0, writes: 1, overwrites: 0, reads: 0 };
+      },
+      stop: async () => {},
+      close: async () => {},
+    };
+    const link = new LoopbackPair(clock, { bitsPerSecond: 1e9, rtt: 0 });
+    const source = new Source({ settings: normaliseOptions({}, guest), workload: program, clock, channel: link.a, tasks: new Tasks(), remote: true });
+    ahead = 1;
+    try {
+      for (let k = 0; k < 5; k++) await source.runGuest();
+      expect(advances).toBe(5);
+      expect(guest.dirtyLog.count()).toBe(5);
+    } finally {
+      source.dispose();
+      guest.dispose();
+    }
   });
 });
 
