@@ -265,6 +265,48 @@ describe("TCP channel", () => {
     expect(order.filter((n) => n === 65536).length).toBe(10);
   });
 
+  it("a connection naming the session while this end still holds the old one takes over from it: frames carry on", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY, recoverTimeout: 3 });
+    open.push(listener);
+    // A proxy that can drop the client's side of the first connection and leave the listener's side open and silent,
+    // so the listener has not noticed the cut when the client dials again.
+    const sockets: Socket[] = [];
+    let first: { inbound: Socket; outbound: Socket } | undefined;
+    const proxy = createServer({ allowHalfOpen: true }, (inbound) => {
+      const outbound = createConnection({ host: "127.0.0.1", port: listener.port, allowHalfOpen: true });
+      for (const socket of [inbound, outbound]) {
+        sockets.push(socket);
+        socket.on("error", () => {});
+      }
+      inbound.pipe(outbound);
+      outbound.pipe(inbound);
+      first ??= { inbound, outbound };
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", () => resolve()));
+    try {
+      const [client, server] = await Promise.all([
+        connectChannel("127.0.0.1", (proxy.address() as { port: number }).port, { key: KEY, recoverTimeout: 3 }),
+        listener.accept(),
+      ]);
+      open.push(client, server);
+      client.survive();
+      server.survive();
+      await client.send(frame(1000, 0));
+      expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(1000, 0)))).toBe(true);
+      first!.inbound.unpipe(first!.outbound);
+      first!.outbound.unpipe(first!.inbound);
+      first!.inbound.destroy();
+      for (let i = 1; i <= 20; i++) await client.send(frame(1000, i));
+      for (let i = 1; i <= 20; i++) expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(1000, i))), `frame ${i}`).toBe(true);
+      // One new connection each, the listener's taken over at once ("the peer connected again"), not dropped and dialled again.
+      expect(client.recoveries.length).toBe(1);
+      expect(server.recoveries.map((r) => r.cause)).toEqual(["the peer connected again"]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 20_000);
+
   it("under a cap, a frame is on the line as soon as the line is free, and reaches the peer once its last bit would have left", async () => {
     const { client, server } = await pair({ bitsPerSecond: 20e6 });
     // 256 KiB at 20 Mbit/s: 105 ms on the line.

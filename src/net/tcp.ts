@@ -1056,7 +1056,10 @@ class Reconnection {
     else {
       // The peer saw a cut this end has not noticed yet: a surviving session starts waiting, and takes this one.
       this.channel?.dropConnection(new NetworkError("the peer connected again"));
-      if (!this.waiter) {
+      // Not taken (the session is not surviving, or is over): dropped. (The session's wait takes it at once,
+      // and leaves no waiter behind: testing for a waiter here destroyed the connection just handed over,
+      // and the two ends redialled and dropped connections in a loop.)
+      if (this.arrival === arrival) {
         arrival.link.destroy();
         this.arrival = undefined;
       }
