@@ -53,6 +53,19 @@ export class Random {
     return Math.floor(this.float() * n);
   }
 
+  /** 0 .. n-1 in a uniformly random order (Fisher–Yates). */
+  permutation(n: number): Uint32Array {
+    const out = new Uint32Array(n);
+    for (let i = 0; i < n; i++) out[i] = i;
+    for (let i = n - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      const t = out[i]!;
+      out[i] = out[j]!;
+      out[j] = t;
+    }
+    return out;
+  }
+
   /** Exponential with mean 1. */
   exp(): number {
     return -Math.log(1 - this.float());

@@ -69,6 +69,11 @@ describe("migrate", () => {
     }
   });
 
+  it("--trace-timing is end or spread, for a trace only", async () => {
+    await expect(migrate(["--trace-timing", "sometimes", "--strategy", "precopy"])).rejects.toThrow(/^--trace-timing: must be end or spread, got 'sometimes'/);
+    await expect(migrate(["--workload", "idle", "--pages", "16", "--trace-timing", "spread"])).rejects.toThrow(/^--trace-timing: applies to --trace only/);
+  });
+
   it("a missing trace names --trace", async () => {
     await expect(migrate(["--trace", join(dir, "absent.ptrace.gz")])).rejects.toThrow(/^--trace: .*absent\.ptrace\.gz does not exist/);
   });

@@ -203,6 +203,21 @@ describe("flavor qemu against xen on the same guest", () => {
     expect(fast.totalTime).toBeGreaterThan(seconds - 0.4);
   });
 
+  it("under max-bandwidth the bandwidth measured, and the threshold made of it, stay at the limit: a hot set above it never converges", async () => {
+    // 600 pages rewritten every 10 ms: 2.5 MB pending after every sync, above 5 MB/s × 300 ms. Frames of 256 pages
+    // (1 MiB, two windows) once made windows that measured 2-4 times the limit, and a stop with 2.5 MB left.
+    const hot = Array.from({ length: 600 }, (_, p) => p);
+    const stats = await run("precopy", new HotWords(mixedGuest(2048, 0).guest, hot, 0.01), LAN, { flavor: "qemu", cost: FREE_CPU, maxBandwidth: 5e6, maxIterations: 30 });
+    expect(stats.stopReason).toBe("iteration-limit");
+    expect(stats.verifiedPages).toBe(2048);
+    // What the iterations sent went at the limit (each window's excess counted in the next).
+    const iterating = stats.rounds.slice(1);
+    const bytes = iterating.reduce((sum, r) => sum + r.bytes, 0);
+    const seconds = iterating.reduce((sum, r) => sum + r.duration, 0);
+    expect(bytes / seconds).toBeLessThan(5e6 * 1.05);
+    expect(bytes / seconds).toBeGreaterThan(5e6 * 0.9);
+  });
+
   it("refuses what QEMU's flavour does not model, naming it", async () => {
     await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "kvm" as "qemu" })).rejects.toThrow(/flavor must be xen or qemu, got 'kvm'/);
     await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "qemu", codec: "lz4" })).rejects.toThrow(/codec must be raw or xbzrle, got 'lz4'/);

@@ -390,6 +390,38 @@ describe("trace replay", () => {
     replay.guest.dispose();
   });
 
+  it("with spread, applies each epoch's pages evenly over the time since the epoch before, to the same memory", async () => {
+    const reader = await TraceReader.open(SAMPLE, { skipImage: true });
+    const epochs = reader.epochs();
+    const first = (await epochs.next()).value!;
+    const second = (await epochs.next()).value!;
+    const t1 = first.elapsedMicros / 1e6;
+    const t2 = second.elapsedMicros / 1e6;
+    await epochs.return(undefined);
+    const spread = await TraceReplay.open(SAMPLE, { loop: false, spread: true });
+    const whole = await TraceReplay.open(SAMPLE, { loop: false });
+    // A quarter of the way to epoch 1: a quarter of its pages (rounded down), all of them epoch 1's.
+    await spread.advance(t1 / 4);
+    expect(spread.guest.dirtyLog.count()).toBe(Math.floor(first.pages.length / 4));
+    expect(spread.guest.dirtyLog.extract().every((p) => first.pages.includes(p))).toBe(true);
+    expect(spread.epochsApplied).toBe(0);
+    // Half way from epoch 1 to epoch 2: all of epoch 1, half of epoch 2's (rounded down).
+    spread.guest.dirtyLog.clearRange();
+    await spread.advance((t1 + t2) / 2);
+    expect(spread.epochsApplied).toBe(1);
+    const firstLeft = first.pages.length - Math.floor(first.pages.length / 4);
+    expect(spread.guest.dirtyLog.count()).toBeGreaterThanOrEqual(firstLeft);
+    expect(spread.guest.dirtyLog.count()).toBeLessThanOrEqual(firstLeft + Math.floor(second.pages.length / 2));
+    expect(spread.guest.dirtyLog.count()).toBeGreaterThanOrEqual(Math.floor(second.pages.length / 2));
+    for (const replay of [spread, whole]) await replay.advance(t2);
+    expect(spread.epochsApplied).toBe(2);
+    expect(sha(flatBytes(spread.guest.memory))).toBe(sha(flatBytes(whole.guest.memory)));
+    for (const replay of [spread, whole]) {
+      await replay.close();
+      replay.guest.dispose();
+    }
+  });
+
   it("replays the bundled trace to the checker's final image, marking exactly each epoch's pages", async () => {
     const final = join(dir, "sample.final");
     execFileSync("python3", [`${SHARED}tools/check-pagetrace`, "--write-final", final, SAMPLE]);

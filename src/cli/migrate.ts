@@ -33,7 +33,7 @@ import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
-export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|crtr|all]
+export const usage = `usage: pagemill migrate [--trace FILE [--trace-timing end|spread] | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|crtr|all]
          [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
          [--log-rate 16KiB] [--replay-speed 2]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
@@ -50,6 +50,9 @@ export const usage = `usage: pagemill migrate [--trace FILE | --workload MODEL] 
   bytes (touched 1 MiB regions, the profile's content) are held, and a guest that would not fit in
   memory is refused before it starts.
 ${DISK_USAGE}
+  --trace-timing spread: each epoch of the trace is applied page by page, evenly over the time since the
+  epoch before, in a seeded random order (end, the default: all at once at the epoch's time; a recorder's
+  late snapshot then makes a quiet gap the program did not have).
   --deadline 60s (pre-copy): when pre-copy's projection passes it, switch to post-copy; with
   --no-postcopy, double the downtime limit each time instead (reported).
   --max-bandwidth 40mbit (--flavor qemu): QEMU's max-bandwidth, a rate limit on pre-copy iterations below the
@@ -92,7 +95,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const MODEL_OPTIONS = ["pages", "guest-size", "populated", "profile", "rate", "seed"];
 
 /** Options that say which program runs: a trace, or a model and its parameters. */
-export const WORKLOAD_OPTIONS = ["trace", "workload", ...MODEL_OPTIONS];
+export const WORKLOAD_OPTIONS = ["trace", "trace-timing", "workload", ...MODEL_OPTIONS];
 
 /** Opens the workload the options name (what a guest thread runs: `pagemill send`'s guest). */
 export function openWorkload(values: Record<string, OptionValue>): Promise<Workload> {
@@ -137,6 +140,8 @@ export function workloadFactory(values: Record<string, OptionValue>): { describe
     for (const name of MODEL_OPTIONS) if (values[name] !== undefined) fail(name, "applies to --workload models only, not to a trace");
     const path = typeof values.trace === "string" ? values.trace : BUNDLED_TRACE.pathname;
     if (!existsSync(path)) fail("trace", `${path} does not exist`);
+    const timing = values["trace-timing"] ?? "end";
+    if (timing !== "end" && timing !== "spread") fail("trace-timing", `must be end or spread, got '${String(timing)}'`);
     // Checked whole once, before the first strategy replays any of it.
     let checked: Promise<unknown> | undefined;
     return {
@@ -144,11 +149,12 @@ export function workloadFactory(values: Record<string, OptionValue>): { describe
       files: [path],
       open: async () => {
         await (checked ??= checkTrace(path));
-        return TraceReplay.open(path);
+        return TraceReplay.open(path, { spread: timing === "spread" });
       },
     };
   }
   if (typeof model !== "string") fail("workload", "takes a MODEL");
+  if (values["trace-timing"] !== undefined) fail("trace-timing", "applies to --trace only, not to a model");
   const pages = modelPages(values);
   const populated = values.populated === undefined ? undefined : sizeOption("populated", values.populated, 0) / 4096;
   if (populated !== undefined && !(Number.isInteger(populated) && populated <= pages)) fail("populated", `must be a whole number of 4 KiB pages, at most the guest's size (${formatBytes(pages * 4096)}), got '${values.populated}'`);

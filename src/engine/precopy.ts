@@ -83,15 +83,16 @@ interface Scan {
 
 /**
  * A round's batches of `toSend` (each taken out of it, ascending within a
- * batch): in index order, or with `rank` (EngineOptions.pageOrder) lowest
- * rank first. With `scan` (flavor qemu) the round starts where the last one
- * stopped and wraps to page 0 at the end, as QEMU's scan does.
+ * batch, of at most the pages asked): in index order, or with `rank`
+ * (EngineOptions.pageOrder) lowest rank first. With `scan` (flavor qemu) the
+ * round starts where the last one stopped and wraps to page 0 at the end, as
+ * QEMU's scan does.
  */
-function roundOrder(toSend: DirtyBitmap, batchPages: number, rank: Uint32Array | undefined, scan?: Scan): () => Uint32Array {
+function roundOrder(toSend: DirtyBitmap, rank: Uint32Array | undefined, scan?: Scan): (batchPages: number) => Uint32Array {
   if (!rank) {
     let cursor = scan?.at ?? 0;
     let wrapped = false;
-    return () => {
+    return (batchPages) => {
       let batch = toSend.extract(cursor, batchPages);
       if (batch.length === 0 && scan && !wrapped) {
         wrapped = scan.wrapped = true;
@@ -108,7 +109,7 @@ function roundOrder(toSend: DirtyBitmap, batchPages: number, rank: Uint32Array |
   }
   const queue = toSend.extract().sort((a, b) => rank[a]! - rank[b]!);
   let at = 0;
-  return () => {
+  return (batchPages) => {
     const batch = queue.slice(at, (at += batchPages)).sort();
     for (const p of batch) toSend.clear(p);
     return batch;
@@ -168,9 +169,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     let pages = 0;
     let zeroPages = 0;
     let skipped = 0;
-    const next = roundOrder(toSend, settings.batchPages, settings.pageRank, scan);
+    const next = roundOrder(toSend, settings.pageRank, scan);
+    /** QEMU under max-bandwidth: the window measured last when the pending bytes were last checked. */
+    let checked = s.measurements;
     for (;;) {
-      const candidates = next();
+      const candidates = next(s.windowPages());
       if (scan?.wrapped) s.firstPassOver();
       if (candidates.length === 0) break;
       // Xen: a page dirtied again since the round began goes next round (QEMU sends it).
@@ -194,8 +197,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
           // QEMU's expected-downtime, once it has sent something.
           if (s.bandwidth > 0) s.setExpectedDowntime((toSend.count() * ps) / s.bandwidth);
         }
-        // Sync once the bytes still to send fall below the threshold (ram_state_pending_exact).
-        if (toSend.count() * ps < threshold()) break;
+        // Sync once the bytes still to send fall below the threshold (ram_state_pending_exact). Under
+        // max-bandwidth QEMU looks once a window, before the window's sending (migration_iteration_run).
+        const look = settings.maxBandwidth === undefined || s.measurements !== checked;
+        checked = s.measurements;
+        if (look && toSend.count() * ps < threshold()) break;
       } else if (s.samplePeriod()) {
         if (limits.downtimeRule && fits(toSend.count() + guest.dirtyLog.count(), 0)) {
           reason = "downtime-limit";

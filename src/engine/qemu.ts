@@ -30,7 +30,8 @@
 //     stop-and-copy (last_stage) hits are encoded, nothing is cached; in
 //     post-copy XBZRLE is off.
 //   - maxBandwidth (QEMU's max-bandwidth) limits pre-copy iterations only,
-//     per bandwidth measurement period as QEMU's: QEMU lifts the limit for
+//     per bandwidth measurement period as QEMU's (frames cut to the window,
+//     the pending bytes looked at once a window): QEMU lifts the limit for
 //     the stop-and-copy, and post-copy runs at max-postcopy-bandwidth,
 //     unlimited by default.
 

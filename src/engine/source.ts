@@ -23,11 +23,14 @@ import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, 
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
 import { projectPrecopy } from "./projection.js";
-import { EOS_BYTES, qemuDeltaBytes, qemuPageBytes } from "./qemu.js";
+import { EOS_BYTES, PAGE_HEADER_BYTES, qemuDeltaBytes, qemuPageBytes } from "./qemu.js";
 import { XbzrleCodec } from "../codecs/xbzrle.js";
 import { Encoding } from "../codecs/codec.js";
 import { SourceDisk } from "./storage.js";
 import type { Tasks } from "./tasks.js";
+
+/** Fewest pages a frame under QEMU's rate limit holds (windowPages): a window's end is not sent a page a frame. */
+const MIN_WINDOW_PAGES = 8;
 
 /** Deterministic stand-in for CPU and device state (its bytes only need to survive the trip). */
 export function stateBlob(size: number): Uint8Array {
@@ -114,6 +117,8 @@ export class Source {
   private currentRoundBytes = 0;
   /** Flavor qemu with maxBandwidth: bytes sent in the current measurement period, the rate limit's window. */
   private limitBytes = 0;
+  /** Measurements taken (samplePeriod), so pre-copy can tell a window ended. */
+  measurements = 0;
   /** Flavor qemu with codec xbzrle: the codec, whose mode follows ram.c's stages. */
   private readonly qemuXbzrle: XbzrleCodec | undefined;
   /** Flavor qemu: a page of the guest's RAM block went already (the next ones carry no block id). */
@@ -544,28 +549,45 @@ export class Source {
     this.currentRoundBytes += frame.byteLength;
     await (urgent ? this.channel.sendUrgent!(frame) : this.channel.send(frame));
     // send() resolves when the channel takes the next frame, i.e. once the
-    // one before has left: count that one as carried in this period.
-    this.periodBytes += this.buffered;
+    // one before has left: count that one as carried in this period. Under
+    // QEMU's rate limit, what a window measures is what was handed to the
+    // socket in it (ram.c's qemu_file_transferred): the frame itself.
+    if (this.settings.maxBandwidth !== undefined) this.periodBytes += frame.byteLength;
+    else this.periodBytes += this.buffered;
     this.buffered = frame.byteLength;
     if (this.currentPhase === "precopy" && this.settings.maxBandwidth !== undefined) await this.rateLimit(frame.byteLength);
   }
 
   /**
    * QEMU's migration_rate_limit: once the bytes of a window reach
-   * maxBandwidth × window, wait for the window's end. QEMU's window is its
-   * bandwidth measurement period (migration_update_counters resets both), so
-   * the bandwidth it measures, and the threshold made of it, never pass the
-   * limit; here too the window is the period samplePeriod measures. A frame
-   * larger than QEMU's single pages carries its excess into the windows
-   * after, so the average is still maxBandwidth.
+   * maxBandwidth × window, wait for the window's end, where the bandwidth is
+   * measured (migration_update_counters; QEMU's window is its measurement
+   * period, here the period samplePeriod measures). Frames are cut to what
+   * is left of the window (windowPages), so a window passes its allowance by
+   * a few pages at most (QEMU's by one) and the bandwidth measured passes the
+   * limit by no more; that excess counts in the next window, so the average
+   * is maxBandwidth.
    */
   private async rateLimit(bytes: number): Promise<void> {
     const allowance = this.settings.maxBandwidth! * this.settings.bandwidthPeriod;
     this.limitBytes += bytes;
     if (this.limitBytes < allowance) return;
-    const windows = Math.floor(this.limitBytes / allowance);
-    this.limitBytes -= windows * allowance;
-    await this.clock.waitUntil(this.periodStart + windows * this.settings.bandwidthPeriod);
+    await this.clock.waitUntil(this.periodStart + this.settings.bandwidthPeriod);
+    // Forced: the window is over even when rounding leaves the span a hair short.
+    this.samplePeriod(true);
+  }
+
+  /**
+   * Pages the next pre-copy frame may hold: under QEMU's rate limit, those
+   * whose pages and headers fit what is left of the window, MIN_WINDOW_PAGES
+   * at least (a window's end is not sent a page a frame); otherwise
+   * `batchPages`.
+   */
+  windowPages(): number {
+    const { maxBandwidth, bandwidthPeriod, batchPages, pageSize } = this.settings;
+    if (maxBandwidth === undefined || this.currentPhase !== "precopy") return batchPages;
+    const left = maxBandwidth * bandwidthPeriod - this.limitBytes;
+    return Math.min(batchPages, Math.max(MIN_WINDOW_PAGES, Math.ceil(left / (pageSize + PAGE_HEADER_BYTES))));
   }
 
   /**
@@ -581,6 +603,9 @@ export class Source {
     this.counters.mbps = (this.measured * 8) / 1e6;
     this.periodStart = now;
     this.periodBytes = 0;
+    // The rate limit's window ends with the measurement; its excess counts in the next one.
+    if (this.settings.maxBandwidth !== undefined) this.limitBytes = Math.max(0, this.limitBytes - this.settings.maxBandwidth * span);
+    this.measurements++;
     this.report();
     return true;
   }

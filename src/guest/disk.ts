@@ -229,12 +229,7 @@ export class BlockWorkload extends BaseWorkload {
     this.hotCount = m.pattern === "random" && m.hotBlocks > 0 ? Math.max(1, Math.min(this.regionBlocks - 1, Math.round(m.hotBlocks * this.regionBlocks))) : 0;
     this.random = new Random(subSeed(seed, 40));
     // The hot area is scattered over the region by a seeded shuffle.
-    this.order = Uint32Array.from({ length: this.regionBlocks }, (_, k) => k);
-    const shuffle = new Random(subSeed(seed, 41));
-    for (let i = this.regionBlocks - 1; i > 0; i--) {
-      const j = shuffle.int(i + 1);
-      [this.order[i], this.order[j]] = [this.order[j]!, this.order[i]!];
-    }
+    this.order = new Random(subSeed(seed, 41)).permutation(this.regionBlocks);
     this.rates = new Float64Array(n);
     for (let k = 0; k < this.regionBlocks; k++) this.rates[this.order[k]!] = this.rateOfRank(k);
     this.reads = new BlockReads(disk, m.reads, this.rates, subSeed(seed, 42));

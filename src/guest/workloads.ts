@@ -595,15 +595,7 @@ export class PoissonWorkload extends BaseWorkload {
     let pageOfRank: Uint32Array | undefined;
     let rankOfPage: Uint32Array | undefined;
     if (popularity.kind !== "uniform") {
-      const shuffle = new Random(subSeed(seed, 13));
-      pageOfRank = new Uint32Array(n);
-      for (let i = 0; i < n; i++) pageOfRank[i] = i;
-      for (let i = n - 1; i > 0; i--) {
-        const j = shuffle.int(i + 1);
-        const t = pageOfRank[i]!;
-        pageOfRank[i] = pageOfRank[j]!;
-        pageOfRank[j] = t;
-      }
+      pageOfRank = new Random(subSeed(seed, 13)).permutation(n);
       rankOfPage = new Uint32Array(n);
       for (let r = 0; r < n; r++) rankOfPage[pageOfRank[r]!] = r;
     }
@@ -750,6 +742,14 @@ export class IdleWorkload extends BaseWorkload {
 export interface TraceReplayOptions {
   /** Start again after the last epoch (true by default); otherwise the guest goes idle. */
   loop?: boolean;
+  /**
+   * Apply an epoch's pages one by one, evenly over the time since the epoch
+   * before, in a seeded random order (false: all at the epoch's time). The
+   * trace says a page changed between two snapshots, not when; when a
+   * snapshot came late, all at its time makes a quiet gap the program did
+   * not have.
+   */
+  spread?: boolean;
   reads?: ReadModel;
   seed?: number;
 }
@@ -779,8 +779,14 @@ export class TraceReplay extends BaseWorkload {
   private lastElapsed = 0;
   private epochs: AsyncGenerator<TraceEpoch> | undefined;
   private pending: TraceEpoch | undefined;
+  /** spread: the pending epoch's pages (indices into it) in the order they are applied, and how many were. */
+  private order: Uint32Array | undefined;
+  private applied = 0;
+  /** Work time of the last epoch applied whole (spread: where the pending one's span starts). */
+  private appliedAt = 0;
   private readonly reads: ReadGenerator;
   private readonly loop: boolean;
+  private readonly shuffle: Random | undefined;
 
   /** At most: every page in every epoch (the header does not say how many an epoch dirties); none without epochs. */
   get writeRate(): number {
@@ -798,6 +804,7 @@ export class TraceReplay extends BaseWorkload {
     this.name = `trace(${path})`;
     this.loop = options.loop ?? true;
     this.reads = new ReadGenerator(options.reads ?? DEFAULT_READS, subSeed(options.seed ?? 1, 30));
+    if (options.spread) this.shuffle = new Random(subSeed(options.seed ?? 1, 31));
     this.epochs = reader.epochs();
   }
 
@@ -831,33 +838,44 @@ export class TraceReplay extends BaseWorkload {
   }
 
   protected async run(_from: number, to: number): Promise<void> {
-    while ((await this.due()) <= to) {
-      const epoch = this.pending!;
-      this.pending = undefined;
-      this.apply(epoch);
-      this.lastElapsed = epoch.elapsedMicros;
+    for (;;) {
+      const due = await this.due();
+      if (this.shuffle && this.pending) {
+        // Page j of n is due at the j-th n-th of the span since the last epoch.
+        const n = this.pending.pages.length;
+        if (!this.order) this.order = this.shuffle.permutation(n);
+        const span = due - this.appliedAt;
+        while (this.applied < n && this.appliedAt + ((this.applied + 1) / n) * span <= to) this.apply(this.pending, this.order[this.applied++]!);
+        if (this.applied < n) return;
+      } else if (due <= to) {
+        for (let k = 0; k < this.pending!.pages.length; k++) this.apply(this.pending!, k);
+      }
+      if (due > to) return;
+      this.lastElapsed = this.pending!.elapsedMicros;
+      this.pending = this.order = undefined;
+      this.applied = 0;
+      this.appliedAt = due;
       this.pass = this.pendingPass;
       this.epochsApplied++;
     }
   }
 
-  private apply(epoch: TraceEpoch): void {
+  /** Applies page k of `epoch`: one access, "overwrite" when every 64-bit word of its delta is non-zero. */
+  private apply(epoch: TraceEpoch, k: number): void {
     const ps = this.guest.pageSize;
     const { pages, deltas } = epoch;
     const dw = new Int32Array(deltas.buffer, deltas.byteOffset, deltas.byteLength >>> 2);
-    for (let k = 0; k < pages.length; k++) {
-      const d = (k * ps) >>> 2;
-      let whole = true;
-      for (let i = d, end = d + (ps >>> 2); i < end; i += 2) {
-        if ((dw[i]! | dw[i + 1]!) === 0) {
-          whole = false;
-          break;
-        }
+    const d = (k * ps) >>> 2;
+    let whole = true;
+    for (let i = d, end = d + (ps >>> 2); i < end; i += 2) {
+      if ((dw[i]! | dw[i + 1]!) === 0) {
+        whole = false;
+        break;
       }
-      const view = this.guest.beginWrite(pages[k]!, whole);
-      xorWords(new Int32Array(view.buffer, view.byteOffset, ps >>> 2), 0, dw, d, ps >>> 2);
-      this.reads.afterWrite(this.guest, pages[k]!);
     }
+    const view = this.guest.beginWrite(pages[k]!, whole);
+    xorWords(new Int32Array(view.buffer, view.byteOffset, ps >>> 2), 0, dw, d, ps >>> 2);
+    this.reads.afterWrite(this.guest, pages[k]!);
   }
 
   override async close(): Promise<void> {
