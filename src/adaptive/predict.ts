@@ -180,9 +180,10 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   let rounds = 0;
 
   const reads = DEFAULT_READS;
-  const recent = new RecentWrites(reads.window);
+  // Only a post-copy phase reads where the program wrote last: pre-copy alone keeps no record.
+  const recent = strategy === "precopy" ? undefined : new RecentWrites(reads.window);
   const onSourceWrite = (p: number, x: number, _whole: number, z: number): void => {
-    recent.add(p, x);
+    recent?.add(p, x);
     dirtyMass += (1 - dirty[p]!) * x;
     dirty[p] = dirty[p]! + (1 - dirty[p]!) * x;
     zero[p] = (1 - x) * zero[p]! + x * z;
@@ -217,20 +218,28 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   const runRounds = (q: Float64Array, downtimeRule: boolean, maxRounds: number): { converged: boolean } => {
     clearDirty();
     let lastPeriod = 0;
+    /** chance-weighted pages still to send this round (a round starts with what the last one left) */
+    let remaining = 0;
+    /** the round's pages with q > 0, ascending: a later round visits only what is dirty, not every page */
+    const todo = new Uint32Array(n);
+    let todoCount = 0;
+    for (let p = 0; p < n; p++) {
+      if (!q[p]) continue;
+      todo[todoCount++] = p;
+      remaining += q[p]!;
+    }
     for (;;) {
       rounds++;
       send(frame(8), 0);
       let stop = false;
-      let remaining = 0;
-      for (let p = 0; p < n; p++) remaining += q[p]!;
-      for (let p = 0; p < n && !stop; ) {
+      for (let k = 0; k < todoCount && !stop; ) {
         let candidates = 0;
         let sent = 0;
         let bytes = 0;
         let content = 0;
-        for (; p < n && candidates < batch; p++) {
+        for (; k < todoCount && candidates < batch; k++) {
+          const p = todo[k]!;
           const c = q[p]!;
-          if (!c) continue;
           candidates += c;
           const go = c * (1 - dirty[p]!);
           sent += go;
@@ -252,9 +261,12 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
       runGuest(t);
       const left = (q: Float64Array): number => {
         let sum = 0;
+        todoCount = 0;
         for (let p = 0; p < n; p++) {
           q[p] = 1 - (1 - q[p]!) * (1 - dirty[p]!);
           dirty[p] = 0;
+          if (!q[p]) continue;
+          todo[todoCount++] = p;
           sum += q[p]!;
         }
         dirtyMass = 0;
@@ -278,6 +290,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         if (downtimeRule) send(frame(8), 0);
         return { converged };
       }
+      remaining = leftPages;
       send(frame(8), 0);
     }
   };
@@ -414,6 +427,16 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     if (sweep >= n && disk?.queued) pushDisk(Infinity);
   };
 
+  // Per-epoch notes on pages, valid where their stamp is the epoch's (no clearing, no Map, no object per write).
+  let epoch = 0;
+  /** the epoch's last write of the page: stamp, writes before it, its chance, its whole share */
+  const rewriteStamp = new Int32Array(n);
+  const rewriteAt = new Float64Array(n);
+  const rewriteX = new Float64Array(n);
+  const rewriteWhole = new Float64Array(n);
+  /** a ring page's chance of being missing before the epoch's writes (set for every ring page as the epoch begins) */
+  const ringMissing = new Float64Array(n);
+
   // The program at the destination: guest time goes on from the stop, stalled by faults.
   let clock = resumeAt;
   let guest = stopAt;
@@ -441,19 +464,20 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     /** bytes of pages requested and then claimed */
     let claimedBytes = 0;
     let written = 0;
-    const before = recent.snapshot();
+    const before = recent!.snapshot();
+    epoch++;
     // The reads of the epoch's first writes find the ring's pages as they were before the epoch:
     // a page the epoch writes again later is still missing for the reads before that write.
-    const ringMissing = new Map<number, number>();
-    before.forEach((p) => ringMissing.set(p, absent.get(p)));
-    /** where the epoch writes each page (writes before it), its chance of doing so, and the share of that write that replaces the page whole */
-    const rewrites = new Map<number, { at: number; x: number; whole: number }>();
+    before.forEach((p) => (ringMissing[p] = absent.get(p)));
     /** the last page the epoch's writes fault on: where the push's pre-paging starts once the requests are served */
     let pivot = -1;
     /** uniform reads per write per page */
     const uniformRate = (reads.perWrite * reads.uniformShare) / n;
     writes.apply((p, x, whole, z) => {
-      rewrites.set(p, { at: written, x, whole });
+      rewriteStamp[p] = epoch;
+      rewriteAt[p] = written;
+      rewriteX[p] = x;
+      rewriteWhole[p] = whole;
       const gone = x * absent.get(p);
       if (gone > 0) {
         absent.set(p, absent.get(p) - gone);
@@ -468,7 +492,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         claimedQueued[p] = Math.max(0, claimedQueued[p]! + gone * whole - requested);
       }
       written += x;
-      recent.add(p, x, false);
+      recent!.add(p, x, false);
       zero[p] = (1 - x) * zero[p]! + x * z;
     });
     // Uniform reads of pages the epoch does not write find them missing all
@@ -501,8 +525,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         const left = (1 - Math.exp(-perRead * w * seen)) * absent.get(p);
         // Written whole in the epoch but missing before: requested by the reads before the write, then claimed.
         // (A read before a partial write fetches what that write would have.)
-        const rewrite = rewrites.get(p);
-        const early = rewrite ? (1 - Math.exp(-perRead * w * Math.min(seen, rewrite.at))) * rewrite.x * ringMissing.get(p)! * rewrite.whole : 0;
+        const early = rewriteStamp[p] === epoch ? (1 - Math.exp(-perRead * w * Math.min(seen, rewriteAt[p]!))) * rewriteX[p]! * ringMissing[p]! * rewriteWhole[p]! : 0;
         if (left + early <= 0) return;
         absent.set(p, absent.get(p) - left);
         unwritten += left;
@@ -644,36 +667,68 @@ class Absent {
   }
 }
 
-/** The last `window` pages written, by weight (the replay's read model picks reads among them). */
+/**
+ * The last `window` pages written, by weight (the replay's read model picks
+ * reads among them): a ring of typed arrays, as a prediction adds one entry
+ * per write (a million for a 1 GiB pre-copy) and keeps about `window`.
+ */
 class RecentWrites {
-  private pages: number[] = [];
-  private weights: number[] = [];
-  /** written at the source (false: by the program at the destination, which then holds the page) */
-  private atSource: boolean[] = [];
+  private pages: Uint32Array = new Uint32Array(1024);
+  private weights: Float64Array = new Float64Array(1024);
+  /** 1: written at the source (0: by the program at the destination, which then holds the page) */
+  private atSource: Uint8Array = new Uint8Array(1024);
+  /** entries [head, head + count) modulo the capacity */
   private head = 0;
+  private count = 0;
+  /** what snapshot() last copied out */
+  private shot = RecentWrites.arrays(0);
   weight = 0;
 
   constructor(private readonly window: number) {}
 
   add(p: number, x: number, atSource = true): void {
-    this.pages.push(p);
-    this.weights.push(x);
-    this.atSource.push(atSource);
+    if (this.count === this.pages.length) this.grow();
+    const mask = this.pages.length - 1;
+    const at = (this.head + this.count++) & mask;
+    this.pages[at] = p;
+    this.weights[at] = x;
+    this.atSource[at] = atSource ? 1 : 0;
     this.weight += x;
-    while (this.weight - this.weights[this.head]! >= this.window) this.weight -= this.weights[this.head++]!;
-    if (this.head > 65536 && this.head * 2 > this.pages.length) {
-      this.pages = this.pages.slice(this.head);
-      this.weights = this.weights.slice(this.head);
-      this.atSource = this.atSource.slice(this.head);
-      this.head = 0;
+    while (this.weight - this.weights[this.head]! >= this.window) {
+      this.weight -= this.weights[this.head]!;
+      this.head = (this.head + 1) & mask;
+      this.count--;
     }
   }
 
-  /** The entries now, to visit after more are added. */
+  /** The entries now, to visit after more are added (until the next snapshot: its arrays are reused). */
   snapshot(): { weight: number; forEach(visit: (p: number, w: number, atSource: boolean) => void): void } {
-    const { pages, weights, atSource, head, weight } = this;
-    const end = pages.length;
-    return { weight, forEach: (visit) => { for (let k = head; k < end; k++) visit(pages[k]!, weights[k]!, atSource[k]!); } };
+    if (this.shot.pages.length < this.pages.length) this.shot = RecentWrites.arrays(this.pages.length);
+    const { pages, weights, atSource } = this.inOrder(this.shot);
+    const count = this.count;
+    return { weight: this.weight, forEach: (visit) => { for (let k = 0; k < count; k++) visit(pages[k]!, weights[k]!, atSource[k] === 1); } };
+  }
+
+  private static arrays(size: number): { pages: Uint32Array; weights: Float64Array; atSource: Uint8Array } {
+    return { pages: new Uint32Array(size), weights: new Float64Array(size), atSource: new Uint8Array(size) };
+  }
+
+  /** Twice the room. */
+  private grow(): void {
+    ({ pages: this.pages, weights: this.weights, atSource: this.atSource } = this.inOrder(RecentWrites.arrays(this.pages.length * 2)));
+    this.head = 0;
+  }
+
+  /** The entries oldest first, into `out` from index 0. */
+  private inOrder<T extends { pages: Uint32Array; weights: Float64Array; atSource: Uint8Array }>(out: T): T {
+    const mask = this.pages.length - 1;
+    for (let k = 0; k < this.count; k++) {
+      const at = (this.head + k) & mask;
+      out.pages[k] = this.pages[at]!;
+      out.weights[k] = this.weights[at]!;
+      out.atSource[k] = this.atSource[at]!;
+    }
+    return out;
   }
 }
 
