@@ -89,10 +89,8 @@ const PERIOD = 0.1;
 class Writes {
   private next = 0;
   private readonly period: number;
-  private readonly chance: Float64Array;
-  private readonly wholeShare: Float64Array;
-  private readonly zeroShare: Float64Array;
-  private readonly written: Uint32Array;
+  /** the Poisson model's per-page chances (the replay model reads the recorded epochs instead) */
+  private readonly fitted?: { readonly written: Uint32Array; readonly chance: Float64Array; readonly wholeShare: Float64Array; readonly zeroShare: Float64Array };
 
   constructor(
     private readonly m: PageProfile,
@@ -100,19 +98,20 @@ class Writes {
   ) {
     const E = m.epochTimes.length;
     this.period = E ? m.epochTimes[E - 1]! + m.interval : Infinity;
-    this.chance = new Float64Array(m.pageCount);
-    this.wholeShare = new Float64Array(m.pageCount);
-    this.zeroShare = new Float64Array(m.pageCount);
+    if (replay) return;
+    const chance = new Float64Array(m.pageCount);
+    const wholeShare = new Float64Array(m.pageCount);
+    const zeroShare = new Float64Array(m.pageCount);
     const written: number[] = [];
     for (let p = 0; p < m.pageCount; p++) {
       const k = m.writtenEpochs[p]!;
       if (!k) continue;
       written.push(p);
-      this.chance[p] = k / E;
-      this.wholeShare[p] = m.wholeEpochs[p]! / k;
-      this.zeroShare[p] = m.zeroEpochs[p]! / k;
+      chance[p] = k / E;
+      wholeShare[p] = m.wholeEpochs[p]! / k;
+      zeroShare[p] = m.zeroEpochs[p]! / k;
     }
-    this.written = Uint32Array.from(written);
+    this.fitted = { written: Uint32Array.from(written), chance, wholeShare, zeroShare };
   }
 
   /** Guest time of the next epoch. */
@@ -133,11 +132,12 @@ class Writes {
       for (let k = 0; k < pages.length; k++) visit(pages[k]!, 1, flags[k]! & WHOLE_WRITE ? 1 : 0, flags[k]! & leftZero ? 1 : 0);
       return pages.length;
     }
+    const { written, chance, wholeShare, zeroShare } = this.fitted!;
     let total = 0;
-    for (const p of this.written) {
-      const x = this.chance[p]!;
+    for (const p of written) {
+      const x = chance[p]!;
       total += x;
-      visit(p, x, this.wholeShare[p]!, this.zeroShare[p]!);
+      visit(p, x, wholeShare[p]!, zeroShare[p]!);
     }
     return total;
   }
@@ -434,8 +434,11 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   const rewriteAt = new Float64Array(n);
   const rewriteX = new Float64Array(n);
   const rewriteWhole = new Float64Array(n);
-  /** a ring page's chance of being missing before the epoch's writes (set for every ring page as the epoch begins) */
-  const ringMissing = new Float64Array(n);
+  /**
+   * a page's chance of being missing before the epoch's writes, noted at its
+   * first write in the epoch: the reads before that write find it so
+   */
+  const missingBefore = new Float64Array(n);
 
   // The program at the destination: guest time goes on from the stop, stalled by faults.
   let clock = resumeAt;
@@ -466,14 +469,12 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     let written = 0;
     const before = recent!.snapshot();
     epoch++;
-    // The reads of the epoch's first writes find the ring's pages as they were before the epoch:
-    // a page the epoch writes again later is still missing for the reads before that write.
-    before.forEach((p) => (ringMissing[p] = absent.get(p)));
     /** the last page the epoch's writes fault on: where the push's pre-paging starts once the requests are served */
     let pivot = -1;
     /** uniform reads per write per page */
     const uniformRate = (reads.perWrite * reads.uniformShare) / n;
     writes.apply((p, x, whole, z) => {
+      if (rewriteStamp[p] !== epoch) missingBefore[p] = absent.get(p);
       rewriteStamp[p] = epoch;
       rewriteAt[p] = written;
       rewriteX[p] = x;
@@ -525,7 +526,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         const left = (1 - Math.exp(-perRead * w * seen)) * absent.get(p);
         // Written whole in the epoch but missing before: requested by the reads before the write, then claimed.
         // (A read before a partial write fetches what that write would have.)
-        const early = rewriteStamp[p] === epoch ? (1 - Math.exp(-perRead * w * Math.min(seen, rewriteAt[p]!))) * rewriteX[p]! * ringMissing[p]! * rewriteWhole[p]! : 0;
+        const early = rewriteStamp[p] === epoch ? (1 - Math.exp(-perRead * w * Math.min(seen, rewriteAt[p]!))) * rewriteX[p]! * missingBefore[p]! * rewriteWhole[p]! : 0;
         if (left + early <= 0) return;
         absent.set(p, absent.get(p) - left);
         unwritten += left;
