@@ -7,7 +7,7 @@ import { CostModel, DEFAULT_COSTS, loadCostTable } from "../codecs/cost.js";
 import type { CrtrOutcome, DeadlineOutcome, MigrationStats, StrategyName } from "../engine/metrics.js";
 import { DEFAULT_MAX_TIME, QEMU_STRATEGIES, simulate, STRATEGY_NAMES, type LinkSpec, type SimulationOptions } from "../engine/migrate.js";
 import type { RateStep } from "../net/link.js";
-import { FLAVORS, type AdaForecast, type Flavor, type MigrationOptions, type MigrationProgress } from "../engine/options.js";
+import { FLAVORS, type AdaForecast, type Flavor, type MigrationProgress } from "../engine/options.js";
 import { pipelineEntries } from "../wire/pipeline.js";
 import { MAX_CHANNELS } from "../wire/channels.js";
 import { plan } from "../adaptive/plan.js";

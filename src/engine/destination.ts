@@ -520,7 +520,6 @@ export class Destination {
         }
         for (const held of helds) {
           const program = held.disk ? diskProgram! : workload;
-          const ps = held.pageSize;
           for (const p of held.touched) if (!(held.pageState[p]! & PageState.OWNED)) held.memory.write(p, program.guest.page(p));
           held.touched.length = 0;
         }
@@ -559,7 +558,6 @@ export class Destination {
    * waits for. On the disk, reads also drive prefetching.
    */
   private accessHook(held: Held, program: Workload, onFault: () => void, onOverwrite: () => void): (p: number, kind: AccessKind) => void {
-    const ps = held.pageSize;
     const guest = program.guest;
     const prefetch = held.disk && this.settings.disk!.prefetch ? this.settings.disk!.prefetchWindow : 0;
     return (p: number, kind: AccessKind): void => {
@@ -628,7 +626,6 @@ export class Destination {
     }
     for (const held of this.disk ? [this.mem, this.disk] : [this.mem]) {
       const program = held.disk ? this.sharedDisk!.workload : this.shared.workload;
-      const ps = held.pageSize;
       for (let p = 0; p < held.pageCount; p++) {
         if (held.pageState[p]! & PageState.OWNED) held.memory.write(p, program!.guest.page(p));
       }

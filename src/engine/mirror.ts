@@ -13,20 +13,20 @@
 // when they landed and have not changed since.
 
 import { ChunkedPages } from "../guest/chunks.js";
-import { sameBytes, zeroPage, type PageMemory } from "../guest/pages.js";
+import { PageBits, sameBytes, zeroPage, type PageMemory } from "../guest/pages.js";
 
 export class MirrorPages implements PageMemory {
   readonly pageCount: number;
   readonly pageSize: number;
   /** Bit i set: page i is the source's page i. */
-  private readonly mirrored: Uint32Array;
+  private readonly mirrored: PageBits;
   /** The pages that differ from the source's. */
   private readonly own: ChunkedPages;
 
   constructor(private readonly source: PageMemory) {
     this.pageCount = source.pageCount;
     this.pageSize = source.pageSize;
-    this.mirrored = new Uint32Array(Math.ceil(this.pageCount / 32));
+    this.mirrored = new PageBits(this.pageCount);
     this.own = new ChunkedPages(this.pageCount, this.pageSize);
   }
 
@@ -41,18 +41,18 @@ export class MirrorPages implements PageMemory {
 
   /** The source is about to change page `index`: keep its content here if this end reads it through. */
   detach(index: number): void {
-    if (!this.isMirrored(index)) return;
+    if (!this.mirrored.has(index)) return;
     this.own.write(index, this.source.page(index));
-    this.setMirrored(index, false);
+    this.mirrored.set(index, false);
   }
 
   /** True when page `index` is known, without looking, to equal `other`'s page (other is the source, and the page is read through). */
   knownSame(other: PageMemory, index: number): boolean {
-    return other === this.source && this.isMirrored(index);
+    return other === this.source && this.mirrored.has(index);
   }
 
   page(index: number): Uint8Array {
-    return this.isMirrored(index) ? this.source.page(index) : this.own.page(index);
+    return this.mirrored.has(index) ? this.source.page(index) : this.own.page(index);
   }
 
   writable(index: number): Uint8Array {
@@ -64,7 +64,7 @@ export class MirrorPages implements PageMemory {
     const landed = content.subarray(from, from + this.pageSize);
     if (landed.byteLength === this.pageSize && sameBytes(landed, this.sourcePage(index))) this.mirror(index);
     else {
-      this.setMirrored(index, false);
+      this.mirrored.set(index, false);
       this.own.write(index, content, from);
     }
   }
@@ -73,22 +73,21 @@ export class MirrorPages implements PageMemory {
     // A page the source does not hold is zero without looking.
     if (this.source.isZero(index) || sameBytes(zeroPage(this.pageSize), this.source.page(index))) this.mirror(index);
     else {
-      this.setMirrored(index, false);
+      this.mirrored.set(index, false);
       this.own.zero(index);
     }
   }
 
   isZero(index: number): boolean {
-    return this.isMirrored(index) ? this.source.isZero(index) : this.own.isZero(index);
+    return this.mirrored.has(index) ? this.source.isZero(index) : this.own.isZero(index);
   }
 
   readRange(first: number, count: number, into: Uint8Array, at: number): void {
     const ps = this.pageSize;
     // One read per run of pages held on the same side.
     for (let page = first, end = first + count; page < end; ) {
-      const mirrored = this.isMirrored(page);
-      let run = 1;
-      while (page + run < end && this.isMirrored(page + run) === mirrored) run++;
+      const mirrored = this.mirrored.has(page);
+      const run = this.mirrored.run(page, end);
       (mirrored ? this.source : this.own).readRange(page, run, into, at + (page - first) * ps);
       page += run;
     }
@@ -96,23 +95,11 @@ export class MirrorPages implements PageMemory {
 
   private mirror(index: number): void {
     this.own.zero(index);
-    this.setMirrored(index, true);
+    this.mirrored.set(index, true);
   }
 
   /** The source's page without allocating for a page it knows is zero. */
   private sourcePage(index: number): Uint8Array {
     return this.source.isZero(index) ? zeroPage(this.pageSize) : this.source.page(index);
-  }
-
-  private isMirrored(index: number): boolean {
-    if (!Number.isInteger(index) || index < 0 || index >= this.pageCount) {
-      throw new RangeError(`page ${index} is outside the memory (0..${this.pageCount - 1})`);
-    }
-    return ((this.mirrored[index >>> 5]! >>> (index & 31)) & 1) === 1;
-  }
-
-  private setMirrored(index: number, on: boolean): void {
-    if (on) this.mirrored[index >>> 5]! |= 1 << (index & 31);
-    else this.mirrored[index >>> 5]! &= ~(1 << (index & 31));
   }
 }

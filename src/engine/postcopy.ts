@@ -56,7 +56,6 @@ async function serveUrgently(s: Source, pending: DirtyBitmap, state: PushState, 
  * linear sweep.
  */
 async function push(s: Source, pending: DirtyBitmap): Promise<void> {
-  const n = s.settings.pageCount;
   const batchPages = Math.min(s.settings.batchPages, PUSH_BATCH_PAGES);
   const window = s.settings.prepageWindow;
   const state: PushState = { left: pending.count(), pivot: -1, radius: 0, pushing: true };

@@ -31,7 +31,7 @@ import { PagemillError, checkInteger } from "../errors.js";
 import { Random } from "../random.js";
 import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 import { MAX_BITMAP_PAGES } from "./bitmap.js";
-import { ChunkedPages, checkFitsInMemory } from "./chunks.js";
+import { checkFitsInMemory } from "./chunks.js";
 import { GeneratedPages } from "./generated.js";
 import { checkTrace } from "./pagetrace.js";
 import { BaseWorkload, NO_READS, TraceReplay, subSeed } from "./workloads.js";

@@ -8,7 +8,7 @@
 
 import { checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { ChunkedPages } from "./chunks.js";
-import type { PageMemory } from "./pages.js";
+import { PageBits, type PageMemory } from "./pages.js";
 
 /** Writes the first content of page `index` into `into` at byte `at` (pageSize bytes, every one of them). */
 export type PageGenerator = (index: number, into: Uint8Array, at: number) => void;
@@ -16,7 +16,7 @@ export type PageGenerator = (index: number, into: Uint8Array, at: number) => voi
 export class GeneratedPages implements PageMemory {
   readonly pageSize: number;
   /** Bit i set: page i has been written and lives in `own`. */
-  private readonly changed: Uint32Array;
+  private readonly changed: PageBits;
   private readonly own: ChunkedPages;
 
   constructor(
@@ -29,13 +29,13 @@ export class GeneratedPages implements PageMemory {
     checkPageSize(pageSize);
     checkInteger("generatedCount", generatedCount, 0, pageCount);
     this.pageSize = pageSize;
-    this.changed = new Uint32Array(Math.ceil(pageCount / 32));
+    this.changed = new PageBits(pageCount);
     this.own = new ChunkedPages(pageCount, pageSize);
   }
 
   /** Memory this store needs before anything is written: its written-page bits and the sparse store's tables. */
   static overheadBytes(pageCount: number): number {
-    return Math.ceil(pageCount / 32) * 4 + ChunkedPages.overheadBytes(pageCount);
+    return PageBits.bytes(pageCount) + ChunkedPages.overheadBytes(pageCount);
   }
 
   get byteLength(): number {
@@ -48,16 +48,16 @@ export class GeneratedPages implements PageMemory {
   }
 
   page(index: number): Uint8Array {
-    if (this.isChanged(index)) return this.own.page(index);
+    if (this.changed.has(index)) return this.own.page(index);
     const out = new Uint8Array(this.pageSize);
     if (index < this.generatedCount) this.generate(index, out, 0);
     return out;
   }
 
   writable(index: number): Uint8Array {
-    if (!this.isChanged(index)) {
+    if (!this.changed.has(index)) {
       if (index < this.generatedCount) this.generate(index, this.own.writable(index), 0);
-      this.setChanged(index);
+      this.changed.set(index, true);
     }
     return this.own.writable(index);
   }
@@ -66,16 +66,16 @@ export class GeneratedPages implements PageMemory {
     checkBytes("content", content);
     checkInteger("from", from, 0, content.byteLength - this.pageSize);
     this.own.write(index, content, from);
-    this.setChanged(index);
+    this.changed.set(index, true);
   }
 
   zero(index: number): void {
     this.own.zero(index);
-    this.setChanged(index);
+    this.changed.set(index, true);
   }
 
   isZero(index: number): boolean {
-    return this.isChanged(index) ? this.own.isZero(index) : index >= this.generatedCount;
+    return this.changed.has(index) ? this.own.isZero(index) : index >= this.generatedCount;
   }
 
   readRange(first: number, count: number, into: Uint8Array, at: number): void {
@@ -85,9 +85,8 @@ export class GeneratedPages implements PageMemory {
     checkInteger("at", at, 0, into.byteLength - count * this.pageSize);
     const ps = this.pageSize;
     for (let page = first, end = first + count; page < end; ) {
-      const changed = this.isChanged(page);
-      let run = 1;
-      while (page + run < end && this.isChanged(page + run) === changed) run++;
+      const changed = this.changed.has(page);
+      const run = this.changed.run(page, end);
       const to = at + (page - first) * ps;
       if (changed) this.own.readRange(page, run, into, to);
       else {
@@ -98,16 +97,5 @@ export class GeneratedPages implements PageMemory {
       }
       page += run;
     }
-  }
-
-  private isChanged(index: number): boolean {
-    if (!Number.isInteger(index) || index < 0 || index >= this.pageCount) {
-      throw new RangeError(`page ${index} is outside the memory (0..${this.pageCount - 1})`);
-    }
-    return ((this.changed[index >>> 5]! >>> (index & 31)) & 1) === 1;
-  }
-
-  private setChanged(index: number): void {
-    this.changed[index >>> 5]! |= 1 << (index & 31);
   }
 }

@@ -107,6 +107,44 @@ export class FlatPages implements PageMemory {
   }
 }
 
+/**
+ * One bit per page, with the page checked against the range: which of two
+ * places holds each page of a memory layered over another (MirrorPages,
+ * GeneratedPages).
+ */
+export class PageBits {
+  private readonly words: Uint32Array;
+
+  constructor(readonly pageCount: number) {
+    this.words = new Uint32Array(Math.ceil(pageCount / 32));
+  }
+
+  /** Memory the bits of `pageCount` pages take. */
+  static bytes(pageCount: number): number {
+    return Math.ceil(pageCount / 32) * 4;
+  }
+
+  has(index: number): boolean {
+    if (!Number.isInteger(index) || index < 0 || index >= this.pageCount) {
+      throw new RangeError(`page ${index} is outside the memory (0..${this.pageCount - 1})`);
+    }
+    return ((this.words[index >>> 5]! >>> (index & 31)) & 1) === 1;
+  }
+
+  set(index: number, on: boolean): void {
+    if (on) this.words[index >>> 5]! |= 1 << (index & 31);
+    else this.words[index >>> 5]! &= ~(1 << (index & 31));
+  }
+
+  /** Pages from `first` up to `end` whose bit is page `first`'s, counted from `first` (at least 1). */
+  run(first: number, end: number): number {
+    const bit = this.has(first);
+    let run = 1;
+    while (first + run < end && this.has(first + run) === bit) run++;
+    return run;
+  }
+}
+
 const ZERO_PAGES = new Map<number, Buffer>();
 
 /** One shared zero page of `pageSize` bytes: only ever read. */
