@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { CodecError, PageBatch } from "../src/index.js";
 import { Encoding, type PageCodec } from "../src/codecs/codec.js";
 import { codecNamesFor, createCodec } from "../src/codecs/registry.js";
-import { HEADER_BYTES, encodeControl, maxFramePages, type ControlMessage } from "../src/wire/frame.js";
+import { ENTRY_BYTES, HEADER_BYTES, encodeControl, maxFramePages, writePagesFrame, type ControlMessage, type FramePart } from "../src/wire/frame.js";
+import { Scratch } from "../src/wasm/arena.js";
 import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
 import { FrameEncoder, encodeFrame, newWireStats, type PipelineCodecs } from "../src/wire/pipeline.js";
 import { sharedTraceImagePages, TRACE_NAMES } from "./helpers/traces.js";
@@ -372,5 +373,95 @@ describe("frame pipeline: bad frames", () => {
     const memory = snapshot.slice();
     const error = expectRejected(reseal(frame), memory, snapshot, "broken lz4 block");
     expect(error.message).toMatch(/^page \d: lz4 pages of frame 0: /);
+  });
+});
+
+describe("frames written and read where they lie", () => {
+  /** A scratch that remembers the most it was asked to hold. */
+  class Recording extends Scratch {
+    most = 0;
+    override reserve(bytes: number): number {
+      this.most = Math.max(this.most, bytes);
+      return super.reserve(bytes);
+    }
+  }
+
+  it("a PAGES frame copies each payload once from where it lies: the scratch holds the table and the JavaScript payloads, never the frame; its bytes and check as an independent XXH3 says (fast-check)", () => {
+    const ps = 512;
+    const slots = 24;
+    const batch = new PageBatch(slots, ps);
+    const outside = new Uint8Array(8 * ps);
+    try {
+      batch.set(mixedPages(ps, slots, 7));
+      outside.set(mixedPages(ps, 8, 8));
+      // Each entry: empty, a batch slot (linear memory), or a run of bytes in JavaScript memory.
+      const entry = fc.oneof(
+        fc.constant({ kind: "empty" as const }),
+        fc.record({ kind: fc.constant("batch" as const), slot: fc.nat(slots - 1) }),
+        fc.record({ kind: fc.constant("js" as const), from: fc.nat(7 * ps), length: fc.integer({ min: 1, max: ps }) }),
+      );
+      fc.assert(
+        fc.property(fc.array(entry, { maxLength: 40 }), fc.boolean(), (entries, pooled) => {
+          const parts: FramePart[] = entries.map((e, index) =>
+            e.kind === "empty"
+              ? { index, encoding: 1, length: 0, data: undefined, from: 0 }
+              : e.kind === "batch"
+                ? { index, encoding: 0, length: ps, data: undefined, from: batch.ptr + e.slot * ps }
+                : { index, encoding: 3, length: e.length, data: outside, from: e.from },
+          );
+          const payloads = parts.map((p) => (p.data ? p.data.subarray(p.from, p.from + p.length) : batch.bytes().slice(p.from - batch.ptr, p.from - batch.ptr + p.length)));
+          const scratch = new Recording();
+          let given: Uint8Array | undefined;
+          const frame = writePagesFrame(scratch, 9, ps, parts, 0, pooled ? (n) => (given = new Uint8Array(n + 3).subarray(1, n + 1)) : undefined);
+          scratch.dispose();
+          if (pooled) expect(frame).toBe(given);
+          const table = HEADER_BYTES + parts.length * ENTRY_BYTES;
+          const staged = parts.reduce((a, p) => a + (p.data ? p.length : 0), 0);
+          expect(scratch.most).toBe(table + staged);
+          // The frame as the grammar lays it out, sealed by hash-wasm's XXH3.
+          const expected = new Uint8Array(frame.byteLength);
+          expected.set(frame.subarray(0, HEADER_BYTES));
+          const dv = new DataView(expected.buffer);
+          parts.forEach((p, k) => {
+            dv.setUint32(HEADER_BYTES + k * ENTRY_BYTES, p.index, true);
+            dv.setUint32(HEADER_BYTES + k * ENTRY_BYTES + 4, p.encoding | (p.length << 8), true);
+          });
+          let at = table;
+          for (const payload of payloads) {
+            expected.set(payload, at);
+            at += payload.byteLength;
+          }
+          expect(at + 4).toBe(frame.byteLength);
+          expect(dv.getUint32(20, true)).toBe(frame.byteLength - HEADER_BYTES - 4);
+          expect(Buffer.compare(frame, reseal(expected))).toBe(0);
+        }),
+        { numRuns: FUZZ ? 2000 : 150 },
+      );
+    } finally {
+      batch.dispose();
+    }
+  });
+
+  it("a frame that arrived under a record tag (tagged) is not hashed again: a wrong frame check lands its pages; untagged it is refused; a wrong header check is refused either way", () => {
+    const ps = 4096;
+    const pages = mixedPages(ps, 5, 3);
+    const [frame] = encodeAll(pages, [0, 1, 2, 3, 4], ps, 5, {}).frames;
+    const wrongCheck = frame!.slice();
+    wrongCheck[wrongCheck.length - 1]! ^= 0x80;
+    const decoder = new FrameDecoder();
+    try {
+      const landed = new Uint8Array(5 * ps).fill(0x5a);
+      decoder.decode(wrongCheck, landed, true);
+      expect(Buffer.compare(landed, pages)).toBe(0);
+      const untouched = new Uint8Array(5 * ps).fill(0x5a);
+      expect(() => decoder.decode(wrongCheck, untouched)).toThrow(/frame check does not match/);
+      expect(untouched.every((b) => b === 0x5a)).toBe(true);
+      const wrongHeader = frame!.slice();
+      wrongHeader[24]! ^= 1;
+      expect(() => decoder.decode(wrongHeader, untouched, true)).toThrow(/header check/);
+      expect(untouched.every((b) => b === 0x5a)).toBe(true);
+    } finally {
+      decoder.dispose();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { STRATEGY_NAMES } from "../src/engine/migrate.js";
 import { StopDigest, memoryDigest, receiveMigration, sendMigration, type ReceiveOptions } from "../src/engine/remote.js";
 import { modelDisk } from "../src/guest/disk.js";
@@ -19,7 +19,7 @@ import { VerificationError } from "../src/errors.js";
 import { reseal } from "./helpers/frames.js";
 import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { connectChannel, listenChannel } from "../src/net/tcp.js";
-import { decodeFrame } from "../src/wire/decoder.js";
+import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
 import { FrameType, MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
 import { flatBytes } from "../src/index.js";
@@ -212,6 +212,24 @@ describe("remote migration over TCP", () => {
       if (strategy !== "precopy") expect(sent.value.remoteUptime).toBeGreaterThan(0);
     }, 30_000);
   }
+
+  it("the destination takes the record tag for the frame check: no PAGES frame is hashed again, and the memory is the source's", async () => {
+    // (FrameDecoder's private check(), seen through its prototype.)
+    const check = vi.spyOn(FrameDecoder.prototype as unknown as { check(bytes: Uint8Array): void }, "check");
+    try {
+      const { sent, received, sourceMemory } = await both("precopy");
+      expect(sent.status).toBe("fulfilled");
+      expect(received.status).toBe("fulfilled");
+      if (received.status !== "fulfilled") return;
+      expect(Buffer.from(received.value.memory).equals(Buffer.from(sourceMemory))).toBe(true);
+      const hashed = check.mock.calls.map(([bytes]) => readFrameHeader(bytes).type);
+      // (The source's decoder still hashes what it reads: the spy sees those.)
+      expect(hashed.length).toBeGreaterThan(0);
+      expect(hashed).not.toContain(FrameType.PAGES);
+    } finally {
+      check.mockRestore();
+    }
+  });
 
   for (const strategy of STRATEGY_NAMES) {
     it(`${strategy} with a disk ends verified at both ends, the disk as the source's at the stop`, async () => {

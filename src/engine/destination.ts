@@ -301,7 +301,7 @@ export class Destination {
         this.counters.destinationCpu += cpu;
         await this.charge(cpu);
       }
-      const frame = held.decoder.decode(bytes, held.memory);
+      const frame = held.decoder.decode(bytes, held.memory, this.channel.authenticatesFrames);
       if (frame.type === "switch-over") this.channel.survive?.();
       if (frame.type === "switch-over" && frame.disk) {
         const record = decodeSwitchover(frame.state, held.pageCount);

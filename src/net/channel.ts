@@ -31,6 +31,12 @@ export interface Channel {
    * TCP channel's gathered records) may hand it out again.
    */
   release?(frame: Uint8Array): void;
+  /**
+   * Every frame receive() returns arrived under a cryptographic tag over
+   * exactly its bytes (a TCP channel's record tag): the receiver need not
+   * compute the frame check again, the tag having caught any damage first.
+   */
+  readonly authenticatesFrames?: boolean;
   /** The next frame from the peer, in order; undefined once the peer closed. */
   receive(): Promise<Uint8Array | undefined>;
   /** Round-trip time in seconds (configured or last measured). */
@@ -70,6 +76,9 @@ export function withoutPriorityLane(channel: Channel): Channel {
     },
     get sentBytes() {
       return channel.sentBytes;
+    },
+    get authenticatesFrames() {
+      return channel.authenticatesFrames;
     },
   };
 }

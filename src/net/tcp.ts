@@ -691,6 +691,8 @@ const TIMER_SLACK_MS = 1;
 /** A migration's channel over TCP: one session, over one connection or, after cuts, several. */
 export class TcpChannel implements Channel {
   readonly bitsPerSecond: number | undefined;
+  /** Every record carries a tag under the session's key (the all-zero key without one), checked before its frame is handed on. */
+  readonly authenticatesFrames = true;
   /** the session's resumptions, oldest first */
   readonly recoveries: Recovery[] = [];
   private rttNow: number;

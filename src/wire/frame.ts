@@ -204,58 +204,80 @@ export interface FramePart {
   from: number;
 }
 
-/**
- * Writes a PAGES frame of `parts` (frame order) in `scratch` and returns a
- * copy the caller owns. Payloads lying back to back in one source (a codec's
- * output, or batch memory for raw pages) are copied as one run; empty ones
- * never break a run.
- */
 /** Memory for a frame of `bytes` bytes, which the writer fills whole (a channel's pooled buffers, say). */
 export type FrameAllocator = (bytes: number) => Uint8Array;
 
+/**
+ * Writes a PAGES frame of `parts` (frame order) into memory the caller owns
+ * (from `allocate` when given). The header and entry table are built in
+ * `scratch`; each payload is copied into the frame once, straight from where
+ * it lies (runs of payloads back to back in one source go as one copy;
+ * empty ones never break a run), and the frame check is computed as the
+ * parts go, over payloads in linear memory where they lie (batch memory for
+ * raw pages): building the whole frame in linear memory to hash it, then
+ * copying it out, copied every page twice.
+ */
 export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: number, parts: readonly FramePart[], flags = 0, allocate?: FrameAllocator): Uint8Array {
   const n = parts.length;
+  // Runs of payloads back to back in one source; those in JavaScript memory are staged after the table for the check.
+  const runs: { data: Uint8Array | undefined; from: number; end: number }[] = [];
+  let staged = 0;
+  for (const p of parts) {
+    if (p.length === 0) continue;
+    const last = runs.at(-1);
+    if (last && p.data === last.data && p.from === last.end) last.end += p.length;
+    else runs.push({ data: p.data, from: p.from, end: p.from + p.length });
+    if (p.data) staged += p.length;
+  }
   let payloadBytes = 0;
   for (const part of parts) payloadBytes += part.length;
+  const table = HEADER_BYTES + n * ENTRY_BYTES;
   const bodyLength = n * ENTRY_BYTES + payloadBytes;
   const total = HEADER_BYTES + bodyLength + CHECK_BYTES;
-  const at = scratch.reserve(total);
-  const { heap } = wasm();
+  const out = allocate ? allocate(total) : new Uint8Array(total);
+  if (!(out instanceof Uint8Array) || out.byteLength !== total) throw new RangeError(`the frame allocator gave ${out instanceof Uint8Array ? `${out.byteLength} B` : "no Uint8Array"} for a ${total} B frame`);
+  // (Both may grow linear memory: before any view of it is taken.)
+  const state = frameCheckState();
+  const at = scratch.reserve(table + staged);
+  const { heap, kernels } = wasm();
   const mem = heap.bytes();
   const dv = heap.view();
   writeHeader(mem, at, FrameType.PAGES, sequence, pageSize, n, bodyLength, flags);
   let entry = at + HEADER_BYTES;
-  let payload = entry + n * ENTRY_BYTES;
-  let source: Uint8Array | undefined;
-  let from = 0;
-  let end = 0;
-  const flush = (): void => {
-    if (end === from) return;
-    if (source) mem.set(source.subarray(from, end), payload);
-    else mem.copyWithin(payload, from, end);
-    payload += end - from;
-  };
   for (const p of parts) {
     dv.setUint32(entry, p.index, true);
     dv.setUint32(entry + 4, p.encoding | (p.length << 8), true);
     entry += ENTRY_BYTES;
-    if (p.length === 0) continue;
-    if (p.data === source && p.from === end && end > from) {
-      end += p.length;
-      continue;
-    }
-    flush();
-    source = p.data;
-    from = p.from;
-    end = p.from + p.length;
   }
-  flush();
-  sealFrame(mem, at, total);
-  if (!allocate) return mem.slice(at, at + total);
-  const out = allocate(total);
-  if (!(out instanceof Uint8Array) || out.byteLength !== total) throw new RangeError(`the frame allocator gave ${out instanceof Uint8Array ? `${out.byteLength} B` : "no Uint8Array"} for a ${total} B frame`);
-  out.set(mem.subarray(at, at + total));
+  out.set(mem.subarray(at, at + table));
+  kernels.xxh3Reset(state, 0n);
+  kernels.xxh3Update(state, at, table);
+  let written = table;
+  let stage = at + table;
+  for (const { data, from, end } of runs) {
+    const length = end - from;
+    if (data) {
+      const bytes = data.subarray(from, end);
+      out.set(bytes, written);
+      mem.set(bytes, stage);
+      kernels.xxh3Update(state, stage, length);
+      stage += length;
+    } else {
+      out.set(mem.subarray(from, end), written);
+      kernels.xxh3Update(state, from, length);
+    }
+    written += length;
+  }
+  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(total - CHECK_BYTES, Number(BigInt.asUintN(32, kernels.xxh3Digest(state))), true);
   return out;
+}
+
+/** The streaming XXH3 state of writePagesFrame's check, in this thread's linear memory. */
+let checkState: { heap: unknown; ptr: number } | undefined;
+function frameCheckState(): number {
+  const { heap, kernels } = wasm();
+  if (checkState?.heap !== heap) checkState = { heap, ptr: heap.alloc(kernels.xxhStateSize()) };
+  return checkState.ptr;
 }
 
 /** What the grammar allows a codec-decoded wire id's payloads (the codec declares it). */
