@@ -40,6 +40,9 @@ export interface Clock {
 /** The clock stalled: tasks are waiting but no timer can ever wake them. */
 export class DeadlockError extends PagemillError {}
 
+/** A run on a VirtualClock would pass the time limit the clock was given. */
+export class TimeLimitError extends PagemillError {}
+
 interface Timer {
   readonly t: number;
   readonly seq: number;
@@ -55,6 +58,10 @@ function checkTime(name: string, value: number): void {
 /** Simulated time: jumps from event to event; a run of hours takes milliseconds. */
 export class VirtualClock implements Clock {
   readonly virtual = true;
+  /** `limit`: seconds a run may reach; a timer due later ends the run with a TimeLimitError. */
+  constructor(readonly limit = Infinity) {
+    if (!(limit > 0)) throw new RangeError(`limit must be a number of seconds above 0, got ${limit}`);
+  }
   private current = 0;
   private seq = 0;
   private readonly heap: Timer[] = [];
@@ -115,6 +122,7 @@ export class VirtualClock implements Clock {
         if (settled) break;
         const timer = this.pop();
         if (!timer) throw new DeadlockError(`virtual clock stalled at t=${this.current}s: tasks wait but no timer is pending`);
+        if (timer.t > this.limit) throw new TimeLimitError(`the run is still going at the time limit of ${this.limit} s of virtual time (next event at ${timer.t.toPrecision(6)} s)`);
         this.current = timer.t;
         this.events++;
         timer.wake();

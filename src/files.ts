@@ -6,7 +6,7 @@
 // (through links and other names) before anything is opened for writing.
 
 import { randomBytes } from "node:crypto";
-import { rmSync, type Stats } from "node:fs";
+import { readFileSync, rmSync, type Stats } from "node:fs";
 import { open, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PagemillError } from "./errors.js";
@@ -101,5 +101,20 @@ export async function checkDistinct(output: string, inputs: readonly string[]): 
     if (source && source.dev === target.dev && source.ino === target.ino) {
       throw new PagemillError(`output ${output} is the input ${input} (the same file): refusing to overwrite an input`);
     }
+  }
+}
+
+/** Reads and parses the JSON file `path` (a `what`, e.g. "cost file"); one that cannot be read or is not JSON throws `Failure` saying which. */
+export function readJsonFile(path: string, what: string, Failure: new (message: string, options?: { cause?: unknown }) => PagemillError): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (cause) {
+    throw new Failure(`cannot read ${what} ${path}`, { cause });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new Failure(`${path}: not JSON (${(cause as Error).message})`, { cause });
   }
 }

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { comparisonTable, run } from "../src/cli/migrate.js";
 import { UsageError } from "../src/cli/args.js";
-import { SimulationCostError } from "../src/engine/migrate.js";
+import { SimulationCostError, simulate } from "../src/engine/migrate.js";
+import { SweepWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import type { MigrationStats } from "../src/engine/metrics.js";
 import { migrateCli } from "./helpers/migrate.js";
 
@@ -106,6 +107,24 @@ describe("pagemill migrate refuses what it cannot run, naming why", () => {
     await expect(run(["--workload", "sweep", "--rate", "100g"])).rejects.toThrow(/would write about .* pages during the first pass alone/);
     await expect(run(["--bandwidth", "1kbit"])).rejects.toThrow(SimulationCostError);
     expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
+  it("--max-time bounds the run itself, not only the estimate made before it starts", async () => {
+    // 1 MiB of content over 1 Mbit/s: the estimate (a 16× compression) says 0.5 s, the run takes over 8 s.
+    const args = ["--workload", "poisson", "--pages", "256", "--bandwidth", "1mbit", "--strategy", "precopy", "--json"];
+    const done = JSON.parse(await migrateCli([...args, "--max-time", "60s"])) as MigrationStats;
+    expect(done.totalTime).toBeGreaterThan(8);
+    await expect(run([...args, "--max-time", "2s"])).rejects.toThrow(/the migration was still running after 2 s of virtual time, the limit .*--max-time/);
+    // A pre-copy that never converges (QEMU's flavour has no cap but the iteration limit) stops at the limit.
+    const started = performance.now();
+    const sweep = new SweepWorkload(syntheticGuest(512, { seed: 3 }), { rate: 4 * 2 ** 20 });
+    try {
+      await expect(simulate("precopy", sweep, { bitsPerSecond: 16e6, rtt: 0.002 }, { flavor: "qemu", maxIterations: 1e6, maxTime: 30 })).rejects.toThrow(SimulationCostError);
+    } finally {
+      await sweep.close();
+      sweep.guest.dispose();
+    }
+    expect(performance.now() - started).toBeLessThan(60_000);
   });
 
   it("a cost file that is not a cost table", async () => {

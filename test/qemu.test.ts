@@ -5,7 +5,10 @@
 import { describe, expect, it } from "vitest";
 import type { MigrationStats } from "../src/engine/metrics.js";
 import type { LinkSpec } from "../src/engine/migrate.js";
-import { EOS_BYTES, PAGE_HEADER_BYTES, QEMU_BLOCK_ID, XBZRLE_HEADER_BYTES, qemuDeltaBytes, qemuPageBytes } from "../src/engine/qemu.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EOS_BYTES, PAGE_HEADER_BYTES, QEMU_BLOCK_ID, QemuHostError, XBZRLE_HEADER_BYTES, loadQemuHost, parseQemuHost, qemuDeltaBytes, qemuPageBytes, type QemuHost } from "../src/engine/qemu.js";
 import { Guest, type Workload } from "../src/guest/guest.js";
 import { BaseWorkload, IdleWorkload, PoissonWorkload, SweepWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";
 import { migrateCli } from "./helpers/migrate.js";
@@ -237,6 +240,66 @@ describe("flavor qemu against xen on the same guest", () => {
     const json = JSON.parse(await migrateCli([...args, "--flavor", "qemu", "--json"])) as MigrationStats;
     expect(json.flavor).toBe("qemu");
     expect(json.transferred).toBe(qemuPageBytes(json.normal, json.duplicate, 4096, true) + EOS_BYTES * markers(json));
+  });
+});
+
+describe("flavor qemu: the time QEMU's process takes on its host (QemuHost)", () => {
+  /** A loopback-like link: the host's time, not the link's, makes the run. */
+  const LOOPBACK: LinkSpec = { bitsPerSecond: 10e9, rtt: 0 };
+  const HOST: QemuHost = { setupTime: 0.25, pageTime: 1e-3, zeroPageTime: 2e-4, switchoverTime: 0.003 };
+
+  it("adds the setup, each page's time while the guest runs and the stop's fixed part, on top of the link's time", async () => {
+    const normal = 64;
+    const zero = 192;
+    const options = { flavor: "qemu", cost: FREE_CPU, stateBytes: 4096 } as const;
+    const bare = await run("precopy", mixedGuest(normal, zero), LOOPBACK, options);
+    const host = await run("precopy", mixedGuest(normal, zero), LOOPBACK, { ...options, qemuHost: HOST });
+    // One frame of 256 pages: 64 ms for the pages with content, 38.4 ms for the zero ones.
+    const thread = normal * HOST.pageTime + zero * HOST.zeroPageTime;
+    // Within the 0.2 ms the last frame takes on the link: the stop's fixed part overlaps its drain.
+    expect(host.totalTime - bare.totalTime).toBeCloseTo(HOST.setupTime + thread + HOST.switchoverTime, 3);
+    expect(host.downtime - bare.downtime).toBeCloseTo(HOST.switchoverTime, 3);
+    expect(host.setupTime).toBeCloseTo(HOST.setupTime + thread, 6);
+    // The same pages went; the longer pass only spans one more rate-limit window (an end-of-section marker).
+    expect([host.normal, host.duplicate]).toEqual([bare.normal, bare.duplicate]);
+    expect(markers(host) - markers(bare)).toBe(1);
+    expect(host.verifiedPages).toBe(normal + zero);
+  });
+
+  it("pages sent once the guest stopped take no thread time: the downtime is the fixed part and the link's", async () => {
+    const hot = [3, 9, 17, 40];
+    const guest = new Guest(512, PAGE);
+    for (let p = 0; p < 512; p++) guest.memory.writable(p).fill((p % 13) + 1);
+    const stats = await run("precopy", new HotWords(guest, hot, 0.01), LOOPBACK, { flavor: "qemu", cost: FREE_CPU, stateBytes: 4096, qemuHost: HOST });
+    expect(stats.downtimeBytes).toBeGreaterThanOrEqual(hot.length * PAGE);
+    expect(stats.downtime).toBeGreaterThanOrEqual(HOST.switchoverTime);
+    // Charged at pageTime they would take 4 ms more.
+    expect(stats.downtime).toBeLessThan(HOST.switchoverTime + 0.5e-3);
+    expect(stats.verifiedPages).toBe(512);
+  });
+
+  it("refuses a bad host description, naming the field, and a host without flavor qemu", async () => {
+    expect(parseQemuHost({ host: HOST })).toEqual(HOST);
+    expect(() => parseQemuHost({ ...HOST, pageTime: -1 }, "h.json")).toThrow(QemuHostError);
+    expect(() => parseQemuHost({ ...HOST, pageTime: -1 }, "h.json")).toThrow(/h.json: pageTime must be a number of seconds ≥ 0, got -1/);
+    expect(() => parseQemuHost({ setupTime: 0, pageTime: 0, zeroPageTime: 0 })).toThrow(/switchoverTime must be a number of seconds ≥ 0, got undefined/);
+    expect(() => parseQemuHost([1, 2])).toThrow(/expected a JSON object/);
+    expect(() => parseQemuHost({ ...HOST, setupTime: Infinity })).toThrow(/setupTime must be/);
+    await expect(run("precopy", mixedGuest(4, 4), WAN, { qemuHost: HOST })).rejects.toThrow(/qemuHost is the time QEMU's process takes: it needs flavor qemu/);
+    await expect(run("precopy", mixedGuest(4, 4), WAN, { flavor: "qemu", qemuHost: { ...HOST, zeroPageTime: Number.NaN } })).rejects.toThrow(/qemuHost: zeroPageTime must be/);
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-qemu-host-"));
+    try {
+      expect(() => loadQemuHost(join(dir, "missing.json"))).toThrow(/cannot read QEMU host file .*missing.json/);
+      writeFileSync(join(dir, "bad.json"), "{ setupTime");
+      expect(() => loadQemuHost(join(dir, "bad.json"))).toThrow(/bad.json: not JSON/);
+      writeFileSync(join(dir, "host.json"), JSON.stringify({ host: HOST, fittedOn: {} }));
+      const args = ["--workload", "idle", "--pages", "64", "--strategy", "precopy", "--json", "--qemu-host", join(dir, "host.json")];
+      await expect(migrateCli(args)).rejects.toThrow(/--qemu-host: is the time QEMU's process takes: give --flavor qemu/);
+      const json = JSON.parse(await migrateCli([...args, "--flavor", "qemu"])) as MigrationStats;
+      expect(json.totalTime).toBeGreaterThan(HOST.setupTime + HOST.switchoverTime);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

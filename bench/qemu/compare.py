@@ -3,10 +3,14 @@
 settings of each real QEMU run and prints both side by side (run by hand,
 after run.py; `npm run build` first).
 
-  compare.py [--trace bench/qemu/build/guest-ram.ptrace.gz] [--trace-timing spread|end] [--link 10gbit]
+  compare.py [--trace FILE] [--trace-timing spread|end] [--link 10gbit] [--qemu-host bench/results/qemu/host.json]
 
 The trace is the source guest's RAM recorded by `run.py guest-ram --mode
-record` (the same writer, from the same moment after boot as the migrations).
+record` (the same writer, from the same moment after boot as the migrations;
+by default where bench/results/qemu/guest-ram.json says it went). The QEMU
+host (--qemu-host: setup, the migration thread's time per page, the stop's
+fixed part) is what fit.py measured from QEMU runs at other settings; no
+run compared here was used to fit it.
 Each run's max-bandwidth becomes --max-bandwidth and the link is the loopback
 (--link): QEMU rate-limits only its pre-copy iterations, so its stop-and-copy
 and post-copy went at loopback speed (precopy-1gbit sent its last 5.8 MB in
@@ -18,6 +22,7 @@ issue 14's: total time and transferred within 10%, downtime within an order
 of magnitude.
 """
 import argparse, glob, json, os, statistics, subprocess
+from run import result_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -32,6 +37,8 @@ RUNS = [
     ("auto-converge-40mbit", "auto-converge", 40),
     ("postcopy-40mbit", "postcopy", 40),
     ("precopy-1gbit", "precopy", 1000),
+    # The same setting again, run in the session (and under the load) of the runs host.json was fitted on: held out from the fit.
+    ("precopy-1gbit-s8", "precopy", 1000),
 ]
 # QEMU has no iteration cap and was cancelled after 180 s; pagemill's replay
 # stops at this many iterations instead (a 40 Mbit/s iteration of this guest
@@ -50,7 +57,7 @@ METRICS = [
 ]
 
 
-def pagemill(trace, timing, link, mode, mbit, downtime_ms):
+def pagemill(trace, timing, link, host, mode, mbit, downtime_ms):
     argv = ["node", PAGEMILL, "migrate", "--trace", trace, "--trace-timing", timing, "--flavor", "qemu", "--json",
             "--strategy", "postcopy" if mode == "postcopy" else "precopy",
             "--bandwidth", link, "--max-bandwidth", f"{mbit}mbit", "--rtt", "0ms",
@@ -58,10 +65,21 @@ def pagemill(trace, timing, link, mode, mbit, downtime_ms):
             "--max-iterations", str(MAX_ITERATIONS)]
     if mode == "auto-converge":
         argv.append("--auto-converge")
+    if host:
+        argv += ["--qemu-host", host]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: {done.stderr.strip()}")
     return json.loads(done.stdout), argv
+
+
+def recorded_trace():
+    """Where run.py's last recording went (guest-ram.json), else its default place."""
+    try:
+        path = json.load(open(os.path.join(RESULTS, "guest-ram.json")))["trace"]
+    except (OSError, KeyError, ValueError):
+        return os.path.join(HERE, "build", "guest-ram.ptrace.gz")
+    return path if os.path.isabs(path) else os.path.join(ROOT, path)
 
 
 def verdict(check, ratio):
@@ -74,22 +92,24 @@ def verdict(check, ratio):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trace", default=os.path.join(HERE, "build", "guest-ram.ptrace.gz"))
+    ap.add_argument("--trace", default=recorded_trace())
     ap.add_argument("--trace-timing", default="spread", choices=["spread", "end"],
                     help="an epoch's pages over the time since the one before (the recorder's late passes make no quiet gaps), or all at its time")
     ap.add_argument("--link", default="10gbit", help="the loopback's rate (QEMU's stop-and-copy and post-copy are not rate-limited)")
+    ap.add_argument("--qemu-host", default=os.path.join(RESULTS, "host.json"), help="fit.py's QEMU host ('' for none)")
     a = ap.parse_args()
+    host = a.qemu_host if a.qemu_host and os.path.exists(a.qemu_host) else None
     rows, lines = [], []
-    lines.append(f"trace {os.path.relpath(a.trace, ROOT)} (--trace-timing {a.trace_timing}), link {a.link}, flavor qemu; QEMU: median of its runs [range]; ratio = pagemill / QEMU's median\n")
+    lines.append(f"trace {result_path(a.trace)} (--trace-timing {a.trace_timing}), link {a.link}, flavor qemu, QEMU host {result_path(host) if host else 'none'}; QEMU: median of its runs [range]; ratio = pagemill / QEMU's median\n")
     lines.append("| run | metric | QEMU 7.2 | pagemill | ratio | target |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for name, mode, mbit in RUNS:
         paths = sorted(glob.glob(os.path.join(RESULTS, f"{name}.json")) + glob.glob(os.path.join(RESULTS, f"{name}-run*.json")))
         qemus = [json.load(open(p)) for p in paths]
         downtime_ms = qemus[0]["downtimeLimitMs"] if qemus else 300
-        stats, argv = pagemill(a.trace, a.trace_timing, a.link, mode, mbit, downtime_ms)
+        stats, argv = pagemill(a.trace, a.trace_timing, a.link, host, mode, mbit, downtime_ms)
         row = {"name": name, "mode": mode, "mbit": mbit, "qemuRuns": [os.path.basename(p) for p in paths],
-               "pagemillArgs": [os.path.relpath(x, ROOT) if x == a.trace else x for x in argv[2:]], "qemu": {}, "qemuRange": {}, "pagemill": {}, "ratio": {}}
+               "pagemillArgs": [result_path(x) if x in (a.trace, host) else x for x in argv[2:]], "qemu": {}, "qemuRange": {}, "pagemill": {}, "ratio": {}}
         for label, q_of, p_of, check in METRICS:
             p = p_of(stats)
             values = [q_of(q["queryMigrate"]) for q in qemus]
@@ -117,7 +137,8 @@ def main():
     print(text)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "compare.json"), "w") as f:
-        json.dump({"trace": os.path.relpath(a.trace, ROOT), "traceTiming": a.trace_timing, "link": a.link, "runs": rows}, f, indent=2)
+        json.dump({"trace": result_path(a.trace), "traceTiming": a.trace_timing, "link": a.link,
+                   "qemuHost": json.load(open(host))["host"] if host else None, "runs": rows}, f, indent=2)
     with open(os.path.join(RESULTS, "compare.md"), "w") as f:
         f.write(text + "\n")
 

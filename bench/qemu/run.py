@@ -17,7 +17,7 @@ bitmap loses writes on such sizes), a memory-backend-memfd with share=on so
 the parameters, the source's last query-migrate, and whether the destination
 guest still ran (its writer's heartbeat went on after the switch-over).
 """
-import argparse, json, os, socket, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
@@ -82,8 +82,9 @@ def heartbeats(log):
 
 
 def result_path(path):
-    """`path` as the results name it: relative to the repository."""
-    return os.path.relpath(path, os.path.join(HERE, "..", ".."))
+    """`path` as the results name it: relative to the repository, absolute outside it."""
+    rel = os.path.relpath(path, os.path.join(HERE, "..", ".."))
+    return os.path.abspath(path) if rel.startswith("..") else rel
 
 
 def record(a, tmp, procs):
@@ -91,8 +92,8 @@ def record(a, tmp, procs):
     src, _, slog = boot(tmp, "src", a.accel, a.writer)
     procs.append(src)
     time.sleep(a.boot)
-    os.makedirs(BUILD, exist_ok=True)
-    out = os.path.join(BUILD, f"{a.name}.ptrace.gz")
+    out = os.path.abspath(a.out or os.path.join(BUILD, f"{a.name}.ptrace.gz"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     argv = ["node", PAGEMILL, "record", "--pid", str(src.pid), "--mapping", RAM_MAPPING,
             "--interval", f"{a.interval_ms}ms", "--duration", f"{a.duration}s", "--sweep", str(a.sweep), "-o", out]
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -123,6 +124,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=180)
     ap.add_argument("--duration", type=float, default=60, help="--mode record: seconds to record")
     ap.add_argument("--interval-ms", type=int, default=200, help="--mode record: time between two snapshots")
+    ap.add_argument("--out", help="--mode record: where the trace goes (default build/NAME.ptrace.gz; it is ~90 MiB, keep it out of the repository)")
     ap.add_argument("--sweep", type=int, default=1, help="--mode record: each snapshot reads a K-th of the RAM in turn and the pages that changed lately")
     a = ap.parse_args()
     caps = {"xbzrle": ["xbzrle"], "auto-converge": ["auto-converge"], "postcopy": ["postcopy-ram"]}.get(a.mode, [])
@@ -146,8 +148,13 @@ def main():
         sq.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         postcopy_asked = False
         info = {}
+        # query-migrate's RAM counters every poll: how fast the migration thread went (bench/qemu/fit.py).
+        series = []
         while time.time() - started < a.timeout:
             info = sq.cmd("query-migrate")
+            ram = info.get("ram", {})
+            series.append([round((time.time() - started) * 1000, 1), info.get("status"), ram.get("transferred"), ram.get("normal"),
+                           ram.get("duplicate"), ram.get("dirty-sync-count"), ram.get("remaining"), info.get("cpu-throttle-percentage")])
             if info.get("status") in ("completed", "failed", "cancelled"):
                 break
             if a.mode == "postcopy" and not postcopy_asked and info.get("ram", {}).get("dirty-sync-count", 0) >= 2:
@@ -164,7 +171,8 @@ def main():
             "name": a.name, "mode": a.mode, "mbit": a.mbit, "downtimeLimitMs": a.downtime_ms, "accel": a.accel,
             "ramKiB": RAM_KIB, "writer": a.writer, "bootSeconds": a.boot,
             "qemu": subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
-            "queryMigrate": info,
+            "queryMigrate": info, "loadAverage": os.getloadavg(),
+            "series": {"columns": ["ms", "status", "transferred", "normal", "duplicate", "dirty-sync-count", "remaining", "cpu-throttle-percentage"], "rows": series},
             "destination": {"status": runs.get("status"), "heartbeatsAfter3s": heartbeats(dlog) - before},
         }
         os.makedirs(RESULTS, exist_ok=True)
@@ -178,6 +186,7 @@ def main():
         for p in procs:
             p.kill()
             p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

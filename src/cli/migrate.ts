@@ -27,6 +27,7 @@ import {
   type Popularity,
   type ProfileName,
 } from "../guest/workloads.js";
+import { loadQemuHost } from "../engine/qemu.js";
 import { Progress, UsageError, durationOption, formatBytes, intOption, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.js";
@@ -37,7 +38,7 @@ export const usage = `usage: pagemill migrate [--trace FILE [--trace-timing end|
          [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
          [--log-rate 16KiB] [--replay-speed 2]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
-         [--flavor xen|qemu [--max-bandwidth RATE]] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
+         [--flavor xen|qemu [--max-bandwidth RATE] [--qemu-host FILE]] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--channels N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
   MODEL (with --pages N or --guest-size SIZE, --populated SIZE, --profile redis|node-gc|memstream,
          --rate R, --seed S):
@@ -57,6 +58,8 @@ ${DISK_USAGE}
   --no-postcopy, double the downtime limit each time instead (reported).
   --max-bandwidth 40mbit (--flavor qemu): QEMU's max-bandwidth, a rate limit on pre-copy iterations below the
   link's --bandwidth; the stop-and-copy and post-copy go at the link's rate, as QEMU's do.
+  --qemu-host FILE (--flavor qemu): the time QEMU's process took on the host of a reference (setup, the
+  migration thread per page while the guest runs, the stop's fixed part), as bench/qemu/fit.py writes it.
   --channels 2: encode memory's pages on 2 threads at once (QEMU's multifd; raw or a compress codec):
   each batch goes as one frame per channel, and takes the longest channel's CPU time.
   --order cold-first: pre-copy rounds send the trace's pages by λ, coldest first (hot ones last: sent
@@ -407,6 +410,7 @@ export async function run(args: string[]): Promise<number> {
     "auto-converge": { type: "boolean" },
     flavor: { type: "string" },
     "max-bandwidth": { type: "string" },
+    "qemu-host": { type: "string" },
     "memory-precopy": { type: "string" },
     "storage-precopy": { type: "string" },
     order: { type: "string" },
@@ -459,6 +463,10 @@ export async function run(args: string[]): Promise<number> {
     ...(values["max-bandwidth"] !== undefined && { maxBandwidth: rateOption("max-bandwidth", values["max-bandwidth"], 0) / 8 }),
   };
   if (options.maxBandwidth !== undefined && flavor !== "qemu") fail("max-bandwidth", "is QEMU's rate limit: give --flavor qemu");
+  if (typeof values["qemu-host"] === "string") {
+    if (flavor !== "qemu") fail("qemu-host", "is the time QEMU's process takes: give --flavor qemu");
+    options.qemuHost = loadQemuHost(values["qemu-host"]);
+  }
   if (options.maxBandwidth !== undefined && !(options.maxBandwidth > 0)) fail("max-bandwidth", "must be above 0");
   checkCodecOption("--codec", options.codec!);
   if (flavor === "qemu" && options.codec !== "raw" && options.codec !== "xbzrle") fail("flavor", `qemu sends pages whole, as zero pages or as XBZRLE deltas: give --codec raw or xbzrle, not '${options.codec}'`);

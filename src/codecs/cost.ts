@@ -6,8 +6,8 @@
 // core): the default table below, or one measured on a machine by
 // `pagemill bench --calibrate` and loaded with `--cost FILE`.
 
-import { readFileSync } from "node:fs";
 import { PagemillError } from "../errors.js";
+import { readJsonFile } from "../files.js";
 
 /** Throughput of one codec on one core, in bytes of raw page input per second. */
 export interface CodecCost {
@@ -99,19 +99,7 @@ export function parseCostTable(json: unknown, name = "cost table"): CostTable {
 
 /** Loads a cost table written by `pagemill bench --calibrate`. */
 export function loadCostTable(path: string): CostTable {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (cause) {
-    throw new CostTableError(`cannot read cost file ${path}`, { cause });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new CostTableError(`${path}: not JSON (${(cause as Error).message})`, { cause });
-  }
-  return parseCostTable(json, path);
+  return parseCostTable(readJsonFile(path, "cost file", CostTableError), path);
 }
 
 /** Seconds of CPU the per-page work costs, from a table. */

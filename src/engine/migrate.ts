@@ -8,7 +8,7 @@ import type { Guest, Workload } from "../guest/guest.js";
 import { MirrorPages } from "./mirror.js";
 import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
-import { VirtualClock } from "../clock.js";
+import { TimeLimitError, VirtualClock } from "../clock.js";
 import { Destination } from "./destination.js";
 import { ada } from "./ada.js";
 import { crtr, replayFromSource } from "./crtr.js";
@@ -178,11 +178,11 @@ export interface LinkSpec {
 }
 
 export type SimulationOptions = Omit<MigrationOptions, "workload" | "clock" | "source" | "destination"> & {
-  /** Most virtual seconds the first pass may need at the least before the run is refused (default DEFAULT_MAX_TIME). */
+  /** Most virtual seconds a run may take (default DEFAULT_MAX_TIME): refused before it starts when the first pass alone needs more at the least, stopped with a SimulationCostError when it gets there. */
   readonly maxTime?: number;
 };
 
-/** Virtual time a simulation may need at the least before it is refused: a day. */
+/** Virtual time a simulation may take (see SimulationOptions.maxTime): a day. */
 export const DEFAULT_MAX_TIME = 86400;
 /**
  * Most page writes a simulated guest may have to make during the first pass:
@@ -234,13 +234,20 @@ export async function simulate(
 ): Promise<MigrationStats> {
   const { maxTime = DEFAULT_MAX_TIME, ...migration } = options;
   checkCost(workload, link, maxTime);
-  const clock = new VirtualClock();
+  // The estimate above is a lower bound: the run itself stops at the limit too.
+  const clock = new VirtualClock(maxTime);
   let ends: { a: SimulatedLink["a"]; b: SimulatedLink["b"] };
   if (link.channel === "loopback") {
     if (link.schedule?.length) throw new RangeError("the loopback channel has a constant rate: no schedule");
     ends = new LoopbackPair(clock, link);
   } else ends = new SimulatedLink(clock, link);
-  const stats = await migrate(strategy, { ...migration, workload, clock, source: ends.a, destination: ends.b });
+  let stats: MigrationStats;
+  try {
+    stats = await migrate(strategy, { ...migration, workload, clock, source: ends.a, destination: ends.b });
+  } catch (error) {
+    if (!(error instanceof TimeLimitError)) throw error;
+    throw new SimulationCostError(`the migration was still running after ${maxTime} s of virtual time, the limit (maxTime; the CLI's --max-time): raise it, or the bandwidth`, { cause: error });
+  }
   stats.bandwidth = link.bitsPerSecond;
   return stats;
 }

@@ -14,6 +14,7 @@ import { MAX_CHANNELS } from "../wire/channels.js";
 import type { StrategyName } from "./metrics.js";
 import { DEFAULT_LOG_RATE, DEFAULT_REPLAY_SPEED } from "./crtr.js";
 import type { Tasks } from "./tasks.js";
+import { parseQemuHost, type QemuHost } from "./qemu.js";
 
 export type Flavor = "xen" | "qemu";
 export const FLAVORS: readonly Flavor[] = ["xen", "qemu"];
@@ -90,6 +91,12 @@ export interface EngineOptions {
    * link's rate is the only limit.
    */
   readonly maxBandwidth?: number;
+  /**
+   * Flavor qemu: the time QEMU's process took on the host a reference ran
+   * on (setup, the migration thread per page while the guest runs, the
+   * switch-over's fixed part; qemu.ts). Absent: none of it takes time.
+   */
+  readonly qemuHost?: QemuHost;
   /** Hybrid: pre-copy rounds before switching to post-copy. */
   readonly precopyRounds?: number;
   /** Hybrid: switch to post-copy once this many bytes were sent in pre-copy. */
@@ -205,6 +212,7 @@ export interface EngineSettings {
   readonly throttleTriggerThreshold: number;
   readonly bandwidthPeriod: number;
   readonly maxBandwidth: number | undefined;
+  readonly qemuHost: QemuHost | undefined;
   readonly precopyRounds: number;
   readonly precopyBudget: number;
   readonly prepageWindow: number;
@@ -327,6 +335,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
   if (flavor === "qemu" && options.deadline !== undefined) throw new RangeError("flavor qemu has no deadline rule: no deadline");
   if (flavor === "qemu" && (options.channels ?? 1) > 1) throw new RangeError("flavor qemu models QEMU's one migration thread (its counters are not multifd's): no channels");
   if (flavor !== "qemu" && options.maxBandwidth !== undefined) throw new RangeError("maxBandwidth is QEMU's rate limit: it needs flavor qemu");
+  if (flavor !== "qemu" && options.qemuHost !== undefined) throw new RangeError("qemuHost is the time QEMU's process takes: it needs flavor qemu");
   return {
     pageSize,
     pageCount,
@@ -351,6 +360,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     throttleTriggerThreshold: integer("throttleTriggerThreshold", options.throttleTriggerThreshold ?? 50, 1, 100),
     bandwidthPeriod: positive("bandwidthPeriod", options.bandwidthPeriod ?? 0.1),
     maxBandwidth: options.maxBandwidth === undefined ? undefined : positive("maxBandwidth", options.maxBandwidth),
+    qemuHost: options.qemuHost === undefined ? undefined : parseQemuHost(options.qemuHost, "qemuHost"),
     precopyRounds: integer("precopyRounds", options.precopyRounds ?? 1, 1, 1e6),
     precopyBudget: options.precopyBudget === undefined ? Infinity : positive("precopyBudget", options.precopyBudget),
     prepageWindow: integer("prepageWindow", options.prepageWindow ?? Math.min(64, pageCount), 0, pageCount),

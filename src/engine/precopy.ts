@@ -128,6 +128,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   else toSend.setRange();
   const qemu = settings.flavor === "qemu";
   const scan: Scan | undefined = qemu ? { at: 0, wrapped: false } : undefined;
+  if (settings.qemuHost) {
+    // QEMU's setup-time, the guest running.
+    await s.charge(settings.qemuHost.setupTime);
+    await s.runGuest();
+  }
   s.clearDirtyLog();
   // QEMU syncs once at setup (ram_init_bitmaps): nothing is dirty yet, but it counts.
   if (qemu) s.syncDirtyLog(toSend);

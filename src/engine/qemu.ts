@@ -35,6 +35,9 @@
 //     the stop-and-copy, and post-copy runs at max-postcopy-bandwidth,
 //     unlimited by default.
 
+import { PagemillError } from "../errors.js";
+import { readJsonFile } from "../files.js";
+
 /** The id string of x86's main RAM block. */
 export const QEMU_BLOCK_ID = "pc.ram";
 /** be64 offset | flags before every page (save_page_header). */
@@ -60,4 +63,45 @@ export function qemuPageBytes(normal: number, zero: number, pageSize: number, na
 /** Bytes ram.c adds for an XBZRLE delta of `length` bytes (save_xbzrle_page); an unchanged page (0) sends nothing. */
 export function qemuDeltaBytes(length: number): number {
   return length === 0 ? 0 : PAGE_HEADER_BYTES + XBZRLE_HEADER_BYTES + length;
+}
+
+/**
+ * What QEMU's own process took on the host a reference ran on, which ram.c's
+ * rules do not say (bench/qemu/fit.py measures it from QEMU runs; none by
+ * default: the migration thread is then free and setup and switch-over take
+ * no time). All in seconds.
+ */
+export interface QemuHost {
+  /** setup-time: from `migrate` to the first page, the guest running (dirty log start, bitmaps, the connection). */
+  readonly setupTime: number;
+  /** The migration thread's time per zero page while the guest runs (find it, test it, its header). */
+  readonly zeroPageTime: number;
+  /** The migration thread's time per page sent with content (whole or as a delta) while the guest runs. */
+  readonly pageTime: number;
+  /** The stop's fixed part, RAM aside: stopping the vCPUs, the last sync, saving the device state. */
+  readonly switchoverTime: number;
+}
+
+/** A QEMU host description that cannot be used. */
+export class QemuHostError extends PagemillError {}
+
+const QEMU_HOST_FIELDS = ["setupTime", "zeroPageTime", "pageTime", "switchoverTime"] as const;
+
+/** Reads a QemuHost from parsed JSON (fit.py's `host` object; other fields, such as how it was fitted, are left alone). */
+export function parseQemuHost(json: unknown, name = "QEMU host"): QemuHost {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new QemuHostError(`${name}: expected a JSON object`);
+  const j = json as Record<string, unknown>;
+  const host = typeof j.host === "object" && j.host !== null && !Array.isArray(j.host) ? (j.host as Record<string, unknown>) : j;
+  const out: Record<string, number> = {};
+  for (const field of QEMU_HOST_FIELDS) {
+    const v = host[field];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new QemuHostError(`${name}: ${field} must be a number of seconds ≥ 0, got ${JSON.stringify(v)}`);
+    out[field] = v;
+  }
+  return out as unknown as QemuHost;
+}
+
+/** Loads a QemuHost written by bench/qemu/fit.py. */
+export function loadQemuHost(path: string): QemuHost {
+  return parseQemuHost(readJsonFile(path, "QEMU host file", QemuHostError), path);
 }

@@ -187,8 +187,8 @@ export class Source {
     return this.peerDone;
   }
 
-  /** Lets `seconds` of modelled CPU time pass (on a virtual clock; a real clock has spent them already). */
-  private charge(seconds: number): Promise<void> | void {
+  /** Lets `seconds` of modelled CPU (or QEMU host) time pass (on a virtual clock; a real clock has spent them already). */
+  charge(seconds: number): Promise<void> | void {
     if (this.clock.virtual) return this.clock.sleep(seconds);
   }
 
@@ -221,6 +221,8 @@ export class Source {
     this.stoppedWall = wallTime();
     this.currentPhase = "downtime";
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "final";
+    // QEMU's stop takes this much before any RAM moves (qemu.ts's QemuHost).
+    if (this.settings.qemuHost) await this.charge(this.settings.qemuHost.switchoverTime);
     // Where the guest stopped, ahead of the switch-over record: a destination replaying the program gets there meanwhile.
     const progress = this.sendProgress();
     if (progress) await progress;
@@ -387,6 +389,9 @@ export class Source {
       c.normal += whole;
       c.qemuTransferred += qemuPageBytes(whole, zero, pageSize, !this.blockNamed);
       this.blockNamed = true;
+      // QEMU's migration thread while the guest runs, on its host (qemu.ts's QemuHost).
+      const host = this.settings.qemuHost;
+      if (host && this.currentPhase === "precopy") cpu += zero * host.zeroPageTime + (n - zero) * host.pageTime;
     }
     await this.charge(cpu);
     if (c.pagesTransferred === n && this.currentPhase === "precopy") c.setupTime = this.elapsed();
