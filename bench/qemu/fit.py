@@ -70,6 +70,15 @@ def page_times(intervals):
     return page, zero
 
 
+def per_run(run):
+    """One run's own fit (µs per page with content, per zero page), to show the spread; None when it cannot tell them apart."""
+    try:
+        page, zero = page_times(first_pass_intervals(run))
+    except SystemExit:
+        return None
+    return [round(page * 1e6, 2), round(zero * 1e6, 2)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(RESULTS, "host.json"))
@@ -86,7 +95,8 @@ def main():
     result = {
         "host": {"setupTime": round(setup, 6), "zeroPageTime": round(zero, 9), "pageTime": round(page, 9), "switchoverTime": round(switchover, 6)},
         "fittedOn": {
-            "pageTime, zeroPageTime": {"runs": [name for name, _ in unlimited], "polls": len(intervals)},
+            "pageTime, zeroPageTime": {"runs": [name for name, _ in unlimited], "polls": len(intervals),
+                                       "eachRunAlone µs": {name: per_run(run) for name, run in unlimited}},
             "setupTime": {"runs": [name for name, _ in precopy], "setup-time ms": sorted(r["queryMigrate"]["setup-time"] for _, r in precopy)},
             "switchoverTime": {"runs": [name for name, _ in stops], "downtime ms": [r["queryMigrate"]["downtime"] for _, r in stops]},
         },
@@ -97,7 +107,7 @@ def main():
         json.dump(result, f, indent=2)
         f.write("\n")
     h = result["host"]
-    print(f"{os.path.relpath(a.out, ROOT)}: setup {h['setupTime'] * 1000:.0f} ms, {h['pageTime'] * 1e6:.2f} µs a page with content, "
+    print(f"{os.path.relpath(a.out, ROOT)}: setup {h['setupTime'] * 1000:.1f} ms, {h['pageTime'] * 1e6:.2f} µs a page with content, "
           f"{h['zeroPageTime'] * 1e6:.2f} µs a zero page ({len(intervals)} polls of {len(unlimited)} runs), switch-over {h['switchoverTime'] * 1000:.1f} ms")
 
 
