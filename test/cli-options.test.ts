@@ -111,3 +111,39 @@ describe("an empty output path is a usage error in every command that writes", (
     await expect(bench(["--calibrate", "--time", "1ms", "--out", ""])).rejects.toThrow(/--out must name a file/);
   });
 });
+
+describe("positional arguments are counted the same way by every command", () => {
+  type Loader = () => Promise<{ run(args: string[]): Promise<number> }>;
+  const oneOf: [string, string, Loader][] = [
+    ["hash", "FILE", () => import("../src/cli/hash.js")],
+    ["inspect", "TRACE", () => import("../src/cli/inspect.js")],
+    ["pack", "IMAGE", () => import("../src/cli/pack.js")],
+    ["plan", "TRACE", () => import("../src/cli/plan.js")],
+    ["profile", "TRACE", () => import("../src/cli/profile.js")],
+    ["scan", "FILE", () => import("../src/cli/scan.js")],
+    ["serve", "DIR", () => import("../src/cli/serve.js")],
+    ["unpack", "IN.pmf", () => import("../src/cli/unpack.js")],
+  ];
+  const none: [string, Loader][] = [
+    ["bench", () => import("../src/cli/bench.js")],
+    ["migrate", () => import("../src/cli/migrate.js")],
+    ["receive", () => import("../src/cli/receive.js")],
+    ["record", () => import("../src/cli/record.js")],
+    ["send", () => import("../src/cli/send.js")],
+  ];
+
+  it("a command taking one names it when it is missing or given twice", async () => {
+    for (const [name, what, load] of oneOf) {
+      const { run } = await load();
+      await expect(run([]), name).rejects.toThrow(new UsageError(`missing ${what}`));
+      await expect(run([file, file]), name).rejects.toThrow(new UsageError(`expected one ${what}`));
+    }
+  });
+
+  it("a command taking only options names the first argument it was given", async () => {
+    for (const [name, load] of none) {
+      const { run } = await load();
+      await expect(run(["stray", "other"]), name).rejects.toThrow(new UsageError("unexpected argument 'stray'"));
+    }
+  });
+});

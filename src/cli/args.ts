@@ -45,6 +45,17 @@ export function parse(args: string[], options: NonNullable<ParseArgsConfig["opti
   }
 }
 
+/** The one positional argument a command takes (`name` as its usage shows it, e.g. "TRACE"). */
+export function onePositional(positionals: readonly string[], name: string): string {
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one ${name}` : `missing ${name}`);
+  return positionals[0]!;
+}
+
+/** Refuses positional arguments where a command takes only options. */
+export function noPositionals(positionals: readonly string[]): void {
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+}
+
 /** A path option (`flag` as usage shows it, e.g. "-o OUT.pmf"): given and not empty. */
 export function pathOption(flag: string, text: OptionValue, fallback?: string, what = "a file"): string {
   if (text === undefined && fallback !== undefined) return fallback;

@@ -16,7 +16,7 @@ import { syntheticImage } from "../guest/workloads.js";
 import { PageBatch } from "../wasm/arena.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { FrameEncoder, buildPipeline, disposePipeline } from "../wire/pipeline.js";
-import { UsageError, durationOption, parse, pathOption } from "./args.js";
+import { UsageError, durationOption, noPositionals, parse, pathOption } from "./args.js";
 
 export const summary = "Measures codec, zero-scan and digest throughput on this machine and writes a cost table for `migrate --cost`.";
 export const usage = "usage: pagemill bench --calibrate [--out FILE] [--time 250ms] [--json]";
@@ -161,7 +161,7 @@ export async function run(args: string[]): Promise<number> {
     time: { type: "string" },
     json: { type: "boolean" },
   });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  noPositionals(positionals);
   if (!values.calibrate) throw new UsageError("nothing to do: pass --calibrate");
   const seconds = durationOption("time", values.time, 0.25);
   if (!(seconds > 0)) throw new UsageError("--time must be above 0");

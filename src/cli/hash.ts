@@ -6,7 +6,7 @@ import { hex32, hex64, toHex } from "../hash/digest.js";
 import { MD5_BYTES, Md5, md5Batch } from "../hash/md5.js";
 import { Xxh32Hasher, Xxh3Hasher, Xxh64Hasher, xxh32Batch, xxh3Batch, xxh64Batch } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
-import { UsageError, fileProgress, pageSizeOption, parse } from "./args.js";
+import { UsageError, fileProgress, onePositional, pageSizeOption, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 
 export const summary =
@@ -111,14 +111,13 @@ export async function run(args: string[]): Promise<number> {
     json: { type: "boolean" },
     whole: { type: "boolean" },
   });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one FILE" : "missing FILE");
+  const path = onePositional(positionals, "FILE");
   const algo = values.algo;
   if (algo === undefined) throw new UsageError("missing --algo (md5, xxh32, xxh64 or xxh3)");
   if (typeof algo !== "string" || !Object.hasOwn(ALGORITHMS, algo)) {
     throw new UsageError(`--algo must be md5, xxh32, xxh64 or xxh3, got '${String(algo)}'`);
   }
   const pageSize = pageSizeOption(values["page-size"]);
-  const path = positionals[0]!;
   const progress = await fileProgress("hash", path);
   const json = Boolean(values.json);
   const digests: string[] = [];

@@ -28,7 +28,7 @@ import {
   type ProfileName,
 } from "../guest/workloads.js";
 import { loadQemuHost } from "../engine/qemu.js";
-import { Progress, UsageError, durationOption, formatBytes, intOption, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
+import { Progress, UsageError, durationOption, formatBytes, intOption, noPositionals, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.js";
 
@@ -420,7 +420,7 @@ export async function run(args: string[]): Promise<number> {
     "replay-speed": { type: "string" },
     ...DISK_ARGS,
   });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  noPositionals(positionals);
   const strategyText = typeof values.strategy === "string" ? values.strategy : "all";
   const flavor = (values.flavor ?? "xen") as Flavor;
   if (!FLAVORS.includes(flavor)) fail("flavor", `must be ${FLAVORS.join(" or ")}, got '${String(values.flavor)}'`);

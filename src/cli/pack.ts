@@ -15,7 +15,7 @@ import { PageBatch } from "../wasm/arena.js";
 import { ParallelEncoder } from "../wire/channels.js";
 import { maxFramePages, type ControlMessage } from "../wire/frame.js";
 import { FrameEncoder, buildPipeline, disposePipeline, type WireStats } from "../wire/pipeline.js";
-import { UsageError, fileProgress, formatBytes, intOption, pageSizeOption, parse, pathOption, rateOption } from "./args.js";
+import { UsageError, fileProgress, formatBytes, intOption, onePositional, pageSizeOption, parse, pathOption, rateOption } from "./args.js";
 import { openPageFile, type PageChunk } from "./pagefile.js";
 import { checkDistinct, writeAtomically } from "../files.js";
 
@@ -204,7 +204,7 @@ export async function run(args: string[]): Promise<number> {
     bandwidth: { type: "string" },
     json: { type: "boolean" },
   });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one IMAGE" : "missing IMAGE");
+  const image = onePositional(positionals, "IMAGE");
   const output = pathOption("-o OUT.pmf", values.output);
   const codec = typeof values.codec === "string" ? values.codec : defaultCodec();
   if (!packCodecs().includes(codec)) throw new UsageError(`--codec must be one of ${packCodecs().join(", ")}, got '${codec}'`);
@@ -214,7 +214,6 @@ export async function run(args: string[]): Promise<number> {
   const channels = intOption("channels", values.channels, 1, 1, 64);
   const pageSize = pageSizeOption(values["page-size"]);
   const batchPages = intOption("batch", values.batch, Math.min(256, maxFramePages(pageSize)), 1, maxFramePages(pageSize));
-  const image = positionals[0]!;
   const progress = await fileProgress("pack", image);
   const report = await packImage(image, output, { codec, channels, pageSize, batchPages, bandwidth, onProgress: (n) => progress.update(n) });
   progress.done();

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { plan, type Plan } from "../adaptive/plan.js";
 import { predict, type Prediction, type PredictOptions } from "../adaptive/predict.js";
 import { profileTrace, type Profile } from "../adaptive/profile.js";
-import { UsageError, durationOption, intOption, parse, rateOption, sizeOption } from "./args.js";
+import { UsageError, durationOption, intOption, onePositional, parse, rateOption, sizeOption } from "./args.js";
 
 export const summary = "Predicts T, U, D and Γ of each strategy for a pagetrace over a link, and plans the fractional hybrid-copy's (M, S).";
 export const usage = `usage: pagemill plan TRACE [--disk DISK.ptrace.gz] [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms]
@@ -33,8 +33,7 @@ export async function run(args: string[]): Promise<number> {
     "delta-t": { type: "string" },
     disk: { type: "string" },
   });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one TRACE" : "missing TRACE");
-  const path = positionals[0]!;
+  const path = onePositional(positionals, "TRACE");
   const model = values.model ?? "replay";
   if (model !== "replay" && model !== "poisson") throw new UsageError(`--model must be replay or poisson, got '${String(model)}'`);
   const deltaT = durationOption("delta-t", values["delta-t"], 20);

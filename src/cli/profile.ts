@@ -5,15 +5,14 @@
 
 import { existsSync } from "node:fs";
 import { profileTrace, summarise } from "../adaptive/profile.js";
-import { UsageError, durationOption, formatBytes, parse } from "./args.js";
+import { UsageError, durationOption, formatBytes, onePositional, parse } from "./args.js";
 
 export const summary = "Per-page write rates (Poisson λ), writable working set, dirty-rate variation and held-out write prediction of a pagetrace.";
 export const usage = "usage: pagemill profile TRACE [--window 1s] [--json]";
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: "boolean" }, window: { type: "string" } });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one TRACE" : "missing TRACE");
-  const path = positionals[0]!;
+  const path = onePositional(positionals, "TRACE");
   if (!existsSync(path)) throw new UsageError(`TRACE: ${path} does not exist`);
   const window = durationOption("window", values.window, 1);
   if (!(window > 0)) throw new UsageError("--window must be above 0");

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { downtimeOf, receiveMigration, type MigrationInfo } from "../engine/remote.js";
 import { listenChannel } from "../net/tcp.js";
 import { writeAtomically } from "../files.js";
-import { UsageError, addressOption, formatBytes, keyFileOption, parse, pathOption, type OptionValue } from "./args.js";
+import { UsageError, addressOption, formatBytes, keyFileOption, noPositionals, parse, pathOption, type OptionValue } from "./args.js";
 import { WORKLOAD_OPTIONS, workloadFactory } from "./migrate.js";
 import { DISK_PROGRAM_OPTIONS, diskSetup } from "./disk.js";
 import type { Workload } from "../guest/guest.js";
@@ -62,7 +62,7 @@ export async function run(args: string[]): Promise<number> {
     output: { type: "string", short: "o" },
     json: { type: "boolean" },
   });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  noPositionals(positionals);
   const { host, port } = addressOption("--listen", values.listen);
   const out = values.output === undefined ? undefined : pathOption("-o DIR", values.output, undefined, "a directory");
   const { timeout, recoverTimeout } = waitOptions(values);

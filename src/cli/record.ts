@@ -2,7 +2,7 @@
 
 import { MIN_INTERVAL_MICROS } from "../guest/pagetrace.js";
 import { WARM_SECONDS, recordFile, recordProcess, type PassInfo, type RecordOptions } from "../guest/recorder.js";
-import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, parse, pathOption } from "./args.js";
+import { UsageError, durationOption, formatBytes, intOption, pageSizeOption, noPositionals, parse, pathOption } from "./args.js";
 
 export const summary = "Records a process's writable memory (or a file) every interval as a pagetrace (Linux).";
 export const usage = `usage: pagemill record (--pid PID | --file PATH) [--interval 200ms] [--duration 10s] -o OUT.ptrace.gz [--page-size 4096] [--level 6] [--spool DIR]
@@ -32,7 +32,7 @@ export async function run(args: string[]): Promise<number> {
     mapping: { type: "string" },
     sweep: { type: "string" },
   });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  noPositionals(positionals);
   if ((values.pid === undefined) === (values.file === undefined)) throw new UsageError("give either --pid PID or --file PATH");
   const out = pathOption("-o OUT.ptrace.gz", values.out);
   const interval = durationOption("interval", values.interval, 0.2);

@@ -1,7 +1,7 @@
 // pagemill scan FILE: how many pages of a memory dump or disk image are zero.
 
 import { ImageSurvey } from "../codecs/survey.js";
-import { UsageError, fileProgress, formatBytes, pageSizeOption, parse } from "./args.js";
+import { fileProgress, formatBytes, onePositional, pageSizeOption, parse } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 
 export const summary = "Counts the zero and duplicate pages of a memory dump or disk image (plain or gzip), and what dedup would save.";
@@ -54,9 +54,8 @@ export async function run(args: string[]): Promise<number> {
     "page-size": { type: "string" },
     json: { type: "boolean" },
   });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one FILE" : "missing FILE");
+  const path = onePositional(positionals, "FILE");
   const pageSize = pageSizeOption(values["page-size"]);
-  const path = positionals[0]!;
   const progress = await fileProgress("scan", path);
   const report = await scanFile(path, pageSize, (n) => progress.update(n));
   progress.done();

@@ -9,7 +9,7 @@ import { withoutPriorityLane } from "../net/channel.js";
 import { connectChannel, DEFAULT_RECOVER_TIMEOUT, DEFAULT_TIMEOUT, type TcpChannel } from "../net/tcp.js";
 import { ThreadedWorkload } from "../guest/threaded.js";
 import { pipelineEntries } from "../wire/pipeline.js";
-import { UsageError, addressOption, durationOption, intOption, keyFileOption, parse, rateOption, sizeOption } from "./args.js";
+import { UsageError, addressOption, durationOption, intOption, keyFileOption, noPositionals, parse, rateOption, sizeOption } from "./args.js";
 import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from "./migrate.js";
 import { DISK_ARGS, DISK_PROGRAM_OPTIONS, DISK_USAGE, diskSetup } from "./disk.js";
 
@@ -48,7 +48,7 @@ export async function run(args: string[]): Promise<number> {
     encrypt: { type: "boolean" },
     json: { type: "boolean" },
   });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  noPositionals(positionals);
   const { host, port } = addressOption("--to", values.to);
   if (port === 0) throw new UsageError("--to needs the receiver's port, not 0");
   const strategy = (typeof values.strategy === "string" ? values.strategy : "precopy") as StrategyName;

@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:http";
 import { extname, join, relative, resolve, sep } from "node:path";
 import { once } from "node:events";
 import { PagemillError } from "../errors.js";
-import { UsageError, intOption, parse } from "./args.js";
+import { UsageError, intOption, onePositional, parse } from "./args.js";
 
 export const summary = "Serves the current directory over HTTP (for examples/browser: the codecs in a browser) and prints DIR's address.";
 export const usage = `usage: pagemill serve DIR [--port N] [--host ADDRESS]
@@ -73,12 +73,12 @@ export async function serveDirectory(root: string, port: number, host = "127.0.0
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { port: { type: "string" }, host: { type: "string" } });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one DIR" : "missing DIR");
-  const dir = resolve(positionals[0]!);
+  const given = onePositional(positionals, "DIR");
+  const dir = resolve(given);
   const within = relative(process.cwd(), dir);
-  if (within.startsWith("..") || resolve(within) !== dir) throw new UsageError(`DIR must be under the current directory (it is served from there), got '${positionals[0]}'`);
+  if (within.startsWith("..") || resolve(within) !== dir) throw new UsageError(`DIR must be under the current directory (it is served from there), got '${given}'`);
   const info = await stat(dir).catch(() => undefined);
-  if (!info?.isDirectory()) throw new PagemillError(`${positionals[0]}: not a directory`);
+  if (!info?.isDirectory()) throw new PagemillError(`${given}: not a directory`);
   const port = intOption("port", values.port, 8080, 0, 65535);
   const host = typeof values.host === "string" ? values.host : "127.0.0.1";
   const { server, origin } = await serveDirectory(process.cwd(), port, host);

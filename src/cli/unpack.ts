@@ -11,7 +11,7 @@ import { Xxh64Hasher } from "../hash/xxhash.js";
 import type { Frame } from "../wire/frame.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { FrameSplitter } from "../wire/stream.js";
-import { UsageError, fileProgress, parse, pathOption } from "./args.js";
+import { fileProgress, onePositional, parse, pathOption } from "./args.js";
 import { openPageFile } from "./pagefile.js";
 import { checkDistinct, writeAtomically } from "../files.js";
 import { printSummary, type StreamSummary } from "./pack.js";
@@ -153,9 +153,8 @@ export async function run(args: string[]): Promise<number> {
     output: { type: "string", short: "o" },
     json: { type: "boolean" },
   });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? "expected one IN.pmf" : "missing IN.pmf");
+  const input = onePositional(positionals, "IN.pmf");
   const output = pathOption("-o IMAGE", values.output);
-  const input = positionals[0]!;
   const progress = await fileProgress("unpack", input);
   const report = await unpackFile(input, output, (n) => progress.update(n));
   progress.done();
