@@ -1,46 +1,18 @@
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { main } from "../src/cli/main.js";
 import { hex32, hex64, toHex, xxh3, xxh32, xxh64 } from "../src/index.js";
 import { md5 } from "../src/hash/md5.js";
+import { pagemill } from "./helpers/migrate.js";
+import { randomBytes } from "./helpers/random.js";
 import { withoutTools } from "./helpers/tools.js";
-
-async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, "log").mockImplementation((...a) => void out.push(`${a.join(" ")}\n`));
-  const error = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
-  const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
-    out.push(String(chunk));
-    return true;
-  });
-  try {
-    const code = await main(args);
-    return { code, out: out.join(""), err: err.join("\n") };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-    write.mockRestore();
-  }
-}
-
-function random(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-hash-"));
 // 5 whole pages and a 300-byte tail (a sixth page, zero-padded for its page digest).
-const image = random(5 * 4096 + 300, 42);
+const image = randomBytes(5 * 4096 + 300, 42);
 image.fill(0, 4096, 8192);
 const plain = join(dir, "image.bin");
 const gz = join(dir, "image.bin.gz");
@@ -72,7 +44,7 @@ describe("pagemill hash", () => {
       const [tool, flags] = TOOL[algo];
       const reference = execFileSync(tool, [...flags, plain], { encoding: "utf8" }).match(/[0-9a-f]{8,32}(?=\s|$)/g)!.pop();
       for (const file of [plain, gz]) {
-        const { code, out } = await runCli(["hash", file, "--algo", algo, "--json", "--whole"]);
+        const { code, out } = await pagemill(["hash", file, "--algo", algo, "--json", "--whole"]);
         expect(code).toBe(0);
         const report = JSON.parse(out);
         expect(report).toMatchObject({ algo, pageSize: 4096, pages: 6, bytes: image.length, paddedBytes: 4096 - 300 });
@@ -83,7 +55,7 @@ describe("pagemill hash", () => {
   });
 
   it("prints 'PAGE DIGEST' lines and a 'DIGEST  FILE' line, honouring --page-size", async () => {
-    const { code, out } = await runCli(["hash", plain, "--algo", "xxh64", "--page-size", "8k", "--whole"]);
+    const { code, out } = await pagemill(["hash", plain, "--algo", "xxh64", "--page-size", "8k", "--whole"]);
     expect(code).toBe(0);
     const lines = out.trim().split("\n");
     expect(lines).toHaveLength(4);
@@ -92,16 +64,16 @@ describe("pagemill hash", () => {
   });
 
   it("names what is wrong with its arguments", async () => {
-    let r = await runCli(["hash", plain]);
+    let r = await pagemill(["hash", plain]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/missing --algo/);
-    r = await runCli(["hash", plain, "--algo", "sha1"]);
+    r = await pagemill(["hash", plain, "--algo", "sha1"]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--algo must be md5, xxh32, xxh64 or xxh3, got 'sha1'/);
-    r = await runCli(["hash", plain, "--algo", "md5", "--page-size", "100"]);
+    r = await pagemill(["hash", plain, "--algo", "md5", "--page-size", "100"]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--page-size/);
-    r = await runCli(["hash", join(dir, "nope.bin"), "--algo", "md5"]);
+    r = await pagemill(["hash", join(dir, "nope.bin"), "--algo", "md5"]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/no such file/);
   });
@@ -109,21 +81,21 @@ describe("pagemill hash", () => {
 
 describe("pagemill scan: duplicate pages", () => {
   it("counts non-zero pages that repeat earlier content and the bytes dedup would save", async () => {
-    const a = random(4096, 1);
-    const b = random(4096, 2);
+    const a = randomBytes(4096, 1);
+    const b = randomBytes(4096, 2);
     const zero = new Uint8Array(4096);
-    const pages = [a, zero, a, b, a, zero, b, random(4096, 3)];
+    const pages = [a, zero, a, b, a, zero, b, randomBytes(4096, 3)];
     const file = join(dir, "dups.bin");
     const bytes = new Uint8Array(pages.length * 4096);
     pages.forEach((p, k) => bytes.set(p, k * 4096));
     writeFileSync(file, bytes);
-    const { code, out } = await runCli(["scan", file, "--json"]);
+    const { code, out } = await pagemill(["scan", file, "--json"]);
     expect(code).toBe(0);
     const report = JSON.parse(out);
     expect(report.zeroPages).toBe(2);
     expect(report.duplicatePages).toBe(3);
     expect(report.dedupSavedBytes).toBe(3 * 4096);
-    const text = await runCli(["scan", file]);
+    const text = await pagemill(["scan", file]);
     expect(text.out).toMatch(/duplicates\s+3 non-zero pages repeat earlier content; dedup would save 12\.0 KiB/);
   });
 });

@@ -1,27 +1,13 @@
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
-import { main } from "../src/cli/main.js";
+import { pagemill } from "./helpers/migrate.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, "log").mockImplementation((...a) => void out.push(a.join(" ")));
-  const error = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
-  try {
-    const code = await main(args);
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 describe("pagemill scan", () => {
   const dir = mkdtempSync(join(tmpdir(), "pagemill-scan-"));
@@ -37,7 +23,7 @@ describe("pagemill scan", () => {
 
   it("counts zero pages of a plain and a gzip image the same", async () => {
     for (const file of [plain, gz]) {
-      const { code, out } = await runCli(["scan", file, "--json"]);
+      const { code, out } = await pagemill(["scan", file, "--json"]);
       expect(code).toBe(0);
       const report = JSON.parse(out);
       expect(report.pages).toBe(11);
@@ -48,29 +34,29 @@ describe("pagemill scan", () => {
   });
 
   it("honours --page-size", async () => {
-    const { out } = await runCli(["scan", plain, "--page-size", "8k", "--json"]);
+    const { out } = await pagemill(["scan", plain, "--page-size", "8k", "--json"]);
     const report = JSON.parse(out);
     expect(report.pages).toBe(6);
     expect(report.zeroPages).toBe(3); // pages 0-1, 2-3 and 8-9 hold the marks
   });
 
   it("gives clear errors for a missing file and wrong arguments", async () => {
-    let r = await runCli(["scan", join(dir, "missing.bin")]);
+    let r = await pagemill(["scan", join(dir, "missing.bin")]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot read .*missing\.bin: no such file/);
-    r = await runCli(["scan"]);
+    r = await pagemill(["scan"]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/missing FILE/);
-    r = await runCli(["scan", plain, "--page-size", "3000"]);
+    r = await pagemill(["scan", plain, "--page-size", "3000"]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--page-size must be a power of two/);
-    r = await runCli(["scan", plain, "--bogus"]);
+    r = await pagemill(["scan", plain, "--bogus"]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/bogus/);
-    r = await runCli(["nosuchcommand"]);
+    r = await pagemill(["nosuchcommand"]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/unknown command 'nosuchcommand'/);
-    r = await runCli(["scan", dir]);
+    r = await pagemill(["scan", dir]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/not a regular file/);
   });

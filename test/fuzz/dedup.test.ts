@@ -7,27 +7,18 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { CodecError, DedupCodec, PageBatch, Xxh3Hasher, Xxh64Hasher, xxh3, xxh64, type EncodedBatch } from "../../src/index.js";
+import { randomBytes } from "../helpers/random.js";
 
 const SCALE = process.env.PAGEMILL_FUZZ ? 100 : 1;
 const PS = 512;
 const SLOTS = 6;
 
-function random(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
-
 describe("dedup decoder on mutated input", () => {
   // A source with repeats, encoded once; the destination holds pages 0..9.
-  const destination = random(10 * PS, 1);
+  const destination = randomBytes(10 * PS, 1);
   const source = new Uint8Array(SLOTS * PS);
   [3, 0, 3, 7, 0, 9].forEach((p, k) => source.set(destination.subarray(p * PS, (p + 1) * PS), k * PS));
-  source.set(random(PS, 2), 4 * PS);
+  source.set(randomBytes(PS, 2), 4 * PS);
   const indices = [10, 11, 12, 13, 14, 15];
   const sender = new DedupCodec({ unitSize: PS });
   const seed = new PageBatch(10, PS).set(destination);
@@ -45,7 +36,7 @@ describe("dedup decoder on mutated input", () => {
   it("mutations give a CodecError or bytes from the payload and destination only", () => {
     const receiver = new DedupCodec({ unitSize: PS, destination: (p) => (p < 10 ? destination.subarray(p * PS, (p + 1) * PS) : undefined) });
     const batch = new PageBatch(SLOTS + 1, PS);
-    const fence = random(PS, 99);
+    const fence = randomBytes(PS, 99);
     fc.assert(
       fc.property(
         fc.array(
@@ -94,7 +85,7 @@ describe("xxHash streaming over random splits", () => {
     const h3 = new Xxh3Hasher();
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 20000 }), fc.array(fc.nat(20000), { maxLength: 20 }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (len, cuts, seed) => {
-        const data = random(len, len ^ 0x5bd1e995);
+        const data = randomBytes(len, len ^ 0x5bd1e995);
         h64.reset(seed);
         h3.reset(seed);
         let at = 0;

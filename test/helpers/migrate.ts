@@ -1,4 +1,5 @@
 import { expect, vi } from "vitest";
+import { main } from "../../src/cli/main.js";
 import { run } from "../../src/cli/migrate.js";
 
 /** Runs a command's `run(ARGS)`, expecting exit code `code`, and returns what it printed. */
@@ -16,4 +17,28 @@ export async function commandOutput(command: (args: string[]) => Promise<number>
 /** Runs `pagemill migrate ARGS`, returning what it printed. */
 export function migrateCli(args: string[]): Promise<string> {
   return commandOutput(run, args);
+}
+
+/**
+ * Runs `pagemill ARGS` as bin.js does (main: errors printed, an exit code
+ * returned); returns the code, stdout (console.log's lines and direct
+ * writes, in order) and stderr.
+ */
+export async function pagemill(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, "log").mockImplementation((...parts: unknown[]) => void out.push(`${parts.join(" ")}\n`));
+  const error = vi.spyOn(console, "error").mockImplementation((...parts: unknown[]) => void err.push(parts.join(" ")));
+  const write = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  try {
+    const code = await main(args);
+    return { code, out: out.join(""), err: err.join("\n") };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    write.mockRestore();
+  }
 }
