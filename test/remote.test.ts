@@ -21,7 +21,9 @@ import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
-import { FrameType, MAX_INFO_BYTES, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
+import { FrameType, MAX_INFO_BYTES, SwitchoverFrame, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
+import { PageState, pendingStates } from "../src/engine/destination.js";
+import fc from "fast-check";
 import { flatBytes } from "../src/index.js";
 import { ChunkedPages } from "../src/guest/chunks.js";
 import { RealClock } from "../src/clock.js";
@@ -101,6 +103,56 @@ describe("what two processes add to the wire", () => {
     new DataView(broken.buffer).setFloat64(12, NaN, true);
     expect(() => decodeSwitchover(broken, 100)).toThrow(/not finite/);
     expect(() => decodeSwitchover(broken.subarray(0, 20), 100)).toThrow(/shorter than its 28-byte head/);
+  });
+
+  it("a switch-over frame made ready before the stop is byte for byte the one encoded at the stop, sent once (fast-check)", async () => {
+    await init();
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 5000 }), fc.integer({ min: 1, max: 300 }), fc.boolean(), fc.boolean(), fc.nat(1000), (state, pageCount, withMap, withStop, sequence) => {
+        const pending = withMap ? BigUint64Array.from({ length: Math.ceil(pageCount / 64) }, (_, k) => BigInt(k * 0x9e3779b97f4a7c15) & (2n ** 64n - 1n)) : undefined;
+        const stop = withStop ? { guestTime: sequence / 7, wallTime: 1.7e9 + sequence } : undefined;
+        const ready = new SwitchoverFrame(state, pageCount, withStop);
+        const frame = ready.frame(sequence, { pending, stop });
+        const encoded = encodeControl({ type: "switch-over", state: encodeSwitchover({ state, pending, stop }, pageCount) }, sequence);
+        expect(Buffer.compare(frame, encoded)).toBe(0);
+        expect(() => ready.frame(sequence, { pending, stop })).toThrow(/disposed/i);
+      }),
+      { numRuns: 200 },
+    );
+    const ready = new SwitchoverFrame(new Uint8Array(8), 100, true);
+    expect(() => ready.frame(0, { pending: undefined })).toThrow(/with the stop's times/);
+    expect(() => ready.frame(0, { pending: new BigUint64Array(1), stop: { guestTime: 0, wallTime: 0 } })).toThrow(/1 words for 100 pages/);
+    ready.dispose();
+  });
+
+  it("a switch-over frame's state is read where it lies, not copied (inside the downtime)", () => {
+    const state = new Uint8Array(64 * 1024).map((_, i) => i);
+    const pending = new BigUint64Array(2).fill(3n);
+    const frame = encodeControl({ type: "switch-over", state: encodeSwitchover({ state, pending, stop: { guestTime: 1, wallTime: 2 } }, 100) }, 4);
+    const message = decodeFrame(frame);
+    if (message.type !== "switch-over") throw new Error(message.type);
+    expect(message.state.buffer).toBe(frame.buffer);
+    const record = decodeSwitchover(message.state, 100);
+    expect(record.state.buffer).toBe(frame.buffer);
+    expect(Buffer.compare(record.state, state)).toBe(0);
+    expect([...record.pending!]).toEqual([3n, 3n]);
+  });
+
+  it("page states after a switch-over: pending missing, asked-for requested, the rest present, as a page-by-page reading of the map says (fast-check)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 400 }), fc.array(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })), fc.boolean(), fc.array(fc.nat(399)), (pageCount, words, withMap, asked) => {
+        const pending = withMap ? BigUint64Array.from({ length: Math.ceil(pageCount / 64) }, (_, k) => words[k] ?? (k % 2 ? 2n ** 64n - 1n : 0n)) : undefined;
+        const missing = new Set(asked.filter((p) => p < pageCount));
+        const states = new Uint8Array(pageCount).fill(0xee);
+        const present = pendingStates(states, pending, missing);
+        const expected = Array.from({ length: pageCount }, (_, p) =>
+          missing.has(p) ? PageState.REQUESTED : pending && (pending[p >> 6]! >> BigInt(p & 63)) & 1n ? 0 : PageState.PRESENT,
+        );
+        expect([...states]).toEqual(expected);
+        expect(present).toBe(expected.filter((s) => s === PageState.PRESENT).length);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -14,7 +14,7 @@ import type { Channel } from "../net/channel.js";
 import { Random } from "../random.js";
 import { wallTime, type Clock } from "../clock.js";
 import { PageBatch } from "../wasm/arena.js";
-import { encodeSwitchover, type ControlMessage } from "../wire/frame.js";
+import { SwitchoverFrame, encodeSwitchover, type ControlMessage } from "../wire/frame.js";
 import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
@@ -63,6 +63,8 @@ export class Source {
   readonly traffic: TrafficCounters = newTrafficCounters();
   /** The CPU and device state sent at switch-over. */
   readonly state: Uint8Array;
+  /** The memory switch-over's frame, made ready with the state (sent once). */
+  private readonly switchoverFrame: SwitchoverFrame;
   /** The disk and what its migration has done (storage.ts), when there is one. */
   readonly disk: SourceDisk | undefined;
   /** Clock time the migration started. */
@@ -138,6 +140,7 @@ export class Source {
     this.modelReplay = parts.modelReplay;
     this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
+    this.switchoverFrame = new SwitchoverFrame(this.state, this.settings.pageCount, this.remote);
     const qemu = this.settings.flavor === "qemu";
     // Frames in the channel's own memory where it reuses it (a TCP channel's pool).
     this.pipeline = new Pipeline(this.settings.codec, 0, qemu ? { policy: "qemu" } : undefined, this.channel.frameBuffer && ((bytes) => this.channel.frameBuffer!(bytes)));
@@ -657,8 +660,8 @@ export class Source {
     }
     // Downtime runs from the guest's stop (before the stop-and-copy), on the wall clock both ends share.
     const stop = this.remote ? { guestTime: this.workload.workTime, wallTime: this.stoppedWall } : undefined;
-    const record = encodeSwitchover({ state: this.state, pending: pending?.toWords(), stop }, this.settings.pageCount);
-    await this.sendControl({ type: "switch-over", state: record });
+    // Made ready with the state before the stop: only the record's head, the map and the checks are written now.
+    await this.send(this.pipeline.controlFrame((sequence) => this.switchoverFrame.frame(sequence, { pending: pending?.toWords(), stop })));
   }
 
   /**
@@ -758,6 +761,7 @@ export class Source {
   /** Releases WebAssembly memory. */
   dispose(): void {
     this.batch.dispose();
+    this.switchoverFrame.dispose();
     this.disk?.dispose();
     this.requestDecoder.dispose();
     this.pipeline.dispose();

@@ -309,7 +309,11 @@ export class FrameEncoder {
     return content;
   }
   control(message: ControlMessage): Uint8Array {
-    const frame = encodeControl(message, this.stats.frames);
+    return this.controlFrame((sequence) => encodeControl(message, sequence));
+  }
+  /** A control frame `build` makes with the next sequence number (one made ready ahead: SwitchoverFrame). */
+  controlFrame(build: (sequence: number) => Uint8Array): Uint8Array {
+    const frame = build(this.stats.frames);
     this.stats.frames++;
     this.stats.controlFrames++;
     this.stats.frameBytes += frame.byteLength;
@@ -426,6 +430,11 @@ export class Pipeline {
   /** A control frame, numbered in this stream. */
   control(message: ControlMessage): Uint8Array {
     return this.encoder.control(message);
+  }
+
+  /** A control frame made by `build` with this stream's next number (FrameEncoder.controlFrame). */
+  controlFrame(build: (sequence: number) => Uint8Array): Uint8Array {
+    return this.encoder.controlFrame(build);
   }
 
   /** An adaptive compress stage's running count of pages per codec it chose (on the channels too, once frames were absorbed). */
