@@ -349,7 +349,7 @@ export class DiskTraceWorkload implements Workload {
 
   private constructor(
     private readonly replay: TraceReplay,
-    readonly rates: Float64Array,
+    rates: Float64Array,
     reads: BlockReadModel,
     seed: number,
   ) {
@@ -374,11 +374,6 @@ export class DiskTraceWorkload implements Workload {
   }
   set throttle(value: number) {
     this.replay.throttle = value;
-  }
-
-  /** The write rate of every block, blocks/s (a copy). */
-  blockRates(): Float64Array {
-    return this.rates.slice();
   }
 
   async advance(to: number): Promise<AdvanceReport> {
