@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { codecNamesFor } from "../src/codecs/registry.js";
 import { ParallelEncoder } from "../src/wire/channels.js";
 import { createCodec } from "../src/codecs/registry.js";
-import { PageBatch } from "../src/index.js";
+import { ChunkedPages, PageBatch } from "../src/index.js";
 import { encodeControl, type Frame, type PagesFrame } from "../src/wire/frame.js";
 import { decodeFrame, FrameDecoder } from "../src/wire/decoder.js";
 import { encodeFrame, newWireStats } from "../src/wire/pipeline.js";
@@ -157,5 +157,46 @@ describe("parallel channels", () => {
     await pool.close();
     expect(() => new ParallelEncoder({ channels: 0 })).toThrow(/channels/);
     expect(() => new ParallelEncoder({ channels: 1, codec: "gzip" })).toThrow(/gzip/);
+  });
+
+  it("reads pages where a sparse memory locates them, decodes its frame when asked and says it gives the pages back", async () => {
+    const { pageSize, count, pages } = image[0]!;
+    const store = new ChunkedPages(count, pageSize);
+    for (let p = 0; p < count; p++) store.write(p, pages, p * pageSize);
+    const codec = CHOICES[CHOICES.length - 1]!;
+    const pool = new ParallelEncoder({ channels: 2, codec, pageSize });
+    const reference = new ParallelEncoder({ channels: 1, codec, pageSize });
+    try {
+      for (let first = 0; first < count; first += 100) {
+        const indices = Array.from({ length: Math.min(100, count - first) }, (_, k) => first + k).filter((p) => p % 5 !== 2);
+        const located = await pool.encodeLocated(store.locate(indices), indices, { verify: true });
+        expect(located.verified).toBe(true);
+        const copied = new Uint8Array(indices.length * pageSize);
+        indices.forEach((p, k) => store.readRange(p, 1, copied, k * pageSize));
+        const frame = decodeFrame(located.frame);
+        if (frame.type !== "pages") throw new Error("expected a pages frame");
+        expect(Array.from(frame.indices)).toEqual(indices);
+        expect(Buffer.compare(frame.pages!, copied)).toBe(0);
+        // Not asked: no verdict.
+        expect((await reference.encodeWithWork(copied, indices)).verified).toBeUndefined();
+      }
+      expect(() => pool.encodeLocated(store.locate([1, 2]), [1, 2, 3])).toThrow(/located must place/);
+    } finally {
+      await pool.close();
+      await reference.close();
+    }
+  });
+
+  it("shares one set of threads between encoders that ask for it; closing one leaves the threads to the others", async () => {
+    const a = new ParallelEncoder({ channels: 1, shared: true });
+    const b = new ParallelEncoder({ channels: 1, shared: true });
+    const pages = new Uint8Array(4096).fill(1);
+    expect(decodeFrame(await a.encode(pages, [0])).type).toBe("pages");
+    await a.close();
+    expect(decodeFrame(await b.encode(pages, [3])).type).toBe("pages");
+    await b.close();
+    const c = new ParallelEncoder({ channels: 1, shared: true });
+    expect(decodeFrame(await c.encode(pages, [4])).type).toBe("pages");
+    await c.close();
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { ChunkedPages, MemoryLimitError, checkFitsInMemory, memoryLimit } from "../src/index.js";
+import { fillZero, readLocated } from "../src/guest/pages.js";
 import { mixedPages } from "./helpers/frames.js";
 import { sharedAvailable, sharedTraceImagePages } from "./helpers/traces.js";
 
@@ -112,6 +113,46 @@ describe("ChunkedPages", () => {
         expect(store.heldBytes).toBe(held(store, perChunk));
       }),
     );
+  });
+
+  it("locates pages in its shared slabs: read there, they are what readRange gives (property)", () => {
+    const pageCount = 48;
+    const pool = mixedPages(PS, 10, 3);
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ page: fc.nat({ max: pageCount - 1 }), content: fc.nat({ max: 10 }) }), { maxLength: 80 }),
+        fc.uniqueArray(fc.nat({ max: pageCount - 1 }), { maxLength: 40 }),
+        fc.constantFrom(1, 3, 16),
+        (writes, wanted, perChunk) => {
+          const store = new ChunkedPages(pageCount, PS, perChunk);
+          for (const w of writes) {
+            if (w.content === 10) store.zero(w.page);
+            else store.write(w.page, pool, w.content * PS);
+          }
+          const indices = wanted.sort((a, b) => a - b);
+          const located = store.locate(indices);
+          for (const memory of located.buffers) expect(memory).toBeInstanceOf(SharedArrayBuffer);
+          const got = new Uint8Array((indices.length + 1) * PS).fill(9);
+          readLocated(located, PS, got, PS);
+          for (let k = 0; k < indices.length; k++) {
+            const page = new Uint8Array(PS);
+            store.readRange(indices[k]!, 1, page, 0);
+            expect(Buffer.compare(got.subarray((k + 1) * PS, (k + 2) * PS), page)).toBe(0);
+          }
+          expect(got.subarray(0, PS).every((b) => b === 9)).toBe(true); // nothing written before `at`
+        },
+      ),
+    );
+  });
+
+  it("fillZero zeros exactly its range, in shared memory and in private memory", () => {
+    for (const bytes of [new Uint8Array(new SharedArrayBuffer(3 * PS + 100)), new Uint8Array(3 * PS + 100)]) {
+      bytes.fill(5);
+      fillZero(bytes, 17, 2 * PS + 60);
+      expect(bytes.subarray(0, 17).every((b) => b === 5)).toBe(true);
+      expect(bytes.subarray(17, 2 * PS + 60).every((b) => b === 0)).toBe(true);
+      expect(bytes.subarray(2 * PS + 60).every((b) => b === 5)).toBe(true);
+    }
   });
 
   it("frees a chunk when its last non-zero page is written with zeros", () => {

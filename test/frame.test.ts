@@ -326,6 +326,12 @@ describe("frame pipeline: bad frames", () => {
       ["zero with a payload", edit((dv) => dv.setUint32(entry(0) + 4, Encoding.ZERO | (4 << 8), true)), "length", /payload of 4 B/],
       ["raw too short", edit((dv) => dv.setUint32(entry(3) + 4, Encoding.RAW | (4095 << 8), true)), "length", /payload/],
       ["duplicate index", edit((dv) => dv.setUint32(entry(2), dv.getUint32(entry(1), true), true)), "malformed", /twice/],
+      // Out of order, the repeat not next to its first (pages 0 1 2 3 4 → 3 1 2 3 4, and 0 4 2 3 1 → 0 4 2 3 0).
+      ["duplicate index, out of order", edit((dv) => dv.setUint32(entry(0), 3, true)), "malformed", /page 3 appears twice/],
+      ["duplicate index, after a step back", edit((dv) => {
+        dv.setUint32(entry(1), 4, true);
+        dv.setUint32(entry(4), 0, true);
+      }), "malformed", /page 0 appears twice/],
       ["index outside", edit((dv) => dv.setUint32(entry(2), 6, true)), "overrun", /outside the destination/],
       ["wkdm on pages of another size", (() => {
         const small = encodeAll(mixedPages(512, 2, 1), [0, 1], 512, 2, {}).frames[0]!;
@@ -451,14 +457,14 @@ describe("frames written and read where they lie", () => {
     const decoder = new FrameDecoder();
     try {
       const landed = new Uint8Array(5 * ps).fill(0x5a);
-      decoder.decode(wrongCheck, landed, true);
+      decoder.decode(wrongCheck, landed, { tagged: true });
       expect(Buffer.compare(landed, pages)).toBe(0);
       const untouched = new Uint8Array(5 * ps).fill(0x5a);
       expect(() => decoder.decode(wrongCheck, untouched)).toThrow(/frame check does not match/);
       expect(untouched.every((b) => b === 0x5a)).toBe(true);
       const wrongHeader = frame!.slice();
       wrongHeader[24]! ^= 1;
-      expect(() => decoder.decode(wrongHeader, untouched, true)).toThrow(/header check/);
+      expect(() => decoder.decode(wrongHeader, untouched, { tagged: true })).toThrow(/header check/);
       expect(untouched.every((b) => b === 0x5a)).toBe(true);
     } finally {
       decoder.dispose();

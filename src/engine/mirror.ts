@@ -11,6 +11,12 @@
 // the source's memory goes through its Guest (beforeChange runs first); the
 // end check (verifyMemory) then skips mirrored pages, which were compared
 // when they landed and have not changed since.
+//
+// A frame a parallel channel's thread encoded was also decoded there and
+// compared with the pages it was made from (its receive thread's work, done
+// on that thread: SentFrames). Such a frame lands here by marks, without
+// decoding or comparing again, when none of its pages changed at the source
+// since they were loaded (landAsSent): the page then equals the source's.
 
 import { ChunkedPages } from "../guest/chunks.js";
 import { PageBits, sameBytes, zeroPage, type PageMemory } from "../guest/pages.js";
@@ -22,6 +28,10 @@ export class MirrorPages implements PageMemory {
   private readonly mirrored: PageBits;
   /** The pages that differ from the source's. */
   private readonly own: ChunkedPages;
+  /** Per page: the mark current when the source last changed it (kept once a mark is taken). */
+  private changedAt: Uint32Array | undefined;
+  /** Marks taken (sentMark). */
+  private marks = 0;
 
   constructor(private readonly source: PageMemory) {
     this.pageCount = source.pageCount;
@@ -41,6 +51,7 @@ export class MirrorPages implements PageMemory {
 
   /** The source is about to change page `index`: keep its content here if this end reads it through. */
   detach(index: number): void {
+    if (this.changedAt) this.changedAt[index] = this.marks;
     if (!this.mirrored.has(index)) return;
     this.own.write(index, this.source.page(index));
     this.mirrored.set(index, false);
@@ -93,6 +104,25 @@ export class MirrorPages implements PageMemory {
     }
   }
 
+  /** A mark for pages loaded from the source now: landAsSent lands them by it while none has changed. */
+  sentMark(): number {
+    this.changedAt ??= new Uint32Array(this.pageCount);
+    return ++this.marks;
+  }
+
+  /**
+   * Pages `indices` arrived holding exactly what the source held when
+   * `mark` was taken (their channel decoded and compared them): when none
+   * has changed since, each now reads through to the source's, and true;
+   * otherwise nothing changes here, and false (decode them instead).
+   */
+  landAsSent(indices: ArrayLike<number>, mark: number): boolean {
+    const changedAt = this.changedAt!;
+    for (let k = 0; k < indices.length; k++) if (changedAt[indices[k]!]! >= mark) return false;
+    for (let k = 0; k < indices.length; k++) this.mirror(indices[k]!);
+    return true;
+  }
+
   private mirror(index: number): void {
     this.own.zero(index);
     this.mirrored.set(index, true);
@@ -101,5 +131,32 @@ export class MirrorPages implements PageMemory {
   /** The source's page without allocating for a page it knows is zero. */
   private sourcePage(index: number): Uint8Array {
     return this.source.isZero(index) ? zeroPage(this.pageSize) : this.source.page(index);
+  }
+}
+
+/**
+ * Frames whose pages their channel's thread decoded and found equal to the
+ * pages loaded for them, with the mark taken at that load (in one process:
+ * the source registers, the destination takes).
+ */
+export class SentFrames {
+  private readonly marks = new WeakMap<Uint8Array, number>();
+
+  constructor(readonly memory: MirrorPages) {}
+
+  /** A mark to take when loading a frame's pages. */
+  mark(): number {
+    return this.memory.sentMark();
+  }
+
+  add(frame: Uint8Array, mark: number): void {
+    this.marks.set(frame, mark);
+  }
+
+  /** The mark `frame` was registered with (once), or undefined. */
+  take(frame: Uint8Array): number | undefined {
+    const mark = this.marks.get(frame);
+    if (mark !== undefined) this.marks.delete(frame);
+    return mark;
   }
 }

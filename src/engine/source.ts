@@ -9,19 +9,22 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
-import type { PageMemory } from "../guest/pages.js";
+import { readPages, type PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { Random } from "../random.js";
 import { wallTime, type Clock } from "../clock.js";
 import { PageBatch } from "../wasm/arena.js";
+import { wasm } from "../wasm/module.js";
 import { SwitchoverFrame, encodeSwitchover, type ControlMessage } from "../wire/frame.js";
 import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
 import { ParallelEncoder } from "../wire/channels.js";
+import type { EncodeResult } from "../wire/worker.js";
 import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type CrtrOutcome, type DeadlineOutcome, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
+import type { SentFrames } from "./mirror.js";
 import { projectPrecopy } from "./projection.js";
 import { EOS_BYTES, PAGE_HEADER_BYTES, qemuDeltaBytes, qemuPageBytes } from "./qemu.js";
 import { XbzrleCodec } from "../codecs/xbzrle.js";
@@ -50,6 +53,8 @@ export interface SourceParts extends EndParts {
    * source's now (and its disk's); returns the pages and blocks it wrote.
    */
   readonly modelReplay?: () => { pages: number; blocks: number };
+  /** Both ends in one process: the other channels' frames their threads decoded and checked, for the destination (mirror.ts). */
+  readonly sentFrames?: SentFrames;
 }
 
 export class Source {
@@ -76,6 +81,7 @@ export class Source {
   private readonly channels: ParallelEncoder | undefined;
   /** Where the other channels read their share of a batch (shared memory, made on first use). */
   private channelPages: Uint8Array | undefined;
+  private readonly sentFrames: SentFrames | undefined;
   private readonly batch: PageBatch;
   private readonly requestDecoder = new FrameDecoder();
   /** guest time = clock time + guestOffset while the guest runs here */
@@ -138,6 +144,7 @@ export class Source {
     this.report = parts.report ?? (() => {});
     this.remote = parts.remote ?? false;
     this.modelReplay = parts.modelReplay;
+    this.sentFrames = parts.sentFrames;
     this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
     this.switchoverFrame = new SwitchoverFrame(this.state, this.settings.pageCount, this.remote);
@@ -148,7 +155,7 @@ export class Source {
     this.qemuXbzrle = qemu && this.pipeline.delta instanceof XbzrleCodec ? this.pipeline.delta : undefined;
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";
     // This thread encodes one channel's share itself.
-    if (this.settings.channels > 1) this.channels = new ParallelEncoder({ channels: this.settings.channels - 1, codec: this.settings.codec, pageSize: this.settings.pageSize });
+    if (this.settings.channels > 1) this.channels = new ParallelEncoder({ channels: this.settings.channels - 1, codec: this.settings.codec, pageSize: this.settings.pageSize, shared: true });
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
     if (parts.disk && !this.settings.disk) throw new RangeError("a disk was given, but the settings describe none (normaliseOptions takes its shape)");
     this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize);
@@ -351,15 +358,8 @@ export class Source {
    */
   async sendPages(pages: ArrayLike<number>, urgent = false): Promise<number> {
     const n = pages.length;
-    const batch = this.batch.load(this.guest.memory, pages);
-    if (this.switchover.size) {
-      for (let k = 0; k < n; k++) {
-        const saved = this.switchover.changed(pages[k]!);
-        if (saved) batch.page(k).set(saved);
-      }
-    }
     const { cost, pageSize } = this.settings;
-    const frames = this.channels ? await this.encodeOnChannels(batch, pages) : [{ ...this.pipeline.encode(batch, pages, { bandwidth: this.linkBandwidth(), costs: cost }), pages: n }];
+    const frames = this.channels ? await this.encodeOnChannels(pages) : [{ ...this.pipeline.encode(this.loadBatch(pages), pages, { bandwidth: this.linkBandwidth(), costs: cost }), pages: n }];
     let zero = 0;
     // The channels encode at once: the frames take the longest one's time, and the CPU of all.
     let cpu = 0;
@@ -371,7 +371,8 @@ export class Source {
       used += seconds;
     }
     if (this.disk?.indexesMemory) {
-      const indexing = this.disk.indexMemory(batch, pages);
+      // (With channels, this thread's batch holds its own share only.)
+      const indexing = this.disk.indexMemory(this.channels ? this.loadBatch(pages) : this.batch, pages);
       cpu += indexing;
       used += indexing;
     }
@@ -405,37 +406,77 @@ export class Source {
     return zero;
   }
 
+  /** Loads `pages` (at most batchPages) into `into` from byte `at` as this end sends them: the memory, or a page's switch-over content. Returns whether any page is switch-over content. */
+  private loadPages(pages: ArrayLike<number>, into: Uint8Array, at: number): boolean {
+    readPages(this.guest.memory, pages, into, at);
+    if (!this.switchover.size) return false;
+    const ps = this.settings.pageSize;
+    let saved = false;
+    for (let k = 0; k < pages.length; k++) {
+      const content = this.switchover.changed(pages[k]!);
+      if (!content) continue;
+      into.set(content, at + k * ps);
+      saved = true;
+    }
+    return saved;
+  }
+
+  /** This thread's batch holding `pages` as this end sends them. */
+  private loadBatch(pages: ArrayLike<number>): PageBatch {
+    const batch = this.batch;
+    if (pages.length > batch.capacity) throw new RangeError(`${pages.length} pages, more than a batch's ${batch.capacity}`);
+    this.loadPages(pages, wasm().heap.bytes(), batch.ptr);
+    batch.count = pages.length;
+    return batch;
+  }
+
   /**
-   * The batch's pages split into one frame per channel, in page order, all
-   * encoded at once: the first by this thread's pipeline, the others on the
-   * channels' threads (each reads its pages from channelPages). This thread
-   * is a channel rather than waiting idle for the others.
+   * The pages split into one frame per channel, in page order, all encoded
+   * at once: the first share by this thread's pipeline, the others on the
+   * channels' threads. While the guest runs here on a virtual clock (it
+   * writes nothing until the frames are back), a thread reads its share
+   * where it lies when the memory is shared (PageMemory.locate); otherwise
+   * its share is loaded into channelPages for it. This thread is a channel
+   * rather than waiting idle for the others. With the destination in this
+   * process, the threads also decode their frames and check them against
+   * the pages, so the destination lands those frames without decoding them
+   * again (SentFrames).
    */
-  private async encodeOnChannels(batch: PageBatch, pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
+  private async encodeOnChannels(pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
     const channels = this.channels!;
     const ps = this.settings.pageSize;
     const n = pages.length;
     const per = Math.ceil(n / this.settings.channels);
     const bandwidth = this.linkBandwidth();
+    const sent = this.sentFrames;
+    const memory = this.guest.memory;
+    const inPlace = memory.locate && this.clock.virtual && this.currentPhase === "precopy" && !this.switchover.size;
+    // Taken before the pages are read: the destination lands by it pages that have not changed since.
+    const mark = sent?.mark();
     const parts: Promise<EncodedFrame & { pages: number }>[] = [];
-    // The other channels' pages go through shared memory, reused batch after batch (all are back before this returns).
-    this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
     for (let first = per; first < n; first += per) {
       const count = Math.min(per, n - first);
-      const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);
-      bytes.set(batch.bytes().subarray(first * ps, (first + count) * ps));
       const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
+      let encoding: Promise<EncodeResult>;
+      if (inPlace) encoding = channels.encodeLocated(memory.locate!(indices), indices, { bandwidth, verify: mark !== undefined });
+      else {
+        // Shared memory, reused batch after batch (every share is back before this returns).
+        this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
+        const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);
+        // A page's switch-over content is not the memory's: such a share is decoded at the destination as usual.
+        const verify = mark !== undefined && !this.loadPages(indices, bytes, 0);
+        encoding = channels.encodeWithWork(bytes, indices, { bandwidth, verify });
+      }
       parts.push(
-        channels.encodeWithWork(bytes, indices, { bandwidth }).then(({ stats, ...encoded }) => {
+        encoding.then(({ stats, verified, ...encoded }) => {
           this.pipeline.absorb(stats);
+          if (verified) sent!.add(encoded.frame, mark!);
           return { ...encoded, pages: count };
         }),
       );
     }
-    const all = batch.count;
-    batch.count = Math.min(per, n);
-    const own = { ...this.pipeline.encode(batch, Array.from({ length: batch.count }, (_, k) => pages[k]!), { bandwidth, costs: this.settings.cost }), pages: batch.count };
-    batch.count = all;
+    const mine = Array.from({ length: Math.min(per, n) }, (_, k) => pages[k]!);
+    const own = { ...this.pipeline.encode(this.loadBatch(mine), mine, { bandwidth, costs: this.settings.cost }), pages: mine.length };
     // Real threads, no time on this clock: a virtual clock waits for them without moving.
     return [own, ...(await this.clock.settle(Promise.all(parts)))];
   }

@@ -11,6 +11,9 @@
 //                              content allocates nothing and frees the chunk
 //                              when its last possibly non-zero page goes.
 //     store.heldBytes          bytes of chunks held; store.chunks their count.
+//     store.locate(indices)    where pages lie in the slabs, which are shared
+//                              memory: another thread reads them there
+//                              (readLocated, pages.ts).
 //
 //   checkFitsInMemory(what, bytes, limit = memoryLimit())
 //     Refuses, before anything is allocated, a size that cannot fit in this
@@ -18,7 +21,7 @@
 
 import { totalmem } from "node:os";
 import { PagemillError, checkBytes, checkInteger, checkPageSize } from "../errors.js";
-import { zeroPage, type PageMemory } from "./pages.js";
+import { fillZero, zeroPage, type PageLocations, type PageMemory } from "./pages.js";
 
 /** Most pages a store addresses: the trace format's limit. */
 export const MAX_CHUNKED_PAGES = 2 ** 32;
@@ -163,13 +166,41 @@ export class ChunkedPages implements PageMemory {
       while (next * per < end && (slot < 0 ? this.slotOf[next]! < 0 : this.slotOf[next] === slot + (next - index) && (slot + next - index) % this.slotsPerSlab !== 0)) next++;
       const upTo = Math.min(end, next * per);
       const to = at + (page - first) * ps;
-      if (slot < 0) into.fill(0, to, to + (upTo - page) * ps);
+      if (slot < 0) fillZero(into, to, to + (upTo - page) * ps);
       else {
         const from = this.slotStart(slot) + (page - index * per) * ps;
         into.set(this.slabs[Math.floor(slot / this.slotsPerSlab)]!.subarray(from, from + (upTo - page) * ps), to);
       }
       page = upTo;
     }
+  }
+
+  /** Where pages `indices` lie in the slabs (shared memory): another thread reads them there. */
+  locate(indices: ArrayLike<number>): PageLocations {
+    const n = indices.length;
+    const buffer = new Int32Array(n);
+    const offset = new Uint32Array(n);
+    const buffers: SharedArrayBuffer[] = [];
+    const positions = new Map<number, number>();
+    const per = this.pagesPerChunk;
+    for (let k = 0; k < n; k++) {
+      const page = indices[k]!;
+      if (this.isZero(page)) {
+        buffer[k] = -1;
+        continue;
+      }
+      const index = Math.floor(page / per);
+      const slot = this.slotOf[index]!;
+      const slab = Math.floor(slot / this.slotsPerSlab);
+      let position = positions.get(slab);
+      if (position === undefined) {
+        position = buffers.push(this.slabs[slab]!.buffer as SharedArrayBuffer) - 1;
+        positions.set(slab, position);
+      }
+      buffer[k] = position;
+      offset[k] = this.slotStart(slot) + (page - index * per) * this.pageSize;
+    }
+    return { buffers, buffer, offset };
   }
 
   write(page: number, content: Uint8Array, from = 0): void {
@@ -190,7 +221,10 @@ export class ChunkedPages implements PageMemory {
       this.freeSlots.push(this.slotOf[index]!);
       this.slotOf[index] = -1;
       this.held--;
-    } else this.page(page).fill(0);
+    } else {
+      const view = this.page(page);
+      fillZero(view, 0, view.byteLength);
+    }
   }
 
   writable(page: number): Uint8Array {
@@ -213,10 +247,11 @@ export class ChunkedPages implements PageMemory {
     const reused = this.freeSlots.pop();
     if (reused !== undefined) {
       const at = this.slotStart(reused);
-      this.slabs[Math.floor(reused / this.slotsPerSlab)]!.fill(0, at, at + this.chunkBytes);
+      fillZero(this.slabs[Math.floor(reused / this.slotsPerSlab)]!, at, at + this.chunkBytes);
       return reused;
     }
-    if (this.slotCount === this.slabs.length * this.slotsPerSlab) this.slabs.push(new Uint8Array(this.slotsPerSlab * this.chunkBytes));
+    // Shared memory, so other threads (parallel channels) read pages where they lie (locate).
+    if (this.slotCount === this.slabs.length * this.slotsPerSlab) this.slabs.push(new Uint8Array(new SharedArrayBuffer(this.slotsPerSlab * this.chunkBytes)));
     return this.slotCount++;
   }
 

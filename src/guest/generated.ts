@@ -8,7 +8,7 @@
 
 import { checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { ChunkedPages } from "./chunks.js";
-import { PageBits, type PageMemory } from "./pages.js";
+import { PageBits, fillZero, type PageMemory } from "./pages.js";
 
 /** Writes the first content of page `index` into `into` at byte `at` (pageSize bytes, every one of them). */
 export type PageGenerator = (index: number, into: Uint8Array, at: number) => void;
@@ -92,7 +92,7 @@ export class GeneratedPages implements PageMemory {
       else {
         for (let p = page; p < page + run; p++) {
           if (p < this.generatedCount) this.generate(p, into, to + (p - page) * ps);
-          else into.fill(0, to + (p - page) * ps, to + (p - page + 1) * ps);
+          else fillZero(into, to + (p - page) * ps, to + (p - page + 1) * ps);
         }
       }
       page += run;

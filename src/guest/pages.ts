@@ -41,6 +41,33 @@ export interface PageMemory {
   readRange(first: number, count: number, into: Uint8Array, at: number): void;
   /** True when page `index` is known, without looking, to equal `other`'s page `index` (a memory that reads through to `other`). */
   knownSame?(other: PageMemory, index: number): boolean;
+  /** Where pages `indices` lie in shared memory, for another thread to read them there (readLocated); a memory held elsewhere has no locate. */
+  locate?(indices: ArrayLike<number>): PageLocations;
+}
+
+/** Where pages lie in shared memory (PageMemory.locate), for another thread to read. */
+export interface PageLocations {
+  /** the shared memories the pages lie in */
+  readonly buffers: SharedArrayBuffer[];
+  /** per page: the index in `buffers` of the memory it lies in, or -1 for a page known to be zero */
+  readonly buffer: Int32Array;
+  /** per page: its byte offset in that memory */
+  readonly offset: Uint32Array;
+}
+
+/** Copies located pages into `into` from byte `at`, back to back: one copy per run of pages lying back to back. */
+export function readLocated(locations: PageLocations, pageSize: number, into: Uint8Array, at: number): void {
+  const { buffers, buffer, offset } = locations;
+  const views = buffers.map((memory) => new Uint8Array(memory));
+  for (let k = 0, n = buffer.length; k < n; ) {
+    const b = buffer[k]!;
+    let run = 1;
+    while (k + run < n && buffer[k + run] === b && (b < 0 || offset[k + run] === offset[k]! + run * pageSize)) run++;
+    const to = at + k * pageSize;
+    if (b < 0) fillZero(into, to, to + run * pageSize);
+    else into.set(views[b]!.subarray(offset[k]!, offset[k]! + run * pageSize), to);
+    k += run;
+  }
 }
 
 export class FlatPages implements PageMemory {
@@ -154,6 +181,16 @@ export function zeroPage(pageSize: number): Buffer {
   return page;
 }
 
+/** Zeros `into` from byte `from` to `to` (fill() on a SharedArrayBuffer's bytes runs byte by byte in V8: about 15 times slower than copying zeros). */
+export function fillZero(into: Uint8Array, from: number, to: number): void {
+  if (!(into.buffer instanceof SharedArrayBuffer)) {
+    into.fill(0, from, to);
+    return;
+  }
+  const zeros = zeroPage(4096);
+  for (let at = from; at < to; at += zeros.byteLength) into.set(to - at >= zeros.byteLength ? zeros : zeros.subarray(0, to - at), at);
+}
+
 /** True when `length` bytes of `bytes` at `at` are all zero. */
 export function isZeroAt(bytes: Buffer, at: number, length: number): boolean {
   return bytes.compare(zeroPage(length), 0, length, at, at + length) === 0;
@@ -170,6 +207,18 @@ export function flatBytes(memory: PageMemory): Uint8Array {
   const bytes = new Uint8Array(memory.byteLength);
   memory.readRange(0, memory.pageCount, bytes, 0);
   return bytes;
+}
+
+/** Pages `indices` of `memory` into `into` from byte `at`, back to back: one readRange per run of consecutive pages. */
+export function readPages(memory: PageMemory, indices: ArrayLike<number>, into: Uint8Array, at: number): void {
+  const ps = memory.pageSize;
+  for (let k = 0, n = indices.length; k < n; ) {
+    const first = indices[k]!;
+    let run = 1;
+    while (k + run < n && indices[k + run] === first + run) run++;
+    memory.readRange(first, run, into, at + k * ps);
+    k += run;
+  }
 }
 
 /** True for a PageMemory of either kind. */

@@ -3,7 +3,7 @@
 // call over all of it, read back a small table.
 
 import { checkArrayLike, checkBytes, checkInteger, checkPageSize } from "../errors.js";
-import { FlatPages, isPageMemory, type PageMemory } from "../guest/pages.js";
+import { FlatPages, isPageMemory, readPages, type PageMemory } from "../guest/pages.js";
 import { wasm, type Wasm } from "./module.js";
 import { Owned } from "./owned.js";
 
@@ -45,30 +45,27 @@ export class PageBatch extends Owned {
   /** Copies pages `indices` of `source` (a PageMemory, or bytes with page i at byte i·pageSize) into slots 0.. of the batch. */
   load(source: PageSource | PageMemory, indices: ArrayLike<number>): this {
     this.live();
-    const memory = isPageMemory(source) ? source : undefined;
-    if (memory && memory.pageSize !== this.pageSize) throw new RangeError(`source has ${memory.pageSize} B pages, the batch ${this.pageSize} B`);
-    const src = memory ? undefined : asBytes(source as PageSource, "source");
+    const ps = this.pageSize;
+    let memory: PageMemory;
+    if (isPageMemory(source)) {
+      if (source.pageSize !== ps) throw new RangeError(`source has ${source.pageSize} B pages, the batch ${ps} B`);
+      memory = source;
+    } else {
+      // Bytes: their whole pages (a tail shorter than a page is no page).
+      const bytes = asBytes(source, "source");
+      memory = new FlatPages(bytes.subarray(0, bytes.byteLength - (bytes.byteLength % ps)), ps);
+    }
     checkArrayLike("indices", indices);
     const n = indices.length;
     checkInteger("indices.length", n, 0, this.capacity);
-    const ps = this.pageSize;
-    const limit = memory ? memory.pageCount : Math.floor(src!.byteLength / ps);
+    const limit = memory.pageCount;
     for (let k = 0; k < n; k++) {
       const p = indices[k]!;
       if (!Number.isInteger(p) || p < 0 || p >= limit) {
         throw new RangeError(`indices[${k}] = ${p} is not a page of source (${limit} whole pages of ${ps} bytes)`);
       }
     }
-    const mem = this.owner.heap.bytes();
-    // Copy runs of consecutive pages in one call each.
-    for (let k = 0; k < n; ) {
-      const first = indices[k]!;
-      let run = 1;
-      while (k + run < n && indices[k + run] === first + run) run++;
-      if (memory) memory.readRange(first, run, mem, this.ptr + k * ps);
-      else mem.set(src!.subarray(first * ps, (first + run) * ps), this.ptr + k * ps);
-      k += run;
-    }
+    readPages(memory, indices, this.owner.heap.bytes(), this.ptr);
     this.count = n;
     return this;
   }

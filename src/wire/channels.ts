@@ -20,6 +20,7 @@ import { checkInteger, checkPageSize } from "../errors.js";
 import { encodeControl, maxFramePages, type ControlMessage } from "./frame.js";
 import { addWireStats, newWireStats, type WireStats } from "./pipeline.js";
 import type { EncodeResult, EncodeTask } from "./worker.js";
+import type { PageLocations } from "../guest/pages.js";
 
 export const MAX_CHANNELS = 64;
 
@@ -34,7 +35,25 @@ export interface ChannelOptions {
   ordered?: boolean;
   /** bytes/s of the link the frames will cross, for an adaptive codec (auto); absent: not known */
   bandwidth?: number;
+  /**
+   * run on the process's threads for this channel count, started by the
+   * first encoder that asks and kept (idle, they hold the process open no
+   * longer) for every later one: a migration then starts no threads, and
+   * compiles no WebAssembly or JavaScript again (measured: a fresh pair of
+   * threads cost a 1 GiB MECOM migration a third more CPU). false by default.
+   */
+  shared?: boolean;
 }
+
+/** Pages of `bytes` (in a SharedArrayBuffer) as located: the k-th at byte offsetOf(k) of the view. */
+function inShared(bytes: Uint8Array, count: number, offsetOf: (k: number) => number): PageLocations {
+  const offset = new Uint32Array(count);
+  for (let k = 0; k < count; k++) offset[k] = bytes.byteOffset + offsetOf(k);
+  return { buffers: [bytes.buffer as SharedArrayBuffer], buffer: new Int32Array(count), offset };
+}
+
+/** The process's shared thread pools, by thread count. */
+const sharedPools = new Map<number, Piscina>();
 
 /**
  * The worker's compiled file. Built, this module is dist/wire/channels.js and
@@ -56,6 +75,7 @@ export class ParallelEncoder {
   /** counters over every frame delivered */
   readonly stats: WireStats = newWireStats();
   private readonly pool: Piscina;
+  private readonly ownsPool: boolean;
   private sequence = 0;
   private pending = 0;
   /** settles when the last frame submitted has been delivered (ordered mode) */
@@ -73,15 +93,21 @@ export class ParallelEncoder {
     this.ordered = options.ordered ?? true;
     this.bandwidth = options.bandwidth ?? 0;
     if (!(this.bandwidth >= 0 && Number.isFinite(this.bandwidth))) throw new RangeError(`bandwidth must be a finite number of bytes/s >= 0, got ${this.bandwidth}`);
-    this.pool = new Piscina({
-      filename: workerFile().href,
-      minThreads: this.channels,
-      maxThreads: this.channels,
-      // A second task waits in the worker's queue, so it starts the moment
-      // the first ends instead of after a round trip through this thread.
-      concurrentTasksPerWorker: 2,
-      idleTimeout: Infinity,
-    });
+    this.ownsPool = !options.shared;
+    let pool = options.shared ? sharedPools.get(this.channels) : undefined;
+    if (!pool) {
+      pool = new Piscina({
+        filename: workerFile().href,
+        minThreads: this.channels,
+        maxThreads: this.channels,
+        // A second task waits in the worker's queue, so it starts the moment
+        // the first ends instead of after a round trip through this thread.
+        concurrentTasksPerWorker: 2,
+        idleTimeout: Infinity,
+      });
+      if (options.shared) sharedPools.set(this.channels, pool);
+    }
+    this.pool = pool;
   }
 
   /** Frames submitted and not yet delivered. */
@@ -105,8 +131,10 @@ export class ParallelEncoder {
    * encode(), with what the frame's encoding took (its zero pages and the
    * codecs that worked: what an engine charges CPU time for). `bandwidth`:
    * the link's bytes/s now, for an adaptive codec (default: the pool's).
+   * `verify`: the channel also decodes the frame and says (`verified`)
+   * whether it gives back exactly the pages.
    */
-  encodeWithWork(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean; bandwidth?: number } = {}): Promise<EncodeResult> {
+  encodeWithWork(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean; bandwidth?: number; verify?: boolean } = {}): Promise<EncodeResult> {
     const count = indices.length;
     checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
     if (!(pages instanceof Uint8Array) || pages.byteLength !== count * this.pageSize) {
@@ -115,7 +143,7 @@ export class ParallelEncoder {
     let moved = pages;
     if (pages.buffer instanceof SharedArrayBuffer) {
       // Read where they lie by the channel's thread: nothing copied or moved (a transfer of fresh memory cost 0.18 ms a frame).
-      return this.submit(pages, false, indices, [], options.bandwidth);
+      return this.encodeLocated(inShared(pages, count, (k) => k * this.pageSize), indices, options);
     }
     if (options.transfer) {
       if (pages.byteOffset !== 0 || pages.byteLength !== pages.buffer.byteLength) {
@@ -124,7 +152,7 @@ export class ParallelEncoder {
     } else {
       moved = pages.slice();
     }
-    return this.submit(moved, false, indices, [moved.buffer as ArrayBuffer], options.bandwidth);
+    return this.submit({ pages: moved }, indices, [moved.buffer as ArrayBuffer], options.bandwidth, options.verify);
   }
 
   /**
@@ -145,18 +173,30 @@ export class ParallelEncoder {
       const p = indices[k]!;
       if (!Number.isInteger(p) || p < 0 || p >= limit) throw new RangeError(`indices[${k}] = ${p} is not a page of memory (${limit} pages)`);
     }
-    return this.submit(memory, true, indices, []).then((encoded) => encoded.frame);
+    return this.encodeLocated(inShared(memory, indices.length, (k) => indices[k]! * this.pageSize), indices).then((encoded) => encoded.frame);
   }
 
-  private submit(pages: Uint8Array, fromMemory: boolean, indices: ArrayLike<number>, transfer: ArrayBuffer[], bandwidth = this.bandwidth): Promise<EncodeResult> {
+  /**
+   * encodeWithWork() for pages read where they lie in shared memory (a
+   * PageMemory's locate()): nothing is copied here. The pages should not
+   * change until the frame is delivered.
+   */
+  encodeLocated(located: PageLocations, indices: ArrayLike<number>, options: { bandwidth?: number; verify?: boolean } = {}): Promise<EncodeResult> {
+    const count = indices.length;
+    checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
+    if (located.buffer.length !== count || located.offset.length !== count) throw new RangeError(`located must place indices.length = ${count} pages`);
+    return this.submit({ located }, indices, [], options.bandwidth, options.verify);
+  }
+
+  private submit(pages: Pick<EncodeTask, "pages" | "located">, indices: ArrayLike<number>, transfer: ArrayBuffer[], bandwidth = this.bandwidth, verify = false): Promise<EncodeResult> {
     const task: EncodeTask = {
-      pages,
-      fromMemory,
+      ...pages,
       indices: Uint32Array.from(indices),
       pageSize: this.pageSize,
       codec: this.codec,
       bandwidth,
       sequence: this.sequence++,
+      verify,
     };
     const run = (this.pool.run(task, { transferList: [...transfer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then((result) => {
       addWireStats(this.stats, result.stats);
@@ -189,9 +229,9 @@ export class ParallelEncoder {
     });
   }
 
-  /** Waits for the frames in flight and stops the threads. */
+  /** Waits for the frames in flight and stops the threads (a shared pool's stay for the next encoder). */
   async close(): Promise<void> {
     await this.tail;
-    await this.pool.destroy();
+    if (this.ownsPool) await this.pool.destroy();
   }
 }

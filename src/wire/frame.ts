@@ -324,7 +324,8 @@ export function readPagesTable(bytes: Uint8Array, header: FrameHeader, ruleOf: (
   const encodings = new Uint8Array(n);
   const offsets = new Uint32Array(n);
   const lengths = new Uint32Array(n);
-  const seen = new Set<number>();
+  // Pages come in ascending order from every encoder here; a table that does not is checked for repeats with a set.
+  let seen: Set<number> | undefined;
   let offset = HEADER_BYTES + n * ENTRY_BYTES;
   const end = HEADER_BYTES + header.bodyLength;
   for (let k = 0; k < n; k++) {
@@ -346,8 +347,11 @@ export function readPagesTable(bytes: Uint8Array, header: FrameHeader, ruleOf: (
     }
     if (length > end - offset) fail("length", `payload of ${length} B runs past the body`, k);
     if (index >= pageLimit) fail("overrun", `page ${index} is outside the destination (${pageLimit} pages)`, k);
-    if (seen.has(index)) fail("malformed", `page ${index} appears twice`, k);
-    seen.add(index);
+    if (seen || (k > 0 && index <= indices[k - 1]!)) {
+      seen ??= new Set(indices.subarray(0, k));
+      if (seen.has(index)) fail("malformed", `page ${index} appears twice`, k);
+      seen.add(index);
+    }
     indices[k] = index;
     encodings[k] = encoding;
     offsets[k] = offset;

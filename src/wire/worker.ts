@@ -1,11 +1,16 @@
 // A parallel channel's thread (run by piscina from src/wire/channels.ts):
 // its own WebAssembly instance, codecs and batch, kept from task to task.
 // Pages arrive in a transferred buffer; the frame goes back the same way.
+// With `verify`, the thread also decodes the frame it made and compares the
+// pages with those it was given (a receive thread's work, for a destination
+// in this process: see SentFrames in src/engine/mirror.ts).
 
 import { Piscina } from "piscina";
 import { CostModel } from "../codecs/cost.js";
+import { readLocated, type PageLocations } from "../guest/pages.js";
 import { PageBatch } from "../wasm/arena.js";
-import { init } from "../wasm/module.js";
+import { init, wasm } from "../wasm/module.js";
+import { FrameDecoder } from "./decoder.js";
 import { buildPipeline, encodeFrameContent, frameWork, newWireStats, type EncodedFrame, type PipelineCodecs, type WireStats } from "./pipeline.js";
 
 // No top-level await: piscina first tries require() on the file, and Node 20
@@ -14,13 +19,10 @@ import { buildPipeline, encodeFrameContent, frameWork, newWireStats, type Encode
 const ready = init();
 
 export interface EncodeTask {
-  /**
-   * indices.length whole pages, back to back; or, with `fromMemory`, a
-   * guest memory in a SharedArrayBuffer (page i at i·pageSize) that the
-   * pages are read from here, in the worker
-   */
-  readonly pages: Uint8Array;
-  readonly fromMemory: boolean;
+  /** indices.length whole pages, back to back (moved here); or else */
+  readonly pages?: Uint8Array;
+  /** where they lie in shared memory, to read them there */
+  readonly located?: PageLocations;
   readonly indices: Uint32Array;
   readonly pageSize: number;
   /** "raw" or a compress codec of the registry */
@@ -28,14 +30,20 @@ export interface EncodeTask {
   /** bytes/s of the link the frames will cross (0: not known), for an adaptive codec */
   readonly bandwidth: number;
   readonly sequence: number;
+  /** decode the frame here too and say whether it gives back the pages */
+  readonly verify: boolean;
 }
 
 export interface EncodeResult extends EncodedFrame {
   /** this frame's counters, to be added to the pool's */
   readonly stats: WireStats;
+  /** with `verify`: the frame decodes to exactly the pages it was made from */
+  readonly verified?: boolean;
 }
 
 let batch: PageBatch | undefined;
+let decoded: PageBatch | undefined;
+let decoder: FrameDecoder | undefined;
 let costs: CostModel | undefined;
 const pipelines = new Map<string, PipelineCodecs>();
 /** Per pipeline: its adaptive codec's choices after the last task. */
@@ -66,8 +74,11 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
   }
   codecs.compress?.setLink?.({ bandwidth: task.bandwidth, costs: (costs ??= new CostModel()) });
   const stats = newWireStats();
-  if (task.fromMemory) batch.load(task.pages, task.indices);
-  else batch.set(task.pages);
+  if (task.pages) batch.set(task.pages);
+  else {
+    readLocated(task.located!, task.pageSize, wasm().heap.bytes(), batch.ptr);
+    batch.count = count;
+  }
   const { frame, encodings, lengths } = encodeFrameContent(batch, task.indices, codecs, stats, task.sequence);
   const choices = codecs.compress?.stats.choices;
   if (choices) {
@@ -76,5 +87,18 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
     stats.choices = Object.fromEntries(Object.entries(choices).map(([codec, pages]) => [codec, pages - (before[codec] ?? 0)]));
     chosen.set(task.codec, { ...choices });
   }
-  return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() }) as never);
+  const verified = task.verify ? decodesTo(frame, batch) : undefined;
+  return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice(), ...(verified === undefined ? {} : { verified }) }) as never);
+}
+
+/** True when `frame` decodes to exactly `pages`' loaded pages, in order. */
+function decodesTo(frame: Uint8Array, pages: PageBatch): boolean {
+  if (!decoded || decoded.capacity < pages.count || decoded.pageSize !== pages.pageSize) {
+    decoded?.dispose();
+    decoded = new PageBatch(pages.capacity, pages.pageSize);
+  }
+  (decoder ??= new FrameDecoder()).decode(frame, decoded);
+  const length = pages.count * pages.pageSize;
+  const heap = Buffer.from(wasm().heap.bytes().buffer);
+  return heap.compare(heap, pages.ptr, pages.ptr + length, decoded.ptr, decoded.ptr + length) === 0;
 }
