@@ -14,27 +14,7 @@ import type { Workload } from "../src/guest/guest.js";
 import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import type { Channel } from "../src/net/channel.js";
 import { SimulatedLink } from "../src/net/link.js";
-
-/** A channel end that records what is sent on it. */
-function recording(end: Channel, frames: Uint8Array[]): Channel {
-  return {
-    send: (frame) => {
-      frames.push(frame.slice());
-      return end.send(frame);
-    },
-    receive: () => end.receive(),
-    get rtt() {
-      return end.rtt;
-    },
-    get bitsPerSecond() {
-      return end.bitsPerSecond;
-    },
-    get sentBytes() {
-      return end.sentBytes;
-    },
-    close: () => end.close(),
-  };
-}
+import { tapped } from "./helpers/simulate.js";
 
 /** A channel end that yields `frames` and then ends; what is sent on it is dropped. */
 function replaying(frames: readonly Uint8Array[]): Channel {
@@ -91,7 +71,7 @@ describe("Source and Destination", () => {
       const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
       const frames: Uint8Array[] = [];
       try {
-        const stats = await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec });
+        const stats = await migrate("precopy", { workload: w, clock, source: tapped(link.a, (frame) => void frames.push(frame.slice())), destination: link.b, codec });
         expect(stats.rounds.length).toBeGreaterThan(1);
         expect(frames.reduce((n, f) => n + f.byteLength, 0)).toBe(stats.transferred);
 
@@ -113,7 +93,7 @@ describe("Source and Destination", () => {
     const link = new SimulatedLink(clock, { bitsPerSecond: 100e6, rtt: 0.002 });
     const frames: Uint8Array[] = [];
     try {
-      await migrate("precopy", { workload: w, clock, source: recording(link.a, frames), destination: link.b, codec: "raw" });
+      await migrate("precopy", { workload: w, clock, source: tapped(link.a, (frame) => void frames.push(frame.slice())), destination: link.b, codec: "raw" });
       await check(w, frames);
     } finally {
       await w.close();

@@ -18,9 +18,8 @@ import { decodeFrame } from "../src/wire/decoder.js";
 import { codecNames } from "../src/codecs/registry.js";
 import { SimulatedLink } from "../src/net/link.js";
 import { LoopbackPair } from "../src/net/loopback.js";
-import type { Channel } from "../src/net/channel.js";
 import { TRACE_NAMES, sharedAvailable, tracePath, type TraceName } from "./helpers/traces.js";
-import { FREE_CPU, LAN, WAN, run } from "./helpers/simulate.js";
+import { FREE_CPU, LAN, WAN, run, tapped } from "./helpers/simulate.js";
 
 function idle(pages: number, seed = 1): Workload {
   return new IdleWorkload(syntheticGuest(pages, { seed }));
@@ -89,41 +88,6 @@ describe("pre-copy, analytic cases", () => {
   });
 });
 
-/** Wraps the source's end: records every page index the source sends. */
-function recordingSource(end: Channel, sent: number[], requested: number[], other: Channel): [Channel, Channel] {
-  const source: Channel = {
-    get rtt() {
-      return end.rtt;
-    },
-    get sentBytes() {
-      return end.sentBytes;
-    },
-    send(frame) {
-      const decoded = decodeFrame(frame);
-      if (decoded.type === "pages") sent.push(...decoded.indices);
-      return end.send(frame);
-    },
-    receive: () => end.receive(),
-    close: () => end.close(),
-  };
-  const destination: Channel = {
-    get rtt() {
-      return other.rtt;
-    },
-    get sentBytes() {
-      return other.sentBytes;
-    },
-    send(frame) {
-      const decoded = decodeFrame(frame);
-      if (decoded.type === "page-request") requested.push(...decoded.pages);
-      return other.send(frame);
-    },
-    receive: () => other.receive(),
-    close: () => other.close(),
-  };
-  return [source, destination];
-}
-
 describe("post-copy", () => {
   it("sends every non-zero page exactly once, never requests a zero page, pre-pages around faults", async () => {
     const workload = poisson(4096, 0.5, 7);
@@ -133,7 +97,15 @@ describe("post-copy", () => {
     const link = new SimulatedLink(clock, WAN);
     const sent: number[] = [];
     const requested: number[] = [];
-    const [source, destination] = recordingSource(link.a, sent, requested, link.b);
+    // The source's pages as it sends them, the destination's requests as it makes them.
+    const source = tapped(link.a, (frame) => {
+      const decoded = decodeFrame(frame);
+      if (decoded.type === "pages") sent.push(...decoded.indices);
+    });
+    const destination = tapped(link.b, (frame) => {
+      const decoded = decodeFrame(frame);
+      if (decoded.type === "page-request") requested.push(...decoded.pages);
+    });
     const stats = await migrate("postcopy", { workload, clock, source, destination, codec: "lz4" });
     await workload.close();
     workload.guest.dispose();
@@ -398,18 +370,9 @@ describe("errors", () => {
     const clock = new VirtualClock();
     const link = new SimulatedLink(clock, LAN);
     let frames = 0;
-    const source: Channel = {
-      rtt: link.a.rtt,
-      get sentBytes() {
-        return link.a.sentBytes;
-      },
-      send(frame) {
-        if (++frames === 3) frame[frame.length - 10]! ^= 0x40;
-        return link.a.send(frame);
-      },
-      receive: () => link.a.receive(),
-      close: () => link.a.close(),
-    };
+    const source = tapped(link.a, (frame) => {
+      if (++frames === 3) frame[frame.length - 10]! ^= 0x40;
+    });
     await expect(migrate("precopy", { workload, clock, source, destination: link.b, codec: "raw" })).rejects.toThrow(CodecError);
     workload.guest.dispose();
   });
@@ -420,23 +383,14 @@ describe("errors", () => {
     const link = new SimulatedLink(clock, LAN);
     let switched = false;
     let dropped: number[] = [];
-    const source: Channel = {
-      rtt: link.a.rtt,
-      get sentBytes() {
-        return link.a.sentBytes;
-      },
-      send(frame) {
-        const decoded = decodeFrame(frame);
-        if (decoded.type === "switch-over") switched = true;
-        else if (switched && decoded.type === "pages" && dropped.length === 0) {
-          dropped = [...decoded.indices];
-          return Promise.resolve();
-        }
-        return link.a.send(frame);
-      },
-      receive: () => link.a.receive(),
-      close: () => link.a.close(),
-    };
+    const source = tapped(link.a, (frame) => {
+      const decoded = decodeFrame(frame);
+      if (decoded.type === "switch-over") switched = true;
+      else if (switched && decoded.type === "pages" && dropped.length === 0) {
+        dropped = [...decoded.indices];
+        return false;
+      }
+    });
     const failure = migrate("postcopy", { workload, clock, source, destination: link.b, codec: "raw" }).catch((err: unknown) => err);
     const error = await failure;
     workload.guest.dispose();
