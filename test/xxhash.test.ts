@@ -115,53 +115,49 @@ function splitFeed(data: Uint8Array, cuts: number[], update: (piece: Uint8Array)
 }
 
 describe("xxHash sanity vectors (tests/sanity_test.c buffer)", () => {
-  it("XXH32 one-shot, streaming whole, byte by byte, with seeds 0 and PRIME32", () => {
-    const h = new Xxh32Hasher();
-    for (const [len, plain, seeded] of XXH32_VECTORS) {
-      const data = SANITY.subarray(0, len);
-      for (const [seed, want] of [[0, plain], [Number(PRIME32), seeded]] as const) {
-        expect(xxh32(data, seed), `len ${len} seed ${seed}`).toBe(want);
-        expect(h.reset(seed).update(data).digest()).toBe(want);
-        h.reset(seed);
-        for (let i = 0; i < len; i++) h.update(data.subarray(i, i + 1));
-        expect(h.digest(), `bytewise len ${len}`).toBe(want);
-      }
-    }
-    h.dispose();
-  });
+  /** Interface of the three streaming hashers, as this test drives them. */
+  interface Streaming<Seed, Digest> {
+    reset(seed: Seed): Streaming<Seed, Digest>;
+    update(data: Uint8Array): Streaming<Seed, Digest>;
+    digest(): Digest;
+    dispose(): void;
+  }
 
-  it("XXH64 one-shot, streaming whole, byte by byte, with seeds 0 and PRIME32", () => {
-    const h = new Xxh64Hasher();
-    for (const [len, plain, seeded] of XXH64_VECTORS) {
+  /** One-shot, streaming whole, byte by byte and cut at `cuts`, for both seeds of every vector. */
+  function checkVectors<Seed, Digest>(
+    h: Streaming<Seed, Digest>,
+    oneShot: (data: Uint8Array, seed: Seed) => Digest,
+    vectors: [number, Digest, Digest][],
+    seeds: [Seed, Seed],
+    cuts: number[],
+  ): void {
+    for (const [len, plain, seeded] of vectors) {
       const data = SANITY.subarray(0, len);
-      for (const [seed, want] of [[0n, plain], [PRIME32, seeded]] as const) {
-        expect(xxh64(data, seed), `len ${len} seed ${seed}`).toBe(want);
+      for (const [seed, want] of [[seeds[0], plain], [seeds[1], seeded]] as const) {
+        expect(oneShot(data, seed), `len ${len} seed ${seed}`).toBe(want);
         expect(h.reset(seed).update(data).digest()).toBe(want);
         h.reset(seed);
         for (let i = 0; i < len; i++) h.update(data.subarray(i, i + 1));
         expect(h.digest(), `bytewise len ${len}`).toBe(want);
-      }
-    }
-    h.dispose();
-  });
-
-  it("XXH3-64 one-shot, streaming whole, byte by byte and split, with seeds 0 and PRIME64", () => {
-    const h = new Xxh3Hasher();
-    for (const [len, plain, seeded] of XXH3_VECTORS) {
-      const data = SANITY.subarray(0, len);
-      for (const [seed, want] of [[0n, plain], [PRIME64, seeded]] as const) {
-        expect(xxh3(data, seed), `len ${len} seed ${seed}`).toBe(want);
-        expect(h.reset(seed).update(data).digest()).toBe(want);
         h.reset(seed);
-        for (let i = 0; i < len; i++) h.update(data.subarray(i, i + 1));
-        expect(h.digest(), `bytewise len ${len}`).toBe(want);
-        // Cuts at every stripe/buffer edge the streaming state has.
-        h.reset(seed);
-        splitFeed(data, [63, 64, 65, 255, 256, 257, 1023, 1024, 1025, 1100], (p) => h.update(p));
+        splitFeed(data, cuts, (p) => h.update(p));
         expect(h.digest(), `split len ${len}`).toBe(want);
       }
     }
     h.dispose();
+  }
+
+  // Cuts at every stripe/buffer edge each streaming state has (16-byte stripes, 32-byte stripes, XXH3's 64-byte stripes, 256-byte buffer and 1024-byte blocks).
+  it("XXH32 one-shot, streaming whole, byte by byte and split, with seeds 0 and PRIME32", () => {
+    checkVectors(new Xxh32Hasher(), xxh32, XXH32_VECTORS, [0, Number(PRIME32)], [3, 15, 16, 17, 31, 32, 33, 47, 48, 70]);
+  });
+
+  it("XXH64 one-shot, streaming whole, byte by byte and split, with seeds 0 and PRIME32", () => {
+    checkVectors(new Xxh64Hasher(), xxh64, XXH64_VECTORS, [0n, PRIME32], [3, 31, 32, 33, 63, 64, 65, 70]);
+  });
+
+  it("XXH3-64 one-shot, streaming whole, byte by byte and split, with seeds 0 and PRIME64", () => {
+    checkVectors(new Xxh3Hasher(), xxh3, XXH3_VECTORS, [0n, PRIME64], [63, 64, 65, 255, 256, 257, 1023, 1024, 1025, 1100]);
   });
 
   it("prints digests in canonical big-endian hex", () => {
