@@ -187,25 +187,7 @@ export function xxh32Reset(state: usize, seed: u32): void {
 }
 
 export function xxh32Update(state: usize, input: usize, len: usize): void {
-  store<u64>(state + S32_TOTAL, load<u64>(state + S32_TOTAL) + <u64>len);
-  let buffered = <usize>load<u32>(state + S32_BUFFERED);
-  if (buffered + len < 16) {
-    memory.copy(state + S32_BUFFER + buffered, input, len);
-    store<u32>(state + S32_BUFFERED, <u32>(buffered + len));
-    return;
-  }
-  if (buffered) {
-    const fill: usize = 16 - buffered;
-    memory.copy(state + S32_BUFFER + buffered, input, fill);
-    xxh32Stripes(state, state + S32_BUFFER, 1);
-    input += fill;
-    len -= fill;
-  }
-  const stripes = len >> 4;
-  xxh32Stripes(state, input, stripes);
-  buffered = len & 15;
-  memory.copy(state + S32_BUFFER, input + (stripes << 4), buffered);
-  store<u32>(state + S32_BUFFERED, <u32>buffered);
+  bufferedUpdate<u32>(state, input, len, S32_BUFFER, S32_TOTAL, S32_BUFFERED);
 }
 
 export function xxh32Digest(state: usize): u32 {
@@ -333,29 +315,51 @@ export function xxh64Reset(state: usize, seed: u64): void {
 }
 
 export function xxh64Update(state: usize, input: usize, len: usize): void {
-  store<u64>(state + S64_TOTAL, load<u64>(state + S64_TOTAL) + <u64>len);
-  let buffered = <usize>load<u32>(state + S64_BUFFERED);
-  if (buffered + len < 32) {
-    memory.copy(state + S64_BUFFER + buffered, input, len);
-    store<u32>(state + S64_BUFFERED, <u32>(buffered + len));
-    return;
-  }
-  if (buffered) {
-    const fill: usize = 32 - buffered;
-    memory.copy(state + S64_BUFFER + buffered, input, fill);
-    xxh64Stripes(state, state + S64_BUFFER, 1);
-    input += fill;
-    len -= fill;
-  }
-  const stripes = len >> 5;
-  xxh64Stripes(state, input, stripes);
-  buffered = len & 31;
-  memory.copy(state + S64_BUFFER, input + (stripes << 5), buffered);
-  store<u32>(state + S64_BUFFERED, <u32>buffered);
+  bufferedUpdate<u64>(state, input, len, S64_BUFFER, S64_TOTAL, S64_BUFFERED);
 }
 
 export function xxh64Digest(state: usize): u64 {
   return xxh64Finish(state, load<u64>(state + S64_SEED), load<u64>(state + S64_TOTAL), state + S64_BUFFER, load<u32>(state + S64_BUFFERED));
+}
+
+// ---------------------------------------------------------------- XXH32 and XXH64 streaming
+
+/**
+ * The streaming update XXH32 and XXH64 share (their states differ only in
+ * where things lie): whole stripes of four T lanes go through the lanes at
+ * once, a partial one waits in the state's buffer for the next call.
+ * `buffer`, `total` (u64) and `buffered` (u32) are offsets into the state.
+ */
+// @ts-ignore: decorator
+@inline
+function bufferedUpdate<T>(state: usize, input: usize, len: usize, buffer: usize, total: usize, bufferedAt: usize): void {
+  const stripe: usize = 4 * sizeof<T>();
+  store<u64>(state + total, load<u64>(state + total) + <u64>len);
+  let buffered = <usize>load<u32>(state + bufferedAt);
+  if (buffered + len < stripe) {
+    memory.copy(state + buffer + buffered, input, len);
+    store<u32>(state + bufferedAt, <u32>(buffered + len));
+    return;
+  }
+  if (buffered) {
+    const fill = stripe - buffered;
+    memory.copy(state + buffer + buffered, input, fill);
+    laneStripes<T>(state, state + buffer, 1);
+    input += fill;
+    len -= fill;
+  }
+  const stripes = len / stripe;
+  laneStripes<T>(state, input, stripes);
+  buffered = len % stripe;
+  memory.copy(state + buffer, input + stripes * stripe, buffered);
+  store<u32>(state + bufferedAt, <u32>buffered);
+}
+
+// @ts-ignore: decorator
+@inline
+function laneStripes<T>(lanes: usize, input: usize, stripes: usize): void {
+  if (sizeof<T>() == 4) xxh32Stripes(lanes, input, stripes);
+  else xxh64Stripes(lanes, input, stripes);
 }
 
 // ---------------------------------------------------------------- XXH3-64
