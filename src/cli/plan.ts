@@ -8,6 +8,8 @@ import { plan, type Plan } from "../adaptive/plan.js";
 import { predict, type Prediction, type PredictOptions } from "../adaptive/predict.js";
 import { profileTrace, type Profile } from "../adaptive/profile.js";
 import { UsageError, durationOption, intOption, onePositional, parse, rateOption, sizeOption } from "./args.js";
+import { seconds } from "./migrate.js";
+import { markedTable, type Column } from "./table.js";
 
 export const summary = "Predicts T, U, D and Γ of each strategy for a pagetrace over a link, and plans the fractional hybrid-copy's (M, S).";
 export const usage = `usage: pagemill plan TRACE [--disk DISK.ptrace.gz] [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms]
@@ -16,10 +18,6 @@ export const usage = `usage: pagemill plan TRACE [--disk DISK.ptrace.gz] [--band
   predictor models a disk with the fractional strategy only, so only the plan's row is predicted).`;
 
 const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
-
-function ms(s: number): string {
-  return s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(3)} s`;
-}
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -56,27 +54,23 @@ export async function run(args: string[]): Promise<number> {
   const started = performance.now();
   const strategies: Prediction[] = profile.disk ? [] : STRATEGIES.map((s) => predict(profile.memory, s, options));
   const best: Plan = plan(profile, options);
-  const seconds = (performance.now() - started) / 1000;
+  const wallSeconds = (performance.now() - started) / 1000;
   if (values.json) {
-    console.log(JSON.stringify({ trace: path, ...(diskPath !== undefined && { disk: diskPath }), link: { bitsPerSecond: options.bitsPerSecond, rtt: options.rtt }, model, strategies, plan: best, timeUnit: "s", wallSeconds: seconds }, null, 2));
+    console.log(JSON.stringify({ trace: path, ...(diskPath !== undefined && { disk: diskPath }), link: { bitsPerSecond: options.bitsPerSecond, rtt: options.rtt }, model, strategies, plan: best, timeUnit: "s", wallSeconds }, null, 2));
     return 0;
   }
   const diskLine = profile.disk ? `, disk ${diskPath} (${profile.disk.pageCount} blocks)` : "";
-  console.log(`${path}: ${profile.memory.pageCount} pages${diskLine}, link ${(options.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, RTT ${ms(options.rtt)}, model ${model}, δT ${deltaT} s`);
-  const rows = [...strategies, best.prediction].map((p) => [
-    p.strategy === "fractional" ? `fractional M=${best.memoryPrecopy}% S=${best.storagePrecopy}%` : p.strategy,
-    ms(p.totalTime),
-    ms(p.remoteUptime),
-    ms(p.downtime),
-    ms(p.faultStall),
-    p.gamma.toFixed(4),
-  ]);
-  const head = ["strategy", "T", "U", "D", "fault stall", "Γ"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
-  console.log(line(head));
-  for (const r of rows) console.log(line(r));
+  console.log(`${path}: ${profile.memory.pageCount} pages${diskLine}, link ${(options.bitsPerSecond / 1e6).toFixed(1)} Mbit/s, RTT ${seconds(options.rtt)}, model ${model}, δT ${deltaT} s`);
+  const columns: Column<Prediction>[] = [
+    { label: "strategy", show: (p) => (p.strategy === "fractional" ? `fractional M=${best.memoryPrecopy}% S=${best.storagePrecopy}%` : p.strategy) },
+    { label: "T", show: (p) => seconds(p.totalTime) },
+    { label: "U", show: (p) => seconds(p.remoteUptime) },
+    { label: "D", show: (p) => seconds(p.downtime) },
+    { label: "fault stall", show: (p) => seconds(p.faultStall) },
+    { label: "Γ", show: (p) => p.gamma.toFixed(4) },
+  ];
+  console.log(markedTable(columns, [...strategies, best.prediction]));
   const storage = profile.disk ? `the ${best.storagePrecopy}% coldest disk blocks first, then` : "(S = 0: no disk)";
-  console.log(`\nplan: pre-copy ${profile.disk ? storage + " " : ""}the ${best.memoryPrecopy}% coldest pages, then post-copy the rest${profile.disk ? "" : " " + storage}; ${best.evaluations} predictions, ${seconds.toFixed(2)} s`);
+  console.log(`\nplan: pre-copy ${profile.disk ? storage + " " : ""}the ${best.memoryPrecopy}% coldest pages, then post-copy the rest${profile.disk ? "" : " " + storage}; ${best.evaluations} predictions, ${wallSeconds.toFixed(2)} s`);
   return 0;
 }
