@@ -66,7 +66,16 @@ describe("pagemill compare", () => {
       // a model workload is no trace: nothing to predict from
       expect(text).not.toMatch(/\d%/);
       expect(text).toMatch(/^precopy\+auto-converge\s+lz4\s/m);
-      for (const column of ["T", "D", "bytes"]) expect(text.split("\n").some((l) => /\d \*/.test(l)), column).toBe(true);
+      // Each column's cells lie under its run of dashes in the rule below the header.
+      const lines = text.split("\n");
+      const header = lines.findIndex((l) => l.startsWith("method"));
+      const spans = [...lines[header + 1]!.matchAll(/-+/g)].map((m) => [m.index!, m.index! + m[0].length] as const);
+      const labels = spans.map(([from, to]) => lines[header]!.slice(from, to).trim());
+      const rows = lines.slice(header + 2, lines.indexOf("", header));
+      for (const column of ["T", "D", "bytes"]) {
+        const [from, to] = spans[labels.indexOf(column)]!;
+        expect(rows.filter((l) => / \*$/.test(l.slice(from, to))).length, column).toBeGreaterThan(0);
+      }
       expect(text).toMatch(/wall time/);
       expect(stderr).not.toHaveBeenCalled();
     } finally {
