@@ -664,8 +664,8 @@ function writeSwitchover(bytes: Uint8Array, at: number, stateLength: number, rec
  * map (of `pageCount` pages), the header and the checks, and copies the
  * frame once into memory also made ready. Encoding the record at the stop
  * (encodeSwitchover, then encodeControl) allocated and copied the state
- * twice and staged it into fresh linear memory to hash it: 0.2-1.3 ms for
- * 256 KiB here, inside the downtime. `stop`: the records will carry the
+ * twice and staged it into fresh linear memory to hash it: 0.4-1.9 ms for
+ * 256 KiB in traced runs here, inside the downtime. `stop`: the records will carry the
  * stop times (version 2). frame() gives the same bytes as
  * encodeControl({ type: "switch-over", state: encodeSwitchover(...) }).
  */
@@ -673,10 +673,9 @@ export class SwitchoverFrame extends Owned {
   private readonly scratch = new Scratch();
   private readonly at: number;
   private readonly head: number;
+  private readonly stateLength: number;
   /** where frame() copies the frame: its pages touched once here, not at the stop */
   private readonly out: Uint8Array;
-
-  private readonly stateLength: number;
 
   constructor(
     state: Uint8Array,
