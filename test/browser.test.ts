@@ -14,7 +14,7 @@ import type { Server } from "node:http";
 import type { Browser } from "puppeteer-core";
 import { serveDirectory } from "../src/cli/serve.js";
 import type { SurveyReport } from "../src/codecs/survey.js";
-import { launchChromium } from "./helpers/chromium.js";
+import { launchChromium, pageProblems } from "./helpers/chromium.js";
 import { withoutTools } from "./helpers/tools.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -82,10 +82,7 @@ describe.skipIf(withoutTools("chromium"))("examples/browser in headless Chromium
 
   it("counts a shipped image as scan and pack do in Node, with no console error or failed request", async () => {
     const page = await browser.newPage();
-    const problems: string[] = [];
-    page.on("console", (msg) => msg.type() === "error" && problems.push(`console: ${msg.text()}`));
-    page.on("pageerror", (err) => problems.push(`page: ${String(err)}`));
-    page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()}`));
+    const problems = pageProblems(page);
     page.on("response", (res) => res.status() >= 400 && problems.push(`HTTP ${res.status()}: ${res.url()}`));
     await page.goto(`${origin}/examples/browser/?image=../../${IMAGE}`);
     await page.waitForSelector("body[data-state=done], body[data-state=error]", { timeout: 60_000 });

@@ -15,7 +15,7 @@ import { simulationSetup } from "../src/cli/migrate.js";
 import { compareReport } from "../src/cli/report.js";
 import type { StrategyName } from "../src/engine/metrics.js";
 import { commandOutput } from "./helpers/migrate.js";
-import { launchChromium } from "./helpers/chromium.js";
+import { launchChromium, pageProblems } from "./helpers/chromium.js";
 import { withoutTools } from "./helpers/tools.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-report-"));
@@ -51,10 +51,7 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     const page = await browser.newPage();
     await page.setViewport({ width: 1200, height: 1500 });
     const url = pathToFileURL(file).href;
-    const problems: string[] = [];
-    page.on("console", (msg) => msg.type() === "error" && problems.push(`console: ${msg.text()}`));
-    page.on("pageerror", (err) => problems.push(`page: ${String(err)}`));
-    page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()}`));
+    const problems = pageProblems(page);
     page.on("request", (req) => req.url() !== url && !req.url().startsWith("data:") && problems.push(`fetched: ${req.url()}`));
     await page.goto(url);
     await page.waitForSelector("body[data-state=done]", { timeout: 30_000 });
