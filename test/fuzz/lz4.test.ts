@@ -170,7 +170,9 @@ describe("lz4 decoder fuzzing", () => {
               }
             } catch (e) {
               expect(e).toBeInstanceOf(CodecError);
+              // The page it names is one of the batch's.
               expect((e as CodecError).page).toBeGreaterThanOrEqual(0);
+              expect((e as CodecError).page).toBeLessThan(bad.count);
             }
           } finally {
             batch.dispose();
