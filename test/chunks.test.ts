@@ -145,6 +145,26 @@ describe("ChunkedPages", () => {
     );
   });
 
+  it("works where there is no SharedArrayBuffer (a browser page not cross-origin isolated), refusing only to locate pages", () => {
+    const shared = globalThis.SharedArrayBuffer;
+    const global = globalThis as { SharedArrayBuffer?: unknown };
+    delete global.SharedArrayBuffer;
+    try {
+      const store = new ChunkedPages(16, PS);
+      const content = mixedPages(PS, 2, 4).subarray(PS, 2 * PS);
+      store.write(3, content);
+      store.zero(3);
+      store.write(5, content);
+      const page = new Uint8Array(2 * PS).fill(1);
+      store.readRange(4, 2, page, 0);
+      expect(page.subarray(0, PS).every((b) => b === 0)).toBe(true);
+      expect(Buffer.compare(page.subarray(PS), content)).toBe(0);
+      expect(() => store.locate([5])).toThrow(/no SharedArrayBuffer/);
+    } finally {
+      global.SharedArrayBuffer = shared;
+    }
+  });
+
   it("fillZero zeros exactly its range, in shared memory and in private memory", () => {
     for (const bytes of [new Uint8Array(new SharedArrayBuffer(3 * PS + 100)), new Uint8Array(3 * PS + 100)]) {
       bytes.fill(5);

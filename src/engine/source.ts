@@ -408,7 +408,7 @@ export class Source {
 
   /** Loads `pages` (at most batchPages) into `into` from byte `at` as this end sends them: the memory, or a page's switch-over content. Returns whether any page is switch-over content. */
   private loadPages(pages: ArrayLike<number>, into: Uint8Array, at: number): boolean {
-    readPages(this.guest.memory, pages, into, at);
+    readPages(this.guest.memory, this.settings.pageSize, pages, into, at);
     if (!this.switchover.size) return false;
     const ps = this.settings.pageSize;
     let saved = false;

@@ -194,7 +194,9 @@ export class ChunkedPages implements PageMemory {
       const slab = Math.floor(slot / this.slotsPerSlab);
       let position = positions.get(slab);
       if (position === undefined) {
-        position = buffers.push(this.slabs[slab]!.buffer as SharedArrayBuffer) - 1;
+        const memory = this.slabs[slab]!.buffer;
+        if (typeof SharedArrayBuffer !== "function" || !(memory instanceof SharedArrayBuffer)) throw new PagemillError("this runtime has no SharedArrayBuffer: pages cannot be located for another thread");
+        position = buffers.push(memory) - 1;
         positions.set(slab, position);
       }
       buffer[k] = position;
@@ -250,8 +252,11 @@ export class ChunkedPages implements PageMemory {
       fillZero(this.slabs[Math.floor(reused / this.slotsPerSlab)]!, at, at + this.chunkBytes);
       return reused;
     }
-    // Shared memory, so other threads (parallel channels) read pages where they lie (locate).
-    if (this.slotCount === this.slabs.length * this.slotsPerSlab) this.slabs.push(new Uint8Array(new SharedArrayBuffer(this.slotsPerSlab * this.chunkBytes)));
+    // Shared memory where there is any, so other threads (parallel channels) read pages where they lie (locate).
+    if (this.slotCount === this.slabs.length * this.slotsPerSlab) {
+      const bytes = this.slotsPerSlab * this.chunkBytes;
+      this.slabs.push(new Uint8Array(typeof SharedArrayBuffer === "function" ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)));
+    }
     return this.slotCount++;
   }
 

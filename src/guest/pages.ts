@@ -183,7 +183,8 @@ export function zeroPage(pageSize: number): Buffer {
 
 /** Zeros `into` from byte `from` to `to` (fill() on a SharedArrayBuffer's bytes runs byte by byte in V8: about 15 times slower than copying zeros). */
 export function fillZero(into: Uint8Array, from: number, to: number): void {
-  if (!(into.buffer instanceof SharedArrayBuffer)) {
+  // (A browser page that is not cross-origin isolated has no SharedArrayBuffer.)
+  if (typeof SharedArrayBuffer === "undefined" || !(into.buffer instanceof SharedArrayBuffer)) {
     into.fill(0, from, to);
     return;
   }
@@ -209,14 +210,18 @@ export function flatBytes(memory: PageMemory): Uint8Array {
   return bytes;
 }
 
-/** Pages `indices` of `memory` into `into` from byte `at`, back to back: one readRange per run of consecutive pages. */
-export function readPages(memory: PageMemory, indices: ArrayLike<number>, into: Uint8Array, at: number): void {
-  const ps = memory.pageSize;
+/**
+ * Pages `indices` of `source` into `into` from byte `at`, back to back: one
+ * copy per run of consecutive pages. `source`: a PageMemory, or bytes with
+ * page i at i·pageSize (no Node Buffer involved: browsers load this too).
+ */
+export function readPages(source: PageMemory | Uint8Array, pageSize: number, indices: ArrayLike<number>, into: Uint8Array, at: number): void {
   for (let k = 0, n = indices.length; k < n; ) {
     const first = indices[k]!;
     let run = 1;
     while (k + run < n && indices[k + run] === first + run) run++;
-    memory.readRange(first, run, into, at + k * ps);
+    if (source instanceof Uint8Array) into.set(source.subarray(first * pageSize, (first + run) * pageSize), at + k * pageSize);
+    else source.readRange(first, run, into, at + k * pageSize);
     k += run;
   }
 }

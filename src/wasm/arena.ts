@@ -46,26 +46,26 @@ export class PageBatch extends Owned {
   load(source: PageSource | PageMemory, indices: ArrayLike<number>): this {
     this.live();
     const ps = this.pageSize;
-    let memory: PageMemory;
+    let memory: PageMemory | Uint8Array;
+    let limit: number;
     if (isPageMemory(source)) {
       if (source.pageSize !== ps) throw new RangeError(`source has ${source.pageSize} B pages, the batch ${ps} B`);
       memory = source;
+      limit = source.pageCount;
     } else {
-      // Bytes: their whole pages (a tail shorter than a page is no page).
-      const bytes = asBytes(source, "source");
-      memory = new FlatPages(bytes.subarray(0, bytes.byteLength - (bytes.byteLength % ps)), ps);
+      memory = asBytes(source, "source");
+      limit = Math.floor(memory.byteLength / ps);
     }
     checkArrayLike("indices", indices);
     const n = indices.length;
     checkInteger("indices.length", n, 0, this.capacity);
-    const limit = memory.pageCount;
     for (let k = 0; k < n; k++) {
       const p = indices[k]!;
       if (!Number.isInteger(p) || p < 0 || p >= limit) {
         throw new RangeError(`indices[${k}] = ${p} is not a page of source (${limit} whole pages of ${ps} bytes)`);
       }
     }
-    readPages(memory, indices, this.owner.heap.bytes(), this.ptr);
+    readPages(memory, ps, indices, this.owner.heap.bytes(), this.ptr);
     this.count = n;
     return this;
   }
