@@ -164,18 +164,25 @@ function asBytes(chunk: unknown): Uint8Array {
   throw new TypeError("a frame stream carries bytes (Uint8Array or ArrayBuffer)");
 }
 
+/** Runs a Node Transform's step, then calls `done`, with what was thrown as the stream's error. */
+function settle(done: TransformCallback, step: () => void): void {
+  try {
+    step();
+    done();
+  } catch (err) {
+    done(err as Error);
+  }
+}
+
 /** Node Transform: EncodeInput objects in, frame bytes out. */
 export function createEncodeStream(options: EncodeStreamOptions = {}): Transform {
   const encoder = new StreamEncoder(options);
   return new Transform({
     writableObjectMode: true,
     transform(input: EncodeInput, _encoding: BufferEncoding, done: TransformCallback) {
-      try {
+      settle(done, () => {
         for (const frame of encoder.encode(input)) this.push(frame);
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
+      });
     },
     destroy(err, done) {
       encoder.dispose();
@@ -190,20 +197,12 @@ export function createDecodeStream(options: DecodeStreamOptions = {}): Transform
   return new Transform({
     readableObjectMode: true,
     transform(chunk: unknown, _encoding: BufferEncoding, done: TransformCallback) {
-      try {
+      settle(done, () => {
         for (const frame of decoder.push(asBytes(chunk))) this.push(frame);
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
+      });
     },
     flush(done: TransformCallback) {
-      try {
-        decoder.finish();
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
+      settle(done, () => decoder.finish());
     },
     destroy(err, done) {
       decoder.dispose();
