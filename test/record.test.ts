@@ -46,18 +46,23 @@ interface Target {
   send(command: string): Promise<void>;
 }
 
-async function startTarget(): Promise<Target> {
-  const child = spawn("python3", ["-c", TARGET]);
+/** A python3 child running `script`, and the next line of its stdout each time `line` is called. */
+function python(script: string): { child: ChildProcessWithoutNullStreams; line: () => Promise<string> } {
+  const child = spawn("python3", ["-c", script]);
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const first = await lines.next();
-  const address = BigInt(first.value as string);
+  return { child, line: async () => (await lines.next()).value as string };
+}
+
+async function startTarget(): Promise<Target> {
+  const { child, line } = python(TARGET);
+  const address = BigInt(await line());
   return {
     child,
     address,
     async send(command) {
       child.stdin.write(`${command}\n`);
       if (command === "x") return;
-      expect((await lines.next()).value).toBe("ok");
+      expect(await line()).toBe("ok");
     },
   };
 }
@@ -228,7 +233,7 @@ describe("pagemill record", () => {
     writeFileSync(file, new Uint8Array(8 * 4096));
     // Three mappings of 8 pages (shared anonymous, memfd, private) and a shared file mapping;
     // "w K N V" fills page N of mapping K with byte V.
-    const child = spawn("python3", ["-c", `
+    const { child, line } = python(`
 import ctypes, mmap, os, sys
 shared = mmap.mmap(-1, 8 * 4096)
 fd = os.memfd_create("pagemill-test")
@@ -248,14 +253,13 @@ for line in sys.stdin:
     k, n, v = map(int, args)
     maps[k][n * 4096:(n + 1) * 4096] = bytes([v]) * 4096
     print("ok", flush=True)
-`]);
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+`);
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += String(d)));
-    const addresses = ((await lines.next()).value as string).split(" ").map((a) => BigInt(a));
+    const addresses = (await line()).split(" ").map((a) => BigInt(a));
     const send = async (command: string) => {
       child.stdin.write(`${command}\n`);
-      expect((await lines.next()).value, stderr).toBe("ok");
+      expect(await line(), stderr).toBe("ok");
     };
     try {
       for (const include of [false, true]) {
@@ -294,7 +298,7 @@ for line in sys.stdin:
 
   it("records one mapping alone with --mapping (a VM's guest RAM), and names the pid and the pattern when none matches", async () => {
     // A memfd "guest RAM" of 8 pages next to private memory of the same size; "w N V" fills memfd page N with byte V.
-    const child = spawn("python3", ["-c", `
+    const { child, line } = python(`
 import ctypes, mmap, os, sys
 fd = os.memfd_create("ram")
 os.ftruncate(fd, 8 * 4096)
@@ -310,9 +314,8 @@ for line in sys.stdin:
     n, v = map(int, args)
     ram[n * 4096:(n + 1) * 4096] = bytes([v]) * 4096
     print("ok", flush=True)
-`]);
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const address = BigInt((await lines.next()).value as string);
+`);
+    const address = BigInt(await line());
     try {
       const out = join(dir, "mapping.ptrace.gz");
       const result = await recordProcess(child.pid!, {
@@ -323,7 +326,7 @@ for line in sys.stdin:
         onPass: async ({ epoch }) => {
           if (epoch !== 0) return;
           child.stdin.write("w 5 77\n");
-          expect((await lines.next()).value).toBe("ok");
+          expect(await line()).toBe("ok");
         },
       });
       expect(result).toMatchObject({ pages: 8, epochs: 1 });
@@ -346,7 +349,7 @@ for line in sys.stdin:
 
   /** A child whose memfd "ram" of `pages` pages (each first byte 1) is the mapping recorded; `write(n, v)` fills page n with v. */
   async function memfdChild(pages: number) {
-    const child = spawn("python3", ["-c", `
+    const { child, line } = python(`
 import ctypes, mmap, os, sys
 fd = os.memfd_create("ram")
 os.ftruncate(fd, ${pages} * 4096)
@@ -358,14 +361,13 @@ for line in sys.stdin:
     n, v = map(int, line.split())
     ram[n * 4096:(n + 1) * 4096] = bytes([v]) * 4096
     print("ok", flush=True)
-`]);
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    expect((await lines.next()).value).toBe("ready");
+`);
+    expect(await line()).toBe("ready");
     return {
       child,
       async write(n: number, v: number) {
         child.stdin.write(`${n} ${v}\n`);
-        expect((await lines.next()).value).toBe("ok");
+        expect(await line()).toBe("ok");
       },
     };
   }
@@ -405,7 +407,7 @@ for line in sys.stdin:
 
   it("with a sweep, reads the pages that changed during the image pass again before time 0, and every pass after", async () => {
     // 32768 pages (128 MiB, slices of 8192 with a sweep of 4); page 30000, in the last slice, changes every millisecond.
-    const child = spawn("python3", ["-c", `
+    const { child, line } = python(`
 import mmap, os, time
 fd = os.memfd_create("ram")
 os.ftruncate(fd, 32768 * 4096)
@@ -418,9 +420,8 @@ while True:
     k = k % 250 + 1
     ram[30000 * 4096 + 8] = k
     time.sleep(0.001)
-`]);
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    expect((await lines.next()).value).toBe("ready");
+`);
+    expect(await line()).toBe("ready");
     const out = join(dir, "settled.ptrace.gz");
     try {
       await recordProcess(child.pid!, { interval: 0.1, duration: 0.3, sweep: 4, mapping: "memfd:ram", out });
