@@ -12,13 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PageBatch, PagemillError } from "../src/index.js";
 import { writeCostTable } from "../src/cli/bench.js";
-import { main } from "../src/cli/main.js";
 import { loadCostTable } from "../src/codecs/cost.js";
 import { packImage } from "../src/cli/pack.js";
 import { unpackFile } from "../src/cli/unpack.js";
 import { checkDistinct, writeAtomically } from "../src/files.js";
 import { recordFile } from "../src/guest/recorder.js";
 import { FrameEncoder } from "../src/wire/pipeline.js";
+import { pagemill } from "./helpers/migrate.js";
 import { randomBytes } from "./helpers/random.js";
 
 let dir: string;
@@ -33,21 +33,6 @@ beforeAll(async () => {
   writeFileSync(image, pages);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Runs the CLI quietly; returns its exit code and what it printed to stderr. */
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const err: string[] = [];
-  const spies = [
-    vi.spyOn(console, "log").mockImplementation(() => undefined),
-    vi.spyOn(console, "error").mockImplementation((...parts: unknown[]) => void err.push(parts.join(" "))),
-    vi.spyOn(process.stderr, "write").mockImplementation(() => true),
-  ];
-  try {
-    return { code: await main(args), err: err.join("\n") };
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
-}
 
 /** No temporary files left beside the outputs. */
 function noLeftovers(): void {
@@ -83,7 +68,7 @@ describe("writeAtomically's target", () => {
     expect(write).not.toHaveBeenCalled();
     expect(readlinkSync(nullLink)).toBe("/dev/null");
     // Through the CLI: bench --out to a link to /dev/null used to replace the link with a file.
-    expect((await cli(["bench", "--calibrate", "--time", "1ms", "--out", nullLink])).err).toMatch(/is a device/);
+    expect((await pagemill(["bench", "--calibrate", "--time", "1ms", "--out", nullLink])).err).toMatch(/is a device/);
     expect(lstatSync(nullLink).isSymbolicLink()).toBe(true);
     noLeftovers();
   });
@@ -106,12 +91,12 @@ describe("writeAtomically's target", () => {
       /^cannot write .*no\/such\/out: no such directory$/,
     );
     const long = join(dir, "n".repeat(250));
-    const { code, err } = await cli(["bench", "--calibrate", "--time", "1ms", "--out", long]);
+    const { code, err } = await pagemill(["bench", "--calibrate", "--time", "1ms", "--out", long]);
     expect(code).toBe(0); // a 250-byte name is a name: the temporary beside it is kept short enough
     expect(err).toBe("");
     expect(readFileSync(long, "utf8")).toMatch(/"codecs"/);
     const tooLong = join(dir, "n".repeat(300));
-    const failed = await cli(["bench", "--calibrate", "--time", "1ms", "--out", tooLong]);
+    const failed = await pagemill(["bench", "--calibrate", "--time", "1ms", "--out", tooLong]);
     expect(failed.err.split("\n")[0]).toMatch(/^pagemill bench: cannot write .*: name too long$/);
     noLeftovers();
   });
@@ -151,7 +136,7 @@ describe("an output that is an input is refused before anything is written", () 
     const link = join(dir, "link.img");
     symlinkSync(image, link);
     for (const out of [image, link]) {
-      const { code, err } = await cli(["pack", image, "-o", out]);
+      const { code, err } = await pagemill(["pack", image, "-o", out]);
       expect(code).toBe(1);
       expect(err).toMatch(/is the input .* refusing to overwrite an input/);
       expect(Buffer.compare(readFileSync(image), before)).toBe(0);
@@ -164,7 +149,7 @@ describe("an output that is an input is refused before anything is written", () 
     await packImage(image, packed, { codec: "lz4", channels: 1, pageSize: 4096, batchPages: 16 });
     const before = readFileSync(packed);
     await expect(unpackFile(packed, packed)).rejects.toThrow(PagemillError);
-    const { code } = await cli(["unpack", packed, "-o", packed]);
+    const { code } = await pagemill(["unpack", packed, "-o", packed]);
     expect(code).toBe(1);
     expect(Buffer.compare(readFileSync(packed), before)).toBe(0);
   });
@@ -190,11 +175,11 @@ describe("a failed command leaves its output as it was", () => {
     const bytes = readFileSync(packed);
     writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
     const fresh = join(dir, "fresh.img");
-    expect((await cli(["unpack", cut, "-o", fresh])).code).toBe(1);
+    expect((await pagemill(["unpack", cut, "-o", fresh])).code).toBe(1);
     expect(existsSync(fresh)).toBe(false);
     const existing = join(dir, "existing.img");
     writeFileSync(existing, OLD);
-    expect((await cli(["unpack", cut, "-o", existing])).code).toBe(1);
+    expect((await pagemill(["unpack", cut, "-o", existing])).code).toBe(1);
     expect(readFileSync(existing, "utf8")).toBe(OLD);
     noLeftovers();
   });
@@ -206,7 +191,7 @@ describe("a failed command leaves its output as it was", () => {
     writeFileSync(gz, Buffer.concat([whole.subarray(0, whole.length >> 1), Buffer.alloc(64, 0xff)]));
     const out = join(dir, "bad.pmf");
     writeFileSync(out, OLD);
-    expect((await cli(["pack", gz, "-o", out])).code).toBe(1);
+    expect((await pagemill(["pack", gz, "-o", out])).code).toBe(1);
     expect(readFileSync(out, "utf8")).toBe(OLD);
     noLeftovers();
   });
@@ -227,7 +212,7 @@ describe("a failed command leaves its output as it was", () => {
 
   it("bench --calibrate --out writes the whole table or nothing", async () => {
     const out = join(dir, "cost.json");
-    expect((await cli(["bench", "--calibrate", "--time", "10ms", "--out", out])).code).toBe(0);
+    expect((await pagemill(["bench", "--calibrate", "--time", "10ms", "--out", out])).code).toBe(0);
     expect(Object.keys(JSON.parse(readFileSync(out, "utf8")))).toContain("codecs");
     noLeftovers();
     // A table that does not read back as one (a rate lost as null in JSON) replaces nothing.

@@ -22,7 +22,8 @@ export function migrateCli(args: string[]): Promise<string> {
 /**
  * Runs `pagemill ARGS` as bin.js does (main: errors printed, an exit code
  * returned); returns the code, stdout (console.log's lines and direct
- * writes, in order) and stderr.
+ * writes, in order) and console.error's lines. Direct writes to stderr (a
+ * progress bar's) are dropped.
  */
 export async function pagemill(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -33,6 +34,7 @@ export async function pagemill(args: string[]): Promise<{ code: number; out: str
     out.push(String(chunk));
     return true;
   });
+  const progress = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
   try {
     const code = await main(args);
     return { code, out: out.join(""), err: err.join("\n") };
@@ -40,5 +42,6 @@ export async function pagemill(args: string[]): Promise<{ code: number; out: str
     log.mockRestore();
     error.mockRestore();
     write.mockRestore();
+    progress.mockRestore();
   }
 }
