@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { inspectTrace, run } from "../src/cli/inspect.js";
 import { UsageError } from "../src/cli/args.js";
 import { TraceWriter } from "../src/guest/pagetrace.js";
+import { commandOutput } from "./helpers/migrate.js";
 import { SHARED } from "./helpers/traces.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pagemill-inspect-test-"));
@@ -76,14 +77,10 @@ describe("pagemill inspect", () => {
   });
 
   it("prints text and JSON, and reports usage errors", async () => {
-    const lines: string[] = [];
-    vi.spyOn(console, "log").mockImplementation((s: string) => void lines.push(s));
-    expect(await run([SAMPLE, "--bandwidth", "40mbit", "--window", "3"])).toBe(0);
-    expect(lines.join("\n")).toMatch(/working set +3 epochs \(0\.90 s\)/);
-    expect(lines.join("\n")).toMatch(/at 40 Mbit\/s +pre-copy/);
-    lines.length = 0;
-    expect(await run([SAMPLE, "--json"])).toBe(0);
-    expect(JSON.parse(lines.join("\n"))).toMatchObject({ pages: 3072, epochs: 20 });
+    const text = await commandOutput(run, [SAMPLE, "--bandwidth", "40mbit", "--window", "3"]);
+    expect(text).toMatch(/working set +3 epochs \(0\.90 s\)/);
+    expect(text).toMatch(/at 40 Mbit\/s +pre-copy/);
+    expect(JSON.parse(await commandOutput(run, [SAMPLE, "--json"]))).toMatchObject({ pages: 3072, epochs: 20 });
     await expect(run([])).rejects.toThrow(UsageError);
     await expect(run([SAMPLE, "--bandwidth", "fast"])).rejects.toThrow(/--bandwidth/);
     await expect(run([SAMPLE, "--window", "0"])).rejects.toThrow(/--window/);

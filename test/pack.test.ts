@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, execSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { CodecError, PagemillError } from "../src/index.js";
-import { main } from "../src/cli/main.js";
 import { packCodecs, packImage } from "../src/cli/pack.js";
 import { unpackFile } from "../src/cli/unpack.js";
+import { pagemill } from "./helpers/migrate.js";
 import { sharedTraceImagePages, TRACE_NAMES } from "./helpers/traces.js";
 import { withoutTools } from "./helpers/tools.js";
 
@@ -69,17 +69,14 @@ describe("pagemill pack / unpack", () => {
   it("reads gzip images, and the CLI prints a summary", async () => {
     const gz = join(dir, "redis.img.gz");
     writeFileSync(gz, gzipSync(readFileSync(images.redis!), { level: 1 }));
-    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
-    try {
-      expect(await main(["pack", gz, "-o", join(dir, "gz.pmf"), "--codec", "lz4", "--channels", "2"])).toBe(0);
-      expect(await main(["unpack", join(dir, "gz.pmf"), "-o", join(dir, "gz.out")])).toBe(0);
-      const printed = log.mock.calls.map((c) => String(c[0])).join("\n");
-      expect(printed).toMatch(/zero\s+\d+ \(/);
-      expect(printed).toMatch(/packed .*% of the image/);
-      expect(printed).toMatch(/MB\/s/);
-    } finally {
-      log.mockRestore();
-    }
+    const packed = await pagemill(["pack", gz, "-o", join(dir, "gz.pmf"), "--codec", "lz4", "--channels", "2"]);
+    expect(packed.code, packed.err).toBe(0);
+    expect(packed.out).toMatch(/zero\s+\d+ \(/);
+    expect(packed.out).toMatch(/packed .*% of the image/);
+    expect(packed.out).toMatch(/MB\/s/);
+    const unpacked = await pagemill(["unpack", join(dir, "gz.pmf"), "-o", join(dir, "gz.out")]);
+    expect(unpacked.code, unpacked.err).toBe(0);
+    expect(unpacked.out).toMatch(/MB\/s/);
     expect(Buffer.compare(readFileSync(join(dir, "gz.out")), readFileSync(images.redis!))).toBe(0);
   });
 
@@ -101,16 +98,16 @@ describe("pagemill pack / unpack", () => {
     await expect(unpackFile(headless, join(dir, "x.out"))).rejects.toThrow(PagemillError);
   });
 
-  it("reports bad command lines as usage errors", async () => {
-    const err = vi.spyOn(console, "error").mockImplementation(() => undefined);
-    try {
-      expect(await main(["pack", images.redis!, "-o", join(dir, "x.pmf"), "--codec", "gzip"])).toBe(2);
-      expect(await main(["pack", images.redis!])).toBe(2);
-      expect(await main(["pack", images.redis!, "-o", join(dir, "x.pmf"), "--channels", "0"])).toBe(2);
-      expect(await main(["unpack", join(dir, "missing.pmf"), "-o", join(dir, "x.out")])).toBe(1);
-      expect(err.mock.calls.map((c) => String(c[0])).join("\n")).toMatch(/--codec must be one of raw, /);
-    } finally {
-      err.mockRestore();
+  it("reports bad command lines as usage errors, each naming what is wrong", async () => {
+    for (const [args, code, says] of [
+      [["pack", images.redis!, "-o", join(dir, "x.pmf"), "--codec", "gzip"], 2, /^pagemill pack: --codec must be one of raw, .*got 'gzip'/],
+      [["pack", images.redis!], 2, /^pagemill pack: missing -o OUT\.pmf/],
+      [["pack", images.redis!, "-o", join(dir, "x.pmf"), "--channels", "0"], 2, /^pagemill pack: --channels must be an integer from 1 to 64, got '0'/],
+      [["unpack", join(dir, "missing.pmf"), "-o", join(dir, "x.out")], 1, /^pagemill unpack: .*no such file.*missing\.pmf/],
+    ] as const) {
+      const { code: exit, err } = await pagemill([...args]);
+      expect(exit, args.join(" ")).toBe(code);
+      expect(err).toMatch(says);
     }
   });
 });
