@@ -1,3 +1,7 @@
+// Running pagemill's commands in this process, as tests read them: a
+// command's run() with its printed lines, `pagemill migrate`, or main()
+// with its exit code, stdout and stderr.
+
 import { expect, vi } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { run } from "../../src/cli/migrate.js";
