@@ -105,7 +105,7 @@ describe("MirrorPages (an in-process destination's memory)", () => {
     }
   });
 
-  it("lands pages by a mark while none has changed at the source since, and refuses (changing nothing) once one has", () => {
+  it("lands pages by a mark while none has changed at the source since, and refuses (changing nothing) once one has", async () => {
     const pageCount = 8;
     const guest = new Guest(pageCount, PS);
     const mirror = new MirrorPages(guest.memory);
@@ -116,12 +116,21 @@ describe("MirrorPages (an in-process destination's memory)", () => {
       // A stale copy of page 2 lands first, held apart.
       mirror.write(2, new Uint8Array(PS).fill(7));
       const sent = new SentFrames(mirror);
-      const frame = new Uint8Array(16);
+      const [frame, pending, differs] = [new Uint8Array(16), new Uint8Array(16), new Uint8Array(16)];
       const mark = sent.mark();
-      sent.add(frame, mark);
+      sent.add(frame, mark, Promise.resolve(true));
+      let answer!: (same: boolean) => void;
+      sent.add(pending, mark, new Promise((resolve) => (answer = resolve)));
+      sent.add(differs, mark, Promise.resolve(false));
+      await Promise.resolve();
       guest.write(5, new Uint8Array(PS).fill(11)); // after the pages of [5, 6] were read
       expect(sent.take(frame)).toBe(mark);
       expect(sent.take(frame)).toBeUndefined(); // once
+      expect(sent.take(differs)).toBeUndefined(); // its thread found it differs: decode it
+      expect(sent.take(pending)).toBeUndefined(); // not checked yet: decode it, and forget it
+      answer(true);
+      await Promise.resolve();
+      expect(sent.take(pending)).toBeUndefined();
       const before = flatBytes(mirror);
       expect(mirror.landAsSent(Uint32Array.of(5, 6), mark)).toBe(false);
       expect(sameBytes(flatBytes(mirror), before)).toBe(true);

@@ -12,11 +12,12 @@
 // end check (verifyMemory) then skips mirrored pages, which were compared
 // when they landed and have not changed since.
 //
-// A frame a parallel channel's thread encoded was also decoded there and
-// compared with the pages it was made from (its receive thread's work, done
-// on that thread: SentFrames). Such a frame lands here by marks, without
-// decoding or comparing again, when none of its pages changed at the source
-// since they were loaded (landAsSent): the page then equals the source's.
+// A frame a parallel channel's thread encoded is also decoded on such a
+// thread and compared with the pages it was made from (a receive thread's
+// work, done while this thread goes on: SentFrames). When that check has
+// come back, the frame lands here by marks, without decoding or comparing
+// again, if none of its pages changed at the source since they were read
+// (landAsSent): each page then equals the source's.
 
 import { ChunkedPages } from "../guest/chunks.js";
 import { PageBits, sameBytes, zeroPage, type PageMemory } from "../guest/pages.js";
@@ -135,28 +136,35 @@ export class MirrorPages implements PageMemory {
 }
 
 /**
- * Frames whose pages their channel's thread decoded and found equal to the
- * pages loaded for them, with the mark taken at that load (in one process:
- * the source registers, the destination takes).
+ * Frames a channel's thread is decoding and comparing with the pages read
+ * for them, with the mark taken before that read (in one process: the
+ * source registers, the destination takes).
  */
 export class SentFrames {
-  private readonly marks = new WeakMap<Uint8Array, number>();
+  private readonly frames = new WeakMap<Uint8Array, { readonly mark: number; same?: boolean }>();
 
   constructor(readonly memory: MirrorPages) {}
 
-  /** A mark to take when loading a frame's pages. */
+  /** A mark to take before reading a frame's pages. */
   mark(): number {
     return this.memory.sentMark();
   }
 
-  add(frame: Uint8Array, mark: number): void {
-    this.marks.set(frame, mark);
+  /** `frame`, made from pages read after `mark`; `same` resolves true when it decodes to exactly them. */
+  add(frame: Uint8Array, mark: number, same: Promise<boolean>): void {
+    const entry: { readonly mark: number; same?: boolean } = { mark };
+    this.frames.set(frame, entry);
+    same.then(
+      (answer) => (entry.same = answer),
+      () => (entry.same = false),
+    );
   }
 
-  /** The mark `frame` was registered with (once), or undefined. */
+  /** The mark of `frame` when its check has come back and found it the same (once); otherwise undefined (decode it). */
   take(frame: Uint8Array): number | undefined {
-    const mark = this.marks.get(frame);
-    if (mark !== undefined) this.marks.delete(frame);
-    return mark;
+    const entry = this.frames.get(frame);
+    if (!entry) return undefined;
+    this.frames.delete(frame);
+    return entry.same ? entry.mark : undefined;
   }
 }

@@ -406,19 +406,15 @@ export class Source {
     return zero;
   }
 
-  /** Loads `pages` (at most batchPages) into `into` from byte `at` as this end sends them: the memory, or a page's switch-over content. Returns whether any page is switch-over content. */
-  private loadPages(pages: ArrayLike<number>, into: Uint8Array, at: number): boolean {
+  /** Loads `pages` (at most batchPages) into `into` from byte `at` as this end sends them: the memory, or a page's switch-over content. */
+  private loadPages(pages: ArrayLike<number>, into: Uint8Array, at: number): void {
     readPages(this.guest.memory, this.settings.pageSize, pages, into, at);
-    if (!this.switchover.size) return false;
+    if (!this.switchover.size) return;
     const ps = this.settings.pageSize;
-    let saved = false;
     for (let k = 0; k < pages.length; k++) {
       const content = this.switchover.changed(pages[k]!);
-      if (!content) continue;
-      into.set(content, at + k * ps);
-      saved = true;
+      if (content) into.set(content, at + k * ps);
     }
-    return saved;
   }
 
   /** This thread's batch holding `pages` as this end sends them. */
@@ -438,9 +434,9 @@ export class Source {
    * where it lies when the memory is shared (PageMemory.locate); otherwise
    * its share is loaded into channelPages for it. This thread is a channel
    * rather than waiting idle for the others. With the destination in this
-   * process, the threads also decode their frames and check them against
-   * the pages, so the destination lands those frames without decoding them
-   * again (SentFrames).
+   * process, a located share's frame is then decoded and compared with the
+   * pages on a channel's thread while this one goes on, so the destination
+   * can land it without decoding it again (SentFrames).
    */
   private async encodeOnChannels(pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
     const channels = this.channels!;
@@ -448,9 +444,9 @@ export class Source {
     const n = pages.length;
     const per = Math.ceil(n / this.settings.channels);
     const bandwidth = this.linkBandwidth();
-    const sent = this.sentFrames;
     const memory = this.guest.memory;
     const inPlace = memory.locate && this.clock.virtual && this.currentPhase === "precopy" && !this.switchover.size;
+    const sent = inPlace ? this.sentFrames : undefined;
     // Taken before the pages are read: the destination lands by it pages that have not changed since.
     const mark = sent?.mark();
     const parts: Promise<EncodedFrame & { pages: number }>[] = [];
@@ -458,19 +454,20 @@ export class Source {
       const count = Math.min(per, n - first);
       const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
       let encoding: Promise<EncodeResult>;
-      if (inPlace) encoding = channels.encodeLocated(memory.locate!(indices), indices, { bandwidth, verify: mark !== undefined });
-      else {
+      if (inPlace) {
+        const located = memory.locate!(indices);
+        encoding = channels.encodeLocated(located, indices, { bandwidth });
+        if (sent) encoding = encoding.then((encoded) => (sent.add(encoded.frame, mark!, channels.verify(encoded.frame, located)), encoded));
+      } else {
         // Shared memory, reused batch after batch (every share is back before this returns).
         this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
         const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);
-        // A page's switch-over content is not the memory's: such a share is decoded at the destination as usual.
-        const verify = mark !== undefined && !this.loadPages(indices, bytes, 0);
-        encoding = channels.encodeWithWork(bytes, indices, { bandwidth, verify });
+        this.loadPages(indices, bytes, 0);
+        encoding = channels.encodeWithWork(bytes, indices, { bandwidth });
       }
       parts.push(
-        encoding.then(({ stats, verified, ...encoded }) => {
+        encoding.then(({ stats, ...encoded }) => {
           this.pipeline.absorb(stats);
-          if (verified) sent!.add(encoded.frame, mark!);
           return { ...encoded, pages: count };
         }),
       );

@@ -19,7 +19,7 @@ import { codecEntry, codecNamesFor } from "../codecs/registry.js";
 import { checkInteger, checkPageSize } from "../errors.js";
 import { encodeControl, maxFramePages, type ControlMessage } from "./frame.js";
 import { addWireStats, newWireStats, type WireStats } from "./pipeline.js";
-import type { EncodeResult, EncodeTask } from "./worker.js";
+import type { EncodeResult, EncodeTask, VerifyTask } from "./worker.js";
 import type { PageLocations } from "../guest/pages.js";
 
 export const MAX_CHANNELS = 64;
@@ -131,10 +131,8 @@ export class ParallelEncoder {
    * encode(), with what the frame's encoding took (its zero pages and the
    * codecs that worked: what an engine charges CPU time for). `bandwidth`:
    * the link's bytes/s now, for an adaptive codec (default: the pool's).
-   * `verify`: the channel also decodes the frame and says (`verified`)
-   * whether it gives back exactly the pages.
    */
-  encodeWithWork(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean; bandwidth?: number; verify?: boolean } = {}): Promise<EncodeResult> {
+  encodeWithWork(pages: Uint8Array, indices: ArrayLike<number>, options: { transfer?: boolean; bandwidth?: number } = {}): Promise<EncodeResult> {
     const count = indices.length;
     checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
     if (!(pages instanceof Uint8Array) || pages.byteLength !== count * this.pageSize) {
@@ -152,7 +150,7 @@ export class ParallelEncoder {
     } else {
       moved = pages.slice();
     }
-    return this.submit({ pages: moved }, indices, [moved.buffer as ArrayBuffer], options.bandwidth, options.verify);
+    return this.submit({ pages: moved }, indices, [moved.buffer as ArrayBuffer], options.bandwidth);
   }
 
   /**
@@ -181,14 +179,25 @@ export class ParallelEncoder {
    * PageMemory's locate()): nothing is copied here. The pages should not
    * change until the frame is delivered.
    */
-  encodeLocated(located: PageLocations, indices: ArrayLike<number>, options: { bandwidth?: number; verify?: boolean } = {}): Promise<EncodeResult> {
+  encodeLocated(located: PageLocations, indices: ArrayLike<number>, options: { bandwidth?: number } = {}): Promise<EncodeResult> {
     const count = indices.length;
     checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
     if (located.buffer.length !== count || located.offset.length !== count) throw new RangeError(`located must place indices.length = ${count} pages`);
-    return this.submit({ located }, indices, [], options.bandwidth, options.verify);
+    return this.submit({ located }, indices, [], options.bandwidth);
   }
 
-  private submit(pages: Pick<EncodeTask, "pages" | "located">, indices: ArrayLike<number>, transfer: ArrayBuffer[], bandwidth = this.bandwidth, verify = false): Promise<EncodeResult> {
+  /**
+   * Whether `frame` (a PAGES frame) decodes to exactly the pages `located`
+   * holds now, decoded and compared on a channel's thread (a receive
+   * thread's work: see SentFrames in src/engine/mirror.ts). Not a frame of
+   * the sequence: it resolves on its own, the frame is copied there.
+   */
+  verify(frame: Uint8Array, located: PageLocations): Promise<boolean> {
+    const task: VerifyTask = { frame, located, pageSize: this.pageSize };
+    return this.pool.run(task) as Promise<boolean>;
+  }
+
+  private submit(pages: Pick<EncodeTask, "pages" | "located">, indices: ArrayLike<number>, transfer: ArrayBuffer[], bandwidth = this.bandwidth): Promise<EncodeResult> {
     const task: EncodeTask = {
       ...pages,
       indices: Uint32Array.from(indices),
@@ -196,7 +205,6 @@ export class ParallelEncoder {
       codec: this.codec,
       bandwidth,
       sequence: this.sequence++,
-      verify,
     };
     const run = (this.pool.run(task, { transferList: [...transfer, task.indices.buffer as ArrayBuffer] }) as Promise<EncodeResult>).then((result) => {
       addWireStats(this.stats, result.stats);

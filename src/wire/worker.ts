@@ -1,9 +1,9 @@
 // A parallel channel's thread (run by piscina from src/wire/channels.ts):
 // its own WebAssembly instance, codecs and batch, kept from task to task.
 // Pages arrive in a transferred buffer; the frame goes back the same way.
-// With `verify`, the thread also decodes the frame it made and compares the
-// pages with those it was given (a receive thread's work, for a destination
-// in this process: see SentFrames in src/engine/mirror.ts).
+// A verify task decodes a frame and compares it with the pages where they
+// lie now (a receive thread's work, for a destination in this process: see
+// SentFrames in src/engine/mirror.ts).
 
 import { Piscina } from "piscina";
 import { CostModel } from "../codecs/cost.js";
@@ -30,15 +30,18 @@ export interface EncodeTask {
   /** bytes/s of the link the frames will cross (0: not known), for an adaptive codec */
   readonly bandwidth: number;
   readonly sequence: number;
-  /** decode the frame here too and say whether it gives back the pages */
-  readonly verify: boolean;
+}
+
+/** Does `frame` decode to exactly the pages `located` holds now? */
+export interface VerifyTask {
+  readonly frame: Uint8Array;
+  readonly located: PageLocations;
+  readonly pageSize: number;
 }
 
 export interface EncodeResult extends EncodedFrame {
   /** this frame's counters, to be added to the pool's */
   readonly stats: WireStats;
-  /** with `verify`: the frame decodes to exactly the pages it was made from */
-  readonly verified?: boolean;
 }
 
 let batch: PageBatch | undefined;
@@ -60,13 +63,23 @@ class Transferred {
   }
 }
 
-export default async function encode(task: EncodeTask): Promise<unknown> {
+export default async function run(task: EncodeTask | VerifyTask): Promise<unknown> {
   await ready;
-  const count = task.indices.length;
-  if (!batch || batch.capacity < count || batch.pageSize !== task.pageSize) {
+  return "frame" in task ? verify(task) : encode(task);
+}
+
+/** This thread's batch, for `count` pages of `pageSize` bytes. */
+function pagesBatch(count: number, pageSize: number): PageBatch {
+  if (!batch || batch.capacity < count || batch.pageSize !== pageSize) {
     batch?.dispose();
-    batch = new PageBatch(Math.max(count, 1), task.pageSize);
+    batch = new PageBatch(Math.max(count, 1), pageSize);
   }
+  return batch;
+}
+
+function encode(task: EncodeTask): unknown {
+  const count = task.indices.length;
+  const batch = pagesBatch(count, task.pageSize);
   let codecs = pipelines.get(task.codec);
   if (!codecs) {
     codecs = buildPipeline(task.codec);
@@ -87,17 +100,19 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
     stats.choices = Object.fromEntries(Object.entries(choices).map(([codec, pages]) => [codec, pages - (before[codec] ?? 0)]));
     chosen.set(task.codec, { ...choices });
   }
-  const verified = task.verify ? decodesTo(frame, batch) : undefined;
-  return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice(), ...(verified === undefined ? {} : { verified }) }) as never);
+  return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() }) as never);
 }
 
-/** True when `frame` decodes to exactly `pages`' loaded pages, in order. */
-function decodesTo(frame: Uint8Array, pages: PageBatch): boolean {
+function verify(task: VerifyTask): boolean {
+  const count = task.located.buffer.length;
+  const pages = pagesBatch(count, task.pageSize);
+  readLocated(task.located, task.pageSize, wasm().heap.bytes(), pages.ptr);
+  pages.count = count;
   if (!decoded || decoded.capacity < pages.count || decoded.pageSize !== pages.pageSize) {
     decoded?.dispose();
     decoded = new PageBatch(pages.capacity, pages.pageSize);
   }
-  (decoder ??= new FrameDecoder()).decode(frame, decoded);
+  (decoder ??= new FrameDecoder()).decode(task.frame, decoded);
   const length = pages.count * pages.pageSize;
   const heap = Buffer.from(wasm().heap.bytes().buffer);
   return heap.compare(heap, pages.ptr, pages.ptr + length, decoded.ptr, decoded.ptr + length) === 0;
