@@ -76,6 +76,13 @@ export function checkBytes(name: string, value: unknown): asserts value is Uint8
   if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describeValue(value)}`);
 }
 
+/** `value` as bytes: a Uint8Array as it is, an ArrayBuffer viewed whole; anything else a TypeError that names it. */
+export function asBytes(name: string, value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError(`${name} must be a Uint8Array or ArrayBuffer, got ${describeValue(value)}`);
+}
+
 /** Checks that an argument is an object (a record of options or fields), throwing a TypeError that names it and what it should be. */
 export function checkObject(name: string, value: unknown, what: string): asserts value is object {
   if (typeof value !== "object" || value === null) throw new TypeError(`${name} must be ${what}, got ${describeValue(value)}`);

@@ -122,4 +122,11 @@ describe("frame streams", () => {
     await expect(pipeline(Readable.from([a, b.subarray(0, 10)]), createDecodeStream(), new Writable({ objectMode: true, write: (_f, _e, done) => done() }))).rejects.toThrow(CodecError);
     await expect(collect(ReadableStream.from([a, bad]).pipeThrough(new FrameDecoderStream()))).rejects.toThrow(CodecError);
   });
+
+  it("takes ArrayBuffers as bytes and refuses anything else, naming what it got", async () => {
+    const a = encodeControl({ type: "round-start", round: 0, pages: 1 }, 0);
+    const whole = a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength);
+    expect(await collect<Frame>(ReadableStream.from([whole]).pipeThrough(new FrameDecoderStream()))).toHaveLength(1);
+    await expect(collect(ReadableStream.from(["frames" as unknown as Uint8Array]).pipeThrough(new FrameDecoderStream()))).rejects.toThrow(/a frame stream's chunk must be a Uint8Array or ArrayBuffer, got/);
+  });
 });

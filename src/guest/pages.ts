@@ -193,7 +193,7 @@ export function fillZero(into: Uint8Array, from: number, to: number): void {
 }
 
 /** True when `length` bytes of `bytes` at `at` are all zero. */
-export function isZeroAt(bytes: Buffer, at: number, length: number): boolean {
+function isZeroAt(bytes: Buffer, at: number, length: number): boolean {
   return bytes.compare(zeroPage(length), 0, length, at, at + length) === 0;
 }
 

@@ -2,18 +2,12 @@
 // cross into the kernels by the batch: fill the batch once, make one kernel
 // call over all of it, read back a small table.
 
-import { checkArrayLike, checkBytes, checkInteger, checkPageSize } from "../errors.js";
+import { asBytes, checkArrayLike, checkBytes, checkInteger, checkPageSize } from "../errors.js";
 import { FlatPages, isPageMemory, readPages, type PageMemory } from "../guest/pages.js";
 import { wasm, type Wasm } from "./module.js";
 import { Owned } from "./owned.js";
 
 export type PageSource = Uint8Array | ArrayBuffer;
-
-function asBytes(source: PageSource, name: string): Uint8Array {
-  if (source instanceof Uint8Array) return source;
-  if (source instanceof ArrayBuffer) return new Uint8Array(source);
-  throw new TypeError(`${name} must be a Uint8Array or ArrayBuffer`);
-}
 
 export class PageBatch extends Owned {
   /** Bytes per page: a power of two, 512..65536. */
@@ -53,7 +47,7 @@ export class PageBatch extends Owned {
       memory = source;
       limit = source.pageCount;
     } else {
-      memory = asBytes(source, "source");
+      memory = asBytes("source", source);
       limit = Math.floor(memory.byteLength / ps);
     }
     checkArrayLike("indices", indices);
@@ -83,7 +77,7 @@ export class PageBatch extends Owned {
   /** Copies whole pages from `pages` (a multiple of pageSize bytes) into slots 0.. . */
   set(pages: PageSource): this {
     this.live();
-    const src = asBytes(pages, "pages");
+    const src = asBytes("pages", pages);
     if (src.byteLength % this.pageSize !== 0) {
       throw new RangeError(`pages has ${src.byteLength} bytes, not a multiple of pageSize ${this.pageSize}`);
     }

@@ -12,7 +12,7 @@
 // `destination` (or returned in frame.pages when there is none).
 
 import { Transform, type TransformCallback } from "node:stream";
-import { checkInteger, checkPageSize, CodecError } from "../errors.js";
+import { asBytes, checkInteger, checkPageSize, CodecError } from "../errors.js";
 import { PageBatch } from "../wasm/arena.js";
 import { HEADER_BYTES, maxFramePages, readFrameHeader, type ControlMessage, type Frame, type FrameHeader } from "./frame.js";
 import { FrameDecoder, type FrameDecoders, type PageDestination } from "./decoder.js";
@@ -158,12 +158,6 @@ class StreamDecoder {
   }
 }
 
-function asBytes(chunk: unknown): Uint8Array {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  throw new TypeError("a frame stream carries bytes (Uint8Array or ArrayBuffer)");
-}
-
 /** Runs a Node Transform's step, then calls `done`, with what was thrown as the stream's error. */
 function settle(done: TransformCallback, step: () => void): void {
   try {
@@ -198,7 +192,7 @@ export function createDecodeStream(options: DecodeStreamOptions = {}): Transform
     readableObjectMode: true,
     transform(chunk: unknown, _encoding: BufferEncoding, done: TransformCallback) {
       settle(done, () => {
-        for (const frame of decoder.push(asBytes(chunk))) this.push(frame);
+        for (const frame of decoder.push(asBytes("a frame stream's chunk", chunk))) this.push(frame);
       });
     },
     flush(done: TransformCallback) {
@@ -238,7 +232,7 @@ export class FrameDecoderStream extends TransformStream<Uint8Array | ArrayBuffer
     super({
       transform(chunk, controller) {
         try {
-          for (const frame of decoder.push(asBytes(chunk))) controller.enqueue(frame);
+          for (const frame of decoder.push(asBytes("a frame stream's chunk", chunk))) controller.enqueue(frame);
         } catch (err) {
           decoder.dispose();
           throw err;
