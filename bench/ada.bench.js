@@ -12,11 +12,14 @@
 // Ada-copy gets each trace's mean dirty rate as measured before the start
 // and the predictor's forecast of each fixed method (its rules 0 and 0f), as
 // pagemill migrate gives them; PAGEMILL_ADA_FORECAST=0 leaves the forecast out
-// (rules 0-3 alone).
+// (rules 0-3 alone). PAGEMILL_ADA_DISK=D.ptrace.gz migrates that disk trace
+// with every run (its defaults: dedup, prefetch, hot-area), the forecast
+// predicting it too; its results are saved apart (ada-disk).
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { TraceReplay, init, simulate } from "../dist/index.js";
-import { meanDirtyRate, profileTrace } from "../dist/adaptive/profile.js";
+import { meanDirtyRate, profileTrace, writeRates } from "../dist/adaptive/profile.js";
+import { DiskTraceWorkload } from "../dist/guest/disk.js";
 import { forecastFixed } from "../dist/adaptive/predict.js";
 import { ADA_HELD_OUT, allTraces, check, save, tracesIn } from "./lib.js";
 
@@ -31,16 +34,25 @@ const traces = [
 const LINKS = { "40 Mbit/s": { bitsPerSecond: 40e6, rtt: 0.005 }, "1 Gbit/s": { bitsPerSecond: 1e9, rtt: 0.005 } };
 const FIXED = ["precopy", "postcopy", "hybrid"];
 const METRICS = { T: (s) => s.totalTime, D: (s) => s.downtime, pages: (s) => s.pagesTransferred };
+const DISK = process.env.PAGEMILL_ADA_DISK;
+const diskProfile = DISK && (await profileTrace(DISK)).memory;
+const diskHeat = diskProfile && writeRates(diskProfile);
 
 async function run(strategy, path, link, options = {}) {
   const w = await TraceReplay.open(path);
+  const disk = DISK && (await DiskTraceWorkload.open(DISK, diskHeat));
   try {
-    const stats = await simulate(strategy, w, link, options);
+    const stats = await simulate(strategy, w, link, { ...options, ...(disk && { disk, diskHeat }) });
     check(stats.verifiedPages === w.guest.pageCount, `${strategy} on ${path}: ${stats.verifiedPages} of ${w.guest.pageCount} verified`);
+    check(!disk || stats.disk.verifiedBlocks === disk.guest.pageCount, `${strategy} on ${path}: disk not all verified`);
     return stats;
   } finally {
     await w.close();
     w.guest.dispose();
+    if (disk) {
+      await disk.close();
+      disk.guest.dispose();
+    }
   }
 }
 
@@ -48,12 +60,12 @@ const results = {};
 /** runs within 5% of the best fixed T, and runs, of the tuning set and the held-out set */
 const count = { tuned: [0, 0], heldOut: [0, 0] };
 for (const [linkName, link] of Object.entries(LINKS)) {
-  console.log(`\n${linkName}, 5 ms RTT, raw: T s / D ms / pages; Ada-copy's ratio to the best and worst fixed method`);
+  console.log(`\n${linkName}, 5 ms RTT, raw${DISK ? `, disk ${DISK}` : ""}: T s / D ms / pages; Ada-copy's ratio to the best and worst fixed method`);
   for (const { name, path, heldOut } of traces) {
     const stats = {};
     for (const strategy of FIXED) stats[strategy] = await run(strategy, path, link);
     const { memory } = await profileTrace(path);
-    const forecast = process.env.PAGEMILL_ADA_FORECAST === "0" ? {} : { forecast: forecastFixed(memory, link) };
+    const forecast = process.env.PAGEMILL_ADA_FORECAST === "0" ? {} : { forecast: forecastFixed(memory, { ...link, ...(diskProfile && { disk: { profile: diskProfile } }) }) };
     stats.ada = await run("ada", path, link, { dirtyRateBefore: meanDirtyRate(memory), ...forecast });
     const ada = stats.ada;
     const row = { decision: `${ada.adaptive.method}: ${ada.adaptive.reason}` };
@@ -76,4 +88,4 @@ for (const [linkName, link] of Object.entries(LINKS)) {
   }
 }
 console.log(`\nAda-copy's T within 5% of the best fixed method: tuning traces ${count.tuned[0]} of ${count.tuned[1]} runs, held-out traces ${count.heldOut[0]} of ${count.heldOut[1]}`);
-save("ada", results);
+save(DISK ? "ada-disk" : "ada", results);

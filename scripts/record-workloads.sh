@@ -4,7 +4,7 @@
 # tuned on. Debian: installs memcached, redis-server and postgresql when
 # missing and uses the JDK if present. Writes to ${OUT:-/tmp/pagemill-traces};
 # the traces are data, not part of the repo.
-#   scripts/record-workloads.sh [memcached] [jvm] [redis-hash] [memcached-get] [pgbench]
+#   scripts/record-workloads.sh [memcached] [jvm] [redis-hash] [memcached-get] [pgbench] [redis-mixed]
 #   (default: memcached jvm)
 # Needs `npm run build` first; runs as root or with ptrace rights over its children.
 set -euo pipefail
@@ -125,6 +125,20 @@ record_redis_hash() {
   record_then_stop "$server" redis-hash "$load" "$server"
 }
 
+# redis under sorted sets, lists, sets and a stream of small values (skip lists, listpacks and stream
+# nodes where redis-hash has hashes of 1 KiB values): a held-out trace for issue 12, session 8.
+record_redis_mixed() {
+  need redis-server redis-server
+  redis-server --port 6392 --save '' --appendonly no --daemonize no >/dev/null &
+  local server=$!
+  sleep 1
+  redis-benchmark -p 6392 -t zadd,lpush,sadd -d 64 -r 100000 -n 200000 -q >/dev/null
+  redis-benchmark -p 6392 -t zadd,lpush,rpop,sadd,spop,xadd -d 64 -r 100000 -c 8 -n 100000000 -q >/dev/null &
+  local load=$!
+  sleep 3
+  record_then_stop "$server" redis-mixed "$load" "$server"
+}
+
 # PostgreSQL 15 under pgbench's TPC-B-like load (scale 8, 4 clients): one backend and the shared buffers.
 record_pgbench() {
   local bin=/usr/lib/postgresql/15/bin
@@ -152,7 +166,8 @@ for w in ${want[@]}; do
     redis-hash) record_redis_hash ;;
     memcached-get) record_memcached memcached-get 128 21212 get-uniform ;;
     pgbench) record_pgbench ;;
-    *) echo "record-workloads: unknown workload '$w' (memcached, jvm, redis-hash, memcached-get, pgbench)"; exit 2 ;;
+    redis-mixed) record_redis_mixed ;;
+    *) echo "record-workloads: unknown workload '$w' (memcached, jvm, redis-hash, memcached-get, pgbench, redis-mixed)"; exit 2 ;;
   esac
 done
 ls -l "$out"

@@ -16,6 +16,7 @@ import { TRACE_NAMES, sharedAvailable, tracePath } from "./helpers/traces.js";
 import { normaliseOptions, type AdaForecast } from "../src/engine/options.js";
 import { meanDirtyRate, profileTrace } from "../src/adaptive/profile.js";
 import { coldestFirst, forecastFixed } from "../src/adaptive/predict.js";
+import { migrateCli } from "./helpers/migrate.js";
 
 const BUNDLED = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
 const check = (c: Partial<RoundCheck>): RoundCheck => ({ round: 1, roundEnd: true, dirtyRate: 0, sendRate: 1000, left: 0, ...c });
@@ -148,6 +149,29 @@ describe("Ada-copy on the shipped traces, 40 Mbit/s", () => {
       expect(forecasted.totalTime).toBeLessThanOrEqual(1.05 * Math.min(pre.totalTime, post.totalTime, hybrid.totalTime));
     }, 180_000);
   }
+});
+
+describe("Ada-copy with a disk", () => {
+  const DISK = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
+  type Run = { strategy: string; totalTime: number; downtime: number; verified: boolean; adaptive?: { method: string; reason: string } };
+
+  it("with a disk trace, runs the fixed method the predictor says is fastest with that disk, within 5% of the best fixed T", async () => {
+    const fixed = JSON.parse(await migrateCli(["--strategy", "all", "--disk", DISK, "--json"])) as Run[];
+    const ada = JSON.parse(await migrateCli(["--strategy", "ada", "--disk", DISK, "--json"])) as Run;
+    expect(ada.verified).toBe(true);
+    expect(ada.adaptive!.reason).toMatch(/^predicted T \/ D before the start: precopy .*, postcopy .*, hybrid .*; the least/);
+    const best = fixed.reduce((a, b) => (b.totalTime < a.totalTime ? b : a));
+    expect(ada.adaptive!.method).toBe(best.strategy);
+    expect(ada.totalTime).toBeLessThanOrEqual(1.05 * best.totalTime);
+    expect(ada.downtime).toBe(best.downtime);
+  });
+
+  it("says why there is no forecast where the predictor does not model the run: a disk model, a codec, a workload model", async () => {
+    const reason = async (args: string[]) => (JSON.parse(await migrateCli(["--strategy", "ada", ...args, "--json"])) as Run).adaptive!.reason;
+    expect(await reason(["--disk-workload", "oltp", "--disk-blocks", "1024"])).toMatch(/\(no forecast: the predictor models a disk trace, not a disk model\)$/);
+    expect(await reason(["--codec", "lz4"])).toMatch(/\(no forecast: the predictor models the raw codec, not lz4\)$/);
+    expect(await reason(["--workload", "hot-cold", "--pages", "4096"])).toMatch(/\(no forecast: a workload model has no trace profile to predict from\)$/);
+  });
 });
 
 describe("cold-first page order (--order cold-first)", () => {

@@ -172,16 +172,49 @@ describe("planner with a disk", () => {
     for (const metric of ["totalTime", "downtime", "remoteUptime"] as const) expect(relative(found.prediction[metric], e[metric]), metric).toBeLessThan(0.05);
   });
 
-  it("pagemill plan --disk: the plan's S in the JSON; a missing disk named; other strategies refused with a disk", async () => {
+  it("pagemill plan --disk: the plan's S and every strategy predicted with the disk in the JSON; a missing disk named", async () => {
     const out = JSON.parse(await commandOutput(run, [SAMPLE, "--disk", DISK, "--json"]));
     expect(out.disk).toBe(DISK);
-    expect(out.strategies).toEqual([]);
+    const { memory } = await profileTrace(SAMPLE);
+    const disk = { profile: (await profileTrace(DISK)).memory };
+    expect(out.strategies.map((p: { strategy: string }) => p.strategy)).toEqual(STRATEGIES);
+    for (const [k, strategy] of STRATEGIES.entries()) {
+      expect(out.strategies[k].totalTime).toBe(predict(memory, strategy, { ...LINK, downtimeLimit: 0.3, disk }).totalTime);
+      // The disk's blocks take the line too.
+      expect(out.strategies[k].totalTime).toBeGreaterThan(predict(memory, strategy, LINK).totalTime);
+    }
     expect(out.plan.storagePrecopy).toBeGreaterThanOrEqual(0);
     expect(out.plan.storagePrecopy).toBeLessThanOrEqual(100);
     await expect(run([SAMPLE, "--disk", "/nonexistent.ptrace.gz"])).rejects.toThrow(/--disk: .* does not exist/);
-    const { memory } = await profileTrace(SAMPLE);
-    expect(() => predict(memory, "postcopy", { ...LINK, disk: { profile: memory, precopy: 0 } })).toThrow(/fractional strategy only/);
   });
+});
+
+// Every strategy with the SQLite disk, against its migration (no golden record has a disk): the mirror's
+// passes, the stop rule's blocks, the disk frames in the push and the requests they delay (memstream).
+describe("predictor with a disk", () => {
+  const DISK = fileURLToPath(new URL("../data/sqlite-disk.ptrace.gz", import.meta.url));
+
+  async function checkWithDisk(trace: string, memory: Awaited<ReturnType<typeof profileTrace>>["memory"]): Promise<void> {
+    const disk = { profile: (await profileTrace(DISK)).memory };
+    const emulated = JSON.parse(await migrateCli(["--trace", trace, "--disk", DISK, "--strategy", "all", "--json"])) as { strategy: PredictedStrategy; totalTime: number; downtime: number; remoteUptime: number; verified: boolean }[];
+    expect(emulated.map((e) => e.strategy)).toEqual(STRATEGIES);
+    for (const e of emulated) {
+      expect(e.verified).toBe(true);
+      const p = predict(memory, e.strategy, { ...LINK, disk });
+      expect(relative(p.totalTime, e.totalTime), `${trace} ${e.strategy} T`).toBeLessThan(0.05);
+      expect(relative(p.downtime, e.downtime), `${trace} ${e.strategy} D`).toBeLessThan(0.05);
+      if (e.remoteUptime > 0) expect(relative(p.remoteUptime, e.remoteUptime), `${trace} ${e.strategy} U`).toBeLessThan(0.05);
+      else expect(p.remoteUptime).toBe(0);
+    }
+  }
+
+  it("predicts the bundled trace's T, D and U with the SQLite disk within 5% of its migration, for every strategy", async () => {
+    await checkWithDisk(SAMPLE, (await profileTrace(SAMPLE)).memory);
+  });
+
+  it.skipIf(!sharedAvailable())("predicts each shared trace's T, D and U with the SQLite disk within 5%, for every strategy", async () => {
+    for (const name of TRACE_NAMES) await checkWithDisk(`${SHARED}traces/${name}.ptrace.gz`, (await sharedProfile(name)).memory);
+  }, 300_000);
 });
 
 describe("fractional hybrid-copy (engine)", () => {

@@ -58,8 +58,7 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     return { page, problems };
   }
 
-  // npm start migrates the bundled disk with the memory; the predictor models memory alone, so its
-  // charts and cells are checked on the same run without the disk.
+  // npm start migrates the bundled disk with the memory; the same run without the disk is checked too.
   const start = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).scripts.start as string;
   const startArgs = start.split(" ").slice(3);
   const withoutDisk = startArgs.filter((arg, i) => arg !== "--disk" && startArgs[i - 1] !== "--disk");
@@ -67,7 +66,6 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     ["npm start's report on the bundled trace and disk", startArgs],
     ["the report on the bundled trace alone", withoutDisk],
   ])("%s: every section charted, nothing fetched, no error, not blank", async (_name, args) => {
-    const disk = args.includes("--disk");
     expect(startArgs).toContain("--disk");
     const out = join(dir, "pagemill-report.html");
     expect(args.slice(0, 1).concat(args.slice(-2))).toEqual(["--trace", "--report", "pagemill-report.html"]);
@@ -85,8 +83,7 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     );
     for (const section of ["timelines", "bytes-per-round", "dirty-per-round", "encodings", "predictions"]) {
       const least = section === "timelines" || section === "encodings" ? COMPARE_CODECS.length : section === "predictions" ? 2 : 1;
-      if (section === "predictions" && disk) expect(charts.filter((c) => c.section === section).length, section).toBe(0);
-      else expect(charts.filter((c) => c.section === section).length, section).toBeGreaterThanOrEqual(least);
+      expect(charts.filter((c) => c.section === section).length, section).toBeGreaterThanOrEqual(least);
     }
     for (const c of charts) {
       expect(c.title, c.section).not.toBe("");
@@ -97,9 +94,9 @@ describe.skipIf(withoutTools("chromium"))("the report in headless Chromium", () 
     // every method (fractional too: a trace) × codec
     expect(await page.$$eval("#results tr", (trs) => trs.length)).toBe(1 + (compareMethods().length + 1) * COMPARE_CODECS.length);
     expect(await page.$$eval("#results td.best", (tds) => tds.length)).toBeGreaterThanOrEqual(5);
-    // predicted T and D with their error on the rows the predictor models (raw, no auto-converge: pre-copy, post-copy, hybrid, fractional)
+    // predicted T and D with their error on the rows the predictor models (raw, no auto-converge: pre-copy, post-copy, hybrid, Ada-copy, fractional), with the disk trace too
     const predicted = await page.$$eval("#results td", (tds) => tds.filter((td) => /^[\d.]+ m?s [+−]\d+\.\d%$/.test(td.textContent ?? "")).length);
-    expect(predicted).toBe(disk ? 0 : 2 * 4);
+    expect(predicted).toBe(2 * 5);
     expect(await page.$eval("#summary", (el) => el.textContent)).toMatch(/40\.0 Mbit\/s, RTT 5\.0 ms/);
     // the link and the trace as inspect reads it
     const setup = Object.fromEntries(await page.$$eval("#setup tr", (trs) => trs.map((tr) => [tr.cells[0]!.textContent, tr.cells[1]!.textContent])));

@@ -271,15 +271,21 @@ describe("pagemill migrate with a disk", () => {
 });
 
 describe("pagemill compare with a disk (npm start's default)", () => {
-  it("runs every row with the disk, each verified for pages and blocks; no prediction (the model is memory's)", async () => {
+  it("runs every row with the disk, each verified for pages and blocks; the rows the predictor models predicted with the disk trace, none with a disk model", async () => {
     const out = JSON.parse(await commandOutput(compareRun, ["--disk", DISK_TRACE, "--codecs", "raw", "--json"]));
     expect(out.guest).toMatch(/disk trace .*sqlite-disk/);
     expect(out.rows.length).toBeGreaterThanOrEqual(4);
     for (const row of out.rows) {
       expect(row.verified, row.method).toBe(true);
       expect(row.stats.disk.verifiedBlocks).toBe(row.stats.disk.blockCount);
-      expect(row.predicted).toBeUndefined();
+      const modelled = ["precopy", "postcopy", "hybrid", "fractional", "ada"].includes(row.strategy) && !row.method.includes("auto-converge");
+      expect(row.predicted !== undefined, row.method).toBe(modelled);
+      if (!modelled) continue;
+      expect(Math.abs(row.predicted.totalTime / row.stats.totalTime - 1), `${row.method} T`).toBeLessThan(0.05);
+      expect(Math.abs(row.predicted.downtime / row.stats.downtime - 1), `${row.method} D`).toBeLessThan(0.05);
     }
+    const model = JSON.parse(await commandOutput(compareRun, ["--disk-workload", "oltp", "--disk-blocks", "512", "--codecs", "raw", "--json"]));
+    for (const row of model.rows) expect(row.predicted, row.method).toBeUndefined();
   });
 });
 

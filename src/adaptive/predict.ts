@@ -23,7 +23,7 @@
 // bandwidth schedules, pre-paging's order (its pages count as the sweep's).
 
 import { DEFAULT_READS } from "../guest/workloads.js";
-import { CostModel } from "../codecs/cost.js";
+import { CostModel, XXH3_BYTES_PER_SECOND } from "../codecs/cost.js";
 import { CHECK_BYTES, ENTRY_BYTES, HEADER_BYTES } from "../wire/frame.js";
 import type { AdaForecast } from "../engine/options.js";
 import { LEFT_ZERO, LEFT_ZERO_EVEN, WHOLE_WRITE, type PageProfile } from "./profile.js";
@@ -53,15 +53,22 @@ export interface PredictOptions {
    */
   readonly model?: "poisson" | "replay";
   /**
-   * A disk migrated with the memory (fractional only): its profile, and S,
-   * the share of its blocks (coldest by λ) sent once before memory's pass.
-   * Modelled as the engine runs it without dedup (`--disk-dedup off`): the
-   * share's blocks first, the blocks written since and those never sent
-   * post-copied, a frame of up to 32 blocks after each memory frame of the
-   * push. Not modelled: the disk program's reads and writes at the
-   * destination (its misses and claims), dedup, prefetching, hot-area.
+   * A disk migrated with the memory (src/engine/storage.ts): its profile;
+   * for fractional, S, the share of its blocks (coldest by λ) sent once
+   * before memory's pass; `hotArea` (default on, as the engine's): the
+   * mirror's passes go coldest first. Pre-copy and hybrid mirror it first
+   * (a bulk pass and, for pre-copy, passes over the dirtied blocks until
+   * they fit the downtime limit), then a disk frame after each memory frame
+   * and the rest of a pass at each round end; pre-copy's stop rule counts its
+   * blocks left and its stop-and-copy sends them after memory's pages.
+   * Post-copy, hybrid and fractional push its pending blocks, a frame of up
+   * to 32 after each memory frame. Not modelled: the disk program's reads
+   * and writes at the destination (its misses and claims), dedup's hits
+   * (a block sent as a reference), prefetching. With `dedup` (default on,
+   * as the engine's) the XXH3 digests of what goes before the switch-over
+   * are charged: every block, and every memory page when pages are blocks.
    */
-  readonly disk?: { readonly profile: PageProfile; readonly precopy: number };
+  readonly disk?: { readonly profile: PageProfile; readonly precopy?: number; readonly hotArea?: boolean; readonly dedup?: boolean };
   /** Γ's δT, seconds (seed 001: 20) */
   readonly deltaT?: number;
   readonly cost?: CostModel;
@@ -143,12 +150,9 @@ class Writes {
   }
 }
 
-/** Each fixed method's predicted T and D: Ada-copy's forecast (EngineOptions.forecast, rule 0f in ada.ts). */
-export function forecastFixed(m: PageProfile, options: PredictOptions): AdaForecast[] {
-  return (["precopy", "postcopy", "hybrid"] as const).map((strategy) => {
-    const p = predict(m, strategy, options);
-    return { strategy, totalTime: p.totalTime, downtime: p.downtime };
-  });
+/** Each fixed method's prediction: Ada-copy's forecast (EngineOptions.forecast takes their T and D; rule 0f in ada.ts). */
+export function forecastFixed(m: PageProfile, options: PredictOptions): (Prediction & AdaForecast)[] {
+  return (["precopy", "postcopy", "hybrid"] as const).map((strategy) => ({ ...predict(m, strategy, options), strategy }));
 }
 
 /** Predicts one migration of the profiled memory. */
@@ -161,7 +165,8 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   const stateBytes = options.stateBytes ?? 256 * 1024;
   const batch = Math.min(options.batchPages ?? 256, n);
   const maxIterations = options.maxIterations ?? 30;
-  const maxSent = (options.maxSentFactor ?? 3) * n;
+  const maxSentFactor = options.maxSentFactor ?? 3;
+  const maxSent = maxSentFactor * n;
   const cost = options.cost ?? new CostModel();
   const deltaT = options.deltaT ?? 20;
   const prepageWindow = options.prepageWindow ?? Math.min(64, n);
@@ -189,8 +194,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     zero[p] = (1 - x) * zero[p]! + x * z;
   };
   /** The guest runs at the source up to clock `to`. */
-  const disk = options.disk && new DiskModel(options.disk.profile, options.model !== "poisson");
-  if (disk && strategy !== "fractional") throw new RangeError(`the predictor models a disk with the fractional strategy only, not ${strategy}`);
+  const disk = options.disk && new DiskModel(options.disk.profile, options.model !== "poisson", options.disk.hotArea ?? true);
   const runGuest = (to: number): void => {
     while (writes.due <= to) writes.apply(onSourceWrite);
     disk?.run(to);
@@ -215,9 +219,58 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     dirty.fill(0);
     dirtyMass = 0;
   };
+  /** When the source last measured the bandwidth: its periods (source.ts samplePeriod) pace pre-copy's downtime rule. */
+  let lastPeriod = 0;
+  const samplePeriod = (): boolean => {
+    if (t - lastPeriod < PERIOD) return false;
+    lastPeriod = t;
+    return true;
+  };
+  /** Dedup's index digests what goes before the switch-over with XXH3 (storage.ts; memory pages too when they are blocks); seconds for `bytes`. */
+  const digestRate = disk && (options.disk!.dedup ?? true) ? XXH3_BYTES_PER_SECOND : 0;
+  const digestSeconds = (bytes: number): number => (digestRate ? bytes / digestRate : 0);
+  const memoryDigestSeconds = (pages: number): number => (disk?.blockSize === ps ? digestSeconds(pages * ps) : 0);
+  /** CPU of `blocks` disk blocks sent before the switch-over (source.ts sendBlocks): the zero scan and the digests. */
+  const blockCpu = (blocks: number): number => cost.zeroScanSeconds(blocks * disk!.blockSize) + digestSeconds(blocks * disk!.blockSize);
+  /** One frame of the disk's current pass (storage.ts nextOfPass and sendBlocks: zero blocks as flags). */
+  const diskFrame = (): void => {
+    const f = disk!.nextOfPass();
+    if (f.blocks > 0) send(frame(f.bytes), blockCpu(f.blocks));
+  };
+  /** storage.ts diskStep: after each memory frame of a round, a disk frame (a new pass over the dirtied blocks once one is done). */
+  const diskStep = (): void => {
+    if (!disk?.mirroring) return;
+    if (disk.passDone) {
+      if (disk.dirtyMass < 0.5) return;
+      disk.syncPass();
+    }
+    diskFrame();
+  };
+  /** storage.ts finishDiskPass: the rest of the disk's pass at a round's end, the guest running. */
+  const finishDiskPass = (): void => {
+    while (disk?.mirroring && !disk.passDone) {
+      diskFrame();
+      runGuest(t);
+    }
+  };
+  /** Bytes the disk still has to send (storage.ts diskLeftBytes; pre-copy's stop rule counts them). */
+  const diskLeft = (): number => (disk?.mirroring ? disk.left() * disk.blockSize : 0);
+  /** storage.ts mirrorDisk: the disk alone first, a bulk pass and passes over the dirtied blocks until they fit the limit (`downtimeRule`) or a cap. */
+  const mirror = (downtimeRule: boolean, maxPasses: number): void => {
+    const d = disk!;
+    d.startMirror();
+    for (;;) {
+      diskFrame();
+      runGuest(t);
+      samplePeriod();
+      if (!d.passDone) continue;
+      if (downtimeRule && d.dirtyMass * d.blockSize + buffered <= B * limit) return;
+      if (d.passes >= maxPasses || d.blocksSent > maxSentFactor * d.blockCount) return;
+      d.syncPass();
+    }
+  };
   const runRounds = (q: Float64Array, downtimeRule: boolean, maxRounds: number): { converged: boolean } => {
     clearDirty();
-    let lastPeriod = 0;
     /** chance-weighted pages still to send this round (a round starts with what the last one left) */
     let remaining = 0;
     /** the round's pages with q > 0, ascending: a later round visits only what is dirty, not every page */
@@ -249,15 +302,16 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
         }
         remaining -= candidates;
         if (sent > 0) {
-          send(frame(bytes), pageCpu(sent, content));
+          send(frame(bytes), disk ? pageCpu(sent, content) + memoryDigestSeconds(sent) : pageCpu(sent, content));
           pagesTransferred += sent;
+          diskStep();
         }
         runGuest(t);
-        if (t - lastPeriod >= PERIOD) {
-          lastPeriod = t;
-          if (downtimeRule && (remaining + dirtyMass) * ps + buffered <= B * limit) stop = true;
+        if (samplePeriod()) {
+          if (downtimeRule && (remaining + dirtyMass) * ps + buffered + diskLeft() <= B * limit) stop = true;
         }
       }
+      finishDiskPass();
       runGuest(t);
       const left = (q: Float64Array): number => {
         let sum = 0;
@@ -275,7 +329,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
       const leftPages = left(q);
       let converged = stop;
       if (!stop) {
-        if (downtimeRule ? leftPages * ps + buffered <= B * limit : leftPages < 0.5) {
+        if (downtimeRule ? leftPages * ps + buffered + diskLeft() <= B * limit : leftPages < 0.5) {
           stop = true;
           converged = true;
         }
@@ -309,6 +363,7 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   let resumeAt = 0;
 
   if (strategy === "precopy") {
+    if (disk) mirror(true, maxIterations);
     const q = new Float64Array(n).fill(1);
     runRounds(q, true, Infinity);
     let left = 0;
@@ -320,8 +375,14 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
       content += q[p]! * ps * (1 - zero[p]!);
     }
     const frames = Math.ceil(left / batch);
-    send(frames * frame(0) + bytes, pageCpu(left, content));
+    send(frames * frame(0) + bytes, disk ? pageCpu(left, content) + memoryDigestSeconds(left) : pageCpu(left, content));
     pagesTransferred += left;
+    if (disk) {
+      // storage.ts drainDisk: the disk's last blocks after memory's, then its switch-over.
+      const d = disk.drain();
+      if (d.blocks > 0) send(d.frames * frame(0) + d.bytes, blockCpu(d.blocks));
+      send(frame(12), 0);
+    }
     send(frame(12 + stateBytes), 0);
     resumeAt = lineFree + rtt / 2;
     return finish(resumeAt - stopAt, resumeAt, 0);
@@ -330,10 +391,12 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   // Post-copy, hybrid and fractional: what is pending at the switch-over.
   const pending = new Float64Array(n);
   const cold = strategy === "fractional" ? Math.round((options.memoryPrecopy ?? 0) * n) : strategy === "hybrid" ? n : 0;
-  if (disk) {
+  // Hybrid mirrors the disk first for as many passes as memory has rounds (hybrid.ts).
+  if (disk && strategy === "hybrid") mirror(false, options.precopyRounds ?? 1);
+  else if (disk) {
     // The disk's share goes first, in batches, while both programs run (storage.ts: precopyDiskShare).
-    for (const blocks of disk.share(options.disk!.precopy)) {
-      send(frame(disk.bytes(blocks)), cost.zeroScanSeconds(blocks.length * disk.blockSize));
+    for (const blocks of disk.share(options.disk!.precopy ?? 0)) {
+      send(frame(disk.bytes(blocks)), blockCpu(blocks.length));
       runGuest(t);
     }
   }
@@ -358,8 +421,8 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     for (let p = 0; p < n; p++) pending[p] = 1 - (1 - pending[p]!) * (1 - q[p]!);
   }
   if (disk) {
-    // After the stop: the disk's zero scan, and its own switch-over with its block map.
-    t += cost.zeroScanSeconds(disk.blockCount * disk.blockSize);
+    // After the stop (storage.ts pendDisk): without a mirror, the disk's zero scan; its own switch-over with its block map.
+    if (!disk.mirroring) t += cost.zeroScanSeconds(disk.blockCount * disk.blockSize);
     disk.pend();
   }
   send(frame(12 + stateBytes + 8 * Math.ceil(n / 64)), 0);
@@ -539,7 +602,20 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     missing -= uniformFaults + unwritten;
     // Every requested page takes the line; the program waits, when it waits at all, until the last one it needs is here.
     pushed += (waitedBytes + claimedBytes) / B;
-    const wait = (1 - Math.exp(-waited)) * (rtt + 1.5 * frameTime + claimedBytes / B) + waitedBytes / B;
+    // The requests go as the push's memory frames (postcopy.ts pushRest), each followed by a disk frame while
+    // blocks are queued; the source takes requests only as a disk frame starts, so they wait two frames, not one and a half.
+    const diskPushing = disk !== undefined && disk.queued > 0;
+    /** line seconds of the disk frames between the request frames: the last requested page waits for them too */
+    let between = 0;
+    if (diskPushing) {
+      const frames = Math.ceil((waitedBytes + claimedBytes) / (POSTCOPY_BATCH * pushBytesPerPage) - 1e-9);
+      for (let k = 0; k < frames && disk.queued; k++) {
+        const before = pushed;
+        pushDisk(disk.frameBytes);
+        if (k < frames - 1) between += pushed - before;
+      }
+    }
+    const wait = (1 - Math.exp(-waited)) * (rtt + (diskPushing ? 2 : 1.5) * frameTime + claimedBytes / B + between) + waitedBytes / B;
     stall += wait;
     clock += wait;
     // Pre-paging: the push sends the pages the source still holds around the last fault, nearest first (postcopy.ts: bubbling).
@@ -566,14 +642,34 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
   return finish(downtime, Math.max(end, diskDone + rtt / 2, resumeAt), stall);
 }
 
-/** The disk beside the memory (PredictOptions.disk): its writes at the source, its share, what is queued for the push. */
+/**
+ * The disk beside the memory (PredictOptions.disk): its writes at the
+ * source, the mirror's passes (pre-copy, hybrid) or fractional's share,
+ * what is queued for the push. Chances per block, as memory's per page.
+ */
 class DiskModel {
   readonly blockSize: number;
   readonly blockCount: number;
+  /** blocks per frame before the switch-over (options.ts: batchBlocks) */
+  private readonly batch: number;
   private readonly writes: Writes;
   private readonly zero: Float64Array;
+  /** the chance each block was written since the dirty log's last sync */
   private readonly dirty: Float64Array;
+  dirtyMass = 0;
   private readonly precopied: Uint8Array;
+  /** the blocks in the mirror's sending order: coldest first (hot-area), else by index */
+  private readonly rank: Uint32Array;
+  /** the chance each block is in the current pass and not reached yet */
+  private readonly inPass: Float64Array;
+  /** the current pass's blocks in sending order, and how far it got */
+  private pass: Uint32Array = new Uint32Array(0);
+  private passAt = 0;
+  private passMass = 0;
+  /** the mirror has started (pre-copy, hybrid) */
+  mirroring = false;
+  passes = 0;
+  blocksSent = 0;
   /** bytes queued for the push */
   queued = 0;
   /** bytes of a push frame of 32 blocks */
@@ -582,32 +678,41 @@ class DiskModel {
   constructor(
     private readonly profile: PageProfile,
     replay: boolean,
+    hotArea: boolean,
   ) {
     this.blockSize = profile.pageSize;
     this.blockCount = profile.pageCount;
+    this.batch = Math.min(256, Math.max(1, 2 ** 20 / this.blockSize), this.blockCount);
     this.writes = new Writes(profile, replay);
     this.zero = Float64Array.from(profile.imageZero);
     this.dirty = new Float64Array(this.blockCount);
     this.precopied = new Uint8Array(this.blockCount);
+    this.inPass = new Float64Array(this.blockCount);
+    this.rank = hotArea ? coldestFirst(profile) : Uint32Array.from({ length: this.blockCount }, (_, b) => b);
   }
 
   /** The disk's program writes up to clock `to`. */
   run(to: number): void {
     while (this.writes.due <= to) {
       this.writes.apply((b, x, _whole, z) => {
+        this.dirtyMass += (1 - this.dirty[b]!) * x;
         this.dirty[b] = this.dirty[b]! + (1 - this.dirty[b]!) * x;
         this.zero[b] = (1 - x) * this.zero[b]! + x * z;
       });
     }
   }
 
+  private clearDirty(): void {
+    this.dirty.fill(0);
+    this.dirtyMass = 0;
+  }
+
   /** The `share` coldest blocks, in the engine's batches (ascending within each); the dirty log starts here. */
   share(share: number): number[][] {
-    this.dirty.fill(0);
+    this.clearDirty();
     const order = coldestFirst(this.profile).subarray(0, Math.round(share * this.blockCount));
-    const batch = Math.min(256, Math.max(1, 2 ** 20 / this.blockSize), this.blockCount);
     const batches: number[][] = [];
-    for (let at = 0; at < order.length; at += batch) batches.push(Array.from(order.subarray(at, at + batch)).sort((a, b) => a - b));
+    for (let at = 0; at < order.length; at += this.batch) batches.push(Array.from(order.subarray(at, at + this.batch)).sort((a, b) => a - b));
     for (const b of order) this.precopied[b] = 1;
     return batches;
   }
@@ -615,17 +720,97 @@ class DiskModel {
   /** Wire bytes of `blocks` sent now. */
   bytes(blocks: readonly number[]): number {
     let bytes = 0;
-    for (const b of blocks) bytes += ENTRY_BYTES + this.blockSize * (1 - this.zero[b]!);
+    for (const b of blocks) bytes += this.blockBytes(b);
     return bytes;
   }
 
-  /** At the switch-over: the blocks never sent and not zero, and those written since they were sent. */
+  private blockBytes(b: number): number {
+    return ENTRY_BYTES + this.blockSize * (1 - this.zero[b]!);
+  }
+
+  /** The mirror's bulk pass over every block starts; the dirty log starts here. */
+  startMirror(): void {
+    this.mirroring = true;
+    this.clearDirty();
+    this.startPass(() => 1);
+  }
+
+  /** A pass over the blocks dirtied since the last sync (a dirty-log sync). */
+  syncPass(): void {
+    const dirty = Float64Array.from(this.dirty);
+    this.clearDirty();
+    this.startPass((b) => dirty[b]!);
+  }
+
+  private startPass(chance: (b: number) => number): void {
+    const pass: number[] = [];
+    this.passMass = 0;
+    for (const b of this.rank) {
+      const c = chance(b);
+      if (!(c > 0)) continue;
+      pass.push(b);
+      this.inPass[b] = c;
+      this.passMass += c;
+    }
+    this.pass = Uint32Array.from(pass);
+    this.passAt = 0;
+    this.passes++;
+  }
+
+  get passDone(): boolean {
+    return this.passAt >= this.pass.length;
+  }
+
+  /** Blocks left in the pass and dirtied since the last sync (storage.ts leftBlocks). */
+  left(): number {
+    return this.passMass + this.dirtyMass;
+  }
+
+  /**
+   * The next frame of the pass: up to a batch of blocks sent, a block
+   * dirtied since the sync being left for the next pass (it stays dirty).
+   */
+  nextOfPass(): { blocks: number; bytes: number } {
+    let blocks = 0;
+    let bytes = 0;
+    while (blocks < this.batch - 1e-9 && this.passAt < this.pass.length) {
+      const b = this.pass[this.passAt++]!;
+      const c = this.inPass[b]!;
+      this.inPass[b] = 0;
+      this.passMass -= c;
+      const go = c * (1 - this.dirty[b]!);
+      blocks += go;
+      bytes += go * this.blockBytes(b);
+    }
+    this.blocksSent += blocks;
+    return { blocks, bytes };
+  }
+
+  /** The chance each block is not current at the destination at the stop: the pass's rest and the dirtied (or, without a mirror, the non-zero blocks not pre-copied and the dirtied). */
+  private outOfDate(b: number): number {
+    if (this.mirroring) return 1 - (1 - this.inPass[b]!) * (1 - this.dirty[b]!);
+    return this.precopied[b] ? this.dirty[b]! : 1 - this.zero[b]!;
+  }
+
+  /** Pre-copy's stop-and-copy of the disk (storage.ts drainDisk): its blocks, bytes and frames. */
+  drain(): { blocks: number; bytes: number; frames: number } {
+    let blocks = 0;
+    let bytes = 0;
+    for (let b = 0; b < this.blockCount; b++) {
+      const x = this.outOfDate(b);
+      blocks += x;
+      bytes += x * this.blockBytes(b);
+    }
+    return { blocks, bytes, frames: Math.ceil(blocks / this.batch - 1e-9) };
+  }
+
+  /** At a post-copy switch-over: queues the blocks not current at the destination for the push. */
   pend(): void {
     let blocks = 0;
     for (let b = 0; b < this.blockCount; b++) {
-      const pending = this.precopied[b] ? this.dirty[b]! : 1 - this.zero[b]!;
-      blocks += pending;
-      this.queued += pending * (ENTRY_BYTES + this.blockSize);
+      const x = this.outOfDate(b);
+      blocks += x;
+      this.queued += x * this.blockBytes(b);
     }
     this.queued += Math.ceil(blocks / POSTCOPY_BATCH) * (HEADER_BYTES + CHECK_BYTES);
     this.frameBytes = HEADER_BYTES + CHECK_BYTES + POSTCOPY_BATCH * (ENTRY_BYTES + this.blockSize);

@@ -13,9 +13,9 @@ import { compareReport } from "./report.js";
 import { predictedCell, type CompareRow } from "./rows.js";
 export type { CompareRow } from "./rows.js";
 import { inspectTrace } from "./inspect.js";
-import { predict, type PredictedStrategy } from "../adaptive/predict.js";
+import { predict, type PredictedStrategy, type Prediction } from "../adaptive/predict.js";
 import { meanDirtyRate, profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
-import { SIMULATION_OPTIONS, adaForecast, checkCodecOption, describeLink, fractionalPages, predictOptions, seconds, simulationSetup, strategyLabel, type SimulationSetup } from "./migrate.js";
+import { NO_PROFILE, SIMULATION_OPTIONS, adaForecast, checkCodecOption, describeLink, fractionalPages, predictOptions, predictedDisk as predictedDiskOf, seconds, simulationSetup, strategyLabel, type SimulationSetup } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskSetup, type DiskSetup } from "./disk.js";
 
@@ -78,17 +78,22 @@ export function restorationAgility(stats: MigrationStats, window = AGILITY_WINDO
 /** The strategies src/adaptive's predictor models (with the raw codec, no auto-converge, a constant link). */
 const PREDICTED: readonly string[] = ["precopy", "postcopy", "hybrid", "fractional"] satisfies PredictedStrategy[];
 
-/** What the predictor says of one row, or undefined for a row it does not model. */
-function prediction(memory: PageProfile, setup: SimulationSetup, method: Method, codec: string): CompareRow["predicted"] {
+/** What the predictor says of one row (with the disk, a trace's), or undefined for a row it does not model. */
+async function prediction(memory: PageProfile, setup: SimulationSetup, method: Method, codec: string, disk?: DiskSetup): Promise<CompareRow["predicted"]> {
   const options = PREDICTED.includes(method.strategy) ? predictOptions(setup, codec, method.options.autoConverge) : undefined;
   if (!options) return undefined;
+  const predictedDisk = disk && (await predictedDiskOf(disk));
+  if (disk && !predictedDisk) return undefined;
   const p = predict(memory, method.strategy as PredictedStrategy, {
     ...options,
     deltaT: AGILITY_WINDOW,
     ...(method.memoryPrecopy === undefined ? {} : { memoryPrecopy: method.memoryPrecopy }),
+    ...(predictedDisk && { disk: predictedDisk }),
   });
-  return { totalTime: p.totalTime, downtime: p.downtime, gamma: p.gamma };
+  return predictedCells(p);
 }
+
+const predictedCells = (p: Prediction): CompareRow["predicted"] => ({ totalTime: p.totalTime, downtime: p.downtime, gamma: p.gamma });
 
 /** Runs every method × codec in turn; a failed row records its reason and the rest still run. */
 export async function compare(
@@ -107,15 +112,17 @@ export async function compare(
       let workload;
       let diskWorkload;
       try {
-        // The predictor models memory alone (S = 0): no prediction with a disk.
-        const predicted = !disk && profile && prediction(profile.memory, setup, method, codec);
+        const predicted = profile && (await prediction(profile.memory, setup, method, codec, disk));
         if (predicted) row.predicted = predicted;
         workload = await setup.guest.open();
         diskWorkload = await disk?.open();
-        // Ada-copy on a trace runs the fixed method predicted fastest, where the predictor models the run (its rule 0f).
-        const forecast = method.strategy === "ada" && !disk && profile ? adaForecast(profile.memory, setup, codec, method.options.autoConverge) : undefined;
-        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, ...diskOptions, codec, disk: diskWorkload, ...(forecast && { forecast }) });
+        // Ada-copy on a trace runs the fixed method predicted fastest, where the predictor models the run (its rule 0f); else why not.
+        const ada = method.strategy !== "ada" ? undefined : profile ? await adaForecast(profile.memory, setup, codec, { autoConverge: method.options.autoConverge, ...(disk && { disk }) }) : { noForecast: NO_PROFILE };
+        row.stats = await simulate(method.strategy, workload, setup.link, { ...setup.options, ...method.options, ...diskOptions, codec, disk: diskWorkload, ...ada });
         if (row.stats.adaptive) row.method = strategyLabel(row.stats);
+        // Its prediction is the chosen method's.
+        const chosen = ada && "forecast" in ada ? ada.forecast.find((f) => f.strategy === row.stats!.adaptive?.method) : undefined;
+        if (chosen) row.predicted = predictedCells(chosen);
         const blocks = row.stats.disk;
         row.verified = row.stats.verifiedPages === workload.guest.pageCount && (!blocks || blocks.verifiedBlocks === blocks.blockCount);
         row.agility = restorationAgility(row.stats);
@@ -214,7 +221,7 @@ export async function run(args: string[]): Promise<number> {
     console.log("(simulated link and CPU costs), every page really encoded, sent, decoded and checked. Γ: seed 001's restoration");
     console.log(`agility δT / (D + ΔT), δT = ${AGILITY_WINDOW} s, ΔT the time the resumed guest takes for δT of its work (higher is better).`);
     console.log("predicted: src/adaptive's model of a trace (docs/adaptive.md), with its error against the emulation; it models the raw codec");
-    console.log("without auto-converge on a constant link, so other rows show –.");
+    console.log("without auto-converge on a constant link, and a disk only as a trace, so other rows show –; Ada-copy's is the method it chose.");
     console.log(`\nwall time ${wallSeconds.toFixed(1)} s for ${rows.length} migrations`);
   }
   if (report !== undefined) {

@@ -3,7 +3,7 @@
 // and the disk's figures in the table and the detail view.
 
 import { existsSync } from "node:fs";
-import { profileTrace, writeRates } from "../adaptive/profile.js";
+import { profileTrace, writeRates, type PageProfile } from "../adaptive/profile.js";
 import type { EngineOptions } from "../engine/options.js";
 import type { MigrationStats } from "../engine/metrics.js";
 import { BLOCK_MODELS, DiskTraceWorkload, checkBlockSize, checkDiskShape, modelDisk, modelDiskBytes, type BlockModelName } from "../guest/disk.js";
@@ -42,6 +42,8 @@ export interface DiskSetup {
   open(): Promise<Workload>;
   /** FlimCD's switches and the blocks' write rates */
   options(): Promise<Pick<EngineOptions, "diskDedup" | "prefetch" | "hotArea" | "diskHeat">>;
+  /** A disk trace's profile (the predictor's disk); a model has none */
+  readonly profile?: () => Promise<PageProfile>;
 }
 
 /**
@@ -77,13 +79,16 @@ export async function diskSetup(values: Record<string, OptionValue>): Promise<Di
     const { pageCount, pageSize } = first.guest;
     await first.close();
     first.guest.dispose();
+    let profiled: Promise<PageProfile> | undefined;
+    const profile = () => (profiled ??= profileTrace(path).then((p) => p.memory));
     let rates: Promise<Float64Array> | undefined;
-    const heat = () => (rates ??= profileTrace(path).then((profile) => writeRates(profile.memory)));
+    const heat = () => (rates ??= profile().then(writeRates));
     return {
       describe: `disk trace ${path} (${pageCount} blocks of ${pageSize} B)`,
       files: [path],
       open: async () => DiskTraceWorkload.open(path, await heat(), { seed }),
       options: async () => ({ ...given, diskHeat: await heat() }),
+      profile,
     };
   }
   if (typeof model !== "string" || !Object.hasOwn(BLOCK_MODELS, model)) {

@@ -11,7 +11,7 @@ import { FLAVORS, type AdaForecast, type Flavor, type MigrationProgress } from "
 import { pipelineEntries } from "../wire/pipeline.js";
 import { MAX_CHANNELS } from "../wire/channels.js";
 import { plan } from "../adaptive/plan.js";
-import { ascendingBy, coldestFirst, forecastFixed, type PredictOptions } from "../adaptive/predict.js";
+import { ascendingBy, coldestFirst, forecastFixed, type PredictOptions, type Prediction } from "../adaptive/predict.js";
 import { meanDirtyRate, profileTrace, type PageProfile, type Profile } from "../adaptive/profile.js";
 import type { Workload } from "../guest/guest.js";
 import { checkTrace } from "../guest/pagetrace.js";
@@ -30,7 +30,7 @@ import {
 import { loadQemuHost } from "../engine/qemu.js";
 import { Progress, UsageError, durationOption, formatBytes, intOption, noPositionals, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
 import { markedTable, type Column } from "./table.js";
-import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup } from "./disk.js";
+import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup, type DiskSetup } from "./disk.js";
 
 export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
@@ -363,11 +363,19 @@ export function fractionalPages(profile: Profile, link: LinkSpec, options: Simul
   return { percent: m, storage: storage ?? planned?.storagePrecopy ?? 0, precopyPages: coldestFirst(profile.memory).subarray(0, Math.round((m / 100) * profile.memory.pageCount)) };
 }
 
-/** The predictor's options for a run with `codec`, or undefined where it does not model the run (docs/adaptive.md). */
+/** Why the predictor does not model a run with `codec`, or undefined where it does (docs/adaptive.md: what it models). */
+export function unmodelled(setup: SimulationSetup, codec: string, autoConverge = false): string | undefined {
+  if (codec !== "raw") return `the predictor models the raw codec, not ${codec}`;
+  if (autoConverge) return "the predictor does not model auto-converge";
+  if (setup.link.schedule?.length) return "the predictor models a constant link, not a bandwidth schedule";
+  if ((setup.link.channel ?? "link") !== "link") return `the predictor models the simulated link, not ${setup.link.channel}`;
+  return undefined;
+}
+
+/** The predictor's options for a run with `codec`, or undefined where it does not model the run (unmodelled says why). */
 export function predictOptions(setup: SimulationSetup, codec: string, autoConverge = false): PredictOptions | undefined {
   const o = setup.options;
-  const modelled = codec === "raw" && !autoConverge && !setup.link.schedule?.length && (setup.link.channel ?? "link") === "link";
-  if (!modelled) return undefined;
+  if (unmodelled(setup, codec, autoConverge) !== undefined) return undefined;
   return {
     bitsPerSecond: setup.link.bitsPerSecond,
     rtt: setup.link.rtt,
@@ -381,10 +389,32 @@ export function predictOptions(setup: SimulationSetup, codec: string, autoConver
   };
 }
 
-/** Ada-copy's forecast of a trace's run (its rule 0f), or undefined where the predictor does not model it. */
-export function adaForecast(memory: PageProfile, setup: SimulationSetup, codec: string, autoConverge = false): AdaForecast[] | undefined {
-  const options = predictOptions(setup, codec, autoConverge);
-  return options && forecastFixed(memory, options);
+/** Why a workload model's run has no prediction. */
+export const NO_PROFILE = "a workload model has no trace profile to predict from";
+
+/** The predictor's disk for a run with `disk`: a trace's profile with the run's switches; undefined for a model disk, which it does not model. */
+export async function predictedDisk(disk: DiskSetup): Promise<PredictOptions["disk"] | undefined> {
+  if (!disk.profile) return undefined;
+  const { hotArea, diskDedup } = await disk.options();
+  return { profile: await disk.profile(), hotArea: hotArea ?? true, dedup: diskDedup ?? true };
+}
+
+/**
+ * Ada-copy's forecast of a trace's run (its rule 0f), each fixed method
+ * predicted (with the disk, when there is one), or why there is none.
+ */
+export async function adaForecast(
+  memory: PageProfile,
+  setup: SimulationSetup,
+  codec: string,
+  run: { readonly autoConverge?: boolean; readonly flavor?: Flavor; readonly disk?: DiskSetup } = {},
+): Promise<{ forecast: (Prediction & AdaForecast)[] } | { noForecast: string }> {
+  const options = predictOptions(setup, codec, run.autoConverge);
+  if (!options) return { noForecast: unmodelled(setup, codec, run.autoConverge)! };
+  if (run.flavor === "qemu") return { noForecast: "the predictor models the xen flavour, not qemu's" };
+  const disk = run.disk && (await predictedDisk(run.disk));
+  if (run.disk && !disk) return { noForecast: "the predictor models a disk trace, not a disk model" };
+  return { forecast: forecastFixed(memory, { ...options, ...(disk && { disk }) }) };
 }
 
 /** Refuses a codec spec the pipeline cannot build (as a usage error of `flag`). */
@@ -477,10 +507,8 @@ export async function run(args: string[]): Promise<number> {
   if (order === "cold-first") options.pageOrder = coldestFirst(profile!.memory);
   if (ada) {
     options.dirtyRateBefore = meanDirtyRate(profile!.memory);
-    // The predictor models memory alone, as Xen's flavor runs it.
-    const forecast = !disk && flavor === "xen" ? adaForecast(profile!.memory, setup, options.codec!, options.autoConverge) : undefined;
-    if (forecast) options.forecast = forecast;
-  }
+    Object.assign(options, await adaForecast(profile!.memory, setup, options.codec!, { autoConverge: options.autoConverge, flavor, ...(disk && { disk }) }));
+  } else if (strategyText === "ada") options.noForecast = NO_PROFILE;
   if (fractional) {
     // The coldest M% by λ, and S% of a disk's blocks by write rate; without --memory-precopy (or, with a disk trace, --storage-precopy), the plan's (pagemill plan).
     const diskTrace = typeof values.disk === "string" ? values.disk : undefined;

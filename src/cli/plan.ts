@@ -14,8 +14,8 @@ import { markedTable, type Column } from "./table.js";
 export const summary = "Predicts T, U, D and Γ of each strategy for a pagetrace over a link, and plans the fractional hybrid-copy's (M, S).";
 export const usage = `usage: pagemill plan TRACE [--disk DISK.ptrace.gz] [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms]
          [--state 256KiB] [--rounds 1] [--model replay|poisson] [--delta-t 20s] [--json]
-  --disk: a disk trace migrated with the memory; the plan then has S, the disk's share pre-copied (the
-  predictor models a disk with the fractional strategy only, so only the plan's row is predicted).`;
+  --disk: a disk trace migrated with the memory (every strategy's row predicted with it); the plan then
+  has S, the disk's share pre-copied.`;
 
 const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
 
@@ -52,7 +52,7 @@ export async function run(args: string[]): Promise<number> {
   if (diskPath !== undefined && (typeof diskPath !== "string" || !existsSync(diskPath))) throw new UsageError(`--disk: ${String(diskPath)} does not exist`);
   const profile: Profile = { ...(await profileTrace(path)), ...(diskPath !== undefined && { disk: (await profileTrace(diskPath)).memory }) };
   const started = performance.now();
-  const strategies: Prediction[] = profile.disk ? [] : STRATEGIES.map((s) => predict(profile.memory, s, options));
+  const strategies: Prediction[] = STRATEGIES.map((s) => predict(profile.memory, s, { ...options, ...(profile.disk && { disk: { profile: profile.disk } }) }));
   const best: Plan = plan(profile, options);
   const wallSeconds = (performance.now() - started) / 1000;
   if (values.json) {

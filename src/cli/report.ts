@@ -122,7 +122,7 @@ export function compareReport(rows: CompareRow[], context: ReportContext): strin
 <h2>Pages dirtied per round</h2>
 <div class="charts" id="dirty-per-round"></div>
 <h2>Predicted and emulated</h2>
-<p class="note">The predictor (src/adaptive, docs/adaptive.md) models a trace's rows with the raw codec, without auto-converge, on a constant link.</p>
+<p class="note">The predictor (src/adaptive, docs/adaptive.md) models a trace's rows with the raw codec, without auto-converge, on a constant link, with a disk trace too (not a disk model); Ada-copy's row is the method it chose.</p>
 <div class="charts" id="predictions"></div>
 <h2>Bytes by encoding</h2>
 <div class="charts" id="encodings"></div>

@@ -56,6 +56,11 @@ export const DEFAULT_COSTS: CostTable = {
   fallback: { encode: 500e6, decode: 1e9 },
 };
 
+/** Dedup's digests (src/engine/storage.ts), charged per byte digested, one core: MD5 as native MD5 runs (our kernel's own is measured in `bench storage`). */
+export const MD5_BYTES_PER_SECOND = 600e6;
+/** XXH3-64 as native XXH3 runs on one core of this machine's kind (ours in `bench hash`); the predictor charges it too. */
+export const XXH3_BYTES_PER_SECOND = 10e9;
+
 /** A cost file that cannot be used. */
 export class CostTableError extends PagemillError {}
 

@@ -144,7 +144,9 @@ const FIXED = { precopy, postcopy, hybrid } as const;
 /** Ada-copy migration (see the module comment). */
 export async function ada(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const rule = new AdaRule(s.settings.downtimeLimit);
-  const { dirtyRateBefore, pageSize, forecast } = s.settings;
+  const { dirtyRateBefore, pageSize, forecast, noForecast } = s.settings;
+  /** Rules 0-3's decision, with why there was no forecast to decide on when the caller said. */
+  const decided = (decision: AdaDecision): AdaDecision => (noForecast === undefined ? decision : { ...decision, reason: `${decision.reason} (no forecast: ${noForecast})` });
   const sendRate = s.linkBandwidth() / (pageSize + ENTRY_BYTES);
   if (forecast?.length) {
     const method = rule.choose(forecast, dirtyRateBefore ?? 0, sendRate);
@@ -153,7 +155,7 @@ export async function ada(s: Source): Promise<{ reason: StopReason; converged: b
     return method === "precopy" ? run : { reason: "adaptive", converged: true };
   }
   if (dirtyRateBefore !== undefined && rule.before(dirtyRateBefore, sendRate)) {
-    s.setAdaptive(rule.decision!);
+    s.setAdaptive(decided(rule.decision!));
     await postcopy(s);
     return { reason: "adaptive", converged: true };
   }
@@ -166,7 +168,7 @@ export async function ada(s: Source): Promise<{ reason: StopReason; converged: b
     stopAtOnce: (why) => why !== "adaptive",
     switchWhen: (c) => rule.check(c),
   });
-  s.setAdaptive(rule.decision ?? { method: "precopy", reason: `pre-copy ended (${reason})`, round: s.round, rho: 0, dirtyRate: s.counters.dirtyPagesRate, sendRate: 0, cv: 0 });
+  s.setAdaptive(decided(rule.decision ?? { method: "precopy", reason: `pre-copy ended (${reason})`, round: s.round, rho: 0, dirtyRate: s.counters.dirtyPagesRate, sendRate: 0, cv: 0 }));
   try {
     if (reason !== "adaptive") {
       await stopAndCopy(s, left);

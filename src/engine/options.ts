@@ -72,6 +72,11 @@ export interface EngineOptions {
    * Ada-copy then runs the one predicted fastest (ada.ts, rule 0).
    */
   readonly forecast?: readonly AdaForecast[];
+  /**
+   * Ada-copy without a forecast: why the predictor could not give one (it
+   * does not model the run: docs/adaptive.md), put in its decision's reason.
+   */
+  readonly noForecast?: string;
   /** QEMU cpu-throttle-initial, percent (20). */
   readonly throttleInitial?: number;
   /** QEMU cpu-throttle-increment, percent (10). */
@@ -206,6 +211,7 @@ export interface EngineSettings {
   readonly noPostcopy: boolean;
   readonly dirtyRateBefore: number | undefined;
   readonly forecast: readonly AdaForecast[] | undefined;
+  readonly noForecast: string | undefined;
   readonly throttleInitial: number;
   readonly throttleIncrement: number;
   readonly throttleMax: number;
@@ -354,6 +360,7 @@ export function normaliseOptions(options: EngineOptions, guest: Shape, disk?: Sh
     noPostcopy: options.noPostcopy ?? false,
     dirtyRateBefore: options.dirtyRateBefore === undefined || options.dirtyRateBefore === 0 ? options.dirtyRateBefore : positive("dirtyRateBefore", options.dirtyRateBefore),
     forecast: options.forecast?.map((f, i) => forecastEntry(`forecast[${i}]`, f)),
+    noForecast: options.noForecast,
     throttleInitial,
     throttleIncrement,
     throttleMax,

@@ -60,10 +60,8 @@ import { SwitchoverView } from "./frozen.js";
 import type { DiskSettings } from "./options.js";
 import type { Source } from "./source.js";
 
-/** MD5 throughput charged per byte digested, one core (native MD5 runs at about this; our kernel's own is measured in `bench storage`). */
-export const MD5_BYTES_PER_SECOND = 600e6;
-/** XXH3-64 throughput charged per byte digested, one core (native XXH3 on one core of this machine's kind; ours in `bench hash`). */
-export const XXH3_BYTES_PER_SECOND = 10e9;
+import { MD5_BYTES_PER_SECOND, XXH3_BYTES_PER_SECOND } from "../codecs/cost.js";
+export { MD5_BYTES_PER_SECOND, XXH3_BYTES_PER_SECOND };
 
 /** The disk's figures of a migration (MigrationStats.disk). */
 export interface DiskStats {
