@@ -166,10 +166,11 @@ describe("Ada-copy with a disk", () => {
     expect(ada.downtime).toBe(best.downtime);
   });
 
-  it("says why there is no forecast where the predictor does not model the run: a disk model, a codec, a workload model", async () => {
+  it("says why there is no forecast where the predictor does not model the run: a disk model, a codec, channels, a workload model", async () => {
     const reason = async (args: string[]) => (JSON.parse(await migrateCli(["--strategy", "ada", ...args, "--json"])) as Run).adaptive!.reason;
     expect(await reason(["--disk-workload", "oltp", "--disk-blocks", "1024"])).toMatch(/\(no forecast: the predictor models a disk trace, not a disk model\)$/);
     expect(await reason(["--codec", "lz4"])).toMatch(/\(no forecast: the predictor models the raw codec, not lz4\)$/);
+    expect(await reason(["--channels", "2"])).toMatch(/\(no forecast: the predictor models one channel, not 2\)$/);
     expect(await reason(["--workload", "hot-cold", "--pages", "4096"])).toMatch(/\(no forecast: a workload model has no trace profile to predict from\)$/);
   });
 });
