@@ -36,7 +36,6 @@ import { FrameDecoder } from "../wire/decoder.js";
 import { FrameEncoder } from "../wire/pipeline.js";
 import { ENCODING_NAMES, type Encoding } from "../codecs/codec.js";
 import { countTraffic, newDestinationCounters, newTrafficCounters, type DestinationCounters, type TrafficCounters } from "./metrics.js";
-import type { SentFrames } from "./mirror.js";
 import type { EndParts, EngineSettings } from "./options.js";
 import type { Tasks } from "./tasks.js";
 
@@ -110,8 +109,6 @@ export interface DestinationParts extends EndParts {
   readonly diskMemory?: PageMemory;
   /** The disk, when one is migrated (settings.disk describes it): its program and the source's switch-over content of its blocks. */
   readonly disk?: SharedDisk;
-  /** Both ends in one process: frames the source's channels decoded and checked already, landing in `memory` (its SentFrames.memory). */
-  readonly sentFrames?: SentFrames;
 }
 
 /**
@@ -241,7 +238,6 @@ export class Destination {
   private readonly mem: Held;
   private readonly disk: Held | undefined;
   private readonly sharedDisk: SharedDisk | undefined;
-  private readonly sentFrames: SentFrames | undefined;
   /** Disk blocks whose reference this end refused, asked for and not yet here. */
   private readonly refetching = new Set<number>();
   /** The disk's switch-over frame has come (its blocks' states are set). */
@@ -271,8 +267,6 @@ export class Destination {
     this.report = parts.report ?? (() => {});
     this.mem = new Held(this.settings.pageSize, this.settings.pageCount, this.shared, false, this.shared.thread, parts.memory);
     this.memory = this.mem.memory;
-    if (parts.sentFrames && parts.sentFrames.memory !== this.memory) throw new RangeError("sentFrames must land in this destination's memory");
-    this.sentFrames = parts.sentFrames;
     const disk = this.settings.disk;
     if (disk && !parts.disk) throw new RangeError("the settings describe a disk, but no disk was given");
     this.sharedDisk = parts.disk;
@@ -339,10 +333,7 @@ export class Destination {
         this.counters.destinationCpu += cpu;
         await this.charge(cpu);
       }
-      // A frame its channel decoded and checked already lands by its mark, unless a page changed at the source since.
-      const mark = held === this.mem ? this.sentFrames?.take(bytes) : undefined;
-      const landed = mark === undefined ? undefined : (indices: Uint32Array) => this.sentFrames!.memory.landAsSent(indices, mark);
-      const frame = held.decoder.decode(bytes, held.memory, { tagged: this.channel.authenticatesFrames, landed });
+      const frame = held.decoder.decode(bytes, held.memory, { tagged: this.channel.authenticatesFrames });
       if (frame.type === "switch-over") this.channel.survive?.();
       if (frame.type === "switch-over" && frame.disk) {
         const record = decodeSwitchover(frame.state, held.pageCount);

@@ -5,7 +5,7 @@
 // channel) between the two ends.
 
 import type { Guest, Workload } from "../guest/guest.js";
-import { MirrorPages, SentFrames } from "./mirror.js";
+import { MirrorPages } from "./mirror.js";
 import { SimulatedLink, type RateStep } from "../net/link.js";
 import { LoopbackPair } from "../net/loopback.js";
 import { TimeLimitError, VirtualClock } from "../clock.js";
@@ -77,14 +77,12 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
   });
   // Both ends in one process: the destination holds only the pages that differ from the source's (mirror.ts).
   const memory = mirrorOf(workload.guest);
-  const sentFrames = settings.channels > 1 ? new SentFrames(memory) : undefined;
-  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk, modelReplay, sentFrames });
+  const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk, modelReplay });
   const sourceDisk = source.disk;
   const diskMemory = disk && mirrorOf(disk.guest);
   const destination = new Destination({
     memory,
     diskMemory,
-    sentFrames,
     settings,
     clock,
     channel: options.destination,

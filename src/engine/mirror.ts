@@ -11,13 +11,7 @@
 // the source's memory goes through its Guest (beforeChange runs first); the
 // end check (verifyMemory) then skips mirrored pages, which were compared
 // when they landed and have not changed since.
-//
-// A frame a parallel channel's thread encoded is also decoded on such a
-// thread and compared with the pages it was made from (a receive thread's
-// work, done while this thread goes on: SentFrames). When that check has
-// come back, the frame lands here by marks, without decoding or comparing
-// again, if none of its pages changed at the source since they were read
-// (landAsSent): each page then equals the source's.
+
 
 import { ChunkedPages } from "../guest/chunks.js";
 import { PageBits, sameBytes, zeroPage, type PageMemory } from "../guest/pages.js";
@@ -29,10 +23,6 @@ export class MirrorPages implements PageMemory {
   private readonly mirrored: PageBits;
   /** The pages that differ from the source's. */
   private readonly own: ChunkedPages;
-  /** Per page: the mark current when the source last changed it (kept once a mark is taken). */
-  private changedAt: Uint32Array | undefined;
-  /** Marks taken (sentMark). */
-  private marks = 0;
 
   constructor(private readonly source: PageMemory) {
     this.pageCount = source.pageCount;
@@ -52,7 +42,6 @@ export class MirrorPages implements PageMemory {
 
   /** The source is about to change page `index`: keep its content here if this end reads it through. */
   detach(index: number): void {
-    if (this.changedAt) this.changedAt[index] = this.marks;
     if (!this.mirrored.has(index)) return;
     this.own.write(index, this.source.page(index));
     this.mirrored.set(index, false);
@@ -105,25 +94,6 @@ export class MirrorPages implements PageMemory {
     }
   }
 
-  /** A mark for pages loaded from the source now: landAsSent lands them by it while none has changed. */
-  sentMark(): number {
-    this.changedAt ??= new Uint32Array(this.pageCount);
-    return ++this.marks;
-  }
-
-  /**
-   * Pages `indices` arrived holding exactly what the source held when
-   * `mark` was taken (their channel decoded and compared them): when none
-   * has changed since, each now reads through to the source's, and true;
-   * otherwise nothing changes here, and false (decode them instead).
-   */
-  landAsSent(indices: ArrayLike<number>, mark: number): boolean {
-    const changedAt = this.changedAt!;
-    for (let k = 0; k < indices.length; k++) if (changedAt[indices[k]!]! >= mark) return false;
-    for (let k = 0; k < indices.length; k++) this.mirror(indices[k]!);
-    return true;
-  }
-
   private mirror(index: number): void {
     this.own.zero(index);
     this.mirrored.set(index, true);
@@ -132,39 +102,5 @@ export class MirrorPages implements PageMemory {
   /** The source's page without allocating for a page it knows is zero. */
   private sourcePage(index: number): Uint8Array {
     return this.source.isZero(index) ? zeroPage(this.pageSize) : this.source.page(index);
-  }
-}
-
-/**
- * Frames a channel's thread is decoding and comparing with the pages read
- * for them, with the mark taken before that read (in one process: the
- * source registers, the destination takes).
- */
-export class SentFrames {
-  private readonly frames = new WeakMap<Uint8Array, { readonly mark: number; same?: boolean }>();
-
-  constructor(readonly memory: MirrorPages) {}
-
-  /** A mark to take before reading a frame's pages. */
-  mark(): number {
-    return this.memory.sentMark();
-  }
-
-  /** `frame`, made from pages read after `mark`; `same` resolves true when it decodes to exactly them. */
-  add(frame: Uint8Array, mark: number, same: Promise<boolean>): void {
-    const entry: { readonly mark: number; same?: boolean } = { mark };
-    this.frames.set(frame, entry);
-    same.then(
-      (answer) => (entry.same = answer),
-      () => (entry.same = false),
-    );
-  }
-
-  /** The mark of `frame` when its check has come back and found it the same (once); otherwise undefined (decode it). */
-  take(frame: Uint8Array): number | undefined {
-    const entry = this.frames.get(frame);
-    if (!entry) return undefined;
-    this.frames.delete(frame);
-    return entry.same ? entry.mark : undefined;
   }
 }

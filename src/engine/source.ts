@@ -24,7 +24,6 @@ import type { EncodeResult } from "../wire/worker.js";
 import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type CrtrOutcome, type DeadlineOutcome, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
-import type { SentFrames } from "./mirror.js";
 import { projectPrecopy } from "./projection.js";
 import { EOS_BYTES, PAGE_HEADER_BYTES, qemuDeltaBytes, qemuPageBytes } from "./qemu.js";
 import { XbzrleCodec } from "../codecs/xbzrle.js";
@@ -53,8 +52,6 @@ export interface SourceParts extends EndParts {
    * source's now (and its disk's); returns the pages and blocks it wrote.
    */
   readonly modelReplay?: () => { pages: number; blocks: number };
-  /** Both ends in one process: the other channels' frames their threads decoded and checked, for the destination (mirror.ts). */
-  readonly sentFrames?: SentFrames;
 }
 
 export class Source {
@@ -81,7 +78,6 @@ export class Source {
   private readonly channels: ParallelEncoder | undefined;
   /** Where the other channels read their share of a batch (shared memory, made on first use). */
   private channelPages: Uint8Array | undefined;
-  private readonly sentFrames: SentFrames | undefined;
   private readonly batch: PageBatch;
   private readonly requestDecoder = new FrameDecoder();
   /** guest time = clock time + guestOffset while the guest runs here */
@@ -144,7 +140,6 @@ export class Source {
     this.report = parts.report ?? (() => {});
     this.remote = parts.remote ?? false;
     this.modelReplay = parts.modelReplay;
-    this.sentFrames = parts.sentFrames;
     this.switchover = new SwitchoverView(this.guest);
     this.state = stateBlob(this.settings.stateBytes);
     this.switchoverFrame = new SwitchoverFrame(this.state, this.settings.pageCount, this.remote);
@@ -433,10 +428,7 @@ export class Source {
    * writes nothing until the frames are back), a thread reads its share
    * where it lies when the memory is shared (PageMemory.locate); otherwise
    * its share is loaded into channelPages for it. This thread is a channel
-   * rather than waiting idle for the others. With the destination in this
-   * process, a located share's frame is then decoded and compared with the
-   * pages on a channel's thread while this one goes on, so the destination
-   * can land it without decoding it again (SentFrames).
+   * rather than waiting idle for the others.
    */
   private async encodeOnChannels(pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
     const channels = this.channels!;
@@ -446,19 +438,13 @@ export class Source {
     const bandwidth = this.linkBandwidth();
     const memory = this.guest.memory;
     const inPlace = memory.locate && this.clock.virtual && this.currentPhase === "precopy" && !this.switchover.size;
-    const sent = inPlace ? this.sentFrames : undefined;
-    // Taken before the pages are read: the destination lands by it pages that have not changed since.
-    const mark = sent?.mark();
     const parts: Promise<EncodedFrame & { pages: number }>[] = [];
     for (let first = per; first < n; first += per) {
       const count = Math.min(per, n - first);
       const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
       let encoding: Promise<EncodeResult>;
-      if (inPlace) {
-        const located = memory.locate!(indices);
-        encoding = channels.encodeLocated(located, indices, { bandwidth });
-        if (sent) encoding = encoding.then((encoded) => (sent.add(encoded.frame, mark!, channels.verify(encoded.frame, located)), encoded));
-      } else {
+      if (inPlace) encoding = channels.encodeLocated(memory.locate!(indices), indices, { bandwidth });
+      else {
         // Shared memory, reused batch after batch (every share is back before this returns).
         this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
         const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);

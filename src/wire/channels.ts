@@ -19,7 +19,7 @@ import { codecEntry, codecNamesFor } from "../codecs/registry.js";
 import { checkInteger, checkPageSize } from "../errors.js";
 import { encodeControl, maxFramePages, type ControlMessage } from "./frame.js";
 import { addWireStats, newWireStats, type WireStats } from "./pipeline.js";
-import type { EncodeResult, EncodeTask, VerifyTask } from "./worker.js";
+import type { EncodeResult, EncodeTask } from "./worker.js";
 import type { PageLocations } from "../guest/pages.js";
 
 export const MAX_CHANNELS = 64;
@@ -184,17 +184,6 @@ export class ParallelEncoder {
     checkInteger("indices.length", count, 0, maxFramePages(this.pageSize));
     if (located.buffer.length !== count || located.offset.length !== count) throw new RangeError(`located must place indices.length = ${count} pages`);
     return this.submit({ located }, indices, [], options.bandwidth);
-  }
-
-  /**
-   * Whether `frame` (a PAGES frame) decodes to exactly the pages `located`
-   * holds now, decoded and compared on a channel's thread (a receive
-   * thread's work: see SentFrames in src/engine/mirror.ts). Not a frame of
-   * the sequence: it resolves on its own, the frame is copied there.
-   */
-  verify(frame: Uint8Array, located: PageLocations): Promise<boolean> {
-    const task: VerifyTask = { frame, located, pageSize: this.pageSize };
-    return this.pool.run(task) as Promise<boolean>;
   }
 
   private submit(pages: Pick<EncodeTask, "pages" | "located">, indices: ArrayLike<number>, transfer: ArrayBuffer[], bandwidth = this.bandwidth): Promise<EncodeResult> {

@@ -68,12 +68,8 @@ export class FrameDecoder extends Owned {
    * frame check would catch fails first: the check is not computed again
    * (copying the frame into linear memory to hash it was a tenth of a TCP
    * receiver's CPU). The header's own check is still read.
-   * `options.landed`: for a pages frame whose table is sound, lands its
-   * pages by other means when it can (returns true: nothing is decoded),
-   * e.g. when the sender's channel decoded and compared them already
-   * (mirror.ts).
    */
-  decode(bytes: Uint8Array, destination?: PageDestination, options: { tagged?: boolean; landed?: (indices: Uint32Array) => boolean } = {}): Frame {
+  decode(bytes: Uint8Array, destination?: PageDestination, options: { tagged?: boolean } = {}): Frame {
     this.live();
     checkBytes("bytes", bytes);
     bytes = wasm().heap.outside(bytes);
@@ -86,7 +82,7 @@ export class FrameDecoder extends Owned {
       throw new CodecError("length", `${name} frame of ${header.frameLength} B given ${bytes.byteLength} B`);
     }
     if (!options.tagged) this.check(bytes, header);
-    return header.type === FrameType.PAGES ? this.decodePages(bytes, header, destination, options.landed) : readControl(bytes, header);
+    return header.type === FrameType.PAGES ? this.decodePages(bytes, header, destination) : readControl(bytes, header);
   }
 
   /** The frame check: hashed in place, the frame copied into linear memory once. */
@@ -100,7 +96,7 @@ export class FrameDecoder extends Owned {
     }
   }
 
-  private decodePages(bytes: Uint8Array, header: FrameHeader, into: PageDestination, landed?: (indices: Uint32Array) => boolean): PagesFrame {
+  private decodePages(bytes: Uint8Array, header: FrameHeader, into: PageDestination): PagesFrame {
     const { count: n, pageSize: ps, sequence } = header;
     let pageLimit: number;
     let destination: PageMemory | PageBatch | undefined;
@@ -123,7 +119,6 @@ export class FrameDecoder extends Owned {
     const table = readPagesTable(bytes, header, (encoding) => this.decoderOf(encoding), pageLimit);
     const { indices, encodings, offsets, lengths } = table;
     const frame = { type: "pages", sequence, pageSize: ps, count: n, indices, encodings, lengths, ...(header.flags & FrameFlags.DISK ? { disk: true as const } : {}) } as const;
-    if (landed?.(indices)) return frame;
 
     // Group the codec-decoded pages by wire id; check a decoder exists for each.
     const groups = new Map<Encoding, number[]>();

@@ -1,16 +1,12 @@
 // A parallel channel's thread (run by piscina from src/wire/channels.ts):
 // its own WebAssembly instance, codecs and batch, kept from task to task.
 // Pages arrive in a transferred buffer; the frame goes back the same way.
-// A verify task decodes a frame and compares it with the pages where they
-// lie now (a receive thread's work, for a destination in this process: see
-// SentFrames in src/engine/mirror.ts).
 
 import { Piscina } from "piscina";
 import { CostModel } from "../codecs/cost.js";
 import { readLocated, type PageLocations } from "../guest/pages.js";
 import { PageBatch } from "../wasm/arena.js";
 import { init, wasm } from "../wasm/module.js";
-import { FrameDecoder } from "./decoder.js";
 import { buildPipeline, encodeFrameContent, frameWork, newWireStats, type EncodedFrame, type PipelineCodecs, type WireStats } from "./pipeline.js";
 
 // No top-level await: piscina first tries require() on the file, and Node 20
@@ -32,21 +28,12 @@ export interface EncodeTask {
   readonly sequence: number;
 }
 
-/** Does `frame` decode to exactly the pages `located` holds now? */
-export interface VerifyTask {
-  readonly frame: Uint8Array;
-  readonly located: PageLocations;
-  readonly pageSize: number;
-}
-
 export interface EncodeResult extends EncodedFrame {
   /** this frame's counters, to be added to the pool's */
   readonly stats: WireStats;
 }
 
 let batch: PageBatch | undefined;
-let decoded: PageBatch | undefined;
-let decoder: FrameDecoder | undefined;
 let costs: CostModel | undefined;
 const pipelines = new Map<string, PipelineCodecs>();
 /** Per pipeline: its adaptive codec's choices after the last task. */
@@ -63,23 +50,13 @@ class Transferred {
   }
 }
 
-export default async function run(task: EncodeTask | VerifyTask): Promise<unknown> {
+export default async function encode(task: EncodeTask): Promise<unknown> {
   await ready;
-  return "frame" in task ? verify(task) : encode(task);
-}
-
-/** This thread's batch, for `count` pages of `pageSize` bytes. */
-function pagesBatch(count: number, pageSize: number): PageBatch {
-  if (!batch || batch.capacity < count || batch.pageSize !== pageSize) {
-    batch?.dispose();
-    batch = new PageBatch(Math.max(count, 1), pageSize);
-  }
-  return batch;
-}
-
-function encode(task: EncodeTask): unknown {
   const count = task.indices.length;
-  const batch = pagesBatch(count, task.pageSize);
+  if (!batch || batch.capacity < count || batch.pageSize !== task.pageSize) {
+    batch?.dispose();
+    batch = new PageBatch(Math.max(count, 1), task.pageSize);
+  }
   let codecs = pipelines.get(task.codec);
   if (!codecs) {
     codecs = buildPipeline(task.codec);
@@ -101,19 +78,4 @@ function encode(task: EncodeTask): unknown {
     chosen.set(task.codec, { ...choices });
   }
   return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() }) as never);
-}
-
-function verify(task: VerifyTask): boolean {
-  const count = task.located.buffer.length;
-  const pages = pagesBatch(count, task.pageSize);
-  readLocated(task.located, task.pageSize, wasm().heap.bytes(), pages.ptr);
-  pages.count = count;
-  if (!decoded || decoded.capacity < pages.count || decoded.pageSize !== pages.pageSize) {
-    decoded?.dispose();
-    decoded = new PageBatch(pages.capacity, pages.pageSize);
-  }
-  (decoder ??= new FrameDecoder()).decode(task.frame, decoded);
-  const length = pages.count * pages.pageSize;
-  const heap = Buffer.from(wasm().heap.bytes().buffer);
-  return heap.compare(heap, pages.ptr, pages.ptr + length, decoded.ptr, decoded.ptr + length) === 0;
 }
