@@ -126,6 +126,7 @@ describe("positional arguments are counted the same way by every command", () =>
   ];
   const none: [string, Loader][] = [
     ["bench", () => import("../src/cli/bench.js")],
+    ["compare", () => import("../src/cli/compare.js")],
     ["migrate", () => import("../src/cli/migrate.js")],
     ["receive", () => import("../src/cli/receive.js")],
     ["record", () => import("../src/cli/record.js")],

@@ -8,7 +8,7 @@ import type { MigrationStats, StrategyName } from "../engine/metrics.js";
 import { STRATEGIES, STRATEGY_NAMES, simulate, type SimulationOptions } from "../engine/migrate.js";
 import { writeFile } from "node:fs/promises";
 import { checkDistinct, checkOutput, writeAtomically } from "../files.js";
-import { Progress, UsageError, formatBytes, parse, pathOption } from "./args.js";
+import { Progress, UsageError, formatBytes, noPositionals, parse, pathOption } from "./args.js";
 import { compareReport } from "./report.js";
 import { predictedCell, type CompareRow } from "./rows.js";
 export type { CompareRow } from "./rows.js";
@@ -187,7 +187,7 @@ function codecsOption(text: unknown): string[] {
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...SIMULATION_OPTIONS, ...DISK_ARGS, codecs: { type: "string" }, report: { type: "string" } });
-  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  noPositionals(positionals);
   const setup = simulationSetup(values);
   const disk = await diskSetup(values);
   const codecs = codecsOption(values.codecs);
