@@ -75,10 +75,10 @@ export async function migrate(strategy: StrategyName, options: MigrationOptions)
     pages: replayFromSource(destination.memory, workload.guest.memory, source.switchover),
     blocks: disk ? replayFromSource(destination.diskMemory!, disk.guest.memory, source.disk!.switchover) : 0,
   });
-  // Both ends in one process: the destination holds only the pages that differ from the source's (mirror.ts).
-  const memory = mirrorOf(workload.guest);
   const source = new Source({ settings, workload, clock, channel: options.source, tasks, report, disk, modelReplay });
   const sourceDisk = source.disk;
+  // Both ends in one process: the destination holds only the pages that differ from the source's (mirror.ts).
+  const memory = mirrorOf(workload.guest);
   const diskMemory = disk && mirrorOf(disk.guest);
   const destination = new Destination({
     memory,

@@ -404,21 +404,24 @@ export class Source {
   /** Loads `pages` (at most batchPages) into `into` from byte `at` as this end sends them: the memory, or a page's switch-over content. */
   private loadPages(pages: ArrayLike<number>, into: Uint8Array, at: number): void {
     readPages(this.guest.memory, this.settings.pageSize, pages, into, at);
+    this.putSwitchoverContent(pages, into, at);
+  }
+
+  /** This thread's batch holding `pages` as this end sends them. */
+  private loadBatch(pages: ArrayLike<number>): PageBatch {
+    const batch = this.batch.load(this.guest.memory, pages);
+    this.putSwitchoverContent(pages, wasm().heap.bytes(), batch.ptr);
+    return batch;
+  }
+
+  /** Over pages `pages` read into `into` from byte `at`: the switch-over content of those the program changed since the stop. */
+  private putSwitchoverContent(pages: ArrayLike<number>, into: Uint8Array, at: number): void {
     if (!this.switchover.size) return;
     const ps = this.settings.pageSize;
     for (let k = 0; k < pages.length; k++) {
       const content = this.switchover.changed(pages[k]!);
       if (content) into.set(content, at + k * ps);
     }
-  }
-
-  /** This thread's batch holding `pages` as this end sends them. */
-  private loadBatch(pages: ArrayLike<number>): PageBatch {
-    const batch = this.batch;
-    if (pages.length > batch.capacity) throw new RangeError(`${pages.length} pages, more than a batch's ${batch.capacity}`);
-    this.loadPages(pages, wasm().heap.bytes(), batch.ptr);
-    batch.count = pages.length;
-    return batch;
   }
 
   /**
