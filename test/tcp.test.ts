@@ -5,6 +5,9 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { afterEach, describe, expect, it } from "vitest";
 import { CuttingProxy } from "../src/net/faults.js";
 import { Random } from "../src/random.js";
+import { Encoding, PageBatch, init } from "../src/index.js";
+import { readFrameHeader, readPagesTable } from "../src/wire/frame.js";
+import { FrameEncoder } from "../src/wire/pipeline.js";
 import { AuthenticationError, NetworkError, ProtocolError, connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
 
 const KEY = new Uint8Array(32).fill(7);
@@ -142,6 +145,27 @@ describe("TCP channel", () => {
     expect(received.slice(1).map((r) => r.buffer)).toContain(next.buffer);
     expect(Buffer.from(next).equals(Buffer.from(echo))).toBe(true);
     expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
+  });
+
+  it("a PAGES frame gathered from the socket has its raw pages on 8-byte boundaries (landing them in shared memory copies words, not bytes)", async () => {
+    await init();
+    const { client, server } = await pair();
+    // Frames of 1 to 300 pages spanning 'data' chunks, some pages zero (no payload: they must not shift the rest).
+    for (const [n, zeroEvery] of [[17, 0], [256, 3], [300, 2]] as const) {
+      const batch = new PageBatch(n, 4096);
+      const pages = new Uint8Array(n * 4096);
+      for (let k = 0; k < n; k++) if (zeroEvery === 0 || k % zeroEvery !== 0) pages.fill((k % 255) + 1, k * 4096, (k + 1) * 4096);
+      const sent = new FrameEncoder().pages(batch.set(pages), Array.from({ length: n }, (_, k) => k));
+      batch.dispose();
+      await client.send(sent);
+      const got = (await server.receive())!;
+      expect(Buffer.from(got).equals(Buffer.from(sent))).toBe(true);
+      const header = readFrameHeader(got);
+      const { encodings, offsets } = readPagesTable(got, header, () => undefined, Infinity);
+      const raw = [...encodings.keys()].filter((k) => encodings[k] === Encoding.RAW);
+      expect(raw.length).toBe(zeroEvery === 0 ? n : n - Math.ceil(n / zeroEvery));
+      for (const k of raw) expect((got.byteOffset + offsets[k]!) % 8, `frame of ${n} pages, entry ${k}`).toBe(0);
+    }
   });
 
   it("refuses a peer without the key, on both sides, before any frame", async () => {
