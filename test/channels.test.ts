@@ -181,17 +181,4 @@ describe("parallel channels", () => {
       await pool.close();
     }
   });
-
-  it("shares one set of threads between encoders that ask for it; closing one leaves the threads to the others", async () => {
-    const a = new ParallelEncoder({ channels: 1, shared: true });
-    const b = new ParallelEncoder({ channels: 1, shared: true });
-    const pages = new Uint8Array(4096).fill(1);
-    expect(decodeFrame(await a.encode(pages, [0])).type).toBe("pages");
-    await a.close();
-    expect(decodeFrame(await b.encode(pages, [3])).type).toBe("pages");
-    await b.close();
-    const c = new ParallelEncoder({ channels: 1, shared: true });
-    expect(decodeFrame(await c.encode(pages, [4])).type).toBe("pages");
-    await c.close();
-  });
 });

@@ -9,7 +9,7 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { PagemillError } from "../errors.js";
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { Guest, Workload } from "../guest/guest.js";
-import { readPages, type PageMemory } from "../guest/pages.js";
+import { locatedIn, readPages, type PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { Random } from "../random.js";
 import { wallTime, type Clock } from "../clock.js";
@@ -19,8 +19,8 @@ import { SwitchoverFrame, encodeSwitchover, type ControlMessage } from "../wire/
 import type { EncodedFrame } from "../wire/pipeline.js";
 import { FrameDecoder } from "../wire/decoder.js";
 import { Pipeline } from "../wire/pipeline.js";
-import { ParallelEncoder } from "../wire/channels.js";
-import type { EncodeResult } from "../wire/worker.js";
+import { ChannelThreads } from "../wire/threads.js";
+import type { EncodeTask } from "../wire/worker.js";
 import { countTraffic, newSourceCounters, newTrafficCounters, type AdaDecision, type CrtrOutcome, type DeadlineOutcome, type RoundRow, type SourceCounters, type TrafficCounters } from "./metrics.js";
 import type { EndParts, EngineSettings, Phase } from "./options.js";
 import { SwitchoverView } from "./frozen.js";
@@ -75,7 +75,9 @@ export class Source {
   private readonly tasks: Tasks;
   private readonly report: () => void;
   /** Memory's parallel channels (settings.channels > 1). */
-  private readonly channels: ParallelEncoder | undefined;
+  private readonly channels: ChannelThreads | undefined;
+  /** The next channel frame's sequence number (its own stream, as a pool numbers the frames it encodes). */
+  private channelSequence = 0;
   /** Where the other channels read their share of a batch (shared memory, made on first use). */
   private channelPages: Uint8Array | undefined;
   private readonly batch: PageBatch;
@@ -150,7 +152,7 @@ export class Source {
     this.qemuXbzrle = qemu && this.pipeline.delta instanceof XbzrleCodec ? this.pipeline.delta : undefined;
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";
     // This thread encodes one channel's share itself.
-    if (this.settings.channels > 1) this.channels = new ParallelEncoder({ channels: this.settings.channels - 1, codec: this.settings.codec, pageSize: this.settings.pageSize, shared: true });
+    if (this.settings.channels > 1) this.channels = ChannelThreads.shared(this.settings.channels - 1);
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
     if (parts.disk && !this.settings.disk) throw new RangeError("a disk was given, but the settings describe none (normaliseOptions takes its shape)");
     this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize);
@@ -354,7 +356,7 @@ export class Source {
   async sendPages(pages: ArrayLike<number>, urgent = false): Promise<number> {
     const n = pages.length;
     const { cost, pageSize } = this.settings;
-    const frames = this.channels ? await this.encodeOnChannels(pages) : [{ ...this.pipeline.encode(this.loadBatch(pages), pages, { bandwidth: this.linkBandwidth(), costs: cost }), pages: n }];
+    const frames = this.channels ? this.encodeOnChannels(pages) : [{ ...this.pipeline.encode(this.loadBatch(pages), pages, { bandwidth: this.linkBandwidth(), costs: cost }), pages: n }];
     let zero = 0;
     // The channels encode at once: the frames take the longest one's time, and the CPU of all.
     let cpu = 0;
@@ -431,40 +433,54 @@ export class Source {
    * writes nothing until the frames are back), a thread reads its share
    * where it lies when the memory is shared (PageMemory.locate); otherwise
    * its share is loaded into channelPages for it. This thread is a channel
-   * rather than waiting idle for the others.
+   * rather than waiting idle for the others, and waits for their frames
+   * without giving up the turn: nothing else runs until the batch is encoded.
    */
-  private async encodeOnChannels(pages: ArrayLike<number>): Promise<(EncodedFrame & { pages: number })[]> {
-    const channels = this.channels!;
-    const ps = this.settings.pageSize;
+  private encodeOnChannels(pages: ArrayLike<number>): (EncodedFrame & { pages: number })[] {
+    const threads = this.channels!;
+    const { pageSize: ps, codec } = this.settings;
     const n = pages.length;
     const per = Math.ceil(n / this.settings.channels);
     const bandwidth = this.linkBandwidth();
     const memory = this.guest.memory;
     const inPlace = memory.locate && this.clock.virtual && this.currentPhase === "precopy" && !this.switchover.size;
-    const parts: Promise<EncodedFrame & { pages: number }>[] = [];
-    for (let first = per; first < n; first += per) {
-      const count = Math.min(per, n - first);
-      const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
-      let encoding: Promise<EncodeResult>;
-      if (inPlace) encoding = channels.encodeLocated(memory.locate!(indices), indices, { bandwidth });
-      else {
-        // Shared memory, reused batch after batch (every share is back before this returns).
-        this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
-        const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);
-        this.loadPages(indices, bytes, 0);
-        encoding = channels.encodeWithWork(bytes, indices, { bandwidth });
+    const counts: number[] = [];
+    let taken = 0;
+    try {
+      for (let first = per; first < n; first += per) {
+        const count = Math.min(per, n - first);
+        const indices = Uint32Array.from({ length: count }, (_, k) => pages[first + k]!);
+        const task: EncodeTask = { indices, pageSize: ps, codec, bandwidth, sequence: this.channelSequence++ };
+        if (inPlace) threads.post(counts.length, { ...task, located: memory.locate!(indices) });
+        else {
+          // Shared memory, reused batch after batch (every share is back before this returns).
+          this.channelPages ??= new Uint8Array(new SharedArrayBuffer(this.settings.batchPages * ps));
+          const bytes = this.channelPages.subarray(first * ps, (first + count) * ps);
+          this.loadPages(indices, bytes, 0);
+          threads.post(counts.length, { ...task, located: locatedIn(bytes, count, (k) => k * ps) });
+        }
+        counts.push(count);
       }
-      parts.push(
-        encoding.then(({ stats, ...encoded }) => {
-          this.pipeline.absorb(stats);
-          return { ...encoded, pages: count };
-        }),
-      );
+      const mine = Array.from({ length: Math.min(per, n) }, (_, k) => pages[k]!);
+      const own = { ...this.pipeline.encode(this.loadBatch(mine), mine, { bandwidth, costs: this.settings.cost }), pages: mine.length };
+      const frames = [own];
+      for (let k = 0; k < counts.length; k++) {
+        taken = k + 1;
+        const { stats, ...encoded } = threads.take(k);
+        this.pipeline.absorb(stats);
+        frames.push({ ...encoded, pages: counts[k]! });
+      }
+      return frames;
+    } finally {
+      // On a failure, the threads still working are waited for, so the next batch finds them free.
+      for (let k = taken; k < counts.length; k++) {
+        try {
+          threads.take(k);
+        } catch {
+          // Failed as well: the first failure is the one thrown.
+        }
+      }
     }
-    const mine = Array.from({ length: Math.min(per, n) }, (_, k) => pages[k]!);
-    const own = { ...this.pipeline.encode(this.loadBatch(mine), mine, { bandwidth, costs: this.settings.cost }), pages: mine.length };
-    // Real threads, no time on this clock: a virtual clock waits for them without moving.
-    return [own, ...(await this.clock.settle(Promise.all(parts)))];
   }
 
   /** CPU seconds the pipeline's work on a frame of `n` pages took: the zero scan and each stage. */
@@ -792,7 +808,5 @@ export class Source {
     this.disk?.dispose();
     this.requestDecoder.dispose();
     this.pipeline.dispose();
-    // Nothing is in flight once the migration has ended; the threads stop in the background.
-    this.channels?.close().catch(() => {});
   }
 }

@@ -55,7 +55,18 @@ export interface PageLocations {
   readonly offset: Uint32Array;
 }
 
-/** Copies located pages into `into` from byte `at`, back to back: one copy per run of pages lying back to back. */
+/** Pages of `bytes` (in a SharedArrayBuffer) as located: the k-th at byte offsetOf(k) of the view. */
+export function locatedIn(bytes: Uint8Array, count: number, offsetOf: (k: number) => number): PageLocations {
+  const offset = new Uint32Array(count);
+  for (let k = 0; k < count; k++) offset[k] = bytes.byteOffset + offsetOf(k);
+  return { buffers: [bytes.buffer as SharedArrayBuffer], buffer: new Int32Array(count), offset };
+}
+
+/**
+ * Copies located pages into `into` from byte `at`, back to back: one copy
+ * per run of pages lying back to back. A location outside its memory is
+ * refused by page (a short read would leave stale bytes where a page goes).
+ */
 export function readLocated(locations: PageLocations, pageSize: number, into: Uint8Array, at: number): void {
   const { buffers, buffer, offset } = locations;
   const views = buffers.map((memory) => new Uint8Array(memory));
@@ -65,7 +76,13 @@ export function readLocated(locations: PageLocations, pageSize: number, into: Ui
     while (k + run < n && buffer[k + run] === b && (b < 0 || offset[k + run] === offset[k]! + run * pageSize)) run++;
     const to = at + k * pageSize;
     if (b < 0) fillZero(into, to, to + run * pageSize);
-    else into.set(views[b]!.subarray(offset[k]!, offset[k]! + run * pageSize), to);
+    else {
+      const view = views[b];
+      if (!view || offset[k]! + run * pageSize > view.byteLength) {
+        throw new RangeError(`located page ${k} lies outside its memory (memory ${b} of ${views.length}, byte ${offset[k]} + ${run * pageSize} > ${view?.byteLength ?? 0})`);
+      }
+      into.set(view.subarray(offset[k]!, offset[k]! + run * pageSize), to);
+    }
     k += run;
   }
 }

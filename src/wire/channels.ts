@@ -19,8 +19,9 @@ import { codecEntry, codecNamesFor } from "../codecs/registry.js";
 import { checkInteger, checkPageSize } from "../errors.js";
 import { encodeControl, maxFramePages, type ControlMessage } from "./frame.js";
 import { addWireStats, newWireStats, type WireStats } from "./pipeline.js";
+import { compiledBeside } from "./threads.js";
 import type { EncodeResult, EncodeTask } from "./worker.js";
-import type { PageLocations } from "../guest/pages.js";
+import { locatedIn, type PageLocations } from "../guest/pages.js";
 
 export const MAX_CHANNELS = 64;
 
@@ -35,35 +36,6 @@ export interface ChannelOptions {
   ordered?: boolean;
   /** bytes/s of the link the frames will cross, for an adaptive codec (auto); absent: not known */
   bandwidth?: number;
-  /**
-   * run on the process's threads for this channel count, started by the
-   * first encoder that asks and kept (idle, they hold the process open no
-   * longer) for every later one: a migration then starts no threads, and
-   * compiles no WebAssembly or JavaScript again (measured: a fresh pair of
-   * threads cost a 1 GiB MECOM migration a third more CPU). false by default.
-   */
-  shared?: boolean;
-}
-
-/** Pages of `bytes` (in a SharedArrayBuffer) as located: the k-th at byte offsetOf(k) of the view. */
-function inShared(bytes: Uint8Array, count: number, offsetOf: (k: number) => number): PageLocations {
-  const offset = new Uint32Array(count);
-  for (let k = 0; k < count; k++) offset[k] = bytes.byteOffset + offsetOf(k);
-  return { buffers: [bytes.buffer as SharedArrayBuffer], buffer: new Int32Array(count), offset };
-}
-
-/** The process's shared thread pools, by thread count. */
-const sharedPools = new Map<number, Piscina>();
-
-/**
- * The worker's compiled file. Built, this module is dist/wire/channels.js and
- * the worker sits beside it; run from its TypeScript source (vitest, tsx),
- * workers still need JavaScript, so they load the built copy from dist/
- * (`npm run build:ts` first; `npm test` does it).
- */
-function workerFile(): URL {
-  const here = import.meta.url;
-  return here.endsWith(".ts") ? new URL("../../dist/wire/worker.js", here) : new URL("./worker.js", here);
 }
 
 export class ParallelEncoder {
@@ -75,7 +47,6 @@ export class ParallelEncoder {
   /** counters over every frame delivered */
   readonly stats: WireStats = newWireStats();
   private readonly pool: Piscina;
-  private readonly ownsPool: boolean;
   private sequence = 0;
   private pending = 0;
   /** settles when the last frame submitted has been delivered (ordered mode) */
@@ -93,21 +64,15 @@ export class ParallelEncoder {
     this.ordered = options.ordered ?? true;
     this.bandwidth = options.bandwidth ?? 0;
     if (!(this.bandwidth >= 0 && Number.isFinite(this.bandwidth))) throw new RangeError(`bandwidth must be a finite number of bytes/s >= 0, got ${this.bandwidth}`);
-    this.ownsPool = !options.shared;
-    let pool = options.shared ? sharedPools.get(this.channels) : undefined;
-    if (!pool) {
-      pool = new Piscina({
-        filename: workerFile().href,
-        minThreads: this.channels,
-        maxThreads: this.channels,
-        // A second task waits in the worker's queue, so it starts the moment
-        // the first ends instead of after a round trip through this thread.
-        concurrentTasksPerWorker: 2,
-        idleTimeout: Infinity,
-      });
-      if (options.shared) sharedPools.set(this.channels, pool);
-    }
-    this.pool = pool;
+    this.pool = new Piscina({
+      filename: compiledBeside("worker.js").href,
+      minThreads: this.channels,
+      maxThreads: this.channels,
+      // A second task waits in the worker's queue, so it starts the moment
+      // the first ends instead of after a round trip through this thread.
+      concurrentTasksPerWorker: 2,
+      idleTimeout: Infinity,
+    });
   }
 
   /** Frames submitted and not yet delivered. */
@@ -141,7 +106,7 @@ export class ParallelEncoder {
     let moved = pages;
     if (pages.buffer instanceof SharedArrayBuffer) {
       // Read where they lie by the channel's thread: nothing copied or moved (a transfer of fresh memory cost 0.18 ms a frame).
-      return this.encodeLocated(inShared(pages, count, (k) => k * this.pageSize), indices, options);
+      return this.encodeLocated(locatedIn(pages, count, (k) => k * this.pageSize), indices, options);
     }
     if (options.transfer) {
       if (pages.byteOffset !== 0 || pages.byteLength !== pages.buffer.byteLength) {
@@ -171,7 +136,7 @@ export class ParallelEncoder {
       const p = indices[k]!;
       if (!Number.isInteger(p) || p < 0 || p >= limit) throw new RangeError(`indices[${k}] = ${p} is not a page of memory (${limit} pages)`);
     }
-    return this.encodeLocated(inShared(memory, indices.length, (k) => indices[k]! * this.pageSize), indices).then((encoded) => encoded.frame);
+    return this.encodeLocated(locatedIn(memory, indices.length, (k) => indices[k]! * this.pageSize), indices).then((encoded) => encoded.frame);
   }
 
   /**
@@ -226,9 +191,9 @@ export class ParallelEncoder {
     });
   }
 
-  /** Waits for the frames in flight and stops the threads (a shared pool's stay for the next encoder). */
+  /** Waits for the frames in flight and stops the threads. */
   async close(): Promise<void> {
     await this.tail;
-    if (this.ownsPool) await this.pool.destroy();
+    await this.pool.destroy();
   }
 }

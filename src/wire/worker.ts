@@ -12,7 +12,7 @@ import { buildPipeline, encodeFrameContent, frameWork, newWireStats, type Encode
 // No top-level await: piscina first tries require() on the file, and Node 20
 // cannot require a module graph that awaits at top level (it then trips an
 // internal assertion when import() retries the half-loaded module).
-const ready = init();
+export const ready = init();
 
 export interface EncodeTask {
   /** indices.length whole pages, back to back (moved here); or else */
@@ -50,8 +50,8 @@ class Transferred {
   }
 }
 
-export default async function encode(task: EncodeTask): Promise<unknown> {
-  await ready;
+/** Encodes one task's frame on this thread (after `ready`): the work both the pool's tasks and a channel thread's loop do. */
+export function encodeTask(task: EncodeTask): EncodeResult {
   const count = task.indices.length;
   if (!batch || batch.capacity < count || batch.pageSize !== task.pageSize) {
     batch?.dispose();
@@ -77,5 +77,10 @@ export default async function encode(task: EncodeTask): Promise<unknown> {
     stats.choices = Object.fromEntries(Object.entries(choices).map(([codec, pages]) => [codec, pages - (before[codec] ?? 0)]));
     chosen.set(task.codec, { ...choices });
   }
-  return Piscina.move(new Transferred({ frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() }) as never);
+  return { frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() };
+}
+
+export default async function encode(task: EncodeTask): Promise<unknown> {
+  await ready;
+  return Piscina.move(new Transferred(encodeTask(task)) as never);
 }
