@@ -37,8 +37,6 @@ RUNS = [
     ("auto-converge-40mbit", "auto-converge", 40),
     ("postcopy-40mbit", "postcopy", 40),
     ("precopy-1gbit", "precopy", 1000),
-    # The same setting again, run in the session (and under the load) of the runs host.json was fitted on: held out from the fit.
-    ("precopy-1gbit-s8", "precopy", 1000),
 ]
 # QEMU has no iteration cap and was cancelled after 180 s; pagemill's replay
 # stops at this many iterations instead (a 40 Mbit/s iteration of this guest

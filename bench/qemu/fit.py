@@ -22,7 +22,10 @@ settings that compare.py does not compare (run by hand, after run.py).
   it: those stops move almost no RAM, so what is left is the stop itself.
 
 The runs compare.py compares (precopy-1gbit*, the 40 Mbit/s ones) are not
-read here.
+read here, nor the session-8 runs kept in session8/ (QEMU then ran at normal
+priority and unpinned; run.py's defaults since session 9 pin the source and
+the destination to a CPU each at high priority, and host.json says how the
+runs it was fitted on were made).
 """
 import argparse, glob, json, os, statistics
 
@@ -38,6 +41,14 @@ def runs(pattern):
     if not paths:
         raise SystemExit(f"no runs {pattern} in {os.path.relpath(RESULTS, ROOT)}: run.py first (see its usage)")
     return [(os.path.basename(p), json.load(open(p))) for p in paths]
+
+
+def distinct(values):
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
 
 
 def first_pass_intervals(run):
@@ -101,6 +112,8 @@ def main():
             "switchoverTime": {"runs": [name for name, _ in stops], "downtime ms": [r["queryMigrate"]["downtime"] for _, r in stops]},
         },
         "loadAverage1min": [min(loads), max(loads)] if loads else None,
+        # run.py's --nice and --pin for the runs fitted on (one entry per distinct setting; none before session 9)
+        "priority": distinct(run.get("priority") for _, run in unlimited + precopy + stops),
         "qemu": precopy[0][1].get("qemu"),
     }
     with open(a.out, "w") as f:
