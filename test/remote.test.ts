@@ -349,6 +349,58 @@ describe("remote migration over TCP", () => {
     }
   }, 30_000);
 
+  for (const strategy of ["postcopy", "hybrid"] as const) {
+    it(`${strategy}: the guest's time goes to the destination before the stop; after it, the switch-over record is the first frame`, async () => {
+      const events: string[] = [];
+      /** The model with a stop step, noted where it falls among the frames sent. */
+      class Noted extends PoissonWorkload {
+        async stop(): Promise<void> {
+          events.push("stop");
+        }
+      }
+      const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+      const source = new Noted(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+      const replica = model(1);
+      try {
+        const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+        const noting: Channel = {
+          send: (frame) => {
+            const header = readFrameHeader(frame);
+            events.push(header.type === FrameType.PAGES ? "pages" : readControl(frame, header).type);
+            return toDestination.send(frame);
+          },
+          sendUrgent: (frame) => toDestination.sendUrgent(frame),
+          frameBuffer: (bytes) => toDestination.frameBuffer(bytes),
+          receive: () => toDestination.receive(),
+          release: (frame) => toDestination.release(frame),
+          close: () => toDestination.close(),
+          survive: () => toDestination.survive(),
+          get bitsPerSecond() {
+            return toDestination.bitsPerSecond;
+          },
+          get rtt() {
+            return toDestination.rtt;
+          },
+          get sentBytes() {
+            return toDestination.sentBytes;
+          },
+        };
+        const receiving = receiveMigration(toSource, { startProgram: async () => replica });
+        const sent = await sendMigration(strategy, source, noting, { codec: "raw", batchPages: 64 });
+        expect((await receiving).report.verified).toBe(true);
+        const stop = events.indexOf("stop");
+        expect(events[stop - 1]).toBe("info");
+        // (Hybrid's last round sends its pages after the stop; nothing else comes before the record.)
+        expect(events.slice(stop + 1, events.indexOf("switch-over")).every((e) => e === "pages")).toBe(true);
+        expect(sent.downtime).toBeGreaterThan(0);
+      } finally {
+        listener.close();
+        source.guest.dispose();
+        replica.guest.dispose();
+      }
+    }, 30_000);
+  }
+
   it("a replay that lags at the switch-over is reported apart, not counted in the downtime", async () => {
     /** The model, each replay step 300 ms late (a busy destination). */
     class SlowReplay extends PoissonWorkload {
