@@ -21,6 +21,7 @@ import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
+import { tapped } from "./helpers/simulate.js";
 import { FrameType, MAX_INFO_BYTES, SwitchoverFrame, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
 import { PageState, pendingStates } from "../src/engine/destination.js";
 import fc from "fast-check";
@@ -363,28 +364,10 @@ describe("remote migration over TCP", () => {
       const replica = model(1);
       try {
         const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
-        const noting: Channel = {
-          send: (frame) => {
-            const header = readFrameHeader(frame);
-            events.push(header.type === FrameType.PAGES ? "pages" : readControl(frame, header).type);
-            return toDestination.send(frame);
-          },
-          sendUrgent: (frame) => toDestination.sendUrgent(frame),
-          frameBuffer: (bytes) => toDestination.frameBuffer(bytes),
-          receive: () => toDestination.receive(),
-          release: (frame) => toDestination.release(frame),
-          close: () => toDestination.close(),
-          survive: () => toDestination.survive(),
-          get bitsPerSecond() {
-            return toDestination.bitsPerSecond;
-          },
-          get rtt() {
-            return toDestination.rtt;
-          },
-          get sentBytes() {
-            return toDestination.sentBytes;
-          },
-        };
+        const noting = tapped(toDestination, (frame) => {
+          const header = readFrameHeader(frame);
+          events.push(header.type === FrameType.PAGES ? "pages" : readControl(frame, header).type);
+        });
         const receiving = receiveMigration(toSource, { startProgram: async () => replica });
         const sent = await sendMigration(strategy, source, noting, { codec: "raw", batchPages: 64 });
         expect((await receiving).report.verified).toBe(true);
