@@ -29,8 +29,8 @@ ROOT = os.path.join(HERE, "..", "..")
 RESULTS = os.path.join(ROOT, "bench", "results", "qemu")
 PAGEMILL = os.path.join(ROOT, "dist", "cli", "bin.js")
 
-# name, mode, Mbit/s: the runs of bench/qemu/README.md (precopy-40mbit has no
-# result file: QEMU did not complete it in 180 s).
+# name, mode, Mbit/s: the runs of bench/qemu/README.md (QEMU did not complete
+# precopy-40mbit in 180 s: run.py kept its counters when it cancelled it).
 RUNS = [
     ("precopy-40mbit", "precopy", 40),
     ("xbzrle-40mbit", "xbzrle", 40),
@@ -40,10 +40,9 @@ RUNS = [
 ]
 # QEMU has no iteration cap and was cancelled after 180 s; pagemill's replay
 # stops at this many iterations instead (a 40 Mbit/s iteration of this guest
-# takes ~0.6 s: well past 180 s), and a run that did not converge by 180 s
-# is QEMU's outcome.
+# takes ~0.9 s: well past 180 s), and is compared with QEMU's counters at the
+# time QEMU's run was cancelled.
 MAX_ITERATIONS = 400
-QEMU_TIMEOUT_S = 180
 METRICS = [
     # label, QEMU's value from query-migrate, pagemill's from --json, checked against
     ("total-time ms", lambda q: q["total-time"], lambda p: p["totalTime"] * 1000, "10%"),
@@ -69,6 +68,22 @@ def pagemill(trace, timing, link, host, mode, mbit, downtime_ms):
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: {done.stderr.strip()}")
     return json.loads(done.stdout), argv
+
+
+def at_time(stats, t):
+    """pagemill's counters at `t` s into a migration that went on past it, from its rounds (QEMU's iterations): a
+    dirty sync at setup and one at each iteration's end, bytes and pages pro rata within the iteration under way."""
+    if stats["totalTime"] <= t:
+        return stats
+    syncs, wire, normal, zero = 1, 0.0, 0.0, 0.0
+    for r in stats["rounds"]:
+        share = min(1.0, max(0.0, (t - r["start"]) / r["duration"])) if r["duration"] > 0 else float(r["start"] <= t)
+        if share == 1.0 and r["start"] + r["duration"] <= t:
+            syncs += 1
+        wire, normal, zero = wire + share * r["bytes"], normal + share * r["pages"], zero + share * r["zeroPages"]
+    total_wire = sum(r["bytes"] for r in stats["rounds"])
+    return {**stats, "totalTime": t, "transferred": stats["transferred"] * wire / total_wire, "normal": normal,
+            "duplicate": zero, "dirtySyncCount": syncs}
 
 
 def recorded_trace():
@@ -108,23 +123,32 @@ def main():
         stats, argv = pagemill(a.trace, a.trace_timing, a.link, host, mode, mbit, downtime_ms)
         row = {"name": name, "mode": mode, "mbit": mbit, "qemuRuns": [os.path.basename(p) for p in paths],
                "pagemillArgs": [result_path(x) if x in (a.trace, host) else x for x in argv[2:]], "qemu": {}, "qemuRange": {}, "pagemill": {}, "ratio": {}}
+        # QEMU runs cancelled at a timeout (run.py keeps their counters) are compared with pagemill's counters at that time.
+        timeout = qemus[0].get("timedOutAfterSeconds") if qemus else None
+        at = at_time(stats, timeout) if timeout else stats
+        if timeout:
+            row["pagemillAtTimeout"] = {"seconds": timeout, **{k: at[k] for k in ("totalTime", "transferred", "normal", "duplicate", "dirtySyncCount")}}
         for label, q_of, p_of, check in METRICS:
-            p = p_of(stats)
-            values = [q_of(q["queryMigrate"]) for q in qemus]
+            # a cancelled run has no downtime
+            skip = timeout and label == "downtime ms"
+            values = [] if skip else [q_of(q["queryMigrate"]) for q in qemus]
+            check = "" if skip else check
+            p = None if skip else p_of(at)
             q = statistics.median(values) if values else None
-            ratio = p / q if q else None
+            ratio = p / q if p is not None and q else None
             row["pagemill"][label] = p
             row["qemu"][label] = q
             row["qemuRange"][label] = [min(values), max(values)] if values else None
-            shown_p = f"{p:.0f}"
-            if q is None:
-                shown_q = f"did not complete in {QEMU_TIMEOUT_S} s" if label == "total-time ms" else ""
-                if label == "total-time ms" and stats.get("stopReason") == "iteration-limit":
-                    shown_p = f"{p:.0f} (did not converge: {MAX_ITERATIONS} iterations)"
-                    if p >= QEMU_TIMEOUT_S * 1000:
-                        check = f"both ran past {QEMU_TIMEOUT_S} s"
-            else:
-                shown_q = f"{q:.0f}" + (f" [{min(values):.0f}-{max(values):.0f}]" if len(values) > 1 else "")
+            row["ratio"][label] = ratio
+            shown_p = "" if p is None else f"{p:.0f}"
+            shown_q = "" if q is None else f"{q:.0f}" + (f" [{min(values):.0f}-{max(values):.0f}]" if len(values) > 1 else "")
+            if timeout and label == "total-time ms":
+                shown_q = f"did not complete: cancelled at {timeout:.0f} s"
+                ratio, check = None, "neither completes"
+                done = stats["totalTime"] <= timeout
+                shown_p = (f"completed in {stats['totalTime']:.1f} s" if done else
+                           f"did not complete by {timeout:.0f} s (stopped at {stats['totalTime']:.0f} s: {stats.get('stopReason')}); counters below at {timeout:.0f} s")
+                check += " MISS" if done else " ok"
             lines.append(f"| {name} | {label} | {shown_q} | {shown_p} | {'' if ratio is None else f'{ratio:.3f}'} | {check} {verdict(check, ratio)} |".replace("  ", " "))
         row["pagemill"]["stopReason"] = stats.get("stopReason")
         if stats.get("xbzrleCache"):
