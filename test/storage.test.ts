@@ -150,8 +150,9 @@ function logAccesses(w: Workload, log: { at: number; kind: AccessKind | "arrive"
   });
 }
 
-describe("post-copy block misses", () => {
+describe("post-copy block misses and whole-block overwrites", () => {
   it("equal a brute-force count over the accesses and arrivals, in order", async () => {
+    let overwritesSeen = 0;
     for (const seed of [1, 2, 3]) {
       const log: { at: number; kind: AccessKind | "arrive" }[] = [];
       const disk = modelDisk("read-mostly", 256, { seed });
@@ -172,13 +173,18 @@ describe("post-copy block misses", () => {
       const present = new Set<number>(Array.from({ length: 256 }, (_, b) => b));
       for (const e of log) if (e.kind === "arrive") present.delete(e.at);
       let misses = 0;
+      let overwrites = 0;
       for (const e of log) {
+        if (e.kind === "overwrite" && !present.has(e.at)) overwrites++;
         if (e.kind === "arrive" || e.kind === "overwrite") present.add(e.at);
         else if (!present.has(e.at)) misses++;
       }
       expect(stats.disk!.blockMisses).toBe(misses);
       expect(misses).toBeGreaterThan(0);
+      expect(stats.disk!.blockOverwrites).toBe(overwrites);
+      overwritesSeen += overwrites;
     }
+    expect(overwritesSeen).toBeGreaterThan(0);
   });
 });
 

@@ -126,7 +126,7 @@ export function diskRows(stats: MigrationStats): [string, string][] {
     ["disk bytes (wire)", formatBytes(d.bytes)],
     ["disk blocks sent / zero / passes", `${d.blocksSent} / ${d.zeroBlocks} / ${d.passes}`],
     ["dedup hits (from memory) / refused", `${d.dedupHits} (${d.dedupFromMemory}) / ${d.dedupRefused}`],
-    ["post-copy block misses / prefetched", `${d.blockMisses} / ${d.prefetchedBlocks}`],
+    ["post-copy block misses / whole-block overwrites / prefetched", `${d.blockMisses} / ${d.blockOverwrites} / ${d.prefetchedBlocks}`],
   ];
 }
 

@@ -83,6 +83,8 @@ export interface DiskStats {
   passes: number;
   /** post-copy: program accesses that found their block missing */
   blockMisses: number;
+  /** post-copy: program writes that replaced a missing block whole (so it was not fetched) */
+  blockOverwrites: number;
   /** post-copy: blocks asked for ahead of a sequential read stream */
   prefetchedBlocks: number;
   /** blocks compared at the end */
@@ -98,9 +100,9 @@ export interface DiskStats {
 }
 
 /** The disk's figures of a migration: the source's, the destination's counters, and the blocks the end check compared. */
-export function diskStats(source: DiskStats, destination: Pick<DiskStats, "blockMisses" | "prefetchedBlocks" | "dedupRefused">, verifiedBlocks: number): DiskStats {
-  const { blockMisses, prefetchedBlocks, dedupRefused } = destination;
-  return { ...source, blockMisses, prefetchedBlocks, dedupRefused, verifiedBlocks };
+export function diskStats(source: DiskStats, destination: Pick<DiskStats, "blockMisses" | "blockOverwrites" | "prefetchedBlocks" | "dedupRefused">, verifiedBlocks: number): DiskStats {
+  const { blockMisses, blockOverwrites, prefetchedBlocks, dedupRefused } = destination;
+  return { ...source, blockMisses, blockOverwrites, prefetchedBlocks, dedupRefused, verifiedBlocks };
 }
 
 /** Where content the destination holds lies. */
@@ -211,6 +213,7 @@ export class SourceDisk {
       dedupRefused: 0,
       passes: 0,
       blockMisses: 0,
+      blockOverwrites: 0,
       prefetchedBlocks: 0,
       verifiedBlocks: 0,
       md5Cpu: 0,
