@@ -242,7 +242,8 @@ def main():
                 c.sample()
             ram = info.get("ram", {})
             series.append([round((time.time() - started) * 1000, 1), info.get("status"), ram.get("transferred"), ram.get("normal"),
-                           ram.get("duplicate"), ram.get("dirty-sync-count"), ram.get("remaining"), info.get("cpu-throttle-percentage")])
+                           ram.get("duplicate"), ram.get("dirty-sync-count"), ram.get("remaining"), info.get("cpu-throttle-percentage"),
+                           ram.get("mbps"), info.get("expected-downtime")])
             if info.get("status") in ("completed", "failed", "cancelled"):
                 break
             if a.mode == "postcopy" and not postcopy_asked and info.get("ram", {}).get("dirty-sync-count", 0) >= 2:
@@ -271,7 +272,9 @@ def main():
             "machineBusy": round((busy_end[0] - busy_start[0]) / max(1, busy_end[1] - busy_start[1]), 3),
             # CPU seconds per thread name, from `migrate` to the end (live_migration is the migration thread, CPU 0/TCG the vCPU).
             "cpuSeconds": {role: c.seconds() for role, c in cpus.items()},
-            "series": {"columns": ["ms", "status", "transferred", "normal", "duplicate", "dirty-sync-count", "remaining", "cpu-throttle-percentage"], "rows": series},
+            # mbps: the bandwidth QEMU measured over its last window, what its threshold (× downtime-limit) comes from
+            "series": {"columns": ["ms", "status", "transferred", "normal", "duplicate", "dirty-sync-count", "remaining", "cpu-throttle-percentage",
+                                   "mbps", "expected-downtime"], "rows": series},
             "destination": {"status": runs.get("status"), "heartbeatsAfter3s": heartbeats(dlog) - before},
         }
         os.makedirs(RESULTS, exist_ok=True)
