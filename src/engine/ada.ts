@@ -59,7 +59,7 @@ import { postcopy, switchToPostcopy } from "./postcopy.js";
 import { precopy, runRounds, stopAndCopy, type RoundCheck } from "./precopy.js";
 import { projectPrecopy } from "./projection.js";
 import type { Source } from "./source.js";
-import { mirrorDisk, pendDisk } from "./storage.js";
+import { mirrorDisk } from "./storage.js";
 
 /** Switch during the first round at this ratio of dirty rate to send rate (checked at each bandwidth period). */
 export const ADA_ABORT_RATIO = 0.5;
@@ -174,7 +174,6 @@ export async function ada(s: Source): Promise<{ reason: StopReason; converged: b
       await stopAndCopy(s, left);
       return { reason, converged };
     }
-    if (s.disk) await pendDisk(s);
     await switchToPostcopy(s, left);
     return { reason, converged: true };
   } finally {

@@ -11,7 +11,7 @@ import type { StopReason } from "./metrics.js";
 import { postcopy, switchToPostcopy } from "./postcopy.js";
 import { runRounds } from "./precopy.js";
 import type { Source } from "./source.js";
-import { pendDisk, precopyDiskShare } from "./storage.js";
+import { precopyDiskShare } from "./storage.js";
 
 export async function fractional(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const pages = s.settings.precopyPages;
@@ -21,7 +21,6 @@ export async function fractional(s: Source): Promise<{ reason: StopReason; conve
   const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: 1, budget: Infinity, stopAtOnce: false, first: pages });
   const rest = new DirtyBitmap(s.settings.pageCount);
   try {
-    if (s.disk) await pendDisk(s);
     rest.setRange();
     for (const p of pages) rest.clear(p);
     left.or(rest);

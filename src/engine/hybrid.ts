@@ -10,7 +10,7 @@ import type { StopReason } from "./metrics.js";
 import { switchToPostcopy } from "./postcopy.js";
 import { runRounds } from "./precopy.js";
 import type { Source } from "./source.js";
-import { mirrorDisk, pendDisk } from "./storage.js";
+import { mirrorDisk } from "./storage.js";
 
 export async function hybrid(s: Source): Promise<{ reason: StopReason; converged: boolean }> {
   const { precopyRounds, precopyBudget } = s.settings;
@@ -18,7 +18,6 @@ export async function hybrid(s: Source): Promise<{ reason: StopReason; converged
   if (s.disk) await mirrorDisk(s, { downtimeRule: false, maxPasses: precopyRounds });
   const { reason, left } = await runRounds(s, { downtimeRule: false, maxRounds: precopyRounds, budget: precopyBudget, stopAtOnce: false });
   try {
-    if (s.disk) await pendDisk(s);
     await switchToPostcopy(s, left);
   } finally {
     left.dispose();

@@ -141,10 +141,13 @@ async function pushRest(s: Source, pending: DirtyBitmap, state: PushState, batch
 
 /**
  * Switch-over to post-copy with `pending` the pages the destination must
- * still get (guest already stopped); returns once every page is pushed or
- * the destination said it holds them all. Shared by post-copy and hybrid.
+ * still get (guest already stopped; with a disk, the blocks it still needs
+ * are worked out here); returns once every page is pushed or the
+ * destination said it holds them all. Every strategy with a post-copy
+ * phase ends here.
  */
 export async function switchToPostcopy(s: Source, pending: DirtyBitmap): Promise<void> {
+  if (s.disk) await pendDisk(s);
   s.setRemaining(pending.count());
   s.predictEnd(pending.count(), false);
   const rate = s.bandwidth || 0;
@@ -170,7 +173,6 @@ export async function postcopy(s: Source): Promise<{ reason: StopReason; converg
     s.endSetup();
     await s.stopGuest();
     s.syncDirtyLog(pending);
-    if (s.disk) await pendDisk(s);
     await switchToPostcopy(s, pending);
   } finally {
     pending.dispose();

@@ -24,7 +24,7 @@ import { THROTTLE_PERIOD } from "./qemu.js";
 import type { Source } from "./source.js";
 import { deadlineRule } from "./deadline.js";
 import { switchToPostcopy } from "./postcopy.js";
-import { diskLeftBytes, diskStep, drainDisk, finishDiskPass, mirrorDisk, pendDisk, serveUntilDone } from "./storage.js";
+import { diskLeftBytes, diskStep, drainDisk, finishDiskPass, mirrorDisk, serveUntilDone } from "./storage.js";
 
 export interface RoundLimits {
   /** Stop when the bytes left fit the downtime limit (pre-copy); hybrid does not. */
@@ -326,10 +326,7 @@ export async function precopy(s: Source): Promise<{ reason: StopReason; converge
   });
   try {
     if (reason !== "deadline") await stopAndCopy(s, left);
-    else {
-      if (s.disk) await pendDisk(s);
-      await switchToPostcopy(s, left);
-    }
+    else await switchToPostcopy(s, left);
   } finally {
     left.dispose();
   }
