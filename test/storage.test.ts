@@ -15,7 +15,8 @@ import { decodeFrame } from "../src/wire/decoder.js";
 import { md5 } from "../src/hash/md5.js";
 import { normaliseOptions } from "../src/engine/options.js";
 import { Source } from "../src/engine/source.js";
-import { MD5_BYTES_PER_SECOND, XXH3_BYTES_PER_SECOND } from "../src/engine/storage.js";
+import { MD5_BYTES_PER_SECOND } from "../src/engine/storage.js";
+import { CostModel, DEFAULT_COSTS } from "../src/codecs/cost.js";
 import { Destination } from "../src/engine/destination.js";
 import { differingPages } from "../src/guest/pages.js";
 import { Tasks } from "../src/engine/tasks.js";
@@ -101,7 +102,8 @@ describe("dedup of dirty blocks", () => {
     }
   });
 
-  it("finds blocks equal to memory pages already sent; the destination rebuilds them", async () => {
+  it("finds blocks equal to memory pages already sent; the destination rebuilds them; the index's digests cost the cost table's hash rate", async () => {
+    for (const cost of [undefined, new CostModel({ ...DEFAULT_COSTS, hash: 1e9 })]) {
     const memory = syntheticGuest(64, { seed: 4 });
     const disk = newDisk(128);
     // Blocks 0..63 and 64..127: memory's pages (a page cache written out, twice).
@@ -111,7 +113,7 @@ describe("dedup of dirty blocks", () => {
     }
     const frames: Uint8Array[] = [];
     const channel = { send: async (f: Uint8Array) => void frames.push(f), receive: () => Promise.resolve(frames.shift()), rtt: 0, sentBytes: 0, close: () => {} };
-    const settings = normaliseOptions({ codec: "lz4" }, memory, disk);
+    const settings = normaliseOptions({ codec: "lz4", cost }, memory, disk);
     const clock = new VirtualClock();
     const tasks = new Tasks();
     const source = new Source({ settings, workload: new IdleWorkload(memory), disk: new IdleWorkload(disk), clock, channel, tasks });
@@ -128,7 +130,7 @@ describe("dedup of dirty blocks", () => {
     expect(dedupFromMemory).toBe(dedupHits);
     // MD5 digests the candidates only (their references carry it); XXH3 every page and block sent.
     expect(source.disk!.stats.md5Cpu).toBeCloseTo((dedupHits * 4096) / MD5_BYTES_PER_SECOND, 12);
-    expect(source.disk!.stats.xxh3Cpu).toBeCloseTo((3 * 64 * 4096) / XXH3_BYTES_PER_SECOND, 12);
+    expect(source.disk!.stats.xxh3Cpu).toBeCloseTo((3 * 64 * 4096) / (cost ?? new CostModel()).table.hash, 12);
     // A destination built from the frames alone holds the disk.
     const destination = new Destination({ settings, clock, channel, tasks, shared: { original: (p) => memory.page(p), preserve: () => {}, release: () => {} }, disk: { workload: new IdleWorkload(disk), original: (b) => disk.page(b), preserve: () => {}, release: () => {} } });
     await clock.run(() => Promise.race([destination.receive(), tasks.failed]));
@@ -137,6 +139,7 @@ describe("dedup of dirty blocks", () => {
     destination.dispose();
     memory.dispose();
     disk.dispose();
+    }
   });
 });
 

@@ -23,7 +23,7 @@
 // bandwidth schedules, pre-paging's order (its pages count as the sweep's).
 
 import { DEFAULT_READS } from "../guest/workloads.js";
-import { CostModel, XXH3_BYTES_PER_SECOND } from "../codecs/cost.js";
+import { CostModel } from "../codecs/cost.js";
 import { CHECK_BYTES, ENTRY_BYTES, HEADER_BYTES } from "../wire/frame.js";
 import type { AdaForecast } from "../engine/options.js";
 import { LEFT_ZERO, LEFT_ZERO_EVEN, WHOLE_WRITE, type PageProfile } from "./profile.js";
@@ -227,8 +227,8 @@ export function predict(m: PageProfile, strategy: PredictedStrategy, options: Pr
     return true;
   };
   /** Dedup's index digests what goes before the switch-over with XXH3 (storage.ts; memory pages too when they are blocks); seconds for `bytes`. */
-  const digestRate = disk && (options.disk!.dedup ?? true) ? XXH3_BYTES_PER_SECOND : 0;
-  const digestSeconds = (bytes: number): number => (digestRate ? bytes / digestRate : 0);
+  const digests = disk !== undefined && (options.disk!.dedup ?? true);
+  const digestSeconds = (bytes: number): number => (digests ? cost.hashSeconds(bytes) : 0);
   const memoryDigestSeconds = (pages: number): number => (disk?.blockSize === ps ? digestSeconds(pages * ps) : 0);
   /** CPU of `blocks` disk blocks sent before the switch-over (source.ts sendBlocks): the zero scan and the digests. */
   const blockCpu = (blocks: number): number => cost.zeroScanSeconds(blocks * disk!.blockSize) + digestSeconds(blocks * disk!.blockSize);

@@ -155,7 +155,7 @@ export class Source {
     if (this.settings.channels > 1) this.channels = ChannelThreads.shared(this.settings.channels - 1);
     this.batch = new PageBatch(this.settings.batchPages, this.settings.pageSize);
     if (parts.disk && !this.settings.disk) throw new RangeError("a disk was given, but the settings describe none (normaliseOptions takes its shape)");
-    this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize);
+    this.disk = parts.disk && new SourceDisk(parts.disk, this.settings.disk!, this.settings.codec, this.settings.pageSize, this.settings.cost);
     this.remaining = this.settings.pageCount;
     this.t0 = this.clock.now();
     this.periodStart = this.t0;

@@ -60,8 +60,8 @@ import { SwitchoverView } from "./frozen.js";
 import type { DiskSettings } from "./options.js";
 import type { Source } from "./source.js";
 
-import { MD5_BYTES_PER_SECOND, XXH3_BYTES_PER_SECOND } from "../codecs/cost.js";
-export { MD5_BYTES_PER_SECOND, XXH3_BYTES_PER_SECOND };
+import { MD5_BYTES_PER_SECOND, type CostModel } from "../codecs/cost.js";
+export { MD5_BYTES_PER_SECOND };
 
 /** The disk's figures of a migration (MigrationStats.disk). */
 export interface DiskStats {
@@ -91,7 +91,7 @@ export interface DiskStats {
   verifiedBlocks: number;
   /** modelled CPU seconds charged for MD5 digests of dedup candidates (MD5_BYTES_PER_SECOND; part of sourceCpu) */
   md5Cpu: number;
-  /** modelled CPU seconds charged for the index's XXH3 digests of blocks and memory pages (XXH3_BYTES_PER_SECOND; part of sourceCpu) */
+  /** modelled CPU seconds charged for the index's XXH3 digests of blocks and memory pages (the cost table's hash rate; part of sourceCpu) */
   xxh3Cpu: number;
   /** wall seconds the MD5 digests took, the XXH3 digests, and the rest of the disk's encoding */
   md5WallSeconds: number;
@@ -192,6 +192,8 @@ export class SourceDisk {
     codec: string,
     /** memory's page size: memory pages are dedup candidates only when it equals the block size */
     pageSize: number,
+    /** what the index's digests cost (its hash rate) */
+    private readonly cost: CostModel,
   ) {
     this.guest = workload.guest;
     this.pipeline = new Pipeline(codec, FrameFlags.DISK);
@@ -258,7 +260,7 @@ export class SourceDisk {
 
   /** Charges the XXH3 digests of `count` blocks; returns the seconds. */
   private xxh3Charge(count: number): number {
-    const cpu = (count * this.settings.blockSize) / XXH3_BYTES_PER_SECOND;
+    const cpu = this.cost.hashSeconds(count * this.settings.blockSize);
     this.stats.xxh3Cpu += cpu;
     return cpu;
   }
