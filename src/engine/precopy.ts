@@ -20,7 +20,7 @@
 
 import { DirtyBitmap } from "../guest/bitmap.js";
 import type { StopReason } from "./metrics.js";
-import { THROTTLE_PERIOD } from "./qemu.js";
+import { MAX_WAIT, THROTTLE_PERIOD } from "./qemu.js";
 import type { Source } from "./source.js";
 import { deadlineRule } from "./deadline.js";
 import { switchToPostcopy } from "./postcopy.js";
@@ -143,6 +143,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   /** QEMU: rate-limit windows (one ram_save_iterate call each) since the rounds began, and how many were counted. */
   const roundsStart = s.clock.now();
   let windows = 0;
+  /**
+   * QEMU under max-bandwidth: when the current ram_save_iterate call began, and the windows measured then. A
+   * window is measured only as a call returns: its allowance spent (rateLimit), or MAX_WAIT into the call.
+   */
+  let iterate = { at: s.clock.now(), measurements: s.measurements };
   let highDirtyRounds = 0;
   let reason: StopReason | undefined;
   /** When the dirty log was last synced (and so began its count). */
@@ -198,10 +203,15 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
         const now = Math.floor((s.clock.now() - roundsStart) / settings.bandwidthPeriod);
         s.countIterates(now - windows);
         windows = now;
-        if (s.samplePeriod()) {
+        // The first window began with the migration thread, before setup: after a setup longer than a window
+        // its allowance still goes at once, and the window is measured as the call that spent it returns.
+        if (s.measurements !== iterate.measurements) iterate = { at: s.clock.now(), measurements: s.measurements };
+        const returned = settings.maxBandwidth === undefined || s.clock.now() - iterate.at >= MAX_WAIT;
+        if (returned && s.samplePeriod()) {
           // QEMU's expected-downtime, once it has sent something.
           if (s.bandwidth > 0) s.setExpectedDowntime((toSend.count() * ps) / s.bandwidth);
         }
+        if (returned) iterate = { at: s.clock.now(), measurements: s.measurements };
         // Sync once the bytes still to send fall below the threshold (ram_state_pending_exact). Under
         // max-bandwidth QEMU looks once a window, before the window's sending (migration_iteration_run).
         const look = settings.maxBandwidth === undefined || s.measurements !== checked;

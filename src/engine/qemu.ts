@@ -31,7 +31,10 @@
 //     post-copy XBZRLE is off.
 //   - maxBandwidth (QEMU's max-bandwidth) limits pre-copy iterations only,
 //     per bandwidth measurement period as QEMU's (frames cut to the window,
-//     the pending bytes looked at once a window): QEMU lifts the limit for
+//     the pending bytes looked at once a window; a window is measured as a
+//     ram_save_iterate call returns, and the first began with the migration
+//     thread, before setup, so a setup longer than a window hides one
+//     window's wait): QEMU lifts the limit for
 //     the stop-and-copy, and post-copy runs at max-postcopy-bandwidth,
 //     unlimited by default.
 
@@ -48,6 +51,8 @@ export const EOS_BYTES = 8;
 export const XBZRLE_HEADER_BYTES = 3;
 /** QEMU's dirty-rate and auto-converge period: at least a second between looks. */
 export const THROTTLE_PERIOD = 1;
+/** ram_save_iterate returns after this long (ram.c's MAX_WAIT, 50 ms) even when its rate-limit window's allowance is not spent. */
+export const MAX_WAIT = 0.05;
 
 /**
  * Bytes ram.c adds to transferred for `normal` pages sent whole and `zero`
