@@ -372,6 +372,26 @@ describe("TCP channel", () => {
     }
   });
 
+  it("under a cap, a frame's tail leaves when its line time ends, not at the pacing step after", async () => {
+    // 200 kB at 400 Mbit/s: 4 ms on the line, its last 16 KiB due 0.33 ms before the end. A pacing step (2 ms)
+    // that woke just before the tail was due and slept a whole step more sent it up to 2 ms late (median
+    // 1.3-1.9 ms past the line time, against 0.4-0.6 ms now: the rest is the receiving end's work).
+    const { client, server } = await pair({ bitsPerSecond: 400e6 });
+    const size = 200_000;
+    const onLine = (((size + 21) * 8) / 400e6) * 1000;
+    const late: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      const started = performance.now();
+      const arrival = server.receive();
+      await client.send(frame(size, i));
+      expect((await arrival)!.byteLength).toBe(size);
+      late.push(performance.now() - started - onLine);
+    }
+    late.sort((a, b) => a - b);
+    expect(late[0]).toBeGreaterThanOrEqual(-0.05);
+    expect(late[10]).toBeLessThan(0.9);
+  });
+
   it("paces sends to the cap", async () => {
     const { client, server } = await pair({ bitsPerSecond: 80e6 });
     const bytes = 2 * 2 ** 20;

@@ -385,12 +385,20 @@ class Link {
       const paced = { parts, total, written: 0, done };
       this.paced = paced;
       const tailFrom = Math.max(0, total - PACED_TAIL_BYTES);
+      const writeDue = (): void => {
+        const due = Math.min(tailFrom, Math.floor((total * (performance.now() - start)) / (finish - start)));
+        if (this.paced === paced && due > paced.written) this.writePart(paced, due);
+      };
       void (async () => {
+        // A step never sleeps past the moment sleepUntil() takes over: a step that woke just before the
+        // tail was due and slept a whole step more sent it up to 2 ms after the line would have.
         while (this.paced === paced && paced.written < tailFrom) {
-          await sleep(PACED_STEP_MS);
-          const due = Math.min(tailFrom, Math.floor((total * (performance.now() - start)) / (finish - start)));
-          if (this.paced === paced && due > paced.written) this.writePart(paced, due);
+          const left = finish - TIMER_SLACK_MS - performance.now();
+          if (left <= 0) break;
+          await sleep(Math.min(PACED_STEP_MS, left));
+          writeDue();
         }
+        writeDue();
         if (this.paced === paced) await sleepUntil(finish);
         this.finishPaced(paced);
       })();
