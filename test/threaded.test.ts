@@ -31,9 +31,13 @@ describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
       // Its thread runs when the machine gives it a core: up to 2 s on a busy one.
       await new Promise((resolve) => setTimeout(resolve, 150));
       for (const started = performance.now(); guest.workTime <= 0.05 && performance.now() - started < 2000; ) await new Promise((resolve) => setTimeout(resolve, 10));
-      await guest.advance();
+      const report = await guest.advance();
       await guest.stop();
       expect(guest.workTime).toBeGreaterThan(0.05);
+      expect(report.ran).toBeGreaterThan(0);
+      expect(report.ran).toBeLessThanOrEqual(guest.workTime);
+      // Stopped, it runs no more: the next report's interval is empty (it gave the whole run's time again).
+      expect(await guest.advance()).toEqual({ ran: 0, writes: 0, overwrites: 0, reads: 0 });
       await replica.advance(guest.workTime);
       expect(Buffer.from(flatBytes(guest.guest.memory)).equals(Buffer.from(flatBytes(replica.guest.memory)))).toBe(true);
       // Every page the program changed is in the dirty log.

@@ -390,7 +390,7 @@ export class DiskTraceWorkload implements Workload {
     }
     await replay.advance(to);
     const g = this.guest;
-    return { from, to, ran: replay.workTime - workFrom, writes: g.writes - before.writes, overwrites: g.overwrites - before.overwrites, reads: g.reads - before.reads };
+    return { ran: replay.workTime - workFrom, writes: g.writes - before.writes, overwrites: g.overwrites - before.overwrites, reads: g.reads - before.reads };
   }
 
   close(): Promise<void> {

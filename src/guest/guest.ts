@@ -180,10 +180,7 @@ export class Guest extends Owned {
 
 /** What one `advance` did. */
 export interface AdvanceReport {
-  /** Virtual time before and after (s). */
-  readonly from: number;
-  readonly to: number;
-  /** Time the workload ran in the interval (s): (to − from) · throttle. */
+  /** Time the workload ran in the interval (s): (to − now before the call) · throttle. */
   readonly ran: number;
   /** Write accesses that needed the old content. */
   readonly writes: number;

@@ -97,7 +97,7 @@ export class HashTrackedWorkload implements Workload {
     const before = this.changedPages;
     const interval = this.options.scanInterval ?? Math.max(0.01, 4 * this.lastScanSeconds);
     if (!this.paused && performance.now() / 1000 - this.lastScanAt >= interval) this.scan();
-    return { from, to, ran: to - from, writes: this.changedPages - before, overwrites: 0, reads: 0 };
+    return { ran: to - from, writes: this.changedPages - before, overwrites: 0, reads: 0 };
   }
 
   /** The engine stops the guest: the program pauses, and a last scan finds everything it wrote. */

@@ -49,7 +49,8 @@ export class ThreadedWorkload implements Workload {
   private readonly dirty: Int32Array;
   private readonly control: Int32Array;
   private readonly clock: Float64Array;
-  private lastNow = 0;
+  /** workTime at the last advance() or stop(): where the next report's interval starts. */
+  private lastWork = 0;
   private failure: Error | undefined;
 
   private constructor(
@@ -116,10 +117,10 @@ export class ThreadedWorkload implements Workload {
   /** The program runs by itself: this takes what it wrote since the last call into the dirty log. */
   async advance(): Promise<AdvanceReport> {
     if (this.failure) throw this.failure;
-    const from = this.lastNow;
-    const to = (this.lastNow = this.now);
+    const from = this.lastWork;
+    const to = (this.lastWork = this.workTime);
     const writes = this.takeDirty();
-    return { from, to, ran: this.workTime, writes, overwrites: 0, reads: 0 };
+    return { ran: to - from, writes, overwrites: 0, reads: 0 };
   }
 
   /** Pauses the program (its current step finishes first) and takes its last writes. */
@@ -131,7 +132,7 @@ export class ThreadedWorkload implements Workload {
       if (this.failure) throw this.failure;
       await waitAsync(this.control, 1, 0, 5).value;
     }
-    this.lastNow = this.now;
+    this.lastWork = this.workTime;
     this.takeDirty();
   }
 

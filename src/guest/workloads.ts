@@ -521,8 +521,6 @@ export abstract class BaseWorkload implements Workload {
     const workTo = this.workTime;
     if (workTo > workFrom) await this.run(workFrom, workTo);
     return {
-      from,
-      to,
       ran: workTo - workFrom,
       writes: this.guest.writes - before.w,
       overwrites: this.guest.overwrites - before.o,
