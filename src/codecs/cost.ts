@@ -24,7 +24,13 @@ export interface CostTable {
   readonly zeroScan: number;
   /** XXH3-64 digests of pages and blocks (disk dedup's index), bytes/s. */
   readonly hash: number;
-  /** Codecs missing from `codecs` are charged this. */
+  /**
+   * Codecs missing from `codecs` are charged this. Every codec of the
+   * registry has an entry (a table read from a file keeps the defaults it
+   * does not give), so what reaches it is the destination's decode of wire
+   * ids that name no codec: SAME_VALUE pages (MECOM's, WKdm's, auto's), at
+   * the fallback's decode rate. `bench --calibrate` does not measure it.
+   */
   readonly fallback: CodecCost;
 }
 
