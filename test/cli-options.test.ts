@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { UsageError, intOption } from "../src/cli/args.js";
 import { run as bench } from "../src/cli/bench.js";
 import { run as migrate } from "../src/cli/migrate.js";
@@ -109,6 +110,26 @@ describe("an empty output path is a usage error in every command that writes", (
     await expect(pack([file, "-o", " "])).rejects.toThrow(/-o must name a file/);
     await expect(unpack([file, "-o", ""])).rejects.toThrow(/-o must name a file/);
     await expect(bench(["--calibrate", "--time", "1ms", "--out", ""])).rejects.toThrow(/--out must name a file/);
+  });
+});
+
+describe("a time that cannot be 0 is refused by every command naming the option and the value", () => {
+  it("bench --time, profile --window, plan --delta-t, send --timeout and --recover-timeout, migrate --deadline", async () => {
+    const trace = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+    const refused = (option: string): RegExp => new RegExp(`^--${option} must be a duration above 0 like 300ms or 5s, got '0s'$`);
+    await expect(bench(["--calibrate", "--time", "0s"])).rejects.toThrow(refused("time"));
+    await expect((await import("../src/cli/profile.js")).run([trace, "--window", "0s"])).rejects.toThrow(refused("window"));
+    await expect((await import("../src/cli/plan.js")).run([trace, "--delta-t", "0s"])).rejects.toThrow(refused("delta-t"));
+    const send = (await import("../src/cli/send.js")).run;
+    await expect(send(["--to", "127.0.0.1:9", "--timeout", "0s"])).rejects.toThrow(refused("timeout"));
+    await expect(send(["--to", "127.0.0.1:9", "--recover-timeout", "0s"])).rejects.toThrow(refused("recover-timeout"));
+    await expect(migrate(["--strategy", "precopy", "--deadline", "0s"])).rejects.toThrow(refused("deadline"));
+  });
+
+  it("bench checks --out before it measures anything", async () => {
+    const started = performance.now();
+    await expect(bench(["--calibrate", "--time", "1s", "--out", ""])).rejects.toThrow(/--out must name a file/);
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 });
 

@@ -125,6 +125,13 @@ export function durationOption(name: string, text: OptionValue, fallback: number
   return seconds;
 }
 
+/** durationOption() for a time that cannot be 0 (a timeout, a window, a step). */
+export function positiveDurationOption(name: string, text: OptionValue, fallback: number): number {
+  const seconds = durationOption(name, text, fallback);
+  if (!(seconds > 0)) throw new UsageError(`--${name} must be a duration above 0 like 300ms or 5s, got '${text}'`);
+  return seconds;
+}
+
 /** A one-line progress bar on stderr, drawn only when stderr is a terminal. */
 export class Progress {
   private readonly enabled: boolean;

@@ -28,7 +28,7 @@ import {
   type ProfileName,
 } from "../guest/workloads.js";
 import { loadQemuHost } from "../engine/qemu.js";
-import { Progress, UsageError, durationOption, formatBytes, intOption, noPositionals, parse, rateOption, sizeOption, type OptionValue } from "./args.js";
+import { Progress, UsageError, durationOption, formatBytes, intOption, noPositionals, parse, positiveDurationOption, rateOption, sizeOption, type OptionValue } from "./args.js";
 import { markedTable, type Column } from "./table.js";
 import { DISK_ARGS, DISK_USAGE, diskColumns, diskRows, diskSetup, type DiskSetup } from "./disk.js";
 
@@ -471,8 +471,7 @@ export async function run(args: string[]): Promise<number> {
   if (fractional && values.workload !== undefined) fail("strategy", "fractional orders pages by the λ of a trace's profile: give --trace, not --workload");
   if ((values.deadline !== undefined || values["no-postcopy"]) && strategyText !== "precopy") fail("deadline", "--deadline and --no-postcopy apply to --strategy precopy");
   if (values["no-postcopy"] && values.deadline === undefined) fail("no-postcopy", "applies with --deadline");
-  const deadline = values.deadline === undefined ? undefined : durationOption("deadline", values.deadline, 0);
-  if (deadline !== undefined && !(deadline > 0)) fail("deadline", "must be above 0");
+  const deadline = values.deadline === undefined ? undefined : positiveDurationOption("deadline", values.deadline, 0);
   if (strategyText !== "crtr") for (const name of ["log-rate", "replay-speed"]) if (values[name] !== undefined) fail(name, "applies to --strategy crtr only");
   const logRate = values["log-rate"] === undefined ? undefined : sizeOption("log-rate", values["log-rate"], 0);
   const replaySpeed = values["replay-speed"] === undefined ? undefined : numberOption("replay-speed", values["replay-speed"], 0);

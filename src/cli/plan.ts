@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { plan, type Plan } from "../adaptive/plan.js";
 import { predict, type Prediction, type PredictOptions } from "../adaptive/predict.js";
 import { profileTrace, type Profile } from "../adaptive/profile.js";
-import { UsageError, durationOption, intOption, onePositional, parse, rateOption, sizeOption } from "./args.js";
+import { UsageError, durationOption, intOption, onePositional, parse, positiveDurationOption, rateOption, sizeOption } from "./args.js";
 import { seconds } from "./migrate.js";
 import { markedTable, type Column } from "./table.js";
 
@@ -34,8 +34,7 @@ export async function run(args: string[]): Promise<number> {
   const path = onePositional(positionals, "TRACE");
   const model = values.model ?? "replay";
   if (model !== "replay" && model !== "poisson") throw new UsageError(`--model must be replay or poisson, got '${String(model)}'`);
-  const deltaT = durationOption("delta-t", values["delta-t"], 20);
-  if (!(deltaT > 0)) throw new UsageError("--delta-t must be above 0");
+  const deltaT = positiveDurationOption("delta-t", values["delta-t"], 20);
   const stateBytes = sizeOption("state", values.state, 256 * 1024);
   if (stateBytes > 32 * 2 ** 20) throw new UsageError("--state must be at most 32MiB");
   const options: PredictOptions = {

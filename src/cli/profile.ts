@@ -5,7 +5,7 @@
 
 import { existsSync } from "node:fs";
 import { profileTrace, summarise } from "../adaptive/profile.js";
-import { UsageError, durationOption, formatBytes, onePositional, parse } from "./args.js";
+import { UsageError, formatBytes, onePositional, parse, positiveDurationOption } from "./args.js";
 
 export const summary = "Per-page write rates (Poisson λ), writable working set, dirty-rate variation and held-out write prediction of a pagetrace.";
 export const usage = "usage: pagemill profile TRACE [--window 1s] [--json]";
@@ -14,8 +14,7 @@ export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: "boolean" }, window: { type: "string" } });
   const path = onePositional(positionals, "TRACE");
   if (!existsSync(path)) throw new UsageError(`TRACE: ${path} does not exist`);
-  const window = durationOption("window", values.window, 1);
-  if (!(window > 0)) throw new UsageError("--window must be above 0");
+  const window = positiveDurationOption("window", values.window, 1);
   const s = summarise(await profileTrace(path), window);
   if (values.json) {
     console.log(JSON.stringify(s, null, 2));

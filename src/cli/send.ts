@@ -9,7 +9,7 @@ import { withoutPriorityLane } from "../net/channel.js";
 import { connectChannel, DEFAULT_RECOVER_TIMEOUT, DEFAULT_TIMEOUT, type TcpChannel } from "../net/tcp.js";
 import { ThreadedWorkload } from "../guest/threaded.js";
 import { pipelineEntries } from "../wire/pipeline.js";
-import { UsageError, addressOption, durationOption, intOption, keyFileOption, noPositionals, parse, rateOption, sizeOption } from "./args.js";
+import { UsageError, addressOption, durationOption, intOption, keyFileOption, noPositionals, parse, positiveDurationOption, rateOption, sizeOption } from "./args.js";
 import { WORKLOAD_ARGS, WORKLOAD_OPTIONS, printDetail, workloadFactory } from "./migrate.js";
 import { DISK_ARGS, DISK_PROGRAM_OPTIONS, DISK_USAGE, diskSetup } from "./disk.js";
 
@@ -119,10 +119,8 @@ export async function run(args: string[]): Promise<number> {
 
 /** --timeout and --recover-timeout, checked (both ends take them). */
 export function waitOptions(values: Record<string, unknown>): { timeout: number; recoverTimeout: number } {
-  const timeout = durationOption("timeout", values.timeout as string | undefined, DEFAULT_TIMEOUT);
-  if (!(timeout > 0)) throw new UsageError("--timeout must be above 0");
-  const recoverTimeout = durationOption("recover-timeout", values["recover-timeout"] as string | undefined, DEFAULT_RECOVER_TIMEOUT);
-  if (!(recoverTimeout > 0)) throw new UsageError("--recover-timeout must be above 0");
+  const timeout = positiveDurationOption("timeout", values.timeout as string | undefined, DEFAULT_TIMEOUT);
+  const recoverTimeout = positiveDurationOption("recover-timeout", values["recover-timeout"] as string | undefined, DEFAULT_RECOVER_TIMEOUT);
   return { timeout, recoverTimeout };
 }
 
