@@ -126,6 +126,15 @@ describe("a time that cannot be 0 is refused by every command naming the option 
     await expect(migrate(["--strategy", "precopy", "--deadline", "0s"])).rejects.toThrow(refused("deadline"));
   });
 
+  it("a rate of 0 is refused by rateOption itself: migrate --bandwidth and --max-bandwidth, inspect and send --bandwidth", async () => {
+    const trace = fileURLToPath(new URL("../data/redis-sample.ptrace.gz", import.meta.url));
+    const refused = (option: string): RegExp => new RegExp(`^--${option} must be a rate above 0 like 40mbit or 1gbit, got '0mbit'$`);
+    await expect(migrate(["--workload", "idle", "--pages", "16", "--bandwidth", "0mbit"])).rejects.toThrow(refused("bandwidth"));
+    await expect(migrate(["--workload", "idle", "--pages", "16", "--flavor", "qemu", "--max-bandwidth", "0mbit"])).rejects.toThrow(refused("max-bandwidth"));
+    await expect((await import("../src/cli/inspect.js")).run([trace, "--bandwidth", "0mbit"])).rejects.toThrow(refused("bandwidth"));
+    await expect((await import("../src/cli/send.js")).run(["--to", "127.0.0.1:9", "--bandwidth", "0mbit"])).rejects.toThrow(refused("bandwidth"));
+  });
+
   it("bench checks --out before it measures anything", async () => {
     const started = performance.now();
     await expect(bench(["--calibrate", "--time", "1s", "--out", ""])).rejects.toThrow(/--out must name a file/);

@@ -333,7 +333,6 @@ export function simulationSetup(values: Record<string, OptionValue>): Simulation
     schedule,
   };
   if (schedule.length && channel === "loopback") fail("schedule", "needs --channel link (the loopback channel has a constant rate)");
-  if (!(link.bitsPerSecond > 0)) fail("bandwidth", "must be above 0");
   const budget = values.budget === undefined ? undefined : sizeOption("budget", values.budget, 0);
   if (budget === 0) fail("budget", "must be above 0");
   const cost = typeof values.cost === "string" ? new CostModel(loadCostTable(values.cost)) : new CostModel(DEFAULT_COSTS);
@@ -499,7 +498,6 @@ export async function run(args: string[]): Promise<number> {
     if (flavor !== "qemu") fail("qemu-host", "is the time QEMU's process takes: give --flavor qemu");
     options.qemuHost = loadQemuHost(values["qemu-host"]);
   }
-  if (options.maxBandwidth !== undefined && !(options.maxBandwidth > 0)) fail("max-bandwidth", "must be above 0");
   checkCodecOption("--codec", options.codec!);
   if (flavor === "qemu" && options.codec !== "raw" && options.codec !== "xbzrle") fail("flavor", `qemu sends pages whole, as zero pages or as XBZRLE deltas: give --codec raw or xbzrle, not '${options.codec}'`);
   if (flavor === "qemu" && disk) fail("flavor", "qemu migrates memory only: no disk");

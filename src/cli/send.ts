@@ -60,7 +60,6 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError(`--codec: ${(err as Error).message}`);
   }
   const cap = values.bandwidth === undefined ? undefined : rateOption("bandwidth", values.bandwidth, 0);
-  if (cap !== undefined && !(cap > 0)) throw new UsageError("--bandwidth must be above 0");
   const { timeout, recoverTimeout } = waitOptions(values);
   // The receiver starts the same program for post-copy: a trace by its absolute path, a model by its options.
   const program: Record<string, string> = {};
