@@ -2,7 +2,7 @@
 
 export { init, initSync } from "./wasm/module.js";
 export { PageBatch, type PageSource } from "./wasm/arena.js";
-export { PagemillError, CodecError, VerificationError, type CodecErrorCode } from "./errors.js";
+export { PagemillError, CodecError, DisposedError, VerificationError, type CodecErrorCode } from "./errors.js";
 export { scanZeroPages, isZeroPage, type ZeroScan } from "./codecs/zero.js";
 export { ImageSurvey, surveyImage, type SurveyReport, type CodecSurvey } from "./codecs/survey.js";
 export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats } from "./codecs/codec.js";

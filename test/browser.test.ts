@@ -46,6 +46,12 @@ describe("pagemill/browser", () => {
     // and the main entry is not: it needs Node (this is what the subpath is for)
     expect(staticImports(join(ROOT, "dist/index.js")).some((s) => s.startsWith("node:"))).toBe(true);
   });
+
+  it("exports nothing the main entry lacks: each of its names is the main entry's own", async () => {
+    const browser = (await import("../src/browser.js")) as Record<string, unknown>;
+    const main = (await import("../src/index.js")) as Record<string, unknown>;
+    for (const name of Object.keys(browser)) expect(main[name], name).toBe(browser[name]);
+  });
 });
 
 describe("pagemill serve", () => {

@@ -50,8 +50,8 @@ import {
   xxh32,
   xxh3Batch,
   xxh64,
+  DisposedError,
 } from "../src/index.js";
-import { DisposedError } from "../src/errors.js";
 import { randomBytes } from "./helpers/random.js";
 
 /** A page WKdm and LZ4 both shrink: a few distinct words, repeated. */
