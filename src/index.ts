@@ -5,7 +5,7 @@ export { PageBatch, type PageSource } from "./wasm/arena.js";
 export { PagemillError, CodecError, DisposedError, VerificationError, type CodecErrorCode } from "./errors.js";
 export { scanZeroPages, isZeroPage, type ZeroScan } from "./codecs/zero.js";
 export { ImageSurvey, surveyImage, type SurveyReport, type CodecSurvey } from "./codecs/survey.js";
-export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats } from "./codecs/codec.js";
+export { Encoding, ENCODING_NAMES, newCodecStats, type EncodedBatch, type PageCodec, type CodecStats, type XbzrleStats } from "./codecs/codec.js";
 export { WkdmCodec, wkdmCompress, wkdmDecompress, wkdmCompressBound, wkdmHitRates, WKDM_PAGE_SIZE, WKDM_MAX_STREAM_BYTES } from "./codecs/wkdm.js";
 export { Lz4Codec, lz4CompressBlock, lz4CompressBound, lz4DecompressBlock, LZ4_MAX_INPUT_SIZE } from "./codecs/lz4.js";
 export { AutoCodec, AUTO_CHOICES, type AutoChoice } from "./codecs/auto.js";
@@ -24,7 +24,6 @@ export { DirtyBitmap, MAX_BITMAP_PAGES } from "./guest/bitmap.js";
 export { Guest, type AccessKind, type AccessHook, type AdvanceReport, type Workload } from "./guest/guest.js";
 export { ChunkedPages, MAX_CHUNKED_PAGES, MAX_DEFAULT_CHUNKS, defaultPagesPerChunk, MemoryLimitError, checkFitsInMemory, memoryLimit } from "./guest/chunks.js";
 export { FlatPages, zeroPage, asPageMemory, differingPages, flatBytes, sameBytes, type PageMemory } from "./guest/pages.js";
-export { fillSynthetic, POPULATED_REGION_PAGES } from "./guest/workloads.js";
 export {
   TraceReader,
   TraceWriter,
@@ -42,6 +41,8 @@ export {
   type OpenTraceOptions,
 } from "./guest/pagetrace.js";
 export {
+  fillSynthetic,
+  POPULATED_REGION_PAGES,
   PoissonWorkload,
   SweepWorkload,
   IdleWorkload,
@@ -90,7 +91,20 @@ export {
   type FrameHeader,
   type ControlMessage,
 } from "./wire/frame.js";
-export { encodeFrame, newWireStats, FrameEncoder, type PipelineCodecs, type WireStats } from "./wire/pipeline.js";
+export {
+  encodeFrame,
+  newWireStats,
+  FrameEncoder,
+  Pipeline,
+  buildPipeline,
+  disposePipeline,
+  pipelineEntries,
+  type PipelineCodecs,
+  type WireStats,
+  type EncodedFrame,
+  type PipelineReport,
+  type PipelineStages,
+} from "./wire/pipeline.js";
 export { decodeFrame, FrameDecoder, type PageDestination, type FrameDecoders } from "./wire/decoder.js";
 export { FrameSplitter, createEncodeStream, createDecodeStream, FrameEncoderStream, FrameDecoderStream, type EncodeInput, type EncodeStreamOptions, type DecodeStreamOptions } from "./wire/stream.js";
 export { ParallelEncoder, MAX_CHANNELS, type ChannelOptions } from "./wire/channels.js";
@@ -124,6 +138,4 @@ export {
 } from "./net/tcp.js";
 export { CuttingProxy } from "./net/faults.js";
 export type { MigrationStats, RoundRow, StopReason, StrategyName, ThrottleStep, SourceCounters, DestinationCounters, TrafficCounters } from "./engine/metrics.js";
-export type { XbzrleStats } from "./codecs/codec.js";
 export { Random } from "./random.js";
-export { Pipeline, buildPipeline, disposePipeline, pipelineEntries, type EncodedFrame, type PipelineReport, type PipelineStages } from "./wire/pipeline.js";
