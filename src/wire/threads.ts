@@ -73,9 +73,9 @@ class ChannelThread {
     this.port.unref();
   }
 
-  post(task: EncodeTask, transfer: ArrayBuffer[]): void {
+  post(task: EncodeTask): void {
     if (this.posted) throw new PagemillError(`channel thread ${this.index} still has a task`);
-    this.port.postMessage(task, transfer);
+    this.port.postMessage(task);
     this.posted = true;
     Atomics.store(this.flag, 0, FLAG_POSTED);
     Atomics.notify(this.flag, 0);
@@ -115,9 +115,9 @@ export class ChannelThreads {
     return this.threads.length;
   }
 
-  /** Starts thread `k` on `task` (its pages read where they lie, or moved with `transfer`). */
-  post(k: number, task: EncodeTask, transfer: ArrayBuffer[] = []): void {
-    this.threads[k]!.post(task, [...transfer, task.indices.buffer as ArrayBuffer]);
+  /** Starts thread `k` on `task` (copied to it; its pages are read where they lie). */
+  post(k: number, task: EncodeTask): void {
+    this.threads[k]!.post(task);
   }
 
   /** Thread `k`'s frame, waiting for it: a task's error is thrown here. */

@@ -1,6 +1,8 @@
 // A parallel channel's thread (run by piscina from src/wire/channels.ts):
 // its own WebAssembly instance, codecs and batch, kept from task to task.
-// Pages arrive in a transferred buffer; the frame goes back the same way.
+// Pages arrive in a transferred buffer (or are read where they lie in shared
+// memory); the frame goes back transferred. The engine's channel threads
+// (thread.ts) run the same encodeTask.
 
 import { Piscina } from "piscina";
 import { CostModel } from "../codecs/cost.js";
