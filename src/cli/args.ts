@@ -90,8 +90,8 @@ export function sizeOption(name: string, text: OptionValue, fallback: number): n
 }
 
 /** Parses --page-size (default 4 KiB) and checks it is a power of two from 512 to 65536. */
-export function pageSizeOption(text: OptionValue, fallback = 4096): number {
-  const pageSize = sizeOption("page-size", text, fallback);
+export function pageSizeOption(text: OptionValue): number {
+  const pageSize = sizeOption("page-size", text, 4096);
   try {
     checkPageSize(pageSize, "--page-size");
   } catch (err) {
@@ -139,9 +139,8 @@ export class Progress {
   constructor(
     private readonly label: string,
     private readonly total: number,
-    stream: NodeJS.WriteStream = process.stderr,
   ) {
-    this.enabled = Boolean(stream.isTTY) && total > 0;
+    this.enabled = Boolean(process.stderr.isTTY) && total > 0;
   }
   update(done: number, extra = ""): void {
     if (!this.enabled) return;

@@ -84,9 +84,9 @@ export function rejection(codec: string, reason: number, detail: number, page: n
 }
 
 /** The CodecError for lz4Decompress's negative `status` on a block of `capacity` bytes of room. */
-export function lz4Rejection(status: number, capacity: number, page?: number): CodecError {
+export function lz4Rejection(status: number, capacity: number): CodecError {
   // LZ4's reasons are 13 minus the status, as in assembly/table.ts (LZ4_REASON_BASE).
-  return rejection("lz4", 13 - status, 0, page, { capacity });
+  return rejection("lz4", 13 - status, 0, undefined, { capacity });
 }
 
 const ONE_OFFSET = Uint32Array.of(0);
