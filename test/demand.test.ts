@@ -112,6 +112,24 @@ describe.skipIf(!existsSync(DIST))("a destination's program in a thread of its o
     }
   });
 
+  it("is open once start() resolves: its memory already in the shared copy (the copy does not run into the migration)", async () => {
+    // 64 MiB: its copy into shared memory takes milliseconds, long after an "opened" message sent before it would arrive.
+    const big = { ...MODEL, pages: "16384" };
+    const program = await DemandPagedProgram.start({ module: MIGRATE, name: "openWorkload", args: [big] }, { pageSize: 4096, pageCount: 16384 }, SEED);
+    // A copy, taken before anything else runs here.
+    const atStart = Buffer.from(program.memory);
+    const replica: Workload = await openWorkload(big);
+    try {
+      const initial = Buffer.from(flatBytes(replica.guest.memory));
+      expect(initial.some((b) => b !== 0)).toBe(true);
+      expect(atStart.equals(initial)).toBe(true);
+    } finally {
+      await program.close();
+      await replica.close();
+      replica.guest.dispose();
+    }
+  });
+
   it("refuses a program of another shape before it runs", async () => {
     await expect(DemandPagedProgram.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] }, { pageSize: 4096, pageCount: 2048 }, SEED)).rejects.toThrow(
       /1024 pages of 4096 B, the source's 2048 of 4096/,
