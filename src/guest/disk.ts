@@ -59,10 +59,10 @@ export function checkDiskShape(blockCount: number, blockSize: number): void {
   checkInteger("blockCount", blockCount, 1, most);
 }
 
-/** An all-zero disk of `blockCount` blocks (or one holding `image`). */
-export function newDisk(blockCount: number, blockSize = DEFAULT_BLOCK_SIZE, image?: Uint8Array): Guest {
+/** An all-zero disk of `blockCount` blocks. */
+export function newDisk(blockCount: number, blockSize = DEFAULT_BLOCK_SIZE): Guest {
   checkDiskShape(blockCount, blockSize);
-  return new Guest(blockCount, blockSize, image);
+  return new Guest(blockCount, blockSize);
 }
 
 // ---------------------------------------------------------------------------

@@ -256,8 +256,6 @@ export function applyEpoch(image: Uint8Array, pageSize: number, epoch: Pick<Trac
 }
 
 export interface OpenTraceOptions {
-  /** Where to read the image (pageCount · pageSize bytes); allocated when absent. */
-  image?: (header: TraceHeader) => Uint8Array;
   /** Read past the image without keeping it (`reader.image` is then empty): to stream the epochs again. */
   skipImage?: boolean;
   /**
@@ -338,10 +336,7 @@ export class TraceReader {
         }
         return new TraceReader(path, header, new Uint8Array(0), source, memory);
       }
-      const image = options.image?.(header) ?? new Uint8Array(imageBytes);
-      if (image.byteLength !== imageBytes) {
-        throw new RangeError(`options.image gave ${image.byteLength} bytes, the image has ${imageBytes}`);
-      }
+      const image = new Uint8Array(imageBytes);
       await source.read(image, imageBytes, "image");
       return new TraceReader(path, header, image, source);
     } catch (err) {
