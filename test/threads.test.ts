@@ -7,6 +7,7 @@ import { ChunkedPages, PageBatch } from "../src/index.js";
 import { PagemillError } from "../src/errors.js";
 import { encodeFrame, newWireStats } from "../src/wire/pipeline.js";
 import { ChannelThreads } from "../src/wire/threads.js";
+import type { Worker } from "node:worker_threads";
 import { sharedTraceImagePages } from "./helpers/traces.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -79,5 +80,22 @@ describe("channel threads driven through shared memory", () => {
     threads.post(0, task);
     expect(() => threads.post(0, { ...task, indices: Uint32Array.of(0) })).toThrow(/channel thread 0 still has a task/);
     expect(threads.take(0).zeroPages).toBe(1);
+  });
+});
+
+describe("a channel thread that stops", () => {
+  it("is named on the next post instead of a 60 s wait, and the process's set for that count is replaced by one that works", async () => {
+    const threads = ChannelThreads.shared(3);
+    const worker = (threads as unknown as { threads: { worker: Worker }[] }).threads[1]!.worker;
+    const exited = new Promise((resolve) => worker.once("exit", resolve));
+    await worker.terminate();
+    await exited;
+    const pages = new Uint8Array(new SharedArrayBuffer(4096)).fill(9);
+    const task = { indices: Uint32Array.of(0), located: { buffers: [pages.buffer as SharedArrayBuffer], buffer: new Int32Array(1), offset: new Uint32Array(1) }, pageSize: 4096, codec: "raw", bandwidth: 0, sequence: 0 };
+    expect(() => threads.post(1, task)).toThrow(/channel thread 1 stopped \(exit code \d+\)/);
+    const fresh = ChannelThreads.shared(3);
+    expect(fresh).not.toBe(threads);
+    fresh.post(1, task);
+    expect(fresh.take(1).zeroPages).toBe(0);
   });
 });

@@ -9,12 +9,17 @@ import { encodeTask, ready, type EncodeTask } from "./worker.js";
 import { FLAG_DONE, FLAG_POSTED, awaitFlag, type ThreadError } from "./threads.js";
 
 const { flag, port } = workerData as { flag: Int32Array; port: MessagePort };
-await ready;
+// A thread whose WebAssembly did not start answers every task with why (the caller is asleep on the flag, not listening for errors).
+const broken = await ready.then(
+  () => undefined,
+  (error: unknown) => error as Error,
+);
 
 for (;;) {
   awaitFlag(flag, FLAG_POSTED);
   const task = receiveMessageOnPort(port)?.message as EncodeTask | undefined;
   try {
+    if (broken) throw broken;
     if (!task) throw new Error("the flag was raised with no task on the port");
     const result = encodeTask(task);
     port.postMessage({ result }, [result.frame.buffer as ArrayBuffer]);

@@ -64,16 +64,22 @@ class ChannelThread {
   private readonly port: MessagePort;
   private readonly worker: Worker;
   private posted = false;
+  /** Why the thread can take no more tasks (it stopped, or gave no frame in time). */
+  failure: PagemillError | undefined;
 
   constructor(readonly index: number) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(compiledBeside("thread.js"), { workerData: { flag: this.flag, port: port2 }, transferList: [port2] });
+    // Kept for the next post rather than thrown from the event loop (an 'error' with no listener ends the process).
+    this.worker.on("error", (error) => (this.failure ??= new PagemillError(`channel thread ${this.index} failed: ${error.message}`)));
+    this.worker.on("exit", (code) => (this.failure ??= new PagemillError(`channel thread ${this.index} stopped (exit code ${code})`)));
     this.worker.unref();
     this.port.unref();
   }
 
   post(task: EncodeTask): void {
+    if (this.failure) throw this.failure;
     if (this.posted) throw new PagemillError(`channel thread ${this.index} still has a task`);
     this.port.postMessage(task);
     this.posted = true;
@@ -83,7 +89,12 @@ class ChannelThread {
 
   take(): EncodeResult {
     if (!this.posted) throw new PagemillError(`channel thread ${this.index} has no task`);
-    if (!awaitFlag(this.flag, FLAG_DONE, ANSWER_TIMEOUT_MS)) throw new PagemillError(`channel thread ${this.index} gave no frame in ${ANSWER_TIMEOUT_MS / 1000} s`);
+    if (!awaitFlag(this.flag, FLAG_DONE, ANSWER_TIMEOUT_MS)) {
+      // Its task may still be under way: the thread takes no other (the next post says why).
+      this.posted = false;
+      this.failure = new PagemillError(`channel thread ${this.index} gave no frame in ${ANSWER_TIMEOUT_MS / 1000} s`);
+      throw this.failure;
+    }
     // The thread leaves its answer on the port before raising the flag.
     const answer = receiveMessageOnPort(this.port)?.message as { result?: EncodeResult; error?: ThreadError } | undefined;
     Atomics.store(this.flag, 0, FLAG_IDLE);
@@ -104,15 +115,11 @@ export class ChannelThreads {
     this.threads = Array.from({ length: count }, (_, k) => new ChannelThread(k));
   }
 
-  /** `count` threads of the process, started on first use and kept. */
+  /** `count` threads of the process, started on first use and kept (a set with a thread that failed is replaced). */
   static shared(count: number): ChannelThreads {
     let threads = sharedThreads.get(count);
-    if (!threads) sharedThreads.set(count, (threads = new ChannelThreads(count)));
+    if (!threads || threads.threads.some((thread) => thread.failure)) sharedThreads.set(count, (threads = new ChannelThreads(count)));
     return threads;
-  }
-
-  get count(): number {
-    return this.threads.length;
   }
 
   /** Starts thread `k` on `task` (copied to it; its pages are read where they lie). */
