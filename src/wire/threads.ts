@@ -20,7 +20,7 @@ import { PagemillError } from "../errors.js";
 import type { EncodeResult, EncodeTask } from "./worker.js";
 
 /** The flag's states: the thread sleeps until POSTED, raises DONE when the result is on the port. */
-export const FLAG_IDLE = 0;
+const FLAG_IDLE = 0;
 export const FLAG_POSTED = 1;
 export const FLAG_DONE = 2;
 
