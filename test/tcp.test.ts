@@ -151,7 +151,8 @@ describe("TCP channel", () => {
     await init();
     const { client, server } = await pair();
     // Frames of 1 to 300 pages spanning 'data' chunks, some pages zero (no payload: they must not shift the rest).
-    for (const [n, zeroEvery] of [[17, 0], [256, 3], [300, 2]] as const) {
+    // (A frame of one page arrives inside one read of the socket: it is gathered like the rest.)
+    for (const [n, zeroEvery] of [[1, 0], [17, 0], [256, 3], [300, 2]] as const) {
       const batch = new PageBatch(n, 4096);
       const pages = new Uint8Array(n * 4096);
       for (let k = 0; k < n; k++) if (zeroEvery === 0 || k % zeroEvery !== 0) pages.fill((k % 255) + 1, k * 4096, (k + 1) * 4096);
@@ -165,6 +166,17 @@ describe("TCP channel", () => {
       const raw = [...encodings.keys()].filter((k) => encodings[k] === Encoding.RAW);
       expect(raw.length).toBe(zeroEvery === 0 ? n : n - Math.ceil(n / zeroEvery));
       for (const k of raw) expect((got.byteOffset + offsets[k]!) % 8, `frame of ${n} pages, entry ${k}`).toBe(0);
+    }
+  });
+
+  it("frames stay intact while later bytes are read: the socket's read buffer is reused, a received frame is not", async () => {
+    const { client, server } = await pair();
+    // Many small frames each way, all read (into the same buffer, over and over) before any is taken.
+    const count = 200;
+    for (const [from, to] of [[client, server], [server, client]] as const) {
+      for (let i = 0; i < count; i++) void from.send(frame(1000 + i * 37, i));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let i = 0; i < count; i++) expect(Buffer.from((await to.receive())!).equals(Buffer.from(frame(1000 + i * 37, i))), `frame ${i}`).toBe(true);
     }
   });
 
