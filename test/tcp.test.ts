@@ -147,6 +147,26 @@ describe("TCP channel", () => {
     expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
   });
 
+  it("a sender whose peer keeps up reads its acknowledgements as it goes: frame memory is reused, not taken fresh for every frame", async () => {
+    const { client, server } = await pair();
+    // Small frames (still pooled): the socket takes hundreds before it would make the sender wait.
+    const size = 20_000;
+    const count = 300;
+    const receiving = (async () => {
+      for (let i = 0; i < count; i++) server.release((await server.receive())!);
+    })();
+    const buffers = new Set<ArrayBufferLike>();
+    for (let i = 0; i < count; i++) {
+      const out = client.frameBuffer(size);
+      out.fill(i & 0xff);
+      buffers.add(out.buffer);
+      await client.send(out);
+    }
+    await receiving;
+    // The peer acknowledges every 16 frames; at most about two acknowledgements' worth are out at once.
+    expect(buffers.size).toBeLessThan(64);
+  });
+
   it("a PAGES frame gathered from the socket has its raw pages on 8-byte boundaries (landing them in shared memory copies words, not bytes)", async () => {
     await init();
     const { client, server } = await pair();

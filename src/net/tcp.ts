@@ -923,6 +923,12 @@ export class TcpChannel implements Channel {
     // After the switch-over, wait until the frame has left for the kernel, so an urgent frame never queues behind several.
     else if (this.surviving) await link.writeFlushed(Kind.FRAME, frame);
     else if (!link.write(Kind.FRAME, frame)) await link.drained();
+    // A peer that keeps up never fills the socket, so no send waits for 'drain' and the event loop never
+    // reads the peer's acknowledgements: every frame stayed in the log and took fresh memory from the pool
+    // (an uncapped migration's 256 frames, all new to the process). Past two acknowledgements' worth of
+    // frames, each send lets the loop turn once, so acknowledgements that arrived are read and the frames
+    // they cover go back to the pool.
+    else if (this.log.length > 2 * ACK_EVERY) await new Promise((resolve) => setImmediate(resolve));
     if (this.failure) throw this.failure;
   }
 
