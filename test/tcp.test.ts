@@ -8,7 +8,7 @@ import { Random } from "../src/random.js";
 import { Encoding, PageBatch, init } from "../src/index.js";
 import { readFrameHeader, readPagesTable } from "../src/wire/frame.js";
 import { FrameEncoder } from "../src/wire/pipeline.js";
-import { AuthenticationError, NetworkError, ProtocolError, connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
+import { AuthenticationError, Inflow, NetworkError, ProtocolError, connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
 
 const KEY = new Uint8Array(32).fill(7);
 const open: { close(): unknown }[] = [];
@@ -187,6 +187,37 @@ describe("TCP channel", () => {
       expect(raw.length).toBe(zeroEvery === 0 ? n : n - Math.ceil(n / zeroEvery));
       for (const k of raw) expect((got.byteOffset + offsets[k]!) % 8, `frame of ${n} pages, entry ${k}`).toBe(0);
     }
+  });
+
+  it.each([false, true])("an accepted connection reads into the shared buffer on Node 20 (the fast path, not the fallback on 'data'); without its handle, through 'data': %s", async (hidden) => {
+    // Inflow.adopt leans on the accepted socket's handle (Node has no public onread for accepted sockets);
+    // should a Node release drop it, this fails instead of the receiver silently reading 4-6 times slower.
+    const inflow = new Inflow();
+    const got: Buffer[] = [];
+    const arrived = new Promise<void>((resolve) => {
+      inflow.sink = (chunk) => {
+        if (!hidden) expect(chunk.buffer).toBe(inflow.onread.buffer.buffer);
+        got.push(Buffer.from(chunk));
+        if (Buffer.concat(got).length === 100_000) resolve();
+      };
+    });
+    let adopted: Socket | undefined;
+    let original: Socket | undefined;
+    const server = createServer({ pauseOnConnect: true }, (accepted) => {
+      original = accepted;
+      // (The fallback: a runtime whose handle cannot read into a buffer of ours.)
+      if (hidden) Object.assign((accepted as unknown as { _handle: object })._handle, { useUserBuffer: undefined });
+      adopted = inflow.adopt(accepted, 16384);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    open.push({ close: () => new Promise((resolve) => server.close(resolve)) });
+    const client = createConnection({ host: "127.0.0.1", port: (server.address() as { port: number }).port });
+    client.end(frame(100_000, 3));
+    await arrived;
+    if (hidden) expect(adopted).toBe(original);
+    else expect(adopted).not.toBe(original);
+    expect(Buffer.concat(got).equals(Buffer.from(frame(100_000, 3)))).toBe(true);
+    adopted!.destroy();
   });
 
   it("frames stay intact while later bytes are read: the socket's read buffer is reused, a received frame is not", async () => {

@@ -167,7 +167,7 @@ let readBuffer: Buffer | undefined;
  * read buffer and is valid only during the call: the next read, on any
  * socket, writes over it. Whatever is kept is copied out.
  */
-class Inflow {
+export class Inflow {
   sink: ((chunk: Buffer) => void) | undefined;
   readonly onread = {
     buffer: (readBuffer ??= Buffer.allocUnsafeSlow(READ_BYTES)),
@@ -194,7 +194,11 @@ class Inflow {
       return accepted;
     }
     const options = { handle, allowHalfOpen: true, readable: true, writable: true, writableHighWaterMark, onread: this.onread };
-    return new Socket(options as ConstructorParameters<typeof Socket>[0]);
+    const socket = new Socket(options as ConstructorParameters<typeof Socket>[0]);
+    // The server counts the accepted socket as its connection until that one closes (server.close()'s
+    // callback waits for it); its handle is already closed by then, which closing again leaves alone.
+    socket.once("close", () => accepted.destroy());
+    return socket;
   }
 }
 
