@@ -175,6 +175,22 @@ describe("ChunkedPages", () => {
     }
   });
 
+  it("prefault maps every slab up front, contents zero; pages written later land in them; a deadline stops it early", () => {
+    const store = new ChunkedPages(3000, 4096);
+    expect(store.mappedBytes).toBe(0);
+    expect(store.prefault()).toBe(store.mappedBytes);
+    // 3000 pages in 4 MiB slabs of 1024: three slabs.
+    expect(store.mappedBytes).toBe(3 * 1024 * 4096);
+    for (let p = 0; p < 3000; p += 7) expect(store.isZero(p) && store.page(p).every((b) => b === 0)).toBe(true);
+    for (let p = 0; p < 3000; p += 3) store.write(p, new Uint8Array(4096).fill((p % 250) + 1));
+    expect(store.mappedBytes).toBe(3 * 1024 * 4096);
+    for (let p = 0; p < 3000; p += 3) expect(store.page(p)[4095]).toBe((p % 250) + 1);
+    expect(store.prefault()).toBe(0);
+    const late = new ChunkedPages(3000, 4096);
+    expect(late.prefault(performance.now() - 1)).toBe(0);
+    expect(late.mappedBytes).toBe(0);
+  });
+
   it("frees a chunk when its last non-zero page is written with zeros", () => {
     const store = new ChunkedPages(8, PS, 4);
     const page = mixedPages(PS, 2, 1).subarray(PS, 2 * PS);

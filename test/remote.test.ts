@@ -48,7 +48,7 @@ interface Ends {
   readonly destinationSeed?: number;
   /** migrate a disk too (the destination's program disk with this seed) */
   readonly diskSeed?: number;
-  readonly receive?: Pick<ReceiveOptions, "maxDiskBytes">;
+  readonly receive?: Pick<ReceiveOptions, "maxDiskBytes" | "prealloc">;
 }
 
 /** Runs a source and a destination over loopback TCP in this process. */
@@ -262,6 +262,18 @@ describe("remote migration over TCP", () => {
       expect(sent.value.downtime).toBeGreaterThan(0);
       expect(sent.value.transferred).toBeGreaterThan(0);
       if (strategy !== "precopy") expect(sent.value.remoteUptime).toBeGreaterThan(0);
+    }, 30_000);
+  }
+
+  for (const strategy of ["precopy", "hybrid"] as const) {
+    it(`${strategy} with prealloc: the whole guest mapped before the answer, and the migration as without`, async () => {
+      const { sent, received, sourceMemory } = await both(strategy, { receive: { prealloc: 10 } });
+      expect(sent.status, String((sent as PromiseRejectedResult).reason)).toBe("fulfilled");
+      expect(received.status, String((received as PromiseRejectedResult).reason)).toBe("fulfilled");
+      if (received.status !== "fulfilled") return;
+      expect(received.value.prealloc!.bytes).toBe(1024 * 4096);
+      expect(received.value.prealloc!.seconds).toBeGreaterThan(0);
+      if (strategy === "precopy") expect(Buffer.from(received.value.memory).equals(Buffer.from(sourceMemory))).toBe(true);
     }, 30_000);
   }
 

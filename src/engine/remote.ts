@@ -25,6 +25,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { RealClock, wallTime } from "../clock.js";
 import { PagemillError, VerificationError } from "../errors.js";
 import type { Workload } from "../guest/guest.js";
+import { ChunkedPages } from "../guest/chunks.js";
 import { FlatPages, asPageMemory, flatBytes, zeroPage, type PageMemory } from "../guest/pages.js";
 import type { Channel } from "../net/channel.js";
 import { FrameDecoder } from "../wire/decoder.js";
@@ -302,6 +303,15 @@ export interface ReceiveOptions {
   readonly startDisk?: (program: unknown, info: MigrationInfo) => Promise<Workload>;
   /** Largest guest accepted, bytes (default 4 GiB). */
   readonly maxGuestBytes?: number;
+  /**
+   * Seconds this end may spend, before it answers that it is ready (so
+   * before the migration's time starts at the source), mapping the memory
+   * the pages will land in: every page touched once, so none faults as it
+   * arrives (QEMU's -mem-prealloc at a destination). The whole guest is
+   * mapped, its zero pages too. Absent: memory is mapped as pages arrive.
+   * Not with a program thread (its memory is written when it opens).
+   */
+  readonly prealloc?: number;
   /** Largest disk accepted, bytes (default 4 GiB, the most DEFAULT_MAX_DISK_BYTES: a receiver holds it whole to write it out). */
   readonly maxDiskBytes?: number;
 }
@@ -319,6 +329,8 @@ export interface ReceiveResult {
   readonly memory: Uint8Array;
   /** the migrated disk, verified, when there was one */
   readonly disk?: Uint8Array;
+  /** with ReceiveOptions.prealloc: the bytes of memory mapped before the answer, and the seconds it took */
+  readonly prealloc?: { readonly bytes: number; readonly seconds: number };
 }
 
 function readInfo(json: string, options: ReceiveOptions): MigrationInfo {
@@ -441,6 +453,9 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     throw error;
   }
   const { info, settings, program, thread, diskProgram } = accepted;
+  // The memory pages land in (a program thread's is its own, already written); mapped ahead with prealloc.
+  const landing = thread ? undefined : new ChunkedPages(settings.pageCount, settings.pageSize);
+  const prealloc = preallocate(landing, options.prealloc);
   await answer(channel, { ready: true });
   const clock = new RealClock();
   // Times on this clock, as wall-clock times: the source's are wall-clock too.
@@ -455,6 +470,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     clock,
     channel,
     tasks,
+    ...(landing && { memory: landing }),
     shared: {
       ...(memory?.shared() ?? NO_PROGRAM),
       progress: (json) => {
@@ -509,6 +525,7 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
         return (flat ??= flatBytes(pages));
       },
       ...(destination.diskMemory && { disk: flatBytes(destination.diskMemory) }),
+      ...(prealloc && { prealloc }),
     };
   } finally {
     destination.dispose();
@@ -537,6 +554,17 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
     if (diskProgram) verifyMemory(diskProgram.guest.memory, destination.diskMemory!, info.disk!.blockSize, "disk block");
     return undefined;
   }
+}
+
+/**
+ * ReceiveOptions.prealloc: maps `memory` for every page before the
+ * destination answers that it is ready, for at most `seconds`.
+ */
+function preallocate(memory: ChunkedPages | undefined, seconds: number | undefined): ReceiveResult["prealloc"] {
+  if (!memory || seconds === undefined) return undefined;
+  const started = performance.now();
+  const bytes = memory.prefault(started + seconds * 1000);
+  return { bytes, seconds: (performance.now() - started) / 1000 };
 }
 
 /** Pre-copy runs no program here: nothing asks for the source's switch-over content. */

@@ -11,6 +11,8 @@
 //                              content allocates nothing and frees the chunk
 //                              when its last possibly non-zero page goes.
 //     store.heldBytes          bytes of chunks held; store.chunks their count.
+//     store.prefault(until?)   maps every slab now, touched (before pages
+//                              arrive); store.mappedBytes what is mapped.
 //     store.locate(indices)    where pages lie in the slabs, which are shared
 //                              memory: another thread reads them there
 //                              (readLocated, pages.ts).
@@ -244,6 +246,40 @@ export class ChunkedPages implements PageMemory {
     return this.page(page);
   }
 
+  /** Bytes of the slabs carved so far (what holding pages has mapped, or prefault()). */
+  get mappedBytes(): number {
+    return this.slabs.length * this.slotsPerSlab * this.chunkBytes;
+  }
+
+  /**
+   * Maps memory for every page now, before any is written: the slabs the
+   * store would carve as pages arrive, each of their memory pages touched
+   * once, so writes later find them present (QEMU's -mem-prealloc). Memory
+   * new to a process faults on first touch, and landing received pages in
+   * it was half of an uncapped TCP receiver's CPU. Stops once
+   * performance.now() passes `until` (ms); the rest is mapped on first
+   * write, as without this. Contents stay zero. Returns the bytes mapped.
+   */
+  prefault(until = Infinity): number {
+    const slabBytes = this.slotsPerSlab * this.chunkBytes;
+    const slabs = Math.ceil(this.slotOf.length / this.slotsPerSlab);
+    let mapped = 0;
+    while (this.slabs.length < slabs && performance.now() < until) {
+      const slab = this.newSlab(slabBytes);
+      // One store per 4 KiB (the smallest page the kernel maps): a read would map the shared zero page.
+      for (let at = 0; at < slab.length; at += 4096) slab[at] = 0;
+      mapped += slabBytes;
+    }
+    return mapped;
+  }
+
+  private newSlab(bytes: number): Uint8Array {
+    // Shared memory where there is any, so other threads (parallel channels) read pages where they lie (locate).
+    const slab = new Uint8Array(typeof SharedArrayBuffer === "function" ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+    this.slabs.push(slab);
+    return slab;
+  }
+
   /** A zeroed slot: a freed one, else the next of the last slab (a new slab when it is full). */
   private takeSlot(): number {
     const reused = this.freeSlots.pop();
@@ -252,11 +288,7 @@ export class ChunkedPages implements PageMemory {
       fillZero(this.slabs[Math.floor(reused / this.slotsPerSlab)]!, at, at + this.chunkBytes);
       return reused;
     }
-    // Shared memory where there is any, so other threads (parallel channels) read pages where they lie (locate).
-    if (this.slotCount === this.slabs.length * this.slotsPerSlab) {
-      const bytes = this.slotsPerSlab * this.chunkBytes;
-      this.slabs.push(new Uint8Array(typeof SharedArrayBuffer === "function" ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)));
-    }
+    if (this.slotCount === this.slabs.length * this.slotsPerSlab) this.newSlab(this.slotsPerSlab * this.chunkBytes);
     return this.slotCount++;
   }
 
