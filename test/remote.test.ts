@@ -462,12 +462,12 @@ const receiver = (args: string[]) => listening(BIN, ["receive", "--listen", "127
 
 describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
   for (const strategy of STRATEGY_NAMES) {
-    it(`${strategy} of the bundled trace, encrypted at the receiver's asking: both exit 0, the memory is written`, async () => {
+    it(`${strategy} of the bundled trace, encrypted at the receiver's asking, --prealloc: both exit 0, the memory is written`, async () => {
       const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
       try {
         const key = join(dir, "key");
         writeFileSync(key, KEY);
-        const { port, done } = await receiver(["--key-file", key, "--encrypt", "-o", join(dir, "out"), "--json"]);
+        const { port, done } = await receiver(["--key-file", key, "--encrypt", "--prealloc", "-o", join(dir, "out"), "--json"]);
         const sent = await cli(["send", "--to", `127.0.0.1:${port}`, "--key-file", key, "--strategy", strategy, "--bandwidth", "200mbit", "--json"]);
         const received = await done;
         expect(sent.code, sent.stderr).toBe(0);
@@ -476,6 +476,8 @@ describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes
         expect(JSON.parse(received.stdout)).toMatchObject({ verified: true, strategy });
         // Each process's CPU over the migration, counted (a figure the benchmark reports).
         for (const out of [sent.stdout, received.stdout]) expect(JSON.parse(out).cpuSeconds).toBeGreaterThan(0);
+        // The whole guest mapped before the answer; with a program thread its memory is the thread's (nothing to map).
+        expect(JSON.parse(received.stdout).prealloc?.bytes).toBe(strategy === "precopy" ? 3072 * 4096 : undefined);
         expect(statSync(join(dir, "out", "memory.bin")).size).toBe(3072 * 4096);
       } finally {
         rmSync(dir, { recursive: true, force: true });
