@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { comparisonTable, run } from "../src/cli/migrate.js";
+import { comparisonTable, openWorkload, run } from "../src/cli/migrate.js";
 import { UsageError } from "../src/cli/args.js";
 import { SimulationCostError, simulate } from "../src/engine/migrate.js";
 import { SweepWorkload, syntheticGuest } from "../src/guest/workloads.js";
@@ -42,6 +42,25 @@ describe("pagemill migrate", () => {
     const all = await migrateCli(["--workload", "idle", "--pages", "1024"]);
     expect(all).toMatch(/^strategy\s+total-time\s+downtime/m);
     expect(all).toMatch(/\*/);
+  });
+
+  it("--start-at: the guest runs that long before the migration starts, as the API's workload advanced by hand", async () => {
+    const trace = new URL("../data/redis-sample.ptrace.gz", import.meta.url).pathname;
+    const options = ["--trace", trace, "--strategy", "precopy", "--bandwidth", "100mbit", "--rtt", "0.04ms", "--codec", "raw", "--batch", "256"];
+    const later = JSON.parse(await migrateCli([...options, "--start-at", "60ms", "--json"]));
+    const workload = await openWorkload({ trace });
+    try {
+      await workload.advance(0.06);
+      const expected = await simulate("precopy", workload, { bitsPerSecond: 100e6, rtt: 0.00004 }, { codec: "raw", batchPages: 256 });
+      expect(later.rounds).toEqual(JSON.parse(JSON.stringify(expected.rounds)));
+      expect(later.downtime).toBe(expected.downtime);
+    } finally {
+      await workload.close();
+      workload.guest.dispose();
+    }
+    // Not the run from the trace's start.
+    expect(JSON.parse(await migrateCli([...options, "--json"])).rounds).not.toEqual(later.rounds);
+    await expect(run([...options, "--start-at", "-1s"])).rejects.toThrow(/--start-at must be a duration/);
   });
 
   it("follows a bandwidth schedule", async () => {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, vi } from "vitest";
-import { STRATEGY_NAMES } from "../src/engine/migrate.js";
+import { STRATEGY_NAMES, simulate } from "../src/engine/migrate.js";
 import { StopDigest, memoryDigest, receiveMigration, sendMigration, type ReceiveOptions } from "../src/engine/remote.js";
 import { modelDisk } from "../src/guest/disk.js";
 import type { Workload } from "../src/guest/guest.js";
@@ -17,7 +17,7 @@ import { Random } from "../src/random.js";
 import { init } from "../src/wasm/module.js";
 import { VerificationError } from "../src/errors.js";
 import { reseal } from "./helpers/frames.js";
-import { PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
+import { IdleWorkload, PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
 import { connectChannel, listenChannel } from "../src/net/tcp.js";
 import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
@@ -223,6 +223,30 @@ describe("a guest whose program runs by itself", () => {
       guest.dispose();
     }
   });
+
+  it("what it wrote before the migration is not taken as dirtied in round 1: the log starts with the migration", async () => {
+    await init();
+    /** An idle program that runs by itself and held 100 pages' writes from before the migration until it is first let run. */
+    class Held extends IdleWorkload {
+      private held = true;
+      async advance(to: number): ReturnType<IdleWorkload["advance"]> {
+        const report = await super.advance(to);
+        if (this.held) for (let p = 600; p < 700; p++) this.guest.dirtyLog.set(p);
+        this.held = false;
+        return report;
+      }
+      async stop(): Promise<void> {}
+    }
+    const program = new Held(syntheticGuest(1024, { seed: 5 }));
+    try {
+      const stats = await simulate("precopy", program, { bitsPerSecond: 100e6, rtt: 0 }, { codec: "raw", batchPages: 64 });
+      // Taken after round 1's first frame, they were skipped there and sent again in round 2.
+      expect(stats.rounds[0]!.skipped).toBe(0);
+      expect(stats.rounds.length).toBe(1);
+    } finally {
+      program.guest.dispose();
+    }
+  });
 });
 
 describe("the digest of a replica at the stop, taken while its program runs on", () => {
@@ -361,6 +385,87 @@ describe("remote migration over TCP", () => {
     }
   }, 30_000);
 
+  it("the stats give the guest's time when the migration started, where its emulation starts (migrate --start-at)", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    const source = model(1);
+    const replica = model(1);
+    try {
+      // The guest ran 1.25 s before the migration.
+      await source.advance(1.25);
+      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const receiving = receiveMigration(toSource, { startProgram: async () => replica });
+      const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
+      await receiving;
+      expect(sent.guestStartTime).toBe(1.25);
+    } finally {
+      listener.close();
+      source.guest.dispose();
+      replica.guest.dispose();
+    }
+  }, 30_000);
+
+  it("the total time ends when the source has sent everything and the destination holds every page, not when the end check's report is back", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    const source = model(1);
+    const replica = model(1);
+    try {
+      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      // A destination slow to check the memory: its report leaves 500 ms late.
+      const send = toSource.send.bind(toSource);
+      toSource.send = async (frame) => {
+        const header = readFrameHeader(frame);
+        const control = header.type === FrameType.PAGES ? undefined : readControl(frame, header);
+        if (control?.type === "info" && control.json.includes("verified")) await new Promise((resolve) => setTimeout(resolve, 500));
+        return send(frame);
+      };
+      const receiving = receiveMigration(toSource, { startProgram: async () => replica });
+      const started = performance.now();
+      const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
+      const { report } = await receiving;
+      expect((performance.now() - started) / 1000).toBeGreaterThan(0.5);
+      expect(sent.totalTime).toBeLessThan(0.45);
+      expect(sent.totalTime).toBeGreaterThan(0);
+      expect(report.verified).toBe(true);
+    } finally {
+      listener.close();
+      source.guest.dispose();
+      replica.guest.dispose();
+    }
+  }, 30_000);
+
+  it("the guest's time every period does not hold the source back: the next frame is handed over before that INFO frame reaches the line", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    const quiet = (): PoissonWorkload => new PoissonWorkload(syntheticGuest(1024, { seed: 5 }), { rate: 0.05, seed: 1 });
+    const source = quiet();
+    try {
+      // At 40 Mbit/s a frame of 64 pages is 52 ms on the line: several periods in round 1.
+      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 40e6 }), listener.accept()]);
+      const events: string[] = [];
+      const send = toDestination.send.bind(toDestination);
+      toDestination.send = (frame) => {
+        const header = readFrameHeader(frame);
+        const type = header.type === FrameType.PAGES ? "pages" : readControl(frame, header).type;
+        const n = events.push(type) - 1;
+        const sending = send(frame);
+        // (send() resolves when the frame starts on the capped line.)
+        if (type === "info") void sending.then(() => events.push(`info ${n} on the line`), () => {});
+        return sending;
+      };
+      const receiving = receiveMigration(toSource);
+      await sendMigration("precopy", source, toDestination, { codec: "raw", batchPages: 64 });
+      await receiving;
+      // Round 1's progress INFO frames, each followed by a page frame.
+      const [start, end] = [events.indexOf("round-start"), events.indexOf("round-end")];
+      const infos = events.flatMap((e, k) => (e === "info" && k > start && events.indexOf("pages", k) < end ? [k] : []));
+      expect(infos.length).toBeGreaterThanOrEqual(2);
+      // The emulation sends no such frame: waiting for it to start, i.e. for the frame before it to leave, put the stop rule's checks a frame later.
+      for (const k of infos) expect(events.indexOf(`info ${k} on the line`), `INFO ${k}`).toBeGreaterThan(events.indexOf("pages", k));
+    } finally {
+      listener.close();
+      source.guest.dispose();
+    }
+  }, 30_000);
+
   for (const strategy of ["postcopy", "hybrid"] as const) {
     it(`${strategy}: the guest's time goes to the destination before the stop, which does not wait for it to reach the line; after the stop the switch-over record is the first frame`, async () => {
       const events: string[] = [];
@@ -403,6 +508,68 @@ describe("remote migration over TCP", () => {
       }
     }, 30_000);
   }
+
+  it("before the migration's time starts, the destination's program has replayed as far as the guest ran (protocol 3)", async () => {
+    const events: string[] = [];
+    /** The model, each replay step 150 ms late (a busy destination), noting where each got to. */
+    class SlowReplay extends PoissonWorkload {
+      override async advance(to: number): ReturnType<PoissonWorkload["advance"]> {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        const report = await super.advance(to);
+        events.push(`replayed ${to}`);
+        return report;
+      }
+    }
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    const source = model(1);
+    const replica = new SlowReplay(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+    try {
+      // The guest ran 2 s before the migration.
+      await source.advance(2);
+      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const receive = toSource.receive.bind(toSource);
+      toSource.receive = async () => {
+        const frame = await receive();
+        const header = frame && readFrameHeader(frame);
+        if (header && header.type !== FrameType.PAGES && readControl(frame!, header).type === "switch-over") events.push("switch-over");
+        return frame;
+      };
+      const receiving = receiveMigration(toSource, { startProgram: async () => replica });
+      await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
+      await receiving;
+      // (Before, the source sent the guest's time and started at once: the record came while the replay ran.)
+      expect(events.indexOf("replayed 2")).toBeGreaterThanOrEqual(0);
+      expect(events.indexOf("replayed 2")).toBeLessThan(events.indexOf("switch-over"));
+    } finally {
+      listener.close();
+      source.guest.dispose();
+      replica.guest.dispose();
+    }
+  }, 30_000);
+
+  it("a receiver of another protocol version refuses the migration, naming both", async () => {
+    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+    const source = model(1);
+    try {
+      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      // The source's description as a version-2 source wrote it.
+      const send = toDestination.send.bind(toDestination);
+      let first = true;
+      toDestination.send = (frame) => {
+        if (!first) return send(frame);
+        first = false;
+        const control = readControl(frame, readFrameHeader(frame));
+        if (control.type !== "info") throw new Error(`the first frame is a ${control.type} frame`);
+        return send(encodeControl({ type: "info", json: JSON.stringify({ ...JSON.parse(control.json), protocol: 2 }) }, 0));
+      };
+      const receiving = receiveMigration(toSource, { startProgram: async () => model(1) }).catch((error: Error) => error);
+      await expect(sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 })).rejects.toThrow(/protocol 2 is not 3/);
+      expect(String(await receiving)).toMatch(/protocol 2 is not 3/);
+    } finally {
+      listener.close();
+      source.guest.dispose();
+    }
+  }, 30_000);
 
   it("a replay that lags at the switch-over is reported apart, not counted in the downtime", async () => {
     /** The model, each replay step 300 ms late (a busy destination). */

@@ -66,6 +66,53 @@ describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
     }
   });
 
+  it("its clock (clockTime) is the wall time since it started less its pauses, wherever its last step got to", async () => {
+    const before = performance.timeOrigin + performance.now();
+    const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] });
+    const after = performance.timeOrigin + performance.now();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const wall = performance.timeOrigin + performance.now();
+      const t = guest.clockTime();
+      // Started between the two stamps.
+      expect(t).toBeGreaterThanOrEqual((wall - after) / 1000 - 1e-6);
+      expect(t).toBeLessThanOrEqual((performance.timeOrigin + performance.now() - before) / 1000 + 1e-6);
+      await guest.stop();
+      const stopped = guest.clockTime();
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(guest.clockTime()).toBe(stopped);
+      const resumedAt = performance.now();
+      guest.resume();
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const resumed = guest.clockTime();
+      const since = (performance.now() - resumedAt) / 1000;
+      // On again from where it stopped: the time paused does not count.
+      expect(resumed - stopped).toBeGreaterThan(since - 1e-3);
+      expect(resumed - stopped).toBeLessThanOrEqual(since + 1e-3);
+    } finally {
+      await guest.close();
+    }
+  });
+
+  it("a page's dirty bit is set as it is first written, not only once its step ends", async () => {
+    const guest = await ThreadedWorkload.start({ module: new URL("./helpers/slow-writer.mjs", import.meta.url).href, name: "openSlowWriter", args: [] });
+    try {
+      // Its step writes page 5, then works 1.5 s: a sync meanwhile finds the page (it found nothing until the step ended).
+      for (const started = performance.now(); guest.guest.dirtyLog.count() === 0 && performance.now() - started < 1000; ) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        await guest.advance();
+      }
+      expect(guest.guest.dirtyLog.extract()).toEqual(new Uint32Array([5]));
+      // Taken before the step copied it: set again once the page is in the shared memory, so it goes again.
+      guest.guest.dirtyLog.clearRange();
+      await guest.stop();
+      expect(guest.guest.dirtyLog.extract()).toEqual(new Uint32Array([5]));
+      expect(guest.guest.page(5).every((b) => b === 7)).toBe(true);
+    } finally {
+      await guest.close();
+    }
+  });
+
   it("a workload that cannot open fails the start, naming why", async () => {
     await expect(ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [{ trace: "/nonexistent.ptrace.gz" }] })).rejects.toThrow(/thread failed to start: .*does not exist/);
   });

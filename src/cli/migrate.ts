@@ -36,7 +36,7 @@ export const summary =
   "Live-migrates a guest (trace or model) with pre-copy, post-copy or hybrid over a simulated link; verifies every page.";
 export const usage = `usage: pagemill migrate [--trace FILE [--trace-timing end|spread] | --workload MODEL] [--strategy precopy|postcopy|hybrid|fractional|ada|crtr|all]
          [--memory-precopy PERCENT] [--storage-precopy PERCENT] [--order index|cold-first] [--deadline T [--no-postcopy]]
-         [--log-rate 16KiB] [--replay-speed 2]
+         [--log-rate 16KiB] [--replay-speed 2] [--start-at 0s]
          [--bandwidth 40mbit] [--rtt 5ms] [--downtime-limit 300ms] [--codec raw] [--json]
          [--flavor xen|qemu [--max-bandwidth RATE] [--qemu-host FILE]] [--auto-converge] [--max-iterations 30] [--max-time 24h] [--rounds N] [--budget SIZE] [--state SIZE]
          [--batch N] [--channels N] [--cost FILE] [--channel link|loopback] [--schedule 5s:10mbit,20s:40mbit]
@@ -54,6 +54,8 @@ ${DISK_USAGE}
   --trace-timing spread: each epoch of the trace is applied page by page, evenly over the time since the
   epoch before, in a seeded random order (end, the default: all at once at the epoch's time; a recorder's
   late snapshot then makes a quiet gap the program did not have).
+  --start-at 25ms: the guest runs that long before the migration starts (as a guest migrated by
+  pagemill send ran while the two ends connected: its --json gives guestStartTime).
   --deadline 60s (pre-copy): when pre-copy's projection passes it, switch to post-copy; with
   --no-postcopy, double the downtime limit each time instead (reported).
   --max-bandwidth 40mbit (--flavor qemu): QEMU's max-bandwidth, a rate limit on pre-copy iterations below the
@@ -450,6 +452,7 @@ export async function run(args: string[]): Promise<number> {
     "no-postcopy": { type: "boolean" },
     "log-rate": { type: "string" },
     "replay-speed": { type: "string" },
+    "start-at": { type: "string" },
     ...DISK_ARGS,
   });
   noPositionals(positionals);
@@ -520,12 +523,18 @@ export async function run(args: string[]): Promise<number> {
     if (!values.json) console.log(`fractional: pre-copy ${disk ? `the ${storage}% coldest disk blocks and ` : ""}the ${percent}% coldest pages${plans}, post-copy the rest`);
   }
 
+  const startAt = durationOption("start-at", values["start-at"], 0);
   const results: MigrationStats[] = [];
   const wall: number[] = [];
   let pageCount = 0;
   for (const strategy of strategies) {
     const workload = await guest.open();
     const diskWorkload = await disk?.open();
+    // The guest (and its disk's program) ran this long before the migration starts.
+    if (startAt > 0) {
+      await workload.advance(startAt);
+      await diskWorkload?.advance(startAt);
+    }
     pageCount = workload.guest.pageCount;
     let progress: Progress | undefined;
     const onProgress = (p: MigrationProgress): void => {

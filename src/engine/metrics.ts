@@ -229,6 +229,12 @@ export interface MigrationStats {
   deadline?: DeadlineOutcome;
   /** checkpoint + trace/replay's figures (strategy "crtr" only; a model) */
   crtr?: CrtrOutcome;
+  /**
+   * Between two processes: the guest's clock (Workload.now) when the
+   * migration's time started. The guest ran before (while the ends
+   * connected); its emulation starts there too (`migrate --start-at`).
+   */
+  guestStartTime?: number;
 }
 
 

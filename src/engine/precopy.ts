@@ -128,11 +128,11 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
   else toSend.setRange();
   const qemu = settings.flavor === "qemu";
   const scan: Scan | undefined = qemu ? { at: 0, wrapped: false } : undefined;
-  if (settings.qemuHost) {
-    // QEMU's setup-time, the guest running.
-    await s.charge(settings.qemuHost.setupTime);
-    await s.runGuest();
-  }
+  // QEMU's setup-time, the guest running.
+  if (settings.qemuHost) await s.charge(settings.qemuHost.setupTime);
+  // The log starts now: what the guest wrote before is taken first and dropped (a program that runs by
+  // itself holds its writes until it is let run; taken later, they counted as dirtied in round 1).
+  await s.runGuest();
   s.clearDirtyLog();
   // QEMU syncs once at setup (ram_init_bitmaps): nothing is dirty yet, but it counts.
   if (qemu) s.syncDirtyLog(toSend);
@@ -299,8 +299,7 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
     }
     if (reason !== undefined && (typeof limits.stopAtOnce === "function" ? limits.stopAtOnce(reason) : limits.stopAtOnce)) await s.stopGuest();
     await s.sendControl({ type: "round-end", round: s.round, pages: pages - zeroPages });
-    const progress = s.sendProgress();
-    if (progress) await progress;
+    void s.sendProgress()?.catch(() => {});
   }
   if (s.stopAt < 0) await s.stopGuest();
 

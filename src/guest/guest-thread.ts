@@ -22,17 +22,22 @@ const control = new Int32Array(shared.control);
 const clock = new Float64Array(shared.clock);
 guest.memory.readRange(0, guest.pageCount, live, 0);
 
-// Pages the current step writes (marked before each write takes effect; copied once it has).
+// Pages the current step writes (marked before each write takes effect; copied once it has). Each
+// one's dirty bit is set as it is first written too, as a hypervisor's log has it: a step can take
+// tens of milliseconds (a trace's burst of a thousand pages on a busy core), and a sync meanwhile saw
+// none of it, so the stop rule passed and the stop then waited for the whole burst. The bit set again
+// after the copy sends the page again if the engine took it before.
 const touched = new Uint8Array(guest.pageCount);
 const written: number[] = [];
 guest.hook = (page, kind) => {
   if (kind === "read" || touched[page]) return;
   touched[page] = 1;
   written.push(page);
+  Atomics.or(dirty, page >> 5, 1 << (page & 31));
 };
 
-port.postMessage("running");
 const started = performance.now();
+port.postMessage({ startedAt: performance.timeOrigin + started });
 let paused = 0;
 for (;;) {
   const state = Atomics.load(control, 0);

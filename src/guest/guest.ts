@@ -198,6 +198,11 @@ export interface Workload {
   readonly workTime: number;
   /** Page writes per second of work time: what a model expects to make, or the most a trace replay can. */
   readonly writeRate?: number;
+  /**
+   * A program that runs by itself on the real clock: where its clock is now
+   * (`now` is where its last step got to, which lags while a step runs).
+   */
+  clockTime?(): number;
   throttle: number;
   advance(to: number): Promise<AdvanceReport>;
   /**

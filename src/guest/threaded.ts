@@ -51,12 +51,17 @@ export class ThreadedWorkload implements Workload {
   private readonly clock: Float64Array;
   /** workTime at the last advance() or stop(): where the next report's interval starts. */
   private lastWork = 0;
+  /** ms the program was paused before the current pause, and when that one began (wall ms) */
+  private pausedMs = 0;
+  private pausedAt: number | undefined;
   private failure: Error | undefined;
 
   private constructor(
     private readonly worker: Worker,
     shape: { name: string; pageCount: number; pageSize: number },
     shared: ThreadShared,
+    /** the wall clock (ms since the epoch) when the program's clock started */
+    private readonly startedAt: number,
   ) {
     this.name = `${shape.name} (in a worker thread)`;
     this.guest = new Guest(shape.pageCount, shape.pageSize, new Uint8Array(shared.memory));
@@ -94,8 +99,8 @@ export class ThreadedWorkload implements Workload {
     };
     new Float64Array(shared.clock)[THROTTLE] = 1;
     worker.postMessage(shared);
-    await message<"running">();
-    return new ThreadedWorkload(worker, shape, shared);
+    const { startedAt } = await message<{ startedAt: number }>();
+    return new ThreadedWorkload(worker, shape, shared, startedAt);
   }
 
   get now(): number {
@@ -104,6 +109,12 @@ export class ThreadedWorkload implements Workload {
 
   get workTime(): number {
     return this.clock[WORK]!;
+  }
+
+  /** The program's clock: the wall time since it started, less the time it was paused. */
+  clockTime(): number {
+    const now = performance.timeOrigin + performance.now();
+    return (now - this.startedAt - this.pausedMs - (this.pausedAt === undefined ? 0 : now - this.pausedAt)) / 1000;
   }
 
   get throttle(): number {
@@ -132,12 +143,15 @@ export class ThreadedWorkload implements Workload {
       if (this.failure) throw this.failure;
       await waitAsync(this.control, 1, 0, 5).value;
     }
+    this.pausedAt ??= performance.timeOrigin + performance.now();
     this.lastWork = this.workTime;
     this.takeDirty();
   }
 
   /** Lets a paused program run on (a migration that failed). */
   resume(): void {
+    if (this.pausedAt !== undefined) this.pausedMs += performance.timeOrigin + performance.now() - this.pausedAt;
+    this.pausedAt = undefined;
     Atomics.store(this.control, 0, RUN);
     Atomics.notify(this.control, 0);
   }
