@@ -38,6 +38,29 @@ describe("FramePool", () => {
     expect(pool.idleBytes).toBe(0);
   });
 
+  it("a smaller frame takes a free buffer of a larger class, up to twice its size, before fresh memory", () => {
+    const pool = new FramePool();
+    const big = pool.take(2 ** 20);
+    pool.give(big);
+    // 600 kB falls in a smaller class than 1 MiB's; the free megabyte serves it.
+    const mid = pool.take(600_000);
+    expect(mid.buffer).toBe(big.buffer);
+    expect(mid.byteLength).toBe(600_000);
+    expect(pool.idleBytes).toBe(0);
+    pool.give(mid);
+    expect(pool.idleBytes).toBe(2 ** 20);
+    // Beyond twice the size the pool leaves the megabyte for a frame it fits.
+    expect(pool.take(400_000).buffer).not.toBe(big.buffer);
+    expect(pool.idleBytes).toBe(2 ** 20);
+    // The smallest that fits goes first.
+    const larger = pool.take(1_900_000);
+    const smaller = pool.take(1_100_000);
+    pool.give(larger);
+    pool.give(smaller);
+    expect(pool.take(1_000_000).buffer).toBe(big.buffer);
+    expect(pool.take(1_000_000).buffer).toBe(smaller.buffer);
+  });
+
   it("keeps at most its bound of free memory", () => {
     const pool = new FramePool(3 * 2 ** 20);
     const out = Array.from({ length: 8 }, () => pool.take(2 ** 20));
