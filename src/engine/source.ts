@@ -358,7 +358,10 @@ export class Source {
    * end's memory, charges the CPU, and sends the frame. Returns the zero
    * pages among them.
    */
-  async sendPages(pages: ArrayLike<number>, urgent = false): Promise<number> {
+  async sendPages(list: ArrayLike<number>, urgent = false): Promise<number> {
+    // One type of page list past here (pre-copy's rounds pass arrays, the stop-and-copy Uint32Arrays): the
+    // encoding path's optimised code was thrown away and compiled again when the other kind first came.
+    const pages = list instanceof Uint32Array ? list : Uint32Array.from(list);
     const n = pages.length;
     const { cost, pageSize } = this.settings;
     const frames = this.channels ? this.encodeOnChannels(pages) : [{ ...this.pipeline.encode(this.loadBatch(pages), pages, { bandwidth: this.linkBandwidth(), costs: cost }), pages: n }];
