@@ -191,6 +191,30 @@ describe("TCP channel", () => {
     expect(buffers.size).toBeLessThan(12);
   });
 
+  it("an uncapped sender waits for an acknowledgement past 8 MiB of frames out unacknowledged, and goes on when one comes", async () => {
+    const { client, server } = await pair();
+    // A receiver that reads but does not acknowledge (its acknowledgements held back).
+    const peer = server as unknown as { acknowledge(): void };
+    const acknowledge = peer.acknowledge.bind(server);
+    peer.acknowledge = () => {};
+    const size = 2 ** 20;
+    let sent = 0;
+    const sending = (async () => {
+      for (let i = 0; i < 16; i++) {
+        await client.send(client.frameBuffer(size).fill(i));
+        sent++;
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Eight sends returned; the ninth frame went out and its send waits.
+    expect(sent).toBe(8);
+    peer.acknowledge = acknowledge;
+    acknowledge();
+    await sending;
+    expect(sent).toBe(16);
+    for (let i = 0; i < 16; i++) expect((await server.receive())![0]).toBe(i);
+  });
+
   it("a PAGES frame gathered from the socket has its raw pages on 8-byte boundaries (landing them in shared memory copies words, not bytes)", async () => {
     await init();
     const { client, server } = await pair();

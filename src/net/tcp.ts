@@ -78,6 +78,12 @@ const ACK_EVERY = 16;
  */
 const ACK_BYTES = 2 * 2 ** 20;
 /**
+ * Bytes of frames an uncapped sender has out unacknowledged before it waits for an acknowledgement.
+ * Without a bound the frames sitting in the two ends' socket buffers (several megabytes each) were
+ * still fresh memory: 13 buffers of 1.25 MiB, 4k page faults, over an idle 256 MiB migration.
+ */
+const SEND_WINDOW_BYTES = 4 * ACK_BYTES;
+/**
  * Memory for frames, shared by the channels in the process: frames to send
  * (taken through frameBuffer(), back once the peer acknowledged them), and
  * records gathered from the socket (back once the receiver released them).
@@ -783,6 +789,8 @@ export class TcpChannel implements Channel {
   private logStart = 0;
   /** bytes of the frames in the log */
   private logBytes = 0;
+  /** resolves at the next acknowledgement (or failure): a sender past SEND_WINDOW_BYTES waits on it */
+  private ackArrived: { promise: Promise<void>; resolve: () => void } | undefined;
   private framesSent = 0;
   private framesReceived = 0;
   private framesAcked = 0;
@@ -865,6 +873,8 @@ export class TcpChannel implements Channel {
    */
   survive(): void {
     this.surviving = true;
+    // A send waiting for the window goes on: after the switch-over each frame waits until it has left instead.
+    this.ackHeard();
   }
 
   send(frame: Uint8Array): Promise<void> {
@@ -947,8 +957,25 @@ export class TcpChannel implements Channel {
     // (an uncapped migration's 256 frames, all new to the process). Past two acknowledgements' worth of
     // frames, each send lets the loop turn once, so acknowledgements that arrived are read and the frames
     // they cover go back to the pool.
-    else if (this.log.length > 2 * ACK_EVERY || this.logBytes > 2 * ACK_BYTES) await new Promise((resolve) => setImmediate(resolve));
+    else if (this.log.length > 2 * ACK_EVERY || this.logBytes > 2 * ACK_BYTES) {
+      await new Promise((resolve) => setImmediate(resolve));
+      while (this.logBytes > SEND_WINDOW_BYTES && !this.failure && !this.surviving) await this.nextAck();
+    }
     if (this.failure) throw this.failure;
+  }
+
+  private nextAck(): Promise<void> {
+    if (!this.ackArrived) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.ackArrived = { promise, resolve };
+    }
+    return this.ackArrived.promise;
+  }
+
+  private ackHeard(): void {
+    this.ackArrived?.resolve();
+    this.ackArrived = undefined;
   }
 
   receive(): Promise<Uint8Array | undefined> {
@@ -1028,6 +1055,7 @@ export class TcpChannel implements Channel {
     }
     this.log = this.log.slice(done);
     this.logStart = received;
+    this.ackHeard();
     return undefined;
   }
 
@@ -1105,6 +1133,7 @@ export class TcpChannel implements Channel {
     this.link = undefined;
     this.log = [];
     this.logBytes = 0;
+    this.ackHeard();
     this.onFinished(error);
     this.settle.reject(error);
     this.flush();
