@@ -458,6 +458,26 @@ describe("TCP channel", () => {
     expect((await server.receive())!.byteLength).toBe(100);
   });
 
+  it("under a cap after survive() (post-copy), send() still resolves when the frame starts, and an urgent frame passes the one waiting for the line", async () => {
+    const { client, server } = await pair({ bitsPerSecond: 20e6 });
+    client.survive();
+    server.survive();
+    // 256 KiB at 20 Mbit/s: 105 ms on the line.
+    const onLine = (((256 * 1024 + 21) * 8) / 20e6) * 1000;
+    const started = performance.now();
+    await client.send(frame(256 * 1024, 1));
+    // Waiting here for the frame to leave kept the line idle while the sender made its next frame (post-copy's push).
+    expect(performance.now() - started).toBeLessThan(onLine / 2);
+    const second = client.send(frame(256 * 1024, 2));
+    await client.sendUrgent(frame(100, 3));
+    const order: number[] = [];
+    for (let i = 0; i < 3; i++) order.push((await server.receive())!.byteLength);
+    // The urgent frame follows the one on the line, ahead of the one waiting for it.
+    expect(order).toEqual([256 * 1024, 100, 256 * 1024]);
+    await second;
+    expect(performance.now() - started).toBeGreaterThanOrEqual(onLine - 2);
+  });
+
   it("under a cap, a frame's bytes reach the peer as the line carries them, its last 16 KiB once its time on the line is over", async () => {
     const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     open.push(listener);
