@@ -146,8 +146,10 @@ export class Source {
     this.state = stateBlob(this.settings.stateBytes);
     this.switchoverFrame = new SwitchoverFrame(this.state, this.settings.pageCount, this.remote);
     const qemu = this.settings.flavor === "qemu";
-    // Frames in the channel's own memory where it reuses it (a TCP channel's pool).
-    this.pipeline = new Pipeline(this.settings.codec, 0, qemu ? { policy: "qemu" } : undefined, this.channel.frameBuffer && ((bytes) => this.channel.frameBuffer!(bytes)));
+    // Frames in the channel's own memory where it reuses it (a TCP channel's pool). The channel's own method,
+    // bound: a closure reading this.channel put the source's object shape into writePagesFrame's optimised
+    // code, thrown away when one of its fields first held a fraction (end of round 1) and compiled again.
+    this.pipeline = new Pipeline(this.settings.codec, 0, qemu ? { policy: "qemu" } : undefined, this.channel.frameBuffer?.bind(this.channel));
     // ram.c: XBZRLE stays off until the first pass is over.
     this.qemuXbzrle = qemu && this.pipeline.delta instanceof XbzrleCodec ? this.pipeline.delta : undefined;
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "off";
