@@ -156,7 +156,7 @@ class Held {
       throw new RangeError(`destination memory has ${memory.pageCount} pages of ${memory.pageSize} B, the migration ${pageCount} of ${pageSize} B`);
     }
     if (memory && buffers) throw new RangeError("a destination with a program thread lands pages in the thread's memory: give no memory");
-    this.memory = memory ?? (buffers ? new FlatPages(buffers.received, pageSize) : new ChunkedPages(pageCount, pageSize));
+    this.memory = memory ?? (buffers ? new FlatPages(buffers.received, pageSize, true) : new ChunkedPages(pageCount, pageSize));
     this.pageState = buffers?.pageState ?? new Uint8Array(pageCount);
   }
 

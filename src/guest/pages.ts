@@ -94,8 +94,17 @@ export class FlatPages implements PageMemory {
   readonly bytes: Uint8Array;
   private readonly whole: Buffer;
 
-  /** Pages over `bytes` (adopted, not copied); its length must be a whole number of pages. */
-  constructor(bytes: Uint8Array, pageSize = 4096) {
+  /**
+   * Pages this object has let be written (write, writable), when made `fresh`: the others still hold
+   * the zeros they started with, so zero() leaves them alone without looking.
+   */
+  private readonly touched: Uint8Array | undefined;
+
+  /**
+   * Pages over `bytes` (adopted, not copied); its length must be a whole number of pages. `fresh`:
+   * `bytes` is all zeros and written only through this object (a destination's new landing memory).
+   */
+  constructor(bytes: Uint8Array, pageSize = 4096, fresh = false) {
     checkBytes("bytes", bytes);
     checkPageSize(pageSize);
     if (bytes.byteLength % pageSize !== 0) throw new RangeError(`memory has ${bytes.byteLength} bytes, not a whole number of ${pageSize} B pages`);
@@ -103,6 +112,7 @@ export class FlatPages implements PageMemory {
     this.pageSize = pageSize;
     this.pageCount = bytes.byteLength / pageSize;
     this.whole = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (fresh) this.touched = new Uint8Array(this.pageCount);
   }
 
   get byteLength(): number {
@@ -119,16 +129,22 @@ export class FlatPages implements PageMemory {
   }
 
   writable(index: number): Uint8Array {
-    return this.page(index);
+    const page = this.page(index);
+    if (this.touched) this.touched[index] = 1;
+    return page;
   }
 
   write(index: number, content: Uint8Array, from = 0): void {
     this.checkPage(index);
+    if (this.touched) this.touched[index] = 1;
     this.bytes.set(content.subarray(from, from + this.pageSize), index * this.pageSize);
   }
 
   zero(index: number): void {
     this.checkPage(index);
+    // Looking at a page never touched costs a page fault (13 µs on this machine: a hybrid's round of
+    // node-gc, mostly zero pages, spent 0.4 s of the destination's main thread here, reading no frames).
+    if (this.touched && !this.touched[index]) return;
     const at = index * this.pageSize;
     // Memory never written reads as zero without being backed: looking costs less than writing it.
     if (!isZeroAt(this.whole, at, this.pageSize)) this.bytes.fill(0, at, at + this.pageSize);
