@@ -147,31 +147,9 @@ describe("TCP channel", () => {
     expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
   });
 
-  it("a sender whose peer keeps up reads its acknowledgements as it goes: frame memory is reused, not taken fresh for every frame", async () => {
+  /** Sends `count` frames of `size` bytes from the pool to a peer that keeps up; how many distinct buffers the sender used. */
+  async function buffersUsed(size: number, count: number): Promise<number> {
     const { client, server } = await pair();
-    // Small frames (still pooled): the socket takes hundreds before it would make the sender wait.
-    const size = 20_000;
-    const count = 300;
-    const receiving = (async () => {
-      for (let i = 0; i < count; i++) server.release((await server.receive())!);
-    })();
-    const buffers = new Set<ArrayBufferLike>();
-    for (let i = 0; i < count; i++) {
-      const out = client.frameBuffer(size);
-      out.fill(i & 0xff);
-      buffers.add(out.buffer);
-      await client.send(out);
-    }
-    await receiving;
-    // The peer acknowledges every 16 frames; at most about two acknowledgements' worth are out at once.
-    expect(buffers.size).toBeLessThan(64);
-  });
-
-  it("megabyte frames are acknowledged by their bytes too: a sender whose peer keeps up holds a few megabytes of frames, not sixteen frames' worth", async () => {
-    const { client, server } = await pair();
-    // An uncapped migration's frames (256 pages of 4 KiB); each buffer the pool takes fresh faults in a megabyte.
-    const size = 256 * 4096 + 2100;
-    const count = 48;
     const receiving = (async () => {
       for (let i = 0; i < count; i++) {
         const got = (await server.receive())!;
@@ -187,8 +165,19 @@ describe("TCP channel", () => {
       await client.send(out);
     }
     await receiving;
+    return buffers.size;
+  }
+
+  it("a sender whose peer keeps up reads its acknowledgements as it goes: frame memory is reused, not taken fresh for every frame", async () => {
+    // Small frames (still pooled): the socket takes hundreds before it would make the sender wait. The peer
+    // acknowledges every 16 frames; at most about two acknowledgements' worth are out at once.
+    expect(await buffersUsed(20_000, 300)).toBeLessThan(64);
+  });
+
+  it("megabyte frames are acknowledged by their bytes too: a sender whose peer keeps up holds a few megabytes of frames, not sixteen frames' worth", async () => {
+    // An uncapped migration's frames (256 pages of 4 KiB); each buffer the pool takes fresh faults in a megabyte.
     // Acknowledged every 2 MiB, the sender turns the loop past 4 MiB out: about six buffers in use (acknowledged every 16 frames alone: 17 or more).
-    expect(buffers.size).toBeLessThan(12);
+    expect(await buffersUsed(256 * 4096 + 2100, 48)).toBeLessThan(12);
   });
 
   it("an uncapped sender waits for an acknowledgement past 8 MiB of frames out unacknowledged, and goes on when one comes", async () => {
