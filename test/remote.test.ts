@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { STRATEGY_NAMES, simulate } from "../src/engine/migrate.js";
 import { StopDigest, memoryDigest, receiveMigration, sendMigration, type ReceiveOptions } from "../src/engine/remote.js";
 import { modelDisk } from "../src/guest/disk.js";
@@ -18,7 +18,7 @@ import { init } from "../src/wasm/module.js";
 import { VerificationError } from "../src/errors.js";
 import { reseal } from "./helpers/frames.js";
 import { IdleWorkload, PoissonWorkload, syntheticGuest } from "../src/guest/workloads.js";
-import { connectChannel, listenChannel } from "../src/net/tcp.js";
+import { connectChannel, listenChannel, type TcpChannel, type TcpListener } from "../src/net/tcp.js";
 import { FrameDecoder, decodeFrame } from "../src/wire/decoder.js";
 import { listening, runNode } from "./helpers/processes.js";
 import { FrameType, MAX_INFO_BYTES, SwitchoverFrame, decodeSwitchover, encodeControl, encodeSwitchover, readControl, readFrameHeader } from "../src/wire/frame.js";
@@ -51,16 +51,29 @@ interface Ends {
   readonly receive?: Pick<ReceiveOptions, "maxDiskBytes" | "prealloc">;
 }
 
+/** Listeners connected() opened, closed after each test. */
+const listeners: TcpListener[] = [];
+afterEach(() => {
+  for (const listener of listeners.splice(0)) listener.close();
+});
+
+/** A TCP channel over loopback capped at `bitsPerSecond`: its source end and its destination end. */
+async function connected(bitsPerSecond: number): Promise<{ toDestination: TcpChannel; toSource: TcpChannel }> {
+  const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
+  listeners.push(listener);
+  const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond }), listener.accept()]);
+  return { toDestination, toSource };
+}
+
 /** Runs a source and a destination over loopback TCP in this process. */
 async function both(strategy: (typeof STRATEGY_NAMES)[number], ends: Ends = {}) {
   const { destinationSeed = 1, diskSeed } = ends;
-  const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
   const source = model(1);
   const disk = diskSeed === undefined ? undefined : diskModel(1);
   const replicas: Workload[] = [];
   const started = <W extends Workload>(w: W): W => (replicas.push(w), w);
   try {
-    const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+    const { toDestination, toSource } = await connected(200e6);
     const receiving = receiveMigration(toSource, {
       startProgram: async () => started(model(destinationSeed)),
       startDisk: async () => started(diskModel(diskSeed!)),
@@ -70,7 +83,6 @@ async function both(strategy: (typeof STRATEGY_NAMES)[number], ends: Ends = {}) 
     const [sent, received] = await Promise.allSettled([sending, receiving]);
     return { sent, received, source, sourceMemory: flatBytes(source.guest.memory).slice(), disk: disk && flatBytes(disk.guest.memory).slice(), replica: replicas[0] };
   } finally {
-    listener.close();
     source.guest.dispose();
     disk?.guest.dispose();
     for (const r of replicas) r.guest.dispose();
@@ -335,14 +347,13 @@ describe("remote migration over TCP", () => {
   }
 
   it("the destination hears the guest's time every period while pre-copy runs, so its replay stays out of the downtime", async () => {
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     // Few writes, so round 1 sends most pages (the synthetic guest's 560 non-zero ones: 2.3 MB).
     const quiet = (): PoissonWorkload => new PoissonWorkload(syntheticGuest(1024, { seed: 5 }), { rate: 0.05, seed: 1 });
     const source = quiet();
     const replicas: Workload[] = [];
     try {
       // At 40 Mbit/s: a round of about 0.45 s.
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 40e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(40e6);
       // What the destination gets, in order: round starts and ends, and the guest times INFO frames carry.
       const heard: (string | number)[] = [];
       const spy: Channel = {
@@ -379,37 +390,33 @@ describe("remote migration over TCP", () => {
       // The guest's time before the migration started came first.
       expect(typeof heard[0]).toBe("number");
     } finally {
-      listener.close();
       source.guest.dispose();
       for (const r of replicas) r.guest.dispose();
     }
   }, 30_000);
 
   it("the stats give the guest's time when the migration started, where its emulation starts (migrate --start-at)", async () => {
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     const source = model(1);
     const replica = model(1);
     try {
       // The guest ran 1.25 s before the migration.
       await source.advance(1.25);
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(200e6);
       const receiving = receiveMigration(toSource, { startProgram: async () => replica });
       const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
       await receiving;
       expect(sent.guestStartTime).toBe(1.25);
     } finally {
-      listener.close();
       source.guest.dispose();
       replica.guest.dispose();
     }
   }, 30_000);
 
   it("the total time ends when the source has sent everything and the destination holds every page, not when the end check's report is back", async () => {
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     const source = model(1);
     const replica = model(1);
     try {
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(200e6);
       // A destination slow to check the memory: its report leaves 500 ms late.
       const send = toSource.send.bind(toSource);
       toSource.send = async (frame) => {
@@ -429,19 +436,17 @@ describe("remote migration over TCP", () => {
       expect(sent.totalTime).toBeGreaterThan(0);
       expect(report.verified).toBe(true);
     } finally {
-      listener.close();
       source.guest.dispose();
       replica.guest.dispose();
     }
   }, 30_000);
 
   it("the guest's time every period does not hold the source back: the next frame is handed over before that INFO frame reaches the line", async () => {
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     const quiet = (): PoissonWorkload => new PoissonWorkload(syntheticGuest(1024, { seed: 5 }), { rate: 0.05, seed: 1 });
     const source = quiet();
     try {
       // At 40 Mbit/s a frame of 64 pages is 52 ms on the line: several periods in round 1.
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 40e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(40e6);
       const events: string[] = [];
       const send = toDestination.send.bind(toDestination);
       toDestination.send = (frame) => {
@@ -463,7 +468,6 @@ describe("remote migration over TCP", () => {
       // The emulation sends no such frame: waiting for it to start, i.e. for the frame before it to leave, put the stop rule's checks a frame later.
       for (const k of infos) expect(events.indexOf(`info ${k} on the line`), `INFO ${k}`).toBeGreaterThan(events.indexOf("pages", k));
     } finally {
-      listener.close();
       source.guest.dispose();
     }
   }, 30_000);
@@ -477,11 +481,10 @@ describe("remote migration over TCP", () => {
           events.push("stop");
         }
       }
-      const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
       const source = new Noted(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
       const replica = model(1);
       try {
-        const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+        const { toDestination, toSource } = await connected(200e6);
         const send = toDestination.send.bind(toDestination);
         toDestination.send = (frame) => {
           const header = readFrameHeader(frame);
@@ -504,7 +507,6 @@ describe("remote migration over TCP", () => {
         expect(frames(stop + 1, events.indexOf("switch-over")).every((e) => e === "pages")).toBe(true);
         expect(sent.downtime).toBeGreaterThan(0);
       } finally {
-        listener.close();
         source.guest.dispose();
         replica.guest.dispose();
       }
@@ -522,13 +524,12 @@ describe("remote migration over TCP", () => {
         return report;
       }
     }
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     const source = model(1);
     const replica = new SlowReplay(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
     try {
       // The guest ran 2 s before the migration.
       await source.advance(2);
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(200e6);
       const receive = toSource.receive.bind(toSource);
       toSource.receive = async () => {
         const frame = await receive();
@@ -543,17 +544,15 @@ describe("remote migration over TCP", () => {
       expect(events.indexOf("replayed 2")).toBeGreaterThanOrEqual(0);
       expect(events.indexOf("replayed 2")).toBeLessThan(events.indexOf("switch-over"));
     } finally {
-      listener.close();
       source.guest.dispose();
       replica.guest.dispose();
     }
   }, 30_000);
 
   it("a receiver of another protocol version refuses the migration, naming both", async () => {
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     const source = model(1);
     try {
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(200e6);
       // The source's description as a version-2 source wrote it.
       const send = toDestination.send.bind(toDestination);
       let first = true;
@@ -568,7 +567,6 @@ describe("remote migration over TCP", () => {
       await expect(sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 })).rejects.toThrow(/protocol 2 is not 3/);
       expect(String(await receiving)).toMatch(/protocol 2 is not 3/);
     } finally {
-      listener.close();
       source.guest.dispose();
     }
   }, 30_000);
@@ -581,11 +579,10 @@ describe("remote migration over TCP", () => {
         return super.advance(to);
       }
     }
-    const listener = await listenChannel("127.0.0.1", 0, { key: KEY });
     const source = model(1);
     const replica = new SlowReplay(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
     try {
-      const [toDestination, toSource] = await Promise.all([connectChannel("127.0.0.1", listener.port, { key: KEY, bitsPerSecond: 200e6 }), listener.accept()]);
+      const { toDestination, toSource } = await connected(200e6);
       const receiving = receiveMigration(toSource, { startProgram: async () => replica });
       const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
       const { report } = await receiving;
@@ -595,7 +592,6 @@ describe("remote migration over TCP", () => {
       expect(sent.downtime).toBeCloseTo(report.resumeWallTime - report.stopWallTime - report.replayWait, 9);
       expect(sent.downtime).toBeLessThan(report.replayWait);
     } finally {
-      listener.close();
       source.guest.dispose();
       replica.guest.dispose();
     }
