@@ -3,6 +3,7 @@
 // through `pagemill send` / `pagemill receive`; a destination whose replayed
 // program differs from the source's, or a wrong key, ends in a clear failure
 // with nothing written.
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -626,6 +627,31 @@ const cli = (args: string[]) => runNode(BIN, args);
 const receiver = (args: string[]) => listening(BIN, ["receive", "--listen", "127.0.0.1:0", ...args]);
 
 describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
+  it("send and receive compile their code as it loads, not at its first call (inside the downtime); other commands lazily", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
+    try {
+      // The switch-over's decoding runs first inside the downtime: compiled (Ignition's bytecode) before any call?
+      const probe = join(dir, "probe.mjs");
+      const frame = new URL("../dist/wire/frame.js", import.meta.url).href;
+      writeFileSync(probe, `process.argv = [process.execPath, "bin", process.env.COMMAND, "--help"];
+await import(${JSON.stringify(new URL(`file://${BIN}`).href)});
+const { decodeSwitchover } = await import(${JSON.stringify(frame)});
+console.log(%ActiveTierIsIgnition(decodeSwitchover));`);
+      const probed = (command: string) =>
+        new Promise<string>((resolve) => {
+          const child = spawn(process.execPath, ["--allow-natives-syntax", probe], { env: { ...process.env, COMMAND: command } });
+          let out = "";
+          child.stdout.on("data", (d) => (out += d));
+          child.on("close", () => resolve(out.trim().split("\n").at(-1)!));
+        });
+      expect(await probed("send")).toBe("true");
+      expect(await probed("receive")).toBe("true");
+      expect(await probed("migrate")).toBe("false");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   for (const strategy of STRATEGY_NAMES) {
     it(`${strategy} of the bundled trace, encrypted at the receiver's asking, --prealloc: both exit 0, the memory is written`, async () => {
       const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
