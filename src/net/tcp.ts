@@ -39,7 +39,7 @@
 // with no traffic either way for `timeout` seconds, and a paused session
 // (`recoverTimeout`) fail with a NetworkError naming the cause.
 
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type DecipherGCM } from "node:crypto";
 import { Socket, createConnection, createServer, isIP, type Server } from "node:net";
 import { PagemillError, checkBytes } from "../errors.js";
 import { HEADER_BYTES, MAX_FRAME_BYTES } from "../wire/frame.js";
@@ -378,6 +378,12 @@ class Link {
   /** the record being gathered (one that spans 'data' chunks), and how much of it arrived */
   private record: Uint8Array | undefined;
   private filled = 0;
+  /**
+   * The record's check, fed its bytes as they arrive (and decrypting them in place), so that only the
+   * last chunk's share is left when the record is whole: checked all at its end, the switch-over's 256
+   * KiB record took 0.2-0.3 ms after its last byte came, inside a post-copy's downtime.
+   */
+  private opening: DecipherGCM | undefined;
   /** a record's head split across chunks, and how much of it arrived */
   private readonly head = new Uint8Array(HEAD_BYTES);
   private headBytes = 0;
@@ -570,22 +576,6 @@ class Link {
     this.socket.destroy();
   }
 
-  /** The payload of a record as sent, or undefined when its tag does not match (see write()). */
-  private open(kind: Uint8Array, body: Uint8Array, tag: Uint8Array): Uint8Array | undefined {
-    const gcm = createDecipheriv("aes-256-gcm", this.receiveKey, nonce(this.receiveCounter++), { authTagLength: TAG_BYTES });
-    gcm.setAAD(kind);
-    let payload = body;
-    if (this.encrypt) payload = gcm.update(body);
-    else gcm.setAAD(body);
-    gcm.setAuthTag(tag);
-    try {
-      gcm.final();
-    } catch {
-      return undefined;
-    }
-    return payload;
-  }
-
   /**
    * Cuts records out of the byte stream. Every record is gathered into a
    * pooled buffer of its own: a chunk's memory is read into again once this
@@ -598,6 +588,7 @@ class Link {
       if (record) {
         const n = Math.min(record.length - this.filled, chunk.length - at);
         record.set(chunk.subarray(at, at + n), this.filled);
+        this.absorb(record, this.filled, this.filled + n);
         this.filled += n;
         at += n;
         if (this.filled < record.length) return;
@@ -637,19 +628,41 @@ class Link {
     const total = this.recordBytes(bytes, at);
     if (total === undefined) return false;
     this.record = receivePool.take(RECORD_SHIFT + total).subarray(RECORD_SHIFT);
+    this.opening = createDecipheriv("aes-256-gcm", this.receiveKey, nonce(this.receiveCounter++), { authTagLength: TAG_BYTES });
+    // The head's kind byte is associated data; the length is not (a changed one fails the check anyway).
+    this.opening.setAAD(bytes.subarray(at + 4, at + HEAD_BYTES));
     return true;
+  }
+
+  /**
+   * Feeds bytes [from, to) of the record being gathered to its check (see
+   * write()): encrypted, the body is GCM's ciphertext, decrypted in place
+   * (GCM keeps no bytes back); authenticated only, it is associated data.
+   * Nothing of it is handed on before the tag matched (deliver()).
+   */
+  private absorb(record: Uint8Array, from: number, to: number): void {
+    const lo = Math.max(from, HEAD_BYTES);
+    const hi = Math.min(to, record.length - TAG_BYTES);
+    if (hi <= lo) return;
+    const body = record.subarray(lo, hi);
+    if (this.encrypt) record.set(this.opening!.update(body), lo);
+    else this.opening!.setAAD(body);
   }
 
   /** Checks one whole record and hands its payload on. */
   private deliver(record: Uint8Array): void {
     const length = record.length - HEAD_BYTES - TAG_BYTES;
     const kind = record.subarray(4, HEAD_BYTES);
-    const payload = this.open(kind, record.subarray(HEAD_BYTES, HEAD_BYTES + length), record.subarray(HEAD_BYTES + length));
-    if (!payload) {
+    const opening = this.opening!;
+    this.opening = undefined;
+    opening.setAuthTag(record.subarray(HEAD_BYTES + length));
+    try {
+      opening.final();
+    } catch {
       return this.fail(new AuthenticationError(`record ${this.receiveCounter - 1n} from the peer failed authentication (wrong key, or changed on the way)`));
     }
-    // Decrypted, the payload is a copy: the record's memory can go out again.
-    if (this.encrypt) receivePool.give(record);
+    // (Decrypted in place: the payload is the record's body either way.)
+    const payload = record.subarray(HEAD_BYTES, HEAD_BYTES + length);
     if (kind[0]! > Kind.REFUSE) return this.fail(new ProtocolError(`the peer sent a record of unknown kind ${kind[0]}`));
     if (this.events) this.events.record(kind[0] as Kind, payload);
     else if (this.waiter) {
