@@ -627,16 +627,19 @@ const cli = (args: string[]) => runNode(BIN, args);
 const receiver = (args: string[]) => listening(BIN, ["receive", "--listen", "127.0.0.1:0", ...args]);
 
 describe.skipIf(!existsSync(BIN))("pagemill send / receive between two processes", () => {
-  it("send and receive compile their code as it loads, not at its first call (inside the downtime); other commands lazily", async () => {
+  it("send and receive compile their code (and WebAssembly kernels) as it loads, not at its first call (inside the downtime); other commands lazily", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pagemill-remote-"));
     try {
-      // The switch-over's decoding runs first inside the downtime: compiled (Ignition's bytecode) before any call?
+      // The switch-over's decoding and the dirty log's sync run first inside the downtime: compiled (Ignition's bytecode, Liftoff's code) before any call?
       const probe = join(dir, "probe.mjs");
       const frame = new URL("../dist/wire/frame.js", import.meta.url).href;
+      const wasmModule = new URL("../dist/wasm/module.js", import.meta.url).href;
       writeFileSync(probe, `process.argv = [process.execPath, "bin", process.env.COMMAND, "--help"];
 await import(${JSON.stringify(new URL(`file://${BIN}`).href)});
 const { decodeSwitchover } = await import(${JSON.stringify(frame)});
-console.log(%ActiveTierIsIgnition(decodeSwitchover));`);
+const { init, wasm } = await import(${JSON.stringify(wasmModule)});
+await init();
+console.log(%ActiveTierIsIgnition(decodeSwitchover), !%IsUncompiledWasmFunction(wasm().kernels.bitmapSync));`);
       const probed = (command: string) =>
         new Promise<string>((resolve) => {
           const child = spawn(process.execPath, ["--allow-natives-syntax", probe], { env: { ...process.env, COMMAND: command } });
@@ -644,9 +647,9 @@ console.log(%ActiveTierIsIgnition(decodeSwitchover));`);
           child.stdout.on("data", (d) => (out += d));
           child.on("close", () => resolve(out.trim().split("\n").at(-1)!));
         });
-      expect(await probed("send")).toBe("true");
-      expect(await probed("receive")).toBe("true");
-      expect(await probed("migrate")).toBe("false");
+      expect(await probed("send")).toBe("true true");
+      expect(await probed("receive")).toBe("true true");
+      expect(await probed("migrate")).toBe("false false");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
