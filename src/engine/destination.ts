@@ -164,6 +164,16 @@ class Held {
     return this.present === this.pageCount;
   }
 
+  /**
+   * Page `p` came before (or was here at the switch-over), so a copy that
+   * comes now is a second one: the source sent a page on its priority lane
+   * while the push's copy still waited for the line. The first was checked
+   * as it came and the program may have changed the page since, which the
+   * second would undo: it is not written. A page the program replaced whole
+   * (OWNED) takes the source's copy when it comes, to check it.
+   */
+  readonly came = (p: number): boolean => (this.pageState[p]! & (PageState.PRESENT | PageState.OWNED)) === PageState.PRESENT;
+
   /** Pages not present. */
   missing(): number[] {
     const out: number[] = [];
@@ -333,7 +343,7 @@ export class Destination {
         this.counters.destinationCpu += cpu;
         await this.charge(cpu);
       }
-      const frame = held.decoder.decode(bytes, held.memory, { tagged: this.channel.authenticatesFrames });
+      const frame = held.decoder.decode(bytes, held.memory, { tagged: this.channel.authenticatesFrames, ...(this.checksArrivals(held) && { keep: held.came }) });
       if (frame.type === "switch-over") this.channel.survive?.();
       if (frame.type === "switch-over" && frame.disk) {
         const record = decodeSwitchover(frame.state, held.pageCount);
@@ -429,17 +439,22 @@ export class Destination {
     await this.requestPages(disk, refused);
   }
 
+  /** The program runs here on `held` (memory, or the disk): each page that comes is checked, and one that came before is kept (Held.came). */
+  private checksArrivals(held: Held): boolean {
+    return held.disk ? this.diskSwitched && this.sharedDisk!.workload !== undefined : this.resumedAt >= 0;
+  }
+
   /** Bookkeeping for pages (or disk blocks) just decoded into `held`'s memory. */
   private arrived(held: Held, indices: Uint32Array): void {
-    if (held.disk && (!this.diskSwitched || !this.sharedDisk!.workload)) {
+    if (!this.checksArrivals(held)) {
       // Before the switch-over, or with no program here: the final state is checked at the end; a refused reference's block is here now.
-      for (const p of indices) this.refetching.delete(p);
+      if (held.disk) for (const p of indices) this.refetching.delete(p);
       return;
     }
-    if (!held.disk && this.resumedAt < 0) return; // pre-copy: the final state is checked at the end
     const program = held.disk ? this.sharedDisk!.workload : this.shared.workload;
     for (const p of indices) {
       const state = held.pageState[p]!;
+      if (held.came(p)) continue;
       if (!sameBytes(held.memory.page(p), held.shared.original(p))) {
         throw new VerificationError(`${held.disk ? "disk block" : "page"} ${p} arrived different from the source's copy at switch-over`, [p]);
       }

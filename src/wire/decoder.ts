@@ -68,8 +68,11 @@ export class FrameDecoder extends Owned {
    * frame check would catch fails first: the check is not computed again
    * (copying the frame into linear memory to hash it was a tenth of a TCP
    * receiver's CPU). The header's own check is still read.
+   * `options.keep`: pages of guest memory `destination` keeps as they are
+   * (decoded, not written): a post-copy destination's pages that came
+   * before, which its program may have changed since.
    */
-  decode(bytes: Uint8Array, destination?: PageDestination, options: { tagged?: boolean } = {}): Frame {
+  decode(bytes: Uint8Array, destination?: PageDestination, options: { tagged?: boolean; keep?: (page: number) => boolean } = {}): Frame {
     this.live();
     checkBytes("bytes", bytes);
     bytes = wasm().heap.outside(bytes);
@@ -82,7 +85,7 @@ export class FrameDecoder extends Owned {
       throw new CodecError("length", `${name} frame of ${header.frameLength} B given ${bytes.byteLength} B`);
     }
     if (!options.tagged) this.check(bytes, header);
-    return header.type === FrameType.PAGES ? this.decodePages(bytes, header, destination) : readControl(bytes, header);
+    return header.type === FrameType.PAGES ? this.decodePages(bytes, header, destination, options.keep) : readControl(bytes, header);
   }
 
   /** The frame check: hashed in place, the frame copied into linear memory once. */
@@ -96,7 +99,7 @@ export class FrameDecoder extends Owned {
     }
   }
 
-  private decodePages(bytes: Uint8Array, header: FrameHeader, into: PageDestination): PagesFrame {
+  private decodePages(bytes: Uint8Array, header: FrameHeader, into: PageDestination, keep?: (page: number) => boolean): PagesFrame {
     const { count: n, pageSize: ps, sequence } = header;
     let pageLimit: number;
     let destination: PageMemory | PageBatch | undefined;
@@ -203,6 +206,7 @@ export class FrameDecoder extends Owned {
     } else {
       for (let k = 0; k < n; k++) {
         const page = indices[k]!;
+        if (keep?.(page)) continue;
         switch (encodings[k]) {
           case Encoding.ZERO:
             destination.zero(page);
