@@ -68,6 +68,21 @@ describe("dirty pages found by hashing", () => {
     }
   });
 
+  it("stop() resolves with the wall time the program paused at, before its last scan (the scan is inside the downtime)", async () => {
+    let pausedAt = 0;
+    const workload = new HashTrackedWorkload(new SharedArrayBuffer(2048 * PAGE), { pause: () => void (pausedAt = (performance.timeOrigin + performance.now()) / 1000) });
+    try {
+      const stopped = await workload.stop();
+      const returned = (performance.timeOrigin + performance.now()) / 1000;
+      expect(typeof stopped).toBe("number");
+      expect(stopped).toBeGreaterThanOrEqual(pausedAt);
+      // The last scan (2048 pages) came after it.
+      expect(stopped).toBeLessThan(returned);
+    } finally {
+      await workload.close();
+    }
+  });
+
   it("refuses memory that is not whole pages, or that changes size", () => {
     expect(() => new HashTrackedWorkload(new ArrayBuffer(PAGE + 1))).toThrow(/not a positive multiple of the 4096-byte page/);
     expect(() => new HashTrackedWorkload(new ArrayBuffer(0))).toThrow(/0 bytes/);

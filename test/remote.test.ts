@@ -572,6 +572,29 @@ describe("remote migration over TCP", () => {
     }
   }, 30_000);
 
+  it("the downtime starts where the program says it stopped (a thread pauses before the source sees it), not when stop() returned", async () => {
+    /** The model, saying it stopped 2 s before its stop() returned. */
+    class StoppedEarlier extends PoissonWorkload {
+      async stop(): Promise<number> {
+        return performance.timeOrigin / 1000 + performance.now() / 1000 - 2;
+      }
+    }
+    const source = new StoppedEarlier(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+    const replica = model(1);
+    try {
+      const { toDestination, toSource } = await connected(200e6);
+      const receiving = receiveMigration(toSource, { startProgram: async () => replica });
+      const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
+      const { report } = await receiving;
+      expect(report.verified).toBe(true);
+      expect(sent.downtime).toBeGreaterThan(2);
+      expect(sent.downtime).toBeLessThan(3);
+    } finally {
+      source.guest.dispose();
+      replica.guest.dispose();
+    }
+  }, 30_000);
+
   it("a replay that lags at the switch-over is reported apart, not counted in the downtime", async () => {
     /** The model, each replay step 300 ms late (a busy destination). */
     class SlowReplay extends PoissonWorkload {

@@ -94,6 +94,23 @@ describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
     }
   });
 
+  it("stop() resolves with the wall time at which the worker paused, within the call (the downtime starts there)", async () => {
+    const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const called = (performance.timeOrigin + performance.now()) / 1000;
+      const paused = await guest.stop();
+      const returned = (performance.timeOrigin + performance.now()) / 1000;
+      expect(typeof paused).toBe("number");
+      expect(paused).toBeGreaterThanOrEqual(called - 1e-6);
+      expect(paused).toBeLessThanOrEqual(returned + 1e-6);
+      // Stopped already: the same time again.
+      expect(await guest.stop()).toBe(paused);
+    } finally {
+      await guest.close();
+    }
+  });
+
   it("a page's dirty bit is set as it is first written, not only once its step ends", async () => {
     const guest = await ThreadedWorkload.start({ module: new URL("./helpers/slow-writer.mjs", import.meta.url).href, name: "openSlowWriter", args: [] });
     try {

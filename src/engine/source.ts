@@ -233,9 +233,10 @@ export class Source {
     // (Its failure is the channel's, which the next send reports.)
     this.sendProgress()?.catch(() => {});
     // (No await for a workload without a stop step: the simulation's event order stays as it was.)
-    if (this.workload.stop) await this.workload.stop();
+    const stopped = this.workload.stop ? await this.workload.stop() : undefined;
     this.stoppedAt = this.clock.now();
-    this.stoppedWall = wallTime();
+    // Where the program says it stopped (a thread pauses before this end sees it), else now.
+    this.stoppedWall = typeof stopped === "number" ? stopped : wallTime();
     this.currentPhase = "downtime";
     if (this.qemuXbzrle) this.qemuXbzrle.mode = "final";
     // QEMU's stop takes this much before any RAM moves (qemu.ts's QemuHost).

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { init } from "../wasm/module.js";
 import type { Workload } from "./guest.js";
-import { NOW, PAUSE, STOP, THROTTLE, WORK, type ThreadShared, type WorkloadSpec } from "./threaded.js";
+import { NOW, PAUSE, PAUSED, STOP, THROTTLE, WORK, type ThreadShared, type WorkloadSpec } from "./threaded.js";
 
 const port = parentPort!;
 const spec = workerData as WorkloadSpec;
@@ -44,6 +44,7 @@ for (;;) {
   if (state === STOP) break;
   if (state === PAUSE) {
     const since = performance.now();
+    clock[PAUSED] = performance.timeOrigin + since;
     Atomics.store(control, 1, 1);
     Atomics.notify(control, 1);
     Atomics.wait(control, 0, PAUSE);

@@ -208,8 +208,10 @@ export interface Workload {
   /**
    * The engine stops the guest here (the switch-over). A program that runs
    * by itself (not advanced by the engine) pauses, and brings the dirty log
-   * up to date; models and traces need nothing.
+   * up to date; models and traces need nothing. Resolves with the wall clock
+   * (seconds since the epoch) at which the program stopped, where that is
+   * earlier than the call's end (the downtime starts there).
    */
-  stop?(): Promise<void>;
+  stop?(): Promise<number | void>;
   close(): Promise<void>;
 }

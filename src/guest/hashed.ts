@@ -15,6 +15,7 @@
 // XXH3 under another, random seed, at both ends) would then fail the
 // migration, not pass it.
 
+import { wallTime } from "../clock.js";
 import { PagemillError } from "../errors.js";
 import { xxh3Pages } from "../hash/xxhash.js";
 import { PageBatch } from "../wasm/arena.js";
@@ -101,11 +102,14 @@ export class HashTrackedWorkload implements Workload {
   }
 
   /** The engine stops the guest: the program pauses, and a last scan finds everything it wrote. */
-  async stop(): Promise<void> {
+  async stop(): Promise<number | void> {
     if (this.paused) return;
     await this.options.pause?.();
+    // Stopped here: the last scan is inside the downtime.
+    const stopped = wallTime();
     this.paused = true;
     this.scan();
+    return stopped;
   }
 
   /** Lets a paused program write again (the migration failed; the program carries on here). */
