@@ -32,11 +32,11 @@ beforeAll(async () => {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const page = (memory: Uint8Array, p: number) => memory.subarray(p * 4096, (p + 1) * 4096);
 
-/** The program opened in a thread and the same program here, both replayed to `stop` work seconds. */
+/** The program opened in a thread (held there for resume()) and the same program here, both replayed to `stop` work seconds. */
 async function atStop(stop: number) {
   const program = await DemandPagedProgram.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] }, SHAPE, SEED);
   const replica: Workload = await openWorkload(MODEL);
-  await program.replayTo(stop);
+  await program.replayTo(stop, true);
   await replica.advance(stop);
   return { program, replica, stopped: flatBytes(replica.guest.memory).slice() };
 }
@@ -91,6 +91,27 @@ describe.skipIf(!existsSync(DIST))("a destination's program in a thread of its o
       await program.close();
       await replica.close();
       replica.guest.dispose();
+    }
+  });
+
+  it("resume() lets only a thread held at the stop run (it hears it through shared memory, not a message)", async () => {
+    const program = await DemandPagedProgram.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] }, SHAPE, SEED);
+    try {
+      // Replayed part of the way (pre-copy's progress), not held: not at the stop yet.
+      await program.replayTo(0.05);
+      expect(() => program.resume(() => {}, () => {})).toThrow(/before the program was replayed to the stop and held/);
+      await program.replayTo(0.1, true);
+      program.pageState.fill(PRESENT);
+      program.received.set(program.memory);
+      const failures: Error[] = [];
+      program.resume(() => {}, (e) => failures.push(e));
+      await sleep(50);
+      await program.finish();
+      expect(failures).toEqual([]);
+      // It ran: pages changed after the stop were digested first.
+      expect(program.taken.size).toBeGreaterThan(0);
+    } finally {
+      await program.close();
     }
   });
 

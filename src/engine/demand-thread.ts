@@ -8,7 +8,7 @@ import { VerificationError } from "../errors.js";
 import { xxh3 } from "../hash/xxhash.js";
 import type { Workload } from "../guest/guest.js";
 import { init } from "../wasm/module.js";
-import { ARRIVALS, FINISHING, STATE, type DemandThreadCommand, type DemandThreadData, type DemandThreadMessage } from "./demand.js";
+import { ARRIVALS, FINISHING, HELD, STATE, type DemandThreadCommand, type DemandThreadData, type DemandThreadMessage } from "./demand.js";
 import { PageState } from "./destination.js";
 
 const port = parentPort!;
@@ -95,13 +95,17 @@ function failed(error: unknown): void {
   post({ type: "failed", message: e.message, verification: e instanceof VerificationError, ...(e instanceof VerificationError && e.pages[0] !== undefined ? { page: e.pages[0] } : {}) });
 }
 
-async function replay(to: number): Promise<void> {
+async function replay(to: number, hold: boolean): Promise<void> {
   guest.hook = (p, kind) => {
     if (kind !== "read") note(p);
   };
   if (to > workload.workTime) await workload.advance(workload.now + (to - workload.workTime));
   publish();
   post({ type: "replayed", workTime: workload.workTime });
+  if (!hold) return;
+  // At the stop: the program runs the moment the main thread lets it (resume()).
+  while (Atomics.load(control, STATE) === HELD) Atomics.wait(control, STATE, HELD);
+  await run();
 }
 
 async function run(): Promise<void> {
@@ -120,5 +124,5 @@ async function run(): Promise<void> {
 
 let work = Promise.resolve();
 port.on("message", (command: DemandThreadCommand) => {
-  work = work.then(() => (command.type === "replay" ? replay(command.to) : run())).catch(failed);
+  work = work.then(() => replay(command.to, command.hold)).catch(failed);
 });

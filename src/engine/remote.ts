@@ -647,7 +647,7 @@ class ThreadReplica {
       prepare: async (record) => {
         if (!record.stop) throw new PagemillError("a post-copy switch-over without the stop's time");
         const started = performance.now();
-        await thread.replayTo(record.stop.guestTime);
+        await thread.replayTo(record.stop.guestTime, true);
         this.replayWait += (performance.now() - started) / 1000;
       },
     };
