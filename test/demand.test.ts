@@ -94,7 +94,7 @@ describe.skipIf(!existsSync(DIST))("a destination's program in a thread of its o
     }
   });
 
-  it("resume() lets only a thread held at the stop run (it hears it through shared memory, not a message)", async () => {
+  it("resume() lets only a thread held at the stop run (it hears it through shared memory, not a message), which says when it ran again", async () => {
     const program = await DemandPagedProgram.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] }, SHAPE, SEED);
     try {
       // Replayed part of the way (pre-copy's progress), not held: not at the stop yet.
@@ -104,8 +104,13 @@ describe.skipIf(!existsSync(DIST))("a destination's program in a thread of its o
       program.pageState.fill(PRESENT);
       program.received.set(program.memory);
       const failures: Error[] = [];
+      expect(program.resumedWallTime).toBeUndefined();
+      const resumed = (performance.timeOrigin + performance.now()) / 1000;
       program.resume(() => {}, (e) => failures.push(e));
       await sleep(50);
+      // When it ran again, as the thread saw it (the downtime ends there): after resume(), once it had a core.
+      expect(program.resumedWallTime).toBeGreaterThanOrEqual(resumed);
+      expect(program.resumedWallTime).toBeLessThan(resumed + 0.05);
       await program.finish();
       expect(failures).toEqual([]);
       // It ran: pages changed after the stop were digested first.

@@ -8,7 +8,7 @@ import { VerificationError } from "../errors.js";
 import { xxh3 } from "../hash/xxhash.js";
 import type { Workload } from "../guest/guest.js";
 import { init } from "../wasm/module.js";
-import { ARRIVALS, FINISHING, HELD, STATE, type DemandThreadCommand, type DemandThreadData, type DemandThreadMessage } from "./demand.js";
+import { ARRIVALS, FINISHING, HELD, RESUMED_AT, STATE, type DemandThreadCommand, type DemandThreadData, type DemandThreadMessage } from "./demand.js";
 import { PageState } from "./destination.js";
 
 const port = parentPort!;
@@ -32,7 +32,8 @@ const ps = guest.pageSize;
 const shared = new Uint8Array(data.memory);
 const received = new Uint8Array(data.received);
 const pageState = new Uint8Array(data.pageState);
-const control = new Int32Array(data.control);
+const control = new Int32Array(data.control, 0, 2);
+const resumedAt = new Float64Array(data.control, RESUMED_AT, 1);
 const seed = BigInt(data.seed);
 if (shared.byteLength === guest.memory.byteLength) guest.memory.readRange(0, guest.pageCount, shared, 0);
 // Open only once the memory is in place: the destination answers that it is ready then, and the copy
@@ -105,6 +106,8 @@ async function replay(to: number, hold: boolean): Promise<void> {
   if (!hold) return;
   // At the stop: the program runs the moment the main thread lets it (resume()).
   while (Atomics.load(control, STATE) === HELD) Atomics.wait(control, STATE, HELD);
+  // Running again from here: the downtime ends here, not when the main thread said so (a thread waiting for a core runs later).
+  resumedAt[0] = performance.timeOrigin + performance.now();
   await run();
 }
 

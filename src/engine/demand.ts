@@ -16,7 +16,8 @@
 //   changes a page it holds checks the page against `received` and takes its
 //   digest at the stop (StopDigest);
 // - `control`: the arrival count the blocked worker waits on (the main
-//   thread adds one after pages became present) and the run state.
+//   thread adds one after pages became present) and the run state (two
+//   Int32s), then when the program resumed (a Float64, wall ms).
 // After the switch-over the program runs on the real clock, less the time
 // it spent blocked (a blocked vCPU does no work). Every access to a missing
 // page faults, whole-page overwrites too: the destination cannot tell one
@@ -33,6 +34,8 @@ export const STATE = 1;
 export const RUNNING = 0;
 export const FINISHING = 1;
 export const HELD = 2;
+/** Byte offset in `control` of the Float64 the worker writes as the program resumes. */
+export const RESUMED_AT = 8;
 
 /** What the worker gets at the start. */
 export interface DemandThreadData {
@@ -40,6 +43,7 @@ export interface DemandThreadData {
   readonly memory: SharedArrayBuffer;
   readonly received: SharedArrayBuffer;
   readonly pageState: SharedArrayBuffer;
+  /** Int32 [ARRIVALS, STATE], then a Float64 at RESUMED_AT: the wall clock (ms) at which the program resumed (0 before) */
   readonly control: SharedArrayBuffer;
   /** the end check's XXH3 seed (decimal) */
   readonly seed: string;
@@ -68,6 +72,7 @@ export class DemandPagedProgram implements ProgramThread {
   readonly finished: Promise<void>;
   private finishedWake!: () => void;
   private readonly control: Int32Array;
+  private readonly resumedAt: Float64Array;
   private replaying: Promise<unknown> = Promise.resolve();
   private failure: Error | undefined;
   private onFailure: ((error: Error) => void) | undefined;
@@ -81,7 +86,8 @@ export class DemandPagedProgram implements ProgramThread {
     this.memory = new Uint8Array(data.memory);
     this.received = new Uint8Array(data.received);
     this.pageState = new Uint8Array(data.pageState);
-    this.control = new Int32Array(data.control);
+    this.control = new Int32Array(data.control, 0, 2);
+    this.resumedAt = new Float64Array(data.control, RESUMED_AT, 1);
     this.finished = new Promise((wake) => (this.finishedWake = wake));
     worker.on("message", (m: DemandThreadMessage) => this.message(m));
     worker.on("error", (error) => this.fail(new PagemillError(`the destination's program thread failed: ${error.message}`, { cause: error })));
@@ -99,7 +105,7 @@ export class DemandPagedProgram implements ProgramThread {
       memory: new SharedArrayBuffer(bytes),
       received: new SharedArrayBuffer(bytes),
       pageState: new SharedArrayBuffer(shape.pageCount),
-      control: new SharedArrayBuffer(8),
+      control: new SharedArrayBuffer(RESUMED_AT + 8),
       seed: seed.toString(),
     };
     const worker = new Worker(new URL("./demand-thread.js", import.meta.url), { workerData: data });
@@ -140,6 +146,12 @@ export class DemandPagedProgram implements ProgramThread {
     if (Atomics.load(this.control, STATE) !== HELD) throw new PagemillError("resume() before the program was replayed to the stop and held (replayTo(workTime, true))");
     Atomics.store(this.control, STATE, RUNNING);
     Atomics.notify(this.control, STATE);
+  }
+
+  /** The wall clock (s since the epoch) at which the program ran again after resume(), as the thread saw it; undefined before. */
+  get resumedWallTime(): number | undefined {
+    const at = this.resumedAt[0]!;
+    return at > 0 ? at / 1000 : undefined;
   }
 
   arrived(): void {

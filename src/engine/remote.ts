@@ -541,7 +541,8 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
       verified: error === undefined,
       ...(error === undefined ? {} : { error }),
       pages: error === undefined ? settings.pageCount : 0,
-      resumeWallTime: wallAt(destination.resumeAt),
+      // A program thread says when it ran again: after the destination let it, once it had a core.
+      resumeWallTime: thread?.resumedWallTime ?? wallAt(destination.resumeAt),
       completeWallTime: wallAt(destination.completeAt),
       stopWallTime: destination.stop?.wallTime ?? wallAt(destination.resumeAt),
       replayWait: (memory?.replayWait ?? 0) + (disk?.replayWait ?? 0),
