@@ -4,7 +4,7 @@
 // codec kernels share one page table and rejection record (./table). Memory is
 // managed from TypeScript (src/wasm/heap.ts), above `heapBase()`.
 
-export { zeroScan } from "./zero";
+export { zeroScan, rawFrameBody } from "./zero";
 export { bitmapCount, bitmapExtract, bitmapNextSet, bitmapFill, bitmapOr, bitmapAndNot, bitmapSync } from "./bitmap";
 export { wkdmCompressBatch, wkdmDecompressBatch, wkdmHitRateBatch } from "./wkdm";
 export { xbzrleEncodeBatch, xbzrleDecodeBatch } from "./xbzrle";

@@ -448,6 +448,51 @@ describe("frames written and read where they lie", () => {
     }
   });
 
+  it("a raw frame (no codec stage) is laid out by one kernel call: zero pages as flags, the others raw in slot order, its bytes and check as an independent XXH3 says, the pooled memory used (fast-check)", () => {
+    const ps = 512;
+    const slots = 24;
+    const batch = new PageBatch(slots, ps);
+    try {
+      fc.assert(
+        fc.property(fc.array(fc.boolean(), { minLength: 0, maxLength: slots }), fc.nat(4000), fc.boolean(), (zeros, start, pooled) => {
+          const n = zeros.length;
+          // Pages each either all zero or with one non-zero byte somewhere (the last one too); indices descending across a gap.
+          const pages = new Uint8Array(n * ps);
+          zeros.forEach((zero, k) => {
+            if (!zero) pages[k * ps + ((start + k * 131) % ps)] = 1 + (k % 255);
+          });
+          batch.set(pages);
+          const indices = Array.from({ length: n }, (_, k) => (k % 2 ? start + 1000 - k : start + k));
+          let given: Uint8Array | undefined;
+          const allocate = pooled ? (bytes: number) => (given = new Uint8Array(bytes + 3).subarray(1, bytes + 1)) : undefined;
+          const content = new FrameEncoder({}, 0, allocate).content(batch, indices);
+          if (pooled) expect(content.frame).toBe(given);
+          const table = HEADER_BYTES + n * ENTRY_BYTES;
+          const expected = new Uint8Array(table + zeros.filter((z) => !z).length * ps + 4);
+          expected.set(content.frame.subarray(0, HEADER_BYTES));
+          const dv = new DataView(expected.buffer);
+          let at = table;
+          zeros.forEach((zero, k) => {
+            dv.setUint32(HEADER_BYTES + k * ENTRY_BYTES, indices[k]!, true);
+            dv.setUint32(HEADER_BYTES + k * ENTRY_BYTES + 4, zero ? Encoding.ZERO : Encoding.RAW | (ps << 8), true);
+            if (!zero) expected.set(pages.subarray(k * ps, (k + 1) * ps), (at += ps) - ps);
+          });
+          expect(dv.getUint32(20, true)).toBe(expected.byteLength - HEADER_BYTES - 4);
+          expect(Buffer.compare(content.frame, reseal(expected))).toBe(0);
+          expect([...content.encodings]).toEqual(zeros.map((z) => (z ? Encoding.ZERO : Encoding.RAW)));
+          expect([...content.lengths]).toEqual(zeros.map((z) => (z ? 0 : ps)));
+          expect(content.zeroPages).toBe(zeros.filter((z) => z).length);
+          const memory = new Uint8Array((start + 1001) * ps);
+          expect(decodeFrame(content.frame, memory).type).toBe("pages");
+          zeros.forEach((_, k) => expect(Buffer.compare(memory.subarray(indices[k]! * ps, (indices[k]! + 1) * ps), pages.subarray(k * ps, (k + 1) * ps))).toBe(0));
+        }),
+        { numRuns: FUZZ ? 2000 : 100 },
+      );
+    } finally {
+      batch.dispose();
+    }
+  });
+
   it("a frame that arrived under a record tag (tagged) is not hashed again: a wrong frame check lands its pages; untagged it is refused; a wrong header check is refused either way", () => {
     const ps = 4096;
     const pages = mixedPages(ps, 5, 3);

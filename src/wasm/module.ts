@@ -9,6 +9,7 @@ export interface KernelExports {
   readonly memory: WebAssembly.Memory;
   heapBase(): number;
   zeroScan(pagesPtr: number, pageSize: number, count: number, flagsPtr: number): number;
+  rawFrameBody(pagesPtr: number, pageSize: number, count: number, indicesPtr: number, bodyPtr: number, encodingsPtr: number, lengthsPtr: number): number;
   bitmapCount(ptr: number, nbits: number): number;
   bitmapExtract(ptr: number, nbits: number, from: number, outPtr: number, maxOut: number): number;
   bitmapNextSet(ptr: number, nbits: number, from: number): number;

@@ -11,6 +11,8 @@
 //   writePagesFrame(scratch, sequence, pageSize, parts, flags?, allocate?): Uint8Array
 //       A PAGES frame from its entries and where each payload lies (in
 //       memory from `allocate` when given).
+//   writeRawPagesFrame(scratch, sequence, pageSize, pagesPtr, indices, flags?, allocate?)
+//       The same for pages loaded in linear memory, each sent zero or raw.
 //   readFrameHeader(bytes): FrameHeader
 //       Checks and reads the 28-byte header alone (stream splitters use it
 //       to learn a frame's length before buffering it).
@@ -271,6 +273,47 @@ export function writePagesFrame(scratch: Scratch, sequence: number, pageSize: nu
   }
   new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(total - CHECK_BYTES, Number(BigInt.asUintN(32, kernels.xxh3Digest(state))), true);
   return out;
+}
+
+/** A PAGES frame of the raw codec as writeRawPagesFrame made it, with each page's wire id and payload bytes. */
+export interface RawPagesFrame {
+  readonly frame: Uint8Array;
+  readonly encodings: Uint8Array;
+  readonly lengths: Uint32Array;
+  readonly zeroPages: number;
+}
+
+/**
+ * The PAGES frame writePagesFrame would make for `count` pages loaded at
+ * `pagesPtr` in linear memory (guest pages `indices`, distinct), each sent
+ * zero or raw: the frame with no codec. One kernel call finds the zero pages
+ * and lays out the body after the header in `scratch` (the entry table, then
+ * the non-zero pages packed, a copy within memory the batch was just loaded
+ * into), which is hashed where it lies and copied out once (into memory from
+ * `allocate` when given). Per frame the JavaScript does the same few steps
+ * whatever its pages: a loop over them here made V8 compile the frame
+ * writer and its caller for 110 ms of a sender's 0.5 s (--trace-opt).
+ */
+export function writeRawPagesFrame(scratch: Scratch, sequence: number, pageSize: number, pagesPtr: number, indices: Uint32Array, flags = 0, allocate?: FrameAllocator): RawPagesFrame {
+  const n = indices.length;
+  // Header and body at most every page raw; then the indices, the lengths (u32, 4-aligned: the body is) and the wire ids.
+  const most = HEADER_BYTES + n * (ENTRY_BYTES + pageSize);
+  const at = scratch.reserve(most + 9 * n);
+  const { heap, kernels } = wasm();
+  const mem = heap.bytes();
+  const indicesAt = at + most;
+  const lengthsAt = indicesAt + 4 * n;
+  const encodingsAt = lengthsAt + 4 * n;
+  new Uint32Array(mem.buffer, indicesAt, n).set(indices);
+  const raw = kernels.rawFrameBody(pagesPtr, pageSize, n, indicesAt, at + HEADER_BYTES, encodingsAt, lengthsAt);
+  const bodyLength = n * ENTRY_BYTES + raw * pageSize;
+  const total = HEADER_BYTES + bodyLength + CHECK_BYTES;
+  const out = allocate ? allocate(total) : new Uint8Array(total);
+  if (!(out instanceof Uint8Array) || out.byteLength !== total) throw new RangeError(`the frame allocator gave ${out instanceof Uint8Array ? `${out.byteLength} B` : "no Uint8Array"} for a ${total} B frame`);
+  writeHeader(mem, at, FrameType.PAGES, sequence, pageSize, n, bodyLength, flags);
+  out.set(mem.subarray(at, at + total - CHECK_BYTES));
+  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(total - CHECK_BYTES, checkValue(mem, at, total - CHECK_BYTES), true);
+  return { frame: out, encodings: mem.slice(encodingsAt, encodingsAt + n), lengths: new Uint32Array(mem.buffer.slice(lengthsAt, lengthsAt + 4 * n)), zeroPages: n - raw };
 }
 
 /** The streaming XXH3 state of writePagesFrame's check, in this thread's linear memory. */

@@ -11,7 +11,8 @@
 //       zeroScan over the batch) → codecs.dedup (sees every page) →
 //       codecs.delta (XBZRLE: pages it has cached) → codecs.compress (lz4,
 //       wkdm, mecom) → raw. Each stage is one encodeBatch call over the pages
-//       still unsent (docs/wire-format.md, "The encoder's pipeline"); the
+//       still unsent (docs/wire-format.md, "The encoder's pipeline"); with
+//       no stage, one kernel call lays the frame out (writeRawPagesFrame). The
 //       caller's batch is read, never changed. Codec instances carry state
 //       (XBZRLE cache, dedup index): one set per stream. Returns a new buffer
 //       the caller owns. stats.frames counts frames: a single stream may
@@ -29,7 +30,7 @@ import { scanZeroPages } from "../codecs/zero.js";
 import { checkArrayLike, checkInstance, checkInteger, checkObject } from "../errors.js";
 import { PageBatch, Scratch } from "../wasm/arena.js";
 import { wasm } from "../wasm/module.js";
-import { encodeControl, maxFramePages, writePagesFrame, type ControlMessage, type FrameAllocator, type FramePart } from "./frame.js";
+import { encodeControl, maxFramePages, writePagesFrame, writeRawPagesFrame, type ControlMessage, type FrameAllocator, type FramePart } from "./frame.js";
 
 /** The codecs of the pipeline's stages; any may be absent (then pages go on to the next). */
 export interface PipelineCodecs {
@@ -149,6 +150,8 @@ export interface FrameContent {
   readonly lengths: Uint32Array;
   /** pages that went raw although a codec stage tried them */
   readonly notFit: number;
+  /** pages that went as zero flags */
+  readonly zeroPages: number;
 }
 
 function checkCodecs(codecs: PipelineCodecs): void {
@@ -167,6 +170,10 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
   checkInteger("batch.count", n, 0, maxFramePages(ps));
   checkInteger("sequence", sequence, 0, 0xffffffff);
   const indices = checkIndices(pageIndices, n);
+  if (!codecs.dedup && !codecs.delta && !codecs.compress) {
+    // No stage: every page goes zero or raw, laid out by one kernel call.
+    return { ...writeRawPagesFrame(scratch.frame, sequence, ps, batch.ptr, indices, flags, allocate), notFit: 0 };
+  }
   const { heap } = wasm();
 
   // parts[k]: how slot k goes out. Frames list pages in slot order, so that
@@ -251,11 +258,13 @@ function encodePages(batch: PageBatch, pageIndices: ArrayLike<number>, codecs: P
   const frame = writePagesFrame(scratch.frame, sequence, ps, parts, flags, allocate);
   const encodings = new Uint8Array(n);
   const lengths = new Uint32Array(n);
+  let zeroPages = 0;
   parts.forEach((p, k) => {
     encodings[k] = p.encoding;
     lengths[k] = p.length;
+    if (p.encoding === Encoding.ZERO) zeroPages++;
   });
-  return { frame, encodings, lengths, notFit: tried ? remaining.length : 0 };
+  return { frame, encodings, lengths, notFit: tried ? remaining.length : 0, zeroPages };
 }
 
 /** Adds one PAGES frame to the stream's counters. */
@@ -369,10 +378,8 @@ export interface EncodedFrame {
   readonly lengths: Uint32Array;
 }
 
-/** What encoding a frame with `codecs` took, just after: its zero pages (from its `encodings`) and each stage's work. */
-export function frameWork(codecs: PipelineCodecs, encodings: ArrayLike<number>): Pick<EncodedFrame, "zeroPages" | "work"> {
-  let zeroPages = 0;
-  for (let k = 0; k < encodings.length; k++) if (encodings[k] === Encoding.ZERO) zeroPages++;
+/** What encoding a frame with `codecs` took, just after: its zero pages (FrameContent.zeroPages) and each stage's work. */
+export function frameWork(codecs: PipelineCodecs, zeroPages: number): Pick<EncodedFrame, "zeroPages" | "work"> {
   const work: string[] = [];
   for (const codec of [codecs.dedup, codecs.delta, codecs.compress]) {
     // An adaptive codec is charged for the codecs it ran; raw is no encoding work.
@@ -418,8 +425,8 @@ export class Pipeline {
   /** Encodes the batch's loaded pages (guest pages `pages`) as one PAGES frame for a link in `link`'s state. */
   encode(batch: PageBatch, pages: ArrayLike<number>, link: LinkConditions): EncodedFrame {
     for (const codec of this.built) codec.setLink?.(link);
-    const { frame, encodings, lengths } = this.encoder.content(batch, pages);
-    return { frame, ...frameWork(this.stages, encodings), encodings, lengths };
+    const { frame, encodings, lengths, zeroPages } = this.encoder.content(batch, pages);
+    return { frame, ...frameWork(this.stages, zeroPages), encodings, lengths };
   }
 
   /** The delta stage's codec (XBZRLE), if the spec has one. */

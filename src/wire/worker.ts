@@ -71,7 +71,7 @@ export function encodeTask(task: EncodeTask): EncodeResult {
     readLocated(task.located!, task.pageSize, wasm().heap.bytes(), batch.ptr);
     batch.count = count;
   }
-  const { frame, encodings, lengths } = encodeFrameContent(batch, task.indices, codecs, stats, task.sequence);
+  const { frame, encodings, lengths, zeroPages } = encodeFrameContent(batch, task.indices, codecs, stats, task.sequence);
   const choices = codecs.compress?.stats.choices;
   if (choices) {
     // An adaptive codec counts its choices itself, over every task: this frame's are the difference.
@@ -79,7 +79,7 @@ export function encodeTask(task: EncodeTask): EncodeResult {
     stats.choices = Object.fromEntries(Object.entries(choices).map(([codec, pages]) => [codec, pages - (before[codec] ?? 0)]));
     chosen.set(task.codec, { ...choices });
   }
-  return { frame, stats, ...frameWork(codecs, encodings), encodings: encodings.slice(), lengths: lengths.slice() };
+  return { frame, stats, ...frameWork(codecs, zeroPages), encodings: encodings.slice(), lengths: lengths.slice() };
 }
 
 export default async function encode(task: EncodeTask): Promise<unknown> {
