@@ -117,6 +117,22 @@ function roundOrder(toSend: DirtyBitmap, rank: Uint32Array | undefined, scan?: S
 }
 
 /**
+ * The candidates whose bit in the dirty log is clear, in order (`candidates` itself when that is all of
+ * them). A function of its own: a loop over the pages inside runRounds made that whole function hot, and
+ * V8 compiled it, much of what it calls inlined, for 20-70 ms on a helper thread of an uncapped TCP
+ * sender whose migration took 0.3-0.5 s (--trace-opt).
+ */
+function notDirtiedAgain(candidates: Uint32Array, log: DirtyBitmap): Uint32Array {
+  const kept = new Uint32Array(candidates.length);
+  let n = 0;
+  for (let k = 0; k < candidates.length; k++) {
+    const p = candidates[k]!;
+    if (!log.test(p)) kept[n++] = p;
+  }
+  return n === candidates.length ? candidates : kept.subarray(0, n);
+}
+
+/**
  * Runs pre-copy rounds while the guest runs on the source, then stops the
  * guest. Returns why it stopped and the pages left.
  */
@@ -187,11 +203,8 @@ export async function runRounds(s: Source, limits: RoundLimits): Promise<RoundsR
       if (scan?.wrapped) s.firstPassOver();
       if (candidates.length === 0) break;
       // Xen: a page dirtied again since the round began goes next round (QEMU sends it).
-      const send: number[] = [];
-      for (const p of candidates) {
-        if (!qemu && guest.dirtyLog.test(p)) skipped++;
-        else send.push(p);
-      }
+      const send = qemu ? candidates : notDirtiedAgain(candidates, guest.dirtyLog);
+      skipped += candidates.length - send.length;
       if (send.length) {
         zeroPages += await s.sendPages(send);
         pages += send.length;

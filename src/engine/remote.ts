@@ -147,21 +147,38 @@ function pageDigests(memory: Uint8Array | PageMemory, pageSize: number, seed: bi
   const hashed = new Uint32Array(DIGEST_PAGES);
   const some = new BigUint64Array(DIGEST_PAGES);
   try {
+    // Per page work only in the two helpers: a loop over the pages here made V8 compile this function
+    // (OSR) with all it calls inlined, 25-45 ms at each end of an uncapped TCP migration (--trace-opt).
     for (let first = 0; first < pages.pageCount; first += DIGEST_PAGES) {
-      let n = 0;
-      for (let p = first, end = Math.min(first + DIGEST_PAGES, pages.pageCount); p < end; p++) {
-        if (pages.isZero(p)) digests[p] = zero;
-        else hashed[n++] = p;
+      const end = Math.min(first + DIGEST_PAGES, pages.pageCount);
+      const n = notKnownZero(pages, first, end, hashed);
+      if (n === end - first) {
+        // None known zero (a flat memory's every page): hashed straight into place.
+        xxh3Batch(batch.loadRange(pages, first, n), { seed, out: digests.subarray(first, end) });
+        continue;
       }
+      digests.fill(zero, first, end);
       if (n === 0) continue;
       const indices = hashed.subarray(0, n);
       xxh3Batch(batch.load(pages, indices), { seed, out: some.subarray(0, n) });
-      for (let k = 0; k < n; k++) digests[indices[k]!] = some[k]!;
+      placeDigests(digests, indices, some);
     }
   } finally {
     batch.dispose();
   }
   return digests;
+}
+
+/** Writes into `into` the pages of [first, end) that `pages` does not know to be zero; returns how many. */
+function notKnownZero(pages: PageMemory, first: number, end: number, into: Uint32Array): number {
+  let n = 0;
+  for (let p = first; p < end; p++) if (!pages.isZero(p)) into[n++] = p;
+  return n;
+}
+
+/** digests[indices[k]] = some[k] for each k. */
+function placeDigests(digests: BigUint64Array, indices: Uint32Array, some: BigUint64Array): void {
+  for (let k = 0; k < indices.length; k++) digests[indices[k]!] = some[k]!;
 }
 const DIGEST_PAGES = 256;
 

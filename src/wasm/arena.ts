@@ -9,6 +9,20 @@ import { Owned } from "./owned.js";
 
 export type PageSource = Uint8Array | ArrayBuffer;
 
+/**
+ * Every one of `indices` a page of a source of `limit` pages of `pageSize` bytes. Apart from
+ * PageBatch.load: the loop inside it made V8 compile load with what it calls inlined, 20-25 ms per
+ * process, twice when the kind of memory read changed (--trace-opt).
+ */
+function checkPagesOf(indices: ArrayLike<number>, limit: number, pageSize: number): void {
+  for (let k = 0; k < indices.length; k++) {
+    const p = indices[k]!;
+    if (!Number.isInteger(p) || p < 0 || p >= limit) {
+      throw new RangeError(`indices[${k}] = ${p} is not a page of source (${limit} whole pages of ${pageSize} bytes)`);
+    }
+  }
+}
+
 export class PageBatch extends Owned {
   /** Bytes per page: a power of two, 512..65536. */
   readonly pageSize: number;
@@ -53,12 +67,7 @@ export class PageBatch extends Owned {
     checkArrayLike("indices", indices);
     const n = indices.length;
     checkInteger("indices.length", n, 0, this.capacity);
-    for (let k = 0; k < n; k++) {
-      const p = indices[k]!;
-      if (!Number.isInteger(p) || p < 0 || p >= limit) {
-        throw new RangeError(`indices[${k}] = ${p} is not a page of source (${limit} whole pages of ${ps} bytes)`);
-      }
-    }
+    checkPagesOf(indices, limit, ps);
     readPages(memory, ps, indices, this.owner.heap.bytes(), this.ptr);
     this.count = n;
     return this;
