@@ -75,9 +75,10 @@ async function once(codec, encrypt, prealloc) {
   const s = JSON.parse(sent.stdout);
   check(s.verifiedPages === PAGES, `${codec}: verified ${s.verifiedPages} of ${PAGES}`);
   const r = JSON.parse(received.stdout);
-  // The receiver's CPU over the migration leaves out what --prealloc spent before it (single-threaded: its wall time).
+  // The receiver's CPU over the migration leaves out what --prealloc spent before it (its CPU: on a busy
+  // machine its wall time was more, and the difference came out below zero).
   const before = r.prealloc?.seconds ?? 0;
-  const receiveCpu = r.cpuSeconds - before;
+  const receiveCpu = r.cpuSeconds - (r.prealloc?.cpuSeconds ?? 0);
   return { wire: s.transferred / s.totalTime / 1e6, guest: s.total / s.totalTime / 1e6, seconds: s.totalTime, sendCpu: s.cpuSeconds, receiveCpu, prealloc: before, perCpu: s.transferred / Math.max(s.cpuSeconds, receiveCpu) / 1e6 };
 }
 

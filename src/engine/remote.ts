@@ -362,8 +362,8 @@ export interface ReceiveResult {
   readonly memory: Uint8Array;
   /** the migrated disk, verified, when there was one */
   readonly disk?: Uint8Array;
-  /** with ReceiveOptions.prealloc: the bytes of memory mapped before the answer, and the seconds it took */
-  readonly prealloc?: { readonly bytes: number; readonly seconds: number };
+  /** with ReceiveOptions.prealloc: the bytes of memory mapped before the answer, the seconds it took, and the CPU seconds (this process's, every thread) */
+  readonly prealloc?: { readonly bytes: number; readonly seconds: number; readonly cpuSeconds: number };
 }
 
 function readInfo(json: string, options: ReceiveOptions): MigrationInfo {
@@ -619,8 +619,10 @@ export async function receiveMigration(channel: Channel, options: ReceiveOptions
 function preallocate(memory: ChunkedPages | undefined, seconds: number | undefined): ReceiveResult["prealloc"] {
   if (!memory || seconds === undefined) return undefined;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const bytes = memory.prefault(started + seconds * 1000);
-  return { bytes, seconds: (performance.now() - started) / 1000 };
+  const spent = process.cpuUsage(cpu);
+  return { bytes, seconds: (performance.now() - started) / 1000, cpuSeconds: (spent.user + spent.system) / 1e6 };
 }
 
 /** Pre-copy runs no program here: nothing asks for the source's switch-over content. */
