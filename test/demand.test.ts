@@ -120,6 +120,27 @@ describe.skipIf(!existsSync(DIST))("a destination's program in a thread of its o
     }
   });
 
+  it("says it is held at the stop through shared memory: the switch-over's replay ends without this thread's loop turning", async () => {
+    const program = await DemandPagedProgram.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] }, SHAPE, SEED);
+    try {
+      // Progress frames took it to where the source stopped; the switch-over's replay has nothing left to run.
+      await program.replayTo(0.1);
+      // A message from the thread ("replayed") comes through this thread's event loop, after this.
+      let turned = false;
+      setImmediate(() => (turned = true));
+      await program.replayTo(0.1, true);
+      expect(turned).toBe(false);
+      program.pageState.fill(PRESENT);
+      program.received.set(program.memory);
+      const failures: Error[] = [];
+      program.resume(() => {}, (e) => failures.push(e));
+      await program.finish();
+      expect(failures).toEqual([]);
+    } finally {
+      await program.close();
+    }
+  });
+
   it("refuses to change a page it holds that differs from the source's, naming the page", async () => {
     const { program, replica, stopped } = await atStop(0.1);
     try {

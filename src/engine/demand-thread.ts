@@ -102,8 +102,9 @@ async function replay(to: number, hold: boolean): Promise<void> {
   };
   if (to > workload.workTime) await workload.advance(workload.now + (to - workload.workTime));
   publish();
-  post({ type: "replayed", workTime: workload.workTime });
-  if (!hold) return;
+  if (!hold) return post({ type: "replayed", workTime: workload.workTime });
+  Atomics.store(control, STATE, HELD);
+  Atomics.notify(control, STATE);
   // At the stop: the program runs the moment the main thread lets it (resume()).
   while (Atomics.load(control, STATE) === HELD) Atomics.wait(control, STATE, HELD);
   // Running again from here: the downtime ends here, not when the main thread said so (a thread waiting for a core runs later).

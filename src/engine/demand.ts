@@ -25,15 +25,24 @@
 
 import { Worker } from "node:worker_threads";
 import { PagemillError, VerificationError } from "../errors.js";
-import type { WorkloadSpec } from "../guest/threaded.js";
+import { waitAsync, type WorkloadSpec } from "../guest/threaded.js";
 import type { ProgramThread } from "./destination.js";
 
-/** control[ARRIVALS]: bumped after pages became present; control[STATE]: RUNNING, FINISHING or HELD (replayed to the stop, waiting for resume()). */
+/**
+ * control[ARRIVALS]: bumped after pages became present; control[STATE]: RUNNING, FINISHING, REPLAYING (the
+ * switch-over's replay asked for) or HELD (replayed to the stop, waiting for resume()).
+ */
 export const ARRIVALS = 0;
 export const STATE = 1;
 export const RUNNING = 0;
 export const FINISHING = 1;
 export const HELD = 2;
+export const REPLAYING = 3;
+/**
+ * How long (ms) the main thread blocks for the switch-over's replay (to the stop, from the guest's time in
+ * the last progress frame: well under a millisecond's work) before it waits with its loop turning.
+ */
+const HOLD_WAIT_MS = 20;
 /** Byte offset in `control` of the Float64 the worker writes as the program resumes. */
 export const RESUMED_AT = 8;
 
@@ -125,15 +134,30 @@ export class DemandPagedProgram implements ProgramThread {
   /**
    * Replays the program up to work time `workTime` (no further than the
    * source's has run), after any replay asked for before. `hold` (the
-   * switch-over's replay, to the stop): the thread then waits for resume(),
-   * which it hears through shared memory, not a message: a message's way
-   * through the worker's event loop took 0.1-0.3 ms of the downtime.
+   * switch-over's replay, to the stop): the thread says it is held, and then
+   * waits for resume(), through shared memory, not messages: a message's way
+   * through the receiving thread's event loop took 0.1-0.3 ms (resume) and
+   * 0.6-1.0 ms ("replayed") of the downtime.
    */
   replayTo(workTime: number, hold = false): Promise<void> {
     const done = this.replaying.then(async () => {
-      if (hold) Atomics.store(this.control, STATE, HELD);
+      if (!hold) {
+        this.worker.postMessage({ type: "replay", to: workTime, hold } satisfies DemandThreadCommand);
+        await this.next("replayed");
+        return;
+      }
+      // The thread says it is held through shared memory, not a message: "replayed" reached this (idle)
+      // thread 0.6-1.0 ms after it was posted (stamped, hybrid), inside the downtime. The replay left is
+      // short (the guest's time since its last progress frame): a blocking wait sees it end at once.
+      if (this.failure) throw this.failure;
+      Atomics.store(this.control, STATE, REPLAYING);
       this.worker.postMessage({ type: "replay", to: workTime, hold } satisfies DemandThreadCommand);
-      await this.next("replayed");
+      Atomics.wait(this.control, STATE, REPLAYING, HOLD_WAIT_MS);
+      while (Atomics.load(this.control, STATE) === REPLAYING) {
+        if (this.failure) throw this.failure;
+        await waitAsync(this.control, STATE, REPLAYING, 5).value;
+      }
+      if (this.failure) throw this.failure;
     });
     this.replaying = done.catch(() => {});
     return done;

@@ -17,7 +17,7 @@ import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 import { checkFitsInMemory } from "./chunks.js";
 
 /** Atomics.waitAsync (Node 16 on; not in this TypeScript's lib): `value` is a promise, or the outcome when there was no wait. */
-const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { value: Promise<string> | string } }).waitAsync;
+export const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { value: Promise<string> | string } }).waitAsync;
 
 /** Where the worker finds the workload: `(await import(module))[name](...args)` opens it. */
 export interface WorkloadSpec {
