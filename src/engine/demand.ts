@@ -25,7 +25,7 @@
 
 import { Worker } from "node:worker_threads";
 import { PagemillError, VerificationError } from "../errors.js";
-import { waitAsync, type WorkloadSpec } from "../guest/threaded.js";
+import { waitWhile, type WorkloadSpec } from "../guest/threaded.js";
 import type { ProgramThread } from "./destination.js";
 
 /**
@@ -84,6 +84,10 @@ export class DemandPagedProgram implements ProgramThread {
   private readonly resumedAt: Float64Array;
   private replaying: Promise<unknown> = Promise.resolve();
   private failure: Error | undefined;
+  /** Throws the thread's failure, if it failed. */
+  private readonly checkAlive = (): void => {
+    if (this.failure) throw this.failure;
+  };
   private onFailure: ((error: Error) => void) | undefined;
   private onFault: ((page: number) => void) | undefined;
   private readonly waiters: { type: DemandThreadMessage["type"]; resolve: (m: DemandThreadMessage) => void; reject: (e: Error) => void }[] = [];
@@ -149,15 +153,11 @@ export class DemandPagedProgram implements ProgramThread {
       // The thread says it is held through shared memory, not a message: "replayed" reached this (idle)
       // thread 0.6-1.0 ms after it was posted (stamped, hybrid), inside the downtime. The replay left is
       // short (the guest's time since its last progress frame): a blocking wait sees it end at once.
-      if (this.failure) throw this.failure;
+      this.checkAlive();
       Atomics.store(this.control, STATE, REPLAYING);
       this.worker.postMessage({ type: "replay", to: workTime, hold } satisfies DemandThreadCommand);
-      Atomics.wait(this.control, STATE, REPLAYING, HOLD_WAIT_MS);
-      while (Atomics.load(this.control, STATE) === REPLAYING) {
-        if (this.failure) throw this.failure;
-        await waitAsync(this.control, STATE, REPLAYING, 5).value;
-      }
-      if (this.failure) throw this.failure;
+      await waitWhile(this.control, STATE, REPLAYING, HOLD_WAIT_MS, this.checkAlive);
+      this.checkAlive();
     });
     this.replaying = done.catch(() => {});
     return done;

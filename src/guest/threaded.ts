@@ -17,7 +17,21 @@ import { Guest, type AdvanceReport, type Workload } from "./guest.js";
 import { checkFitsInMemory } from "./chunks.js";
 
 /** Atomics.waitAsync (Node 16 on; not in this TypeScript's lib): `value` is a promise, or the outcome when there was no wait. */
-export const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { value: Promise<string> | string } }).waitAsync;
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { value: Promise<string> | string } }).waitAsync;
+
+/**
+ * Waits while `array[index]` holds `value` (another thread's answer to come): blocking up to `blockMs`
+ * first, which sees the answer within microseconds where waitAsync's wake comes through the event loop
+ * 0.3-1 ms later (stamped, inside the downtime), then with the loop turning, calling `check` (which
+ * throws the other thread's failure) before each wait.
+ */
+export async function waitWhile(array: Int32Array, index: number, value: number, blockMs: number, check: () => void): Promise<void> {
+  Atomics.wait(array, index, value, blockMs);
+  while (Atomics.load(array, index) === value) {
+    check();
+    await waitAsync(array, index, value, 5).value;
+  }
+}
 
 /** Where the worker finds the workload: `(await import(module))[name](...args)` opens it. */
 export interface WorkloadSpec {
@@ -56,6 +70,10 @@ export class ThreadedWorkload implements Workload {
   private pausedMs = 0;
   private pausedAt: number | undefined;
   private failure: Error | undefined;
+  /** Throws the thread's failure, if it failed. */
+  private readonly checkAlive = (): void => {
+    if (this.failure) throw this.failure;
+  };
 
   private constructor(
     private readonly worker: Worker,
@@ -128,7 +146,7 @@ export class ThreadedWorkload implements Workload {
 
   /** The program runs by itself: this takes what it wrote since the last call into the dirty log. */
   async advance(): Promise<AdvanceReport> {
-    if (this.failure) throw this.failure;
+    this.checkAlive();
     const from = this.lastWork;
     const to = (this.lastWork = this.workTime);
     const writes = this.takeDirty();
@@ -139,14 +157,9 @@ export class ThreadedWorkload implements Workload {
   async stop(): Promise<number> {
     Atomics.store(this.control, 0, PAUSE);
     Atomics.notify(this.control, 0);
-    // Between steps (most of the time) the worker pauses at once: a blocking wait of up to a millisecond
-    // sees it within microseconds, where waitAsync's wake came through the event loop 0.3-0.4 ms after the
-    // pause (stamped), inside the downtime. A step still running is waited for with the loop turning.
-    Atomics.wait(this.control, 1, 0, 1);
-    while (Atomics.load(this.control, 1) !== 1) {
-      if (this.failure) throw this.failure;
-      await waitAsync(this.control, 1, 0, 5).value;
-    }
+    // Between steps (most of the time) the worker pauses at once: blocking for up to a millisecond sees it;
+    // a step still running is waited for with the loop turning.
+    await waitWhile(this.control, 1, 0, 1, this.checkAlive);
     // Paused when the worker says: from there the program runs no more.
     this.pausedAt ??= this.clock[PAUSED]!;
     this.lastWork = this.workTime;
