@@ -475,16 +475,18 @@ describe("remote migration over TCP", () => {
     }
   }, 30_000);
 
+  /** A 1024-page model with a stop step, noted in `events` where it falls among the frames sent. */
+  const notedStop = (events: string[]): PoissonWorkload =>
+    new (class extends PoissonWorkload {
+      async stop(): Promise<void> {
+        events.push("stop");
+      }
+    })(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+
   for (const strategy of ["postcopy", "hybrid"] as const) {
     it(`${strategy}: the guest's time goes to the destination before the stop; after the stop the switch-over record is the first frame`, async () => {
       const events: string[] = [];
-      /** The model with a stop step, noted where it falls among the frames sent. */
-      class Noted extends PoissonWorkload {
-        async stop(): Promise<void> {
-          events.push("stop");
-        }
-      }
-      const source = new Noted(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+      const source = notedStop(events);
       const replica = model(1);
       try {
         const { toDestination, toSource } = await connected(200e6);
@@ -518,12 +520,7 @@ describe("remote migration over TCP", () => {
 
   it("the stop does not wait for the guest's-time INFO frame to reach the line (a frame on the line ahead of it): a stop-and-copy queues behind that frame inside the downtime, as in the emulation", async () => {
     const events: string[] = [];
-    class Noted extends PoissonWorkload {
-      async stop(): Promise<void> {
-        events.push("stop");
-      }
-    }
-    const source = new Noted(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed: 1 });
+    const source = notedStop(events);
     const replica = model(1);
     try {
       const { toDestination, toSource } = await connected(200e6);
