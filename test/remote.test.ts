@@ -587,7 +587,7 @@ describe("remote migration over TCP", () => {
     const source = model(1);
     try {
       const { toDestination, toSource } = await connected(200e6);
-      // The source's description as a version-2 source wrote it.
+      // The source's description as a version-3 source wrote it.
       const send = toDestination.send.bind(toDestination);
       let first = true;
       toDestination.send = (frame) => {
@@ -595,11 +595,11 @@ describe("remote migration over TCP", () => {
         first = false;
         const control = readControl(frame, readFrameHeader(frame));
         if (control.type !== "info") throw new Error(`the first frame is a ${control.type} frame`);
-        return send(encodeControl({ type: "info", json: JSON.stringify({ ...JSON.parse(control.json), protocol: 2 }) }, 0));
+        return send(encodeControl({ type: "info", json: JSON.stringify({ ...JSON.parse(control.json), protocol: 3 }) }, 0));
       };
       const receiving = receiveMigration(toSource, { startProgram: async () => model(1) }).catch((error: Error) => error);
-      await expect(sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 })).rejects.toThrow(/protocol 2 is not 3/);
-      expect(String(await receiving)).toMatch(/protocol 2 is not 3/);
+      await expect(sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 })).rejects.toThrow(/protocol 3 is not 4/);
+      expect(String(await receiving)).toMatch(/protocol 3 is not 4/);
     } finally {
       source.guest.dispose();
     }

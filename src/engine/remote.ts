@@ -48,9 +48,12 @@ import { verifyMemory } from "./verify.js";
 /**
  * The migration's protocol over a channel (INFO's `protocol`). 3: before the
  * migration's time starts, a source whose destination runs the program asks
- * it to say when its replay has caught up with the guest (docs/tcp.md).
+ * it to say when its replay has caught up with the guest (docs/tcp.md). 4:
+ * after a post-copy switch-over a page may come twice (on the priority lane
+ * and in the push), and the destination keeps the first; a version-3
+ * destination would fail the migration on the second.
  */
-export const REMOTE_PROTOCOL = 3;
+export const REMOTE_PROTOCOL = 4;
 /** Largest guest a receiver takes unless told otherwise (it holds the memory whole). */
 export const DEFAULT_MAX_GUEST_BYTES = 4 * 2 ** 30;
 /** Largest disk a receiver takes unless told otherwise. */
