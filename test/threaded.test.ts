@@ -111,6 +111,25 @@ describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
     }
   });
 
+  it("a stop asked right after a resume is a new pause: its time is after the resume, not the last pause's", async () => {
+    const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (let round = 0; round < 20; round++) {
+        const first = await guest.stop();
+        const resumed = (performance.timeOrigin + performance.now()) / 1000;
+        // The worker has not woken from its pause yet: its "paused" flag is still the last pause's.
+        guest.resume();
+        const second = await guest.stop();
+        expect(second).toBeGreaterThan(first);
+        expect(second).toBeGreaterThanOrEqual(resumed - 1e-6);
+        guest.resume();
+      }
+    } finally {
+      await guest.close();
+    }
+  });
+
   it("a page's dirty bit is set as it is first written, not only once its step ends", async () => {
     const guest = await ThreadedWorkload.start({ module: new URL("./helpers/slow-writer.mjs", import.meta.url).href, name: "openSlowWriter", args: [] });
     try {

@@ -40,14 +40,15 @@ const started = performance.now();
 port.postMessage({ startedAt: performance.timeOrigin + started });
 let paused = 0;
 for (;;) {
-  const state = Atomics.load(control, 0);
+  const command = Atomics.load(control, 0);
+  const state = command & 3;
   if (state === STOP) break;
   if (state === PAUSE) {
     const since = performance.now();
     clock[PAUSED] = performance.timeOrigin + since;
     Atomics.store(control, 1, 1);
     Atomics.notify(control, 1);
-    Atomics.wait(control, 0, PAUSE);
+    Atomics.wait(control, 0, command);
     Atomics.store(control, 1, 0);
     paused += performance.now() - since;
     continue;
@@ -64,6 +65,6 @@ for (;;) {
   clock[NOW] = workload.now;
   clock[WORK] = workload.workTime;
   // About a millisecond between steps, as a program between bursts of writes; a pause wakes it at once.
-  Atomics.wait(control, 0, state, 1);
+  Atomics.wait(control, 0, command, 1);
 }
 await workload.close();

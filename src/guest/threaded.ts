@@ -40,7 +40,11 @@ export interface WorkloadSpec {
   readonly args: readonly unknown[];
 }
 
-/** control[0]: what the worker should do; control[1]: 1 while it is paused. */
+/**
+ * control[0]: what the worker should do, numbered: (n << 2) | RUN, PAUSE or STOP, so that a pause asked
+ * right after a resume is a value the worker waits on no longer, even if it has not woken from the last
+ * pause yet; control[1]: 1 while it is paused (stop() clears it first: the last pause's 1 may still be there).
+ */
 export const RUN = 0;
 export const PAUSE = 1;
 export const STOP = 2;
@@ -69,6 +73,8 @@ export class ThreadedWorkload implements Workload {
   /** ms the program was paused before the current pause, and when that one began (wall ms) */
   private pausedMs = 0;
   private pausedAt: number | undefined;
+  /** Commands sent to the worker so far: numbers each one (see control[0]). */
+  private commands = 0;
   private failure: Error | undefined;
   /** Throws the thread's failure, if it failed. */
   private readonly checkAlive = (): void => {
@@ -155,13 +161,14 @@ export class ThreadedWorkload implements Workload {
 
   /** Pauses the program (its current step finishes first) and takes its last writes; resolves with the wall clock (s) at which it paused. */
   async stop(): Promise<number> {
-    Atomics.store(this.control, 0, PAUSE);
-    Atomics.notify(this.control, 0);
+    if (this.pausedAt !== undefined) return this.pausedAt / 1000;
+    Atomics.store(this.control, 1, 0);
+    this.command(PAUSE);
     // Between steps (most of the time) the worker pauses at once: blocking for up to a millisecond sees it;
     // a step still running is waited for with the loop turning.
     await waitWhile(this.control, 1, 0, 1, this.checkAlive);
     // Paused when the worker says: from there the program runs no more.
-    this.pausedAt ??= this.clock[PAUSED]!;
+    this.pausedAt = this.clock[PAUSED]!;
     this.lastWork = this.workTime;
     this.takeDirty();
     return this.pausedAt / 1000;
@@ -171,15 +178,18 @@ export class ThreadedWorkload implements Workload {
   resume(): void {
     if (this.pausedAt !== undefined) this.pausedMs += performance.timeOrigin + performance.now() - this.pausedAt;
     this.pausedAt = undefined;
-    Atomics.store(this.control, 0, RUN);
-    Atomics.notify(this.control, 0);
+    this.command(RUN);
   }
 
   async close(): Promise<void> {
-    Atomics.store(this.control, 0, STOP);
-    Atomics.notify(this.control, 0);
+    this.command(STOP);
     await this.worker.terminate();
     this.guest.dispose();
+  }
+
+  private command(what: number): void {
+    Atomics.store(this.control, 0, (++this.commands << 2) | what);
+    Atomics.notify(this.control, 0);
   }
 
   private takeDirty(): number {
