@@ -42,6 +42,15 @@ function model(seed: number): PoissonWorkload {
   return new PoissonWorkload(syntheticGuest(1024, { seed: 5 }), { rate: 5, seed });
 }
 
+/** Passes each frame `channel` sends to `through` with its control record (undefined for a page frame) and the channel's own send, to note, delay or replace it. */
+function throughSend(channel: Channel, through: (frame: Uint8Array, control: ReturnType<typeof readControl> | undefined, send: (frame: Uint8Array) => Promise<void>) => Promise<void>): void {
+  const send = channel.send.bind(channel);
+  channel.send = (frame) => {
+    const header = readFrameHeader(frame);
+    return through(frame, header.type === FrameType.PAGES ? undefined : readControl(frame, header), send);
+  };
+}
+
 const diskModel = (seed: number) => modelDisk("oltp", 2048, { seed });
 
 interface Ends {
@@ -242,7 +251,7 @@ describe("a guest whose program runs by itself", () => {
     /** An idle program that runs by itself and held 100 pages' writes from before the migration until it is first let run. */
     class Held extends IdleWorkload {
       private held = true;
-      async advance(to: number): ReturnType<IdleWorkload["advance"]> {
+      override async advance(to: number): ReturnType<IdleWorkload["advance"]> {
         const report = await super.advance(to);
         if (this.held) for (let p = 600; p < 700; p++) this.guest.dirtyLog.set(p);
         this.held = false;
@@ -421,13 +430,10 @@ describe("remote migration over TCP", () => {
     try {
       const { toDestination, toSource } = await connected(200e6);
       // A destination slow to check the memory: its report leaves 500 ms late.
-      const send = toSource.send.bind(toSource);
-      toSource.send = async (frame) => {
-        const header = readFrameHeader(frame);
-        const control = header.type === FrameType.PAGES ? undefined : readControl(frame, header);
+      throughSend(toSource, async (frame, control, send) => {
         if (control?.type === "info" && control.json.includes("verified")) await new Promise((resolve) => setTimeout(resolve, 500));
         return send(frame);
-      };
+      });
       const receiving = receiveMigration(toSource, { startProgram: async () => replica });
       const started = performance.now();
       const sent = await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
@@ -451,16 +457,14 @@ describe("remote migration over TCP", () => {
       // At 40 Mbit/s a frame of 64 pages is 52 ms on the line: several periods in round 1.
       const { toDestination, toSource } = await connected(40e6);
       const events: string[] = [];
-      const send = toDestination.send.bind(toDestination);
-      toDestination.send = (frame) => {
-        const header = readFrameHeader(frame);
-        const type = header.type === FrameType.PAGES ? "pages" : readControl(frame, header).type;
+      throughSend(toDestination, (frame, control, send) => {
+        const type = control?.type ?? "pages";
         const n = events.push(type) - 1;
         const sending = send(frame);
         // (send() resolves when the frame starts on the capped line.)
         if (type === "info") void sending.then(() => events.push(`info ${n} on the line`), () => {});
         return sending;
-      };
+      });
       const receiving = receiveMigration(toSource);
       await sendMigration("precopy", source, toDestination, { codec: "raw", batchPages: 64 });
       await receiving;
@@ -490,16 +494,14 @@ describe("remote migration over TCP", () => {
       const replica = model(1);
       try {
         const { toDestination, toSource } = await connected(200e6);
-        const send = toDestination.send.bind(toDestination);
-        toDestination.send = (frame) => {
-          const header = readFrameHeader(frame);
-          const type = header.type === FrameType.PAGES ? "pages" : readControl(frame, header).type;
+        throughSend(toDestination, (frame, control, send) => {
+          const type = control?.type ?? "pages";
           events.push(type);
           const sending = send(frame);
           // (send() resolves when the frame starts on the capped line.)
           if (type === "info") void sending.then(() => events.push("info on the line"), () => {});
           return sending;
-        };
+        });
         const receiving = receiveMigration(toSource, { startProgram: async () => replica });
         const sent = await sendMigration(strategy, source, toDestination, { codec: "raw", batchPages: 64 });
         expect((await receiving).report.verified).toBe(true);
@@ -524,10 +526,7 @@ describe("remote migration over TCP", () => {
     const replica = model(1);
     try {
       const { toDestination, toSource } = await connected(200e6);
-      const send = toDestination.send.bind(toDestination);
-      toDestination.send = async (frame) => {
-        const header = readFrameHeader(frame);
-        const control = header.type === FrameType.PAGES ? undefined : readControl(frame, header);
+      throughSend(toDestination, async (frame, control, send) => {
         // The INFO frame with the guest's time just before the stop (the catch-up's asks for an answer): 100 ms behind a frame on the line.
         if (control?.type === "info" && control.json.includes("guestTime") && !control.json.includes("answer")) {
           await new Promise((resolve) => setTimeout(resolve, 100));
@@ -536,7 +535,7 @@ describe("remote migration over TCP", () => {
           return;
         }
         return send(frame);
-      };
+      });
       const receiving = receiveMigration(toSource, { startProgram: async () => replica });
       await sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 });
       expect((await receiving).report.verified).toBe(true);
@@ -588,15 +587,13 @@ describe("remote migration over TCP", () => {
     try {
       const { toDestination, toSource } = await connected(200e6);
       // The source's description as a version-3 source wrote it.
-      const send = toDestination.send.bind(toDestination);
       let first = true;
-      toDestination.send = (frame) => {
+      throughSend(toDestination, (frame, control, send) => {
         if (!first) return send(frame);
         first = false;
-        const control = readControl(frame, readFrameHeader(frame));
-        if (control.type !== "info") throw new Error(`the first frame is a ${control.type} frame`);
+        if (control?.type !== "info") throw new Error(`the first frame is a ${control?.type ?? "pages"} frame`);
         return send(encodeControl({ type: "info", json: JSON.stringify({ ...JSON.parse(control.json), protocol: 3 }) }, 0));
-      };
+      });
       const receiving = receiveMigration(toSource, { startProgram: async () => model(1) }).catch((error: Error) => error);
       await expect(sendMigration("postcopy", source, toDestination, { codec: "raw", batchPages: 64 })).rejects.toThrow(/protocol 3 is not 4/);
       expect(String(await receiving)).toMatch(/protocol 3 is not 4/);
