@@ -125,7 +125,7 @@ describe.skipIf(withoutTools("chromium"))("examples/browser in headless Chromium
     const page = await browser.newPage();
     await page.goto(`${origin}/examples/browser/`);
     await page.waitForSelector("body[data-state=ready]");
-    const input = await page.$("#file");
+    const input = await page.$("input#file");
     await input!.uploadFile(file);
     await page.waitForSelector("body[data-state=done]", { timeout: 60_000 });
     const survey = (await page.evaluate("window.pagemillSurvey")) as SurveyReport;

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CodecError, PageBatch } from "../src/index.js";
-import { Encoding, type PageCodec } from "../src/codecs/codec.js";
+import { Encoding } from "../src/codecs/codec.js";
 import { codecNamesFor, createCodec } from "../src/codecs/registry.js";
 import { ENTRY_BYTES, HEADER_BYTES, encodeControl, maxFramePages, writePagesFrame, type ControlMessage, type FramePart } from "../src/wire/frame.js";
 import { Scratch } from "../src/wasm/arena.js";

@@ -62,7 +62,7 @@ class MecomModel {
   encode(list: Uint8Array[]): { encoding: number; payload: Uint8Array }[] {
     const pageSize = list[0]!.length;
     const wkdmOk = pageSize === 4096 && this.minHits <= this.sampled;
-    let rates = new Float32Array(list.length);
+    let rates: Float32Array = new Float32Array(list.length);
     if (wkdmOk) {
       const batch = new PageBatch(list.length, 4096);
       list.forEach((p, k) => batch.page(k).set(p));

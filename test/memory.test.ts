@@ -14,7 +14,6 @@ import { Random } from "../src/random.js";
 import { FrameType, encodeControl, readFrameHeader } from "../src/wire/frame.js";
 import { init } from "../src/wasm/module.js";
 import { listening, runNode } from "./helpers/processes.js";
-// @ts-expect-error: the example is plain JavaScript
 import { compile, newMemory, reach, start, steps } from "../examples/wasm-memory/program.mjs";
 import { flatBytes } from "../src/index.js";
 

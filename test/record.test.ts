@@ -429,7 +429,7 @@ while True:
       child.kill();
     }
     const reader = await TraceReader.open(out);
-    expect((reader.header.meta.recorder!.settleSeconds as number[]).length).toBe(2);
+    expect((reader.header.meta.recorder as { settleSeconds: number[] }).settleSeconds.length).toBe(2);
     const epochs = [];
     for await (const epoch of reader.epochs()) epochs.push(Array.from(epoch.pages));
     // Without the settling, page 30000 would wait for pass 4, its slice's turn, to be seen changing.
@@ -446,7 +446,7 @@ while True:
       child.kill();
     }
     const reader = await TraceReader.open(out);
-    const passSeconds = reader.header.meta.recorder!.passSeconds as number[];
+    const passSeconds = (reader.header.meta.recorder as { passSeconds: number[] }).passSeconds;
     const first = (await reader.epochs().next()).value!;
     // On the grid, or right after the image pass when that took longer (with room for a busy machine).
     expect(first.elapsedMicros / 1e6).toBeLessThan(Math.max(0.1, passSeconds[0]!) + 0.2);

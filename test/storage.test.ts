@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { fileURLToPath } from "node:url";
-import { createHash } from "node:crypto";
 import { BLOCK_MODELS, DiskTraceWorkload, modelDisk, newDisk } from "../src/guest/disk.js";
 import type { AccessHook, AccessKind, Workload } from "../src/guest/guest.js";
 import { IdleWorkload, PoissonWorkload, TraceReplay, syntheticGuest } from "../src/guest/workloads.js";

@@ -16,6 +16,9 @@ import {
 } from "../src/wire/stream.js";
 import { sharedTraceImagePages } from "./helpers/traces.js";
 
+/** Node 20's ReadableStream.from, which the DOM library's type of ReadableStream lacks. */
+const streamOf = <T>(chunks: Iterable<T>): ReadableStream<T> => (ReadableStream as unknown as { from(chunks: Iterable<T>): ReadableStream<T> }).from(chunks);
+
 const FUZZ = Boolean(process.env.PAGEMILL_FUZZ);
 const CHOICES = ["raw", ...codecNamesFor("compress")];
 
@@ -73,12 +76,12 @@ describe("frame streams", () => {
     const count = 300;
     const inputs = inputsFor(pages, pageSize, count);
     const viaNode = Buffer.concat(await collect<Buffer>(Readable.from(inputs).pipe(createEncodeStream({ batchPages: 64 }))));
-    const viaWeb = Buffer.concat(await collect(ReadableStream.from(inputs).pipeThrough(new FrameEncoderStream({ batchPages: 64 }))));
+    const viaWeb = Buffer.concat(await collect(streamOf(inputs).pipeThrough(new FrameEncoderStream({ batchPages: 64 }))));
     expect(Buffer.compare(viaNode, viaWeb)).toBe(0);
     const memory = new Uint8Array(count * pageSize);
     const pieces: Uint8Array[] = [];
     for (let at = 0, size = 1; at < viaWeb.byteLength; at += size, size = (size % 61) + 1) pieces.push(viaWeb.subarray(at, at + size));
-    const frames = await collect(ReadableStream.from(pieces).pipeThrough(new FrameDecoderStream({ destination: memory })));
+    const frames = await collect(streamOf(pieces).pipeThrough(new FrameDecoderStream({ destination: memory })));
     expect(Buffer.compare(memory, pages)).toBe(0);
     expect(frames.length).toBeGreaterThan(3);
   });
@@ -120,13 +123,13 @@ describe("frame streams", () => {
     expect(() => new FrameSplitter().push(Buffer.concat([a, bad.subarray(0, 28)]))).toThrow(/header check/);
     // Node and WHATWG decoders report it as a stream error.
     await expect(pipeline(Readable.from([a, b.subarray(0, 10)]), createDecodeStream(), new Writable({ objectMode: true, write: (_f, _e, done) => done() }))).rejects.toThrow(CodecError);
-    await expect(collect(ReadableStream.from([a, bad]).pipeThrough(new FrameDecoderStream()))).rejects.toThrow(CodecError);
+    await expect(collect(streamOf([a, bad]).pipeThrough(new FrameDecoderStream()))).rejects.toThrow(CodecError);
   });
 
   it("takes ArrayBuffers as bytes and refuses anything else, naming what it got", async () => {
     const a = encodeControl({ type: "round-start", round: 0, pages: 1 }, 0);
-    const whole = a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength);
-    expect(await collect<Frame>(ReadableStream.from([whole]).pipeThrough(new FrameDecoderStream()))).toHaveLength(1);
-    await expect(collect(ReadableStream.from(["frames" as unknown as Uint8Array]).pipeThrough(new FrameDecoderStream()))).rejects.toThrow(/a frame stream's chunk must be a Uint8Array or ArrayBuffer, got/);
+    const whole = a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength) as ArrayBuffer;
+    expect(await collect<Frame>(streamOf([whole]).pipeThrough(new FrameDecoderStream()))).toHaveLength(1);
+    await expect(collect(streamOf(["frames" as unknown as Uint8Array]).pipeThrough(new FrameDecoderStream()))).rejects.toThrow(/a frame stream's chunk must be a Uint8Array or ArrayBuffer, got/);
   });
 });

@@ -5,7 +5,8 @@
 // Times are in seconds of the migration's clock (virtual unless run on a
 // real one), sizes in bytes, rates per second of that clock.
 
-import type { CodecStats, XbzrleStats } from "../codecs/codec.js";
+import type { XbzrleStats } from "../codecs/codec.js";
+import type { WireStats } from "../wire/pipeline.js";
 import type { PipelineReport } from "../wire/pipeline.js";
 import type { DiskStats } from "./storage.js";
 
@@ -204,8 +205,8 @@ export interface MigrationStats {
   sourceCpu: number;
   /** CPU seconds the destination spent on decoding */
   destinationCpu: number;
-  /** the codec's counters (pages per wire id, bytes in and out) */
-  codecStats: CodecStats;
+  /** the codec's counters (pages per wire id, bytes in and out) and the frames' */
+  codecStats: WireStats;
   /** raw bytes of pages sent with content per wire byte of their payload */
   compressionRatio: number;
 
