@@ -150,9 +150,17 @@ describe("Source and Destination", () => {
  * A source end with a priority lane over two simulated lines, one for the
  * push (send) and one for the lane (sendUrgent), so a lane frame passes the
  * push's frames; the destination end receives from both in arrival order.
- * `onArrival` sees each frame as the destination takes it.
+ * `onArrival` sees each frame as the destination takes it; `onSend` is
+ * given the time until the push's line frees as each frame is sent. With
+ * `line`, the source end says that time too (lineFreeIn).
  */
-function laned(clock: VirtualClock, bitsPerSecond: number, onSend: (frame: Uint8Array, urgent: boolean) => void, onArrival: (frame: Uint8Array) => void): { source: Channel; destination: Channel } {
+function laned(
+  clock: VirtualClock,
+  bitsPerSecond: number,
+  onSend: (frame: Uint8Array, urgent: boolean, lineFreeIn: number) => void,
+  onArrival: (frame: Uint8Array) => void,
+  line = false,
+): { source: Channel; destination: Channel } {
   const push = new SimulatedLink(clock, { bitsPerSecond, rtt: 0.002 });
   const lane = new SimulatedLink(clock, { bitsPerSecond, rtt: 0.002 });
   const next = (end: Channel, from: number) => end.receive().then((frame) => ({ frame, from }));
@@ -173,8 +181,9 @@ function laned(clock: VirtualClock, bitsPerSecond: number, onSend: (frame: Uint8
   return {
     source: {
       ...common,
-      send: (frame) => (onSend(frame, false), push.a.send(frame)),
-      sendUrgent: (frame) => (onSend(frame, true), lane.a.send(frame)),
+      send: (frame) => (onSend(frame, false, push.a.lineFreeIn!()), push.a.send(frame)),
+      ...(line && { lineFreeIn: () => push.a.lineFreeIn!() }),
+      sendUrgent: (frame) => (onSend(frame, true, push.a.lineFreeIn!()), lane.a.send(frame)),
       receive: () => push.a.receive(),
       close: () => (push.a.close(), lane.a.close()),
     },
@@ -226,6 +235,53 @@ describe("post-copy with a priority lane: a page asked for while its push frame 
       await w.close();
       w.guest.dispose();
     }
+  });
+
+  it("with a channel that says when its line frees, the push chooses a frame's pages just before: a page is not asked for while its frame waits", async () => {
+    const run = async (line: boolean) => {
+      const w = new PoissonWorkload(syntheticGuest(1024, { seed: 3 }), { rate: 20, seed: 3 });
+      const clock = new VirtualClock();
+      // When each page's push frame was handed over and when it started on the line; a page's lane copy.
+      const pushed = new Map<number, { at: number; start: number }>();
+      const onLane = new Map<number, number>();
+      let stopped = false;
+      const ahead: number[] = [];
+      const { source, destination } = laned(
+        clock,
+        20e6,
+        (frame, urgent, lineFreeIn) => {
+          const type = readFrameHeader(frame).type;
+          if (type === FrameType.SWITCHOVER) stopped = true;
+          if (!stopped || type !== FrameType.PAGES) return;
+          if (!urgent) ahead.push(lineFreeIn);
+          for (const p of pagesOf(frame)!.indices) {
+            if (urgent) onLane.set(p, clock.now());
+            else pushed.set(p, { at: clock.now(), start: clock.now() + lineFreeIn });
+          }
+        },
+        () => {},
+        line,
+      );
+      try {
+        const stats = await migrate("postcopy", { workload: w, clock, source, destination, codec: "raw" });
+        expect(stats.verifiedPages).toBe(1024);
+        // Pages sent on the lane while their push frame waited for the line.
+        const whileWaiting = [...onLane].filter(([p, t]) => pushed.has(p) && t >= pushed.get(p)!.at && t < pushed.get(p)!.start).length;
+        return { whileWaiting, ahead };
+      } finally {
+        await w.close();
+        w.guest.dispose();
+      }
+    };
+    const early = await run(false);
+    const late = await run(true);
+    // Each push frame at 20 Mbit/s is 53 ms on the line; chosen as the one before went on it, it waited about that long.
+    expect(Math.min(...early.ahead.slice(1))).toBeGreaterThan(0.03);
+    expect(early.whileWaiting).toBeGreaterThan(10);
+    expect(late.ahead.length).toBeGreaterThan(10);
+    expect(Math.max(...late.ahead)).toBeLessThanOrEqual(0.005 + 1e-9);
+    // (Requests the lane has not served yet when the frame is chosen still go twice.)
+    expect(late.whileWaiting).toBeLessThan(early.whileWaiting / 3);
   });
 
   it("with a delta stage (XBZRLE) goes once: a second copy could be a delta against a first the destination does not hold yet", async () => {

@@ -147,26 +147,6 @@ describe("TCP channel", () => {
     expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
   });
 
-  it("a receiver acknowledges a batch of frames once the loop turns, after the frame that completed it was handed on", async () => {
-    const { client, server } = await pair();
-    const peer = server as unknown as { acknowledge(): void };
-    const acknowledge = peer.acknowledge.bind(server);
-    let acks = 0;
-    peer.acknowledge = () => {
-      acks++;
-      acknowledge();
-    };
-    for (let i = 0; i < 16; i++) await client.send(frame(100, i));
-    for (let i = 0; i < 16; i++) expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(100, i)))).toBe(true);
-    // The sixteenth frame completed a batch: its receiver has it, and the acknowledgement is not written yet.
-    expect(acks).toBe(0);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(acks).toBe(1);
-    // The sender hears it: its sixteen frames' memory is free again.
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect((client as unknown as { log: unknown[] }).log).toHaveLength(0);
-  });
-
   /** Sends `count` frames of `size` bytes from the pool to a peer that keeps up; how many distinct buffers the sender used. */
   async function buffersUsed(size: number, count: number): Promise<number> {
     const { client, server } = await pair();
@@ -407,6 +387,25 @@ describe("TCP channel", () => {
     await Promise.all([...queued, urgent]);
     expect(order.indexOf(100)).toBeLessThanOrEqual(1);
     expect(order.filter((n) => n === 65536).length).toBe(10);
+  });
+
+  it("says when its capped line is free for the next frame, the urgent frames ahead counted; without a cap it is free", async () => {
+    const { client, server } = await pair({ bitsPerSecond: 20e6 });
+    expect(client.lineFreeIn()).toBe(0);
+    // 64 KiB take 26 ms at 20 Mbit/s; the urgent frame of 8 KiB 3.3 ms more, ahead of the next.
+    const sent = client.send(frame(65536, 1));
+    const urgent = client.sendUrgent(frame(8192, 2));
+    const left = client.lineFreeIn();
+    expect(left).toBeGreaterThan(0.027);
+    expect(left).toBeLessThanOrEqual(0.0297);
+    await server.receive();
+    await server.receive();
+    await Promise.all([sent, urgent]);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(client.lineFreeIn()).toBe(0);
+    const uncapped = await pair();
+    await uncapped.client.send(frame(65536, 1));
+    expect(uncapped.client.lineFreeIn()).toBe(0);
   });
 
   it("a connection naming the session while this end still holds the old one takes over from it: frames carry on", async () => {

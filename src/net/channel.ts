@@ -45,6 +45,13 @@ export interface Channel {
   readonly bitsPerSecond?: number;
   /** Bytes this end has handed to send(). */
   readonly sentBytes: number;
+  /**
+   * Seconds until the line is free for the next frame send() takes, where
+   * the channel carries its frames on a line of its own rate (a cap, a
+   * simulated link): the frames ahead, urgent ones too, have left. 0 when
+   * it is free now.
+   */
+  lineFreeIn?(): number;
   /** No more frames from this end; the peer's receive() returns undefined after the last. */
   close(): void;
   /**

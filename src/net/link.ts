@@ -108,6 +108,10 @@ class LinkEnd implements Channel {
     return this.rate.rateAt(this.clock.now());
   }
 
+  lineFreeIn(): number {
+    return Math.max(0, this.lineFreeAt - this.clock.now());
+  }
+
   send(frame: Uint8Array): Promise<void> {
     if (this.closed) throw new ChannelClosedError("send on a closed link");
     const now = this.clock.now();
