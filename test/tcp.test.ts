@@ -147,6 +147,26 @@ describe("TCP channel", () => {
     expect(Buffer.from(received[0]!).equals(Buffer.from(frame(size, 0)))).toBe(true);
   });
 
+  it("a receiver acknowledges a batch of frames once the loop turns, after the frame that completed it was handed on", async () => {
+    const { client, server } = await pair();
+    const peer = server as unknown as { acknowledge(): void };
+    const acknowledge = peer.acknowledge.bind(server);
+    let acks = 0;
+    peer.acknowledge = () => {
+      acks++;
+      acknowledge();
+    };
+    for (let i = 0; i < 16; i++) await client.send(frame(100, i));
+    for (let i = 0; i < 16; i++) expect(Buffer.from((await server.receive())!).equals(Buffer.from(frame(100, i)))).toBe(true);
+    // The sixteenth frame completed a batch: its receiver has it, and the acknowledgement is not written yet.
+    expect(acks).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(acks).toBe(1);
+    // The sender hears it: its sixteen frames' memory is free again.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((client as unknown as { log: unknown[] }).log).toHaveLength(0);
+  });
+
   /** Sends `count` frames of `size` bytes from the pool to a peer that keeps up; how many distinct buffers the sender used. */
   async function buffersUsed(size: number, count: number): Promise<number> {
     const { client, server } = await pair();

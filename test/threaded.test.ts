@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { flatBytes } from "../src/index.js";
+import { PAUSED, endStep, enterStep, holdGate, openGate } from "../src/guest/threaded.js";
 
 const DIST = fileURLToPath(new URL("../dist/guest/threaded.js", import.meta.url));
 const MIGRATE = new URL("../dist/cli/migrate.js", import.meta.url).href;
@@ -127,6 +128,52 @@ describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
       }
     } finally {
       await guest.close();
+    }
+  });
+
+  it("the step gate: a stop between steps pauses the program at once, during a step at the step's end; a resume opens it", () => {
+    const control = new Int32Array(new SharedArrayBuffer(2 * 4));
+    const clock = new Float64Array(new SharedArrayBuffer(5 * 8));
+    // Between steps: stop() pauses the program there, with no answer from the worker, and no step starts.
+    expect(holdGate(control)).toBe(true);
+    expect(enterStep(control)).toBe(false);
+    expect(() => holdGate(control)).toThrow(/held already/);
+    openGate(control);
+    // During a step: asked, the program pauses at the step's end, at the time the worker says.
+    expect(enterStep(control)).toBe(true);
+    expect(holdGate(control)).toBe(false);
+    const ended = performance.timeOrigin + performance.now();
+    endStep(control, clock);
+    expect(clock[PAUSED]).toBeGreaterThanOrEqual(ended);
+    expect(enterStep(control)).toBe(false);
+    openGate(control);
+    // A step with no pause asked leaves the gate open.
+    expect(enterStep(control)).toBe(true);
+    endStep(control, clock);
+    expect(holdGate(control)).toBe(true);
+  });
+
+  it("stop() on a guest between steps pauses it at once, and it runs no step after: memory is a replay to the stop", async () => {
+    const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] });
+    const replica = await openWorkload(MODEL);
+    try {
+      for (let round = 0; round < 20; round++) {
+        await new Promise((resolve) => setTimeout(resolve, 3));
+        const called = (performance.timeOrigin + performance.now()) / 1000;
+        const paused = await guest.stop();
+        expect(paused).toBeGreaterThanOrEqual(called - 1e-6);
+        const at = guest.workTime;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        expect(guest.workTime).toBe(at);
+        guest.resume();
+      }
+      await guest.stop();
+      await replica.advance(guest.workTime);
+      expect(Buffer.from(flatBytes(guest.guest.memory)).equals(Buffer.from(flatBytes(replica.guest.memory)))).toBe(true);
+    } finally {
+      await guest.close();
+      await replica.close();
+      replica.guest.dispose();
     }
   });
 

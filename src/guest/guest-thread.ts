@@ -4,7 +4,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { init } from "../wasm/module.js";
 import type { Workload } from "./guest.js";
-import { NOW, PAUSE, PAUSED, STOP, THROTTLE, WORK, type ThreadShared, type WorkloadSpec } from "./threaded.js";
+import { GATE, HELD, NOW, PAUSED_MS, RUN, STOP, THROTTLE, WORK, endStep, enterStep, type ThreadShared, type WorkloadSpec } from "./threaded.js";
 
 const port = parentPort!;
 const spec = workerData as WorkloadSpec;
@@ -38,23 +38,15 @@ guest.hook = (page, kind) => {
 
 const started = performance.now();
 port.postMessage({ startedAt: performance.timeOrigin + started });
-let paused = 0;
 for (;;) {
-  const command = Atomics.load(control, 0);
-  const state = command & 3;
-  if (state === STOP) break;
-  if (state === PAUSE) {
-    const since = performance.now();
-    clock[PAUSED] = performance.timeOrigin + since;
-    Atomics.store(control, 1, 1);
-    Atomics.notify(control, 1);
-    Atomics.wait(control, 0, command);
-    Atomics.store(control, 1, 0);
-    paused += performance.now() - since;
+  if (Atomics.load(control, 0) === STOP) break;
+  // Paused (the engine, or this thread at the end of the last step, holds the gate): until resumed or closed.
+  if (!enterStep(control)) {
+    Atomics.wait(control, GATE, HELD);
     continue;
   }
   workload.throttle = clock[THROTTLE]!;
-  await workload.advance(Math.max(workload.now, (performance.now() - started - paused) / 1000));
+  await workload.advance(Math.max(workload.now, (performance.now() - started - clock[PAUSED_MS]!) / 1000));
   const ps = guest.pageSize;
   for (const p of written) {
     live.set(guest.page(p), p * ps);
@@ -64,7 +56,8 @@ for (;;) {
   written.length = 0;
   clock[NOW] = workload.now;
   clock[WORK] = workload.workTime;
-  // About a millisecond between steps, as a program between bursts of writes; a pause wakes it at once.
-  Atomics.wait(control, 0, command, 1);
+  endStep(control, clock);
+  // About a millisecond between steps, as a program between bursts of writes (a pause needs no wake-up).
+  Atomics.wait(control, 0, RUN, 1);
 }
 await workload.close();

@@ -40,19 +40,65 @@ export interface WorkloadSpec {
   readonly args: readonly unknown[];
 }
 
-/**
- * control[0]: what the worker should do, numbered: (n << 2) | RUN, PAUSE or STOP, so that a pause asked
- * right after a resume is a value the worker waits on no longer, even if it has not woken from the last
- * pause yet; control[1]: 1 while it is paused (stop() clears it first: the last pause's 1 may still be there).
- */
+/** control[0]: RUN, or STOP (the worker ends); control[GATE]: the step gate. */
 export const RUN = 0;
-export const PAUSE = 1;
-export const STOP = 2;
-/** Slots of the shared Float64Array: the workload's now and workTime and when it last paused (the worker's: wall ms), the throttle (the engine's). */
+export const STOP = 1;
+/**
+ * The step gate, the one word a pause and a resume change. The worker takes it for each step (OPEN ->
+ * STEPPING) and opens it after. stop() holds it: when open, the program is paused there and then,
+ * between steps, with no wait for the worker to wake and say so (HELD); during a step, it asks
+ * (ASKED), and the worker holds it at the step's end (HELD). resume() opens it. A pause and its resume
+ * are states of this word alone, so a worker slow to wake never acts on a pause that is over.
+ */
+export const GATE = 1;
+const OPEN = 0;
+const STEPPING = 1;
+const ASKED = 2;
+/** (The worker waits on this value while the program is paused.) */
+export const HELD = 3;
+/**
+ * Slots of the shared Float64Array: the workload's now and workTime (the worker's); when the program
+ * last paused, wall ms (the end that held the gate); the throttle and the ms the program was paused
+ * before its last resume (the engine's).
+ */
 export const NOW = 0;
 export const WORK = 1;
 export const THROTTLE = 2;
 export const PAUSED = 3;
+export const PAUSED_MS = 4;
+
+/**
+ * stop()'s hold on the gate: true when the program was between steps and is paused now; false when a
+ * step is running and was asked to pause at its end.
+ */
+export function holdGate(control: Int32Array): boolean {
+  for (;;) {
+    const gate = Atomics.compareExchange(control, GATE, OPEN, HELD);
+    if (gate === OPEN) return true;
+    if (gate !== STEPPING) throw new PagemillError(`the guest's step gate is ${gate === HELD ? "held" : "asked"} already: a second pause`);
+    // (The step may have ended meanwhile: then the gate is open, and held on the next turn.)
+    if (Atomics.compareExchange(control, GATE, STEPPING, ASKED) === STEPPING) return false;
+  }
+}
+
+/** The worker takes the gate for a step; false while the program is paused. */
+export function enterStep(control: Int32Array): boolean {
+  return Atomics.compareExchange(control, GATE, OPEN, STEPPING) === OPEN;
+}
+
+/** The worker's step ended: the gate opens, or, when a pause was asked meanwhile, is held from now (its time in `clock`). */
+export function endStep(control: Int32Array, clock: Float64Array): void {
+  if (Atomics.compareExchange(control, GATE, STEPPING, OPEN) === STEPPING) return;
+  clock[PAUSED] = performance.timeOrigin + performance.now();
+  Atomics.store(control, GATE, HELD);
+  Atomics.notify(control, GATE);
+}
+
+/** resume(): steps may start again (a worker waiting on the held gate wakes). */
+export function openGate(control: Int32Array): void {
+  Atomics.store(control, GATE, OPEN);
+  Atomics.notify(control, GATE);
+}
 
 export interface ThreadShared {
   readonly memory: SharedArrayBuffer;
@@ -73,8 +119,6 @@ export class ThreadedWorkload implements Workload {
   /** ms the program was paused before the current pause, and when that one began (wall ms) */
   private pausedMs = 0;
   private pausedAt: number | undefined;
-  /** Commands sent to the worker so far: numbers each one (see control[0]). */
-  private commands = 0;
   private failure: Error | undefined;
   /** Throws the thread's failure, if it failed. */
   private readonly checkAlive = (): void => {
@@ -119,8 +163,8 @@ export class ThreadedWorkload implements Workload {
     const shared: ThreadShared = {
       memory: new SharedArrayBuffer(shape.pageCount * shape.pageSize),
       dirty: new SharedArrayBuffer(Math.ceil(shape.pageCount / 32) * 4),
-      control: new SharedArrayBuffer(8),
-      clock: new SharedArrayBuffer(4 * 8),
+      control: new SharedArrayBuffer(2 * 4),
+      clock: new SharedArrayBuffer(5 * 8),
     };
     new Float64Array(shared.clock)[THROTTLE] = 1;
     worker.postMessage(shared);
@@ -162,12 +206,15 @@ export class ThreadedWorkload implements Workload {
   /** Pauses the program (its current step finishes first) and takes its last writes; resolves with the wall clock (s) at which it paused. */
   async stop(): Promise<number> {
     if (this.pausedAt !== undefined) return this.pausedAt / 1000;
-    Atomics.store(this.control, 1, 0);
-    this.command(PAUSE);
-    // Between steps (most of the time) the worker pauses at once: blocking for up to a millisecond sees it;
-    // a step still running is waited for with the loop turning.
-    await waitWhile(this.control, 1, 0, 1, this.checkAlive);
-    // Paused when the worker says: from there the program runs no more.
+    // Taken before the gate is held: the downtime counts from no later than the pause.
+    const asked = performance.timeOrigin + performance.now();
+    // Between steps (most of the time) the program is not running, and holding the gate pauses it there:
+    // waiting instead for its thread to wake and say so, and for this one to wake in turn, took 0.2-1 ms
+    // (more when other threads held both cores: stamped, inside the downtime, which starts here).
+    if (holdGate(this.control)) this.clock[PAUSED] = asked;
+    // A step is running: the worker pauses at its end (blocking for up to a millisecond sees that; a
+    // longer step is waited for with the loop turning), at the time it says.
+    else await waitWhile(this.control, GATE, ASKED, 1, this.checkAlive);
     this.pausedAt = this.clock[PAUSED]!;
     this.lastWork = this.workTime;
     this.takeDirty();
@@ -176,20 +223,21 @@ export class ThreadedWorkload implements Workload {
 
   /** Lets a paused program run on (a migration that failed). */
   resume(): void {
-    if (this.pausedAt !== undefined) this.pausedMs += performance.timeOrigin + performance.now() - this.pausedAt;
+    if (this.pausedAt === undefined) return;
+    this.pausedMs += performance.timeOrigin + performance.now() - this.pausedAt;
     this.pausedAt = undefined;
-    this.command(RUN);
+    // The worker's clock leaves out the same pauses as clockTime().
+    this.clock[PAUSED_MS] = this.pausedMs;
+    openGate(this.control);
   }
 
   async close(): Promise<void> {
-    this.command(STOP);
+    Atomics.store(this.control, 0, STOP);
+    // Between steps, or paused.
+    Atomics.notify(this.control, 0);
+    Atomics.notify(this.control, GATE);
     await this.worker.terminate();
     this.guest.dispose();
-  }
-
-  private command(what: number): void {
-    Atomics.store(this.control, 0, (++this.commands << 2) | what);
-    Atomics.notify(this.control, 0);
   }
 
   private takeDirty(): number {

@@ -809,6 +809,8 @@ export class TcpChannel implements Channel {
   private framesAcked = 0;
   /** bytes of the frames received since the last acknowledgement */
   private bytesUnacked = 0;
+  /** an acknowledgement is set to go when the loop turns */
+  private ackDue = false;
   private readonly frames: Uint8Array[] = [];
   private waiting: { resolve: (frame: Uint8Array | undefined) => void; reject: (error: Error) => void } | undefined;
   private peerEnded = false;
@@ -1042,7 +1044,16 @@ export class TcpChannel implements Channel {
       this.bytesUnacked += payload.byteLength;
       this.frames.push(payload);
       this.flush();
-      if (this.framesReceived - this.framesAcked >= ACK_EVERY || this.bytesUnacked >= ACK_BYTES) this.acknowledge();
+      if (!this.ackDue && (this.framesReceived - this.framesAcked >= ACK_EVERY || this.bytesUnacked >= ACK_BYTES)) {
+        // Written once the loop turns, after the frame's receiver ran: written here (its seal, and a
+        // loopback write that wakes the peer) it came between a post-copy's switch-over record and the
+        // destination's decode of it, 0.2-0.8 ms of the downtime (stamped, hybrid, load 3-4).
+        this.ackDue = true;
+        setImmediate(() => {
+          this.ackDue = false;
+          if (this.framesReceived > this.framesAcked) this.acknowledge();
+        });
+      }
     } else if (kind === Kind.END) {
       this.peerEnded = true;
       this.acknowledge();
