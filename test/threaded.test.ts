@@ -112,6 +112,31 @@ describe.skipIf(!existsSync(DIST))("a guest in a worker thread", () => {
     }
   });
 
+  it("an idle program's thread (no writes) steps every 20 ms, not every millisecond, and pauses at once", async () => {
+    const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [{ workload: "idle", pages: "64" }] });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      await sleep(20);
+      // Each step publishes the program's time (now): sampled about every millisecond for 200 ms.
+      const seen = new Set<number>();
+      const until = performance.now() + 200;
+      while (performance.now() < until) {
+        seen.add(guest.now);
+        await sleep(1);
+      }
+      expect(seen.size).toBeGreaterThanOrEqual(2);
+      expect(seen.size).toBeLessThanOrEqual(12);
+      const called = (performance.timeOrigin + performance.now()) / 1000;
+      const paused = await guest.stop();
+      expect(paused).toBeGreaterThanOrEqual(called - 1e-6);
+      expect(paused).toBeLessThanOrEqual((performance.timeOrigin + performance.now()) / 1000 + 1e-6);
+      // Its time is at most a step old.
+      expect(guest.clockTime() - guest.workTime).toBeLessThan(0.1);
+    } finally {
+      await guest.close();
+    }
+  });
+
   it("a stop asked right after a resume is a new pause: its time is after the resume, not the last pause's", async () => {
     const guest = await ThreadedWorkload.start({ module: MIGRATE, name: "openWorkload", args: [MODEL] });
     try {
